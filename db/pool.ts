@@ -1,0 +1,52 @@
+/**
+ * Connection helpers. Every query runs through `withClient` or `withTransaction`, which always
+ * release the client, so a thrown error can never leak a connection.
+ */
+import pg from 'pg';
+
+export type Pool = pg.Pool;
+export type PoolClient = pg.PoolClient;
+/** Anything that can run a query: the pool itself or a client inside a transaction. */
+export type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
+
+// NUMERIC comes back as a string (exact money); BIGINT (20) as a string too, which we keep.
+export function createPool(connectionString: string, max = 10, applicationName = 'acme-orders'): Pool {
+  const pool = new pg.Pool({ connectionString, max, application_name: applicationName });
+  // An idle client that loses its server emits 'error' on the pool; without a listener Node crashes.
+  pool.on('error', () => {});
+  return pool;
+}
+
+export async function withClient<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    return await fn(client);
+  } finally {
+    client.release();
+  }
+}
+
+export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
+  return withClient(pool, async (client) => {
+    await client.query('begin');
+    try {
+      const result = await fn(client);
+      await client.query('commit');
+      return result;
+    } catch (err) {
+      await client.query('rollback').catch(() => {});
+      throw err;
+    }
+  });
+}
+
+/** SQLSTATEs worth a retry of the whole transaction: serialization failure and deadlock. */
+export function isRetryableSqlError(err: unknown): boolean {
+  const code = (err as { code?: string } | null)?.code;
+  return code === '40001' || code === '40P01';
+}
+
+export function isUniqueViolation(err: unknown, constraint?: string): boolean {
+  const e = err as { code?: string; constraint?: string } | null;
+  return e?.code === '23505' && (constraint === undefined || e.constraint === constraint);
+}

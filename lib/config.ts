@@ -1,0 +1,76 @@
+/**
+ * The one place that reads `process.env`.
+ *
+ * Every process calls `loadConfig()` once in its `main()` and passes the typed result down. Defaults
+ * point at the local servers that `scripts/infra.sh` installs, so a fresh clone runs with no `.env`;
+ * setting `DATABASE_URL`, `AMQP_URL` or `TEMPORAL_ADDRESS` points the system at existing servers
+ * instead (and makes `scripts/infra.sh` leave that piece alone).
+ */
+import { z } from 'zod';
+
+const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const durationMs = (min: number, max: number) => intFrom(min, max).describe('milliseconds');
+
+const schema = z.object({
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .default('postgres://acme:acme@127.0.0.1:5432/acme'),
+  DATABASE_POOL_MAX: intFrom(1, 200).default(10),
+
+  AMQP_URL: z
+    .string()
+    .regex(/^amqps?:\/\//, 'must be an amqp:// URL')
+    .default('amqp://guest:guest@127.0.0.1:5672'),
+  AMQP_EXCHANGE: z.string().min(1).default('acme.events'),
+
+  TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
+
+  PORT: intFrom(1, 65535).default(8000),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+
+  OUTBOX_BATCH_SIZE: intFrom(1, 1000).default(100),
+  OUTBOX_POLL_INTERVAL_MS: durationMs(10, 60_000).default(1000),
+  OUTBOX_PUBLISH_TIMEOUT_MS: durationMs(100, 120_000).default(5000),
+
+  BRIDGE_PREFETCH: intFrom(1, 1000).default(32),
+  BRIDGE_MAX_DELIVERIES: intFrom(1, 100).default(5),
+
+  /** How long the saga keeps retrying a gateway that is down before it gives up and compensates. */
+  PAYMENT_DEADLINE_MS: durationMs(1000, 7 * 24 * 3600_000).default(10 * 60_000),
+  /** Simulated gateway: totals above this are declined (non-retryable). */
+  PAYMENT_DECLINE_OVER: z.coerce.number().positive().default(10_000),
+  /** Simulated gateway: customers with this id prefix are always declined. */
+  PAYMENT_DECLINE_CUSTOMER_PREFIX: z.string().min(1).default('DECLINE'),
+  /** Simulated gateway: probability (0..1) that a charge attempt fails transiently and is retried. */
+  PAYMENT_TRANSIENT_FAILURE_RATE: z.coerce.number().min(0).max(1).default(0),
+});
+
+export type Config = Readonly<z.infer<typeof schema>>;
+
+/** Every environment variable the system reads; docker-compose.yml is checked against this list. */
+export const CONFIG_KEYS = Object.keys(schema.shape) as ReadonlyArray<keyof Config>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/**
+ * Parses and validates the environment once. Throws a `ConfigError` naming each variable to fix.
+ * Empty strings count as unset, so `FOO= npm run up` falls back to the default.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const relevant = Object.fromEntries(
+    CONFIG_KEYS.filter((key) => env[key] !== undefined && env[key] !== '').map((key) => [key, env[key]]),
+  );
+  const parsed = schema.safeParse(relevant);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map(
+      (issue) => `  ${issue.path.join('.')}=${JSON.stringify(env[String(issue.path[0])])}: ${issue.message}`,
+    );
+    throw new ConfigError(`Invalid configuration; set these environment variables:\n${lines.join('\n')}`);
+  }
+  return Object.freeze(parsed.data);
+}

@@ -1,0 +1,93 @@
+/**
+ * The event catalogue: every event the system publishes to the `acme.events` topic exchange.
+ *
+ * Routing key = event type. The AMQP message carries `messageId` = envelope id, `type` = event type,
+ * `correlationId`, `contentType: application/json` and is persistent. Consumers dedupe by `id`:
+ * delivery is at least once.
+ */
+
+export const EVENT_VERSION = 1;
+
+/** What each event means and who emits it; the README's event table is checked against this. */
+export const EVENT_CATALOGUE = {
+  'order.placed': { producer: 'api', description: 'An order was accepted and stored (status PENDING).' },
+  'inventory.reserved': {
+    producer: 'saga: reserveInventory',
+    description: 'Stock for every item was reserved (status RESERVED).',
+  },
+  'order.out_of_stock': {
+    producer: 'saga: reserveInventory',
+    description: 'At least one item lacked stock; nothing was reserved (status OUT_OF_STOCK).',
+  },
+  'payment.completed': { producer: 'saga: chargePayment', description: 'The payment was captured (status PAID).' },
+  'payment.failed': {
+    producer: 'saga: failPayment',
+    description: 'The payment was declined or its deadline passed (status PAYMENT_FAILED).',
+  },
+  'inventory.released': {
+    producer: 'saga: releaseInventory (compensation)',
+    description: 'Reserved stock was returned after a failed payment or a cancellation.',
+  },
+  'order.completed': {
+    producer: 'saga: completeOrder',
+    description: 'The customer was notified of the paid order (status COMPLETED).',
+  },
+  'order.cancelled': {
+    producer: 'saga: cancelOrder / api',
+    description: 'The order was cancelled before payment was captured (status CANCELLED).',
+  },
+} as const;
+
+export type EventType = keyof typeof EVENT_CATALOGUE;
+export const EVENT_TYPES = Object.keys(EVENT_CATALOGUE) as EventType[];
+
+export interface OrderLine {
+  sku: string;
+  qty: number;
+  unitPrice: string;
+}
+
+/** The `data` of each event type. Money is a decimal string, never a float. */
+export interface EventData {
+  'order.placed': {
+    customerId: string;
+    email: string;
+    items: OrderLine[];
+    total: string;
+    currency: string;
+  };
+  'inventory.reserved': { items: Array<{ sku: string; qty: number }> };
+  'order.out_of_stock': { unavailable: Array<{ sku: string; requested: number; available: number }> };
+  'payment.completed': { amount: string; currency: string; reference: string; customerId: string };
+  'payment.failed': { amount: string; currency: string; reason: string; code: PaymentFailureCode };
+  'inventory.released': { items: Array<{ sku: string; qty: number }>; reason: string };
+  'order.completed': { customerId: string; total: string; currency: string };
+  'order.cancelled': { reason: string };
+}
+
+export type PaymentFailureCode = 'DECLINED' | 'DEADLINE_EXCEEDED';
+
+export interface EventEnvelope<T extends EventType = EventType> {
+  id: string;
+  type: T;
+  version: number;
+  occurredAt: string;
+  orderId: string;
+  correlationId: string;
+  data: EventData[T];
+}
+
+export function buildEvent<T extends EventType>(
+  type: T,
+  fields: { id: string; orderId: string; correlationId: string; occurredAt?: Date; data: EventData[T] },
+): EventEnvelope<T> {
+  return {
+    id: fields.id,
+    type,
+    version: EVENT_VERSION,
+    occurredAt: (fields.occurredAt ?? new Date()).toISOString(),
+    orderId: fields.orderId,
+    correlationId: fields.correlationId,
+    data: fields.data,
+  };
+}

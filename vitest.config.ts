@@ -1,0 +1,30 @@
+import { defineConfig } from 'vitest/config';
+
+// Three projects, one tree (test/): fast unit tests, time-skipping workflow tests, and integration
+// tests against the real PostgreSQL, RabbitMQ and Temporal dev server (scripts/infra.sh starts them).
+export default defineConfig({
+  test: {
+    projects: [
+      { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], testTimeout: 10_000 } },
+      {
+        test: {
+          name: 'workflow',
+          include: ['test/workflow/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          // One time-skipping server per file; files in parallel would fight over 2 cores.
+          fileParallelism: false,
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: ['test/integration/**/*.test.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+});

@@ -1,0 +1,90 @@
+/**
+ * The order saga's contract: everything a caller (API, bridge, tests) needs to talk to the workflow,
+ * without importing the workflow body. Safe to import from workflow code (no Node APIs, no I/O).
+ */
+import { defineSearchAttributeKey } from '@temporalio/common';
+import { defineQuery, defineUpdate } from '@temporalio/workflow';
+
+export const TASK_QUEUE = 'orders';
+export const WORKFLOW_TYPE = 'orderSaga';
+
+/** The business key is the workflow id: one order, one workflow, found in the Web UI by this id. */
+export function orderWorkflowId(orderId: string): string {
+  return `order-${orderId}`;
+}
+
+export const ORDER_STATUSES = [
+  'PENDING',
+  'RESERVED',
+  'PAID',
+  'COMPLETED',
+  'OUT_OF_STOCK',
+  'PAYMENT_FAILED',
+  'CANCELLED',
+] as const;
+export type OrderStatus = (typeof ORDER_STATUSES)[number];
+export const FINAL_STATUSES: ReadonlySet<OrderStatus> = new Set([
+  'COMPLETED',
+  'OUT_OF_STOCK',
+  'PAYMENT_FAILED',
+  'CANCELLED',
+]);
+
+/** Custom search attributes, registered at start-up (scripts/infra.sh and the worker) and kept current. */
+export const SEARCH_ATTRIBUTES = {
+  OrderId: defineSearchAttributeKey('OrderId', 'KEYWORD'),
+  CustomerId: defineSearchAttributeKey('CustomerId', 'KEYWORD'),
+  OrderStatus: defineSearchAttributeKey('OrderStatus', 'KEYWORD'),
+} as const;
+
+/**
+ * Workflow input. No secrets and no personal data beyond ids: history is kept forever and shown in
+ * the Web UI. Activities load the order (e-mail, items, prices) from PostgreSQL.
+ */
+export interface OrderSagaInput {
+  orderId: string;
+  customerId: string;
+  correlationId: string;
+  /** How long to keep retrying a failing payment gateway before giving up and compensating. */
+  paymentDeadlineMs: number;
+}
+
+/** Where the saga is; the status query returns this and the API shows it. */
+export type SagaStep =
+  | 'RESERVING_INVENTORY'
+  | 'CHARGING_PAYMENT'
+  | 'NOTIFYING'
+  | 'COMPENSATING'
+  | 'DONE';
+
+export interface OrderSagaState {
+  orderId: string;
+  status: OrderStatus;
+  step: SagaStep;
+  cancelRequested: boolean;
+  /** Compensations that failed; reported, never swallowed (the workflow then fails too). */
+  compensationFailures: string[];
+  reason?: string;
+}
+
+export interface OrderSagaResult {
+  orderId: string;
+  status: Extract<OrderStatus, 'COMPLETED' | 'OUT_OF_STOCK' | 'PAYMENT_FAILED' | 'CANCELLED'>;
+  reason?: string;
+}
+
+export interface CancelRequest {
+  reason?: string;
+}
+export interface CancelAccepted {
+  accepted: true;
+  status: OrderStatus;
+}
+
+export const statusQuery = defineQuery<OrderSagaState>('status');
+
+/**
+ * Cancels the order if payment has not been captured yet. The validator rejects a late cancel
+ * ("too late: the order is already paid") before anything is written to history.
+ */
+export const cancelUpdate = defineUpdate<CancelAccepted, [CancelRequest]>('cancel');

@@ -27,7 +27,10 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-restricted-syntax': [
         'error',
-        { selector: "MemberExpression[object.name='process'][property.name='env']", message: 'Read configuration through lib/config.ts (loadConfig), never process.env directly.' },
+        {
+          selector: "MemberExpression[object.name='process'][property.name='env']",
+          message: 'Read configuration through lib/config.ts (loadConfig), never process.env directly.',
+        },
       ],
     },
   },
@@ -41,13 +44,19 @@ export default tseslint.config(
       'no-restricted-imports': [
         'error',
         {
-          paths: forbiddenInWorkflows.filter((m) => !m.includes('*')).map((name) => ({
-            name,
-            message: 'Workflow code must be deterministic: do I/O in an activity (activities/) instead.',
-          })),
+          paths: forbiddenInWorkflows
+            .filter((m) => !m.includes('*'))
+            .map((name) => ({
+              name,
+              message: 'Workflow code must be deterministic: do I/O in an activity (activities/) instead.',
+            })),
           patterns: [
             { group: ['@hono/*'], message: 'Workflow code must be deterministic: no HTTP in workflows.' },
-            { group: ['**/activities/*', '!**/activities/index.js'], importNamePattern: '^(?!type)', message: 'Import activities as types only.' },
+            {
+              group: ['**/activities/*', '!**/activities/index.js'],
+              importNamePattern: '^(?!type)',
+              message: 'Import activities as types only.',
+            },
           ],
         },
       ],
@@ -59,7 +68,11 @@ export default tseslint.config(
       ],
       'no-restricted-properties': [
         'error',
-        { object: 'Date', property: 'now', message: 'Workflow time is deterministic already, but prefer workflowInfo() / sleep() for clarity.' },
+        {
+          object: 'Date',
+          property: 'now',
+          message: 'Workflow time is deterministic already, but prefer workflowInfo() / sleep() for clarity.',
+        },
       ],
     },
   },

@@ -9,6 +9,7 @@ export default defineConfig({
       {
         test: {
           name: 'workflow',
+          globalSetup: ['test/helpers/global-setup.ts'],
           include: ['test/workflow/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
@@ -19,6 +20,7 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
+          globalSetup: ['test/helpers/global-setup.ts'],
           include: ['test/integration/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,

@@ -15,7 +15,13 @@ export async function enqueueEvent(db: Queryable, event: EventEnvelope): Promise
     `insert into event_outbox (event_id, type, order_id, payload, headers)
      values ($1::uuid, $2, $3::uuid, $4::jsonb, $5::jsonb)
      on conflict (event_id) do nothing`,
-    [event.id, event.type, event.orderId, JSON.stringify(event), JSON.stringify({ correlationId: event.correlationId })],
+    [
+      event.id,
+      event.type,
+      event.orderId,
+      JSON.stringify(event),
+      JSON.stringify({ correlationId: event.correlationId }),
+    ],
   );
   return rowCount === 1;
 }

@@ -23,9 +23,13 @@ const schema = z.object({
     .regex(/^amqps?:\/\//, 'must be an amqp:// URL')
     .default('amqp://guest:guest@127.0.0.1:5672'),
   AMQP_EXCHANGE: z.string().min(1).default('acme.events'),
+  /** The bridge's durable queue, bound to `order.placed`; its dead letters go to `<queue>.dlq`. */
+  BRIDGE_QUEUE: z.string().min(1).default('orders.bridge'),
+  LOYALTY_QUEUE: z.string().min(1).default('loyalty.points'),
 
   TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
+  TEMPORAL_TASK_QUEUE: z.string().min(1).default('orders'),
   TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
 
   PORT: intFrom(1, 65535).default(8000),

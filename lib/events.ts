@@ -19,7 +19,10 @@ export const EVENT_CATALOGUE = {
     producer: 'saga: reserveInventory',
     description: 'At least one item lacked stock; nothing was reserved (status OUT_OF_STOCK).',
   },
-  'payment.completed': { producer: 'saga: chargePayment', description: 'The payment was captured (status PAID).' },
+  'payment.completed': {
+    producer: 'saga: chargePayment',
+    description: 'The payment was captured (status PAID).',
+  },
   'payment.failed': {
     producer: 'saga: failPayment',
     description: 'The payment was declined or its deadline passed (status PAYMENT_FAILED).',

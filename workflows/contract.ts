@@ -50,12 +50,7 @@ export interface OrderSagaInput {
 }
 
 /** Where the saga is; the status query returns this and the API shows it. */
-export type SagaStep =
-  | 'RESERVING_INVENTORY'
-  | 'CHARGING_PAYMENT'
-  | 'NOTIFYING'
-  | 'COMPENSATING'
-  | 'DONE';
+export type SagaStep = 'RESERVING_INVENTORY' | 'CHARGING_PAYMENT' | 'NOTIFYING' | 'COMPENSATING' | 'DONE';
 
 export interface OrderSagaState {
   orderId: string;

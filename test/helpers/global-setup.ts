@@ -1,0 +1,37 @@
+/**
+ * Runs before the workflow and integration projects: makes sure the template database for the
+ * current migrations exists, so every test file clones a current schema in milliseconds.
+ *
+ * Safe when two projects (or two runs) do it at once: each builds a private database and renames it
+ * into place; the loser of the rename drops its copy. A template is never altered after creation.
+ */
+import { randomUUID } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { migrate } from '../../db/migrate.js';
+import { createPool } from '../../db/pool.js';
+import { SEED_FILE, TEMPLATE_DB, TEMPLATE_PREFIX, adminQuery, databaseUrl } from './db.js';
+
+export default async function setup(): Promise<void> {
+  const existing = await adminQuery<{ datname: string }>(
+    'select datname from pg_database where datname like $1',
+    [`${TEMPLATE_PREFIX}%`],
+  );
+  if (existing.some((row) => row.datname === TEMPLATE_DB)) return;
+
+  const building = `acme_test_build_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
+  await adminQuery(`create database ${building}`);
+  const pool = createPool(databaseUrl(building), 1, 'acme-test-setup');
+  try {
+    await migrate(pool);
+    await pool.query(await readFile(SEED_FILE, 'utf8'));
+  } finally {
+    await pool.end();
+  }
+  try {
+    await adminQuery(`alter database ${building} rename to ${TEMPLATE_DB}`);
+  } catch {
+    await adminQuery(`drop database if exists ${building}`); // another run won the race
+  }
+  // Templates of older schemas are no longer used by anyone running this code.
+  for (const { datname } of existing) await adminQuery(`drop database if exists ${datname}`).catch(() => {});
+}

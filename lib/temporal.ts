@@ -1,0 +1,62 @@
+/**
+ * The Temporal client side, shared by the bridge (starts sagas) and the API (cancels, links).
+ * One client per process, created in `main()` and closed on shutdown; never one per request.
+ */
+import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { TypedSearchAttributes } from '@temporalio/common';
+import type { Config } from './config.js';
+import {
+  SEARCH_ATTRIBUTES,
+  WORKFLOW_TYPE,
+  orderWorkflowId,
+  type OrderSagaInput,
+} from '../workflows/contract.js';
+
+export async function connectTemporal(
+  config: Pick<Config, 'TEMPORAL_ADDRESS' | 'TEMPORAL_NAMESPACE'>,
+): Promise<Client> {
+  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  return new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+}
+
+export type StartOutcome = 'started' | 'already-started';
+
+/**
+ * Starts `order-<id>`. A second start for the same order (duplicate delivery of `order.placed`) is
+ * refused by the server and reported as 'already-started', which callers treat as success: the
+ * workflow id is the business key, so there is never a second saga for one order.
+ */
+export async function startOrderSaga(
+  client: Client,
+  input: OrderSagaInput,
+  taskQueue: string,
+): Promise<StartOutcome> {
+  try {
+    await client.workflow.start(WORKFLOW_TYPE, {
+      workflowId: orderWorkflowId(input.orderId),
+      taskQueue,
+      args: [input],
+      // A finished saga is never restarted by a redelivered message; re-driving is a deliberate act.
+      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      typedSearchAttributes: new TypedSearchAttributes([
+        { key: SEARCH_ATTRIBUTES.OrderId, value: input.orderId },
+        { key: SEARCH_ATTRIBUTES.CustomerId, value: input.customerId },
+        { key: SEARCH_ATTRIBUTES.OrderStatus, value: 'PENDING' },
+      ]),
+      memo: { correlationId: input.correlationId },
+    });
+    return 'started';
+  } catch (err) {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) return 'already-started';
+    throw err;
+  }
+}
+
+/** Link to the order's workflow in the Temporal Web UI. */
+export function workflowUiUrl(
+  config: Pick<Config, 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE'>,
+  orderId: string,
+): string {
+  const base = config.TEMPORAL_UI_URL.replace(/\/$/, '');
+  return `${base}/namespaces/${encodeURIComponent(config.TEMPORAL_NAMESPACE)}/workflows/${encodeURIComponent(orderWorkflowId(orderId))}`;
+}

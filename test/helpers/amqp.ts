@@ -1,0 +1,119 @@
+/**
+ * RabbitMQ helpers for integration tests. Every test names its own exchange and queues
+ * (`test.<id>...`) and deletes them afterwards, so tests never see each other's messages, and
+ * fault injection only closes connections carrying the test's own connection name.
+ */
+import { execFile } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { Writable } from 'node:stream';
+import { promisify } from 'node:util';
+import amqplib, { type Channel, type ChannelModel, type ConsumeMessage, type Message } from 'amqplib';
+import { pino, type Logger } from 'pino';
+import { loadConfig, type Config } from '../../lib/config.js';
+import { dlqName, dlxName } from '../../lib/amqp.js';
+
+const run = promisify(execFile);
+
+export const shortId = (): string => randomUUID().replaceAll('-', '').slice(0, 10);
+
+/** Config whose exchange, queues and task queue belong to this test alone. */
+export function testConfig(id: string, overrides: Record<string, string> = {}): Config {
+  return loadConfig({
+    ...process.env,
+    AMQP_EXCHANGE: `test.${id}`,
+    BRIDGE_QUEUE: `test.${id}.bridge`,
+    LOYALTY_QUEUE: `test.${id}.loyalty`,
+    TEMPORAL_TASK_QUEUE: `test-${id}`,
+    LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
+    ...overrides,
+  });
+}
+
+export interface Observer {
+  admin: ChannelModel;
+  channel: Channel;
+  /** Binds a fresh exclusive queue to `exchange` with `routingKey` and collects what arrives. */
+  observe(exchange: string, routingKey: string): Promise<ConsumeMessage[]>;
+  /** Reads every message currently in `queue` (acking them). */
+  drain(queue: string): Promise<Message[]>;
+  messageCount(queue: string): Promise<number>;
+  /** Deletes the queues (and their DLQs) and the exchange with its DLX. */
+  cleanup(exchange: string, queues: string[]): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function openObserver(url = loadConfig().AMQP_URL): Promise<Observer> {
+  const admin = await amqplib.connect(url, { clientProperties: { connection_name: 'test-observer' } });
+  const channel = await admin.createChannel();
+  return {
+    admin,
+    channel,
+    async observe(exchange, routingKey) {
+      await channel.assertExchange(exchange, 'topic', { durable: true });
+      const { queue } = await channel.assertQueue('', { exclusive: true, autoDelete: true });
+      await channel.bindQueue(queue, exchange, routingKey);
+      const seen: ConsumeMessage[] = [];
+      await channel.consume(queue, (msg) => msg && seen.push(msg), { noAck: true });
+      return seen;
+    },
+    async drain(queue) {
+      const out: Message[] = [];
+      for (;;) {
+        const msg = await channel.get(queue, { noAck: true });
+        if (!msg) return out;
+        out.push(msg);
+      }
+    },
+    async messageCount(queue) {
+      return (await channel.checkQueue(queue)).messageCount;
+    },
+    async cleanup(exchange, queues) {
+      for (const queue of queues) {
+        await channel.deleteQueue(queue).catch(() => {});
+        await channel.deleteQueue(dlqName(queue)).catch(() => {});
+      }
+      await channel.deleteExchange(exchange).catch(() => {});
+      await channel.deleteExchange(dlxName(exchange)).catch(() => {});
+    },
+    async close() {
+      await admin.close().catch(() => {});
+    },
+  };
+}
+
+/** Closes, broker-side, every connection whose client-provided name is `name`; returns how many. */
+export async function closeConnectionsNamed(name: string): Promise<number> {
+  const { stdout } = await run('rabbitmqctl', ['-q', 'list_connections', 'pid', 'client_properties']);
+  const pids = stdout
+    .split('\n')
+    .filter((line) => line.includes(`{"connection_name","${name}"}`))
+    .map((line) => line.split('\t')[0]!)
+    .filter((pid) => pid.startsWith('<'));
+  for (const pid of pids) await run('rabbitmqctl', ['-q', 'close_connection', pid, 'fault injected by test']);
+  return pids.length;
+}
+
+export async function waitFor<T>(
+  check: () => Promise<T | undefined | false> | T | undefined | false,
+  { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {},
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await check();
+    if (value) return value;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+  }
+}
+
+/** A logger whose JSON lines are kept in `lines` (and printed too when LOG_LEVEL asks for it). */
+export function captureLogger(level = 'debug'): { logger: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, callback) {
+      for (const line of chunk.toString().split('\n')) if (line) lines.push(JSON.parse(line));
+      callback();
+    },
+  });
+  return { logger: pino({ level }, stream), lines };
+}

@@ -1,0 +1,286 @@
+/**
+ * The outbox publisher: moves committed events from `event_outbox` to the `acme.events` exchange.
+ *
+ * - Wakes on `NOTIFY event_outbox` (a dedicated connection that re-LISTENs after losing its server)
+ *   and polls every OUTBOX_POLL_INTERVAL_MS as well, so a missed notification only delays an event.
+ * - Claims a batch with `for update skip locked`: any number of instances share the table without
+ *   double-claiming, and a crashed instance's rows are free again as soon as its transaction ends.
+ *   The claim is the row lock itself, so nothing is ever left "in progress".
+ * - Publishes the batch with publisher confirms, each bounded by OUTBOX_PUBLISH_TIMEOUT_MS, and marks
+ *   confirmed rows PUBLISHED in the claiming transaction. A failed row gets attempts + 1, last_error
+ *   and a backed-off available_at, so a failing row waits instead of looping hot.
+ *
+ * Delivery is at least once: a row confirmed but not yet marked when the process or PostgreSQL dies
+ * is published again; consumers dedupe by event id (= AMQP messageId).
+ */
+import pg from 'pg';
+import type { Config } from '../lib/config.js';
+import type { Logger } from '../lib/logger.js';
+import {
+  createEventPublisher,
+  describeError,
+  type AmqpConnectionManager,
+  type EventPublisher,
+} from '../lib/amqp.js';
+import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
+
+export const OUTBOX_CHANNEL = 'event_outbox';
+
+export type OutboxConfig = Pick<
+  Config,
+  | 'DATABASE_URL'
+  | 'AMQP_EXCHANGE'
+  | 'OUTBOX_BATCH_SIZE'
+  | 'OUTBOX_POLL_INTERVAL_MS'
+  | 'OUTBOX_PUBLISH_TIMEOUT_MS'
+>;
+
+export interface OutboxPublisherOptions {
+  pool: Pool;
+  amqp: AmqpConnectionManager;
+  config: OutboxConfig;
+  logger: Logger;
+  /** Retry delay of a failed row after its first failure; doubles per attempt up to `retryMaxMs`. */
+  retryBaseMs?: number;
+  retryMaxMs?: number;
+}
+
+export interface BatchResult {
+  claimed: number;
+  published: number;
+  failed: number;
+}
+
+interface OutboxRow {
+  id: string;
+  event_id: string;
+  type: string;
+  payload: Record<string, unknown>;
+  headers: Record<string, unknown>;
+  created_at: Date;
+}
+
+export class OutboxPublisher {
+  private readonly pool: Pool;
+  private readonly config: OutboxConfig;
+  private readonly logger: Logger;
+  private readonly events: EventPublisher;
+  private readonly retryBaseMs: number;
+  private readonly retryMaxMs: number;
+
+  private stopping = false;
+  private wakeRequested = false;
+  private wakeSleeper: (() => void) | undefined;
+  private loop: Promise<void> | undefined;
+  private listener: Promise<void> | undefined;
+  private stopSignal!: () => void;
+  private readonly stopped = new Promise<void>((resolve) => (this.stopSignal = resolve));
+
+  constructor(opts: OutboxPublisherOptions) {
+    this.pool = opts.pool;
+    this.config = opts.config;
+    this.logger = opts.logger;
+    this.retryBaseMs = opts.retryBaseMs ?? 1000;
+    this.retryMaxMs = opts.retryMaxMs ?? 60_000;
+    this.events = createEventPublisher(opts.amqp, {
+      exchange: opts.config.AMQP_EXCHANGE,
+      timeoutMs: opts.config.OUTBOX_PUBLISH_TIMEOUT_MS,
+      logger: opts.logger,
+      appId: 'acme-outbox',
+    });
+  }
+
+  /** Starts listening and the publish loop; returns at once (it does not wait for the servers). */
+  start(): void {
+    if (this.loop) throw new Error('outbox publisher already started');
+    this.listener = this.listenForever();
+    this.loop = this.runLoop();
+  }
+
+  /** Finishes the current batch, then stops listening and closes the publishing channel. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.stopSignal();
+    this.wake();
+    await this.loop;
+    await this.listener;
+    await this.events.close().catch(() => {});
+  }
+
+  /** Publishes up to OUTBOX_BATCH_SIZE due rows; one transaction, rows locked until it ends. */
+  async publishBatch(): Promise<BatchResult> {
+    return withTransaction(this.pool, async (tx) => {
+      // While we wait for confirms the client is checked out but idle: if its server goes away then,
+      // pg emits 'error' on the client (not on a query), which would crash the process unhandled.
+      // The next query fails instead, and the transaction rolls back, which is what we want.
+      const onLost = (err: Error) =>
+        this.logger.warn({ err: err.message }, 'lost the PostgreSQL connection during a batch');
+      tx.on('error', onLost);
+      try {
+        return await this.claimAndPublish(tx);
+      } finally {
+        tx.off('error', onLost);
+      }
+    });
+  }
+
+  private async claimAndPublish(tx: PoolClient): Promise<BatchResult> {
+    const { rows } = await tx.query<OutboxRow>(
+      `select id, event_id, type, payload, headers, created_at
+       from event_outbox
+       where status = 'PENDING' and available_at <= now()
+       order by id
+       limit $1
+       for update skip locked`,
+      [this.config.OUTBOX_BATCH_SIZE],
+    );
+    if (rows.length === 0) return { claimed: 0, published: 0, failed: 0 };
+
+    // One channel keeps publish order; all confirms are awaited together, each with its timeout.
+    const outcomes = await Promise.allSettled(rows.map((row) => this.publishRow(row)));
+    const published: string[] = [];
+    const failedIds: string[] = [];
+    const errors: string[] = [];
+    outcomes.forEach((outcome, i) => {
+      const row = rows[i]!;
+      if (outcome.status === 'fulfilled') published.push(row.id);
+      else {
+        failedIds.push(row.id);
+        errors.push(describeError(outcome.reason).slice(0, 1000));
+      }
+    });
+
+    if (published.length > 0) {
+      await tx.query(
+        `update event_outbox set status = 'PUBLISHED', published_at = clock_timestamp(), last_error = null
+         where id = any($1::bigint[])`,
+        [published],
+      );
+    }
+    if (failedIds.length > 0) {
+      await tx.query(
+        `update event_outbox as o
+         set attempts = o.attempts + 1,
+             last_error = f.error,
+             available_at = clock_timestamp()
+               + least($3::float8 * power(2, o.attempts), $4::float8) * interval '1 millisecond'
+         from unnest($1::bigint[], $2::text[]) as f(id, error)
+         where o.id = f.id`,
+        [failedIds, errors, this.retryBaseMs, this.retryMaxMs],
+      );
+      this.logger.warn(
+        { failed: failedIds.length, firstError: errors[0] },
+        'could not publish some events; they will be retried after a backoff',
+      );
+    }
+    this.logger.debug({ claimed: rows.length, published: published.length }, 'outbox batch done');
+    return { claimed: rows.length, published: published.length, failed: failedIds.length };
+  }
+
+  private async publishRow(row: OutboxRow): Promise<void> {
+    const payload = row.payload;
+    const correlationId = stringOr(payload.correlationId) ?? stringOr(row.headers.correlationId);
+    const occurredAt = stringOr(payload.occurredAt);
+    await this.events.publish(
+      {
+        id: row.event_id,
+        type: row.type,
+        correlationId,
+        occurredAt: occurredAt ? new Date(occurredAt) : row.created_at,
+        headers: row.headers,
+      },
+      Buffer.from(JSON.stringify(payload)),
+    );
+  }
+
+  private wake(): void {
+    this.wakeRequested = true;
+    this.wakeSleeper?.();
+  }
+
+  /** Sleeps `ms`, or less if woken (NOTIFY, stop). */
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.wakeRequested || this.stopping) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        this.wakeSleeper = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wakeSleeper = done;
+    });
+  }
+
+  private async runLoop(): Promise<void> {
+    const { OUTBOX_BATCH_SIZE: batchSize, OUTBOX_POLL_INTERVAL_MS: pollMs } = this.config;
+    let consecutiveErrors = 0;
+    while (!this.stopping) {
+      this.wakeRequested = false;
+      try {
+        const result = await this.publishBatch();
+        consecutiveErrors = 0;
+        // A full batch means more may be due: go again at once. Failed rows were deferred, so this
+        // cannot spin on them.
+        if (result.claimed === batchSize) continue;
+      } catch (err) {
+        consecutiveErrors += 1;
+        this.logger.error(
+          { err: describeError(err), consecutiveErrors },
+          'outbox batch failed (is PostgreSQL reachable? check DATABASE_URL); retrying',
+        );
+        this.wakeRequested = false;
+        await this.sleep(Math.min(pollMs * 2 ** (consecutiveErrors - 1), 30_000));
+        continue;
+      }
+      await this.sleep(pollMs);
+    }
+  }
+
+  /** Keeps one LISTEN connection open, reconnecting with backoff; the poll covers the gaps. */
+  private async listenForever(): Promise<void> {
+    let failures = 0;
+    while (!this.stopping) {
+      const client = new pg.Client({
+        connectionString: this.config.DATABASE_URL,
+        application_name: 'acme-outbox-listen',
+        keepAlive: true,
+      });
+      const lost = new Promise<string>((resolve) => {
+        client.on('error', (err) => resolve(err.message));
+        client.on('end', () => resolve('connection ended'));
+      });
+      try {
+        await client.connect();
+        client.on('notification', (msg) => {
+          if (msg.channel === OUTBOX_CHANNEL) this.wake();
+        });
+        await client.query(`listen ${OUTBOX_CHANNEL}`);
+        failures = 0;
+        this.logger.info({ channel: OUTBOX_CHANNEL }, 'listening for outbox notifications');
+        // Events committed while we were not listening sent their NOTIFY to nobody: look now.
+        this.wake();
+        const reason = await Promise.race([lost, this.stopped.then(() => 'stopping')]);
+        if (!this.stopping) this.logger.warn({ reason }, 'lost the LISTEN connection; reconnecting');
+      } catch (err) {
+        failures += 1;
+        this.logger.warn(
+          { err: describeError(err) },
+          'cannot LISTEN for outbox notifications; polling meanwhile and retrying',
+        );
+      } finally {
+        await client.end().catch(() => {});
+      }
+      if (this.stopping) break;
+      await Promise.race([
+        new Promise((resolve) => setTimeout(resolve, Math.min(500 * 2 ** failures, 15_000)).unref()),
+        this.stopped,
+      ]);
+    }
+  }
+}
+
+function stringOr(value: unknown): string | undefined {
+  return typeof value === 'string' && value.length > 0 ? value : undefined;
+}

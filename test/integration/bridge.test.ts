@@ -1,0 +1,227 @@
+/**
+ * The bridge against the real RabbitMQ and Temporal dev server. No worker polls the test's task
+ * queue: a started workflow simply waits there, which is all the bridge is responsible for.
+ */
+import { randomUUID } from 'node:crypto';
+import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import {
+  connectAmqp,
+  DEAD_LETTER_HEADERS,
+  dlqName,
+  eventPublishOptions,
+  type AmqpConnectionManager,
+  type QueueConsumer,
+} from '../../lib/amqp.js';
+import type { Config } from '../../lib/config.js';
+import { buildEvent } from '../../lib/events.js';
+import { connectTemporal } from '../../lib/temporal.js';
+import { orderWorkflowId } from '../../workflows/contract.js';
+import { createBridge } from '../../workers/bridge.js';
+import { captureLogger, openObserver, shortId, testConfig, waitFor, type Observer } from '../helpers/amqp.js';
+
+let observer: Observer;
+let temporal: Client;
+let id: string;
+let config: Config;
+const cleanups: Array<() => Promise<unknown>> = [];
+const workflowIds: string[] = [];
+
+beforeAll(async () => {
+  observer = await openObserver();
+  temporal = await connectTemporal(testConfig('setup'));
+});
+afterAll(async () => {
+  await observer?.close();
+  await temporal?.connection.close();
+});
+beforeEach(() => {
+  id = shortId();
+  config = testConfig(id);
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  for (const workflowId of workflowIds.splice(0)) {
+    await temporal.workflow
+      .getHandle(workflowId)
+      .terminate('test cleanup')
+      .catch(() => {});
+  }
+  await observer.cleanup(config.AMQP_EXCHANGE, [config.BRIDGE_QUEUE]);
+});
+
+interface Running {
+  bridge: QueueConsumer;
+  amqp: AmqpConnectionManager;
+  lines: Array<Record<string, unknown>>;
+  stop(): Promise<void>;
+}
+
+async function startBridge(
+  opts: { client?: Client; config?: Config; startTimeoutMs?: number } = {},
+): Promise<Running> {
+  const cfg = opts.config ?? config;
+  const { logger, lines } = captureLogger();
+  const amqp = connectAmqp(cfg, { name: `test-bridge-${id}`, logger });
+  const bridge = createBridge({
+    amqp,
+    temporal: opts.client ?? temporal,
+    config: cfg,
+    logger,
+    retryDelayMs: () => 300,
+    ...(opts.startTimeoutMs ? { startTimeoutMs: opts.startTimeoutMs } : {}),
+  });
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await bridge.stop();
+    await amqp.close();
+  };
+  cleanups.push(stop);
+  await bridge.start();
+  return { bridge, amqp, lines, stop };
+}
+
+function orderPlaced() {
+  const orderId = randomUUID();
+  workflowIds.push(orderWorkflowId(orderId));
+  return buildEvent('order.placed', {
+    id: randomUUID(),
+    orderId,
+    correlationId: `corr-${shortId()}`,
+    data: { customerId: 'C100', email: 'c100@example.com', items: [], total: '10.00', currency: 'USD' },
+  });
+}
+
+function publish(body: Buffer | object, props: { id?: string; type?: string } = {}): void {
+  const content = Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body));
+  const options = eventPublishOptions({ id: props.id ?? randomUUID(), type: props.type ?? 'order.placed' });
+  observer.channel.publish(config.AMQP_EXCHANGE, 'order.placed', content, options);
+}
+
+async function describeWorkflow(workflowId: string) {
+  try {
+    return await temporal.workflow.getHandle(workflowId).describe();
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return undefined;
+    throw err;
+  }
+}
+
+describe('bridge', () => {
+  it('starts workflow order-<id> on the task queue and acks the message', async () => {
+    const running = await startBridge();
+    const event = orderPlaced();
+    publish(event, { id: event.id });
+
+    const description = await waitFor(() => describeWorkflow(orderWorkflowId(event.orderId)), {
+      what: 'the workflow to exist',
+    });
+    expect(description.type).toBe('orderSaga');
+    expect(description.taskQueue).toBe(config.TEMPORAL_TASK_QUEUE);
+    expect(description.status.name).toBe('RUNNING');
+    expect(description.memo).toMatchObject({ correlationId: event.correlationId });
+    await waitFor(() => running.lines.some((l) => l.msg === 'order saga started'), { what: 'log' });
+    const log = running.lines.find((l) => l.msg === 'order saga started')!;
+    expect(log).toMatchObject({ orderId: event.orderId, correlationId: event.correlationId });
+
+    // Stopping returns any unacked message to the queue: an empty queue means it was acked.
+    await running.stop();
+    expect(await observer.messageCount(config.BRIDGE_QUEUE)).toBe(0);
+    expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(0);
+  });
+
+  it('treats a duplicate delivery as success: one workflow run, both messages acked', async () => {
+    const running = await startBridge();
+    const event = orderPlaced();
+    publish(event, { id: event.id });
+    publish(event, { id: event.id });
+
+    await waitFor(
+      () => running.lines.filter((l) => l.msg?.toString().startsWith('order saga')).length === 2,
+      {
+        what: 'both deliveries handled',
+      },
+    );
+    const outcomes = running.lines
+      .filter((l) => l.msg?.toString().startsWith('order saga'))
+      .map((l) => l.outcome);
+    expect(outcomes.sort()).toEqual(['already-started', 'started']);
+    const first = await describeWorkflow(orderWorkflowId(event.orderId));
+    publish(event, { id: event.id }); // and once more, after the fact
+    await waitFor(() => running.lines.filter((l) => l.outcome === 'already-started').length === 2, {
+      what: 'third delivery handled',
+    });
+    const again = await describeWorkflow(orderWorkflowId(event.orderId));
+    expect(again?.runId).toBe(first?.runId);
+
+    await running.stop();
+    expect(await observer.messageCount(config.BRIDGE_QUEUE)).toBe(0);
+    expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(0);
+  });
+
+  it('moves malformed messages straight to the DLQ with the reason, without retrying', async () => {
+    const running = await startBridge();
+    const valid = orderPlaced();
+    publish(Buffer.from('{not json'), { id: 'not-json' });
+    publish({ ...valid, orderId: 'not-a-uuid', data: {} }, { id: 'bad-fields' });
+
+    await waitFor(async () => (await observer.messageCount(dlqName(config.BRIDGE_QUEUE))) === 2, {
+      what: '2 messages in the DLQ',
+    });
+    await running.stop();
+    expect(await observer.messageCount(config.BRIDGE_QUEUE)).toBe(0);
+    const dead = await observer.drain(dlqName(config.BRIDGE_QUEUE));
+    const byId = Object.fromEntries(dead.map((m) => [m.properties.messageId as string, m]));
+    expect(byId['not-json']!.properties.headers![DEAD_LETTER_HEADERS.reason]).toMatch(/body is not JSON/);
+    const reason = byId['bad-fields']!.properties.headers![DEAD_LETTER_HEADERS.reason] as string;
+    expect(reason).toMatch(/orderId/);
+    expect(reason).toMatch(/data\.customerId/);
+    for (const msg of dead) {
+      expect(msg.properties.headers).toMatchObject({
+        [DEAD_LETTER_HEADERS.attempts]: 1,
+        [DEAD_LETTER_HEADERS.queue]: config.BRIDGE_QUEUE,
+        [DEAD_LETTER_HEADERS.routingKey]: 'order.placed',
+      });
+    }
+    // The original body is kept for inspection and replay.
+    expect(byId['not-json']!.content.toString()).toBe('{not json');
+    expect(
+      running.lines.filter((l) => l.msg === 'could not start the order saga (is Temporal reachable?)'),
+    ).toEqual([]);
+  });
+
+  it('retries with a delay while Temporal is unreachable, then dead-letters with the reason', async () => {
+    config = testConfig(id, { BRIDGE_MAX_DELIVERIES: '3' });
+    const connection = Connection.lazy({ address: '127.0.0.1:1' });
+    const unreachable = new Client({ connection });
+    cleanups.push(() => connection.close());
+    const running = await startBridge({ client: unreachable, startTimeoutMs: 500 });
+    const event = orderPlaced();
+    const started = Date.now();
+    publish(event, { id: event.id });
+
+    await waitFor(async () => (await observer.messageCount(dlqName(config.BRIDGE_QUEUE))) === 1, {
+      timeoutMs: 30_000,
+      what: 'the message in the DLQ',
+    });
+    const elapsed = Date.now() - started;
+    await running.stop();
+
+    const attempts = running.lines.filter(
+      (l) => l.msg === 'could not start the order saga (is Temporal reachable?)',
+    );
+    expect(attempts.map((l) => l.attempt)).toEqual([1, 2, 3]);
+    expect(attempts[0]).toMatchObject({ orderId: event.orderId, correlationId: event.correlationId });
+    // Two retry delays of 300 ms plus three start deadlines of 500 ms: no hot loop.
+    expect(elapsed).toBeGreaterThanOrEqual(2 * 300 + 3 * 500);
+    expect(await observer.messageCount(config.BRIDGE_QUEUE)).toBe(0);
+    const [dead] = await observer.drain(dlqName(config.BRIDGE_QUEUE));
+    expect(dead!.properties.messageId).toBe(event.id);
+    expect(dead!.properties.headers).toMatchObject({ [DEAD_LETTER_HEADERS.attempts]: 3 });
+    expect(dead!.properties.headers![DEAD_LETTER_HEADERS.reason]).toMatch(/Failed to start Workflow/);
+    expect(await describeWorkflow(orderWorkflowId(event.orderId))).toBeUndefined();
+    console.info(`dead-lettered after ${attempts.length} attempts in ${elapsed} ms`);
+  });
+});

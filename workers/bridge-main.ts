@@ -1,0 +1,85 @@
+/**
+ * Entry point of the bridge (`npm run start:bridge`): RabbitMQ `order.placed` → Temporal order saga.
+ * Scale by running more (each takes up to BRIDGE_PREFETCH messages at a time). SIGTERM/SIGINT stop
+ * taking messages, let in-flight starts finish, then close the connections.
+ */
+import type { Client } from '@temporalio/client';
+import { connectAmqp, describeError } from '../lib/amqp.js';
+import { loadConfig, type Config } from '../lib/config.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { connectTemporal } from '../lib/temporal.js';
+import { createBridge } from './bridge.js';
+
+const NAME = 'bridge';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger(NAME, config.LOG_LEVEL);
+  const shutdown = waitForShutdownSignal();
+
+  const temporal = await connectTemporalPatiently(config, logger, shutdown);
+  if (!temporal) return;
+  const amqp = connectAmqp(config, { name: `acme-${NAME}`, logger });
+  const bridge = createBridge({ amqp, temporal, config, logger });
+  try {
+    await Promise.race([bridge.start(), shutdown]);
+    logger.info(
+      { queue: config.BRIDGE_QUEUE, taskQueue: config.TEMPORAL_TASK_QUEUE, prefetch: config.BRIDGE_PREFETCH },
+      'bridge started',
+    );
+    const signal = await shutdown;
+    logger.info({ signal }, 'draining: finishing in-flight messages');
+    await bridge.stop();
+  } finally {
+    await amqp.close().catch((err: unknown) => logger.warn({ err }, 'closing RabbitMQ failed'));
+    await temporal.connection
+      .close()
+      .catch((err: unknown) => logger.warn({ err }, 'closing Temporal failed'));
+  }
+  logger.info('bridge stopped');
+}
+
+/**
+ * Temporal may come up after us (compose, a rolling restart): keep trying rather than crash-loop.
+ * Returns undefined if a shutdown signal arrives first.
+ */
+async function connectTemporalPatiently(
+  config: Config,
+  logger: Logger,
+  shutdown: Promise<unknown>,
+): Promise<Client | undefined> {
+  let stop = false;
+  void shutdown.then(() => (stop = true));
+  for (let attempt = 1; !stop; attempt += 1) {
+    try {
+      return await connectTemporal(config);
+    } catch (err) {
+      const retryInMs = Math.min(1000 * 2 ** (attempt - 1), 15_000);
+      logger.warn(
+        { err: describeError(err), address: config.TEMPORAL_ADDRESS, retryInMs },
+        'cannot connect to Temporal; retrying (is it running? check TEMPORAL_ADDRESS)',
+      );
+      await Promise.race([new Promise((resolve) => setTimeout(resolve, retryInMs).unref()), shutdown]);
+    }
+  }
+  return undefined;
+}
+
+/** The first SIGINT/SIGTERM starts a drain; a second one exits at once. */
+function waitForShutdownSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    let draining = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (draining) process.exit(1);
+      draining = true;
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+main().catch((err: unknown) => {
+  createLogger(NAME).fatal({ err }, 'bridge failed');
+  process.exit(1);
+});

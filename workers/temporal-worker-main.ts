@@ -1,0 +1,75 @@
+/**
+ * Entry point of the Temporal worker process: `npm run start:worker`.
+ *
+ * Reads the configuration once, registers the search attributes, then serves the `orders` task
+ * queue until SIGINT/SIGTERM, which drains in-flight tasks before exiting.
+ */
+import {
+  DefaultLogger,
+  NativeConnection,
+  Runtime,
+  type LogLevel,
+  type LogMetadata,
+} from '@temporalio/worker';
+import { loadConfig } from '../lib/config.js';
+import { createLogger, type Logger } from '../lib/logger.js';
+import { createPool } from '../db/pool.js';
+import { createOrderWorker, ensureSearchAttributes } from './temporal-worker.js';
+
+/** The SDK's own logs (and workflow `log` calls) go to the same JSON stream as ours. */
+function installRuntime(logger: Logger): void {
+  const sdk = logger.child({ component: 'temporal-sdk' });
+  const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
+    TRACE: 'trace',
+    DEBUG: 'debug',
+    INFO: 'info',
+    WARN: 'warn',
+    ERROR: 'error',
+  };
+  Runtime.install({
+    logger: new DefaultLogger('INFO', ({ level, message, meta }) =>
+      sdk[levels[level]]((meta ?? {}) as LogMetadata, message),
+    ),
+    // We handle signals ourselves: shutdown once, then close connections in order.
+    shutdownSignals: [],
+  });
+}
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger('temporal-worker', config.LOG_LEVEL);
+  installRuntime(logger);
+  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-temporal-worker');
+  let connection: NativeConnection | undefined;
+  try {
+    connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+    await ensureSearchAttributes(connection, config.TEMPORAL_NAMESPACE, logger);
+    const worker = await createOrderWorker({ config, pool, logger, connection });
+    const stop = (signal: NodeJS.Signals) => {
+      if (worker.getState() !== 'RUNNING') return;
+      logger.info({ signal }, 'shutting down: draining in-flight tasks');
+      worker.shutdown();
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+    logger.info(
+      {
+        taskQueue: config.TEMPORAL_TASK_QUEUE,
+        namespace: config.TEMPORAL_NAMESPACE,
+        address: config.TEMPORAL_ADDRESS,
+      },
+      'temporal worker running',
+    );
+    await worker.run();
+    logger.info('temporal worker stopped');
+  } finally {
+    await connection?.close();
+    await pool.end();
+  }
+}
+
+main().catch((err: unknown) => {
+  // The logger may not exist yet (bad configuration), so the last word goes to stderr.
+  console.error(err);
+  process.exit(1);
+});

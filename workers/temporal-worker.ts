@@ -1,0 +1,76 @@
+/**
+ * The Temporal worker for the order saga: bundles workflows/ and serves the saga's activities on
+ * the task queue. `createOrderWorker` wires real dependencies; tests call it too, with a test
+ * database, their own task queue, and (for fault branches) an injected gateway or activity.
+ */
+import { fileURLToPath } from 'node:url';
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
+import { Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import type { Config } from '../lib/config.js';
+import type { Logger } from '../lib/logger.js';
+import type { Pool } from '../db/pool.js';
+import { createActivities, type Activities } from '../activities/index.js';
+import { createSimulatedGateway, type PaymentGateway } from '../activities/payment-gateway.js';
+import { SEARCH_ATTRIBUTES } from '../workflows/contract.js';
+
+/** The bundle's entry: the SDK's bundler compiles the TypeScript (and maps `.js` imports to `.ts`). */
+export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+export interface OrderWorkerOptions {
+  config: Config;
+  pool: Pool;
+  logger: Logger;
+  /** Owned by the caller (opened in main(), closed in its finally), so one process can share it. */
+  connection: NativeConnection;
+  /** Defaults to config.TEMPORAL_TASK_QUEUE; tests use a unique queue each. */
+  taskQueue?: string;
+  /** Defaults to the simulated gateway configured by PAYMENT_* settings. */
+  gateway?: PaymentGateway;
+  /** Replaces single activities, for tests of fault branches (a compensation that fails). */
+  activityOverrides?: Partial<Activities>;
+  /** A prebuilt bundle (bundleWorkflowCode) instead of bundling WORKFLOWS_PATH again; tests reuse one. */
+  workflowBundle?: WorkflowBundle;
+}
+
+export async function createOrderWorker(options: OrderWorkerOptions): Promise<Worker> {
+  const { config, pool, logger, connection } = options;
+  const gateway = options.gateway ?? createSimulatedGateway(config);
+  const activities = { ...createActivities({ pool, gateway, logger }), ...options.activityOverrides };
+  return Worker.create({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    taskQueue: options.taskQueue ?? config.TEMPORAL_TASK_QUEUE,
+    ...(options.workflowBundle
+      ? { workflowBundle: options.workflowBundle }
+      : { workflowsPath: WORKFLOWS_PATH }),
+    activities,
+  });
+}
+
+const ALREADY_EXISTS = 6; // gRPC status code
+
+/**
+ * Registers the saga's custom search attributes (OrderId, CustomerId, OrderStatus) if missing. A
+ * saga started with an unregistered attribute is rejected, so the worker does this before serving.
+ * Safe to run from many workers at once: "already exists" is success.
+ */
+export async function ensureSearchAttributes(
+  connection: NativeConnection,
+  namespace: string,
+  logger: Logger,
+): Promise<string[]> {
+  const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+  const missing = Object.values(SEARCH_ATTRIBUTES).filter((key) => !(key.name in (customAttributes ?? {})));
+  if (missing.length === 0) return [];
+  const searchAttributes = Object.fromEntries(
+    missing.map((key) => [key.name, encodeSearchAttributeIndexedValueType(key.type) ?? 0]),
+  );
+  try {
+    await connection.operatorService.addSearchAttributes({ namespace, searchAttributes });
+  } catch (err) {
+    if ((err as { code?: number }).code !== ALREADY_EXISTS) throw err;
+  }
+  const names = missing.map((key) => key.name);
+  logger.info({ namespace, searchAttributes: names }, 'registered search attributes');
+  return names;
+}

@@ -1,0 +1,17 @@
+/**
+ * Failure types shared by activities (which throw them) and the workflow (which branches on them and
+ * names them in retry policies). Plain constants: safe in the workflow bundle.
+ */
+export const FAILURE_TYPES = {
+  /** The gateway declined the charge: final, never retried. */
+  PaymentDeclined: 'PaymentDeclined',
+  /** The gateway could not be reached: retried with backoff until the payment deadline. */
+  GatewayUnavailable: 'GatewayUnavailable',
+  OrderNotFound: 'OrderNotFound',
+  /** The order is in a status the step cannot act on; retrying will not change that. */
+  InvalidOrderStatus: 'InvalidOrderStatus',
+  /** A compensation failed; the workflow fails naming it so an operator can fix and re-drive. */
+  CompensationFailed: 'CompensationFailed',
+  /** A cancel update arrived too late (payment captured or the order already ended). */
+  CancelRejected: 'CancelRejected',
+} as const;

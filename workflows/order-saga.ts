@@ -1,0 +1,374 @@
+/**
+ * The order saga: reserve inventory, charge payment before a deadline, notify, complete; undo what
+ * was done (in reverse) when payment fails or the order is cancelled.
+ *
+ * Deterministic code only: no I/O, no clocks, no randomness except the SDK's seeded uuid4(). Every
+ * side effect is an activity whose event id is generated here, so it is fixed in history and a
+ * retried activity writes nothing twice.
+ *
+ * CHANGING THIS FILE: running sagas replay their history against the new code. Any change to which
+ * commands are issued, or in what order (activities, timers, search-attribute upserts), must be
+ * guarded with `patched('<change-id>')` (and later `deprecatePatch`), and the replay tests
+ * (test/workflow/replay.test.ts over test/workflow/histories/) must stay green. Record new histories
+ * with `RECORD_HISTORIES=1 npx vitest run --project workflow test/workflow/replay.test.ts`.
+ */
+import {
+  ActivityFailure,
+  ApplicationFailure,
+  CancellationScope,
+  allHandlersFinished,
+  condition,
+  isCancellation,
+  log,
+  proxyActivities,
+  setHandler,
+  sleep,
+  upsertSearchAttributes,
+  uuid4,
+  type ActivityOptions,
+} from '@temporalio/workflow';
+import type * as activities from '../activities/index.js';
+import type { PaymentFailureCode } from '../lib/events.js';
+import {
+  FINAL_STATUSES,
+  SEARCH_ATTRIBUTES,
+  cancelUpdate,
+  statusQuery,
+  type CancelAccepted,
+  type CancelRequest,
+  type OrderSagaInput,
+  type OrderSagaResult,
+  type OrderSagaState,
+  type OrderStatus,
+  type SagaStep,
+} from './contract.js';
+import { FAILURE_TYPES } from './failures.js';
+
+type Activities = activities.Activities;
+
+/** Retry and timeout profiles, named so a reader sees the intent of each call site. */
+export const ACTIVITY_PROFILES = {
+  /** Database steps: quick; a database outage is waited out with backoff, a bad status is final. */
+  database: {
+    startToCloseTimeout: '30 seconds',
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+    cancellationType: 'WAIT_CANCELLATION_COMPLETED',
+  },
+  /**
+   * The gateway: transient failures retry with backoff with no attempt limit, because the payment
+   * deadline (a durable timer in the workflow) is what bounds them. WAIT_CANCELLATION_COMPLETED: when
+   * the deadline or a cancel stops the charge, the saga waits until the attempt has really ended, so
+   * no capture can land after the compensations ran.
+   */
+  payment: {
+    startToCloseTimeout: '30 seconds',
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' },
+    cancellationType: 'WAIT_CANCELLATION_COMPLETED',
+  },
+  /**
+   * Compensations: retried for a while, then reported. A compensation that cannot succeed fails the
+   * workflow, naming it, rather than being swallowed.
+   */
+  compensation: {
+    startToCloseTimeout: '30 seconds',
+    retry: {
+      initialInterval: '1 second',
+      backoffCoefficient: 2,
+      maximumInterval: '1 minute',
+      maximumAttempts: 10,
+    },
+    cancellationType: 'WAIT_CANCELLATION_COMPLETED',
+  },
+} as const satisfies Record<string, ActivityOptions>;
+
+const db = proxyActivities<Activities>(ACTIVITY_PROFILES.database);
+const gateway = proxyActivities<Activities>(ACTIVITY_PROFILES.payment);
+const undo = proxyActivities<Activities>(ACTIVITY_PROFILES.compensation);
+
+/** Thin entry point: handlers, then the steps. */
+export async function orderSaga(input: OrderSagaInput): Promise<OrderSagaResult> {
+  const saga = new OrderSaga(input);
+  setHandler(statusQuery, () => saga.snapshot());
+  setHandler(cancelUpdate, (request) => saga.cancel(request), {
+    validator: (request) => saga.validateCancel(request),
+  });
+  try {
+    return await saga.run();
+  } finally {
+    // An accepted cancel update answers once the saga has settled; let it reply before the run closes.
+    await CancellationScope.nonCancellable(() => condition(allHandlersFinished));
+  }
+}
+
+interface Compensation {
+  name: string;
+  run(reason: string): Promise<unknown>;
+}
+
+type PaymentOutcome = { kind: 'captured' } | { kind: 'failed'; code: PaymentFailureCode; reason: string };
+
+class OrderSaga {
+  private readonly state: OrderSagaState;
+  /** Undo actions, pushed before the step they undo runs, popped and run in reverse. */
+  private readonly compensations: Compensation[] = [];
+  /** The forward steps run in this scope; an accepted cancel update cancels it. */
+  private readonly work = new CancellationScope();
+  private cancelledByUpdate = false;
+  private finished = false;
+
+  constructor(private readonly input: OrderSagaInput) {
+    this.state = {
+      orderId: input.orderId,
+      status: 'PENDING',
+      step: 'RESERVING_INVENTORY',
+      cancelRequested: false,
+      compensationFailures: [],
+    };
+  }
+
+  snapshot(): OrderSagaState {
+    return { ...this.state, compensationFailures: [...this.state.compensationFailures] };
+  }
+
+  /** Rejects a cancel before anything is written to history; runs in the update's validator. */
+  validateCancel(_request: CancelRequest): void {
+    const { status, step, cancelRequested } = this.state;
+    if (cancelRequested || status === 'CANCELLED') return; // a repeated cancel gets the same answer
+    if (status === 'PAID' || status === 'COMPLETED') {
+      throw ApplicationFailure.nonRetryable('too late: order is already paid', FAILURE_TYPES.CancelRejected);
+    }
+    if (FINAL_STATUSES.has(status) || step === 'COMPENSATING' || step === 'DONE') {
+      throw ApplicationFailure.nonRetryable(
+        `too late: order has already ended (${status})`,
+        FAILURE_TYPES.CancelRejected,
+      );
+    }
+  }
+
+  async cancel(request: CancelRequest): Promise<CancelAccepted> {
+    if (!this.state.cancelRequested && this.state.status !== 'CANCELLED') {
+      this.state.cancelRequested = true;
+      this.cancelledByUpdate = true;
+      this.state.reason = request.reason?.trim() || 'cancelled by the customer';
+      log.info('cancel accepted', { orderId: this.input.orderId, reason: this.state.reason });
+      this.work.cancel();
+    }
+    // Answer once the saga has settled, so the caller learns the outcome, not just the intent.
+    await condition(() => this.finished);
+    if (this.state.compensationFailures.length > 0) {
+      throw ApplicationFailure.nonRetryable(
+        `cancel accepted but not completed: ${this.state.compensationFailures.join('; ')}`,
+        FAILURE_TYPES.CompensationFailed,
+      );
+    }
+    return { accepted: true, status: this.state.status };
+  }
+
+  async run(): Promise<OrderSagaResult> {
+    try {
+      return await this.work.run(() => this.forward());
+    } catch (err) {
+      if (isCancellation(err)) return await this.onCancelled(err);
+      // Unexpected failure of a step: undo what was done, then fail with the original error.
+      if (this.state.compensationFailures.length === 0) {
+        log.error('saga step failed; compensating', { orderId: this.input.orderId, error: describe(err) });
+        await CancellationScope.nonCancellable(() => this.compensate(`saga failed: ${describe(err)}`));
+      }
+      throw err;
+    } finally {
+      this.state.step = 'DONE';
+      this.finished = true;
+    }
+  }
+
+  private async forward(): Promise<OrderSagaResult> {
+    // 1. Inventory. The release is registered first: a reservation that commits while this
+    //    activity is being cancelled must still be given back.
+    this.setStep('RESERVING_INVENTORY');
+    this.compensations.push({
+      name: 'releaseInventory',
+      run: (reason) => undo.releaseInventory({ ...this.ids(), eventId: uuid4(), reason }),
+    });
+    const reservation = await db.reserveInventory({ ...this.ids(), eventId: uuid4() });
+    if (reservation.outcome === 'CANCELLED') {
+      this.compensations.length = 0; // nothing was reserved
+      return this.finish('CANCELLED', 'order-cancelled', 'cancelled before processing started');
+    }
+    if (reservation.outcome === 'OUT_OF_STOCK') {
+      this.compensations.length = 0;
+      const skus = reservation.unavailable.map((u) => u.sku).join(', ');
+      return this.finish('OUT_OF_STOCK', 'out-of-stock', `out of stock: ${skus}`);
+    }
+    this.setStatus('RESERVED');
+    await this.throwIfCancelled();
+
+    // 2. Payment, raced against the deadline. The refund is registered first: a charge that
+    //    completes while being cancelled is then refunded.
+    this.setStep('CHARGING_PAYMENT');
+    this.compensations.push({
+      name: 'refundPayment',
+      run: (reason) => undo.refundPayment({ ...this.ids(), reason }),
+    });
+    const payment = await this.chargeBeforeDeadline();
+    if (payment.kind === 'failed') return this.paymentFailed(payment.code, payment.reason);
+    this.setStatus('PAID');
+    // A cancel accepted while the charge was in flight still wins: the capture is refunded.
+    await this.throwIfCancelled();
+
+    // 3. Paid: the order completes; a cancel is now "too late" and a workflow cancel waits for it.
+    this.setStep('NOTIFYING');
+    return CancellationScope.nonCancellable(async () => {
+      await db.notifyCustomer({ ...this.ids(), kind: 'order-completed' });
+      await db.completeOrder({ ...this.ids(), eventId: uuid4() });
+      this.setStatus('COMPLETED');
+      return { orderId: this.input.orderId, status: 'COMPLETED' };
+    });
+  }
+
+  /**
+   * Charges, unless the deadline (a durable timer, so it survives worker restarts and is skipped by
+   * the time-skipping test server) passes first; then the charge is cancelled and the payment fails.
+   */
+  private async chargeBeforeDeadline(): Promise<PaymentOutcome> {
+    const charge = new CancellationScope();
+    const timer = new CancellationScope();
+    let deadlinePassed = false;
+    void timer
+      .run(() => sleep(this.input.paymentDeadlineMs))
+      .then(
+        () => {
+          deadlinePassed = true;
+          charge.cancel();
+        },
+        () => undefined, // the charge settled first (or the saga was cancelled): the timer was cancelled
+      );
+    try {
+      await charge.run(() => gateway.chargePayment({ ...this.ids(), eventId: uuid4() }));
+      return { kind: 'captured' };
+    } catch (err) {
+      if (deadlinePassed && isCancellation(err) && !this.work.consideredCancelled) {
+        return {
+          kind: 'failed',
+          code: 'DEADLINE_EXCEEDED',
+          reason: `payment not captured within ${this.input.paymentDeadlineMs} ms`,
+        };
+      }
+      const decline = declineReason(err);
+      if (decline !== undefined) return { kind: 'failed', code: 'DECLINED', reason: decline };
+      throw err;
+    } finally {
+      timer.cancel();
+    }
+  }
+
+  private async paymentFailed(code: PaymentFailureCode, reason: string): Promise<OrderSagaResult> {
+    this.setStep('COMPENSATING');
+    this.state.reason = reason;
+    return CancellationScope.nonCancellable(async () => {
+      await db.failPayment({ ...this.ids(), eventId: uuid4(), code, reason });
+      this.setStatus('PAYMENT_FAILED');
+      await this.compensate(reason);
+      await db.notifyCustomer({ ...this.ids(), kind: 'payment-failed', reason });
+      return { orderId: this.input.orderId, status: 'PAYMENT_FAILED', reason };
+    });
+  }
+
+  /** Cancelled by the update or by a workflow cancel: undo, mark CANCELLED, tell the customer. */
+  private async onCancelled(err: unknown): Promise<OrderSagaResult> {
+    const reason = this.state.reason ?? 'workflow cancelled';
+    this.state.cancelRequested = true;
+    this.state.reason = reason;
+    // A saga that already reached an end has nothing to undo; a workflow cancel then just stops it.
+    if (FINAL_STATUSES.has(this.state.status)) throw err;
+    await CancellationScope.nonCancellable(async () => {
+      await this.compensate(reason);
+      await db.cancelOrder({ ...this.ids(), eventId: uuid4(), reason });
+      this.setStatus('CANCELLED');
+      await db.notifyCustomer({ ...this.ids(), kind: 'order-cancelled', reason });
+    });
+    if (this.cancelledByUpdate) return { orderId: this.input.orderId, status: 'CANCELLED', reason };
+    throw err; // a workflow cancel ends the run as Cancelled, which is what the Web UI should show
+  }
+
+  /**
+   * Runs the registered compensations in reverse. Every one runs even if an earlier one failed;
+   * failures are recorded in the state, logged, and then fail the workflow naming them.
+   */
+  private async compensate(reason: string): Promise<void> {
+    this.setStep('COMPENSATING');
+    for (let c = this.compensations.pop(); c; c = this.compensations.pop()) {
+      try {
+        await c.run(reason);
+      } catch (err) {
+        const failure = `${c.name}: ${describe(err)}`;
+        this.state.compensationFailures.push(failure);
+        log.error('compensation failed', {
+          orderId: this.input.orderId,
+          compensation: c.name,
+          error: failure,
+        });
+      }
+    }
+    const failures = this.state.compensationFailures;
+    if (failures.length > 0) {
+      throw ApplicationFailure.nonRetryable(
+        `order ${this.input.orderId}: compensation failed (${failures.join('; ')}); fix the cause, then re-drive the order`,
+        FAILURE_TYPES.CompensationFailed,
+        { failures },
+      );
+    }
+  }
+
+  /** Ends the saga at a business outcome that needs no undo, after telling the customer. */
+  private async finish(
+    status: Extract<OrderStatus, 'OUT_OF_STOCK' | 'CANCELLED'>,
+    kind: activities.NotificationKind,
+    reason: string,
+  ): Promise<OrderSagaResult> {
+    this.setStatus(status);
+    this.state.reason = reason;
+    await CancellationScope.nonCancellable(() => db.notifyCustomer({ ...this.ids(), kind, reason }));
+    return { orderId: this.input.orderId, status, reason };
+  }
+
+  /**
+   * Activities run with WAIT_CANCELLATION_COMPLETED, so a step cancelled mid-flight may still return
+   * its result; this makes an accepted cancel win at the next step boundary.
+   */
+  private async throwIfCancelled(): Promise<void> {
+    if (this.work.consideredCancelled) await this.work.cancelRequested;
+  }
+
+  private ids() {
+    return { orderId: this.input.orderId, correlationId: this.input.correlationId };
+  }
+
+  private setStep(step: SagaStep): void {
+    this.state.step = step;
+  }
+
+  /** Mirrors the database status, and keeps the OrderStatus search attribute current for the Web UI. */
+  private setStatus(status: OrderStatus): void {
+    if (this.state.status === status) return;
+    this.state.status = status;
+    upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.OrderStatus, value: status }]);
+    log.info('order status', { orderId: this.input.orderId, status });
+  }
+}
+
+function declineReason(err: unknown): string | undefined {
+  if (
+    err instanceof ActivityFailure &&
+    err.cause instanceof ApplicationFailure &&
+    err.cause.type === FAILURE_TYPES.PaymentDeclined
+  ) {
+    return err.cause.message;
+  }
+  return undefined;
+}
+
+/** The useful message of a failure: an activity failure's own message only says "activity failed". */
+function describe(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}

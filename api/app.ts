@@ -1,0 +1,84 @@
+/**
+ * The HTTP API as a value: `createApp(deps)` wires middleware and one router per resource over
+ * injected dependencies, and does no I/O itself. `main.ts` serves it; tests call `app.request()`.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi';
+import { HTTPException } from 'hono/http-exception';
+import type { AppDeps, AppEnv } from './env.js';
+import { ApiError, codeForStatus, type ErrorBody } from './errors.js';
+import { correlationId } from './middleware/correlation.js';
+import { requestLogger } from './middleware/request-logger.js';
+import { docsRouter } from './routes/docs.js';
+import { healthRouter } from './routes/health.js';
+import { ordersRouter } from './routes/orders.js';
+import { productsRouter } from './routes/products.js';
+
+export const OPENAPI_INFO = {
+  title: 'Acme orders API',
+  version: '1.0.0',
+  description:
+    'Places and tracks orders processed by an event-driven, Temporal-orchestrated saga. Errors are ' +
+    '`{"error":{"code","message","fields?"}}`; validation errors name each field (e.g. `items[0].qty`). ' +
+    'Unknown request fields are rejected. Every response carries `X-Correlation-Id` (yours, if you sent a valid one).',
+};
+
+export function createApp(deps: AppDeps) {
+  const app = new OpenAPIHono<AppEnv>();
+
+  app.use(
+    correlationId({ logger: deps.logger }),
+    requestLogger({ quietPaths: new Set(['/health', '/ready']) }),
+  );
+
+  app.route('/orders', ordersRouter(deps));
+  app.route('/products', productsRouter(deps));
+  app.route('/', healthRouter(deps));
+  app.route('/', docsRouter());
+
+  // Built on first request, then reused: the routes cannot change after start-up.
+  let document: ReturnType<typeof app.getOpenAPIDocument> | undefined;
+  app.get('/openapi.json', (c) => {
+    document ??= app.getOpenAPIDocument({ openapi: '3.0.3', info: OPENAPI_INFO, tags: TAGS });
+    return c.json(document);
+  });
+
+  app.notFound((c) =>
+    c.json<ErrorBody>(
+      { error: { code: 'not_found', message: `No route for ${c.req.method} ${c.req.path}; see GET /docs.` } },
+      404,
+    ),
+  );
+
+  app.onError((err, c) => {
+    if (err instanceof ApiError) return c.json(err.toBody(), err.status);
+    if (err instanceof HTTPException && err.status < 500) {
+      // Raised by Hono itself (e.g. its validator's "Malformed JSON"): already safe to show.
+      return c.json<ErrorBody>(
+        { error: { code: codeForStatus(err.status), message: err.message } },
+        err.status,
+      );
+    }
+    // A bug or an outage: log everything, tell the client nothing but the correlation id.
+    const log = c.var.log ?? deps.logger;
+    log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
+    return c.json<ErrorBody>(
+      {
+        error: {
+          code: 'internal',
+          message: `Internal server error; quote correlation id ${c.var.correlationId ?? 'n/a'} when reporting it.`,
+        },
+      },
+      500,
+    );
+  });
+
+  return app;
+}
+
+const TAGS = [
+  { name: 'orders', description: 'Place, track and cancel orders.' },
+  { name: 'products', description: 'The catalogue.' },
+  { name: 'operations', description: 'Liveness and readiness probes.' },
+];
+
+export type App = ReturnType<typeof createApp>;

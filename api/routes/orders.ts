@@ -1,0 +1,273 @@
+/**
+ * /orders: place, read, list and cancel orders. The saga does the rest (ARCHITECTURE.md); this
+ * router only writes the order with its `order.placed` event, and reads what the saga recorded.
+ */
+import { createRoute, z } from '@hono/zod-openapi';
+import { workflowUiUrl } from '../../lib/temporal.js';
+import { FINAL_STATUSES, orderWorkflowId, type OrderStatus } from '../../workflows/contract.js';
+import { decodeCursor, encodeCursor } from '../cursor.js';
+import type { AppDeps } from '../env.js';
+import { ApiError, notFound } from '../errors.js';
+import { jsonBody } from '../middleware/json-body.js';
+import {
+  cancelPendingOrder,
+  getOrder,
+  getOrderStatus,
+  listOrders,
+  placeOrder,
+} from '../orders-repository.js';
+import { orderRequestHash } from '../request-hash.js';
+import { createRouter } from '../router.js';
+import {
+  CancelOrderBodySchema,
+  CancelResultSchema,
+  CreateOrderBodySchema,
+  IdempotencyHeadersSchema,
+  LIMITS,
+  ListOrdersQuerySchema,
+  OrderIdParamsSchema,
+  OrderPageSchema,
+  OrderSchema,
+  errorResponse,
+  type OrderView,
+} from '../schemas.js';
+
+const DEFAULT_CANCEL_REASON = 'cancelled on request';
+
+const locationHeader = z.object({
+  Location: z.string().openapi({ example: '/orders/0b7e6c1e-8f4e-4a7c-9a43-3f0f8f7c2b1d' }),
+});
+const orderJson = { 'application/json': { schema: OrderSchema } };
+
+export function ordersRouter(deps: AppDeps) {
+  const maxBytes = deps.maxBodyBytes ?? LIMITS.maxBodyBytes;
+  const router = createRouter();
+
+  async function orderView(orderId: string): Promise<OrderView | undefined> {
+    const order = await getOrder(deps.pool, orderId);
+    if (!order) return undefined;
+    return { ...order, workflow: { id: orderWorkflowId(orderId), url: workflowUiUrl(deps.config, orderId) } };
+  }
+
+  // ---------------------------------------------------------------------------- POST /orders
+  const placeRoute = createRoute({
+    method: 'post',
+    path: '/',
+    tags: ['orders'],
+    summary: 'Place an order',
+    description:
+      'Stores the order (status PENDING) and its `order.placed` event in one transaction; the saga ' +
+      'then reserves stock, charges and notifies. Prices come from the catalogue. With an ' +
+      '`Idempotency-Key`, a retry of the same request returns the same order (200).',
+    middleware: [jsonBody({ maxBytes })],
+    request: {
+      headers: IdempotencyHeadersSchema,
+      body: { required: true, content: { 'application/json': { schema: CreateOrderBodySchema } } },
+    },
+    responses: {
+      202: {
+        description: 'Accepted; processing continues asynchronously.',
+        headers: locationHeader,
+        content: orderJson,
+      },
+      200: {
+        description: 'Replay: this Idempotency-Key already placed this order (current state shown).',
+        headers: locationHeader,
+        content: orderJson,
+      },
+      400: errorResponse('Malformed JSON or a field failed validation (`fields` names each).'),
+      409: errorResponse('The Idempotency-Key was already used with a different request.'),
+      413: errorResponse('Body too large.'),
+      415: errorResponse('Body is not application/json.'),
+      422: errorResponse('An item names a SKU that is not in the catalogue.'),
+    },
+  });
+
+  router.openapi(placeRoute, async (c) => {
+    const body = c.req.valid('json');
+    const idempotencyKey = c.req.valid('header')['idempotency-key'];
+    const outcome = await placeOrder(deps.pool, {
+      customerId: body.customer_id,
+      email: body.email,
+      items: body.items,
+      idempotencyKey,
+      requestHash: orderRequestHash(body),
+      correlationId: c.var.correlationId,
+    });
+    switch (outcome.kind) {
+      case 'unknown_skus':
+        throw new ApiError(
+          422,
+          'unknown_sku',
+          'Some items name SKUs that are not in the catalogue (GET /products).',
+          {
+            fields: outcome.indexes.map((i) => ({
+              path: `items[${i}].sku`,
+              message: `unknown SKU ${JSON.stringify(body.items[i]?.sku)}`,
+            })),
+          },
+        );
+      case 'mixed_currencies':
+        throw new ApiError(
+          422,
+          'mixed_currencies',
+          'All items of one order must be priced in one currency.',
+          {
+            fields: [{ path: 'items', message: `mixes ${outcome.currencies.join(', ')}` }],
+          },
+        );
+      case 'idempotency_conflict':
+        throw new ApiError(
+          409,
+          'idempotency_key_reused',
+          'This Idempotency-Key was already used for a different request; use a new key for a new order.',
+        );
+    }
+    const view = await orderView(outcome.orderId);
+    if (!view) throw new Error(`order ${outcome.orderId} vanished right after it was written`);
+    c.header('Location', `/orders/${view.id}`);
+    if (outcome.kind === 'replayed') {
+      c.header('Idempotent-Replayed', 'true');
+      c.var.log.info({ orderId: view.id }, 'idempotent replay of an order');
+      return c.json(view, 200);
+    }
+    c.var.log.info({ orderId: view.id, total: view.total, currency: view.currency }, 'order placed');
+    return c.json(view, 202);
+  });
+
+  // ----------------------------------------------------------------------------- GET /orders
+  const listRoute = createRoute({
+    method: 'get',
+    path: '/',
+    tags: ['orders'],
+    summary: 'List orders, newest first',
+    description:
+      'Keyset pagination: follow `nextCursor` until it is null. Unknown query parameters are rejected.',
+    request: { query: ListOrdersQuerySchema },
+    responses: {
+      200: { description: 'One page.', content: { 'application/json': { schema: OrderPageSchema } } },
+      400: errorResponse('A query parameter is invalid (`fields` names it).'),
+    },
+  });
+
+  router.openapi(listRoute, async (c) => {
+    const query = c.req.valid('query');
+    const page = await listOrders(deps.pool, {
+      status: query.status,
+      customerId: query.customer_id,
+      after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
+      limit: query.limit,
+    });
+    return c.json({ items: page.orders, nextCursor: page.next ? encodeCursor(page.next) : null }, 200);
+  });
+
+  // ------------------------------------------------------------------------- GET /orders/{id}
+  const getRoute = createRoute({
+    method: 'get',
+    path: '/{id}',
+    tags: ['orders'],
+    summary: 'One order with items, payment, notifications, event timeline and workflow link',
+    request: { params: OrderIdParamsSchema },
+    responses: {
+      200: { description: 'The order.', content: orderJson },
+      400: errorResponse('The id is not a UUID.'),
+      404: errorResponse('No such order.'),
+    },
+  });
+
+  router.openapi(getRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const view = await orderView(id);
+    if (!view) throw notFound('Order', id);
+    return c.json(view, 200);
+  });
+
+  // ------------------------------------------------------------------ POST /orders/{id}/cancel
+  const cancelRoute = createRoute({
+    method: 'post',
+    path: '/{id}/cancel',
+    tags: ['orders'],
+    summary: 'Cancel an order before its payment is captured',
+    description:
+      "If the order's saga is running, it is asked to cancel (it compensates: stock back). If the saga has " +
+      'not started yet, the order is cancelled directly and the saga ends when it starts. Too late once paid.',
+    middleware: [jsonBody({ maxBytes, optional: true })],
+    request: {
+      params: OrderIdParamsSchema,
+      body: { required: false, content: { 'application/json': { schema: CancelOrderBodySchema } } },
+    },
+    responses: {
+      200: {
+        description: 'Cancel accepted.',
+        content: { 'application/json': { schema: CancelResultSchema } },
+      },
+      400: errorResponse('The id is not a UUID, or the body is invalid.'),
+      404: errorResponse('No such order.'),
+      409: errorResponse(
+        'Too late (already paid) or already final; `message` says why, `status` is current.',
+      ),
+      503: errorResponse('The workflow service did not answer in time; retrying is safe.'),
+    },
+  });
+
+  router.openapi(cancelRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const reason = c.req.valid('json').reason ?? DEFAULT_CANCEL_REASON;
+    const log = c.var.log.child({ orderId: id });
+
+    const status = await getOrderStatus(deps.pool, id);
+    if (status === undefined) throw notFound('Order', id);
+    if (FINAL_STATUSES.has(status)) throw alreadyFinal(status);
+
+    // Twice at most: the saga may start between "no workflow" and the direct cancel.
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const outcome = await deps.workflows.cancel(id, reason);
+      switch (outcome.kind) {
+        case 'accepted':
+          log.info({ status: outcome.status }, 'cancel accepted by the saga');
+          return c.json({ id, status: outcome.status, via: 'workflow' as const }, 200);
+        case 'rejected':
+          log.info({ reason: outcome.reason }, 'cancel rejected by the saga');
+          throw new ApiError(409, 'cancel_rejected', outcome.reason, {
+            details: { status: (await getOrderStatus(deps.pool, id)) ?? status },
+          });
+        case 'timeout':
+        case 'unavailable':
+          log.warn({ outcome: outcome.kind }, 'cancel: the workflow service did not answer');
+          throw new ApiError(
+            503,
+            'workflow_unavailable',
+            "The order's workflow did not answer in time; the cancel may still take effect. Retrying is safe.",
+          );
+        case 'not_running': {
+          const direct = await cancelPendingOrder(deps.pool, id, reason);
+          if (direct.kind === 'cancelled') {
+            log.info('cancelled before the saga started');
+            return c.json({ id, status: 'CANCELLED' as const, via: 'database' as const }, 200);
+          }
+          if (direct.kind === 'not_found') throw notFound('Order', id);
+          if (FINAL_STATUSES.has(direct.status)) throw alreadyFinal(direct.status);
+          if (attempt === 2) {
+            // Not PENDING and no running saga: only an operator (re-drive) can resolve this.
+            log.warn({ status: direct.status }, 'cancel: order is in progress but its saga is not running');
+            throw new ApiError(
+              409,
+              'cancel_unavailable',
+              `The order is ${direct.status} but its workflow is not running, so it cannot be cancelled now.`,
+              { details: { status: direct.status } },
+            );
+          }
+        }
+      }
+    }
+    throw new Error('unreachable: cancel loop ended without an answer');
+  });
+
+  return router;
+}
+
+function alreadyFinal(status: OrderStatus): ApiError {
+  return new ApiError(409, 'order_final', `The order is already ${status} and can no longer be cancelled.`, {
+    details: { status },
+  });
+}

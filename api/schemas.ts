@@ -1,0 +1,295 @@
+/**
+ * Every request and response shape of the HTTP API, as zod schemas. The same schemas validate the
+ * requests (via @hono/zod-openapi's route validators) and generate `GET /openapi.json`, so the
+ * documentation cannot drift from what the server accepts.
+ *
+ * Conventions:
+ * - Request bodies and query strings use snake_case (`customer_id`), as in the original design's
+ *   curl examples; responses use camelCase (`customerId`, `correlationId`).
+ * - Unknown fields are rejected (400, named in `fields`), not ignored: a misspelt `quantity` must
+ *   not silently become an order for the default amount.
+ * - Money is a decimal string (`"19.99"`), never a JSON number.
+ */
+import { z } from '@hono/zod-openapi';
+import { ORDER_STATUSES } from '../workflows/contract.js';
+
+export const LIMITS = {
+  /** Items per order. */
+  maxItems: 50,
+  /** Units per line. */
+  maxQty: 1000,
+  maxIdempotencyKeyLength: 255,
+  maxReasonLength: 500,
+  /** Orders per page of `GET /orders`. */
+  maxPageSize: 100,
+  defaultPageSize: 20,
+  /** Request bodies; far above the largest valid order, so only abuse hits it. */
+  maxBodyBytes: 32 * 1024,
+} as const;
+
+/** "is required" when the value is missing, else the type complaint. */
+const typeError = (expected: string) => (issue: { input?: unknown }) =>
+  issue.input === undefined ? 'is required' : `must be ${expected}`;
+
+const PRINTABLE = /^[\x21-\x7e]+$/;
+
+// ---------------------------------------------------------------------------------------- inputs
+
+export const SkuSchema = z
+  .string({ error: typeError('a string') })
+  .min(1, 'must not be empty')
+  .max(64, 'must be at most 64 characters')
+  .regex(PRINTABLE, 'must be printable ASCII without spaces')
+  .openapi({ example: 'TSHIRT-BLK-M' });
+
+export const CustomerIdSchema = z
+  .string({ error: typeError('a string') })
+  .min(1, 'must not be empty')
+  .max(64, 'must be at most 64 characters')
+  .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'may contain only letters, digits and . _ : - (no spaces)')
+  .openapi({ example: 'C100' });
+
+export const OrderIdSchema = z.guid({ error: 'must be a UUID' }).openapi({
+  example: '0b7e6c1e-8f4e-4a7c-9a43-3f0f8f7c2b1d',
+});
+
+export const OrderItemInputSchema = z
+  .strictObject({
+    sku: SkuSchema,
+    qty: z
+      .number({ error: typeError('a number') })
+      .int('must be a whole number')
+      .min(1, 'must be at least 1')
+      .max(LIMITS.maxQty, `must be at most ${LIMITS.maxQty}`)
+      .openapi({ example: 1 }),
+  })
+  .openapi('OrderItemInput');
+
+export const CreateOrderBodySchema = z
+  .strictObject({
+    customer_id: CustomerIdSchema,
+    email: z
+      .email({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be an e-mail address') })
+      .max(254, 'must be at most 254 characters')
+      .openapi({ example: 'c100@example.com' }),
+    items: z
+      .array(OrderItemInputSchema, { error: typeError('an array of items') })
+      .min(1, 'must contain at least one item')
+      .max(LIMITS.maxItems, `must contain at most ${LIMITS.maxItems} items`)
+      .superRefine((items, ctx) => {
+        const seen = new Map<string, number>();
+        items.forEach((item, index) => {
+          const first = seen.get(item.sku);
+          if (first === undefined) seen.set(item.sku, index);
+          else
+            ctx.addIssue({
+              code: 'custom',
+              path: [index, 'sku'],
+              message: `duplicates items[${first}].sku; put the total quantity on one line`,
+            });
+        });
+      }),
+  })
+  .openapi('CreateOrderRequest', {
+    description: 'Unknown fields are rejected. Prices come from the catalogue, never from the client.',
+  });
+export type CreateOrderBody = z.infer<typeof CreateOrderBodySchema>;
+
+export const IdempotencyHeadersSchema = z.object({
+  'idempotency-key': z
+    .string()
+    .min(1, 'must not be empty')
+    .max(LIMITS.maxIdempotencyKeyLength, `must be at most ${LIMITS.maxIdempotencyKeyLength} characters`)
+    .regex(PRINTABLE, 'must be printable ASCII without spaces')
+    .optional()
+    .openapi({
+      // Header names are case-insensitive; the key must match the validator's lower-cased view.
+      param: { name: 'idempotency-key', in: 'header' },
+      description:
+        'Retrying with the same key and body returns the same order; the same key with another body is a 409.',
+      example: '2f1c9a52-checkout-1',
+    }),
+});
+
+export const CancelOrderBodySchema = z
+  .strictObject({
+    reason: z
+      .string({ error: typeError('a string') })
+      .trim()
+      .min(1, 'must not be empty')
+      .max(LIMITS.maxReasonLength, `must be at most ${LIMITS.maxReasonLength} characters`)
+      .optional()
+      .openapi({ example: 'changed my mind' }),
+  })
+  .openapi('CancelOrderRequest');
+
+export const OrderIdParamsSchema = z.object({
+  id: OrderIdSchema.openapi({ param: { name: 'id', in: 'path' } }),
+});
+
+export const SkuParamsSchema = z.object({
+  sku: SkuSchema.openapi({ param: { name: 'sku', in: 'path' } }),
+});
+
+export const ListOrdersQuerySchema = z.strictObject({
+  status: z
+    .enum(ORDER_STATUSES, { error: `must be one of ${ORDER_STATUSES.join(', ')}` })
+    .optional()
+    .openapi({ param: { name: 'status', in: 'query' } }),
+  customer_id: CustomerIdSchema.optional().openapi({ param: { name: 'customer_id', in: 'query' } }),
+  limit: z.coerce
+    .number({ error: 'must be a number' })
+    .int('must be a whole number')
+    .min(1, 'must be at least 1')
+    .max(LIMITS.maxPageSize, `must be at most ${LIMITS.maxPageSize}`)
+    .default(LIMITS.defaultPageSize)
+    .openapi({ param: { name: 'limit', in: 'query' }, example: 20 }),
+  cursor: z
+    .string()
+    .min(1, 'must not be empty')
+    .max(512, 'is not a cursor this API issued')
+    .optional()
+    .openapi({
+      param: { name: 'cursor', in: 'query' },
+      description: 'Opaque; pass the `nextCursor` of the previous page unchanged.',
+    }),
+});
+
+// --------------------------------------------------------------------------------------- outputs
+
+const Money = z.string().openapi({ example: '19.99', description: 'Decimal string; never a float.' });
+const Timestamp = z.string().openapi({ example: '2025-01-31T12:00:00.000Z', format: 'date-time' });
+const StatusSchema = z.enum(ORDER_STATUSES).openapi('OrderStatus');
+
+export const OrderItemSchema = z
+  .object({ sku: z.string(), qty: z.number().int(), unitPrice: Money, lineTotal: Money })
+  .openapi('OrderItem');
+
+export const PaymentSchema = z
+  .object({
+    status: z.string().openapi({ example: 'CAPTURED' }),
+    amount: Money,
+    currency: z.string(),
+    reference: z.string().nullable(),
+    failureReason: z.string().nullable(),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  })
+  .openapi('Payment');
+
+export const NotificationSchema = z
+  .object({ kind: z.string(), recipient: z.string(), subject: z.string(), createdAt: Timestamp })
+  .openapi('Notification');
+
+export const OrderEventSchema = z
+  .object({
+    eventId: z.string(),
+    type: z.string().openapi({ example: 'order.placed' }),
+    occurredAt: Timestamp,
+    published: z.boolean(),
+    publishedAt: Timestamp.nullable(),
+  })
+  .openapi('OrderEvent');
+
+export const OrderSchema = z
+  .object({
+    id: z.string(),
+    customerId: z.string(),
+    email: z.string(),
+    status: StatusSchema,
+    statusReason: z.string().nullable(),
+    total: Money,
+    currency: z.string().openapi({ example: 'USD' }),
+    correlationId: z.string(),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+    items: z.array(OrderItemSchema),
+    payment: PaymentSchema.nullable(),
+    notifications: z.array(NotificationSchema),
+    events: z.array(OrderEventSchema).openapi({ description: 'The outbox timeline, oldest first.' }),
+    workflow: z.object({
+      id: z.string().openapi({ example: 'order-0b7e6c1e-8f4e-4a7c-9a43-3f0f8f7c2b1d' }),
+      url: z.string().openapi({ description: 'The workflow in the Temporal Web UI.' }),
+    }),
+  })
+  .openapi('Order');
+export type OrderView = z.infer<typeof OrderSchema>;
+
+export const OrderSummarySchema = z
+  .object({
+    id: z.string(),
+    customerId: z.string(),
+    status: StatusSchema,
+    total: Money,
+    currency: z.string(),
+    createdAt: Timestamp,
+    updatedAt: Timestamp,
+  })
+  .openapi('OrderSummary');
+export type OrderSummary = z.infer<typeof OrderSummarySchema>;
+
+export const OrderPageSchema = z
+  .object({
+    items: z.array(OrderSummarySchema),
+    nextCursor: z.string().nullable().openapi({ description: 'null on the last page.' }),
+  })
+  .openapi('OrderPage');
+
+export const CancelResultSchema = z
+  .object({
+    id: z.string(),
+    status: StatusSchema,
+    via: z.enum(['workflow', 'database']).openapi({
+      description:
+        '`workflow`: the running saga accepted the cancel and compensates. `database`: the saga had not ' +
+        'started yet, so the order was cancelled directly and the saga will end on start.',
+    }),
+  })
+  .openapi('CancelResult');
+
+export const ProductSchema = z
+  .object({
+    sku: z.string(),
+    name: z.string(),
+    price: Money,
+    currency: z.string(),
+    stockQty: z.number().int(),
+  })
+  .openapi('Product');
+export type Product = z.infer<typeof ProductSchema>;
+
+export const ProductListSchema = z.object({ items: z.array(ProductSchema) }).openapi('ProductList');
+
+export const HealthSchema = z.object({ status: z.literal('ok') }).openapi('Health');
+
+export const ReadinessSchema = z
+  .object({
+    status: z.enum(['ready', 'not_ready']),
+    checks: z.record(
+      z.string(),
+      z.object({
+        status: z.enum(['up', 'down']),
+        ms: z.number(),
+        error: z.enum(['timeout', 'failed']).optional(),
+      }),
+    ),
+  })
+  .openapi('Readiness');
+
+export const ErrorSchema = z
+  .object({
+    error: z.object({
+      code: z.string().openapi({ example: 'validation_failed' }),
+      message: z.string(),
+      fields: z
+        .array(z.object({ path: z.string().openapi({ example: 'items[0].qty' }), message: z.string() }))
+        .optional(),
+    }),
+  })
+  .openapi('Error');
+
+/** The JSON error response, for a route's `responses`. */
+export const errorResponse = (description: string) => ({
+  description,
+  content: { 'application/json': { schema: ErrorSchema } },
+});

@@ -1,0 +1,126 @@
+/**
+ * Loyalty points: a subscriber outside the order core. It owns its queue (LOYALTY_QUEUE, bound to
+ * `payment.completed`, with its own DLQ) and its table (loyalty_points), and uses nothing of the
+ * core but the event envelope: adding it changed no core code.
+ *
+ * Delivery is at least once, so the award is idempotent twice over: the event id is recorded in
+ * processed_events (consumer 'loyalty') in the same transaction as the points, and an order earns
+ * points once even if a second, different payment.completed for it ever appeared. The message is
+ * acked only after that transaction commits.
+ */
+import type { ConsumeMessage } from 'amqplib';
+import { z } from 'zod';
+import {
+  createConsumer,
+  PoisonMessageError,
+  type AmqpConnectionManager,
+  type QueueConsumer,
+} from '../../lib/amqp.js';
+import type { Config } from '../../lib/config.js';
+import type { Logger } from '../../lib/logger.js';
+import { withTransaction, type Pool } from '../../db/pool.js';
+
+export const LOYALTY_CONSUMER = 'loyalty';
+export const LOYALTY_ROUTING_KEY = 'payment.completed';
+
+export const paymentCompletedEnvelope = z.object({
+  id: z.uuid(),
+  type: z.literal(LOYALTY_ROUTING_KEY),
+  orderId: z.uuid(),
+  correlationId: z.string().min(1),
+  data: z.looseObject({
+    amount: z.string().regex(/^\d{1,10}(\.\d+)?$/, 'must be a non-negative decimal string'),
+    customerId: z.string().min(1),
+  }),
+});
+export type PaymentCompleted = z.infer<typeof paymentCompletedEnvelope>;
+
+/** One point per whole currency unit, from the decimal string (never through a float). */
+export function pointsFor(amount: string): number {
+  return Number.parseInt(amount.split('.')[0]!, 10);
+}
+
+export function parsePaymentCompleted(content: Buffer): PaymentCompleted {
+  let json: unknown;
+  try {
+    json = JSON.parse(content.toString('utf8'));
+  } catch (err) {
+    throw new PoisonMessageError(`body is not JSON: ${(err as Error).message}`);
+  }
+  const parsed = paymentCompletedEnvelope.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
+    throw new PoisonMessageError(`invalid payment.completed envelope: ${problems.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+export type AwardOutcome = 'awarded' | 'duplicate-event' | 'order-already-awarded';
+
+export async function awardPoints(pool: Pool, event: PaymentCompleted): Promise<AwardOutcome> {
+  return withTransaction(pool, async (tx) => {
+    const first = await tx.query(
+      `insert into processed_events (consumer, event_id) values ($1, $2::uuid)
+       on conflict (consumer, event_id) do nothing`,
+      [LOYALTY_CONSUMER, event.id],
+    );
+    if (first.rowCount === 0) return 'duplicate-event';
+    const inserted = await tx.query(
+      `insert into loyalty_points (order_id, customer_id, points, event_id)
+       values ($1::uuid, $2, $3, $4::uuid)
+       on conflict (order_id) do nothing`,
+      [event.orderId, event.data.customerId, pointsFor(event.data.amount), event.id],
+    );
+    return inserted.rowCount === 1 ? 'awarded' : 'order-already-awarded';
+  });
+}
+
+export type LoyaltyConfig = Pick<
+  Config,
+  'AMQP_EXCHANGE' | 'LOYALTY_QUEUE' | 'BRIDGE_PREFETCH' | 'BRIDGE_MAX_DELIVERIES'
+>;
+
+export interface LoyaltySubscriberOptions {
+  amqp: AmqpConnectionManager;
+  pool: Pool;
+  config: LoyaltyConfig;
+  logger: Logger;
+  retryDelayMs?: (attempt: number) => number;
+}
+
+export function createLoyaltySubscriber({
+  amqp,
+  pool,
+  config,
+  logger,
+  retryDelayMs,
+}: LoyaltySubscriberOptions): QueueConsumer {
+  const handle = async (msg: ConsumeMessage) => {
+    const event = parsePaymentCompleted(msg.content);
+    const outcome = await awardPoints(pool, event);
+    logger.info(
+      {
+        orderId: event.orderId,
+        correlationId: event.correlationId,
+        eventId: event.id,
+        customerId: event.data.customerId,
+        outcome,
+        ...(outcome === 'awarded' ? { points: pointsFor(event.data.amount) } : {}),
+      },
+      outcome === 'awarded' ? 'loyalty points awarded' : 'loyalty points already awarded; ignoring',
+    );
+  };
+
+  return createConsumer({
+    manager: amqp,
+    exchange: config.AMQP_EXCHANGE,
+    queue: config.LOYALTY_QUEUE,
+    routingKeys: [LOYALTY_ROUTING_KEY],
+    // The consumer knobs are shared with the bridge: there is one retry policy for the system.
+    prefetch: config.BRIDGE_PREFETCH,
+    maxDeliveries: config.BRIDGE_MAX_DELIVERIES,
+    logger,
+    handle,
+    ...(retryDelayMs ? { retryDelayMs } : {}),
+  });
+}

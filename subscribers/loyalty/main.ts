@@ -1,0 +1,50 @@
+/**
+ * Entry point of the loyalty-points subscriber (`npm run start:loyalty`). SIGTERM/SIGINT stop taking
+ * messages, let in-flight awards commit and ack, then close the connections.
+ */
+import { connectAmqp } from '../../lib/amqp.js';
+import { loadConfig } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { createPool } from '../../db/pool.js';
+import { createLoyaltySubscriber } from './consumer.js';
+
+const NAME = 'loyalty';
+
+async function main(): Promise<void> {
+  const config = loadConfig();
+  const logger = createLogger(NAME, config.LOG_LEVEL);
+  const shutdown = waitForShutdownSignal();
+  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, `acme-${NAME}`);
+  const amqp = connectAmqp(config, { name: `acme-${NAME}`, logger });
+  const subscriber = createLoyaltySubscriber({ amqp, pool, config, logger });
+  try {
+    await Promise.race([subscriber.start(), shutdown]);
+    logger.info({ queue: config.LOYALTY_QUEUE }, 'loyalty subscriber started');
+    const signal = await shutdown;
+    logger.info({ signal }, 'draining: finishing in-flight messages');
+    await subscriber.stop();
+  } finally {
+    await amqp.close().catch((err: unknown) => logger.warn({ err }, 'closing RabbitMQ failed'));
+    await pool.end().catch((err: unknown) => logger.warn({ err }, 'closing PostgreSQL failed'));
+  }
+  logger.info('loyalty subscriber stopped');
+}
+
+/** The first SIGINT/SIGTERM starts a drain; a second one exits at once. */
+function waitForShutdownSignal(): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    let draining = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (draining) process.exit(1);
+      draining = true;
+      resolve(signal);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+  });
+}
+
+main().catch((err: unknown) => {
+  createLogger(NAME).fatal({ err }, 'loyalty subscriber failed');
+  process.exit(1);
+});

@@ -1,0 +1,144 @@
+/**
+ * The loyalty subscriber on the real PostgreSQL and RabbitMQ: a duplicate event awards nothing more,
+ * a malformed one is dead-lettered, and the whole path from the outbox works with no core change.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { connectAmqp, DEAD_LETTER_HEADERS, dlqName, eventPublishOptions } from '../../lib/amqp.js';
+import type { Config } from '../../lib/config.js';
+import { buildEvent, type EventEnvelope } from '../../lib/events.js';
+import { enqueueEvent } from '../../db/outbox.js';
+import { createLoyaltySubscriber, pointsFor } from '../../subscribers/loyalty/consumer.js';
+import { OutboxPublisher } from '../../workers/outbox-publisher.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { captureLogger, openObserver, shortId, testConfig, waitFor, type Observer } from '../helpers/amqp.js';
+
+let db: TestDatabase;
+let observer: Observer;
+let id: string;
+let config: Config;
+const cleanups: Array<() => Promise<unknown>> = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  observer = await openObserver();
+});
+afterAll(async () => {
+  await observer?.close();
+  await db?.drop();
+});
+beforeEach(() => {
+  id = shortId();
+  config = testConfig(id, { DATABASE_URL: db.url });
+});
+afterEach(async () => {
+  for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
+  await observer.cleanup(config.AMQP_EXCHANGE, [config.LOYALTY_QUEUE]);
+});
+
+async function startSubscriber() {
+  const { logger, lines } = captureLogger();
+  const amqp = connectAmqp(config, { name: `test-loyalty-${id}`, logger });
+  const subscriber = createLoyaltySubscriber({
+    amqp,
+    pool: db.pool,
+    config,
+    logger,
+    retryDelayMs: () => 100,
+  });
+  let stopped = false;
+  const stop = async () => {
+    if (stopped) return;
+    stopped = true;
+    await subscriber.stop();
+    await amqp.close();
+  };
+  cleanups.push(stop);
+  await subscriber.start();
+  return { lines, stop, logger, amqp };
+}
+
+function paymentCompleted(amount = '42.99'): EventEnvelope<'payment.completed'> {
+  return buildEvent('payment.completed', {
+    id: randomUUID(),
+    orderId: randomUUID(),
+    correlationId: `corr-${shortId()}`,
+    data: { amount, currency: 'USD', reference: `ref-${shortId()}`, customerId: `C-${id}` },
+  });
+}
+
+function publish(event: EventEnvelope | Buffer, messageId: string): void {
+  const content = Buffer.isBuffer(event) ? event : Buffer.from(JSON.stringify(event));
+  observer.channel.publish(
+    config.AMQP_EXCHANGE,
+    'payment.completed',
+    content,
+    eventPublishOptions({ id: messageId, type: 'payment.completed' }),
+  );
+}
+
+describe('loyalty subscriber', () => {
+  it('computes one point per whole currency unit', () => {
+    expect(pointsFor('42.99')).toBe(42);
+    expect(pointsFor('0.50')).toBe(0);
+    expect(pointsFor('10000')).toBe(10000);
+  });
+
+  it('awards points once when payment.completed arrives twice with the same event id', async () => {
+    const running = await startSubscriber();
+    const event = paymentCompleted('42.99');
+    publish(event, event.id);
+    publish(event, event.id);
+
+    const handled = () => running.lines.filter((l) => String(l.msg).startsWith('loyalty points'));
+    await waitFor(() => handled().length === 2, { what: 'both deliveries handled' });
+    expect(handled().map((l) => l.outcome)).toEqual(['awarded', 'duplicate-event']);
+    expect(handled()[0]).toMatchObject({ orderId: event.orderId, correlationId: event.correlationId });
+
+    const points = await db.pool.query('select order_id, customer_id, points, event_id from loyalty_points');
+    expect(points.rows).toEqual([
+      { order_id: event.orderId, customer_id: `C-${id}`, points: 42, event_id: event.id },
+    ]);
+    const processed = await db.pool.query(
+      `select count(*)::int as n from processed_events where consumer = 'loyalty' and event_id = $1`,
+      [event.id],
+    );
+    expect(processed.rows[0].n).toBe(1);
+
+    await running.stop();
+    expect(await observer.messageCount(config.LOYALTY_QUEUE)).toBe(0);
+  });
+
+  it('dead-letters a malformed payment.completed with the reason', async () => {
+    const running = await startSubscriber();
+    const event = paymentCompleted();
+    publish(Buffer.from(JSON.stringify({ ...event, data: { ...event.data, amount: 42.5 } })), event.id);
+
+    await waitFor(async () => (await observer.messageCount(dlqName(config.LOYALTY_QUEUE))) === 1, {
+      what: 'the message in the DLQ',
+    });
+    await running.stop();
+    const [dead] = await observer.drain(dlqName(config.LOYALTY_QUEUE));
+    expect(dead!.properties.headers![DEAD_LETTER_HEADERS.reason]).toMatch(/data\.amount/);
+    const points = await db.pool.query('select 1 from loyalty_points where order_id = $1', [event.orderId]);
+    expect(points.rowCount).toBe(0);
+  });
+
+  it('receives events from the outbox publisher end to end', async () => {
+    const running = await startSubscriber();
+    const event = paymentCompleted('120.00');
+    await enqueueEvent(db.pool, event);
+    const { logger } = captureLogger();
+    const publisher = new OutboxPublisher({ pool: db.pool, amqp: running.amqp, config, logger });
+    cleanups.push(() => publisher.stop());
+    await publisher.publishBatch();
+
+    const row = await waitFor(
+      async () =>
+        (await db.pool.query('select points from loyalty_points where order_id = $1', [event.orderId]))
+          .rows[0],
+      { what: 'points for the order' },
+    );
+    expect(row.points).toBe(120);
+  });
+});

@@ -18,7 +18,15 @@ import { buildEvent } from '../../lib/events.js';
 import { connectTemporal } from '../../lib/temporal.js';
 import { orderWorkflowId } from '../../workflows/contract.js';
 import { createBridge } from '../../workers/bridge.js';
-import { captureLogger, openObserver, shortId, testConfig, waitFor, type Observer } from '../helpers/amqp.js';
+import {
+  captureLogger,
+  closeConnectionsNamed,
+  openObserver,
+  shortId,
+  testConfig,
+  waitFor,
+  type Observer,
+} from '../helpers/amqp.js';
 
 let observer: Observer;
 let temporal: Client;
@@ -58,7 +66,7 @@ interface Running {
 }
 
 async function startBridge(
-  opts: { client?: Client; config?: Config; startTimeoutMs?: number } = {},
+  opts: { client?: Client; config?: Config; startTimeoutMs?: number; retryDelayMs?: number } = {},
 ): Promise<Running> {
   const cfg = opts.config ?? config;
   const { logger, lines } = captureLogger();
@@ -68,7 +76,7 @@ async function startBridge(
     temporal: opts.client ?? temporal,
     config: cfg,
     logger,
-    retryDelayMs: () => 300,
+    retryDelayMs: () => opts.retryDelayMs ?? 300,
     ...(opts.startTimeoutMs ? { startTimeoutMs: opts.startTimeoutMs } : {}),
   });
   let stopped = false;
@@ -223,5 +231,49 @@ describe('bridge', () => {
     expect(dead!.properties.headers![DEAD_LETTER_HEADERS.reason]).toMatch(/Failed to start Workflow/);
     expect(await describeWorkflow(orderWorkflowId(event.orderId))).toBeUndefined();
     console.info(`dead-lettered after ${attempts.length} attempts in ${elapsed} ms`);
+  });
+  it('resumes consuming after RabbitMQ drops its connection', async () => {
+    const running = await startBridge();
+    expect(await closeConnectionsNamed(`test-bridge-${id}`)).toBe(1);
+    await waitFor(() => running.lines.filter((l) => l.msg === 'consuming').length === 2, {
+      what: 'the consumer to be re-registered',
+    });
+    const event = orderPlaced();
+    publish(event, { id: event.id });
+    await waitFor(() => describeWorkflow(orderWorkflowId(event.orderId)), { what: 'the workflow' });
+    await waitFor(() => running.lines.some((l) => l.msg === 'order saga started'), { what: 'log' });
+    await running.stop();
+    expect(await observer.messageCount(config.BRIDGE_QUEUE)).toBe(0);
+  });
+
+  it('settles a message held across a reconnect on its own channel, never on the new one', async () => {
+    config = testConfig(id, { BRIDGE_MAX_DELIVERIES: '2' });
+    const connection = Connection.lazy({ address: '127.0.0.1:1' });
+    const unreachable = new Client({ connection });
+    cleanups.push(() => connection.close());
+    // Attempt 1 fails and is held 5 s before its requeue; the connection dies meanwhile.
+    const running = await startBridge({ client: unreachable, startTimeoutMs: 300, retryDelayMs: 5000 });
+    const event = orderPlaced();
+    publish(event, { id: event.id });
+    await waitFor(() => running.lines.some((l) => l.msg === 'message failed; it will be retried'), {
+      what: 'the first failure',
+    });
+    expect(await closeConnectionsNamed(`test-bridge-${id}`)).toBe(1);
+
+    // The broker redelivers it on the new channel as attempt 2, the last: dead-lettered.
+    await waitFor(async () => (await observer.messageCount(dlqName(config.BRIDGE_QUEUE))) === 1, {
+      timeoutMs: 20_000,
+      what: 'the message in the DLQ',
+    });
+    // Let the held attempt's timer fire: its requeue must go nowhere (its channel is gone).
+    await new Promise((resolve) => setTimeout(resolve, 5500));
+    await running.stop();
+    expect(
+      running.lines.some((l) => l.msg === 'AMQP channel closed by the broker; reconnecting to reopen it'),
+    ).toBe(false);
+    expect(running.lines.filter((l) => l.msg === 'disconnected from RabbitMQ; reconnecting')).toHaveLength(1);
+    expect(await observer.messageCount(config.BRIDGE_QUEUE)).toBe(0);
+    const [dead] = await observer.drain(dlqName(config.BRIDGE_QUEUE));
+    expect(dead!.properties.headers).toMatchObject({ [DEAD_LETTER_HEADERS.attempts]: 2 });
   });
 });

@@ -1,0 +1,248 @@
+/**
+ * POST /orders/:id/cancel against a real PostgreSQL and the Temporal dev server (127.0.0.1:7233).
+ *
+ * Covered here: the direct cancel of an order whose saga has not started (no workflow), 404/409,
+ * a workflow that exists but answers nobody (no worker: the deadline turns into a 503 and nothing
+ * changes), and the saga's answers (accepted / rejected) through a stand-in for the Temporal
+ * gateway. The real saga's accept/reject is exercised by the end-to-end tests.
+ */
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp } from '../../api/app.js';
+import type { AppDeps } from '../../api/env.js';
+import {
+  createTemporalOrderWorkflows,
+  type OrderWorkflows,
+  type WorkflowCancelOutcome,
+} from '../../api/order-workflows.js';
+import type { OrderView } from '../../api/schemas.js';
+import { loadConfig } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { connectTemporal } from '../../lib/temporal.js';
+import { WORKFLOW_TYPE, orderWorkflowId, type OrderStatus } from '../../workflows/contract.js';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+
+let db: TestDatabase;
+let temporal: Client;
+const startedWorkflows: string[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  temporal = await connectTemporal(loadConfig());
+});
+afterAll(async () => {
+  for (const id of startedWorkflows)
+    await temporal.workflow
+      .getHandle(id)
+      .terminate('test cleanup')
+      .catch(() => {});
+  await temporal?.connection.close();
+  await db?.drop();
+});
+
+function appWith(workflows: OrderWorkflows) {
+  const deps: AppDeps = {
+    pool: db.pool,
+    logger: createLogger('api-test', 'silent'),
+    workflows,
+    config: { TEMPORAL_UI_URL: 'http://localhost:8233', TEMPORAL_NAMESPACE: 'default' },
+    checks: {},
+  };
+  return createApp(deps);
+}
+
+const realApp = () => appWith(createTemporalOrderWorkflows(temporal, { timeoutMs: 1_500 }));
+
+/** A stand-in for Temporal that answers from a script and records what it was asked. */
+function scripted(...answers: WorkflowCancelOutcome[]) {
+  const calls: Array<{ orderId: string; reason: string }> = [];
+  const workflows: OrderWorkflows = {
+    cancel: async (orderId, reason) => {
+      calls.push({ orderId, reason });
+      return answers.shift() ?? { kind: 'not_running' };
+    },
+  };
+  return { workflows, calls };
+}
+
+async function placeOrder(app = realApp()): Promise<string> {
+  const res = await app.request('/orders', {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', 'X-Correlation-Id': `corr-${randomUUID()}` },
+    body: JSON.stringify({
+      customer_id: 'C-CANCEL',
+      email: 'c@example.com',
+      items: [{ sku: 'MUG-WHT', qty: 1 }],
+    }),
+  });
+  expect(res.status).toBe(202);
+  return ((await res.json()) as OrderView).id;
+}
+
+async function setStatus(orderId: string, status: OrderStatus) {
+  await db.pool.query('update orders set status = $2 where id = $1', [orderId, status]);
+}
+
+async function statusOf(orderId: string) {
+  const { rows } = await db.pool.query<{ status: string; status_reason: string | null }>(
+    'select status, status_reason from orders where id = $1',
+    [orderId],
+  );
+  return rows[0];
+}
+
+function cancel(app: ReturnType<typeof appWith>, orderId: string, body?: unknown) {
+  return app.request(`/orders/${orderId}/cancel`, {
+    method: 'POST',
+    ...(body === undefined
+      ? {}
+      : { headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) }),
+  });
+}
+
+describe('before the saga starts (no workflow yet)', () => {
+  it('cancels in the database with an order.cancelled event', async () => {
+    const app = realApp();
+    const orderId = await placeOrder(app);
+    const res = await cancel(app, orderId, { reason: 'changed my mind' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'database' });
+    expect(await statusOf(orderId)).toEqual({ status: 'CANCELLED', status_reason: 'changed my mind' });
+
+    const { rows } = await db.pool.query<{ type: string; payload: { correlationId: string; data: unknown } }>(
+      'select type, payload from event_outbox where order_id = $1 order by id',
+      [orderId],
+    );
+    expect(rows.map((r) => r.type)).toEqual(['order.placed', 'order.cancelled']);
+    expect(rows[1]!.payload.data).toEqual({ reason: 'changed my mind' });
+    // The cancel joins the order's own trail.
+    expect(rows[1]!.payload.correlationId).toBe(rows[0]!.payload.correlationId);
+
+    const again = await cancel(app, orderId);
+    expect(again.status).toBe(409);
+    expect(await again.json()).toEqual({
+      error: { code: 'order_final', message: expect.stringContaining('CANCELLED'), status: 'CANCELLED' },
+    });
+  });
+
+  it('accepts no body, and an empty JSON body, with a default reason', async () => {
+    const app = realApp();
+    const bare = await placeOrder(app);
+    expect((await cancel(app, bare)).status).toBe(200);
+    expect((await statusOf(bare))?.status_reason).toBeTruthy();
+
+    const empty = await placeOrder(app);
+    const res = await app.request(`/orders/${empty}/cancel`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', 'Content-Length': '0' },
+      body: '',
+    });
+    expect(res.status).toBe(200);
+  });
+});
+
+describe('refusals', () => {
+  it('404 for an unknown order, 400 for a malformed id or body, 415 for a non-JSON body', async () => {
+    const app = realApp();
+    expect((await cancel(app, randomUUID())).status).toBe(404);
+    expect((await cancel(app, 'nope')).status).toBe(400);
+    const orderId = await placeOrder(app);
+    const tooLong = await cancel(app, orderId, { reason: 'x'.repeat(501) });
+    expect(tooLong.status).toBe(400);
+    expect(
+      ((await tooLong.json()) as { error: { fields: Array<{ path: string }> } }).error.fields[0]!.path,
+    ).toBe('reason');
+    expect((await cancel(app, orderId, { why: 'typo' })).status).toBe(400);
+    const text = await app.request(`/orders/${orderId}/cancel`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'text/plain' },
+      body: 'please',
+    });
+    expect(text.status).toBe(415);
+    expect((await statusOf(orderId))?.status).toBe('PENDING');
+  });
+
+  it('409 for an order that is already final, without asking the saga', async () => {
+    const { workflows, calls } = scripted();
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await setStatus(orderId, 'COMPLETED');
+    const res = await cancel(app, orderId);
+    expect(res.status).toBe(409);
+    expect(((await res.json()) as { error: { code: string; status: string } }).error).toMatchObject({
+      code: 'order_final',
+      status: 'COMPLETED',
+    });
+    expect(calls).toHaveLength(0);
+  });
+});
+
+describe('with a running saga', () => {
+  it('200 via the workflow when the saga accepts', async () => {
+    const { workflows, calls } = scripted({ kind: 'accepted', status: 'CANCELLED' });
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await setStatus(orderId, 'RESERVED');
+    const res = await cancel(app, orderId, { reason: 'too slow' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'workflow' });
+    expect(calls).toEqual([{ orderId, reason: 'too slow' }]);
+  });
+
+  it("409 with the saga's reason when it refuses", async () => {
+    const { workflows } = scripted({ kind: 'rejected', reason: 'too late: order is already paid' });
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await setStatus(orderId, 'RESERVED');
+    const res = await cancel(app, orderId);
+    expect(res.status).toBe(409);
+    expect(await res.json()).toEqual({
+      error: { code: 'cancel_rejected', message: 'too late: order is already paid', status: 'RESERVED' },
+    });
+  });
+
+  it('retries through the saga when it started between the two checks', async () => {
+    // First: no workflow yet; the direct cancel then finds the order RESERVED (the saga won the
+    // race), so the API asks the now-running saga again.
+    const { workflows, calls } = scripted({ kind: 'not_running' }, { kind: 'accepted', status: 'RESERVED' });
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await setStatus(orderId, 'RESERVED');
+    const res = await cancel(app, orderId);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ id: orderId, status: 'RESERVED', via: 'workflow' });
+    expect(calls).toHaveLength(2);
+  });
+
+  it('409 when the order is in progress but no saga runs for it; never cancels behind its back', async () => {
+    const app = realApp(); // no workflow exists for this order on the dev server
+    const orderId = await placeOrder(app);
+    await setStatus(orderId, 'RESERVED');
+    const res = await cancel(app, orderId);
+    expect(res.status).toBe(409);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('cancel_unavailable');
+    expect((await statusOf(orderId))?.status).toBe('RESERVED');
+  });
+
+  it('503 when the workflow exists but nobody answers in time; the order is left alone', async () => {
+    const app = realApp();
+    const orderId = await placeOrder(app);
+    const workflowId = orderWorkflowId(orderId);
+    // Started on a task queue that no worker polls: the Update can never be answered.
+    await temporal.workflow.start(WORKFLOW_TYPE, {
+      workflowId,
+      taskQueue: `api-test-no-worker-${randomUUID()}`,
+      args: [{ orderId, customerId: 'C-CANCEL', correlationId: 'c', paymentDeadlineMs: 60_000 }],
+      workflowExecutionTimeout: '5 minutes',
+    });
+    startedWorkflows.push(workflowId);
+
+    const started = Date.now();
+    const res = await cancel(app, orderId);
+    expect(res.status).toBe(503);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('workflow_unavailable');
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect((await statusOf(orderId))?.status).toBe('PENDING');
+  });
+});

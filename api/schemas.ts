@@ -283,7 +283,11 @@ export const ErrorSchema = z
       message: z.string(),
       fields: z
         .array(z.object({ path: z.string().openapi({ example: 'items[0].qty' }), message: z.string() }))
-        .optional(),
+        .optional()
+        .openapi({ description: 'Validation errors: each offending field, by path.' }),
+      status: StatusSchema.optional().openapi({
+        description: "Cancel refusals: the order's current status.",
+      }),
     }),
   })
   .openapi('Error');

@@ -50,27 +50,32 @@ export async function createOrderWorker(options: OrderWorkerOptions): Promise<Wo
 const ALREADY_EXISTS = 6; // gRPC status code
 
 /**
- * Registers the saga's custom search attributes (OrderId, CustomerId, OrderStatus) if missing. A
- * saga started with an unregistered attribute is rejected, so the worker does this before serving.
- * Safe to run from many workers at once: "already exists" is success.
+ * Registers the saga's custom search attributes (OrderId, CustomerId, OrderStatus). A saga started
+ * with an unregistered attribute is rejected, so the worker does this before serving. One request per
+ * attribute, "already exists" counting as success: safe for many workers at once, and it needs no
+ * ListSearchAttributes (which the time-skipping test server does not implement).
+ *
+ * @returns the names that were newly registered.
  */
 export async function ensureSearchAttributes(
   connection: NativeConnection,
   namespace: string,
   logger: Logger,
 ): Promise<string[]> {
-  const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
-  const missing = Object.values(SEARCH_ATTRIBUTES).filter((key) => !(key.name in (customAttributes ?? {})));
-  if (missing.length === 0) return [];
-  const searchAttributes = Object.fromEntries(
-    missing.map((key) => [key.name, encodeSearchAttributeIndexedValueType(key.type) ?? 0]),
-  );
-  try {
-    await connection.operatorService.addSearchAttributes({ namespace, searchAttributes });
-  } catch (err) {
-    if ((err as { code?: number }).code !== ALREADY_EXISTS) throw err;
+  const added: string[] = [];
+  for (const key of Object.values(SEARCH_ATTRIBUTES)) {
+    const type = encodeSearchAttributeIndexedValueType(key.type);
+    if (type === undefined) throw new TypeError(`search attribute ${key.name}: unknown type ${key.type}`);
+    try {
+      await connection.operatorService.addSearchAttributes({
+        namespace,
+        searchAttributes: { [key.name]: type },
+      });
+      added.push(key.name);
+    } catch (err) {
+      if ((err as { code?: number }).code !== ALREADY_EXISTS) throw err;
+    }
   }
-  const names = missing.map((key) => key.name);
-  logger.info({ namespace, searchAttributes: names }, 'registered search attributes');
-  return names;
+  if (added.length > 0) logger.info({ namespace, searchAttributes: added }, 'registered search attributes');
+  return added;
 }

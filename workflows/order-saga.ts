@@ -267,8 +267,9 @@ class OrderSaga {
     return CancellationScope.nonCancellable(async () => {
       await db.failPayment({ ...this.ids(), eventId: uuid4(), code, reason });
       this.setStatus('PAYMENT_FAILED');
-      await this.compensate(reason);
+      // The customer learns the payment failed even if a compensation then fails (an operator's job).
       await db.notifyCustomer({ ...this.ids(), kind: 'payment-failed', reason });
+      await this.compensate(reason);
       return { orderId: this.input.orderId, status: 'PAYMENT_FAILED', reason };
     });
   }

@@ -1,0 +1,374 @@
+/**
+ * The order saga on the time-skipping server with its real activities against a real PostgreSQL
+ * test database. Fault branches inject a gateway that is down or declines, or a compensation that
+ * fails; nothing stands in for the infrastructure.
+ */
+import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
+import type { temporal } from '@temporalio/proto';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createLogger } from '../../lib/logger.js';
+import { createNotificationActivities } from '../../activities/notification.js';
+import { GatewayUnavailableError, type PaymentGateway } from '../../activities/payment-gateway.js';
+import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, cancelUpdate, statusQuery } from '../../workflows/contract.js';
+import * as workflows from '../../workflows/index.js';
+import { createProduct } from '../helpers/db.js';
+import { createSagaHarness, waitFor, type SagaHarness } from './fixtures/harness.js';
+import {
+  createOrder,
+  notificationKinds,
+  orderStatus,
+  outboxTypes,
+  paymentStatus,
+  sagaInput,
+  stockOf,
+} from './fixtures/orders.js';
+
+let h: SagaHarness;
+beforeAll(async () => {
+  h = await createSagaHarness();
+});
+afterAll(async () => {
+  await h?.close();
+});
+
+/** A gateway that is down: every charge fails with a retryable error. Counts the attempts. */
+function downGateway(): PaymentGateway & { attempts: number } {
+  return {
+    attempts: 0,
+    async charge() {
+      this.attempts += 1;
+      throw new GatewayUnavailableError('simulated: payment gateway is down');
+    },
+    async refund() {
+      throw new GatewayUnavailableError('simulated: payment gateway is down');
+    },
+  };
+}
+
+function eventTimeMs(event: temporal.api.history.v1.IHistoryEvent): number {
+  const t = event.eventTime!;
+  return Number(t.seconds) * 1000 + Math.floor((t.nanos ?? 0) / 1e6);
+}
+
+function scheduledActivities(history: temporal.api.history.v1.IHistory) {
+  return (history.events ?? [])
+    .filter((e) => e.activityTaskScheduledEventAttributes)
+    .map((e) => ({ name: e.activityTaskScheduledEventAttributes!.activityType!.name!, at: eventTimeMs(e) }));
+}
+
+test('the bundle exports the workflow under the contract’s workflow type', () => {
+  expect(Object.keys(workflows)).toContain(WORKFLOW_TYPE);
+});
+
+describe('happy path', () => {
+  test('reserves, charges, notifies and completes, with one event per step and the search attribute current', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5, price: '12.50' });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2, unitPrice: '12.50' }] });
+    const worker = await h.worker();
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order));
+      expect(await handle.result()).toEqual({ orderId: order.orderId, status: 'COMPLETED' });
+
+      const state = await handle.query(statusQuery);
+      expect(state).toMatchObject({ status: 'COMPLETED', step: 'DONE', compensationFailures: [] });
+      const description = await handle.describe();
+      expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.OrderStatus)).toBe('COMPLETED');
+    });
+
+    expect(await stockOf(h.db.pool, sku)).toBe(3);
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('COMPLETED');
+    expect(await paymentStatus(h.db.pool, order.orderId)).toBe('CAPTURED');
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'payment.completed',
+      'order.completed',
+    ]);
+    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-completed']);
+    const { rows } = await h.db.pool.query(
+      `select payload from event_outbox where order_id = $1::uuid and type = 'payment.completed'`,
+      [order.orderId],
+    );
+    expect(rows[0].payload).toMatchObject({
+      correlationId: order.correlationId,
+      data: { amount: '25.00', currency: 'USD', customerId: order.customerId },
+    });
+  });
+});
+
+describe('out of stock', () => {
+  test('reserves nothing when any item is short, records which, notifies and ends OUT_OF_STOCK', async () => {
+    const plenty = await createProduct(h.db.pool, { stock: 10 });
+    const scarce = await createProduct(h.db.pool, { stock: 1 });
+    const order = await createOrder(h.db.pool, {
+      items: [
+        { sku: plenty, qty: 2 },
+        { sku: scarce, qty: 3 },
+      ],
+    });
+    const worker = await h.worker();
+
+    const result = await worker.runUntil(async () => (await h.start(worker, sagaInput(order))).result());
+
+    expect(result).toMatchObject({ status: 'OUT_OF_STOCK', reason: `out of stock: ${scarce}` });
+    expect(await stockOf(h.db.pool, plenty)).toBe(10);
+    expect(await stockOf(h.db.pool, scarce)).toBe(1);
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('OUT_OF_STOCK');
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual(['order.out_of_stock']);
+    const { rows } = await h.db.pool.query(`select payload from event_outbox where order_id = $1::uuid`, [
+      order.orderId,
+    ]);
+    expect(rows[0].payload.data).toEqual({ unavailable: [{ sku: scarce, requested: 3, available: 1 }] });
+    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['out-of-stock']);
+    expect(await paymentStatus(h.db.pool, order.orderId)).toBeUndefined();
+  });
+
+  test('an order cancelled by the API before the saga started ends CANCELLED without reserving', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 4 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }], status: 'CANCELLED' });
+    const worker = await h.worker();
+
+    const result = await worker.runUntil(async () => (await h.start(worker, sagaInput(order))).result());
+
+    expect(result.status).toBe('CANCELLED');
+    expect(await stockOf(h.db.pool, sku)).toBe(4);
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([]);
+    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-cancelled']);
+  });
+});
+
+describe('payment failure', () => {
+  test('a decline fails the payment (not retried) and compensates: stock back, events in order, customer told', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, {
+      items: [{ sku, qty: 2 }],
+      customerId: `${h.config.PAYMENT_DECLINE_CUSTOMER_PREFIX}-C1-${Date.now()}`,
+    });
+    const worker = await h.worker();
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order));
+      const result = await handle.result();
+      expect(result.status).toBe('PAYMENT_FAILED');
+      expect(result.reason).toMatch(/declined/);
+      const charges = scheduledActivities(await handle.fetchHistory()).filter(
+        (a) => a.name === 'chargePayment',
+      );
+      expect(charges).toHaveLength(1);
+      const { events } = await handle.fetchHistory();
+      const attempts = events!.find(
+        (e) => e.activityTaskStartedEventAttributes,
+      )!.activityTaskStartedEventAttributes!;
+      expect(attempts.attempt).toBe(1); // non-retryable: one attempt only
+    });
+
+    expect(await stockOf(h.db.pool, sku)).toBe(5);
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('PAYMENT_FAILED');
+    expect(await paymentStatus(h.db.pool, order.orderId)).toBe('DECLINED');
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'payment.failed',
+      'inventory.released',
+    ]);
+    const { rows } = await h.db.pool.query(
+      `select payload -> 'data' ->> 'code' as code from event_outbox where order_id = $1::uuid and type = 'payment.failed'`,
+      [order.orderId],
+    );
+    expect(rows[0].code).toBe('DECLINED');
+    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['payment-failed']);
+  });
+
+  test('a gateway that stays down is retried with backoff until the deadline, and compensation happens exactly then', async () => {
+    const deadlineMs = 10 * 60_000;
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 3 }] });
+    const gateway = downGateway();
+    const worker = await h.worker({ gateway });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order, deadlineMs));
+      const wallStart = performance.now();
+      const result = await handle.result();
+      const wallMs = performance.now() - wallStart;
+      expect(result).toMatchObject({
+        status: 'PAYMENT_FAILED',
+        reason: `payment not captured within ${deadlineMs} ms`,
+      });
+      expect(wallMs).toBeLessThan(30_000); // ten virtual minutes, skipped
+
+      const history = await handle.fetchHistory();
+      const startedAt = eventTimeMs(history.events![0]!);
+      const activities = scheduledActivities(history);
+      const failAt = activities.find((a) => a.name === 'failPayment')!.at - startedAt;
+      const releaseAt = activities.find((a) => a.name === 'releaseInventory')!.at - startedAt;
+      // Not before the deadline, and right after it (not at some later retry).
+      expect(failAt).toBeGreaterThanOrEqual(deadlineMs);
+      expect(failAt).toBeLessThan(deadlineMs + 5_000);
+      expect(releaseAt).toBeGreaterThanOrEqual(deadlineMs);
+      expect(releaseAt).toBeLessThan(deadlineMs + 5_000);
+    });
+
+    expect(gateway.attempts).toBeGreaterThan(3); // retried with backoff meanwhile
+    expect(await stockOf(h.db.pool, sku)).toBe(5);
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('PAYMENT_FAILED');
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'payment.failed',
+      'inventory.released',
+    ]);
+    const { rows } = await h.db.pool.query(
+      `select payload -> 'data' ->> 'code' as code from event_outbox where order_id = $1::uuid and type = 'payment.failed'`,
+      [order.orderId],
+    );
+    expect(rows[0].code).toBe('DEADLINE_EXCEEDED');
+    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['payment-failed']);
+  });
+});
+
+describe('cancel', () => {
+  test('accepted before capture: the charge is cancelled, stock comes back, the order ends CANCELLED', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
+    const worker = await h.worker({ gateway: downGateway() });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order));
+      await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.step === 'CHARGING_PAYMENT',
+        'the saga to be charging',
+      );
+      const answer = await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] });
+      expect(answer).toEqual({ accepted: true, status: 'CANCELLED' });
+      expect(await handle.result()).toEqual({
+        orderId: order.orderId,
+        status: 'CANCELLED',
+        reason: 'changed my mind',
+      });
+      const state = await handle.query(statusQuery);
+      expect(state).toMatchObject({ status: 'CANCELLED', cancelRequested: true, compensationFailures: [] });
+      const description = await handle.describe();
+      expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.OrderStatus)).toBe('CANCELLED');
+    });
+
+    expect(await stockOf(h.db.pool, sku)).toBe(5);
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('CANCELLED');
+    expect(await paymentStatus(h.db.pool, order.orderId)).toBeUndefined();
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'inventory.released',
+      'order.cancelled',
+    ]);
+    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-cancelled']);
+  });
+
+  test('after capture the update is rejected as too late, and the order completes', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
+    // Hold the saga between capture and completion, so the cancel arrives exactly then.
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    const { notifyCustomer } = createNotificationActivities({
+      pool: h.db.pool,
+      logger: createLogger('test', 'silent'),
+    });
+    const worker = await h.worker({
+      activityOverrides: {
+        notifyCustomer: async (args) => {
+          await gate;
+          return notifyCustomer(args);
+        },
+      },
+    });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order));
+      await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.status === 'PAID',
+        'the payment to be captured',
+      );
+      const rejected = await handle.executeUpdate(cancelUpdate, { args: [{}] }).catch((err: unknown) => err);
+      expect(rejected).toBeInstanceOf(WorkflowUpdateFailedError);
+      expect((rejected as WorkflowUpdateFailedError).cause?.message).toBe('too late: order is already paid');
+      openGate();
+      expect((await handle.result()).status).toBe('COMPLETED');
+      expect((await handle.query(statusQuery)).cancelRequested).toBe(false);
+    });
+
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('COMPLETED');
+    expect(await stockOf(h.db.pool, sku)).toBe(4);
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'payment.completed',
+      'order.completed',
+    ]);
+  });
+
+  test('a workflow cancel (handle.cancel) also compensates, and the run ends Cancelled', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 5 }] });
+    const worker = await h.worker({ gateway: downGateway() });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order));
+      await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.step === 'CHARGING_PAYMENT',
+        'the saga to be charging',
+      );
+      await handle.cancel();
+      const failure = await handle.result().catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(WorkflowFailedError);
+      expect((failure as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+      expect((await handle.describe()).status.name).toBe('CANCELLED');
+    });
+
+    expect(await stockOf(h.db.pool, sku)).toBe(5);
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('CANCELLED');
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'inventory.released',
+      'order.cancelled',
+    ]);
+    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-cancelled']);
+  });
+});
+
+describe('a failing compensation', () => {
+  test('is recorded in the state, fails the workflow naming it, and is never swallowed', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, {
+      items: [{ sku, qty: 2 }],
+      customerId: `${h.config.PAYMENT_DECLINE_CUSTOMER_PREFIX}-C2-${Date.now()}`,
+    });
+    const worker = await h.worker({
+      activityOverrides: {
+        releaseInventory: async () => {
+          throw ApplicationFailure.nonRetryable('simulated: inventory database unavailable');
+        },
+      },
+    });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order));
+      const failure = await handle.result().catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(WorkflowFailedError);
+      const cause = (failure as WorkflowFailedError).cause as ApplicationFailure;
+      expect(cause).toBeInstanceOf(ApplicationFailure);
+      expect(cause.type).toBe('CompensationFailed');
+      expect(cause.message).toContain('releaseInventory: simulated: inventory database unavailable');
+
+      const state = await handle.query(statusQuery);
+      expect(state.compensationFailures).toEqual([
+        'releaseInventory: simulated: inventory database unavailable',
+      ]);
+      expect(state.status).toBe('PAYMENT_FAILED');
+    });
+
+    // The failure is visible, not papered over: stock is still reserved for an operator to act on.
+    expect(await stockOf(h.db.pool, sku)).toBe(3);
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual(['inventory.reserved', 'payment.failed']);
+  });
+});

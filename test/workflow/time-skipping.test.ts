@@ -1,0 +1,44 @@
+/**
+ * Smoke test of the time-skipping setup itself: a workflow that sleeps one virtual day finishes in
+ * well under a second of wall time. If this fails, the deadline tests cannot be trusted either.
+ */
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { createTimeSkippingEnv } from '../helpers/temporal.js';
+import { quietTemporalRuntime } from './fixtures/harness.js';
+import { ONE_DAY_MS, sleepOneDay } from './fixtures/sleeper-workflows.js';
+
+let env: TestWorkflowEnvironment;
+beforeAll(async () => {
+  quietTemporalRuntime();
+  env = await createTimeSkippingEnv();
+});
+afterAll(async () => {
+  await env?.teardown();
+});
+
+test('a one-day durable timer is skipped: the workflow completes in well under 1 s of wall time', async () => {
+  const taskQueue = `sleeper-${randomUUID()}`;
+  const worker = await Worker.create({
+    connection: env.nativeConnection,
+    taskQueue,
+    workflowsPath: fileURLToPath(new URL('./fixtures/sleeper-workflows.ts', import.meta.url)),
+  });
+  await worker.runUntil(async () => {
+    const virtualStart = await env.currentTimeMs();
+    const wallStart = performance.now();
+    const result = await env.client.workflow.execute(sleepOneDay, {
+      taskQueue,
+      workflowId: `sleeper-${randomUUID()}`,
+    });
+    const wallMs = performance.now() - wallStart;
+    const virtualMs = (await env.currentTimeMs()) - virtualStart;
+
+    expect(result).toBe('woke up');
+    expect(virtualMs).toBeGreaterThanOrEqual(ONE_DAY_MS);
+    expect(wallMs).toBeLessThan(1000);
+  });
+});

@@ -9,10 +9,10 @@ import type { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger } from '../../lib/logger.js';
 import { createNotificationActivities } from '../../activities/notification.js';
-import { GatewayUnavailableError, type PaymentGateway } from '../../activities/payment-gateway.js';
 import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, cancelUpdate, statusQuery } from '../../workflows/contract.js';
 import * as workflows from '../../workflows/index.js';
 import { createProduct } from '../helpers/db.js';
+import { downGateway } from './fixtures/gateways.js';
 import { createSagaHarness, waitFor, type SagaHarness } from './fixtures/harness.js';
 import {
   createOrder,
@@ -31,20 +31,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await h?.close();
 });
-
-/** A gateway that is down: every charge fails with a retryable error. Counts the attempts. */
-function downGateway(): PaymentGateway & { attempts: number } {
-  return {
-    attempts: 0,
-    async charge() {
-      this.attempts += 1;
-      throw new GatewayUnavailableError('simulated: payment gateway is down');
-    },
-    async refund() {
-      throw new GatewayUnavailableError('simulated: payment gateway is down');
-    },
-  };
-}
 
 function eventTimeMs(event: temporal.api.history.v1.IHistoryEvent): number {
   const t = event.eventTime!;

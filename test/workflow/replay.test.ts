@@ -1,0 +1,134 @@
+/**
+ * Replay: saved histories of finished sagas (test/workflow/histories/*.json) are replayed against
+ * the current workflow code. A change to workflows/ that would break running sagas (a different
+ * command order, a removed activity, a new timer) fails here: guard it with patched() instead.
+ *
+ * Re-record the histories (only when a change is meant to be incompatible and no saga of the old
+ * shape is still running, or to add a scenario):
+ *
+ *   RECORD_HISTORIES=1 npx vitest run --project workflow test/workflow/replay.test.ts
+ */
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Worker, type Worker as WorkerType } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { cancelUpdate, statusQuery, type OrderSagaResult } from '../../workflows/contract.js';
+import { createProduct } from '../helpers/db.js';
+import { downGateway } from './fixtures/gateways.js';
+import {
+  createSagaHarness,
+  quietTemporalRuntime,
+  sagaBundle,
+  waitFor,
+  type SagaHarness,
+} from './fixtures/harness.js';
+import { historyFromJson, historyToJson } from './fixtures/history-json.js';
+import { createOrder, sagaInput } from './fixtures/orders.js';
+
+const HISTORIES_DIR = fileURLToPath(new URL('./histories/', import.meta.url));
+const RECORD = process.env.RECORD_HISTORIES === '1';
+
+/** Each scenario drives one saga to its end; the file name says which branch its history covers. */
+const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['status']>> = {
+  async completed(h) {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
+    return run(h, await h.worker(), order);
+  },
+  async 'out-of-stock'(h) {
+    const sku = await createProduct(h.db.pool, { stock: 1 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
+    return run(h, await h.worker(), order);
+  },
+  async 'payment-declined'(h) {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const customerId = `${h.config.PAYMENT_DECLINE_CUSTOMER_PREFIX}-REPLAY`;
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }], customerId });
+    return run(h, await h.worker(), order);
+  },
+  async 'payment-deadline'(h) {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
+    return run(h, await h.worker({ gateway: downGateway() }), order);
+  },
+  async 'cancelled-by-update'(h) {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
+    const worker = await h.worker({ gateway: downGateway() });
+    return worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order));
+      await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.step === 'CHARGING_PAYMENT',
+        'charging',
+      );
+      await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'recorded cancel' }] });
+      const { status } = await handle.result();
+      save('cancelled-by-update', await handle.fetchHistory());
+      return status;
+    });
+  },
+};
+
+let current = '';
+async function run(h: SagaHarness, worker: WorkerType, order: Awaited<ReturnType<typeof createOrder>>) {
+  return worker.runUntil(async () => {
+    const handle = await h.start(worker, sagaInput(order, 60_000));
+    const { status } = await handle.result();
+    save(current, await handle.fetchHistory());
+    return status;
+  });
+}
+
+function save(name: string, history: Parameters<typeof historyToJson>[0]): void {
+  writeFileSync(path.join(HISTORIES_DIR, `${name}.json`), historyToJson(history));
+}
+
+describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
+  let h: SagaHarness;
+  beforeAll(async () => {
+    h = await createSagaHarness();
+  });
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  const expected: Record<string, OrderSagaResult['status']> = {
+    completed: 'COMPLETED',
+    'out-of-stock': 'OUT_OF_STOCK',
+    'payment-declined': 'PAYMENT_FAILED',
+    'payment-deadline': 'PAYMENT_FAILED',
+    'cancelled-by-update': 'CANCELLED',
+  };
+  for (const [name, scenario] of Object.entries(SCENARIOS)) {
+    test(`records ${name}`, async () => {
+      current = name;
+      expect(await scenario(h)).toBe(expected[name]);
+    });
+  }
+});
+
+describe('replaying saved histories against the current workflow code', () => {
+  // Read when the tests run, not when they are collected: in record mode the files appear meanwhile.
+  const savedHistories = () => readdirSync(HISTORIES_DIR).filter((f) => f.endsWith('.json'));
+
+  test('covers the completed, out-of-stock and payment-failed branches at least', () => {
+    expect(savedHistories()).toEqual(
+      expect.arrayContaining(['completed.json', 'out-of-stock.json', 'payment-declined.json']),
+    );
+  });
+
+  test('every saved history replays without a nondeterminism error', async () => {
+    quietTemporalRuntime();
+    const histories = savedHistories().map((file) => ({
+      workflowId: path.basename(file, '.json'),
+      history: historyFromJson(JSON.parse(readFileSync(path.join(HISTORIES_DIR, file), 'utf8'))),
+    }));
+    const results: Array<{ workflowId: string; error: string | undefined }> = [];
+    for await (const result of Worker.runReplayHistories({ workflowBundle: await sagaBundle() }, histories)) {
+      results.push({ workflowId: result.workflowId, error: result.error?.message });
+    }
+    expect(results).toEqual(histories.map(({ workflowId }) => ({ workflowId, error: undefined })));
+  });
+});

@@ -19,10 +19,17 @@ export function createPool(connectionString: string, max = 10, applicationName =
 
 export async function withClient<T>(pool: Pool, fn: (client: PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A checked-out client whose server dies while we await something else (a publish confirm, an
+  // RPC) emits 'error' on itself, not on a query: unhandled, that would crash the process. The next
+  // query fails instead, the transaction rolls back, and the broken client is destroyed on release.
+  let lost: Error | undefined;
+  const onError = (err: Error) => (lost = err);
+  client.on('error', onError);
   try {
     return await fn(client);
   } finally {
-    client.release();
+    client.off('error', onError);
+    client.release(lost);
   }
 }
 

@@ -110,19 +110,9 @@ export class OutboxPublisher {
 
   /** Publishes up to OUTBOX_BATCH_SIZE due rows; one transaction, rows locked until it ends. */
   async publishBatch(): Promise<BatchResult> {
-    return withTransaction(this.pool, async (tx) => {
-      // While we wait for confirms the client is checked out but idle: if its server goes away then,
-      // pg emits 'error' on the client (not on a query), which would crash the process unhandled.
-      // The next query fails instead, and the transaction rolls back, which is what we want.
-      const onLost = (err: Error) =>
-        this.logger.warn({ err: err.message }, 'lost the PostgreSQL connection during a batch');
-      tx.on('error', onLost);
-      try {
-        return await this.claimAndPublish(tx);
-      } finally {
-        tx.off('error', onLost);
-      }
-    });
+    // The client sits idle while we wait for confirms; if its server goes away meanwhile,
+    // withTransaction keeps that from crashing the process, and the batch rolls back.
+    return withTransaction(this.pool, (tx) => this.claimAndPublish(tx));
   }
 
   private async claimAndPublish(tx: PoolClient): Promise<BatchResult> {

@@ -47,13 +47,27 @@ export async function createOrderWorker(options: OrderWorkerOptions): Promise<Wo
   });
 }
 
-const ALREADY_EXISTS = 6; // gRPC status code
+const ALREADY_EXISTS = 6; // gRPC status codes
+const UNIMPLEMENTED = 12;
+
+/** Names of the custom search attributes the namespace has, or undefined if the server cannot say. */
+async function registeredSearchAttributes(
+  connection: NativeConnection,
+  namespace: string,
+): Promise<Set<string> | undefined> {
+  try {
+    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+    return new Set(Object.keys(customAttributes ?? {}));
+  } catch (err) {
+    if ((err as { code?: number }).code === UNIMPLEMENTED) return undefined; // the time-skipping test server
+    throw err;
+  }
+}
 
 /**
- * Registers the saga's custom search attributes (OrderId, CustomerId, OrderStatus). A saga started
- * with an unregistered attribute is rejected, so the worker does this before serving. One request per
- * attribute, "already exists" counting as success: safe for many workers at once, and it needs no
- * ListSearchAttributes (which the time-skipping test server does not implement).
+ * Registers the saga's custom search attributes (OrderId, CustomerId, OrderStatus) that are missing.
+ * A saga started with an unregistered attribute is rejected, so the worker does this before serving.
+ * One request per attribute, "already exists" counting as success: safe for many workers at once.
  *
  * @returns the names that were newly registered.
  */
@@ -62,8 +76,10 @@ export async function ensureSearchAttributes(
   namespace: string,
   logger: Logger,
 ): Promise<string[]> {
+  const registered = await registeredSearchAttributes(connection, namespace);
   const added: string[] = [];
   for (const key of Object.values(SEARCH_ATTRIBUTES)) {
+    if (registered?.has(key.name)) continue;
     const type = encodeSearchAttributeIndexedValueType(key.type);
     if (type === undefined) throw new TypeError(`search attribute ${key.name}: unknown type ${key.type}`);
     try {

@@ -1,0 +1,65 @@
+import { describe, expect, test } from 'vitest';
+import {
+  GatewayUnavailableError,
+  PaymentDeclinedError,
+  createSimulatedGateway,
+  type ChargeRequest,
+} from '../../activities/payment-gateway.js';
+
+const config = {
+  PAYMENT_DECLINE_OVER: 10_000,
+  PAYMENT_DECLINE_CUSTOMER_PREFIX: 'DECLINE',
+  PAYMENT_TRANSIENT_FAILURE_RATE: 0,
+};
+
+const request = (fields: Partial<ChargeRequest> = {}): ChargeRequest => ({
+  idempotencyKey: 'order-1',
+  orderId: 'order-1',
+  customerId: 'C100',
+  amount: '19.99',
+  currency: 'USD',
+  ...fields,
+});
+
+describe('simulated payment gateway', () => {
+  test('captures with a reference derived from the idempotency key, the same on every retry', async () => {
+    const gateway = createSimulatedGateway(config);
+    const first = await gateway.charge(request());
+    expect(first.reference).toBe('sim_ch_order-1');
+    expect(await gateway.charge(request())).toEqual(first);
+  });
+
+  test('declines customers with the configured prefix, every time', async () => {
+    const gateway = createSimulatedGateway(config);
+    for (let i = 0; i < 3; i++) {
+      const err = await gateway.charge(request({ customerId: 'DECLINE-C1' })).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(PaymentDeclinedError);
+      expect((err as PaymentDeclinedError).code).toBe('CARD_DECLINED');
+    }
+  });
+
+  test('declines totals over the limit, and accepts the limit itself', async () => {
+    const gateway = createSimulatedGateway(config);
+    await expect(gateway.charge(request({ amount: '10000.01' }))).rejects.toMatchObject({
+      code: 'LIMIT_EXCEEDED',
+    });
+    await expect(gateway.charge(request({ amount: '10000.00' }))).resolves.toBeDefined();
+  });
+
+  test('fails transiently at the configured rate, using the injected random source', async () => {
+    const gateway = createSimulatedGateway({ ...config, PAYMENT_TRANSIENT_FAILURE_RATE: 0.5 }, () => 0.49);
+    await expect(gateway.charge(request())).rejects.toBeInstanceOf(GatewayUnavailableError);
+    await expect(
+      gateway.refund({ idempotencyKey: 'r', reference: 'x', amount: '1.00', currency: 'USD' }),
+    ).rejects.toBeInstanceOf(GatewayUnavailableError);
+    const lucky = createSimulatedGateway({ ...config, PAYMENT_TRANSIENT_FAILURE_RATE: 0.5 }, () => 0.5);
+    await expect(lucky.charge(request())).resolves.toBeDefined();
+  });
+
+  test('a decline wins over a transient failure: the answer does not depend on luck', async () => {
+    const gateway = createSimulatedGateway({ ...config, PAYMENT_TRANSIENT_FAILURE_RATE: 1 }, () => 0);
+    await expect(gateway.charge(request({ customerId: 'DECLINE-X' }))).rejects.toBeInstanceOf(
+      PaymentDeclinedError,
+    );
+  });
+});

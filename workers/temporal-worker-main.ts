@@ -11,24 +11,35 @@ import {
   type LogLevel,
   type LogMetadata,
 } from '@temporalio/worker';
-import { loadConfig } from '../lib/config.js';
+import { loadConfig, type Config } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { createPool } from '../db/pool.js';
 import { createOrderWorker, ensureSearchAttributes } from './temporal-worker.js';
 
+type PinoMethod = 'trace' | 'debug' | 'info' | 'warn' | 'error';
+const TO_PINO: Record<LogLevel, PinoMethod> = {
+  TRACE: 'trace',
+  DEBUG: 'debug',
+  INFO: 'info',
+  WARN: 'warn',
+  ERROR: 'error',
+};
+const FROM_CONFIG: Record<Config['LOG_LEVEL'], LogLevel> = {
+  trace: 'TRACE',
+  debug: 'DEBUG',
+  info: 'INFO',
+  warn: 'WARN',
+  error: 'ERROR',
+  fatal: 'ERROR',
+  silent: 'ERROR',
+};
+
 /** The SDK's own logs (and workflow `log` calls) go to the same JSON stream as ours. */
-function installRuntime(logger: Logger): void {
+function installRuntime(logger: Logger, level: Config['LOG_LEVEL']): void {
   const sdk = logger.child({ component: 'temporal-sdk' });
-  const levels: Record<LogLevel, 'trace' | 'debug' | 'info' | 'warn' | 'error'> = {
-    TRACE: 'trace',
-    DEBUG: 'debug',
-    INFO: 'info',
-    WARN: 'warn',
-    ERROR: 'error',
-  };
   Runtime.install({
-    logger: new DefaultLogger('INFO', ({ level, message, meta }) =>
-      sdk[levels[level]]((meta ?? {}) as LogMetadata, message),
+    logger: new DefaultLogger(FROM_CONFIG[level], ({ level, message, meta }) =>
+      sdk[TO_PINO[level]]((meta ?? {}) as LogMetadata, message),
     ),
     // We handle signals ourselves: shutdown once, then close connections in order.
     shutdownSignals: [],
@@ -38,7 +49,7 @@ function installRuntime(logger: Logger): void {
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('temporal-worker', config.LOG_LEVEL);
-  installRuntime(logger);
+  installRuntime(logger, config.LOG_LEVEL);
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-temporal-worker');
   let connection: NativeConnection | undefined;
   try {

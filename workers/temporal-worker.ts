@@ -44,6 +44,9 @@ export async function createOrderWorker(options: OrderWorkerOptions): Promise<Wo
       ? { workflowBundle: options.workflowBundle }
       : { workflowsPath: WORKFLOWS_PATH }),
     activities,
+    // On SIGTERM, in-flight activities get this long to finish before they are cancelled (and retried
+    // elsewhere); they are short database steps and a gateway call.
+    shutdownGraceTime: '10 seconds',
   });
 }
 

@@ -10,7 +10,8 @@
  * commands are issued, or in what order (activities, timers, search-attribute upserts), must be
  * guarded with `patched('<change-id>')` (and later `deprecatePatch`), and the replay tests
  * (test/workflow/replay.test.ts over test/workflow/histories/) must stay green. Record new histories
- * with `RECORD_HISTORIES=1 npx vitest run --project workflow test/workflow/replay.test.ts`.
+ * with `RECORD_HISTORIES=1 npx vitest run --project workflow test/workflow/replay.test.ts`, then
+ * `npx prettier --write test/workflow/histories`.
  */
 import {
   ActivityFailure,
@@ -228,6 +229,8 @@ class OrderSaga {
   /**
    * Charges, unless the deadline (a durable timer, so it survives worker restarts and is skipped by
    * the time-skipping test server) passes first; then the charge is cancelled and the payment fails.
+   * An attempt already in flight at the deadline is waited for (WAIT_CANCELLATION_COMPLETED): if it
+   * captures after all, the capture stands and the order goes on to complete.
    */
   private async chargeBeforeDeadline(): Promise<PaymentOutcome> {
     const charge = new CancellationScope();

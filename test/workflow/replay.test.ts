@@ -7,6 +7,7 @@
  * shape is still running, or to add a scenario):
  *
  *   RECORD_HISTORIES=1 npx vitest run --project workflow test/workflow/replay.test.ts
+ *   npx prettier --write test/workflow/histories
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

@@ -12,6 +12,7 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker, type Worker as WorkerType } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cancelUpdate, statusQuery, type OrderSagaResult } from '../../workflows/contract.js';
@@ -24,7 +25,6 @@ import {
   waitFor,
   type SagaHarness,
 } from './fixtures/harness.js';
-import { historyFromJson, historyToJson } from './fixtures/history-json.js';
 import { createOrder, sagaInput } from './fixtures/orders.js';
 
 const HISTORIES_DIR = fileURLToPath(new URL('./histories/', import.meta.url));
@@ -82,8 +82,8 @@ async function run(h: SagaHarness, worker: WorkerType, order: Awaited<ReturnType
   });
 }
 
-function save(name: string, history: Parameters<typeof historyToJson>[0]): void {
-  writeFileSync(path.join(HISTORIES_DIR, `${name}.json`), historyToJson(history));
+function save(name: string, history: Parameters<typeof historyToJSON>[0]): void {
+  writeFileSync(path.join(HISTORIES_DIR, `${name}.json`), `${historyToJSON(history)}\n`);
 }
 
 describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
@@ -124,7 +124,7 @@ describe('replaying saved histories against the current workflow code', () => {
     quietTemporalRuntime();
     const histories = savedHistories().map((file) => ({
       workflowId: path.basename(file, '.json'),
-      history: historyFromJson(JSON.parse(readFileSync(path.join(HISTORIES_DIR, file), 'utf8'))),
+      history: historyFromJSON(JSON.parse(readFileSync(path.join(HISTORIES_DIR, file), 'utf8'))),
     }));
     const results: Array<{ workflowId: string; error: string | undefined }> = [];
     for await (const result of Worker.runReplayHistories({ workflowBundle: await sagaBundle() }, histories)) {

@@ -54,14 +54,15 @@ postgres_up() {
     as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$cluster" start
   fi
   wait_port 5432 PostgreSQL 30
-  local psql=(as_root runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtAX)
-  if [ "$("${psql[@]}" -c "select 1 from pg_roles where rolname = '$PG_USER'")" != 1 ]; then
+  # From /: the postgres user may not be allowed into the caller's directory.
+  pg_admin() { (cd / && as_root runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtAX "$@"); }
+  if [ "$(pg_admin -c "select 1 from pg_roles where rolname = '$PG_USER'")" != 1 ]; then
     log "PostgreSQL: creating role $PG_USER"
-    "${psql[@]}" -c "create role $PG_USER login password '$PG_PASSWORD' createdb"
+    pg_admin -c "create role $PG_USER login password '$PG_PASSWORD' createdb"
   fi
-  if [ "$("${psql[@]}" -c "select 1 from pg_database where datname = '$PG_DB'")" != 1 ]; then
+  if [ "$(pg_admin -c "select 1 from pg_database where datname = '$PG_DB'")" != 1 ]; then
     log "PostgreSQL: creating database $PG_DB"
-    "${psql[@]}" -c "create database $PG_DB owner $PG_USER"
+    pg_admin -c "create database $PG_DB owner $PG_USER"
   fi
   log "PostgreSQL: up on 127.0.0.1:5432 (postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:5432/$PG_DB)"
 }

@@ -5,8 +5,9 @@
  */
 import { serve, type ServerType } from '@hono/node-server';
 import type { Client } from '@temporalio/client';
-import { ConfigError, loadConfig } from '../lib/config.js';
+import { loadConfig } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { connectTemporal } from '../lib/temporal.js';
 import { createPool } from '../db/pool.js';
 import { createApp } from './app.js';
@@ -37,10 +38,11 @@ async function main(): Promise<void> {
       },
       readyTimeoutMs: PROBE_TIMEOUT_MS,
     });
-    const stop = stopSignal(logger);
+    const shutdown = waitForShutdownSignal();
     const server = await listen(app.fetch, config.PORT);
     logger.info({ port: config.PORT, docs: `http://localhost:${config.PORT}/docs` }, 'api listening');
-    await stop;
+    const signal = await shutdown;
+    logger.info({ signal }, 'stopping: no new connections, draining requests');
     await close(server, logger);
   } finally {
     await pool.end().catch((err: unknown) => logger.error({ err }, 'closing the database pool failed'));
@@ -49,19 +51,6 @@ async function main(): Promise<void> {
       .catch((err: unknown) => logger.error({ err }, 'closing the Temporal connection failed'));
     logger.info('api stopped');
   }
-}
-
-function stopSignal(logger: Logger): Promise<void> {
-  return new Promise((resolve) => {
-    const onSignal = (signal: NodeJS.Signals) => {
-      logger.info({ signal }, 'stopping: no new connections, draining requests');
-      process.off('SIGTERM', onSignal);
-      process.off('SIGINT', onSignal); // a second Ctrl-C kills at once
-      resolve();
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
 }
 
 function listen(
@@ -89,8 +78,4 @@ async function close(server: ServerType, logger: Logger): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  if (err instanceof ConfigError) console.error(err.message);
-  else createLogger('api').fatal({ err }, 'api failed');
-  process.exit(1);
-});
+runMain('api', main);

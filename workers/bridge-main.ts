@@ -7,6 +7,7 @@ import type { Client } from '@temporalio/client';
 import { connectAmqp, describeError } from '../lib/amqp.js';
 import { loadConfig, type Config } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { connectTemporal } from '../lib/temporal.js';
 import { createBridge } from './bridge.js';
 
@@ -65,21 +66,4 @@ async function connectTemporalPatiently(
   return undefined;
 }
 
-/** The first SIGINT/SIGTERM starts a drain; a second one exits at once. */
-function waitForShutdownSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    let draining = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (draining) process.exit(1);
-      draining = true;
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
-}
-
-main().catch((err: unknown) => {
-  createLogger(NAME).fatal({ err }, 'bridge failed');
-  process.exit(1);
-});
+runMain(NAME, main);

@@ -5,6 +5,7 @@
 import { connectAmqp } from '../lib/amqp.js';
 import { loadConfig } from '../lib/config.js';
 import { createLogger } from '../lib/logger.js';
+import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { createPool } from '../db/pool.js';
 import { OutboxPublisher } from './outbox-publisher.js';
 
@@ -33,21 +34,4 @@ async function main(): Promise<void> {
   logger.info('outbox publisher stopped');
 }
 
-/** The first SIGINT/SIGTERM starts a drain; a second one exits at once. */
-function waitForShutdownSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    let draining = false;
-    const onSignal = (signal: NodeJS.Signals) => {
-      if (draining) process.exit(1);
-      draining = true;
-      resolve(signal);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
-  });
-}
-
-main().catch((err: unknown) => {
-  createLogger(NAME).fatal({ err }, 'outbox publisher failed');
-  process.exit(1);
-});
+runMain(NAME, main);

@@ -13,6 +13,7 @@ import {
 } from '@temporalio/worker';
 import { loadConfig, type Config } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { createPool } from '../db/pool.js';
 import { createOrderWorker, ensureSearchAttributes } from './temporal-worker.js';
 
@@ -56,13 +57,11 @@ async function main(): Promise<void> {
     connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
     await ensureSearchAttributes(connection, config.TEMPORAL_NAMESPACE, logger);
     const worker = await createOrderWorker({ config, pool, logger, connection });
-    const stop = (signal: NodeJS.Signals) => {
+    void waitForShutdownSignal().then((signal) => {
       if (worker.getState() !== 'RUNNING') return;
       logger.info({ signal }, 'shutting down: draining in-flight tasks');
       worker.shutdown();
-    };
-    process.on('SIGINT', stop);
-    process.on('SIGTERM', stop);
+    });
     logger.info(
       {
         taskQueue: config.TEMPORAL_TASK_QUEUE,
@@ -79,8 +78,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err: unknown) => {
-  // The logger may not exist yet (bad configuration), so the last word goes to stderr.
-  console.error(err);
-  process.exit(1);
-});
+runMain('temporal-worker', main);

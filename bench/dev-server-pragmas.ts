@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Client, Connection } from '@temporalio/client';
 import { DefaultLogger, NativeConnection, Runtime, Worker } from '@temporalio/worker';
 import { temporalCliPath } from '../test/helpers/temporal.js';
-import * as activities from './fixtures/activities.js';
+import * as activities from '../test/fixtures/bare-activities.js';
 
 Runtime.install({ logger: new DefaultLogger('WARN') });
 
@@ -52,7 +52,7 @@ async function run(label: string, port: number, pragmas: string[]): Promise<numb
     const worker = await Worker.create({
       connection: await NativeConnection.connect({ address }),
       taskQueue,
-      workflowsPath: path.join(here, 'fixtures/workflows.ts'),
+      workflowsPath: path.join(here, '../test/fixtures/bare-workflows.ts'),
       activities,
     });
     const started = performance.now();

@@ -4,6 +4,9 @@ import { defineConfig } from 'vitest/config';
 // tests against the real PostgreSQL, RabbitMQ and Temporal dev server (scripts/infra.sh starts them).
 export default defineConfig({
   test: {
+    // One test file at a time: on 2 cores, workers, servers and tests competing for CPU make
+    // timings noisy and the whole run no faster.
+    maxWorkers: 1,
     projects: [
       { test: { name: 'unit', include: ['test/unit/**/*.test.ts'], testTimeout: 10_000 } },
       {

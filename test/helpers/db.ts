@@ -65,10 +65,29 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     async drop() {
       const leaked = pool.totalCount - pool.idleCount;
       await pool.end();
-      await adminQuery(`drop database if exists ${name} with (force)`);
+      await dropDatabase(name);
       if (leaked > 0) throw new Error(`${leaked} database client(s) were never released`);
     },
   };
+}
+
+/**
+ * A plain DROP DATABASE waits (briefly) for an autovacuum worker to leave by itself; WITH (FORCE)
+ * would instead need the right to signal it, which the app's role does not have. Anything else
+ * still connected after the retries is a connection the test leaked: then force it, and say so.
+ */
+async function dropDatabase(name: string): Promise<void> {
+  for (let attempt = 1; attempt <= 10; attempt++) {
+    try {
+      await adminQuery(`drop database if exists ${name}`);
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== '55006') throw err; // 55006: object in use
+      await new Promise((resolve) => setTimeout(resolve, 300 * attempt));
+    }
+  }
+  await adminQuery(`drop database if exists ${name} with (force)`);
+  throw new Error(`database ${name} still had connections after the test: something was not closed`);
 }
 
 /** Adds a product with its own SKU so a test owns its stock. */

@@ -5,115 +5,31 @@
  * checked where a user would look: the order's status, the events on the exchange, the workflow.
  */
 import { randomUUID } from 'node:crypto';
-import { type Client } from '@temporalio/client';
-import { NativeConnection, type Worker } from '@temporalio/worker';
 import type { ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../../api/app.js';
-import { createTemporalOrderWorkflows } from '../../api/order-workflows.js';
-import { connectAmqp, dlqName, type AmqpConnectionManager } from '../../lib/amqp.js';
-import type { Config } from '../../lib/config.js';
+import { dlqName } from '../../lib/amqp.js';
 import type { EventEnvelope } from '../../lib/events.js';
-import { connectTemporal } from '../../lib/temporal.js';
-import { createBridge } from '../../workers/bridge.js';
-import { OutboxPublisher } from '../../workers/outbox-publisher.js';
-import { createOrderWorker } from '../../workers/temporal-worker.js';
 import { orderWorkflowId, type OrderStatus } from '../../workflows/contract.js';
-import { captureLogger, openObserver, shortId, testConfig, waitFor, type Observer } from '../helpers/amqp.js';
-import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { openObserver, waitFor, type Observer } from '../helpers/amqp.js';
+import { createProduct } from '../helpers/db.js';
+import { startSystem, type TestSystem } from '../helpers/system.js';
 
-const FINAL: OrderStatus[] = ['COMPLETED', 'OUT_OF_STOCK', 'PAYMENT_FAILED', 'CANCELLED'];
-
-let db: TestDatabase;
-let config: Config;
+let system: TestSystem;
 let observer: Observer;
 let published: ConsumeMessage[];
-let amqp: AmqpConnectionManager;
-let publisher: OutboxPublisher;
-let bridge: ReturnType<typeof createBridge>;
-let temporal: Client;
-let nativeConnection: NativeConnection;
-let worker: Worker;
-let workerRun: Promise<void>;
-let app: ReturnType<typeof createApp>;
-const bridgeLog = captureLogger('info');
 
 beforeAll(async () => {
-  const id = shortId();
-  db = await createTestDatabase();
-  config = testConfig(id, { DATABASE_URL: db.url });
-  const { logger } = captureLogger('warn');
-
-  observer = await openObserver(config.AMQP_URL);
-  published = await observer.observe(config.AMQP_EXCHANGE, '#');
-
-  amqp = connectAmqp(config, { name: `test-e2e-${id}`, logger });
-  publisher = new OutboxPublisher({ pool: db.pool, amqp, config, logger });
-  publisher.start();
-
-  temporal = await connectTemporal(config);
-  bridge = createBridge({ amqp, temporal, config, logger: bridgeLog.logger });
-  await bridge.start();
-
-  nativeConnection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-  worker = await createOrderWorker({ config, pool: db.pool, logger, connection: nativeConnection });
-  workerRun = worker.run();
-
-  app = createApp({
-    pool: db.pool,
-    logger,
-    workflows: createTemporalOrderWorkflows(temporal, { timeoutMs: 5000 }),
-    config,
-    checks: {},
-  });
+  observer = await openObserver();
+  system = await startSystem();
+  // Bound before any order is placed, so it sees every event of this test's exchange.
+  published = await observer.observe(system.config.AMQP_EXCHANGE, '#');
 });
 
 afterAll(async () => {
-  worker?.shutdown();
-  await workerRun;
-  await bridge?.stop();
-  await publisher?.stop();
-  await amqp?.close();
-  await observer?.cleanup(config.AMQP_EXCHANGE, [config.BRIDGE_QUEUE]);
+  await system?.stop();
+  await observer?.cleanup(system.config.AMQP_EXCHANGE, [system.config.BRIDGE_QUEUE]);
   await observer?.close();
-  await nativeConnection?.close();
-  await temporal?.connection.close();
-  await db?.drop();
 });
-
-interface OrderView {
-  id: string;
-  status: OrderStatus;
-  correlationId: string;
-  total: string;
-  notifications: Array<{ kind: string }>;
-  events: Array<{ type: string }>;
-}
-
-async function placeOrder(body: unknown, headers: Record<string, string> = {}) {
-  const res = await app.request('/orders', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...headers },
-    body: JSON.stringify(body),
-  });
-  return { status: res.status, body: (await res.json()) as { id: string; status: string } };
-}
-
-async function getOrder(id: string): Promise<OrderView> {
-  const res = await app.request(`/orders/${id}`);
-  expect(res.status).toBe(200);
-  return (await res.json()) as OrderView;
-}
-
-function waitForFinal(id: string, timeoutMs = 30_000): Promise<OrderView> {
-  return waitFor(
-    async () => {
-      const order = await getOrder(id);
-      return FINAL.includes(order.status) ? order : undefined;
-    },
-    { timeoutMs, intervalMs: 100, what: `order ${id} to reach a final status` },
-  );
-}
 
 /** Events for one order as they arrived on the exchange, waiting until `expected` types are there. */
 async function eventsOf(orderId: string, expected: string[]): Promise<ConsumeMessage[]> {
@@ -132,7 +48,9 @@ const envelope = (m: ConsumeMessage) => JSON.parse(m.content.toString()) as Even
 
 async function workflowRuns(orderId: string): Promise<string[]> {
   const runs: string[] = [];
-  for await (const wf of temporal.workflow.list({ query: `WorkflowId = "${orderWorkflowId(orderId)}"` })) {
+  for await (const wf of system.temporal.workflow.list({
+    query: `WorkflowId = "${orderWorkflowId(orderId)}"`,
+  })) {
     runs.push(wf.runId);
   }
   return runs;
@@ -141,13 +59,13 @@ async function workflowRuns(orderId: string): Promise<string[]> {
 describe('the seed scenarios, end to end', () => {
   it('stock available: COMPLETED, with every event on acme.events and a confirmation e-mail', async () => {
     const correlationId = randomUUID();
-    const placed = await placeOrder(
+    const placed = await system.placeOrder(
       { customer_id: 'C100', email: 'c100@example.com', items: [{ sku: 'TSHIRT-BLK-M', qty: 1 }] },
       { 'x-correlation-id': correlationId },
     );
     expect(placed.status).toBe(202);
 
-    const order = await waitForFinal(placed.body.id);
+    const order = await system.waitForFinal(placed.body.id);
     expect(order.status).toBe('COMPLETED');
     expect(order.notifications.map((n) => n.kind)).toEqual(['order-completed']);
 
@@ -172,24 +90,25 @@ describe('the seed scenarios, end to end', () => {
       customerId: 'C100',
     });
 
-    const description = await temporal.workflow.getHandle(orderWorkflowId(order.id)).describe();
+    const description = await system.temporal.workflow.getHandle(orderWorkflowId(order.id)).describe();
     expect(description.status.name).toBe('COMPLETED');
-    expect(description.taskQueue).toBe(config.TEMPORAL_TASK_QUEUE);
+    expect(description.taskQueue).toBe(system.config.TEMPORAL_TASK_QUEUE);
   });
 
   it('not enough stock: OUT_OF_STOCK, stock untouched, an out-of-stock e-mail', async () => {
-    const placed = await placeOrder({
+    const placed = await system.placeOrder({
       customer_id: 'C200',
       email: 'c200@example.com',
       items: [{ sku: 'TSHIRT-GRY-S', qty: 999 }],
     });
     expect(placed.status).toBe(202);
 
-    const order = await waitForFinal(placed.body.id);
+    const order = await system.waitForFinal(placed.body.id);
     expect(order.status).toBe('OUT_OF_STOCK');
     // The status changes first (with its event), then the saga sends the e-mail.
     await waitFor(
-      async () => (await getOrder(order.id)).notifications.map((n) => n.kind).join() === 'out-of-stock',
+      async () =>
+        (await system.getOrder(order.id)).notifications.map((n) => n.kind).join() === 'out-of-stock',
       { what: 'the out-of-stock e-mail' },
     );
 
@@ -198,26 +117,32 @@ describe('the seed scenarios, end to end', () => {
     expect(envelope(messages[1]!).data).toMatchObject({
       unavailable: [{ sku: 'TSHIRT-GRY-S', requested: 999, available: 5 }],
     });
-    const { rows } = await db.pool.query('select stock_qty from products where sku = $1', ['TSHIRT-GRY-S']);
+    const { rows } = await system.db.pool.query('select stock_qty from products where sku = $1', [
+      'TSHIRT-GRY-S',
+    ]);
     expect(rows[0].stock_qty).toBe(5);
   });
 });
 
 describe('concurrency and duplicates', () => {
   it('50 concurrent orders for a SKU with 10 in stock: exactly 10 reserved, stock 0', async () => {
-    const sku = await createProduct(db.pool, { stock: 10, price: '5.00' });
+    const sku = await createProduct(system.db.pool, { stock: 10, price: '5.00' });
     const responses = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
-        placeOrder({ customer_id: `RUSH-${i}`, email: `rush${i}@example.com`, items: [{ sku, qty: 1 }] }),
+        system.placeOrder({
+          customer_id: `RUSH-${i}`,
+          email: `rush${i}@example.com`,
+          items: [{ sku, qty: 1 }],
+        }),
       ),
     );
     expect(responses.map((r) => r.status)).toEqual(Array(50).fill(202));
 
-    const orders = await Promise.all(responses.map((r) => waitForFinal(r.body.id, 90_000)));
+    const orders = await Promise.all(responses.map((r) => system.waitForFinal(r.body.id, 90_000)));
     const count = (status: OrderStatus) => orders.filter((o) => o.status === status).length;
     expect(count('COMPLETED')).toBe(10);
     expect(count('OUT_OF_STOCK')).toBe(40);
-    const { rows } = await db.pool.query('select stock_qty from products where sku = $1', [sku]);
+    const { rows } = await system.db.pool.query('select stock_qty from products where sku = $1', [sku]);
     expect(rows[0].stock_qty).toBe(0);
   });
 
@@ -225,17 +150,18 @@ describe('concurrency and duplicates', () => {
     const key = `key-${randomUUID()}`;
     const body = { customer_id: 'C300', email: 'c300@example.com', items: [{ sku: 'MUG-WHT', qty: 2 }] };
     const [a, b] = await Promise.all([
-      placeOrder(body, { 'idempotency-key': key }),
-      placeOrder(body, { 'idempotency-key': key }),
+      system.placeOrder(body, { 'idempotency-key': key }),
+      system.placeOrder(body, { 'idempotency-key': key }),
     ]);
     expect(a.body.id).toBe(b.body.id);
     expect([a.status, b.status].sort()).toEqual([200, 202]);
 
-    const order = await waitForFinal(a.body.id);
+    const order = await system.waitForFinal(a.body.id);
     expect(order.status).toBe('COMPLETED');
-    const { rows } = await db.pool.query('select count(*)::int as n from orders where idempotency_key = $1', [
-      key,
-    ]);
+    const { rows } = await system.db.pool.query(
+      'select count(*)::int as n from orders where idempotency_key = $1',
+      [key],
+    );
     expect(rows[0].n).toBe(1);
     await waitFor(async () => (await workflowRuns(order.id)).length === 1, {
       what: 'the workflow in visibility',
@@ -243,29 +169,35 @@ describe('concurrency and duplicates', () => {
   });
 
   it('a duplicated order.placed starts no second workflow run and is acked', async () => {
-    const placed = await placeOrder({
+    const placed = await system.placeOrder({
       customer_id: 'C400',
       email: 'c400@example.com',
       items: [{ sku: 'TSHIRT-BLK-M', qty: 1 }],
     });
-    const order = await waitForFinal(placed.body.id);
-    const handle = temporal.workflow.getHandle(orderWorkflowId(order.id));
+    const order = await system.waitForFinal(placed.body.id);
+    const handle = system.temporal.workflow.getHandle(orderWorkflowId(order.id));
     const { runId } = await handle.describe();
     const [original] = await eventsOf(order.id, ['order.placed']);
 
     // The broker redelivers (or the outbox publishes again after a crash): twice more, same event.
     for (let i = 0; i < 2; i++) {
-      observer.channel.publish(config.AMQP_EXCHANGE, 'order.placed', original!.content, original!.properties);
+      observer.channel.publish(
+        system.config.AMQP_EXCHANGE,
+        'order.placed',
+        original!.content,
+        original!.properties,
+      );
     }
     await waitFor(
       () =>
-        bridgeLog.lines.filter((l) => l.orderId === order.id && l.outcome === 'already-started').length === 2,
+        system.bridgeLog.filter((l) => l.orderId === order.id && l.outcome === 'already-started').length ===
+        2,
       { what: 'the bridge to handle both duplicates' },
     );
-    await waitFor(async () => (await observer.messageCount(config.BRIDGE_QUEUE)) === 0, {
+    await waitFor(async () => (await observer.messageCount(system.config.BRIDGE_QUEUE)) === 0, {
       what: 'the bridge queue to be empty (both acked)',
     });
-    expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(0);
+    expect(await observer.messageCount(dlqName(system.config.BRIDGE_QUEUE))).toBe(0);
     expect((await handle.describe()).runId).toBe(runId);
     await waitFor(async () => (await workflowRuns(order.id)).length === 1, { what: 'exactly one run' });
   });

@@ -42,12 +42,26 @@ export function createApp(deps: AppDeps) {
     return c.json(document);
   });
 
-  app.notFound((c) =>
-    c.json<ErrorBody>(
+  app.notFound((c) => {
+    // A path that exists under other methods is a 405 with `Allow`, not a 404 (RFC 9110 §15.5.6).
+    const allowed = allowedMethods(app.routes, c.req.path);
+    if (allowed.length > 0) {
+      c.header('Allow', allowed.join(', '));
+      return c.json<ErrorBody>(
+        {
+          error: {
+            code: 'method_not_allowed',
+            message: `${c.req.method} is not supported on ${c.req.path}; use ${allowed.join(' or ')}.`,
+          },
+        },
+        405,
+      );
+    }
+    return c.json<ErrorBody>(
       { error: { code: 'not_found', message: `No route for ${c.req.method} ${c.req.path}; see GET /docs.` } },
       404,
-    ),
-  );
+    );
+  });
 
   app.onError((err, c) => {
     if (err instanceof ApiError) return c.json(err.toBody(), err.status);
@@ -82,3 +96,15 @@ const TAGS = [
 ];
 
 export type App = ReturnType<typeof createApp>;
+
+/** Methods registered for `path` (middleware, registered for ALL, does not count). */
+function allowedMethods(routes: ReadonlyArray<{ method: string; path: string }>, path: string): string[] {
+  const methods = new Set<string>();
+  for (const route of routes) {
+    if (route.method === 'ALL') continue;
+    const pattern = route.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[^/]+/g, '[^/]+');
+    if (new RegExp(`^${pattern}/?$`).test(path)) methods.add(route.method);
+  }
+  if (methods.has('GET')) methods.add('HEAD');
+  return [...methods].sort();
+}

@@ -244,6 +244,19 @@ describe('correlation ids and errors', () => {
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('not_found');
   });
 
+  it('answers a known path with an unsupported method with 405 and Allow', async () => {
+    const { app } = build();
+    const trace = await app.request('/products', { method: 'PATCH' }); // undici refuses TRACE itself
+    expect(trace.status).toBe(405);
+    expect(trace.headers.get('allow')).toBe('GET, HEAD');
+    expect(((await trace.json()) as { error: { code: string } }).error.code).toBe('method_not_allowed');
+    const id = '00000000-0000-4000-8000-000000000000';
+    expect((await app.request(`/orders/${id}`, { method: 'DELETE' })).headers.get('allow')).toBe('GET, HEAD');
+    expect((await app.request(`/orders/${id}/cancel`, { method: 'GET' })).headers.get('allow')).toBe('POST');
+    expect((await app.request('/orders', { method: 'PUT' })).headers.get('allow')).toBe('GET, HEAD, POST');
+    expect((await app.request('/orders/x/y/z', { method: 'GET' })).status).toBe(404);
+  });
+
   it('turns an unexpected failure into a plain 500 and logs it with the correlation id', async () => {
     const { app, lines } = build();
     const res = await app.request('/products', { headers: { 'X-Correlation-Id': 'c-500' } });

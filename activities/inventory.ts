@@ -107,6 +107,7 @@ export function createInventoryActivities({ pool, logger }: InventoryDeps) {
       }
       const moved = await transitionOrder(tx, args.orderId, 'RESERVED');
       if (!moved.changed) throw invalidStatus(args.orderId, 'reserveInventory', moved.status);
+      await tx.query('update orders set stock_reserved_at = now() where id = $1::uuid', [args.orderId]);
       await enqueueEvent(tx, buildEvent('inventory.reserved', { ...event, data: { items } }));
       return { outcome: 'RESERVED', items };
     });
@@ -115,28 +116,26 @@ export function createInventoryActivities({ pool, logger }: InventoryDeps) {
   }
 
   /**
-   * Compensation: gives back exactly what `inventory.reserved` took, once. The `inventory.reserved`
-   * row in the outbox (written in the reserving transaction) proves stock was taken; an
-   * `inventory.released` row (written in this transaction) is the marker that it was given back.
-   * So a reservation that never committed releases nothing, and a retry releases nothing twice.
+   * Compensation: gives back exactly what the reservation took, once. The order row says whether it
+   * holds stock (`stock_reserved_at`, set by the reserving transaction) and whether it was given back
+   * (`stock_released_at`, set here): a reservation that never committed releases nothing, and a
+   * retry releases nothing twice.
    */
   async function releaseInventory(args: ReleaseArgs): Promise<ReleaseResult> {
     const log = orderLogger(logger, 'releaseInventory', args);
     const result = await withTransaction(pool, async (tx): Promise<ReleaseResult> => {
       await loadOrder(tx, args.orderId, { lock: true });
+      // A retried attempt whose first try committed: answer from the event that try wrote.
       const prior = await findEvent(tx, args.eventId);
       if (prior) return { released: true, items: prior.payload.data.items as ItemRow[] };
 
-      const { rows } = await tx.query<{ type: string; items: ItemRow[] | null }>(
-        `select type, payload -> 'data' -> 'items' as items from event_outbox
-         where order_id = $1::uuid and type = any($2::text[]) order by id`,
-        [args.orderId, ['inventory.reserved', 'inventory.released']],
+      const { rowCount } = await tx.query(
+        `update orders set stock_released_at = now(), updated_at = now()
+         where id = $1::uuid and stock_reserved_at is not null and stock_released_at is null`,
+        [args.orderId],
       );
-      const reserved = rows.find((r) => r.type === 'inventory.reserved');
-      if (!reserved?.items || rows.some((r) => r.type === 'inventory.released')) {
-        return { released: false, items: [] };
-      }
-      const items = [...reserved.items].sort((a, b) => (a.sku < b.sku ? -1 : a.sku > b.sku ? 1 : 0));
+      if (rowCount === 0) return { released: false, items: [] };
+      const items = await loadItems(tx, args.orderId); // all or none was reserved: all of them
       await lockProducts(
         tx,
         items.map((i) => i.sku),

@@ -18,7 +18,14 @@ import {
   type ChargeReceipt,
   type PaymentGateway,
 } from './payment-gateway.js';
-import { FAILURE_TYPES, invalidStatus, loadOrder, orderLogger, type StepArgs } from './shared.js';
+import {
+  FAILURE_TYPES,
+  invalidStatus,
+  loadOrder,
+  orderEventId,
+  orderLogger,
+  type StepArgs,
+} from './shared.js';
 
 export interface PaymentCapture {
   reference: string;
@@ -190,11 +197,28 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
       } catch (err) {
         throw toActivityFailure(err);
       }
-      await pool.query(
-        `update payments set status = 'REFUNDED', updated_at = now()
-         where order_id = $1::uuid and status = 'CAPTURED'`,
-        [args.orderId],
-      );
+      await withTransaction(pool, async (tx) => {
+        const { rowCount } = await tx.query(
+          `update payments set status = 'REFUNDED', updated_at = now()
+           where order_id = $1::uuid and status = 'CAPTURED'`,
+          [args.orderId],
+        );
+        if (rowCount === 0) return; // a concurrent attempt recorded it
+        await enqueueEvent(
+          tx,
+          buildEvent('payment.refunded', {
+            id: orderEventId(args.orderId, 'payment.refunded'),
+            orderId: args.orderId,
+            correlationId: args.correlationId,
+            data: {
+              amount: payment.amount,
+              currency: payment.currency,
+              reference: payment.reference!,
+              reason: args.reason,
+            },
+          }),
+        );
+      });
       log.info({ reference: payment.reference, reason: args.reason }, 'payment refunded');
     }
     return { refunded: true };

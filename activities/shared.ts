@@ -7,7 +7,9 @@
  * the outbox insert is a no-op for a known id, and guarded transitions change no second row, so the
  * retry returns the same result the first attempt did.
  */
+import { createHash } from 'node:crypto';
 import { ApplicationFailure } from '@temporalio/common';
+import type { EventType } from '../lib/events.js';
 import type { Logger } from '../lib/logger.js';
 import type { Queryable } from '../db/pool.js';
 import type { OrderStatus } from '../workflows/contract.js';
@@ -21,6 +23,19 @@ export interface StepArgs {
   correlationId: string;
   /** Deterministic (generated in the workflow): the outbox dedupes a retried attempt by it. */
   eventId: string;
+}
+
+/**
+ * An event id fixed by the order alone (a name-based UUID, RFC 9562 §5.5 layout over SHA-256), for
+ * the events that happen at most once per order and are written by an activity whose arguments
+ * carry no workflow-generated id. A retry derives the same id, so the outbox writes it once.
+ */
+export function orderEventId(orderId: string, type: EventType): string {
+  const h = createHash('sha256').update(`acme-orders:${orderId}:${type}`).digest();
+  h[6] = (h[6]! & 0x0f) | 0x50; // version 5 layout (name-based)
+  h[8] = (h[8]! & 0x3f) | 0x80; // RFC variant
+  const hex = h.subarray(0, 16).toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
 export interface OrderRow {

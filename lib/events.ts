@@ -27,6 +27,10 @@ export const EVENT_CATALOGUE = {
     producer: 'saga: failPayment',
     description: 'The payment was declined or its deadline passed (status PAYMENT_FAILED).',
   },
+  'payment.refunded': {
+    producer: 'saga: refundPayment (compensation)',
+    description: 'A captured payment was given back because the order was cancelled meanwhile.',
+  },
   'inventory.released': {
     producer: 'saga: releaseInventory (compensation)',
     description: 'Reserved stock was returned after a failed payment or a cancellation.',
@@ -63,6 +67,7 @@ export interface EventData {
   'order.out_of_stock': { unavailable: Array<{ sku: string; requested: number; available: number }> };
   'payment.completed': { amount: string; currency: string; reference: string; customerId: string };
   'payment.failed': { amount: string; currency: string; reason: string; code: PaymentFailureCode };
+  'payment.refunded': { amount: string; currency: string; reference: string; reason: string };
   'inventory.released': { items: Array<{ sku: string; qty: number }>; reason: string };
   'order.completed': { customerId: string; total: string; currency: string };
   'order.cancelled': { reason: string };

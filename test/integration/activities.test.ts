@@ -232,6 +232,12 @@ describe('payments', () => {
     expect(await acts.refundPayment(args)).toEqual({ refunded: true });
     expect(calls.refund - before).toBe(1);
     expect(await paymentStatus(db.pool, order.orderId)).toBe('REFUNDED');
+    // Published like every state change, once: the retry derived the same event id.
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'payment.completed',
+      'payment.refunded',
+    ]);
 
     const { order: unpaid } = await reservedOrder();
     expect(await acts.refundPayment({ ...args, orderId: unpaid.orderId })).toEqual({ refunded: false });

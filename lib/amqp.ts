@@ -20,6 +20,7 @@
  */
 import amqp, { type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
 import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { z } from 'zod';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
 
@@ -236,6 +237,25 @@ export function createEventPublisher(
 /** Thrown by a handler for a message that can never succeed (malformed): dead-lettered at once. */
 export class PoisonMessageError extends Error {
   override name = 'PoisonMessageError';
+}
+
+/**
+ * Parses a JSON message body against `schema`. A body that is not JSON or does not fit is poison:
+ * `PoisonMessageError` naming each bad field, so the consumer dead-letters it at once with that reason.
+ */
+export function parseMessage<S extends z.ZodType>(schema: S, content: Buffer, what: string): z.infer<S> {
+  let json: unknown;
+  try {
+    json = JSON.parse(content.toString('utf8'));
+  } catch (err) {
+    throw new PoisonMessageError(`body is not JSON: ${(err as Error).message}`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
+    throw new PoisonMessageError(`invalid ${what}: ${problems.join('; ')}`);
+  }
+  return parsed.data;
 }
 
 export interface DeliveryContext {

@@ -13,7 +13,7 @@ import { z } from 'zod';
 import {
   createConsumer,
   describeError,
-  PoisonMessageError,
+  parseMessage,
   type AmqpConnectionManager,
   type QueueConsumer,
 } from '../lib/amqp.js';
@@ -38,18 +38,7 @@ export type OrderPlacedEnvelope = z.infer<typeof orderPlacedEnvelope>;
 
 /** Parses and validates a message body; throws `PoisonMessageError` naming what is wrong. */
 export function parseOrderPlaced(content: Buffer): OrderPlacedEnvelope {
-  let json: unknown;
-  try {
-    json = JSON.parse(content.toString('utf8'));
-  } catch (err) {
-    throw new PoisonMessageError(`body is not JSON: ${(err as Error).message}`);
-  }
-  const parsed = orderPlacedEnvelope.safeParse(json);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
-    throw new PoisonMessageError(`invalid order.placed envelope: ${problems.join('; ')}`);
-  }
-  return parsed.data;
+  return parseMessage(orderPlacedEnvelope, content, 'order.placed envelope');
 }
 
 export type BridgeConfig = Pick<

@@ -12,7 +12,7 @@ import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
 import {
   createConsumer,
-  PoisonMessageError,
+  parseMessage,
   type AmqpConnectionManager,
   type QueueConsumer,
 } from '../../lib/amqp.js';
@@ -41,18 +41,7 @@ export function pointsFor(amount: string): number {
 }
 
 export function parsePaymentCompleted(content: Buffer): PaymentCompleted {
-  let json: unknown;
-  try {
-    json = JSON.parse(content.toString('utf8'));
-  } catch (err) {
-    throw new PoisonMessageError(`body is not JSON: ${(err as Error).message}`);
-  }
-  const parsed = paymentCompletedEnvelope.safeParse(json);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
-    throw new PoisonMessageError(`invalid payment.completed envelope: ${problems.join('; ')}`);
-  }
-  return parsed.data;
+  return parseMessage(paymentCompletedEnvelope, content, 'payment.completed envelope');
 }
 
 export type AwardOutcome = 'awarded' | 'duplicate-event' | 'order-already-awarded';

@@ -57,3 +57,19 @@ export function isUniqueViolation(err: unknown, constraint?: string): boolean {
   const e = err as { code?: string; constraint?: string } | null;
   return e?.code === '23505' && (constraint === undefined || e.constraint === constraint);
 }
+
+/**
+ * True when a query failed because the database was unreachable, restarting or shedding load (or a
+ * retryable conflict), so the same work may succeed later: a reason to wait, not to give up.
+ */
+export function isTransientDatabaseError(err: unknown): boolean {
+  if (isRetryableSqlError(err)) return true;
+  const e = err as { code?: unknown; message?: unknown } | null;
+  const code = typeof e?.code === 'string' ? e.code : '';
+  return (
+    code.startsWith('08') || // connection exception
+    ['57P01', '57P02', '57P03', '53300'].includes(code) || // shutting down, cannot connect now, too many clients
+    ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code) ||
+    (typeof e?.message === 'string' && /Connection terminated/i.test(e.message))
+  );
+}

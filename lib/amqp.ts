@@ -274,6 +274,13 @@ export interface ConsumerOptions extends ConsumerQueueSpec {
   handle: MessageHandler;
   /** How long to hold a failed message before requeueing it; defaults to 1 s doubling up to 30 s. */
   retryDelayMs?: (attempt: number) => number;
+  /**
+   * Failures that say nothing about the message, only that a dependency is down (Temporal or the
+   * database unreachable): retried with the same growing delays but not counted toward
+   * `maxDeliveries`, so an outage does not empty the queue into the DLQ. The queue's broker-side
+   * delivery limit (DELIVERY_LIMIT_BACKSTOP) still ends a message that fails for hours.
+   */
+  isTransient?: (err: unknown) => boolean;
   /** How long to wait for the broker to confirm a dead-lettered copy. */
   deadLetterTimeoutMs?: number;
 }
@@ -393,7 +400,7 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
       if (err instanceof PoisonMessageError) {
         log.error({ reason }, `malformed message: moving it to ${dlqName(queue)} without retrying`);
         await deadLetter(channel, msg, reason, attempt);
-      } else if (attempt >= opts.maxDeliveries) {
+      } else if (attempt >= opts.maxDeliveries && !opts.isTransient?.(err)) {
         log.error({ reason }, `message failed ${attempt} times: moving it to ${dlqName(queue)}`);
         await deadLetter(channel, msg, reason, attempt);
       } else {

@@ -2,7 +2,7 @@
  * The Temporal client side, shared by the bridge (starts sagas) and the API (cancels, links).
  * One client per process, created in `main()` and closed on shutdown; never one per request.
  */
-import { Client, Connection, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
+import { Client, Connection, ServiceError, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { TypedSearchAttributes } from '@temporalio/common';
 import type { Config } from './config.js';
 import {
@@ -59,4 +59,18 @@ export function workflowUiUrl(
 ): string {
   const base = config.TEMPORAL_UI_URL.replace(/\/$/, '');
   return `${base}/namespaces/${encodeURIComponent(config.TEMPORAL_NAMESPACE)}/workflows/${encodeURIComponent(orderWorkflowId(orderId))}`;
+}
+
+/** gRPC codes that mean "Temporal did not answer" (not "Temporal said no"): worth waiting out. */
+const UNAVAILABLE_CODES = new Set([
+  4, // DEADLINE_EXCEEDED: no answer within our deadline
+  8, // RESOURCE_EXHAUSTED: rate limited
+  14, // UNAVAILABLE: not reachable, restarting
+]);
+
+/** True when a client call failed because Temporal was unreachable or overloaded, not because of the call. */
+export function isTemporalUnavailable(err: unknown): boolean {
+  if (!(err instanceof ServiceError)) return false;
+  const code = (err.cause as { code?: unknown } | undefined)?.code;
+  return typeof code === 'number' && UNAVAILABLE_CODES.has(code);
 }

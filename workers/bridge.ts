@@ -19,7 +19,7 @@ import {
 } from '../lib/amqp.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
-import { startOrderSaga } from '../lib/temporal.js';
+import { isTemporalUnavailable, startOrderSaga } from '../lib/temporal.js';
 import { orderWorkflowId } from '../workflows/contract.js';
 
 export const BRIDGE_ROUTING_KEY = 'order.placed';
@@ -110,6 +110,8 @@ export function createBridge({
     maxDeliveries: config.BRIDGE_MAX_DELIVERIES,
     logger,
     handle,
+    // Temporal down is an outage to wait out, not a reason to give up on the order.
+    isTransient: isTemporalUnavailable,
     ...(retryDelayMs ? { retryDelayMs } : {}),
   });
 }

@@ -18,7 +18,7 @@ import {
 } from '../../lib/amqp.js';
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
-import { withTransaction, type Pool } from '../../db/pool.js';
+import { isTransientDatabaseError, withTransaction, type Pool } from '../../db/pool.js';
 
 export const LOYALTY_CONSUMER = 'loyalty';
 export const LOYALTY_ROUTING_KEY = 'payment.completed';
@@ -110,6 +110,7 @@ export function createLoyaltySubscriber({
     maxDeliveries: config.BRIDGE_MAX_DELIVERIES,
     logger,
     handle,
+    isTransient: isTransientDatabaseError, // the database down is an outage to wait out
     ...(retryDelayMs ? { retryDelayMs } : {}),
   });
 }

@@ -200,12 +200,45 @@ describe('bridge', () => {
     ).toEqual([]);
   });
 
-  it('retries with a delay while Temporal is unreachable, then dead-letters with the reason', async () => {
-    config = testConfig(id, { BRIDGE_MAX_DELIVERIES: '3' });
+  it('waits out Temporal being unreachable: retries with delays past max deliveries, never dead-letters, starts it once Temporal answers', async () => {
+    config = testConfig(id, { BRIDGE_MAX_DELIVERIES: '2' });
     const connection = Connection.lazy({ address: '127.0.0.1:1' });
     const unreachable = new Client({ connection });
     cleanups.push(() => connection.close());
-    const running = await startBridge({ client: unreachable, startTimeoutMs: 500 });
+    const outage = await startBridge({ client: unreachable, startTimeoutMs: 500 });
+    const event = orderPlaced();
+    const started = Date.now();
+    publish(event, { id: event.id });
+
+    const failed = (l: Record<string, unknown>) =>
+      l.msg === 'could not start the order saga (is Temporal reachable?)';
+    await waitFor(() => outage.lines.filter(failed).length >= 4, {
+      timeoutMs: 30_000,
+      what: 'four failed attempts',
+    });
+    const elapsed = Date.now() - started;
+    await outage.stop(); // the held message goes back to the queue
+
+    const attempts = outage.lines.filter(failed);
+    expect(attempts.slice(0, 4).map((l) => l.attempt)).toEqual([1, 2, 3, 4]);
+    expect(attempts[0]).toMatchObject({ orderId: event.orderId, correlationId: event.correlationId });
+    // Three retry delays of 300 ms plus four start deadlines of 500 ms: no hot loop.
+    expect(elapsed).toBeGreaterThanOrEqual(3 * 300 + 4 * 500);
+    expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(0);
+    console.info(`${attempts.length} attempts during the outage in ${elapsed} ms, none dead-lettered`);
+
+    // Temporal is back (a bridge that reaches it): the same message starts the saga.
+    await startBridge();
+    await waitFor(() => describeWorkflow(orderWorkflowId(event.orderId)), { what: 'the workflow to start' });
+    await waitFor(async () => (await observer.messageCount(config.BRIDGE_QUEUE)) === 0, { what: 'the ack' });
+    expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(0);
+  });
+
+  it('dead-letters a start Temporal keeps refusing after max deliveries, with the reason', async () => {
+    config = testConfig(id, { BRIDGE_MAX_DELIVERIES: '3', TEMPORAL_NAMESPACE: `missing-${id}` });
+    const refusing = await connectTemporal(config);
+    cleanups.push(() => refusing.connection.close());
+    const running = await startBridge({ client: refusing });
     const event = orderPlaced();
     const started = Date.now();
     publish(event, { id: event.id });
@@ -221,17 +254,14 @@ describe('bridge', () => {
       (l) => l.msg === 'could not start the order saga (is Temporal reachable?)',
     );
     expect(attempts.map((l) => l.attempt)).toEqual([1, 2, 3]);
-    expect(attempts[0]).toMatchObject({ orderId: event.orderId, correlationId: event.correlationId });
-    // Two retry delays of 300 ms plus three start deadlines of 500 ms: no hot loop.
-    expect(elapsed).toBeGreaterThanOrEqual(2 * 300 + 3 * 500);
+    expect(elapsed).toBeGreaterThanOrEqual(2 * 300); // two retry delays: no hot loop
     expect(await observer.messageCount(config.BRIDGE_QUEUE)).toBe(0);
     const [dead] = await observer.drain(dlqName(config.BRIDGE_QUEUE));
     expect(dead!.properties.messageId).toBe(event.id);
     expect(dead!.properties.headers).toMatchObject({ [DEAD_LETTER_HEADERS.attempts]: 3 });
-    expect(dead!.properties.headers![DEAD_LETTER_HEADERS.reason]).toMatch(/Failed to start Workflow/);
-    expect(await describeWorkflow(orderWorkflowId(event.orderId))).toBeUndefined();
-    console.info(`dead-lettered after ${attempts.length} attempts in ${elapsed} ms`);
+    expect(dead!.properties.headers![DEAD_LETTER_HEADERS.reason]).toMatch(/Namespace not found/);
   });
+
   it('resumes consuming after RabbitMQ drops its connection', async () => {
     const running = await startBridge();
     expect(await closeConnectionsNamed(`test-bridge-${id}`)).toBe(1);
@@ -247,12 +277,11 @@ describe('bridge', () => {
   });
 
   it('settles a message held across a reconnect on its own channel, never on the new one', async () => {
-    config = testConfig(id, { BRIDGE_MAX_DELIVERIES: '2' });
-    const connection = Connection.lazy({ address: '127.0.0.1:1' });
-    const unreachable = new Client({ connection });
-    cleanups.push(() => connection.close());
+    config = testConfig(id, { BRIDGE_MAX_DELIVERIES: '2', TEMPORAL_NAMESPACE: `missing-${id}` });
+    const refusing = await connectTemporal(config);
+    cleanups.push(() => refusing.connection.close());
     // Attempt 1 fails and is held 5 s before its requeue; the connection dies meanwhile.
-    const running = await startBridge({ client: unreachable, startTimeoutMs: 300, retryDelayMs: 5000 });
+    const running = await startBridge({ client: refusing, retryDelayMs: 5000 });
     const event = orderPlaced();
     publish(event, { id: event.id });
     await waitFor(() => running.lines.some((l) => l.msg === 'message failed; it will be retried'), {

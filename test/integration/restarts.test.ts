@@ -8,6 +8,7 @@
  * `npm run up`, say) see the same short outage and must recover the same way.
  */
 import { execFile } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../helpers/amqp.js';
@@ -15,10 +16,13 @@ import { startSystem, type TestSystem } from '../helpers/system.js';
 
 const run = promisify(execFile);
 const local = !process.env.DATABASE_URL && !process.env.AMQP_URL;
+const TEMPORAL_PID_FILE = new URL('../../.data/temporal.pid', import.meta.url);
+const localTemporal = !process.env.TEMPORAL_ADDRESS && existsSync(TEMPORAL_PID_FILE);
+const INFRA = new URL('../../scripts/infra.sh', import.meta.url).pathname;
 
 let system: TestSystem;
 beforeAll(async () => {
-  if (local) system = await startSystem();
+  if (local || localTemporal) system = await startSystem();
 });
 afterAll(async () => {
   await system?.stop();
@@ -91,6 +95,32 @@ describe.skipIf(!local)('server restarts', () => {
     const [version, cluster] = stdout.trim().split('\n')[0]!.split(/\s+/);
     const ids = await placeOrders(5, 'PGRESTART');
     await run('pg_ctlcluster', ['--skip-systemctl-redirect', version!, cluster!, 'restart']);
+    await expectAllCompletedAndPublished(ids);
+  });
+});
+
+describe.skipIf(!localTemporal)('Temporal restart', () => {
+  it('the dev server restarted: orders placed while it is down start and complete once it is back', async () => {
+    const pid = Number(readFileSync(TEMPORAL_PID_FILE, 'utf8'));
+    process.kill(pid, 'SIGTERM');
+    await waitFor(
+      () => {
+        try {
+          process.kill(pid, 0);
+          return false;
+        } catch {
+          return true; // gone
+        }
+      },
+      { timeoutMs: 30_000, what: 'the dev server to exit' },
+    );
+    let ids: string[];
+    try {
+      ids = await placeOrders(5, 'TEMPORALDOWN'); // accepted and published; the bridge waits
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+    } finally {
+      await run('bash', [INFRA, 'up']); // starts it again on its persisted database
+    }
     await expectAllCompletedAndPublished(ids);
   });
 });

@@ -17,10 +17,12 @@ import {
   ActivityFailure,
   ApplicationFailure,
   CancellationScope,
+  CancelledFailure,
   allHandlersFinished,
   condition,
   isCancellation,
   log,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
@@ -46,6 +48,20 @@ import {
 import { FAILURE_TYPES } from './failures.js';
 
 type Activities = activities.Activities;
+
+/**
+ * Changes to this workflow since its first release, each guarded by `patched(id)` so that histories
+ * recorded before it still replay (test/workflow/replay.test.ts).
+ */
+export const PATCHES = {
+  /**
+   * An activity attempt already running when the saga is cancelled (or its payment deadline passes)
+   * may end in its own failure rather than a cancellation: the server reports it as failed with
+   * retryState CANCEL_REQUESTED. The cancel (or the deadline) was decided first, so it still wins;
+   * before this, such a failure was taken for a broken step and failed the whole saga.
+   */
+  failedAttemptAfterCancel: 'failed-attempt-after-cancel',
+} as const;
 
 /** Retry and timeout profiles, named so a reader sees the intent of each call site. */
 export const ACTIVITY_PROFILES = {
@@ -170,6 +186,13 @@ class OrderSaga {
       return await this.work.run(() => this.forward());
     } catch (err) {
       if (isCancellation(err)) return await this.onCancelled(err);
+      if (this.work.consideredCancelled && patched(PATCHES.failedAttemptAfterCancel)) {
+        log.warn('a step failed after the cancel was requested; the cancel wins', {
+          orderId: this.input.orderId,
+          error: describe(err),
+        });
+        return await this.onCancelled(new CancelledFailure('cancelled while a step was in flight'));
+      }
       // Unexpected failure of a step: undo what was done, then fail with the original error.
       if (this.state.compensationFailures.length === 0) {
         log.error('saga step failed; compensating', { orderId: this.input.orderId, error: describe(err) });
@@ -249,14 +272,18 @@ class OrderSaga {
       await charge.run(() => gateway.chargePayment({ ...this.ids(), eventId: uuid4() }));
       return { kind: 'captured' };
     } catch (err) {
-      if (deadlinePassed && isCancellation(err) && !this.work.consideredCancelled) {
+      const decline = declineReason(err);
+      if (
+        deadlinePassed &&
+        !this.work.consideredCancelled &&
+        (isCancellation(err) || (decline === undefined && patched(PATCHES.failedAttemptAfterCancel)))
+      ) {
         return {
           kind: 'failed',
           code: 'DEADLINE_EXCEEDED',
           reason: `payment not captured within ${this.input.paymentDeadlineMs} ms`,
         };
       }
-      const decline = declineReason(err);
       if (decline !== undefined) return { kind: 'failed', code: 'DECLINED', reason: decline };
       throw err;
     } finally {

@@ -8,6 +8,10 @@
  *
  *   RECORD_HISTORIES=1 npx vitest run --project workflow test/workflow/replay.test.ts
  *   npx prettier --write test/workflow/histories
+ *
+ * `cancelled-during-failing-charge.json` is the exception: the time-skipping server cannot produce
+ * it, so it was recorded on the dev server from the first scenario of
+ * test/integration/saga-races.test.ts (it carries the `failed-attempt-after-cancel` patch marker).
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';

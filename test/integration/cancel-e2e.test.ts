@@ -1,0 +1,84 @@
+/**
+ * Cancelling through HTTP against the real saga (no stand-in): the gateway of this system fails
+ * every attempt transiently, so each saga sits in "charging" (retrying until its deadline) with its
+ * stock reserved, which is when a customer's cancel must win and undo the reservation.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { orderWorkflowId } from '../../workflows/contract.js';
+import { waitFor } from '../helpers/amqp.js';
+import { createProduct } from '../helpers/db.js';
+import { startSystem, type TestSystem } from '../helpers/system.js';
+
+let system: TestSystem;
+beforeAll(async () => {
+  system = await startSystem({ PAYMENT_TRANSIENT_FAILURE_RATE: '1' });
+});
+afterAll(async () => {
+  await system?.stop();
+});
+
+async function cancel(id: string, reason?: string) {
+  const res = await system.app.request(`/orders/${id}/cancel`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(reason ? { reason } : {}),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+const stockOf = async (sku: string) =>
+  (await system.db.pool.query<{ stock_qty: number }>('select stock_qty from products where sku = $1', [sku]))
+    .rows[0]!.stock_qty;
+
+describe('cancel through the API, against the running saga', () => {
+  it('before capture: the saga compensates, stock comes back, the customer is told', async () => {
+    const sku = await createProduct(system.db.pool, { stock: 3 });
+    const placed = await system.placeOrder({
+      customer_id: 'C500',
+      email: 'c500@example.com',
+      items: [{ sku, qty: 2 }],
+    });
+    await waitFor(async () => (await system.getOrder(placed.body.id)).status === 'RESERVED', {
+      what: 'the reservation',
+    });
+    expect(await stockOf(sku)).toBe(1);
+
+    const answer = await cancel(placed.body.id, 'changed my mind');
+    expect(answer).toEqual({
+      status: 200,
+      body: { id: placed.body.id, status: 'CANCELLED', via: 'workflow' },
+    });
+
+    const order = await system.getOrder(placed.body.id);
+    expect(order.status).toBe('CANCELLED');
+    expect(await stockOf(sku)).toBe(3);
+    expect(order.events.map((e) => e.type)).toEqual([
+      'order.placed',
+      'inventory.reserved',
+      'inventory.released',
+      'order.cancelled',
+    ]);
+    expect(order.notifications.map((n) => n.kind)).toEqual(['order-cancelled']);
+    const run = await system.temporal.workflow.getHandle(orderWorkflowId(placed.body.id)).describe();
+    expect(run.status.name).toBe('COMPLETED'); // the saga ended normally, at CANCELLED
+
+    // Asking again is answered the same way or as final, never a second compensation.
+    const again = await cancel(placed.body.id);
+    expect(again.status).toBe(409);
+    expect(await stockOf(sku)).toBe(3);
+  });
+
+  it('after the order ended: 409 naming the status, nothing changes', async () => {
+    const placed = await system.placeOrder({
+      customer_id: 'C600',
+      email: 'c600@example.com',
+      items: [{ sku: 'TSHIRT-GRY-S', qty: 999 }],
+    });
+    const order = await system.waitForFinal(placed.body.id);
+    expect(order.status).toBe('OUT_OF_STOCK');
+    const answer = await cancel(placed.body.id);
+    expect(answer.status).toBe(409);
+    expect(String((answer.body.error as { message: string }).message)).toMatch(/OUT_OF_STOCK/);
+    expect((await system.getOrder(placed.body.id)).status).toBe('OUT_OF_STOCK');
+  });
+});

@@ -1,0 +1,97 @@
+/**
+ * Races the time-skipping test server cannot show, on the real dev server: a charge attempt that is
+ * already running when the saga is cancelled (or its payment deadline passes), and that then ends in
+ * its own transient failure. The server reports it as failed with retryState CANCEL_REQUESTED, not
+ * as cancelled; the saga must still end the way the cancel or the deadline decided
+ * (PATCHES.failedAttemptAfterCancel in workflows/order-saga.ts).
+ */
+import type { Client } from '@temporalio/client';
+import { NativeConnection, type Worker } from '@temporalio/worker';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../lib/logger.js';
+import { connectTemporal, startOrderSaga } from '../../lib/temporal.js';
+import { createOrderWorker } from '../../workers/temporal-worker.js';
+import { cancelUpdate, orderWorkflowId, statusQuery } from '../../workflows/contract.js';
+import { shortId, testConfig, waitFor } from '../helpers/amqp.js';
+import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { gatedFailingGateway } from '../workflow/fixtures/gateways.js';
+import { createOrder, outboxTypes, orderStatus, sagaInput, stockOf } from '../workflow/fixtures/orders.js';
+
+let db: TestDatabase;
+let connection: NativeConnection;
+let client: Client;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  connection = await NativeConnection.connect({ address: testConfig('x').TEMPORAL_ADDRESS });
+  client = await connectTemporal(testConfig('x'));
+});
+afterAll(async () => {
+  await connection?.close();
+  await client?.connection.close();
+  await db?.drop();
+});
+
+async function sagaWithGatedGateway() {
+  const config = testConfig(shortId());
+  const gateway = gatedFailingGateway();
+  const worker: Worker = await createOrderWorker({
+    config,
+    pool: db.pool,
+    logger: createLogger('saga-races-test', 'silent'),
+    connection,
+    gateway,
+  });
+  const sku = await createProduct(db.pool, { stock: 5 });
+  const order = await createOrder(db.pool, { items: [{ sku, qty: 2 }] });
+  return { config, gateway, worker, sku, order };
+}
+
+describe('a charge attempt in flight that fails after the saga decided', () => {
+  it('cancelled meanwhile: the cancel wins, the order ends CANCELLED with its stock back', async () => {
+    const { config, gateway, worker, sku, order } = await sagaWithGatedGateway();
+    await worker.runUntil(async () => {
+      await startOrderSaga(client, sagaInput(order), config.TEMPORAL_TASK_QUEUE);
+      const handle = client.workflow.getHandle(orderWorkflowId(order.orderId));
+      await gateway.entered;
+      const answer = handle.executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] });
+      await waitFor(async () => (await handle.query(statusQuery)).cancelRequested, { what: 'the cancel' });
+      gateway.open();
+
+      expect(await answer).toEqual({ accepted: true, status: 'CANCELLED' });
+      expect(await handle.result()).toMatchObject({ status: 'CANCELLED', reason: 'changed my mind' });
+    });
+    expect(gateway.attempts).toBe(1);
+    expect(await orderStatus(db.pool, order.orderId)).toBe('CANCELLED');
+    expect(await stockOf(db.pool, sku)).toBe(5);
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'inventory.released',
+      'order.cancelled',
+    ]);
+  });
+
+  it('deadline passed meanwhile: the payment fails as DEADLINE_EXCEEDED and the stock comes back', async () => {
+    const { config, gateway, worker, sku, order } = await sagaWithGatedGateway();
+    await worker.runUntil(async () => {
+      await startOrderSaga(client, sagaInput(order, 1000), config.TEMPORAL_TASK_QUEUE);
+      const handle = client.workflow.getHandle(orderWorkflowId(order.orderId));
+      await gateway.entered;
+      await new Promise((resolve) => setTimeout(resolve, 1500)); // the 1 s deadline passes
+      gateway.open();
+      expect(await handle.result()).toMatchObject({ status: 'PAYMENT_FAILED' });
+    });
+    expect(await orderStatus(db.pool, order.orderId)).toBe('PAYMENT_FAILED');
+    expect(await stockOf(db.pool, sku)).toBe(5);
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'payment.failed',
+      'inventory.released',
+    ]);
+    const { rows } = await db.pool.query(
+      `select payload -> 'data' ->> 'code' as code from event_outbox where order_id = $1 and type = 'payment.failed'`,
+      [order.orderId],
+    );
+    expect(rows[0].code).toBe('DEADLINE_EXCEEDED');
+  });
+});

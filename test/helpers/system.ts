@@ -8,6 +8,7 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import { expect } from 'vitest';
 import { createApp } from '../../api/app.js';
 import { createTemporalOrderWorkflows } from '../../api/order-workflows.js';
+import type { PaymentGateway } from '../../activities/payment-gateway.js';
 import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp.js';
 import type { Config } from '../../lib/config.js';
 import { connectTemporal } from '../../lib/temporal.js';
@@ -43,7 +44,10 @@ export interface TestSystem {
   stop(): Promise<void>;
 }
 
-export async function startSystem(overrides: Record<string, string> = {}): Promise<TestSystem> {
+export async function startSystem(
+  overrides: Record<string, string> = {},
+  { gateway }: { gateway?: PaymentGateway } = {},
+): Promise<TestSystem> {
   const db = await createTestDatabase();
   const config = testConfig(shortId(), { DATABASE_URL: db.url, ...overrides });
   const { logger } = captureLogger('warn');
@@ -59,7 +63,13 @@ export async function startSystem(overrides: Record<string, string> = {}): Promi
   const bridge = createBridge({ amqp, temporal, config, logger: bridgeCapture.logger });
   await bridge.start();
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
-  const worker: Worker = await createOrderWorker({ config, pool: db.pool, logger, connection });
+  const worker: Worker = await createOrderWorker({
+    config,
+    pool: db.pool,
+    logger,
+    connection,
+    ...(gateway ? { gateway } : {}),
+  });
   const workerRun = worker.run();
   const app = createApp({
     pool: db.pool,

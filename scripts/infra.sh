@@ -9,7 +9,10 @@
 #
 # Pointing at existing servers: when DATABASE_URL, AMQP_URL or TEMPORAL_ADDRESS is set, that piece is
 # neither installed nor started (the app reads the same variables, see lib/config.ts).
-# Usage: scripts/infra.sh [up|down|status]   ("down" stops only what this script started here)
+# Usage: scripts/infra.sh [up|tools|down|status]
+#   up     the servers (the main command runs this)
+#   tools  the Temporal CLI and the time-skipping test server for the tests (the test command runs this too)
+#   down   stops the local servers
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -97,8 +100,8 @@ temporal_cli_install() {
 }
 
 temporal_up() {
-  temporal_cli_install # tests use the CLI's dev server too, even when TEMPORAL_ADDRESS is set
   if [ -n "${TEMPORAL_ADDRESS:-}" ]; then log "Temporal: using TEMPORAL_ADDRESS, not starting a dev server"; return; fi
+  temporal_cli_install
   if ! port_open "$TEMPORAL_PORT"; then
     log "Temporal dev server: starting (history in $DATA/temporal.db)"
     local args=(server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT"
@@ -158,8 +161,11 @@ status() {
 }
 
 case "${1:-up}" in
-  up) postgres_up; rabbitmq_up; temporal_up; test_server_install ;;
+  up) postgres_up; rabbitmq_up; temporal_up ;;
+  # What the tests need besides the servers: the CLI (createLocal starts its own dev server from it)
+  # and the time-skipping test server. Installed even when TEMPORAL_ADDRESS points elsewhere.
+  tools) temporal_cli_install; test_server_install ;;
   down) down ;;
   status) status ;;
-  *) die "usage: scripts/infra.sh [up|down|status]" ;;
+  *) die "usage: scripts/infra.sh [up|tools|down|status]" ;;
 esac

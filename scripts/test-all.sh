@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/infra.sh up
+bash scripts/infra.sh tools
 echo "[test] typecheck"; npx tsc --noEmit
 echo "[test] lint"; npx eslint .
 echo "[test] format"; npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }

@@ -46,10 +46,16 @@ async function findEvent(tx: PoolClient, eventId: string): Promise<StoredEvent |
   return rows[0];
 }
 
-/** Locks the products in sku order and returns their stock; the fixed order is what prevents deadlocks. */
+/**
+ * Locks the products in sku order and returns their stock; the fixed order is what prevents deadlocks
+ * between reservations. `for no key update`, not `for update`: stock is not a key, and a plain
+ * `for update` would also conflict with the `for key share` lock that every order_items insert takes
+ * on its product (the foreign key), so placing orders would queue behind, and could deadlock with,
+ * reservations of the same products.
+ */
 async function lockProducts(tx: PoolClient, skus: string[]): Promise<Map<string, number>> {
   const { rows } = await tx.query<{ sku: string; stock_qty: number }>(
-    'select sku, stock_qty from products where sku = any($1::text[]) order by sku for update',
+    'select sku, stock_qty from products where sku = any($1::text[]) order by sku for no key update',
     [skus],
   );
   return new Map(rows.map((r) => [r.sku, r.stock_qty]));

@@ -186,7 +186,13 @@ class OrderSaga {
       return await this.work.run(() => this.forward());
     } catch (err) {
       if (isCancellation(err)) return await this.onCancelled(err);
-      if (this.work.consideredCancelled && patched(PATCHES.failedAttemptAfterCancel)) {
+      // Only a forward step's failure: a compensation that failed must fail the run, naming it, even
+      // when a cancel was requested meanwhile (else the leaked stock would hide behind "Cancelled").
+      if (
+        this.work.consideredCancelled &&
+        this.state.compensationFailures.length === 0 &&
+        patched(PATCHES.failedAttemptAfterCancel)
+      ) {
         log.warn('a step failed after the cancel was requested; the cancel wins', {
           orderId: this.input.orderId,
           error: describe(err),

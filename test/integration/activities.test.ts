@@ -60,6 +60,29 @@ async function reservedOrder(qty = 2, stock = 5) {
 }
 
 describe('reserveInventory', () => {
+  test('does not wait for an order being placed for the same product (its foreign-key lock)', async () => {
+    const sku = await createProduct(db.pool, { stock: 5 });
+    const placing = await createOrder(db.pool, { items: [] });
+    const reserving = await createOrder(db.pool, { items: [{ sku, qty: 1 }] });
+    const api = await db.pool.connect();
+    try {
+      // The API, mid-transaction: its order line holds `for key share` on the product.
+      await api.query('begin');
+      await api.query(
+        `insert into order_items (order_id, sku, qty, unit_price) values ($1::uuid, $2, 1, 10)`,
+        [placing.orderId, sku],
+      );
+      const reserved = await Promise.race([
+        acts.reserveInventory(step(reserving)),
+        new Promise((resolve) => setTimeout(() => resolve('blocked behind the order being placed'), 3000)),
+      ]);
+      expect(reserved).toMatchObject({ outcome: 'RESERVED' });
+    } finally {
+      await api.query('rollback');
+      api.release();
+    }
+  });
+
   test('a retried reservation decrements stock once, writes one event and returns the same result', async () => {
     const a = await createProduct(db.pool, { stock: 5 });
     const b = await createProduct(db.pool, { stock: 5 });

@@ -357,4 +357,42 @@ describe('a failing compensation', () => {
     expect(await stockOf(h.db.pool, sku)).toBe(3);
     expect(await outboxTypes(h.db.pool, order.orderId)).toEqual(['inventory.reserved', 'payment.failed']);
   });
+
+  test('still fails the run, naming it, when a workflow cancel arrives while it is failing', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, {
+      items: [{ sku, qty: 1 }],
+      customerId: `${h.config.PAYMENT_DECLINE_CUSTOMER_PREFIX}-C3-${Date.now()}`,
+    });
+    let entered!: () => void;
+    let open!: () => void;
+    const inCompensation = new Promise<void>((resolve) => (entered = resolve));
+    const gate = new Promise<void>((resolve) => (open = resolve));
+    const worker = await h.worker({
+      activityOverrides: {
+        releaseInventory: async () => {
+          entered();
+          await gate;
+          throw ApplicationFailure.nonRetryable('simulated: stock service broken');
+        },
+      },
+    });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order));
+      await inCompensation; // declined, compensating
+      await handle.cancel(); // an operator cancels the run meanwhile
+      await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.cancelRequested || s.status === 'PAYMENT_FAILED',
+        'the cancel',
+      );
+      open();
+      const failure = await handle.result().catch((err: unknown) => err);
+      expect(failure).toBeInstanceOf(WorkflowFailedError);
+      expect(((failure as WorkflowFailedError).cause as ApplicationFailure).type).toBe('CompensationFailed');
+      expect((await handle.describe()).status.name).toBe('FAILED'); // not CANCELLED: the leak stays visible
+    });
+    expect(await stockOf(h.db.pool, sku)).toBe(4);
+  });
 });

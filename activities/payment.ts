@@ -155,6 +155,10 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
     const status = await withTransaction(pool, async (tx): Promise<OrderStatus> => {
       const order = await loadOrder(tx, args.orderId, { lock: true });
       if (order.status === 'PAYMENT_FAILED') return order.status; // retry of a committed attempt
+      // A capture committed although the saga never learned of it (that attempt's completion was
+      // lost, then the deadline passed): the money is taken and the order PAID. Say so, change nothing;
+      // the saga lets the capture stand.
+      if (order.status === 'PAID') return order.status;
       if (order.status !== 'RESERVED') throw invalidStatus(args.orderId, 'failPayment', order.status);
       await tx.query(
         `insert into payments (order_id, amount, currency, status, failure_reason)

@@ -61,6 +61,12 @@ export const PATCHES = {
    * before this, such a failure was taken for a broken step and failed the whole saga.
    */
   failedAttemptAfterCancel: 'failed-attempt-after-cancel',
+  /**
+   * The deadline passed, but a charge attempt had committed its capture before its completion was
+   * lost (worker crash, lost response): failPayment finds the order PAID. The capture stands and the
+   * saga completes the order; before this, the run failed and left the order PAID, refunded.
+   */
+  lateCaptureStands: 'late-capture-stands',
 } as const;
 
 /** Retry and timeout profiles, named so a reader sees the intent of each call site. */
@@ -240,7 +246,10 @@ class OrderSaga {
       run: (reason) => undo.refundPayment({ ...this.ids(), reason }),
     });
     const payment = await this.chargeBeforeDeadline();
-    if (payment.kind === 'failed') return this.paymentFailed(payment.code, payment.reason);
+    if (payment.kind === 'failed') {
+      const failed = await this.paymentFailed(payment.code, payment.reason);
+      if (failed !== 'captured after all') return failed;
+    }
     this.setStatus('PAID');
     // A cancel accepted while the charge was in flight still wins: the capture is refunded.
     await this.throwIfCancelled();
@@ -297,11 +306,25 @@ class OrderSaga {
     }
   }
 
-  private async paymentFailed(code: PaymentFailureCode, reason: string): Promise<OrderSagaResult> {
+  private async paymentFailed(
+    code: PaymentFailureCode,
+    reason: string,
+  ): Promise<OrderSagaResult | 'captured after all'> {
     this.setStep('COMPENSATING');
     this.state.reason = reason;
     return CancellationScope.nonCancellable(async () => {
-      await db.failPayment({ ...this.ids(), eventId: uuid4(), code, reason });
+      const { status } = await db.failPayment({ ...this.ids(), eventId: uuid4(), code, reason });
+      if (status === 'PAID') {
+        if (patched(PATCHES.lateCaptureStands)) {
+          this.state.reason = undefined;
+          return 'captured after all';
+        }
+        // What failPayment itself threw before it reported PAID.
+        throw ApplicationFailure.nonRetryable(
+          `failPayment: order ${this.input.orderId} is PAID, which this step cannot act on`,
+          FAILURE_TYPES.InvalidOrderStatus,
+        );
+      }
       this.setStatus('PAYMENT_FAILED');
       // The customer learns the payment failed even if a compensation then fails (an operator's job).
       await db.notifyCustomer({ ...this.ids(), kind: 'payment-failed', reason });

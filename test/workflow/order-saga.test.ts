@@ -8,7 +8,9 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger } from '../../lib/logger.js';
+import { createActivities } from '../../activities/index.js';
 import { createNotificationActivities } from '../../activities/notification.js';
+import { createSimulatedGateway } from '../../activities/payment-gateway.js';
 import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, cancelUpdate, statusQuery } from '../../workflows/contract.js';
 import * as workflows from '../../workflows/index.js';
 import { createProduct } from '../helpers/db.js';
@@ -209,6 +211,42 @@ describe('payment failure', () => {
     );
     expect(rows[0].code).toBe('DEADLINE_EXCEEDED');
     expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['payment-failed']);
+  });
+  test('a capture that committed but whose completion was lost, then the deadline: the capture stands, the order completes', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
+    const real = createActivities({
+      pool: h.db.pool,
+      gateway: createSimulatedGateway(h.config),
+      logger: createLogger('test', 'silent'),
+    });
+    let attempts = 0;
+    const worker = await h.worker({
+      activityOverrides: {
+        // The first attempt commits the capture, then is lost (a worker crash, a lost response).
+        async chargePayment(args) {
+          attempts += 1;
+          const capture = await real.chargePayment(args);
+          if (attempts === 1) throw new Error('simulated: worker lost after the capture committed');
+          return capture;
+        },
+      },
+    });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order, 500)); // the retry comes after the deadline
+      expect(await handle.result()).toEqual({ orderId: order.orderId, status: 'COMPLETED' });
+    });
+    expect(attempts).toBe(1);
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('COMPLETED');
+    expect(await paymentStatus(h.db.pool, order.orderId)).toBe('CAPTURED');
+    expect(await stockOf(h.db.pool, sku)).toBe(4);
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'payment.completed',
+      'order.completed',
+    ]);
+    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-completed']);
   });
 });
 

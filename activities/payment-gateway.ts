@@ -25,14 +25,20 @@ export interface ChargeReceipt {
 
 export interface RefundRequest {
   idempotencyKey: string;
-  reference: string;
+  /** The idempotency key of the charge to give back: a charge never made is a no-op (a void). */
+  chargeKey: string;
+  /** The charge's reference, when the capture was recorded; unknown for a charge of unknown outcome. */
+  reference?: string;
   amount: string;
   currency: string;
 }
 
 export interface PaymentGateway {
-  /** Throws `PaymentDeclinedError` (final) or `GatewayUnavailableError` (try again later). */
-  charge(request: ChargeRequest): Promise<ChargeReceipt>;
+  /**
+   * Throws `PaymentDeclinedError` (final) or `GatewayUnavailableError` (try again later). Gives up
+   * when `signal` aborts (the activity was cancelled or timed out), so no attempt outlives its activity.
+   */
+  charge(request: ChargeRequest, signal?: AbortSignal): Promise<ChargeReceipt>;
   /** Idempotent by `idempotencyKey`; throws `GatewayUnavailableError` when it cannot be reached. */
   refund(request: RefundRequest): Promise<void>;
 }
@@ -48,7 +54,10 @@ export class PaymentDeclinedError extends Error {
   }
 }
 
-/** The gateway could not be reached or failed internally; the same request may succeed later. */
+/**
+ * The gateway was not reached, or refused before taking any money; the same request may succeed
+ * later. Anything else a charge throws (a timeout, a lost response) leaves its outcome unknown.
+ */
 export class GatewayUnavailableError extends Error {
   override name = 'GatewayUnavailableError';
 }
@@ -77,7 +86,8 @@ export function createSimulatedGateway(
   }
 
   return {
-    async charge(request) {
+    async charge(request, signal) {
+      signal?.throwIfAborted();
       // Declines come first: they are decided by the request alone, so every attempt agrees.
       if (request.customerId.startsWith(config.PAYMENT_DECLINE_CUSTOMER_PREFIX)) {
         throw new PaymentDeclinedError(

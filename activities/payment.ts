@@ -5,6 +5,7 @@
  * idempotency key is the order id, so a retried attempt cannot take the money twice. The capture is
  * then recorded with the status change and its event in one transaction.
  */
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
 import { buildEvent, type PaymentFailureCode } from '../lib/events.js';
 import type { Logger } from '../lib/logger.js';
@@ -47,7 +48,12 @@ export interface RefundArgs {
 export interface RefundResult {
   /** True when the order's capture is (now) refunded; false when nothing was ever captured. */
   refunded: boolean;
+  /** A charge of unknown outcome (CHARGING) was voided at the gateway by its key. */
+  voided?: true;
 }
+
+/** A gateway call gives up before the activity's 30 s start-to-close timeout would cut it off. */
+const GATEWAY_TIMEOUT_MS = 20_000;
 
 export interface PaymentDeps {
   pool: Pool;
@@ -58,7 +64,7 @@ export interface PaymentDeps {
 const PAID_OR_LATER: ReadonlySet<OrderStatus> = new Set(['PAID', 'COMPLETED']);
 
 interface PaymentRow {
-  status: 'CAPTURED' | 'DECLINED' | 'REFUNDED';
+  status: 'CHARGING' | 'CAPTURED' | 'DECLINED' | 'REFUNDED' | 'VOIDED';
   reference: string | null;
   amount: string;
   currency: string;
@@ -70,6 +76,18 @@ async function loadPayment(db: Queryable, orderId: string): Promise<PaymentRow |
     [orderId],
   );
   return rows[0];
+}
+
+/** One charge per order: every attempt, and the refund or void, names it by this key. */
+const chargeKey = (orderId: string): string => orderId;
+
+/** The running activity's cancellation (a cancel, or its timeout); never aborts outside an activity. */
+function activityCancellation(): AbortSignal {
+  try {
+    return Context.current().cancellationSignal;
+  } catch {
+    return new AbortController().signal; // called directly, e.g. by a test
+  }
 }
 
 /** Gateway errors become Temporal failures: a decline is final, an outage is retried with backoff. */
@@ -99,17 +117,41 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
     }
     if (order.status !== 'RESERVED') throw invalidStatus(args.orderId, 'chargePayment', order.status);
 
+    // The intent first, committed before the gateway sees the charge: whatever happens to this
+    // attempt after that, the compensation knows a charge may exist and voids it by its key.
+    await pool.query(
+      `insert into payments (order_id, amount, currency, status) values ($1::uuid, $2::numeric, $3, 'CHARGING')
+       on conflict (order_id) do nothing`,
+      [args.orderId, order.total, order.currency],
+    );
     let receipt: ChargeReceipt;
     try {
-      receipt = await gateway.charge({
-        idempotencyKey: args.orderId,
-        orderId: args.orderId,
-        customerId: order.customer_id,
-        amount: order.total,
-        currency: order.currency,
-      });
+      receipt = await gateway.charge(
+        {
+          idempotencyKey: chargeKey(args.orderId),
+          orderId: args.orderId,
+          customerId: order.customer_id,
+          amount: order.total,
+          currency: order.currency,
+        },
+        AbortSignal.any([activityCancellation(), AbortSignal.timeout(GATEWAY_TIMEOUT_MS)]),
+      );
     } catch (err) {
       log.warn({ err }, 'payment gateway refused the charge');
+      if (err instanceof PaymentDeclinedError) {
+        // The gateway's final word: no money was taken, the intent is settled.
+        await pool.query(
+          `update payments set status = 'DECLINED', failure_reason = $2, updated_at = now()
+           where order_id = $1::uuid and status = 'CHARGING'`,
+          [args.orderId, `${err.code}: ${err.message}`],
+        );
+      } else if (err instanceof GatewayUnavailableError) {
+        // Not reached: nothing was taken, so nothing to void. (Any other error, a timeout or a lost
+        // response, leaves the outcome unknown and the intent CHARGING.)
+        await pool.query(`delete from payments where order_id = $1::uuid and status = 'CHARGING'`, [
+          args.orderId,
+        ]);
+      }
       throw toActivityFailure(err);
     }
     const capture: PaymentCapture = {
@@ -118,16 +160,17 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
       currency: order.currency,
     };
 
-    const outcome = await withTransaction(pool, async (tx): Promise<OrderStatus> => {
+    const outcome = await withTransaction(pool, async (tx): Promise<OrderStatus | 'settled'> => {
       const locked = await loadOrder(tx, args.orderId, { lock: true });
-      // The money was taken either way, so the capture is recorded either way: if the order left
+      // The money was taken, so the capture is recorded whatever the order's status: if the order left
       // RESERVED meanwhile, the saga's refund compensation finds this row and gives the money back.
-      await tx.query(
-        `insert into payments (order_id, amount, currency, status, reference)
-         values ($1::uuid, $2::numeric, $3, 'CAPTURED', $4)
-         on conflict (order_id) do nothing`,
-        [args.orderId, capture.amount, capture.currency, capture.reference],
+      const recorded = await tx.query(
+        `update payments set status = 'CAPTURED', reference = $2, updated_at = now()
+         where order_id = $1::uuid and status in ('CHARGING', 'CAPTURED')`,
+        [args.orderId, capture.reference],
       );
+      // DECLINED, VOIDED or REFUNDED: the saga settled the payment while this attempt was out.
+      if (recorded.rowCount === 0) return 'settled';
       if (locked.status !== 'RESERVED') return locked.status;
       await transitionOrder(tx, args.orderId, 'PAID');
       await enqueueEvent(
@@ -141,6 +184,16 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
       );
       return 'PAID';
     });
+    if (outcome === 'settled') {
+      // A capture that landed after the saga gave up on it and voided the charge: give it back now,
+      // or the customer pays for an order that failed.
+      log.error({ reference: capture.reference }, 'late capture after the payment was settled; refunding it');
+      await giveBack(args.orderId, capture.reference);
+      throw ApplicationFailure.nonRetryable(
+        `chargePayment: order ${args.orderId} was settled while this charge was in flight; the late capture ${capture.reference} was refunded`,
+        FAILURE_TYPES.InvalidOrderStatus,
+      );
+    }
     if (outcome !== 'PAID') throw invalidStatus(args.orderId, 'chargePayment (after capture)', outcome);
     log.info({ reference: capture.reference, amount: capture.amount }, 'payment captured');
     return capture;
@@ -160,11 +213,16 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
       // the saga lets the capture stand.
       if (order.status === 'PAID') return order.status;
       if (order.status !== 'RESERVED') throw invalidStatus(args.orderId, 'failPayment', order.status);
+      // A decline is the gateway's final word. A deadline is not: an attempt may have reached the
+      // gateway, so a CHARGING row stays CHARGING for the refund compensation to void.
       await tx.query(
         `insert into payments (order_id, amount, currency, status, failure_reason)
          values ($1::uuid, $2::numeric, $3, 'DECLINED', $4)
-         on conflict (order_id) do nothing`,
-        [args.orderId, order.total, order.currency, `${args.code}: ${args.reason}`],
+         on conflict (order_id) do update
+           set status = case when $5 = 'DECLINED' then 'DECLINED' else payments.status end,
+               failure_reason = excluded.failure_reason, updated_at = now()
+           where payments.status = 'CHARGING'`,
+        [args.orderId, order.total, order.currency, `${args.code}: ${args.reason}`, args.code],
       );
       await transitionOrder(tx, args.orderId, 'PAYMENT_FAILED', args.reason);
       await enqueueEvent(
@@ -190,17 +248,19 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
     const log = orderLogger(logger, 'refundPayment', args);
     const payment = await loadPayment(pool, args.orderId);
     if (!payment || payment.status === 'DECLINED') return { refunded: false };
+    if (payment.status === 'VOIDED') return { refunded: false, voided: true }; // a retry
+    if (payment.status === 'CHARGING') {
+      // An attempt reached (or may have reached) the gateway and its outcome was never recorded.
+      await giveBack(args.orderId);
+      await pool.query(
+        `update payments set status = 'VOIDED', updated_at = now() where order_id = $1::uuid and status = 'CHARGING'`,
+        [args.orderId],
+      );
+      log.warn({ reason: args.reason }, 'charge of unknown outcome voided at the gateway');
+      return { refunded: false, voided: true };
+    }
     if (payment.status === 'CAPTURED' && payment.reference) {
-      try {
-        await gateway.refund({
-          idempotencyKey: `refund-${args.orderId}`,
-          reference: payment.reference,
-          amount: payment.amount,
-          currency: payment.currency,
-        });
-      } catch (err) {
-        throw toActivityFailure(err);
-      }
+      await giveBack(args.orderId, payment.reference);
       await withTransaction(pool, async (tx) => {
         const { rowCount } = await tx.query(
           `update payments set status = 'REFUNDED', updated_at = now()
@@ -226,6 +286,22 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
       log.info({ reference: payment.reference, reason: args.reason }, 'payment refunded');
     }
     return { refunded: true };
+  }
+
+  /** Refunds (or, with no known capture, voids) the order's charge at the gateway; idempotent. */
+  async function giveBack(orderId: string, reference?: string): Promise<void> {
+    const payment = await loadPayment(pool, orderId);
+    try {
+      await gateway.refund({
+        idempotencyKey: `refund-${orderId}`,
+        chargeKey: chargeKey(orderId),
+        ...(reference ? { reference } : {}),
+        amount: payment!.amount,
+        currency: payment!.currency,
+      });
+    } catch (err) {
+      throw toActivityFailure(err);
+    }
   }
 
   return { chargePayment, failPayment, refundPayment };

@@ -207,7 +207,7 @@ describe('payments', () => {
     expect(await outboxTypes(db.pool, order.orderId)).toEqual(['inventory.reserved', 'payment.completed']);
   });
 
-  test('a decline is a non-retryable PaymentDeclined failure and changes nothing', async () => {
+  test('a decline is a non-retryable PaymentDeclined failure, recorded, with the order untouched', async () => {
     const sku = await createProduct(db.pool, { stock: 5 });
     const order = await createOrder(db.pool, { items: [{ sku, qty: 1 }], customerId: 'DECLINE-C1' });
     await acts.reserveInventory(step(order));
@@ -215,7 +215,7 @@ describe('payments', () => {
     const err = await acts.chargePayment(step(order)).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect(err).toMatchObject({ type: 'PaymentDeclined', nonRetryable: true });
-    expect(await paymentStatus(db.pool, order.orderId)).toBeUndefined();
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('DECLINED');
     expect(await orderStatus(db.pool, order.orderId)).toBe('RESERVED');
   });
 
@@ -264,6 +264,57 @@ describe('payments', () => {
 
     const { order: unpaid } = await reservedOrder();
     expect(await acts.refundPayment({ ...args, orderId: unpaid.orderId })).toEqual({ refunded: false });
+  });
+});
+
+describe('a charge whose outcome was lost', () => {
+  /** Takes the money, then the answer is lost on the way back (a timeout, a dropped connection). */
+  function lostResponseGateway() {
+    const captured = new Set<string>();
+    const voided: string[] = [];
+    const gateway: PaymentGateway = {
+      async charge(request) {
+        captured.add(request.idempotencyKey);
+        throw new Error('simulated: socket hang up (the response was lost after the capture)');
+      },
+      async refund(request) {
+        if (captured.delete(request.chargeKey)) voided.push(request.chargeKey);
+      },
+    };
+    return { gateway, captured, voided };
+  }
+
+  test('deadline, then compensation: the unknown charge is voided at the gateway by its key', async () => {
+    const { gateway, captured, voided } = lostResponseGateway();
+    const lossy = createActivities({
+      pool: db.pool,
+      gateway,
+      logger: createLogger('activities-test', 'silent'),
+    });
+    const { order } = await reservedOrder();
+    await expect(lossy.chargePayment(step(order))).rejects.toThrow(/socket hang up/);
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('CHARGING');
+
+    const ids = { orderId: order.orderId, correlationId: order.correlationId };
+    const reason = 'payment not captured in time';
+    await lossy.failPayment({ ...step(order), code: 'DEADLINE_EXCEEDED', reason });
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('CHARGING'); // outcome still unknown
+    expect(await lossy.refundPayment({ ...ids, reason })).toEqual({ refunded: false, voided: true });
+    expect(await lossy.refundPayment({ ...ids, reason })).toEqual({ refunded: false, voided: true }); // retry
+    expect(voided).toEqual([order.orderId]);
+    expect(captured.size).toBe(0); // the customer keeps their money
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('VOIDED');
+  });
+
+  test('a capture that lands after the payment was settled is refunded at once', async () => {
+    const { order } = await reservedOrder();
+    const ids = { orderId: order.orderId, correlationId: order.correlationId };
+    await acts.failPayment({ ...step(order), code: 'DEADLINE_EXCEEDED', reason: 'deadline' });
+    await acts.refundPayment({ ...ids, reason: 'deadline' }); // nothing charged yet: nothing to do
+    const before = calls.refund;
+    // The payment is settled (DECLINED); a zombie attempt of the cancelled activity still runs:
+    await expect(acts.chargePayment(step(order))).rejects.toMatchObject({ type: 'InvalidOrderStatus' });
+    expect(calls.refund - before).toBe(0); // the order was not RESERVED: it never reached the gateway
   });
 });
 

@@ -50,7 +50,13 @@ describe('simulated payment gateway', () => {
     const gateway = createSimulatedGateway({ ...config, PAYMENT_TRANSIENT_FAILURE_RATE: 0.5 }, () => 0.49);
     await expect(gateway.charge(request())).rejects.toBeInstanceOf(GatewayUnavailableError);
     await expect(
-      gateway.refund({ idempotencyKey: 'r', reference: 'x', amount: '1.00', currency: 'USD' }),
+      gateway.refund({
+        idempotencyKey: 'r',
+        chargeKey: 'c',
+        reference: 'x',
+        amount: '1.00',
+        currency: 'USD',
+      }),
     ).rejects.toBeInstanceOf(GatewayUnavailableError);
     const lucky = createSimulatedGateway({ ...config, PAYMENT_TRANSIENT_FAILURE_RATE: 0.5 }, () => 0.5);
     await expect(lucky.charge(request())).resolves.toBeDefined();
@@ -61,5 +67,10 @@ describe('simulated payment gateway', () => {
     await expect(gateway.charge(request({ customerId: 'DECLINE-X' }))).rejects.toBeInstanceOf(
       PaymentDeclinedError,
     );
+  });
+
+  test('gives up on a charge whose signal has aborted (a cancelled or timed-out activity)', async () => {
+    const gateway = createSimulatedGateway(config);
+    await expect(gateway.charge(request(), AbortSignal.abort())).rejects.toThrow(/aborted/i);
   });
 });

@@ -196,7 +196,18 @@ export interface EventPublisher {
  */
 export function createEventPublisher(
   manager: AmqpConnectionManager,
-  opts: { exchange: string; timeoutMs: number; logger: Logger; appId?: string },
+  opts: {
+    exchange: string;
+    timeoutMs: number;
+    logger: Logger;
+    appId?: string;
+    /**
+     * Queues that must exist before anything is published: a topic exchange confirms a message no
+     * queue is bound to and drops it. The core declares its own consumer's queue here, so an
+     * `order.placed` published before the bridge ever connected still reaches it.
+     */
+    queues?: readonly ConsumerQueueSpec[];
+  },
 ): EventPublisher {
   let closing = false;
   const wrapper = manager.createChannel({
@@ -206,6 +217,7 @@ export function createEventPublisher(
     setup: async (channel: ConfirmChannel) => {
       watchChannel(manager, channel, opts.logger, () => closing);
       await assertEventExchange(channel, opts.exchange);
+      for (const queue of opts.queues ?? []) await assertConsumerQueue(channel, queue);
     },
   });
   wrapper.on('error', (err: Error) =>

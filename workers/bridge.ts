@@ -15,6 +15,7 @@ import {
   describeError,
   parseMessage,
   type AmqpConnectionManager,
+  type ConsumerQueueSpec,
   type QueueConsumer,
 } from '../lib/amqp.js';
 import type { Config } from '../lib/config.js';
@@ -23,6 +24,11 @@ import { isTemporalUnavailable, startOrderSaga } from '../lib/temporal.js';
 import { orderWorkflowId } from '../workflows/contract.js';
 
 export const BRIDGE_ROUTING_KEY = 'order.placed';
+
+/** The bridge's queue: declared by the bridge, and by the outbox publisher before it publishes. */
+export function bridgeQueueSpec(config: Pick<Config, 'AMQP_EXCHANGE' | 'BRIDGE_QUEUE'>): ConsumerQueueSpec {
+  return { exchange: config.AMQP_EXCHANGE, queue: config.BRIDGE_QUEUE, routingKeys: [BRIDGE_ROUTING_KEY] };
+}
 
 /** What the bridge needs from an `order.placed` envelope; anything else in it is left alone. */
 export const orderPlacedEnvelope = z.object({
@@ -103,9 +109,7 @@ export function createBridge({
 
   return createConsumer({
     manager: amqp,
-    exchange: config.AMQP_EXCHANGE,
-    queue: config.BRIDGE_QUEUE,
-    routingKeys: [BRIDGE_ROUTING_KEY],
+    ...bridgeQueueSpec(config),
     prefetch: config.BRIDGE_PREFETCH,
     maxDeliveries: config.BRIDGE_MAX_DELIVERIES,
     logger,

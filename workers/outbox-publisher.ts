@@ -23,6 +23,7 @@ import {
   type EventPublisher,
 } from '../lib/amqp.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
+import { bridgeQueueSpec } from './bridge.js';
 
 export const OUTBOX_CHANNEL = 'event_outbox';
 
@@ -30,6 +31,7 @@ export type OutboxConfig = Pick<
   Config,
   | 'DATABASE_URL'
   | 'AMQP_EXCHANGE'
+  | 'BRIDGE_QUEUE'
   | 'OUTBOX_BATCH_SIZE'
   | 'OUTBOX_POLL_INTERVAL_MS'
   | 'OUTBOX_PUBLISH_TIMEOUT_MS'
@@ -87,6 +89,8 @@ export class OutboxPublisher {
       timeoutMs: opts.config.OUTBOX_PUBLISH_TIMEOUT_MS,
       logger: opts.logger,
       appId: 'acme-outbox',
+      // The saga's own entry queue must exist before the first order.placed is published.
+      queues: [bridgeQueueSpec(opts.config)],
     });
   }
 

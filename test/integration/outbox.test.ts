@@ -44,7 +44,7 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  await observer.cleanup(config.AMQP_EXCHANGE, []);
+  await observer.cleanup(config.AMQP_EXCHANGE, [config.BRIDGE_QUEUE]);
 });
 
 function placedEvent(orderId = randomUUID()): EventEnvelope<'order.placed'> {
@@ -104,6 +104,16 @@ function newPublisher(opts: { config?: Config; name?: string; pool?: Pool; retry
 }
 
 describe('outbox publisher', () => {
+  it('declares the bridge queue before publishing: an order.placed sent before any bridge ran waits there', async () => {
+    const event = placedEvent();
+    await insertEvents(db.pool, [event]);
+    newPublisher().publisher.start();
+    await waitFor(async () => (await outboxCounts()).published === 1, { what: 'the row to be published' });
+    // Nobody consumes yet: a topic exchange would have confirmed and dropped it, were the queue not there.
+    const [waiting] = await observer.drain(config.BRIDGE_QUEUE);
+    expect(waiting?.properties.messageId).toBe(event.id);
+  });
+
   it('publishes pending rows with routing key = type and the envelope properties, then marks them PUBLISHED', async () => {
     const seen = await observer.observe(config.AMQP_EXCHANGE, '#');
     const events = [placedEvent(), paymentEvent(), placedEvent()];

@@ -9,4 +9,6 @@ RUN npm ci --omit=dev --no-audit --no-fund
 COPY . .
 USER node
 EXPOSE 8000
-CMD ["npx", "tsx", "api/main.ts"]
+# node itself is PID 1's child (compose sets `init: true`) and gets SIGTERM directly: `npx` or the
+# `tsx` CLI in between would swallow it, and the process would be killed without draining.
+CMD ["node", "--import", "tsx", "api/main.ts"]

@@ -5,14 +5,23 @@
 import { ConfigError } from './config.js';
 import { createLogger } from './logger.js';
 
-/** Resolves with the first SIGINT/SIGTERM; a second signal while draining exits at once. */
+/**
+ * A second signal within this long of the first is the same stop, not an impatient user: Ctrl-C
+ * reaches every process of the terminal's group, and `npm run up`'s runner forwards one more.
+ */
+const SAME_STOP_MS = 1000;
+
+/** Resolves with the first SIGINT/SIGTERM; a later second signal while draining exits at once. */
 export function waitForShutdownSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
-    let draining = false;
+    let firstAt: number | undefined;
     const onSignal = (signal: NodeJS.Signals) => {
-      if (draining) process.exit(1);
-      draining = true;
-      resolve(signal);
+      if (firstAt === undefined) {
+        firstAt = Date.now();
+        resolve(signal);
+      } else if (Date.now() - firstAt > SAME_STOP_MS) {
+        process.exit(1);
+      }
     };
     process.on('SIGINT', onSignal);
     process.on('SIGTERM', onSignal);

@@ -12,5 +12,6 @@ npx tsx db/cli.ts seed
 echo "[up] API http://localhost:${PORT:-8000}  ·  Temporal Web UI ${TEMPORAL_UI_URL:-http://localhost:8233}  ·  Ctrl-C to stop"
 exec npx concurrently --names api,outbox,bridge,worker,loyalty --prefix-colors blue,magenta,yellow,green,cyan \
   --kill-others-on-fail --kill-signal SIGTERM \
-  "tsx api/main.ts" "tsx workers/outbox-main.ts" "tsx workers/bridge-main.ts" \
-  "tsx workers/temporal-worker-main.ts" "tsx subscribers/loyalty/main.ts"
+  "node --import tsx api/main.ts" "node --import tsx workers/outbox-main.ts" \
+  "node --import tsx workers/bridge-main.ts" \
+  "node --import tsx workers/temporal-worker-main.ts" "node --import tsx subscribers/loyalty/main.ts"

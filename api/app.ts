@@ -103,7 +103,7 @@ function allowedMethods(routes: ReadonlyArray<{ method: string; path: string }>,
   for (const route of routes) {
     if (route.method === 'ALL') continue;
     const pattern = route.path.replace(/[.*+?^${}()|[\]\\]/g, '\\$&').replace(/:[^/]+/g, '[^/]+');
-    if (new RegExp(`^${pattern}/?$`).test(path)) methods.add(route.method);
+    if (new RegExp(`^${pattern}$`).test(path)) methods.add(route.method); // routing is strict about `/`
   }
   if (methods.has('GET')) methods.add('HEAD');
   return [...methods].sort();

@@ -15,7 +15,11 @@ export interface OrderCursor {
 }
 
 const cursorSchema = z.strictObject({
-  t: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$/),
+  t: z
+    .string()
+    .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$/)
+    // A real instant PostgreSQL accepts: the shape alone lets `2026-99-99T99:…` or year 0 through.
+    .refine((t) => t >= '0001' && !Number.isNaN(Date.parse(`${t.slice(0, 23)}Z`))),
   i: z.guid(),
 });
 

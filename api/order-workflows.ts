@@ -10,6 +10,7 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
 import { cancelUpdate, orderWorkflowId, type OrderStatus } from '../workflows/contract.js';
+import { FAILURE_TYPES } from '../workflows/failures.js';
 
 export type WorkflowCancelOutcome =
   /** The saga accepted the cancel and compensates; `status` is what it reported. */
@@ -59,10 +60,13 @@ export function createTemporalOrderWorkflows(
 export function classifyCancelError(err: unknown): WorkflowCancelOutcome {
   if (err instanceof WorkflowNotFoundError) return { kind: 'not_running' };
   if (err instanceof WorkflowUpdateFailedError) {
-    // Only an ApplicationFailure carries a message written for people; anything else stays inside.
+    // Only the saga's refusal (CancelRejected) is the client's answer, and its message is written for
+    // people. Anything else (a compensation that failed) is a server-side failure: rethrown, a 500.
     const cause = err.cause;
-    const reason = cause instanceof ApplicationFailure && cause.message ? cause.message : GENERIC_REJECTION;
-    return { kind: 'rejected', reason };
+    if (cause instanceof ApplicationFailure && cause.type === FAILURE_TYPES.CancelRejected) {
+      return { kind: 'rejected', reason: cause.message || GENERIC_REJECTION };
+    }
+    throw err;
   }
   if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError) return { kind: 'timeout' };
   if (err instanceof ServiceError) return { kind: 'unavailable' };

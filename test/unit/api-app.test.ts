@@ -255,6 +255,7 @@ describe('correlation ids and errors', () => {
     expect((await app.request(`/orders/${id}/cancel`, { method: 'GET' })).headers.get('allow')).toBe('POST');
     expect((await app.request('/orders', { method: 'PUT' })).headers.get('allow')).toBe('GET, HEAD, POST');
     expect((await app.request('/orders/x/y/z', { method: 'GET' })).status).toBe(404);
+    expect((await app.request('/orders/', { method: 'GET' })).status).toBe(404); // routing is strict about '/'
   });
 
   it('turns an unexpected failure into a plain 500 and logs it with the correlation id', async () => {

@@ -162,6 +162,9 @@ describe('cursor', () => {
     Buffer.from(JSON.stringify({ t: '2025-01-31T12:00:00.123456', i: randomUUID(), x: 1 })).toString(
       'base64url',
     ),
+    // The right shape, but no instant: PostgreSQL would refuse it (a 500 before this was checked).
+    Buffer.from(JSON.stringify({ t: '2026-99-99T99:99:99.999999', i: randomUUID() })).toString('base64url'),
+    Buffer.from(JSON.stringify({ t: '0000-01-01T00:00:00.000000', i: randomUUID() })).toString('base64url'),
   ])('refuses %s with a 400 naming cursor', (raw) => {
     try {
       decodeCursor(raw);
@@ -181,6 +184,7 @@ describe('classifyCancelError', () => {
     });
     const tooLate = ApplicationFailure.create({
       message: 'too late: order is already paid',
+      type: 'CancelRejected',
       nonRetryable: true,
     });
     expect(classifyCancelError(new WorkflowUpdateFailedError('Workflow Update failed', tooLate))).toEqual({
@@ -193,10 +197,19 @@ describe('classifyCancelError', () => {
     expect(classifyCancelError(new ServiceError('unavailable'))).toEqual({ kind: 'unavailable' });
   });
 
-  it('does not leak non-application failures', () => {
+  it('treats every other update failure as a server failure (a 500 that shows nothing), not a refusal', () => {
     const internal = new Error('TypeError at activities/payment.ts:42');
-    const outcome = classifyCancelError(new WorkflowUpdateFailedError('Workflow Update failed', internal));
-    expect(outcome).toEqual({ kind: 'rejected', reason: expect.not.stringContaining('activities') });
+    expect(() =>
+      classifyCancelError(new WorkflowUpdateFailedError('Workflow Update failed', internal)),
+    ).toThrow(WorkflowUpdateFailedError);
+    const compensation = ApplicationFailure.create({
+      message: 'cancel accepted but not completed: releaseInventory: connection refused',
+      type: 'CompensationFailed',
+      nonRetryable: true,
+    });
+    expect(() =>
+      classifyCancelError(new WorkflowUpdateFailedError('Workflow Update failed', compensation)),
+    ).toThrow(WorkflowUpdateFailedError);
   });
 
   it('rethrows what it does not know', () => {

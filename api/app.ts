@@ -4,6 +4,7 @@
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
+import { isTransientDatabaseError } from '../db/pool.js';
 import type { AppDeps, AppEnv } from './env.js';
 import { ApiError, codeForStatus, type ErrorBody } from './errors.js';
 import { correlationId } from './middleware/correlation.js';
@@ -72,8 +73,17 @@ export function createApp(deps: AppDeps) {
         err.status,
       );
     }
-    // A bug or an outage: log everything, tell the client nothing but the correlation id.
     const log = c.var.log ?? deps.logger;
+    if (isTransientDatabaseError(err)) {
+      // An outage, not a bug: say so, and that retrying is the answer (with Idempotency-Key, safely).
+      log.warn({ err, method: c.req.method, path: c.req.path }, 'database unavailable');
+      c.header('Retry-After', '5');
+      return c.json<ErrorBody>(
+        { error: { code: 'unavailable', message: 'The database is unavailable; retry shortly.' } },
+        503,
+      );
+    }
+    // A bug: log everything, tell the client nothing but the correlation id.
     log.error({ err, method: c.req.method, path: c.req.path }, 'unhandled error');
     return c.json<ErrorBody>(
       {

@@ -25,7 +25,8 @@ async function main(): Promise<void> {
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-api');
   let temporal: Client | undefined;
   try {
-    temporal = await connectTemporal(config);
+    // Orders are taken while Temporal is down; a failed cancel or probe is answered (503), not retried.
+    temporal = await connectTemporal(config, { lazy: true, retries: false });
     const app = createApp({
       pool,
       logger,

@@ -27,9 +27,12 @@ export function rabbitmqProbe(url: string, timeoutMs: number): Probe {
 }
 
 export function temporalProbe(client: Client, timeoutMs: number): Probe {
-  return async () => {
-    await client.connection.withDeadline(Date.now() + timeoutMs, () =>
-      client.connection.workflowService.getSystemInfo({}),
+  // On timeout the route aborts the signal, which cancels the call instead of leaving it running.
+  return async (signal) => {
+    await client.connection.withAbortSignal(signal, () =>
+      client.connection.withDeadline(Date.now() + timeoutMs, () =>
+        client.connection.workflowService.getSystemInfo({}),
+      ),
     );
   };
 }

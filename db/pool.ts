@@ -11,7 +11,16 @@ export type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 
 // NUMERIC comes back as a string (exact money); BIGINT (20) as a string too, which we keep.
 export function createPool(connectionString: string, max = 10, applicationName = 'acme-orders'): Pool {
-  const pool = new pg.Pool({ connectionString, max, application_name: applicationName });
+  const pool = new pg.Pool({
+    connectionString,
+    max,
+    application_name: applicationName,
+    // A server that stops answering (a dead host, a half-open connection) fails fast and is retried
+    // by the caller, instead of hanging a loop, a consumer or a shutdown for minutes.
+    connectionTimeoutMillis: 10_000,
+    keepAlive: true,
+    query_timeout: 60_000,
+  });
   // An idle client that loses its server emits 'error' on the pool; without a listener Node crashes.
   pool.on('error', () => {});
   return pool;

@@ -71,10 +71,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   );
   const parsed = schema.safeParse(relevant);
   if (!parsed.success) {
-    const lines = parsed.error.issues.map(
-      (issue) => `  ${issue.path.join('.')}=${JSON.stringify(env[String(issue.path[0])])}: ${issue.message}`,
-    );
+    const lines = parsed.error.issues.map((issue) => {
+      const key = String(issue.path[0]);
+      return `  ${key}=${JSON.stringify(redact(env[key]))}: ${issue.message}`;
+    });
     throw new ConfigError(`Invalid configuration; set these environment variables:\n${lines.join('\n')}`);
   }
   return Object.freeze(parsed.data);
+}
+
+/** A URL's password never reaches a log or a terminal. */
+function redact(value: string | undefined): string | undefined {
+  return value?.replace(/^([a-z][a-z0-9+.-]*:\/\/[^:/@]*:)[^@/]*@/i, '$1***@');
 }

@@ -12,10 +12,19 @@ import {
   type OrderSagaInput,
 } from '../workflows/contract.js';
 
+/**
+ * `lazy`: connect on the first call instead of now, for a process that must start (and do its other
+ * work) while Temporal is down, like the API, whose orders need only PostgreSQL.
+ * `retries: false`: no client-side retries of failed calls, for a caller that answers a failure
+ * itself (the API's 503). The SDK schedules those retries on timers that closing the connection
+ * does not cancel; one firing after shutdown throws from the timer and crashes the process.
+ */
 export async function connectTemporal(
   config: Pick<Config, 'TEMPORAL_ADDRESS' | 'TEMPORAL_NAMESPACE'>,
+  { lazy = false, retries = true }: { lazy?: boolean; retries?: boolean } = {},
 ): Promise<Client> {
-  const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS });
+  const options = { address: config.TEMPORAL_ADDRESS, ...(retries ? {} : { interceptors: [] }) };
+  const connection = lazy ? Connection.lazy(options) : await Connection.connect(options);
   return new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
 }
 

@@ -91,9 +91,13 @@ rabbitmq_up() {
 # the same official CLI from source through the module proxy (about 3 minutes, once).
 temporal_cli_install() {
   if [ -x "$BIN/temporal" ] && [ "$(cat "$TOOLS/temporal.version" 2>/dev/null)" = "$TEMPORAL_CLI_VERSION" ]; then return; fi
-  if ! command -v go >/dev/null; then
-    [ -x /usr/local/go/bin/go ] && PATH="$PATH:/usr/local/go/bin" || apt_install golang-go
-  fi
+  command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
+  # The CLI's go.mod asks for Go 1.25; Go >= 1.21 fetches that toolchain through the module proxy by
+  # itself. Debian 12's golang-go (1.19) cannot, so it is no fallback.
+  local go_minor
+  go_minor=$(go env GOVERSION 2>/dev/null | sed -nE 's/^go1\.([0-9]+).*/\1/p')
+  [ -n "$go_minor" ] && [ "$go_minor" -ge 21 ] ||
+    die "building the Temporal CLI needs Go >= 1.21 on PATH (found: $(go env GOVERSION 2>/dev/null || echo none))"
   log "Temporal CLI $TEMPORAL_CLI_VERSION: building from the Go module proxy (first time only, ~3 min)"
   GOBIN="$BIN" GOFLAGS=-trimpath go install -ldflags='-s -w' "$TEMPORAL_CLI_MODULE@$TEMPORAL_CLI_VERSION"
   echo "$TEMPORAL_CLI_VERSION" >"$TOOLS/temporal.version"

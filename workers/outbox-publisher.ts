@@ -158,7 +158,7 @@ export class OutboxPublisher {
          set attempts = o.attempts + 1,
              last_error = f.error,
              available_at = clock_timestamp()
-               + least($3::float8 * power(2, o.attempts), $4::float8) * interval '1 millisecond'
+               + least($3::float8 * power(2, least(o.attempts, 30)), $4::float8) * interval '1 millisecond'
          from unnest($1::bigint[], $2::text[]) as f(id, error)
          where o.id = f.id`,
         [failedIds, errors, this.retryBaseMs, this.retryMaxMs],

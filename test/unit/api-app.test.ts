@@ -258,6 +258,22 @@ describe('correlation ids and errors', () => {
     expect((await app.request('/orders/', { method: 'GET' })).status).toBe(404); // routing is strict about '/'
   });
 
+  it('answers 503 with Retry-After while the database is down (connection refused, shutting down)', async () => {
+    for (const code of ['ECONNREFUSED', '57P01']) {
+      const down = {
+        query: () =>
+          Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code })),
+        connect: () =>
+          Promise.reject(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:5432'), { code })),
+      } as unknown as Pool;
+      const { app } = build({ pool: down });
+      const res = await app.request('/products');
+      expect(res.status, code).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('5');
+      expect(await res.json()).toEqual({ error: { code: 'unavailable', message: expect.any(String) } });
+    }
+  });
+
   it('turns an unexpected failure into a plain 500 and logs it with the correlation id', async () => {
     const { app, lines } = build();
     const res = await app.request('/products', { headers: { 'X-Correlation-Id': 'c-500' } });

@@ -78,4 +78,11 @@ describe('lib/config.ts', () => {
     expect(attempt).toThrow(/PORT="eighty"/);
     expect(attempt).toThrow(/DATABASE_URL="mysql:\/\/x": must be a postgres:\/\/ URL/);
   });
+
+  it('never prints the password of a URL it refuses', () => {
+    expect(() => loadConfig({ DATABASE_URL: 'mysql://app:s3cret@db:3306/x' })).toThrow(
+      /DATABASE_URL="mysql:\/\/app:\*\*\*@db:3306\/x"/,
+    );
+    expect(() => loadConfig({ DATABASE_URL: 'mysql://app:s3cret@db:3306/x' })).not.toThrow(/s3cret/);
+  });
 });

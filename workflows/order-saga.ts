@@ -67,6 +67,11 @@ export const PATCHES = {
    * saga completes the order; before this, the run failed and left the order PAID, refunded.
    */
   lateCaptureStands: 'late-capture-stands',
+  /**
+   * A cancel accepted while a step was in flight, whose step then ended the order another way (a
+   * decline, no stock), is answered as refused ("too late: the order ended …"), not as accepted.
+   */
+  cancelAnswersOutcome: 'cancel-answers-outcome',
 } as const;
 
 /** Retry and timeout profiles, named so a reader sees the intent of each call site. */
@@ -176,12 +181,20 @@ class OrderSaga {
       log.info('cancel accepted', { orderId: this.input.orderId, reason: this.state.reason });
       this.work.cancel();
     }
-    // Answer once the saga has settled, so the caller learns the outcome, not just the intent.
-    await condition(() => this.finished);
+    // Answer once the saga has settled, so the caller learns the outcome, not just the intent; a
+    // workflow cancel arriving meanwhile ends the same way and must not fail this answer.
+    await CancellationScope.nonCancellable(() => condition(() => this.finished));
     if (this.state.compensationFailures.length > 0) {
       throw ApplicationFailure.nonRetryable(
         `cancel accepted but not completed: ${this.state.compensationFailures.join('; ')}`,
         FAILURE_TYPES.CompensationFailed,
+      );
+    }
+    // The step in flight decided first (a decline, no stock): the order ended, but not cancelled.
+    if (this.state.status !== 'CANCELLED' && patched(PATCHES.cancelAnswersOutcome)) {
+      throw ApplicationFailure.nonRetryable(
+        `too late: the order ended ${this.state.status} before the cancel took effect`,
+        FAILURE_TYPES.CancelRejected,
       );
     }
     return { accepted: true, status: this.state.status };

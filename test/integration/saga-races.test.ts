@@ -5,9 +5,10 @@
  * as cancelled; the saga must still end the way the cancel or the deadline decided
  * (PATCHES.failedAttemptAfterCancel in workflows/order-saga.ts).
  */
-import type { Client } from '@temporalio/client';
+import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PaymentDeclinedError } from '../../activities/payment-gateway.js';
 import { createLogger } from '../../lib/logger.js';
 import { connectTemporal, startOrderSaga } from '../../lib/temporal.js';
 import { createOrderWorker } from '../../workers/temporal-worker.js';
@@ -32,9 +33,9 @@ afterAll(async () => {
   await db?.drop();
 });
 
-async function sagaWithGatedGateway() {
+async function sagaWithGatedGateway(failure?: () => Error) {
   const config = testConfig(shortId());
-  const gateway = gatedFailingGateway();
+  const gateway = gatedFailingGateway(failure);
   const worker: Worker = await createOrderWorker({
     config,
     pool: db.pool,
@@ -93,5 +94,31 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
       [order.orderId],
     );
     expect(rows[0].code).toBe('DEADLINE_EXCEEDED');
+  });
+
+  it('cancelled meanwhile, but the attempt was declined: the cancel is refused as too late, the order PAYMENT_FAILED', async () => {
+    const { config, gateway, worker, sku, order } = await sagaWithGatedGateway(
+      () => new PaymentDeclinedError('simulated: card declined', 'CARD_DECLINED'),
+    );
+    await worker.runUntil(async () => {
+      await startOrderSaga(client, sagaInput(order), config.TEMPORAL_TASK_QUEUE);
+      const handle = client.workflow.getHandle(orderWorkflowId(order.orderId));
+      await gateway.entered;
+      const answer = handle
+        .executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] })
+        .catch((err: unknown) => err);
+      await waitFor(async () => (await handle.query(statusQuery)).cancelRequested, { what: 'the cancel' });
+      gateway.open();
+
+      const refused = await answer;
+      expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+      expect((refused as WorkflowUpdateFailedError).cause).toMatchObject({
+        type: 'CancelRejected',
+        message: 'too late: the order ended PAYMENT_FAILED before the cancel took effect',
+      });
+      expect(await handle.result()).toMatchObject({ status: 'PAYMENT_FAILED' });
+    });
+    expect(await orderStatus(db.pool, order.orderId)).toBe('PAYMENT_FAILED');
+    expect(await stockOf(db.pool, sku)).toBe(5);
   });
 });

@@ -94,6 +94,9 @@ function redactUrl(url: string): string {
  * setup runs again on a fresh channel. A channel closed along with its connection is left to the
  * manager's ordinary reconnect, and so is one closed by us (`isClosing`).
  */
+/** Broker-closed channels in a row, per connection manager: a cause that persists backs off. */
+const channelCloses = new WeakMap<AmqpConnectionManager, number>();
+
 function watchChannel(
   manager: AmqpConnectionManager,
   channel: ConfirmChannel,
@@ -101,17 +104,28 @@ function watchChannel(
   isClosing: () => boolean,
 ): void {
   const model = manager.connection;
-  channel.on('error', (err: Error) => logger.warn({ err: err.message }, 'AMQP channel error'));
+  const opened = Date.now();
+  channel.on('error', (err: Error) => {
+    const hint = /PRECONDITION_FAILED/.test(err.message)
+      ? ' (a queue or exchange exists with other arguments: delete it, or rename ours, to go on)'
+      : '';
+    logger.warn({ err: err.message }, `AMQP channel error${hint}`);
+  });
   channel.once('close', () => {
+    // A channel that lived a while closed for a passing reason; one closed at once (its setup is
+    // refused every time, say) would otherwise reopen once a second forever.
+    const closes = Date.now() - opened > 10_000 ? 1 : (channelCloses.get(manager) ?? 0) + 1;
+    channelCloses.set(manager, closes);
+    const delayMs = Math.min(1000 * 2 ** (closes - 1), 60_000);
     setTimeout(() => {
       if (isClosing() || manager.connection !== model || !manager.isConnected()) return;
-      logger.warn('AMQP channel closed by the broker; reconnecting to reopen it');
+      logger.warn({ retryInMs: delayMs }, 'AMQP channel closed by the broker; reconnecting to reopen it');
       try {
         manager.reconnect();
       } catch {
         // the manager was closed meanwhile: nothing to reopen
       }
-    }, 1000).unref();
+    }, delayMs).unref();
   });
 }
 
@@ -323,9 +337,9 @@ export const DEAD_LETTER_HEADERS = {
  * - handler throws anything else: hold the message `retryDelayMs(attempt)` (no hot loop), then
  *   nack-requeue; the quorum queue counts the delivery, and delivery number `maxDeliveries` that
  *   fails is dead-lettered like a poison message.
- * If the dead-letter copy cannot be confirmed, the message is rejected without requeue so the
- * queue's own dead-lettering moves it to the DLQ (reason `rejected`; our reason is logged): it is
- * never dropped. Settling on a channel that has since closed is skipped: the broker redelivers.
+ * If the dead-letter copy cannot be confirmed, the message is kept (requeued after a delay) and
+ * dead-lettered on a later delivery: never dropped. Settling on a channel that has since closed is
+ * skipped: the broker redelivers.
  */
 export function createConsumer(opts: ConsumerOptions): QueueConsumer {
   const { manager, queue, logger } = opts;
@@ -389,11 +403,14 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
       );
       settle('ack dead-lettered', () => channel.ack(msg));
     } catch (err) {
+      // Not rejected to the broker's own dead-lettering: for quorum queues that is at-most-once
+      // by default. Kept instead, and tried again later: never lost.
       logger.error(
         { reason, err: (err as Error).message },
-        'could not publish the dead-letter copy; rejecting so the queue dead-letters it (reason logged here only)',
+        'could not publish the dead-letter copy; keeping the message and trying again later',
       );
-      settle('reject', () => channel.nack(msg, false, false));
+      await wait(retryDelayMs(attempt));
+      settle('requeue', () => channel.nack(msg, false, true));
     }
   };
 

@@ -66,7 +66,14 @@ interface Running {
 }
 
 async function startBridge(
-  opts: { client?: Client; config?: Config; startTimeoutMs?: number; retryDelayMs?: number } = {},
+  opts: {
+    client?: Client;
+    config?: Config;
+    startTimeoutMs?: number;
+    retryDelayMs?: number;
+    /** false: do not wait for consuming to begin (for a bridge whose setup is refused). */
+    waitForStart?: boolean;
+  } = {},
 ): Promise<Running> {
   const cfg = opts.config ?? config;
   const { logger, lines } = captureLogger();
@@ -87,7 +94,8 @@ async function startBridge(
     await amqp.close();
   };
   cleanups.push(stop);
-  await bridge.start();
+  const started = bridge.start();
+  if (opts.waitForStart ?? true) await started;
   return { bridge, amqp, lines, stop };
 }
 
@@ -260,6 +268,21 @@ describe('bridge', () => {
     expect(dead!.properties.messageId).toBe(event.id);
     expect(dead!.properties.headers).toMatchObject({ [DEAD_LETTER_HEADERS.attempts]: 3 });
     expect(dead!.properties.headers![DEAD_LETTER_HEADERS.reason]).toMatch(/Namespace not found/);
+  });
+
+  it('backs off when its queue exists with other arguments, naming the cause, instead of reopening every second', async () => {
+    // A classic queue under the bridge's name: declaring our quorum queue is refused every time.
+    await observer.channel.assertQueue(config.BRIDGE_QUEUE, { durable: true });
+    const running = await startBridge({ waitForStart: false });
+    await new Promise((resolve) => setTimeout(resolve, 6500));
+    await running.stop();
+    const reopened = running.lines.filter(
+      (l) => l.msg === 'AMQP channel closed by the broker; reconnecting to reopen it',
+    );
+    // 1 s, 2 s, 4 s ...: at most 3 reopenings in 6.5 s, where a fixed 1 s would have made 6.
+    expect(reopened.length).toBeGreaterThanOrEqual(2);
+    expect(reopened.length).toBeLessThanOrEqual(3);
+    expect(running.lines.some((l) => String(l.msg).includes('exists with other arguments'))).toBe(true);
   });
 
   it('resumes consuming after RabbitMQ drops its connection', async () => {

@@ -12,7 +12,8 @@
 # Usage: scripts/infra.sh [up|tools|down|status]
 #   up     the servers (the main command runs this)
 #   tools  the Temporal CLI and the time-skipping test server for the tests (the test command runs this too)
-#   down   stops the local servers
+#   down   stops the local servers: every PostgreSQL cluster and the RabbitMQ node on this machine
+#          (unless DATABASE_URL / AMQP_URL are set), and the dev server this checkout started
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

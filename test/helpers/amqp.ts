@@ -67,18 +67,30 @@ export async function openObserver(url = loadConfig().AMQP_URL): Promise<Observe
     async messageCount(queue) {
       return (await channel.checkQueue(queue)).messageCount;
     },
-    async cleanup(exchange, queues) {
-      for (const queue of queues) {
-        await channel.deleteQueue(queue).catch(() => {});
-        await channel.deleteQueue(dlqName(queue)).catch(() => {});
-      }
-      await channel.deleteExchange(exchange).catch(() => {});
-      await channel.deleteExchange(dlxName(exchange)).catch(() => {});
-    },
+    cleanup: (exchange, queues) => deleteTopology(admin, exchange, queues),
     async close() {
       await admin.close().catch(() => {});
     },
   };
+}
+
+/**
+ * Deletes a test's queues (with their DLQs) and its exchange (with its DLX). A fresh channel for each
+ * delete: a failed one (already gone) closes its channel, which must not stop the rest.
+ */
+export async function deleteTopology(
+  connection: ChannelModel,
+  exchange: string,
+  queues: string[],
+): Promise<void> {
+  const attempt = async (op: (channel: Channel) => Promise<unknown>) => {
+    const channel = await connection.createChannel();
+    channel.on('error', () => {});
+    await op(channel).catch(() => {});
+    await channel.close().catch(() => {});
+  };
+  for (const queue of queues.flatMap((q) => [q, dlqName(q)])) await attempt((c) => c.deleteQueue(queue));
+  for (const name of [exchange, dlxName(exchange)]) await attempt((c) => c.deleteExchange(name));
 }
 
 /** Closes, broker-side, every connection whose client-provided name is `name`; returns how many. */

@@ -5,6 +5,7 @@
  */
 import { type Client } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
+import amqplib from 'amqplib';
 import { expect } from 'vitest';
 import { createApp } from '../../api/app.js';
 import { createTemporalOrderWorkflows } from '../../api/order-workflows.js';
@@ -16,7 +17,7 @@ import { createBridge } from '../../workers/bridge.js';
 import { OutboxPublisher } from '../../workers/outbox-publisher.js';
 import { createOrderWorker } from '../../workers/temporal-worker.js';
 import { FINAL_STATUSES, type OrderStatus } from '../../workflows/contract.js';
-import { captureLogger, shortId, testConfig, waitFor } from './amqp.js';
+import { captureLogger, deleteTopology, shortId, testConfig, waitFor } from './amqp.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 
 export interface OrderView {
@@ -117,6 +118,9 @@ export async function startSystem(
       await amqp.close();
       await connection.close();
       await temporal.connection.close();
+      const admin = await amqplib.connect(config.AMQP_URL);
+      await deleteTopology(admin, config.AMQP_EXCHANGE, [config.BRIDGE_QUEUE]);
+      await admin.close();
       await db.drop();
     },
   };

@@ -27,7 +27,6 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await system?.stop();
-  await observer?.cleanup(system.config.AMQP_EXCHANGE, [system.config.BRIDGE_QUEUE]);
   await observer?.close();
 });
 

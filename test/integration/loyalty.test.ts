@@ -33,7 +33,7 @@ beforeEach(() => {
 });
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  await observer.cleanup(config.AMQP_EXCHANGE, [config.LOYALTY_QUEUE]);
+  await observer.cleanup(config.AMQP_EXCHANGE, [config.LOYALTY_QUEUE, config.BRIDGE_QUEUE]);
 });
 
 async function startSubscriber() {

@@ -188,7 +188,7 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
       // A capture that landed after the saga gave up on it and voided the charge: give it back now,
       // or the customer pays for an order that failed.
       log.error({ reference: capture.reference }, 'late capture after the payment was settled; refunding it');
-      await giveBack(args.orderId, capture.reference);
+      await giveBack(args.orderId, capture);
       throw ApplicationFailure.nonRetryable(
         `chargePayment: order ${args.orderId} was settled while this charge was in flight; the late capture ${capture.reference} was refunded`,
         FAILURE_TYPES.InvalidOrderStatus,
@@ -251,7 +251,7 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
     if (payment.status === 'VOIDED') return { refunded: false, voided: true }; // a retry
     if (payment.status === 'CHARGING') {
       // An attempt reached (or may have reached) the gateway and its outcome was never recorded.
-      await giveBack(args.orderId);
+      await giveBack(args.orderId, payment);
       await pool.query(
         `update payments set status = 'VOIDED', updated_at = now() where order_id = $1::uuid and status = 'CHARGING'`,
         [args.orderId],
@@ -260,7 +260,7 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
       return { refunded: false, voided: true };
     }
     if (payment.status === 'CAPTURED' && payment.reference) {
-      await giveBack(args.orderId, payment.reference);
+      await giveBack(args.orderId, payment);
       await withTransaction(pool, async (tx) => {
         const { rowCount } = await tx.query(
           `update payments set status = 'REFUNDED', updated_at = now()
@@ -289,15 +289,17 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
   }
 
   /** Refunds (or, with no known capture, voids) the order's charge at the gateway; idempotent. */
-  async function giveBack(orderId: string, reference?: string): Promise<void> {
-    const payment = await loadPayment(pool, orderId);
+  async function giveBack(
+    orderId: string,
+    charge: { amount: string; currency: string; reference?: string | null },
+  ): Promise<void> {
     try {
       await gateway.refund({
         idempotencyKey: `refund-${orderId}`,
         chargeKey: chargeKey(orderId),
-        ...(reference ? { reference } : {}),
-        amount: payment!.amount,
-        currency: payment!.currency,
+        ...(charge.reference ? { reference: charge.reference } : {}),
+        amount: charge.amount,
+        currency: charge.currency,
       });
     } catch (err) {
       throw toActivityFailure(err);

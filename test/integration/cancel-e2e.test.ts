@@ -8,6 +8,7 @@ import { orderWorkflowId } from '../../workflows/contract.js';
 import { waitFor } from '../helpers/amqp.js';
 import { createProduct } from '../helpers/db.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
+import { stockOf } from '../workflow/fixtures/orders.js';
 
 let system: TestSystem;
 beforeAll(async () => {
@@ -26,10 +27,6 @@ async function cancel(id: string, reason?: string) {
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
 
-const stockOf = async (sku: string) =>
-  (await system.db.pool.query<{ stock_qty: number }>('select stock_qty from products where sku = $1', [sku]))
-    .rows[0]!.stock_qty;
-
 describe('cancel through the API, against the running saga', () => {
   it('before capture: the saga compensates, stock comes back, the customer is told', async () => {
     const sku = await createProduct(system.db.pool, { stock: 3 });
@@ -41,7 +38,7 @@ describe('cancel through the API, against the running saga', () => {
     await waitFor(async () => (await system.getOrder(placed.body.id)).status === 'RESERVED', {
       what: 'the reservation',
     });
-    expect(await stockOf(sku)).toBe(1);
+    expect(await stockOf(system.db.pool, sku)).toBe(1);
 
     const answer = await cancel(placed.body.id, 'changed my mind');
     expect(answer).toEqual({
@@ -51,7 +48,7 @@ describe('cancel through the API, against the running saga', () => {
 
     const order = await system.getOrder(placed.body.id);
     expect(order.status).toBe('CANCELLED');
-    expect(await stockOf(sku)).toBe(3);
+    expect(await stockOf(system.db.pool, sku)).toBe(3);
     expect(order.events.map((e) => e.type)).toEqual([
       'order.placed',
       'inventory.reserved',
@@ -65,7 +62,7 @@ describe('cancel through the API, against the running saga', () => {
     // Asking again is answered the same way or as final, never a second compensation.
     const again = await cancel(placed.body.id);
     expect(again.status).toBe(409);
-    expect(await stockOf(sku)).toBe(3);
+    expect(await stockOf(system.db.pool, sku)).toBe(3);
   });
 
   it('after the order ended: 409 naming the status, nothing changes', async () => {

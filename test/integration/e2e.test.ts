@@ -13,6 +13,7 @@ import { orderWorkflowId, type OrderStatus } from '../../workflows/contract.js';
 import { openObserver, waitFor, type Observer } from '../helpers/amqp.js';
 import { createProduct } from '../helpers/db.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
+import { stockOf } from '../workflow/fixtures/orders.js';
 
 let system: TestSystem;
 let observer: Observer;
@@ -116,10 +117,7 @@ describe('the seed scenarios, end to end', () => {
     expect(envelope(messages[1]!).data).toMatchObject({
       unavailable: [{ sku: 'TSHIRT-GRY-S', requested: 999, available: 5 }],
     });
-    const { rows } = await system.db.pool.query('select stock_qty from products where sku = $1', [
-      'TSHIRT-GRY-S',
-    ]);
-    expect(rows[0].stock_qty).toBe(5);
+    expect(await stockOf(system.db.pool, 'TSHIRT-GRY-S')).toBe(5);
   });
 });
 
@@ -141,8 +139,7 @@ describe('concurrency and duplicates', () => {
     const count = (status: OrderStatus) => orders.filter((o) => o.status === status).length;
     expect(count('COMPLETED')).toBe(10);
     expect(count('OUT_OF_STOCK')).toBe(40);
-    const { rows } = await system.db.pool.query('select stock_qty from products where sku = $1', [sku]);
-    expect(rows[0].stock_qty).toBe(0);
+    expect(await stockOf(system.db.pool, sku)).toBe(0);
   });
 
   it('one Idempotency-Key posted twice at once: one order, one workflow', async () => {

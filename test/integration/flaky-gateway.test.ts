@@ -9,6 +9,7 @@ import { GatewayUnavailableError, createSimulatedGateway } from '../../activitie
 import { loadConfig } from '../../lib/config.js';
 import { createProduct } from '../helpers/db.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
+import { stockOf } from '../workflow/fixtures/orders.js';
 
 const FAILURES_PER_ORDER = 2;
 const attempts = new Map<string, number>();
@@ -57,6 +58,5 @@ it('each charge fails twice before it succeeds: 10 orders all complete, each cha
     [ids],
   );
   expect(rows[0]).toEqual({ payments: 10, completed: 10 });
-  const stock = await system.db.pool.query('select stock_qty from products where sku = $1', [sku]);
-  expect(stock.rows[0].stock_qty).toBe(0);
+  expect(await stockOf(system.db.pool, sku)).toBe(0);
 });

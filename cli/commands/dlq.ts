@@ -1,0 +1,94 @@
+/** `orders dlq list | show | redrive`: the consumer queues' dead-letter queues (ops/dlq.ts). */
+import type { Command } from 'commander';
+import { SHOW_LIMIT, listDeadLetters, redriveDeadLetters, showDeadLetters } from '../../ops/dlq.js';
+import type { ItemResult } from '../../ops/result.js';
+import { pairs } from '../output.js';
+import { positiveInt } from '../options.js';
+import type { RegisterCommand } from '../runner.js';
+
+interface DlqFlags {
+  queue?: string;
+  limit?: number;
+  dryRun?: boolean;
+}
+
+const QUEUE_HELP = 'one consumer queue or its DLQ (default: all), e.g. orders.bridge or orders.bridge.dlq';
+
+const messageSummary = (item: ItemResult) =>
+  pairs(item.details, [
+    'type',
+    'orderId',
+    'routingKey',
+    'attempts',
+    'deadLetteredAt',
+    'reason',
+    'originalQueue',
+  ]);
+
+export const registerDlq: RegisterCommand = (program, runner) => {
+  const dlq = program
+    .command('dlq')
+    .summary('list, show and redrive dead-lettered messages')
+    .description("inspect and redrive the consumer queues' dead-letter queues (<queue>.dlq)");
+
+  dlq
+    .command('list')
+    .description('each dead-letter queue with its message count')
+    .option('--queue <name>', QUEUE_HELP)
+    .action((flags: DlqFlags, command: Command) =>
+      runner.run(
+        command,
+        async (ctx, progress) =>
+          listDeadLetters(
+            { connection: await ctx.amqp(), config: ctx.config, logger: ctx.logger, progress },
+            flags.queue ? { queue: flags.queue } : {},
+          ),
+        (item) => pairs(item.details, ['messages', 'consumers']),
+      ),
+    );
+
+  dlq
+    .command('show')
+    .description('the dead-lettered messages with their reason, left in place')
+    .option('--queue <name>', QUEUE_HELP)
+    .option('--limit <n>', `at most this many messages (default: ${SHOW_LIMIT})`, positiveInt)
+    .action((flags: DlqFlags, command: Command) =>
+      runner.run(
+        command,
+        async (ctx, progress) =>
+          showDeadLetters(
+            { connection: await ctx.amqp(), config: ctx.config, logger: ctx.logger, progress },
+            {
+              ...(flags.queue ? { queue: flags.queue } : {}),
+              ...(flags.limit ? { limit: flags.limit } : {}),
+            },
+          ),
+        messageSummary,
+      ),
+    );
+
+  dlq
+    .command('redrive')
+    .description(
+      'move dead-lettered messages back onto their original queue, unchanged (same message id, body and ' +
+        'properties, without the dead-letter headers); fix the cause first',
+    )
+    .option('--queue <name>', QUEUE_HELP)
+    .option('--limit <n>', 'at most this many messages (default: all there are when it starts)', positiveInt)
+    .option('--dry-run', 'list what would be moved, move nothing')
+    .action((flags: DlqFlags, command: Command) =>
+      runner.run(
+        command,
+        async (ctx, progress) =>
+          redriveDeadLetters(
+            { connection: await ctx.amqp(), config: ctx.config, logger: ctx.logger, progress },
+            {
+              ...(flags.queue ? { queue: flags.queue } : {}),
+              ...(flags.limit ? { limit: flags.limit } : {}),
+              dryRun: flags.dryRun ?? false,
+            },
+          ),
+        messageSummary,
+      ),
+    );
+};

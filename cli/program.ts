@@ -1,0 +1,55 @@
+/**
+ * The `orders` operator CLI: one commander program, one module per command under cli/commands/,
+ * each a thin shell over a function in ops/ that tests call directly. A new command is a module in
+ * each folder and one line in COMMANDS.
+ */
+import { Command, CommanderError } from 'commander';
+import { registerDlq } from './commands/dlq.js';
+import { registerReplay } from './commands/replay.js';
+import { registerReset } from './commands/reset.js';
+import { CommandRunner, EXIT, type CliIO, type RegisterCommand } from './runner.js';
+
+export const COMMANDS: readonly RegisterCommand[] = [registerReplay, registerReset, registerDlq];
+
+export function buildProgram(runner: CommandRunner, io: CliIO): Command {
+  const program = new Command('orders')
+    .description('Operator commands for the order sagas (Temporal) and their queues (RabbitMQ)')
+    .option('--json', 'print only the result, as JSON, on stdout (logs stay on stderr)')
+    .option('-v, --verbose', 'log details (and stack traces) to stderr')
+    // Set before the commands are added: subcommands copy these settings when created.
+    .exitOverride()
+    .configureOutput({
+      writeOut: (text) => io.stdout.write(text),
+      writeErr: (text) => io.stderr.write(text),
+    })
+    .showHelpAfterError('(add --help for usage)')
+    .showSuggestionAfterError()
+    .addHelpText(
+      'after',
+      '\nSettings come from the environment, as for the services (README, Configuration): TEMPORAL_ADDRESS,' +
+        '\nTEMPORAL_NAMESPACE, AMQP_URL, BRIDGE_QUEUE, LOYALTY_QUEUE.' +
+        '\nExit codes: 0 every item ended as asked, 1 something was refused or failed, 2 usage error.',
+    );
+  for (const register of COMMANDS) register(program, runner);
+  return program;
+}
+
+/**
+ * Parses `argv` (the words after `orders`), runs the command, and returns the exit code. Tests may
+ * pass their own context (their queues, their Temporal client) instead of the environment's.
+ */
+export async function runCli(
+  argv: readonly string[],
+  io: CliIO,
+  createContext?: ConstructorParameters<typeof CommandRunner>[1],
+): Promise<number> {
+  const runner = new CommandRunner(io, createContext);
+  try {
+    await buildProgram(runner, io).parseAsync([...argv], { from: 'user' });
+  } catch (err) {
+    // Commander has printed its message (unknown option, missing argument, …) or the help.
+    if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    throw err;
+  }
+  return runner.exitCode;
+}

@@ -1,0 +1,444 @@
+/**
+ * `orders dlq list | show | redrive`: the dead-letter queues `<queue>.dlq` of the consumer queues
+ * (the bridge's and the loyalty subscriber's, lib/amqp.ts). A message lands there with its reason
+ * in `x-death-reason` when it was malformed or kept failing; once the cause is fixed, redrive puts
+ * it back on its queue, unchanged, for its consumer to take again.
+ *
+ * Reading without taking: `show` (and `redrive --dry-run`) basic.get the messages without acking,
+ * hold them all (so each get returns the next one, not the same one again), then return them with
+ * basic.nack requeue=true. Why nack and not reject: since RabbitMQ 4.3 a quorum queue counts only
+ * reject (and a failed consumer) as a failed delivery, so nack'ed messages do not move toward the
+ * queue's delivery limit and cannot be dropped as poison by being looked at. On 3.x every return is
+ * counted, harmlessly: the DLQs are declared without a delivery limit. (4.0 to 4.2 count it and apply
+ * a default limit of 20; see the operator notes in the report.) Order is kept.
+ *
+ * Redrive is at least once: each message is published to its original queue through the default
+ * exchange (only that queue gets it, not every subscriber of the topic), mandatory and confirmed,
+ * and only then acked from the DLQ. A crash between the two leaves a copy in both places, which the
+ * consumers tolerate (they deduplicate by message id, the event id).
+ */
+import type { Channel, ChannelModel, ConfirmChannel, GetMessage, MessageProperties, Options } from 'amqplib';
+import { DEAD_LETTER_HEADERS, dlqName } from '../lib/amqp.js';
+import type { Config } from '../lib/config.js';
+import type { Logger } from '../lib/logger.js';
+import {
+  commandResult,
+  noProgress,
+  UsageError,
+  type CommandResult,
+  type ItemResult,
+  type Progress,
+} from './result.js';
+
+export interface DlqDeps {
+  /** A plain amqplib connection; the caller opens and closes it. */
+  connection: ChannelModel;
+  config: Pick<Config, 'BRIDGE_QUEUE' | 'LOYALTY_QUEUE'>;
+  logger: Logger;
+  progress?: Progress;
+}
+
+export interface DlqSelection {
+  /** A consumer queue or its DLQ (`orders.bridge` or `orders.bridge.dlq`); all of them if absent. */
+  queue?: string;
+}
+
+export interface DlqReadOptions extends DlqSelection {
+  /**
+   * At most this many messages in all. Default for redrive: every message present when it starts;
+   * for show: SHOW_LIMIT (each one shown is held unacked until the end).
+   */
+  limit?: number;
+}
+
+export const SHOW_LIMIT = 100;
+
+export interface RedriveOptions extends DlqReadOptions {
+  /** Lists what would be moved and moves nothing. */
+  dryRun?: boolean;
+  /** How long to wait for the broker to confirm each republished message. */
+  confirmTimeoutMs?: number;
+}
+
+interface DeadLetterQueue {
+  queue: string;
+  dlq: string;
+}
+
+/** The DLQs to act on. @throws UsageError for a queue that is not one of ours, naming those that are. */
+export function resolveDeadLetterQueues(
+  config: DlqDeps['config'],
+  { queue }: DlqSelection = {},
+): DeadLetterQueue[] {
+  const all = [config.BRIDGE_QUEUE, config.LOYALTY_QUEUE].map((q) => ({ queue: q, dlq: dlqName(q) }));
+  if (queue === undefined) return all;
+  const match = all.filter((q) => q.queue === queue || q.dlq === queue);
+  if (match.length === 0)
+    throw new UsageError(
+      `unknown queue ${JSON.stringify(queue)}: --queue takes one of ${all.map((q) => `${q.queue} (or ${q.dlq})`).join(', ')}` +
+        ' (the names come from BRIDGE_QUEUE and LOYALTY_QUEUE)',
+    );
+  return match;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// list
+
+/** One item per DLQ with its message count; a DLQ not declared yet is listed as `absent`, empty. */
+export async function listDeadLetters(deps: DlqDeps, selection: DlqSelection = {}): Promise<CommandResult> {
+  const queues = resolveDeadLetterQueues(deps.config, selection);
+  const progress = deps.progress ?? noProgress;
+  progress.start(queues.length);
+  const items: ItemResult[] = [];
+  for (const { queue, dlq } of queues) {
+    const state = await queueState(deps.connection, dlq);
+    const item: ItemResult = state
+      ? { id: dlq, ok: true, outcome: 'listed', details: { queue, dlq, ...state } }
+      : {
+          id: dlq,
+          ok: true,
+          outcome: 'absent',
+          reason: `not declared on this broker yet (its consumer has never run here): nothing dead-lettered`,
+          details: { queue, dlq, messages: 0, consumers: 0 },
+        };
+    items.push(item);
+    progress.advance(item);
+  }
+  return commandResult('dlq list', items);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// show
+
+/** One item per message, oldest first, each returned to the DLQ afterwards. */
+export async function showDeadLetters(deps: DlqDeps, options: DlqReadOptions = {}): Promise<CommandResult> {
+  const items: ItemResult[] = [];
+  await eachDeadLetterQueue(
+    deps,
+    { limit: SHOW_LIMIT, ...options },
+    async ({ channel, dlq, queue, take }) => {
+      const held: GetMessage[] = [];
+      try {
+        for (let n = 0; n < take; n++) {
+          const msg = await channel.get(dlq, { noAck: false });
+          if (!msg) break;
+          held.push(msg);
+          const item: ItemResult = {
+            id: messageKey(msg, dlq, n),
+            ok: true,
+            outcome: 'dead-lettered',
+            details: { ...describeDeadLetter(msg, dlq, queue), body: bodyPreview(msg.content) },
+          };
+          items.push(item);
+          deps.progress?.advance(item);
+        }
+      } finally {
+        giveBack(channel, held);
+      }
+    },
+  );
+  return commandResult('dlq show', items);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// redrive
+
+/**
+ * Moves messages back onto the queue they were dead-lettered from (`x-original-queue`), each with
+ * the same body and properties (message id, type, correlation id, …) and without the dead-letter
+ * headers, so its consumer sees it as it was first published. One item per message.
+ */
+export async function redriveDeadLetters(
+  deps: DlqDeps,
+  options: RedriveOptions = {},
+): Promise<CommandResult> {
+  const items: ItemResult[] = [];
+  const confirmTimeoutMs = options.confirmTimeoutMs ?? 10_000;
+  await eachDeadLetterQueue(deps, options, async ({ channel, dlq, queue, take }) => {
+    const kept: GetMessage[] = [];
+    const moved = new Set<string>();
+    try {
+      for (let n = 0; n < take; n++) {
+        const msg = await channel.get(dlq, { noAck: false });
+        if (!msg) break;
+        const item = await redriveOne(channel, msg, { dlq, queue, n, moved, options, confirmTimeoutMs });
+        if (item.outcome === 'redriven') channel.ack(msg);
+        else kept.push(msg);
+        items.push(item);
+        deps.progress?.advance(item);
+        if (item.outcome === 'redriven') deps.logger.info(item.details, 'dead letter redriven');
+      }
+    } finally {
+      giveBack(channel, kept);
+    }
+  });
+  return commandResult(options.dryRun ? 'dlq redrive --dry-run' : 'dlq redrive', items);
+}
+
+async function redriveOne(
+  channel: ConfirmChannel,
+  msg: GetMessage,
+  ctx: {
+    dlq: string;
+    queue: string;
+    n: number;
+    moved: Set<string>;
+    options: RedriveOptions;
+    confirmTimeoutMs: number;
+  },
+): Promise<ItemResult> {
+  const id = messageKey(msg, ctx.dlq, ctx.n);
+  const details = describeDeadLetter(msg, ctx.dlq, ctx.queue);
+  const target = details.originalQueue;
+  const keep = (reason: string): ItemResult => ({ id, ok: false, outcome: 'kept', reason, details });
+  if (target !== ctx.queue)
+    return keep(
+      `its x-original-queue is ${JSON.stringify(target)}, not ${ctx.queue} whose DLQ this is: ` +
+        'not moved; move it by hand (management UI, "Move messages") if that is really where it belongs',
+    );
+  if (ctx.moved.has(id))
+    return keep(
+      `redriven a moment ago by this command and dead-lettered again: ${ctx.queue}'s consumer still refuses it ` +
+        `(${String(details.reason ?? 'see its reason')}); fix that first`,
+    );
+  if (ctx.options.dryRun) return { id, ok: true, outcome: 'would-redrive', details };
+  try {
+    await publishConfirmed(channel, target, msg, ctx.confirmTimeoutMs);
+  } catch (err) {
+    return keep(`not moved, still in ${ctx.dlq}: ${(err as Error).message}`);
+  }
+  ctx.moved.add(id);
+  return { id, ok: true, outcome: 'redriven', details };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// shared
+
+interface DlqVisit extends DeadLetterQueue {
+  channel: ConfirmChannel;
+  /** How many messages to take from this DLQ (what is left of the limit, at most what it holds). */
+  take: number;
+}
+
+/**
+ * Visits each selected DLQ that exists, on its own confirm channel, taking at most the messages it
+ * held when visited (so messages that come back meanwhile, dead-lettered again, are not taken twice).
+ */
+async function eachDeadLetterQueue(
+  deps: DlqDeps,
+  options: DlqReadOptions,
+  visit: (v: DlqVisit) => Promise<void>,
+): Promise<void> {
+  if (options.limit !== undefined && !(Number.isInteger(options.limit) && options.limit >= 1))
+    throw new UsageError(`--limit must be a whole number of messages, at least 1 (got ${options.limit})`);
+  const queues = resolveDeadLetterQueues(deps.config, options);
+  const states = await Promise.all(queues.map((q) => queueState(deps.connection, q.dlq)));
+  let left = options.limit ?? Infinity;
+  const plan = queues.map((q, i) => {
+    const take = Math.min(left, states[i]?.messages ?? 0);
+    left -= take;
+    return { ...q, take };
+  });
+  for (const [i, q] of queues.entries())
+    if (!states[i]) deps.logger.info({ dlq: q.dlq }, 'DLQ not declared on this broker yet: nothing in it');
+  (deps.progress ?? noProgress).start(plan.reduce((sum, q) => sum + q.take, 0));
+
+  for (const q of plan.filter((p) => p.take > 0)) {
+    const channel = await deps.connection.createConfirmChannel();
+    channel.on('error', (err: Error) =>
+      deps.logger.warn({ dlq: q.dlq, err: err.message }, 'AMQP channel error'),
+    );
+    try {
+      await visit({ ...q, channel });
+    } finally {
+      await channel.close().catch(() => undefined);
+    }
+  }
+}
+
+/** Message and consumer counts, or undefined when the queue does not exist (checked on a throwaway channel: a 404 closes it). */
+async function queueState(
+  connection: ChannelModel,
+  queue: string,
+): Promise<{ messages: number; consumers: number } | undefined> {
+  const channel: Channel = await connection.createChannel();
+  channel.on('error', () => undefined);
+  try {
+    const { messageCount, consumerCount } = await channel.checkQueue(queue);
+    return { messages: messageCount, consumers: consumerCount };
+  } catch (err) {
+    if ((err as { code?: number }).code === 404) return undefined;
+    throw err;
+  } finally {
+    await channel.close().catch(() => undefined);
+  }
+}
+
+/** Returns held messages to the DLQ in their order, uncounted as failures (see the module comment). */
+function giveBack(channel: Channel, held: GetMessage[]): void {
+  for (const msg of held) {
+    try {
+      channel.nack(msg, false, true);
+    } catch {
+      // The channel is gone: the broker has returned its unacked messages already.
+    }
+  }
+}
+
+/** Headers a dead-lettering added (ours, the broker's, the quorum queue's counters): none go back. */
+const DEAD_LETTER_ONLY_HEADERS = new Set<string>([
+  ...Object.values(DEAD_LETTER_HEADERS),
+  'x-death',
+  'x-first-death-queue',
+  'x-first-death-reason',
+  'x-first-death-exchange',
+  'x-last-death-queue',
+  'x-last-death-reason',
+  'x-last-death-exchange',
+  'x-delivery-count',
+  'x-acquired-count',
+]);
+
+/**
+ * The message as first published: same body, message id, type, correlation id, content type and
+ * encoding, timestamp, app id, priority, reply-to, persistence and headers, minus the dead-letter
+ * headers. Not the expiration (it would expire again on the way back) nor the user id (the broker
+ * checks it against our login).
+ */
+export function redriveProperties(p: MessageProperties): Options.Publish {
+  const headers = Object.fromEntries(
+    Object.entries(p.headers ?? {}).filter(([key]) => !DEAD_LETTER_ONLY_HEADERS.has(key)),
+  );
+  const out: Options.Publish = { headers, deliveryMode: p.deliveryMode ?? 2, mandatory: true };
+  const copy = [
+    'contentType',
+    'contentEncoding',
+    'correlationId',
+    'replyTo',
+    'messageId',
+    'timestamp',
+    'type',
+    'appId',
+    'priority',
+  ] as const;
+  for (const key of copy) if (p[key] !== undefined && p[key] !== null) Object.assign(out, { [key]: p[key] });
+  return out;
+}
+
+/**
+ * Publishes to `queue` through the default exchange and waits for the broker's confirm. `mandatory`
+ * makes a message no queue took (the queue was deleted) come back as a return instead of being
+ * confirmed and dropped; messages go one at a time, so a return belongs to this one.
+ */
+function publishConfirmed(channel: ConfirmChannel, queue: string, msg: GetMessage, timeoutMs: number) {
+  return new Promise<void>((resolve, reject) => {
+    let returned = false;
+    const onReturn = () => (returned = true);
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      channel.off('return', onReturn);
+      if (err) reject(err);
+      else resolve();
+    };
+    const timer = setTimeout(
+      () => done(new Error(`no publisher confirm within ${timeoutMs} ms (is RabbitMQ healthy? try again)`)),
+      timeoutMs,
+    );
+    channel.on('return', onReturn);
+    try {
+      channel.publish('', queue, msg.content, redriveProperties(msg.properties), (err: unknown) => {
+        if (err) done(new Error(`the broker refused it (nack): ${String(err)}`));
+        else if (returned)
+          done(
+            new Error(
+              `queue ${queue} does not exist on this broker: start its consumer once (it declares it), then redrive again`,
+            ),
+          );
+        else done();
+      });
+    } catch (err) {
+      done(err as Error);
+    }
+  });
+}
+
+/** What an operator needs to decide about a dead letter, from its dead-letter headers (ours, else the broker's `x-death`). */
+export function describeDeadLetter(msg: GetMessage, dlq: string, queue: string) {
+  const p = msg.properties;
+  const headers = (p.headers ?? {}) as Record<string, unknown>;
+  const death = latestDeath(headers);
+  const text = (value: unknown) => (value === undefined || value === null ? undefined : String(value));
+  return {
+    dlq,
+    messageId: text(p.messageId),
+    type: text(p.type),
+    routingKey:
+      text(headers[DEAD_LETTER_HEADERS.routingKey]) ??
+      text(death?.['routing-keys']?.[0]) ??
+      msg.fields.routingKey,
+    orderId: orderIdOf(msg.content),
+    correlationId: text(p.correlationId),
+    reason:
+      text(headers[DEAD_LETTER_HEADERS.reason]) ?? (death ? `broker: ${String(death.reason)}` : undefined),
+    attempts: numberOf(headers[DEAD_LETTER_HEADERS.attempts]) ?? numberOf(death?.count),
+    deadLetteredAt: text(headers[DEAD_LETTER_HEADERS.at]) ?? dateOf(death?.time),
+    publishedAt: typeof p.timestamp === 'number' ? new Date(p.timestamp * 1000).toISOString() : undefined,
+    originalQueue:
+      text(headers[DEAD_LETTER_HEADERS.queue]) ??
+      text(headers['x-first-death-queue']) ??
+      text(death?.queue) ??
+      queue,
+    /** Times this message was returned to the DLQ (e.g. shown) before; counted by quorum queues. */
+    returnsToDlq: numberOf(headers['x-delivery-count']) ?? 0,
+  };
+}
+
+interface XDeath {
+  queue?: unknown;
+  reason?: unknown;
+  count?: unknown;
+  time?: unknown;
+  'routing-keys'?: unknown[];
+}
+
+/** The broker's record of the dead-lettering that brought the message here (x-death is newest first). */
+function latestDeath(headers: Record<string, unknown>): XDeath | undefined {
+  const deaths = headers['x-death'];
+  return Array.isArray(deaths) ? (deaths[0] as XDeath | undefined) : undefined;
+}
+
+function numberOf(value: unknown): number | undefined {
+  const n = typeof value === 'number' ? value : Number(value);
+  return value === undefined || value === null || !Number.isFinite(n) ? undefined : n;
+}
+
+function dateOf(value: unknown): string | undefined {
+  if (value instanceof Date) return value.toISOString();
+  const seconds = numberOf((value as { value?: unknown } | undefined)?.value ?? value);
+  return seconds === undefined ? undefined : new Date(seconds * 1000).toISOString();
+}
+
+/** The order id of an event envelope; undefined for a body that is not one (the reason it is here, often). */
+function orderIdOf(content: Buffer): string | undefined {
+  try {
+    const body: unknown = JSON.parse(content.toString('utf8'));
+    const orderId = (body as { orderId?: unknown } | null)?.orderId;
+    return typeof orderId === 'string' ? orderId : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const BODY_PREVIEW_CHARS = 2000;
+
+function bodyPreview(content: Buffer): string {
+  const text = content.toString('utf8');
+  return text.length > BODY_PREVIEW_CHARS ? `${text.slice(0, BODY_PREVIEW_CHARS)}…` : text;
+}
+
+/** The message id, or its position for a message published without one. */
+function messageKey(msg: GetMessage, dlq: string, n: number): string {
+  return typeof msg.properties.messageId === 'string' && msg.properties.messageId !== ''
+    ? msg.properties.messageId
+    : `${dlq}#${n + 1}`;
+}

@@ -1,0 +1,186 @@
+/**
+ * `orders reset`: after a bad deploy, order sagas can be stuck on a workflow task that fails on
+ * every attempt (a bug thrown from workflow code, a nondeterminism). Fixing the code and deploying
+ * is enough when the bug only made tasks fail; when the bad code already completed tasks and
+ * recorded commands the fixed code would not issue, those runs must be reset: Temporal terminates
+ * the run and starts a new one from its history up to the reset point, which the fixed code
+ * replays and continues.
+ *
+ * Rules (each refusal is an item with its reason, and the command exits 1):
+ * - The reset point is the run's last completed workflow task (the last WORKFLOW_TASK_COMPLETED):
+ *   that task and everything after it are run again by the current code. A run that never completed
+ *   one is reset to its first workflow task, as the Temporal CLI's `FirstWorkflowTask` does.
+ * - Only open runs, and only those whose last workflow task failed or timed out (stuck), unless
+ *   `healthy` is set: resetting a healthy run re-runs its last step for nothing.
+ * - Closed runs are refused unless `closed` is set. Temporal allows it and it is how a run that a
+ *   bad deploy FAILED is given another chance, but it re-opens an order that looked finished.
+ * - Only the current run of a workflow: resetting an older run (a query can match one) terminates
+ *   the current run, which is never what was meant.
+ * Signals and updates received after the reset point are re-applied (Temporal's default).
+ */
+import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
+// A CommonJS module: its namespaces come through the default import under ESM.
+import proto from '@temporalio/proto';
+import type { Logger } from '../lib/logger.js';
+import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
+import {
+  UsageError,
+  commandResult,
+  noProgress,
+  type CommandResult,
+  type ItemResult,
+  type Progress,
+} from './result.js';
+import { eventTypeName, isRunNotFound, runFailureReason } from './run-failures.js';
+import { selectRuns, type OrderSelection, type SelectedRun } from './select.js';
+
+type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
+type ResetRequest = proto.temporal.api.workflowservice.v1.IResetWorkflowExecutionRequest;
+const EventType = proto.temporal.api.enums.v1.EventType;
+
+export interface ResetDeps {
+  client: Client;
+  logger: Logger;
+  progress?: Progress;
+}
+
+export interface ResetOptions {
+  selection: OrderSelection;
+  /** Recorded on the terminated run and the new one: say what went wrong and which deploy fixed it. */
+  reason: string;
+  /** Also reset closed runs (completed, failed, terminated, …). */
+  closed?: boolean;
+  /** Also reset open runs that are not stuck (their last workflow task completed). */
+  healthy?: boolean;
+  /** Reports the reset point of each run without resetting anything. */
+  dryRun?: boolean;
+  /** Runs reset at once. */
+  concurrency?: number;
+}
+
+export async function resetOrders(deps: ResetDeps, options: ResetOptions): Promise<CommandResult> {
+  if (options.reason.trim() === '')
+    throw new UsageError(
+      'a reset needs a reason, kept in the history: --reason "<what broke, which deploy fixes it>"',
+    );
+  const progress = deps.progress ?? noProgress;
+  const runs = await selectRuns(deps.client, options.selection);
+  progress.start(runs.length);
+  const items = await mapBounded(
+    runs,
+    options.concurrency ?? DEFAULT_CONCURRENCY,
+    (run) => resetOne(deps, options, run),
+    (item) => progress.advance(item),
+  );
+  return commandResult('reset', items);
+}
+
+async function resetOne(
+  { client, logger }: ResetDeps,
+  options: ResetOptions,
+  run: SelectedRun,
+): Promise<ItemResult> {
+  const refuse = (reason: string, details: Record<string, unknown> = {}): ItemResult => ({
+    id: run.orderId,
+    ok: false,
+    outcome: 'refused',
+    reason,
+    details: { workflowId: run.workflowId, ...details },
+  });
+  try {
+    const current = await client.workflow.getHandle(run.workflowId).describe();
+    const status = current.status.name;
+    const base = { runId: current.runId, status };
+    if (run.runId && run.runId !== current.runId)
+      return refuse(
+        `run ${run.runId} is not the current run of ${run.workflowId} (that is ${current.runId}, ${status}): ` +
+          'resetting it would terminate the current run; select the order by id to reset its current run',
+        { runId: run.runId, currentRunId: current.runId, currentStatus: status },
+      );
+    if (status !== 'RUNNING' && !options.closed)
+      return refuse(
+        `the run is ${status}, not open: only open runs are reset (pass --closed to reset a closed run, ` +
+          'which re-opens the order)',
+        base,
+      );
+
+    const history = await client.workflow.getHandle(run.workflowId, current.runId).fetchHistory();
+    const events = history.events ?? [];
+    const point = resetPoint(events);
+    if (!point?.eventId)
+      return refuse(
+        `no workflow task of this run has started yet, so there is nothing to reset: is a worker polling task queue ${current.taskQueue}?`,
+        base,
+      );
+    const stuck = lastTaskFailed(events) || pendingAttempts(current.raw) > 1;
+    if (status === 'RUNNING' && !stuck && !options.healthy)
+      return refuse(
+        'the run is not stuck (its last workflow task completed): resetting it would only run its last step again ' +
+          '(pass --healthy to reset it anyway)',
+        base,
+      );
+
+    const details = {
+      workflowId: run.workflowId,
+      previousRunId: current.runId,
+      previousStatus: status,
+      resetToEventId: Number(point.eventId),
+      resetToEventType: eventTypeName(point.eventType),
+    };
+    if (options.dryRun) return { id: run.orderId, ok: true, outcome: 'would-reset', details };
+
+    const { runId } = await (client.workflowService.resetWorkflowExecution({
+      namespace: client.options.namespace,
+      workflowExecution: { workflowId: run.workflowId, runId: current.runId },
+      reason: options.reason,
+      // The event's own id handed back as decoded (protobufjs encodes a Long or a number alike).
+      workflowTaskFinishEventId: point.eventId as unknown as ResetRequest['workflowTaskFinishEventId'],
+      // One id per reset: the client's own retries of this RPC then reset once, not twice.
+      requestId: randomUUID(),
+      identity: client.options.identity,
+    }) as Promise<proto.temporal.api.workflowservice.v1.IResetWorkflowExecutionResponse>);
+    logger.info({ ...details, newRunId: runId }, 'order saga reset');
+    return { id: run.orderId, ok: true, outcome: 'reset', details: { ...details, newRunId: runId } };
+  } catch (err) {
+    return {
+      id: run.orderId,
+      ok: false,
+      outcome: isRunNotFound(err) ? 'not-found' : 'failed',
+      reason: runFailureReason(err, run),
+      details: { workflowId: run.workflowId },
+    };
+  }
+}
+
+/**
+ * The last WORKFLOW_TASK_COMPLETED; without one, the first WORKFLOW_TASK_STARTED (a run whose
+ * every task failed, the bug being in its first step).
+ */
+export function resetPoint(
+  events: readonly HistoryEvent[],
+): { eventId: number; eventType: number } | undefined {
+  const ofType = (type: number) => events.filter((e) => e.eventType === type);
+  const completed = ofType(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED).at(-1);
+  const point = completed ?? ofType(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED)[0];
+  if (!point?.eventId || point.eventType == null) return undefined;
+  return { eventId: Number(point.eventId), eventType: point.eventType };
+}
+
+/** The last workflow task of the history failed or timed out: a task that keeps failing shows so. */
+function lastTaskFailed(events: readonly HistoryEvent[]): boolean {
+  const outcomes = new Set<number>([
+    EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED,
+    EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT,
+  ]);
+  const last = events.filter((e) => e.eventType != null && outcomes.has(e.eventType)).at(-1);
+  return last != null && last.eventType !== EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED;
+}
+
+/** Attempts of the workflow task in flight: above 1, it has failed before (failures after the first are not in history). */
+function pendingAttempts(
+  raw: proto.temporal.api.workflowservice.v1.IDescribeWorkflowExecutionResponse,
+): number {
+  return raw.pendingWorkflowTask?.attempt ?? 0;
+}

@@ -1,0 +1,104 @@
+/**
+ * Which order sagas a Temporal command acts on: order ids typed by the operator, or a visibility
+ * query (the Web UI's query box syntax, e.g. `OrderStatus = "PAYMENT_FAILED"`). Shared by every
+ * command that works on runs (replay, reset, and later retry and reconcile).
+ */
+import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
+import { SEARCH_ATTRIBUTES, orderWorkflowId } from '../workflows/contract.js';
+import { UsageError } from './result.js';
+
+export type OrderSelection = { orderIds: string[] } | { query: string };
+
+/** One run to act on. No `runId` means "the current (latest) run of that workflow id". */
+export interface SelectedRun {
+  orderId: string;
+  workflowId: string;
+  runId?: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const WORKFLOW_ID_PREFIX = orderWorkflowId('');
+
+/**
+ * Order ids as typed: a bare UUID, or the workflow id `order-<uuid>` copied from the Web UI.
+ * @throws UsageError naming each id that is neither.
+ */
+export function parseOrderIds(raw: readonly string[]): string[] {
+  const ids = raw.map((id) => (id.startsWith(WORKFLOW_ID_PREFIX) ? id.slice(WORKFLOW_ID_PREFIX.length) : id));
+  const bad = raw.filter((_, i) => !UUID.test(ids[i]!));
+  if (bad.length > 0)
+    throw new UsageError(
+      `not an order id: ${bad.join(', ')} (give the order's UUID, or its workflow id order-<uuid>)`,
+    );
+  return [...new Set(ids)];
+}
+
+/**
+ * The selection from a command's arguments: ids or `--query`, exactly one of them.
+ * @throws UsageError when both or neither are given.
+ */
+export function selectionFrom(orderIds: readonly string[], query: string | undefined): OrderSelection {
+  if (orderIds.length > 0 && query !== undefined) throw new UsageError('give order ids or --query, not both');
+  if (query !== undefined) {
+    if (query.trim() === '')
+      throw new UsageError('--query is empty; e.g. --query \'OrderStatus = "PENDING"\'');
+    return { query };
+  }
+  if (orderIds.length === 0)
+    throw new UsageError("no orders selected: give one or more order ids, or --query '<visibility query>'");
+  return { orderIds: parseOrderIds(orderIds) };
+}
+
+/**
+ * The runs a selection names. Order ids give each order's latest run, or every run of it with
+ * `allRuns` (found through visibility, which may lag a second behind a run that just started).
+ * A query gives every execution it matches, each run separately.
+ */
+export async function selectRuns(
+  client: Client,
+  selection: OrderSelection,
+  { allRuns = false }: { allRuns?: boolean } = {},
+): Promise<SelectedRun[]> {
+  if ('query' in selection) return listRuns(client, selection.query);
+  if (!allRuns)
+    return selection.orderIds.map((orderId) => ({ orderId, workflowId: orderWorkflowId(orderId) }));
+  const runs: SelectedRun[] = [];
+  for (const orderId of selection.orderIds) {
+    const found = await listRuns(client, `WorkflowId = ${JSON.stringify(orderWorkflowId(orderId))}`);
+    // An order visibility does not know (yet) still gets an item: the command reports it as not found.
+    runs.push(...(found.length > 0 ? found : [{ orderId, workflowId: orderWorkflowId(orderId) }]));
+  }
+  return runs;
+}
+
+const INVALID_ARGUMENT = 3; // gRPC status code
+
+async function listRuns(client: Client, query: string): Promise<SelectedRun[]> {
+  const runs: SelectedRun[] = [];
+  try {
+    for await (const execution of client.workflow.list({ query })) runs.push(toRun(execution));
+  } catch (err) {
+    const code = (err as { cause?: { code?: unknown } }).cause?.code ?? (err as { code?: unknown }).code;
+    if (code === INVALID_ARGUMENT)
+      throw new UsageError(
+        `Temporal refused the query ${JSON.stringify(query)}: ${causeMessage(err)} ` +
+          '(use the Web UI query syntax, e.g. \'OrderStatus = "PAYMENT_FAILED" AND CustomerId = "C100"\')',
+      );
+    throw err;
+  }
+  return runs;
+}
+
+function causeMessage(err: unknown): string {
+  const cause = (err as { cause?: unknown }).cause;
+  return cause instanceof Error ? cause.message : (err as Error).message;
+}
+
+function toRun(execution: WorkflowExecutionInfo): SelectedRun {
+  const orderId =
+    execution.typedSearchAttributes.get(SEARCH_ATTRIBUTES.OrderId) ??
+    (execution.workflowId.startsWith(WORKFLOW_ID_PREFIX)
+      ? execution.workflowId.slice(WORKFLOW_ID_PREFIX.length)
+      : execution.workflowId);
+  return { orderId, workflowId: execution.workflowId, runId: execution.runId };
+}

@@ -1,0 +1,185 @@
+/**
+ * `orders dlq` (ops/dlq.ts) against the real RabbitMQ: messages dead-lettered by the real consumer
+ * (lib/amqp.ts createConsumer, refusing them as malformed) are listed, shown without being taken,
+ * and redriven onto their queue unchanged. Each test has its own exchange and queues.
+ */
+import { randomUUID } from 'node:crypto';
+import amqplib, { type ChannelModel } from 'amqplib';
+import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from 'vitest';
+import {
+  DEAD_LETTER_HEADERS,
+  PoisonMessageError,
+  connectAmqp,
+  createConsumer,
+  dlqName,
+  eventPublishOptions,
+} from '../../lib/amqp.js';
+import type { Config } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { listDeadLetters, redriveDeadLetters, showDeadLetters } from '../../ops/dlq.js';
+import { openObserver, shortId, testConfig, waitFor, type Observer } from '../helpers/amqp.js';
+
+const logger = createLogger('ops-dlq-test', 'silent');
+let observer: Observer;
+let connection: ChannelModel;
+let config: Config;
+
+beforeAll(async () => {
+  observer = await openObserver();
+  connection = await amqplib.connect(testConfig('ops-dlq').AMQP_URL);
+});
+afterAll(async () => {
+  await connection?.close();
+  await observer?.close();
+});
+beforeEach(() => {
+  config = testConfig(shortId());
+});
+afterEach(async () => {
+  await observer.cleanup(config.AMQP_EXCHANGE, [config.BRIDGE_QUEUE, config.LOYALTY_QUEUE]);
+});
+
+interface Placed {
+  id: string;
+  orderId: string;
+  correlationId: string;
+  body: Buffer;
+}
+
+/** Publishes order.placed events that the bridge queue's consumer refuses as malformed, and waits until they are in its DLQ. */
+async function deadLetter(count: number): Promise<Placed[]> {
+  const amqp = connectAmqp(config, { name: `test-ops-dlq-${config.AMQP_EXCHANGE}`, logger });
+  const consumer = createConsumer({
+    manager: amqp,
+    exchange: config.AMQP_EXCHANGE,
+    queue: config.BRIDGE_QUEUE,
+    routingKeys: ['order.placed'],
+    prefetch: 10,
+    maxDeliveries: 3,
+    logger,
+    handle: async () => {
+      throw new PoisonMessageError('invalid order.placed envelope: data.customerId: Required');
+    },
+  });
+  await consumer.start();
+  const events: Placed[] = [];
+  try {
+    for (let i = 0; i < count; i++) {
+      const event = { id: randomUUID(), orderId: randomUUID(), correlationId: `corr-${randomUUID()}` };
+      const body = Buffer.from(JSON.stringify({ ...event, type: 'order.placed', version: 1, data: {} }));
+      observer.channel.publish(
+        config.AMQP_EXCHANGE,
+        'order.placed',
+        body,
+        eventPublishOptions(
+          { id: event.id, type: 'order.placed', correlationId: event.correlationId },
+          'test',
+        ),
+      );
+      events.push({ ...event, body });
+    }
+    await waitFor(async () => (await observer.messageCount(dlqName(config.BRIDGE_QUEUE))) === count, {
+      what: `${count} message(s) in the DLQ`,
+    });
+  } finally {
+    await consumer.stop();
+    await amqp.close();
+  }
+  return events;
+}
+
+const deps = () => ({ connection, config, logger });
+const counts = async () => ({
+  queue: await observer.messageCount(config.BRIDGE_QUEUE),
+  dlq: await observer.messageCount(dlqName(config.BRIDGE_QUEUE)),
+});
+
+test('list gives each DLQ its count; show describes the messages and leaves them in place', async () => {
+  const [event] = await deadLetter(1);
+
+  const listed = await listDeadLetters(deps());
+  expect(listed.ok).toBe(true);
+  expect(listed.items.map((i) => [i.id, i.outcome, i.details?.messages])).toEqual([
+    [dlqName(config.BRIDGE_QUEUE), 'listed', 1],
+    [dlqName(config.LOYALTY_QUEUE), 'absent', 0], // the loyalty consumer never ran on this test's queues
+  ]);
+
+  for (let look = 0; look < 2; look++) {
+    const shown = await showDeadLetters(deps(), { queue: config.BRIDGE_QUEUE });
+    expect(shown).toMatchObject({ command: 'dlq show', ok: true });
+    expect(shown.items).toEqual([
+      {
+        id: event!.id,
+        ok: true,
+        outcome: 'dead-lettered',
+        details: expect.objectContaining({
+          messageId: event!.id,
+          type: 'order.placed',
+          routingKey: 'order.placed',
+          orderId: event!.orderId,
+          correlationId: event!.correlationId,
+          reason: expect.stringMatching(/data\.customerId/),
+          attempts: 1,
+          deadLetteredAt: expect.any(String),
+          originalQueue: config.BRIDGE_QUEUE,
+          body: event!.body.toString(),
+        }),
+      },
+    ]);
+    expect(await counts()).toEqual({ queue: 0, dlq: 1 });
+  }
+});
+
+test('redrive moves a dead letter back onto its queue with the same id, body and properties; --dry-run moves nothing', async () => {
+  const [event] = await deadLetter(1);
+
+  const dryRun = await redriveDeadLetters(deps(), { queue: dlqName(config.BRIDGE_QUEUE), dryRun: true });
+  expect(dryRun).toMatchObject({ command: 'dlq redrive --dry-run', ok: true });
+  expect(dryRun.items.map((i) => [i.id, i.outcome])).toEqual([[event!.id, 'would-redrive']]);
+  expect(await counts()).toEqual({ queue: 0, dlq: 1 });
+
+  const redriven = await redriveDeadLetters(deps(), { queue: config.BRIDGE_QUEUE });
+  expect(redriven).toMatchObject({ command: 'dlq redrive', ok: true });
+  expect(redriven.items.map((i) => [i.id, i.outcome])).toEqual([[event!.id, 'redriven']]);
+  expect(await counts()).toEqual({ queue: 1, dlq: 0 });
+
+  const [back] = await observer.drain(config.BRIDGE_QUEUE);
+  expect(back!.content.equals(event!.body)).toBe(true);
+  expect(back!.properties).toMatchObject({
+    messageId: event!.id,
+    type: 'order.placed',
+    correlationId: event!.correlationId,
+    contentType: 'application/json',
+    contentEncoding: 'utf-8',
+    appId: 'test',
+    deliveryMode: 2,
+    timestamp: expect.any(Number),
+  });
+  // Only onto its own queue (through the default exchange), with no dead-letter headers.
+  expect(back!.fields.exchange).toBe('');
+  for (const header of Object.values(DEAD_LETTER_HEADERS))
+    expect(back!.properties.headers).not.toHaveProperty(header);
+});
+
+test('redrive takes at most --limit messages, and keeps a message whose queue is gone', async () => {
+  const events = await deadLetter(2);
+  const shown = await showDeadLetters(deps());
+  expect(shown.items.map((i) => i.id)).toEqual(events.map((e) => e.id)); // both, oldest first
+
+  const one = await redriveDeadLetters(deps(), { limit: 1 });
+  expect(one.items.map((i) => [i.id, i.outcome])).toEqual([[events[0]!.id, 'redriven']]);
+  expect(await counts()).toEqual({ queue: 1, dlq: 1 });
+
+  await observer.channel.deleteQueue(config.BRIDGE_QUEUE);
+  const kept = await redriveDeadLetters(deps(), {});
+  expect(kept.ok).toBe(false);
+  expect(kept.items).toMatchObject([{ id: events[1]!.id, ok: false, outcome: 'kept' }]);
+  expect(kept.items[0]!.reason).toMatch(/does not exist .* start its consumer/);
+  expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(1);
+});
+
+test('an unknown --queue is a usage error naming the queues there are', async () => {
+  await expect(showDeadLetters(deps(), { queue: 'orders.nope' })).rejects.toThrow(
+    new RegExp(`${config.BRIDGE_QUEUE}.*${config.LOYALTY_QUEUE}`),
+  );
+});

@@ -1,0 +1,174 @@
+/**
+ * `orders reset` (ops/reset.ts) against the real Temporal dev server: a run stuck on a workflow task
+ * that a bad deploy makes fail on every attempt is reset to its last completed workflow task, and
+ * the new run completes on the fixed code. Test workflows on this file's own task queue; the
+ * workflow ids have the order form (`order-<uuid>`) the command selects by.
+ */
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import type { Client } from '@temporalio/client';
+import proto from '@temporalio/proto';
+import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { loadConfig } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { connectTemporal } from '../../lib/temporal.js';
+import { resetOrders } from '../../ops/reset.js';
+import { orderWorkflowId } from '../../workflows/contract.js';
+import * as activities from '../fixtures/bare-activities.js';
+import { waitFor } from '../helpers/amqp.js';
+import { quietTemporalRuntime } from '../workflow/fixtures/harness.js';
+
+const { EventType } = proto.temporal.api.enums.v1;
+const workflowsPath = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
+const quiet = () => undefined;
+const bundlerLogger = {
+  log: quiet,
+  trace: quiet,
+  debug: quiet,
+  info: quiet,
+  warn: quiet,
+  error: console.error,
+};
+
+const config = loadConfig();
+const logger = createLogger('ops-reset-test', 'silent');
+const taskQueue = `ops-reset-${randomUUID()}`;
+const REASON = 'test: bad deploy fixed';
+let connection: NativeConnection;
+let client: Client;
+let broken: WorkflowBundle;
+let fixed: WorkflowBundle;
+const started: string[] = [];
+
+beforeAll(async () => {
+  quietTemporalRuntime();
+  [connection, client, broken, fixed] = await Promise.all([
+    NativeConnection.connect({ address: config.TEMPORAL_ADDRESS }),
+    connectTemporal(config),
+    bundleWorkflowCode({
+      workflowsPath: workflowsPath('ops-reset-broken-workflows.ts'),
+      logger: bundlerLogger,
+    }),
+    bundleWorkflowCode({
+      workflowsPath: workflowsPath('ops-reset-fixed-workflows.ts'),
+      logger: bundlerLogger,
+    }),
+  ]);
+});
+
+afterAll(async () => {
+  for (const workflowId of started)
+    await client?.workflow
+      .getHandle(workflowId)
+      .terminate('test cleanup')
+      .catch(() => undefined);
+  await connection?.close();
+  await client?.connection.close();
+});
+
+const worker = (workflowBundle: WorkflowBundle) =>
+  Worker.create({ connection, taskQueue, workflowBundle, activities });
+
+async function startSaga(queue = taskQueue): Promise<string> {
+  const orderId = randomUUID();
+  await client.workflow.start('opsResetSaga', {
+    workflowId: orderWorkflowId(orderId),
+    taskQueue: queue,
+    args: [1],
+  });
+  started.push(orderWorkflowId(orderId));
+  return orderId;
+}
+
+const eventTypes = async (workflowId: string, runId?: string) =>
+  ((await client.workflow.getHandle(workflowId, runId).fetchHistory()).events ?? []).map((e) => e.eventType);
+
+test('a run stuck on a failing workflow task is reset to its last completed task and completes on the fixed code', async () => {
+  const orderId = await startSaga();
+  const workflowId = orderWorkflowId(orderId);
+  await (
+    await worker(broken)
+  ).runUntil(
+    waitFor(async () => (await eventTypes(workflowId)).includes(EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED), {
+      what: 'the broken workflow task to fail',
+      intervalMs: 100,
+    }),
+  );
+  const stuckRunId = (await client.workflow.getHandle(workflowId).describe()).runId;
+
+  const dryRun = await resetOrders(
+    { client, logger },
+    { selection: { orderIds: [orderId] }, reason: REASON, dryRun: true },
+  );
+  expect(dryRun.items).toEqual([
+    {
+      id: orderId,
+      ok: true,
+      outcome: 'would-reset',
+      details: expect.objectContaining({
+        previousRunId: stuckRunId,
+        previousStatus: 'RUNNING',
+        // Started, task scheduled, started, completed (step 1 scheduled), …: the last completed task.
+        resetToEventId: 4,
+        resetToEventType: 'WORKFLOW_TASK_COMPLETED',
+      }),
+    },
+  ]);
+  expect((await client.workflow.getHandle(workflowId).describe()).runId).toBe(stuckRunId);
+
+  const result = await resetOrders(
+    { client, logger },
+    { selection: { orderIds: [orderId] }, reason: REASON },
+  );
+  expect(result.ok).toBe(true);
+  const [item] = result.items;
+  expect(item).toMatchObject({ id: orderId, ok: true, outcome: 'reset' });
+  const newRunId = item!.details!.newRunId as string;
+  expect(newRunId).toEqual(expect.any(String));
+  expect(newRunId).not.toBe(stuckRunId);
+  expect((await client.workflow.getHandle(workflowId, stuckRunId).describe()).status.name).toBe('TERMINATED');
+
+  const outcome = await (
+    await worker(fixed)
+  ).runUntil(client.workflow.getHandle(workflowId, newRunId).result());
+  expect(outcome).toBe(2);
+
+  // Now closed: refused without --closed, reset with it.
+  const refused = await resetOrders(
+    { client, logger },
+    { selection: { orderIds: [orderId] }, reason: REASON },
+  );
+  expect(refused.ok).toBe(false);
+  expect(refused.items[0]).toMatchObject({ ok: false, outcome: 'refused', details: { status: 'COMPLETED' } });
+  expect(refused.items[0]!.reason).toMatch(/--closed/);
+  const reopened = await resetOrders(
+    { client, logger },
+    { selection: { orderIds: [orderId] }, reason: REASON, closed: true },
+  );
+  expect(reopened.items[0]).toMatchObject({
+    ok: true,
+    outcome: 'reset',
+    details: { previousStatus: 'COMPLETED' },
+  });
+});
+
+test('refuses runs that are not stuck or have not started a task, and reports unknown orders', async () => {
+  const waiting = await startSaga(`ops-reset-nobody-polls-${randomUUID()}`);
+  const unknown = randomUUID();
+
+  const result = await resetOrders(
+    { client, logger },
+    { selection: { orderIds: [waiting, unknown] }, reason: REASON, concurrency: 2 },
+  );
+
+  expect(result.ok).toBe(false);
+  expect(result.items.map((i) => [i.id, i.ok, i.outcome])).toEqual([
+    [waiting, false, 'refused'],
+    [unknown, false, 'not-found'],
+  ]);
+  expect(result.items[0]!.reason).toMatch(/no workflow task .* has started yet/);
+  await expect(
+    resetOrders({ client, logger }, { selection: { orderIds: [waiting] }, reason: ' ' }),
+  ).rejects.toThrow(/needs a reason/);
+});

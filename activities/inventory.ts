@@ -1,16 +1,34 @@
 /**
  * Inventory: reserve all items of an order or none, and give a reservation back (compensation).
- *
- * Product rows are locked in one fixed order (by sku) before they change, so two orders sharing
- * products cannot deadlock; the decrement is conditional and `stock_qty >= 0` is a CHECK, so nothing
- * can oversell even if this code were wrong.
+ * The SQL, and why product rows are locked in sku order, is in db/products.ts.
  */
-import { buildEvent, type EventData } from '../lib/events.js';
+import { stockIsSold } from '../domain/order.js';
+import { buildEvent, runEventId, type EventData } from '../lib/events.js';
 import type { Logger } from '../lib/logger.js';
 import { enqueueEvent } from '../db/outbox.js';
-import { transitionOrder } from '../db/orders.js';
+import {
+  adoptHeldStock,
+  markStockReleased,
+  markStockTaken,
+  orderItems,
+  recordReservation,
+  transitionOrder,
+  type ItemRow,
+  type OrderRow,
+  type Reservation,
+} from '../db/orders.js';
+import { findPayment } from '../db/payments.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
-import { invalidStatus, loadItems, loadOrder, orderLogger, type ItemRow, type StepArgs } from './shared.js';
+import { lockProducts, returnStock, takeStock } from '../db/products.js';
+import {
+  invalidStatus,
+  isCurrentRun,
+  lockOrderFor,
+  orderLogger,
+  runOf,
+  staleRun,
+  type StepArgs,
+} from './shared.js';
 
 export type ReservationResult =
   | { outcome: 'RESERVED'; items: ItemRow[] }
@@ -23,9 +41,11 @@ export interface ReleaseArgs extends StepArgs {
 }
 
 export interface ReleaseResult {
-  /** False when there was nothing to give back: never reserved, or released already. */
+  /** True once this run's stock is back (by this attempt or an earlier one). */
   released: boolean;
   items: ItemRow[];
+  /** Why nothing was given back, when nothing was. */
+  skipped?: string;
 }
 
 export interface InventoryDeps {
@@ -33,58 +53,43 @@ export interface InventoryDeps {
   logger: Logger;
 }
 
-interface StoredEvent {
-  type: string;
-  payload: { data: Record<string, unknown> };
-}
-
-async function findEvent(tx: PoolClient, eventId: string): Promise<StoredEvent | undefined> {
-  const { rows } = await tx.query<StoredEvent>(
-    'select type, payload from event_outbox where event_id = $1::uuid',
-    [eventId],
-  );
-  return rows[0];
-}
-
-/**
- * Locks the products in sku order and returns their stock; the fixed order is what prevents deadlocks
- * between reservations. `for no key update`, not `for update`: stock is not a key, and a plain
- * `for update` would also conflict with the `for key share` lock that every order_items insert takes
- * on its product (the foreign key), so placing orders would queue behind, and could deadlock with,
- * reservations of the same products.
- */
-async function lockProducts(tx: PoolClient, skus: string[]): Promise<Map<string, number>> {
-  const { rows } = await tx.query<{ sku: string; stock_qty: number }>(
-    'select sku, stock_qty from products where sku = any($1::text[]) order by sku for no key update',
-    [skus],
-  );
-  return new Map(rows.map((r) => [r.sku, r.stock_qty]));
+/** What a run's recorded reservation answers to a retried attempt. */
+function answer(reservation: Reservation): ReservationResult {
+  return reservation.outcome === 'RESERVED'
+    ? { outcome: 'RESERVED', items: reservation.items }
+    : { outcome: 'OUT_OF_STOCK', unavailable: reservation.unavailable };
 }
 
 export function createInventoryActivities({ pool, logger }: InventoryDeps) {
   /**
-   * Reserves every item of the order or none. PENDING → RESERVED with `inventory.reserved`, or
-   * PENDING → OUT_OF_STOCK with `order.out_of_stock`, each in the transaction that changes stock.
+   * Reserves every item of the order or none, for the order's current run: PENDING → RESERVED with
+   * `inventory.reserved`, or PENDING → OUT_OF_STOCK with `order.out_of_stock`, in the transaction
+   * that changes stock and records the answer on the order.
    */
   async function reserveInventory(args: StepArgs): Promise<ReservationResult> {
     const log = orderLogger(logger, 'reserveInventory', args);
     const result = await withTransaction(pool, async (tx): Promise<ReservationResult> => {
       // The order row lock serialises this with a cancel by the API and with a concurrent attempt.
-      const order = await loadOrder(tx, args.orderId, { lock: true });
-
-      // A retried attempt whose first try committed: answer from the event that try wrote.
-      const prior = await findEvent(tx, args.eventId);
-      if (prior?.type === 'inventory.reserved') {
-        return { outcome: 'RESERVED', items: prior.payload.data.items as ItemRow[] };
-      }
-      if (prior?.type === 'order.out_of_stock') {
-        const unavailable = prior.payload.data.unavailable as EventData['order.out_of_stock']['unavailable'];
-        return { outcome: 'OUT_OF_STOCK', unavailable };
-      }
+      const order = await lockOrderFor(tx, args, 'reserveInventory');
+      if (!isCurrentRun(order, args)) throw staleRun(order, args, 'reserveInventory');
+      // An attempt of this run committed before (a retry, a reset, a lost answer): the same answer.
+      if (order.reservation?.run === runOf(args)) return answer(order.reservation);
       if (order.status === 'CANCELLED') return { outcome: 'CANCELLED' };
       if (order.status !== 'PENDING') throw invalidStatus(args.orderId, 'reserveInventory', order.status);
+      return reserve(tx, order, args);
+    });
+    log.info({ outcome: result.outcome }, 'inventory reservation');
+    return result;
+  }
 
-      const items = await loadItems(tx, args.orderId);
+  async function reserve(tx: PoolClient, order: OrderRow, args: StepArgs): Promise<ReservationResult> {
+    const run = runOf(args);
+    const items = await orderItems(tx, args.orderId);
+    const event = { orderId: args.orderId, correlationId: args.correlationId };
+
+    // A retried order whose failed run still holds the stock: the new run takes it over.
+    const adopted = order.stock_held && (await adoptHeldStock(tx, args.orderId, run));
+    if (!adopted) {
       const stock = await lockProducts(
         tx,
         items.map((i) => i.sku),
@@ -92,70 +97,79 @@ export function createInventoryActivities({ pool, logger }: InventoryDeps) {
       const unavailable = items
         .map((i) => ({ sku: i.sku, requested: i.qty, available: stock.get(i.sku) ?? 0 }))
         .filter((i) => i.available < i.requested);
-
-      const event = { id: args.eventId, orderId: args.orderId, correlationId: args.correlationId };
       if (unavailable.length > 0) {
-        const moved = await transitionOrder(tx, args.orderId, 'OUT_OF_STOCK', 'insufficient stock');
+        const moved = await transitionOrder(tx, args.orderId, 'OUT_OF_STOCK', {
+          reason: 'insufficient stock',
+          run,
+        });
         if (!moved.changed) throw invalidStatus(args.orderId, 'reserveInventory', moved.status);
-        await enqueueEvent(tx, buildEvent('order.out_of_stock', { ...event, data: { unavailable } }));
+        await recordReservation(tx, args.orderId, { run, outcome: 'OUT_OF_STOCK', unavailable });
+        await enqueueEvent(
+          tx,
+          buildEvent('order.out_of_stock', {
+            ...event,
+            id: runEventId(args.orderId, run, 'order.out_of_stock'),
+            data: { unavailable },
+          }),
+        );
         return { outcome: 'OUT_OF_STOCK', unavailable };
       }
-
-      const { rowCount } = await tx.query(
-        `update products p set stock_qty = p.stock_qty - r.qty, updated_at = now()
-         from unnest($1::text[], $2::int[]) as r(sku, qty)
-         where p.sku = r.sku and p.stock_qty >= r.qty`,
-        [items.map((i) => i.sku), items.map((i) => i.qty)],
-      );
-      if (rowCount !== items.length) {
+      if ((await takeStock(tx, items)) !== items.length) {
         // Unreachable while the rows are locked; if it happens, roll back rather than half-reserve.
         throw new Error(`reserveInventory: stock of order ${args.orderId} changed under a lock`);
       }
-      const moved = await transitionOrder(tx, args.orderId, 'RESERVED');
-      if (!moved.changed) throw invalidStatus(args.orderId, 'reserveInventory', moved.status);
-      await tx.query('update orders set stock_reserved_at = now() where id = $1::uuid', [args.orderId]);
-      await enqueueEvent(tx, buildEvent('inventory.reserved', { ...event, data: { items } }));
-      return { outcome: 'RESERVED', items };
-    });
-    log.info({ outcome: result.outcome }, 'inventory reservation');
-    return result;
+      await markStockTaken(tx, args.orderId, run);
+    }
+    const moved = await transitionOrder(tx, args.orderId, 'RESERVED', { run });
+    if (!moved.changed) throw invalidStatus(args.orderId, 'reserveInventory', moved.status);
+    await recordReservation(tx, args.orderId, { run, outcome: 'RESERVED', items });
+    await enqueueEvent(
+      tx,
+      buildEvent('inventory.reserved', {
+        ...event,
+        id: runEventId(args.orderId, run, 'inventory.reserved'),
+        data: { items },
+      }),
+    );
+    return { outcome: 'RESERVED', items };
   }
 
   /**
-   * Compensation: gives back exactly what the reservation took, once. The order row says whether it
-   * holds stock (`stock_reserved_at`, set by the reserving transaction) and whether it was given back
-   * (`stock_released_at`, set here): a reservation that never committed releases nothing, and a
-   * retry releases nothing twice.
+   * Compensation: gives back exactly what this run's reservation took, once. The order row says
+   * which run holds stock (`stock_run`, set by the reserving transaction) and whether it was given
+   * back: a reservation that never committed releases nothing, a retry releases nothing twice, and a
+   * stray run (a reset or second run of an order whose stock was sold or belongs to another run)
+   * finds nothing of its own and changes nothing. Sold stock (the order is paid and its capture
+   * stands) is never given back.
    */
   async function releaseInventory(args: ReleaseArgs): Promise<ReleaseResult> {
     const log = orderLogger(logger, 'releaseInventory', args);
     const result = await withTransaction(pool, async (tx): Promise<ReleaseResult> => {
-      await loadOrder(tx, args.orderId, { lock: true });
-      // A retried attempt whose first try committed: answer from the event that try wrote.
-      const prior = await findEvent(tx, args.eventId);
-      if (prior) return { released: true, items: prior.payload.data.items as ItemRow[] };
-
-      const { rowCount } = await tx.query(
-        `update orders set stock_released_at = now(), updated_at = now()
-         where id = $1::uuid and stock_reserved_at is not null and stock_released_at is null`,
-        [args.orderId],
-      );
-      if (rowCount === 0) return { released: false, items: [] };
-      const items = await loadItems(tx, args.orderId); // all or none was reserved: all of them
+      const order = await lockOrderFor(tx, args, 'releaseInventory');
+      const run = runOf(args);
+      if (!isCurrentRun(order, args)) {
+        return { released: false, items: [], skipped: `order is on run ${order.run}, not ${run}` };
+      }
+      if (order.stock_run !== run) return { released: false, items: [], skipped: 'this run took no stock' };
+      const items = await orderItems(tx, args.orderId); // all or none was reserved: all of them
+      if (!order.stock_held) return { released: true, items }; // an earlier attempt gave it back
+      // The compensations run in reverse, so a PAID order's capture was refunded before this runs;
+      // one whose capture stands has sold its stock.
+      if (stockIsSold(order.status, (await findPayment(tx, args.orderId, run))?.status)) {
+        return { released: false, items: [], skipped: `order is ${order.status}: its stock is sold` };
+      }
+      if (!(await markStockReleased(tx, args.orderId, run))) {
+        return { released: false, items: [], skipped: 'this run holds no stock' };
+      }
       await lockProducts(
         tx,
         items.map((i) => i.sku),
       );
-      await tx.query(
-        `update products p set stock_qty = p.stock_qty + r.qty, updated_at = now()
-         from unnest($1::text[], $2::int[]) as r(sku, qty)
-         where p.sku = r.sku`,
-        [items.map((i) => i.sku), items.map((i) => i.qty)],
-      );
+      await returnStock(tx, items);
       await enqueueEvent(
         tx,
         buildEvent('inventory.released', {
-          id: args.eventId,
+          id: runEventId(args.orderId, run, 'inventory.released'),
           orderId: args.orderId,
           correlationId: args.correlationId,
           data: { items, reason: args.reason },
@@ -163,7 +177,9 @@ export function createInventoryActivities({ pool, logger }: InventoryDeps) {
       );
       return { released: true, items };
     });
-    log.info({ released: result.released, reason: args.reason }, 'inventory release');
+    if (result.skipped)
+      log.warn({ skipped: result.skipped }, 'inventory release: nothing of this run to give back');
+    else log.info({ released: result.released, reason: args.reason }, 'inventory release');
     return result;
   }
 

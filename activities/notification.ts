@@ -1,10 +1,12 @@
 /**
  * Customer notifications. The e-mail is simulated: it is recorded in `notifications` and logged.
- * `unique (order_id, kind)` makes a retried attempt (or a replayed saga) send nothing twice.
+ * One e-mail of a kind per order and run: a retried attempt (or a reset run) sends nothing twice, a
+ * retried order that completes tells the customer again, and a stale run tells nobody anything.
  */
 import type { Logger } from '../lib/logger.js';
-import type { Pool } from '../db/pool.js';
-import { loadOrder, orderLogger } from './shared.js';
+import { recordNotification } from '../db/notifications.js';
+import { withTransaction, type Pool } from '../db/pool.js';
+import { isCurrentRun, lockOrderFor, orderLogger, runOf, type StepArgs } from './shared.js';
 
 export const NOTIFICATION_KINDS = [
   'order-completed',
@@ -14,9 +16,7 @@ export const NOTIFICATION_KINDS = [
 ] as const;
 export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 
-export interface NotifyArgs {
-  orderId: string;
-  correlationId: string;
+export interface NotifyArgs extends StepArgs {
   kind: NotificationKind;
   /** Shown to the customer for failures and cancellations. */
   reason?: string;
@@ -59,21 +59,32 @@ function compose(
 
 export function createNotificationActivities({ pool, logger }: NotificationDeps) {
   /** Sends (records and logs) one e-mail of `kind` for the order, at most once. */
-  async function notifyCustomer(args: NotifyArgs): Promise<{ kind: NotificationKind }> {
+  async function notifyCustomer(args: NotifyArgs): Promise<{ kind: NotificationKind; sent: boolean }> {
     const log = orderLogger(logger, 'notifyCustomer', args);
-    const order = await loadOrder(pool, args.orderId);
     const { subject, body } = compose(args.kind, args.orderId, args.reason);
-    const { rowCount } = await pool.query(
-      `insert into notifications (order_id, kind, recipient, subject, body)
-       values ($1::uuid, $2, $3, $4, $5)
-       on conflict (order_id, kind) do nothing`,
-      [args.orderId, args.kind, order.email, subject, body],
-    );
-    if (rowCount === 1)
-      log.info({ kind: args.kind, recipient: order.email, subject }, 'e-mail sent (simulated)');
-    else log.debug({ kind: args.kind }, 'e-mail already sent; not sending again');
+    const outcome = await withTransaction(pool, async (tx) => {
+      const order = await lockOrderFor(tx, args, 'notifyCustomer');
+      if (!isCurrentRun(order, args)) return { sent: false, recipient: undefined };
+      const sent = await recordNotification(tx, {
+        orderId: args.orderId,
+        run: runOf(args),
+        kind: args.kind,
+        recipient: order.email,
+        subject,
+        body,
+      });
+      return { sent, recipient: order.email };
+    });
+    if (outcome.recipient === undefined)
+      log.warn({ kind: args.kind }, "not the order's current run: no e-mail");
+    else if (!outcome.sent) log.debug({ kind: args.kind }, 'e-mail already sent; not sending again');
+    else {
+      // The address is personal data: at debug level only.
+      log.debug({ recipient: outcome.recipient }, 'e-mail recipient');
+      log.info({ kind: args.kind, subject }, 'e-mail sent (simulated)');
+    }
     // The recipient stays out of the result: results are kept in workflow history forever.
-    return { kind: args.kind };
+    return { kind: args.kind, sent: outcome.sent };
   }
 
   return { notifyCustomer };

@@ -1,12 +1,22 @@
 /**
  * Order status steps that are not part of another group: completing and cancelling.
  */
-import { buildEvent } from '../lib/events.js';
+import { paidOrderMayBeCancelled } from '../domain/order.js';
+import { buildEvent, runEventId } from '../lib/events.js';
 import type { Logger } from '../lib/logger.js';
 import { enqueueEvent } from '../db/outbox.js';
-import { transitionOrder } from '../db/orders.js';
+import { cancelRefundedPaidOrder, transitionOrder } from '../db/orders.js';
+import { findPayment } from '../db/payments.js';
 import { withTransaction, type Pool } from '../db/pool.js';
-import { invalidStatus, loadOrder, orderLogger, type StepArgs } from './shared.js';
+import {
+  invalidStatus,
+  isCurrentRun,
+  lockOrderFor,
+  orderLogger,
+  runOf,
+  staleRun,
+  type StepArgs,
+} from './shared.js';
 
 export interface CancelOrderArgs extends StepArgs {
   reason: string;
@@ -21,17 +31,17 @@ export function createOrderActivities({ pool, logger }: OrderDeps) {
   /** PAID → COMPLETED with `order.completed`, after the customer was notified. */
   async function completeOrder(args: StepArgs): Promise<{ status: 'COMPLETED' }> {
     const log = orderLogger(logger, 'completeOrder', args);
+    const run = runOf(args);
     await withTransaction(pool, async (tx) => {
-      const order = await loadOrder(tx, args.orderId, { lock: true });
-      const moved = await transitionOrder(tx, args.orderId, 'COMPLETED');
-      if (!moved.changed) {
-        if (moved.status === 'COMPLETED') return; // retry of a committed attempt
-        throw invalidStatus(args.orderId, 'completeOrder', moved.status);
-      }
+      const order = await lockOrderFor(tx, args, 'completeOrder');
+      if (!isCurrentRun(order, args)) throw staleRun(order, args, 'completeOrder');
+      if (order.status === 'COMPLETED') return; // an attempt of this run committed before
+      const moved = await transitionOrder(tx, args.orderId, 'COMPLETED', { run });
+      if (!moved.changed) throw invalidStatus(args.orderId, 'completeOrder', moved.status);
       await enqueueEvent(
         tx,
         buildEvent('order.completed', {
-          id: args.eventId,
+          id: runEventId(args.orderId, run, 'order.completed'),
           orderId: args.orderId,
           correlationId: args.correlationId,
           data: { customerId: order.customer_id, total: order.total, currency: order.currency },
@@ -49,29 +59,26 @@ export function createOrderActivities({ pool, logger }: OrderDeps) {
    */
   async function cancelOrder(args: CancelOrderArgs): Promise<{ status: 'CANCELLED' }> {
     const log = orderLogger(logger, 'cancelOrder', args);
+    const run = runOf(args);
     await withTransaction(pool, async (tx) => {
-      await loadOrder(tx, args.orderId, { lock: true });
-      let moved = await transitionOrder(tx, args.orderId, 'CANCELLED', args.reason);
-      if (!moved.changed && moved.status === 'PAID') {
-        // A charge that completed while the cancel was under way, already refunded by the saga's
-        // compensation. TRANSITIONS (db/orders.ts) does not list PAID → CANCELLED because nothing
-        // else may take that step; here it is guarded on the refund having happened.
-        const { rowCount } = await tx.query(
-          `update orders set status = 'CANCELLED', status_reason = $2, updated_at = now()
-           where id = $1::uuid and status = 'PAID'
-             and exists (select 1 from payments where order_id = $1::uuid and status = 'REFUNDED')`,
-          [args.orderId, args.reason],
-        );
-        if (rowCount === 1) moved = { changed: true, status: 'CANCELLED' };
+      const order = await lockOrderFor(tx, args, 'cancelOrder');
+      if (!isCurrentRun(order, args)) throw staleRun(order, args, 'cancelOrder');
+      if (order.status === 'CANCELLED') return;
+      let moved = await transitionOrder(tx, args.orderId, 'CANCELLED', { reason: args.reason, run });
+      // A charge that completed while the cancel was under way, already refunded by the compensation.
+      if (
+        !moved.changed &&
+        moved.status === 'PAID' &&
+        paidOrderMayBeCancelled((await findPayment(tx, args.orderId, run))?.status) &&
+        (await cancelRefundedPaidOrder(tx, args.orderId, run, args.reason))
+      ) {
+        moved = { changed: true, status: 'CANCELLED' };
       }
-      if (!moved.changed) {
-        if (moved.status === 'CANCELLED') return;
-        throw invalidStatus(args.orderId, 'cancelOrder', moved.status);
-      }
+      if (!moved.changed) throw invalidStatus(args.orderId, 'cancelOrder', moved.status);
       await enqueueEvent(
         tx,
         buildEvent('order.cancelled', {
-          id: args.eventId,
+          id: runEventId(args.orderId, run, 'order.cancelled'),
           orderId: args.orderId,
           correlationId: args.correlationId,
           data: { reason: args.reason },

@@ -23,12 +23,25 @@ export interface ChargeReceipt {
   reference: string;
 }
 
-export interface RefundRequest {
+export interface VoidRequest {
+  /** The void's own key: retrying it voids once. */
   idempotencyKey: string;
-  /** The idempotency key of the charge to give back: a charge never made is a no-op (a void). */
+  /** The idempotency key of the charge to void. */
   chargeKey: string;
-  /** The charge's reference, when the capture was recorded; unknown for a charge of unknown outcome. */
-  reference?: string;
+}
+
+/**
+ * What a void found: no charge (or one not captured), now voided, so no later attempt under that key
+ * can capture; or a capture that already happened, which must be refunded instead.
+ */
+export type VoidResult = { outcome: 'voided' } | { outcome: 'captured'; reference: string };
+
+export interface RefundRequest {
+  /** The refund's own key, distinct from the void's: retrying it refunds once. */
+  idempotencyKey: string;
+  /** The idempotency key of the charge to give back. */
+  chargeKey: string;
+  reference: string;
   amount: string;
   currency: string;
 }
@@ -36,11 +49,14 @@ export interface RefundRequest {
 export interface PaymentGateway {
   /**
    * Throws `PaymentDeclinedError` (final) or `GatewayUnavailableError` (try again later). Gives up
-   * when `signal` aborts (the activity was cancelled or timed out), so no attempt outlives its activity.
+   * when `signal` aborts (the activity was cancelled or timed out), so no attempt outlives its
+   * activity. Same key, same answer: a retried charge gets the first attempt's capture or decline.
    */
   charge(request: ChargeRequest, signal?: AbortSignal): Promise<ChargeReceipt>;
+  /** Voids the charge of unknown outcome; throws `GatewayUnavailableError` when not reached. */
+  void(request: VoidRequest, signal?: AbortSignal): Promise<VoidResult>;
   /** Idempotent by `idempotencyKey`; throws `GatewayUnavailableError` when it cannot be reached. */
-  refund(request: RefundRequest): Promise<void>;
+  refund(request: RefundRequest, signal?: AbortSignal): Promise<void>;
 }
 
 /** The gateway refused the charge; retrying will not change its mind. */
@@ -67,9 +83,19 @@ export type SimulatedGatewayConfig = Pick<
   'PAYMENT_DECLINE_OVER' | 'PAYMENT_DECLINE_CUSTOMER_PREFIX' | 'PAYMENT_TRANSIENT_FAILURE_RATE'
 >;
 
+/** What the simulated gateway remembers of a charge key. */
+type LedgerEntry =
+  | { state: 'captured'; reference: string }
+  | { state: 'declined'; error: PaymentDeclinedError }
+  | { state: 'voided' };
+
+/** Charge keys the simulated gateway remembers; the oldest are forgotten past this (bounded memory). */
+const LEDGER_LIMIT = 100_000;
+
 /**
- * A gateway that takes no real money. References are derived from the idempotency key, so a retried
- * charge returns the reference of the first one, as a real gateway with idempotency keys would.
+ * A gateway that takes no real money but keeps a real gateway's promises, per charge key and within
+ * this process: the first answer (a capture or a decline) is replayed to every retry; a voided key
+ * never captures; a void after a capture reports the capture, to be refunded.
  *
  * @param random injected so unit tests can pin the transient-failure draw.
  */
@@ -77,6 +103,12 @@ export function createSimulatedGateway(
   config: SimulatedGatewayConfig,
   random: () => number = Math.random,
 ): PaymentGateway {
+  const ledger = new Map<string, LedgerEntry>();
+  const remember = (key: string, entry: LedgerEntry) => {
+    ledger.set(key, entry);
+    if (ledger.size > LEDGER_LIMIT) ledger.delete(ledger.keys().next().value!);
+  };
+
   function maybeFailTransiently(operation: string): void {
     if (config.PAYMENT_TRANSIENT_FAILURE_RATE > 0 && random() < config.PAYMENT_TRANSIENT_FAILURE_RATE) {
       throw new GatewayUnavailableError(
@@ -85,26 +117,51 @@ export function createSimulatedGateway(
     }
   }
 
+  function decide(request: ChargeRequest): LedgerEntry {
+    // Declines are decided by the request alone, so every attempt agrees.
+    if (request.customerId.startsWith(config.PAYMENT_DECLINE_CUSTOMER_PREFIX)) {
+      const error = new PaymentDeclinedError(
+        `card declined for customer ${request.customerId} (simulated: id starts with ${config.PAYMENT_DECLINE_CUSTOMER_PREFIX})`,
+        'CARD_DECLINED',
+      );
+      return { state: 'declined', error };
+    }
+    if (Number(request.amount) > config.PAYMENT_DECLINE_OVER) {
+      const error = new PaymentDeclinedError(
+        `amount ${request.amount} ${request.currency} exceeds the limit of ${config.PAYMENT_DECLINE_OVER} (simulated)`,
+        'LIMIT_EXCEEDED',
+      );
+      return { state: 'declined', error };
+    }
+    return { state: 'captured', reference: `sim_ch_${request.idempotencyKey}` };
+  }
+
   return {
     async charge(request, signal) {
       signal?.throwIfAborted();
-      // Declines come first: they are decided by the request alone, so every attempt agrees.
-      if (request.customerId.startsWith(config.PAYMENT_DECLINE_CUSTOMER_PREFIX)) {
-        throw new PaymentDeclinedError(
-          `card declined for customer ${request.customerId} (simulated: id starts with ${config.PAYMENT_DECLINE_CUSTOMER_PREFIX})`,
-          'CARD_DECLINED',
-        );
+      const known = ledger.get(request.idempotencyKey);
+      if (known?.state === 'voided') {
+        throw new PaymentDeclinedError(`charge ${request.idempotencyKey} was voided`, 'VOIDED');
       }
-      if (Number(request.amount) > config.PAYMENT_DECLINE_OVER) {
-        throw new PaymentDeclinedError(
-          `amount ${request.amount} ${request.currency} exceeds the limit of ${config.PAYMENT_DECLINE_OVER} (simulated)`,
-          'LIMIT_EXCEEDED',
-        );
-      }
-      maybeFailTransiently('charge');
-      return { reference: `sim_ch_${request.idempotencyKey}` };
+      let entry = known ?? decide(request);
+      // A transient failure happens before a capture and is not remembered; a decline is decided by
+      // the request alone, so it wins over bad luck and every attempt agrees.
+      if (!known && entry.state === 'captured') maybeFailTransiently('charge');
+      remember(request.idempotencyKey, entry);
+      if (entry.state === 'declined') throw entry.error;
+      entry = entry as { state: 'captured'; reference: string };
+      return { reference: entry.reference };
     },
-    async refund() {
+    async void(request, signal) {
+      signal?.throwIfAborted();
+      maybeFailTransiently('void');
+      const known = ledger.get(request.chargeKey);
+      if (known?.state === 'captured') return { outcome: 'captured', reference: known.reference };
+      if (known?.state !== 'declined') remember(request.chargeKey, { state: 'voided' });
+      return { outcome: 'voided' };
+    },
+    async refund(_request, signal) {
+      signal?.throwIfAborted();
       maybeFailTransiently('refund');
     },
   };

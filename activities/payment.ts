@@ -1,18 +1,33 @@
 /**
- * Payment: charge through the gateway, record a failure, refund (compensation).
+ * Payment: charge through the gateway, record a failure, refund or void (compensation).
  *
- * The gateway call happens outside any transaction (never hold row locks across the network); its
- * idempotency key is the order id, so a retried attempt cannot take the money twice. The capture is
- * then recorded with the status change and its event in one transaction.
+ * The gateway call happens outside any transaction (never hold row locks across the network). Each
+ * run charges under its own idempotency key (domain/payment.ts), so a retried attempt cannot take
+ * the money twice and a retried order is not answered with its first run's decline. The intent is
+ * committed before the call (CHARGING) and stays until the answer is known, so money whose answer
+ * was lost is never forgotten: the compensation voids it, or refunds it if it was captured.
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { buildEvent, type PaymentFailureCode } from '../lib/events.js';
+import { chargeKey, refundKey, voidKey } from '../domain/payment.js';
+import type { OrderStatus } from '../domain/order.js';
+import { buildEvent, runEventId, type PaymentFailureCode } from '../lib/events.js';
 import type { Logger } from '../lib/logger.js';
 import { enqueueEvent } from '../db/outbox.js';
 import { transitionOrder } from '../db/orders.js';
-import { withTransaction, type Pool, type Queryable } from '../db/pool.js';
-import type { OrderStatus } from '../workflows/contract.js';
+import {
+  beginChargeAttempt,
+  endAttemptNotReached,
+  findPayment,
+  markCaptured,
+  markDeclined,
+  markRefunded,
+  markVoided,
+  openChargeIntent,
+  recordPaymentFailure,
+  type PaymentRow,
+} from '../db/payments.js';
+import { withTransaction, type Pool } from '../db/pool.js';
 import {
   GatewayUnavailableError,
   PaymentDeclinedError,
@@ -22,9 +37,11 @@ import {
 import {
   FAILURE_TYPES,
   invalidStatus,
-  loadOrder,
-  orderEventId,
+  isCurrentRun,
+  lockOrderFor,
   orderLogger,
+  runOf,
+  staleRun,
   type StepArgs,
 } from './shared.js';
 
@@ -39,20 +56,22 @@ export interface FailPaymentArgs extends StepArgs {
   reason: string;
 }
 
-export interface RefundArgs {
-  orderId: string;
-  correlationId: string;
+export interface RefundArgs extends StepArgs {
   reason: string;
 }
 
 export interface RefundResult {
-  /** True when the order's capture is (now) refunded; false when nothing was ever captured. */
   refunded: boolean;
-  /** A charge of unknown outcome (CHARGING) was voided at the gateway by its key. */
-  voided?: true;
+  /** A charge of unknown outcome was voided at the gateway (nothing had been captured). */
+  voided?: boolean;
+  /** Why nothing was done, when nothing was. */
+  skipped?: string;
 }
 
-/** A gateway call gives up before the activity's 30 s start-to-close timeout would cut it off. */
+/**
+ * Bound on one gateway call; below the activities' 30 s start-to-close timeout, so an attempt gives
+ * up (and is retried) before Temporal times it out.
+ */
 const GATEWAY_TIMEOUT_MS = 20_000;
 
 export interface PaymentDeps {
@@ -63,31 +82,15 @@ export interface PaymentDeps {
 
 const PAID_OR_LATER: ReadonlySet<OrderStatus> = new Set(['PAID', 'COMPLETED']);
 
-interface PaymentRow {
-  status: 'CHARGING' | 'CAPTURED' | 'DECLINED' | 'REFUNDED' | 'VOIDED';
-  reference: string | null;
-  amount: string;
-  currency: string;
-}
-
-async function loadPayment(db: Queryable, orderId: string): Promise<PaymentRow | undefined> {
-  const { rows } = await db.query<PaymentRow>(
-    'select status, reference, amount::text as amount, currency from payments where order_id = $1::uuid',
-    [orderId],
-  );
-  return rows[0];
-}
-
-/** One charge per order: every attempt, and the refund or void, names it by this key. */
-const chargeKey = (orderId: string): string => orderId;
-
-/** The running activity's cancellation (a cancel, or its timeout); never aborts outside an activity. */
-function activityCancellation(): AbortSignal {
+/** The running activity's cancellation (a cancel, or its timeout) and the gateway timeout. */
+function gatewaySignal(): AbortSignal {
+  let cancelled: AbortSignal;
   try {
-    return Context.current().cancellationSignal;
+    cancelled = Context.current().cancellationSignal;
   } catch {
-    return new AbortController().signal; // called directly, e.g. by a test
+    cancelled = new AbortController().signal; // called directly, e.g. by a test
   }
+  return AbortSignal.any([cancelled, AbortSignal.timeout(GATEWAY_TIMEOUT_MS)]);
 }
 
 /** Gateway errors become Temporal failures: a decline is final, an outage is retried with backoff. */
@@ -103,132 +106,141 @@ function toActivityFailure(err: unknown): unknown {
 
 export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) {
   /**
-   * Charges the order total. On success: payments row CAPTURED, RESERVED → PAID and
-   * `payment.completed`, in one transaction. Throws `PaymentDeclined` (non-retryable) or
-   * `GatewayUnavailable` (retryable).
+   * Charges the order total for the order's current run. On success: the run's payment CAPTURED,
+   * RESERVED → PAID and `payment.completed`, in one transaction. Throws `PaymentDeclined`
+   * (non-retryable) or `GatewayUnavailable` (retryable).
    */
   async function chargePayment(args: StepArgs): Promise<PaymentCapture> {
     const log = orderLogger(logger, 'chargePayment', args);
-    const order = await loadOrder(pool, args.orderId);
-    const existing = await loadPayment(pool, args.orderId);
-    if (existing?.status === 'CAPTURED' && existing.reference && PAID_OR_LATER.has(order.status)) {
-      // A retry of an attempt that committed: same answer, no second charge, no second event.
-      return { reference: existing.reference, amount: existing.amount, currency: existing.currency };
-    }
-    if (order.status !== 'RESERVED') throw invalidStatus(args.orderId, 'chargePayment', order.status);
+    const run = runOf(args);
 
     // The intent first, committed before the gateway sees the charge: whatever happens to this
     // attempt after that, the compensation knows a charge may exist and voids it by its key.
-    await pool.query(
-      `insert into payments (order_id, amount, currency, status) values ($1::uuid, $2::numeric, $3, 'CHARGING')
-       on conflict (order_id) do nothing`,
-      [args.orderId, order.total, order.currency],
-    );
+    const prepared = await withTransaction(pool, async (tx) => {
+      const order = await lockOrderFor(tx, args, 'chargePayment');
+      if (!isCurrentRun(order, args)) throw staleRun(order, args, 'chargePayment');
+      const existing = await findPayment(tx, args.orderId, run);
+      if (existing?.status === 'CAPTURED' && existing.reference && PAID_OR_LATER.has(order.status)) {
+        // An attempt of this run committed before: the same answer, no second charge, no second event.
+        return { kind: 'done' as const, capture: toCapture(existing) };
+      }
+      if (order.status !== 'RESERVED') throw invalidStatus(args.orderId, 'chargePayment', order.status);
+      const intent = await openChargeIntent(tx, {
+        orderId: args.orderId,
+        run,
+        amount: order.total,
+        currency: order.currency,
+        chargeKey: chargeKey(args.orderId, run),
+      });
+      if (intent.status !== 'CHARGING' && intent.status !== 'CAPTURED') {
+        throw ApplicationFailure.nonRetryable(
+          `chargePayment: the payment of run ${run} is already ${intent.status}; not charging again`,
+          FAILURE_TYPES.InvalidOrderStatus,
+        );
+      }
+      await beginChargeAttempt(tx, args.orderId, run);
+      return { kind: 'charge' as const, order, intent };
+    });
+    if (prepared.kind === 'done') return prepared.capture;
+    const { order, intent } = prepared;
+
     let receipt: ChargeReceipt;
     try {
       receipt = await gateway.charge(
         {
-          idempotencyKey: chargeKey(args.orderId),
+          idempotencyKey: intent.charge_key,
           orderId: args.orderId,
           customerId: order.customer_id,
-          amount: order.total,
-          currency: order.currency,
+          amount: intent.amount,
+          currency: intent.currency,
         },
-        AbortSignal.any([activityCancellation(), AbortSignal.timeout(GATEWAY_TIMEOUT_MS)]),
+        gatewaySignal(),
       );
     } catch (err) {
       log.warn({ err }, 'payment gateway refused the charge');
+      // A decline is the gateway's final word under this key. "Not reached" clears only this
+      // attempt's doubt: an earlier attempt may have reached the gateway and taken the money, and
+      // then the intent stays CHARGING for the compensation to void. Anything else (a timeout, a
+      // lost answer) leaves this attempt in doubt too.
       if (err instanceof PaymentDeclinedError) {
-        // The gateway's final word: no money was taken, the intent is settled.
-        await pool.query(
-          `update payments set status = 'DECLINED', failure_reason = $2, updated_at = now()
-           where order_id = $1::uuid and status = 'CHARGING'`,
-          [args.orderId, `${err.code}: ${err.message}`],
-        );
+        await markDeclined(pool, args.orderId, run, `${err.code}: ${err.message}`);
       } else if (err instanceof GatewayUnavailableError) {
-        // Not reached: nothing was taken, so nothing to void. (Any other error, a timeout or a lost
-        // response, leaves the outcome unknown and the intent CHARGING.)
-        await pool.query(`delete from payments where order_id = $1::uuid and status = 'CHARGING'`, [
-          args.orderId,
-        ]);
+        await withTransaction(pool, (tx) => endAttemptNotReached(tx, args.orderId, run));
       }
       throw toActivityFailure(err);
     }
     const capture: PaymentCapture = {
       reference: receipt.reference,
-      amount: order.total,
-      currency: order.currency,
+      amount: intent.amount,
+      currency: intent.currency,
     };
 
-    const outcome = await withTransaction(pool, async (tx): Promise<OrderStatus | 'settled'> => {
-      const locked = await loadOrder(tx, args.orderId, { lock: true });
-      // The money was taken, so the capture is recorded whatever the order's status: if the order left
-      // RESERVED meanwhile, the saga's refund compensation finds this row and gives the money back.
-      const recorded = await tx.query(
-        `update payments set status = 'CAPTURED', reference = $2, updated_at = now()
-         where order_id = $1::uuid and status in ('CHARGING', 'CAPTURED')`,
-        [args.orderId, capture.reference],
-      );
-      // DECLINED, VOIDED or REFUNDED: the saga settled the payment while this attempt was out.
-      if (recorded.rowCount === 0) return 'settled';
-      if (locked.status !== 'RESERVED') return locked.status;
-      await transitionOrder(tx, args.orderId, 'PAID');
+    const outcome = await withTransaction(pool, async (tx) => {
+      const locked = await lockOrderFor(tx, args, 'chargePayment');
+      // The money was taken, so the capture is recorded whatever the order's status.
+      if (!(await markCaptured(tx, args.orderId, run, capture.reference))) {
+        return { giveBack: `its payment was settled while the charge was in flight` };
+      }
+      if (!isCurrentRun(locked, args)) return { giveBack: `the order moved on to run ${locked.run}` };
+      if (PAID_OR_LATER.has(locked.status)) return { paid: true }; // a concurrent attempt recorded it
+      if (locked.status !== 'RESERVED') return { giveBack: `the order is ${locked.status}` };
+      await transitionOrder(tx, args.orderId, 'PAID', { run });
       await enqueueEvent(
         tx,
         buildEvent('payment.completed', {
-          id: args.eventId,
+          id: runEventId(args.orderId, run, 'payment.completed'),
           orderId: args.orderId,
           correlationId: args.correlationId,
           data: { ...capture, customerId: order.customer_id },
         }),
       );
-      return 'PAID';
+      return { paid: true };
     });
-    if (outcome === 'settled') {
-      // A capture that landed after the saga gave up on it and voided the charge: give it back now,
-      // or the customer pays for an order that failed.
-      log.error({ reference: capture.reference }, 'late capture after the payment was settled; refunding it');
-      await giveBack(args.orderId, capture);
+    if ('giveBack' in outcome) {
+      // A capture that landed after the saga gave up on it: give it back now, or the customer pays
+      // for an order that failed.
+      log.error({ reference: capture.reference, why: outcome.giveBack }, 'late capture; refunding it');
+      await refundCapture(args, { ...intent, reference: capture.reference }, 'late capture');
       throw ApplicationFailure.nonRetryable(
-        `chargePayment: order ${args.orderId} was settled while this charge was in flight; the late capture ${capture.reference} was refunded`,
+        `chargePayment: ${outcome.giveBack}; the late capture ${capture.reference} was refunded`,
         FAILURE_TYPES.InvalidOrderStatus,
       );
     }
-    if (outcome !== 'PAID') throw invalidStatus(args.orderId, 'chargePayment (after capture)', outcome);
     log.info({ reference: capture.reference, amount: capture.amount }, 'payment captured');
     return capture;
   }
 
   /**
-   * Records a declined or timed-out payment: payments row DECLINED, RESERVED → PAYMENT_FAILED and
-   * `payment.failed` with the code, in one transaction.
+   * Records a declined or timed-out payment for the current run: the run's payment DECLINED (or left
+   * CHARGING for the compensation to void), RESERVED → PAYMENT_FAILED and `payment.failed` with the
+   * code, in one transaction.
    */
   async function failPayment(args: FailPaymentArgs): Promise<{ status: OrderStatus }> {
     const log = orderLogger(logger, 'failPayment', args);
+    const run = runOf(args);
     const status = await withTransaction(pool, async (tx): Promise<OrderStatus> => {
-      const order = await loadOrder(tx, args.orderId, { lock: true });
-      if (order.status === 'PAYMENT_FAILED') return order.status; // retry of a committed attempt
+      const order = await lockOrderFor(tx, args, 'failPayment');
+      if (!isCurrentRun(order, args)) throw staleRun(order, args, 'failPayment');
+      if (order.status === 'PAYMENT_FAILED') return order.status; // an attempt of this run committed
       // A capture committed although the saga never learned of it (that attempt's completion was
       // lost, then the deadline passed): the money is taken and the order PAID. Say so, change nothing;
       // the saga lets the capture stand.
       if (order.status === 'PAID') return order.status;
       if (order.status !== 'RESERVED') throw invalidStatus(args.orderId, 'failPayment', order.status);
-      // A decline is the gateway's final word. A deadline is not: an attempt may have reached the
-      // gateway, so a CHARGING row stays CHARGING for the refund compensation to void.
-      await tx.query(
-        `insert into payments (order_id, amount, currency, status, failure_reason)
-         values ($1::uuid, $2::numeric, $3, 'DECLINED', $4)
-         on conflict (order_id) do update
-           set status = case when $5 = 'DECLINED' then 'DECLINED' else payments.status end,
-               failure_reason = excluded.failure_reason, updated_at = now()
-           where payments.status = 'CHARGING'`,
-        [args.orderId, order.total, order.currency, `${args.code}: ${args.reason}`, args.code],
-      );
-      await transitionOrder(tx, args.orderId, 'PAYMENT_FAILED', args.reason);
+      await recordPaymentFailure(tx, {
+        orderId: args.orderId,
+        run,
+        amount: order.total,
+        currency: order.currency,
+        chargeKey: chargeKey(args.orderId, run),
+        code: args.code,
+        reason: args.reason,
+      });
+      await transitionOrder(tx, args.orderId, 'PAYMENT_FAILED', { reason: args.reason, run });
       await enqueueEvent(
         tx,
         buildEvent('payment.failed', {
-          id: args.eventId,
+          id: runEventId(args.orderId, run, 'payment.failed'),
           orderId: args.orderId,
           correlationId: args.correlationId,
           data: { amount: order.total, currency: order.currency, reason: args.reason, code: args.code },
@@ -241,70 +253,91 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
   }
 
   /**
-   * Compensation: refunds the capture if there is one (CAPTURED → REFUNDED), which covers a charge
-   * that completed while the order was being cancelled. Nothing captured: nothing to do.
+   * Compensation: gives back this run's money. A capture is refunded (CAPTURED → REFUNDED, with
+   * `payment.refunded`); a charge of unknown outcome is voided at the gateway (VOIDED), or refunded
+   * if the gateway says it was captured after all. Nothing captured: nothing to do. Only the run's
+   * own payment is touched, and never the capture of an order that completed.
    */
   async function refundPayment(args: RefundArgs): Promise<RefundResult> {
     const log = orderLogger(logger, 'refundPayment', args);
-    const payment = await loadPayment(pool, args.orderId);
-    if (!payment || payment.status === 'DECLINED') return { refunded: false };
-    if (payment.status === 'VOIDED') return { refunded: false, voided: true }; // a retry
+    const run = runOf(args);
+    const { order, payment } = await withTransaction(pool, async (tx) => {
+      const locked = await lockOrderFor(tx, args, 'refundPayment');
+      return { order: locked, payment: await findPayment(tx, args.orderId, run) };
+    });
+    if (!payment || payment.status === 'DECLINED' || payment.status === 'REFUNDED') {
+      return { refunded: payment?.status === 'REFUNDED' };
+    }
+    if (payment.status === 'VOIDED') return { refunded: false, voided: true }; // an earlier attempt
+    if (isCurrentRun(order, args) && order.status === 'COMPLETED') {
+      log.warn('refund: the order completed, its capture stands; changing nothing');
+      return { refunded: false, skipped: 'the order completed: its capture stands' };
+    }
     if (payment.status === 'CHARGING') {
       // An attempt reached (or may have reached) the gateway and its outcome was never recorded.
-      await giveBack(args.orderId, payment);
-      await pool.query(
-        `update payments set status = 'VOIDED', updated_at = now() where order_id = $1::uuid and status = 'CHARGING'`,
-        [args.orderId],
-      );
-      log.warn({ reason: args.reason }, 'charge of unknown outcome voided at the gateway');
-      return { refunded: false, voided: true };
-    }
-    if (payment.status === 'CAPTURED' && payment.reference) {
-      await giveBack(args.orderId, payment);
-      await withTransaction(pool, async (tx) => {
-        const { rowCount } = await tx.query(
-          `update payments set status = 'REFUNDED', updated_at = now()
-           where order_id = $1::uuid and status = 'CAPTURED'`,
-          [args.orderId],
+      let voided;
+      try {
+        voided = await gateway.void(
+          { idempotencyKey: voidKey(payment.charge_key), chargeKey: payment.charge_key },
+          gatewaySignal(),
         );
-        if (rowCount === 0) return; // a concurrent attempt recorded it
-        await enqueueEvent(
-          tx,
-          buildEvent('payment.refunded', {
-            id: orderEventId(args.orderId, 'payment.refunded'),
-            orderId: args.orderId,
-            correlationId: args.correlationId,
-            data: {
-              amount: payment.amount,
-              currency: payment.currency,
-              reference: payment.reference!,
-              reason: args.reason,
-            },
-          }),
-        );
-      });
-      log.info({ reference: payment.reference, reason: args.reason }, 'payment refunded');
+      } catch (err) {
+        throw toActivityFailure(err);
+      }
+      if (voided.outcome === 'voided') {
+        await markVoided(pool, args.orderId, run);
+        log.warn({ reason: args.reason }, 'charge of unknown outcome voided at the gateway');
+        return { refunded: false, voided: true };
+      }
+      await refundCapture(args, { ...payment, reference: voided.reference }, args.reason);
+      return { refunded: true };
     }
+    await refundCapture(args, { ...payment, reference: payment.reference! }, args.reason);
     return { refunded: true };
   }
 
-  /** Refunds (or, with no known capture, voids) the order's charge at the gateway; idempotent. */
-  async function giveBack(
-    orderId: string,
-    charge: { amount: string; currency: string; reference?: string | null },
+  /** Refunds a capture at the gateway (by the refund's own key), then records it with its event. */
+  async function refundCapture(
+    args: StepArgs,
+    payment: Pick<PaymentRow, 'charge_key' | 'amount' | 'currency'> & { reference: string },
+    reason: string,
   ): Promise<void> {
+    const run = runOf(args);
     try {
-      await gateway.refund({
-        idempotencyKey: `refund-${orderId}`,
-        chargeKey: chargeKey(orderId),
-        ...(charge.reference ? { reference: charge.reference } : {}),
-        amount: charge.amount,
-        currency: charge.currency,
-      });
+      await gateway.refund(
+        {
+          idempotencyKey: refundKey(payment.charge_key),
+          chargeKey: payment.charge_key,
+          reference: payment.reference,
+          amount: payment.amount,
+          currency: payment.currency,
+        },
+        gatewaySignal(),
+      );
     } catch (err) {
       throw toActivityFailure(err);
     }
+    await withTransaction(pool, async (tx) => {
+      if (!(await markRefunded(tx, args.orderId, run, payment.reference))) return; // recorded before
+      await enqueueEvent(
+        tx,
+        buildEvent('payment.refunded', {
+          id: runEventId(args.orderId, run, 'payment.refunded'),
+          orderId: args.orderId,
+          correlationId: args.correlationId,
+          data: { amount: payment.amount, currency: payment.currency, reference: payment.reference, reason },
+        }),
+      );
+    });
+    orderLogger(logger, 'refundPayment', args).info(
+      { reference: payment.reference, reason },
+      'payment refunded',
+    );
   }
 
   return { chargePayment, failPayment, refundPayment };
+}
+
+function toCapture(payment: PaymentRow): PaymentCapture {
+  return { reference: payment.reference!, amount: payment.amount, currency: payment.currency };
 }

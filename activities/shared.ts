@@ -1,84 +1,80 @@
 /**
- * Pieces every activity group uses: the argument shape, the order row, typed failures and the
- * per-order logger.
+ * Pieces every activity group uses: the argument shape, the guard every effect starts with, typed
+ * failures and the per-order logger.
  *
- * Idempotency rule for every activity here: the workflow generates the event id (uuid4() in
- * workflow code, so it is fixed in history) and passes it in. A retried attempt carries the same id,
- * the outbox insert is a no-op for a known id, and guarded transitions change no second row, so the
- * retry returns the same result the first attempt did.
+ * Idempotency rule for every activity here: what a step did is recorded with the order, keyed by the
+ * saga run (the order's status and run, its stock markers and reservation record, the run's payment
+ * intent, its notifications), and its event id is derived from the order, the run and the event type
+ * (`runEventId`). A retried attempt, a reset run or a stray run of the same run finds that record and
+ * answers from it; it writes no second row and no second event.
  */
-import { createHash } from 'node:crypto';
+import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import type { EventType } from '../lib/events.js';
+import type { OrderStatus } from '../domain/order.js';
 import type { Logger } from '../lib/logger.js';
+import { findOrder, type OrderRow } from '../db/orders.js';
 import type { Queryable } from '../db/pool.js';
-import type { OrderStatus } from '../workflows/contract.js';
+import { orderWorkflowId } from '../workflows/contract.js';
 import { FAILURE_TYPES } from '../workflows/failures.js';
 
 export { FAILURE_TYPES };
 
-/** What identifies one saga step: the order, its trace id, and the id of the event it may write. */
+/** What identifies one saga step: the order, its run, and its trace id. */
 export interface StepArgs {
   orderId: string;
   correlationId: string;
-  /** Deterministic (generated in the workflow): the outbox dedupes a retried attempt by it. */
-  eventId: string;
+  /** The saga run (OrderSagaInput.run). Absent in steps scheduled before runs were numbered: run 1. */
+  run?: number;
+}
+
+export const runOf = (args: Pick<StepArgs, 'run'>): number => args.run ?? 1;
+
+/**
+ * The workflow calling this activity, when called by Temporal (a test may call an activity directly).
+ * Read from the activity's context, which the server fills in: a caller cannot choose it.
+ */
+function callingWorkflowId(): string | undefined {
+  try {
+    return Context.current().info.workflowExecution?.workflowId;
+  } catch {
+    return undefined; // not inside an activity
+  }
 }
 
 /**
- * An event id fixed by the order alone (a name-based UUID, RFC 9562 §5.5 layout over SHA-256), for
- * the events that happen at most once per order and are written by an activity whose arguments
- * carry no workflow-generated id. A retry derives the same id, so the outbox writes it once.
+ * The order, locked, after checking that this step belongs to it: called by the order's own workflow
+ * `order-<id>` (not a run started by hand under another id), for an order that exists. Whether the
+ * step's run is the order's current one is the caller's to check (`isCurrentRun`), because forward
+ * steps refuse a stale run and compensations only decline to undo what is not theirs.
  */
-export function orderEventId(orderId: string, type: EventType): string {
-  const h = createHash('sha256').update(`acme-orders:${orderId}:${type}`).digest();
-  h[6] = (h[6]! & 0x0f) | 0x50; // version 5 layout (name-based)
-  h[8] = (h[8]! & 0x3f) | 0x80; // RFC variant
-  const hex = h.subarray(0, 16).toString('hex');
-  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
-}
-
-export interface OrderRow {
-  id: string;
-  customer_id: string;
-  email: string;
-  status: OrderStatus;
-  total: string;
-  currency: string;
-  correlation_id: string;
-}
-
-export interface ItemRow {
-  sku: string;
-  qty: number;
-}
-
-export async function loadOrder(
-  db: Queryable,
-  orderId: string,
-  opts: { lock?: boolean } = {},
-): Promise<OrderRow> {
-  const { rows } = await db.query<OrderRow>(
-    `select id, customer_id, email, status, total::text as total, currency, correlation_id
-     from orders where id = $1::uuid ${opts.lock ? 'for update' : ''}`,
-    [orderId],
-  );
-  const order = rows[0];
+export async function lockOrderFor(db: Queryable, args: StepArgs, step: string): Promise<OrderRow> {
+  const caller = callingWorkflowId();
+  if (caller !== undefined && caller !== orderWorkflowId(args.orderId)) {
+    throw ApplicationFailure.nonRetryable(
+      `${step}: called by workflow ${caller}, not by the order's own ${orderWorkflowId(args.orderId)}; changing nothing`,
+      FAILURE_TYPES.ForeignWorkflow,
+      { orderId: args.orderId, caller },
+    );
+  }
+  const order = await findOrder(db, args.orderId, { lock: true });
   if (!order) {
     throw ApplicationFailure.nonRetryable(
-      `order ${orderId} does not exist: the saga was started for an order that was never stored`,
+      `${step}: order ${args.orderId} does not exist: the saga was started for an order that was never stored`,
       FAILURE_TYPES.OrderNotFound,
     );
   }
   return order;
 }
 
-export async function loadItems(db: Queryable, orderId: string): Promise<ItemRow[]> {
-  const { rows } = await db.query<ItemRow>(
-    'select sku, qty from order_items where order_id = $1::uuid order by sku',
-    [orderId],
+export const isCurrentRun = (order: OrderRow, args: StepArgs): boolean => order.run === runOf(args);
+
+/** A forward step of a run the order has moved on from (a retry started another): it does nothing. */
+export function staleRun(order: OrderRow, args: StepArgs, step: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(
+    `${step}: order ${args.orderId} is on run ${order.run}, this is run ${runOf(args)}; changing nothing`,
+    FAILURE_TYPES.StaleRun,
+    { orderId: args.orderId, run: runOf(args), currentRun: order.run },
   );
-  return rows;
 }
 
 export function invalidStatus(
@@ -94,10 +90,11 @@ export function invalidStatus(
 }
 
 /** The logger every activity uses for one order, so one grep on orderId follows it end to end. */
-export function orderLogger(
-  logger: Logger,
-  activity: string,
-  args: { orderId: string; correlationId: string },
-) {
-  return logger.child({ activity, orderId: args.orderId, correlationId: args.correlationId });
+export function orderLogger(logger: Logger, activity: string, args: StepArgs) {
+  return logger.child({
+    activity,
+    orderId: args.orderId,
+    run: runOf(args),
+    correlationId: args.correlationId,
+  });
 }

@@ -9,7 +9,8 @@ import {
   type Client,
 } from '@temporalio/client';
 import { ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
-import { cancelUpdate, orderWorkflowId, type OrderStatus } from '../workflows/contract.js';
+import type { OrderStatus } from '../domain/order.js';
+import { cancelUpdate, orderWorkflowId } from '../workflows/contract.js';
 import { FAILURE_TYPES } from '../workflows/failures.js';
 
 export type WorkflowCancelOutcome =

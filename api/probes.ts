@@ -4,13 +4,11 @@
  */
 import type { Client } from '@temporalio/client';
 import amqp from 'amqplib';
-import type { Pool } from '../db/pool.js';
+import { ping, type Pool } from '../db/pool.js';
 import type { Probe } from './env.js';
 
 export function postgresProbe(pool: Pool): Probe {
-  return async () => {
-    await pool.query('select 1');
-  };
+  return () => ping(pool);
 }
 
 /** Opens and closes a connection: the API publishes nothing itself (the outbox publisher does). */

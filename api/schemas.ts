@@ -11,7 +11,9 @@
  * - Money is a decimal string (`"19.99"`), never a JSON number.
  */
 import { z } from '@hono/zod-openapi';
-import { ORDER_STATUSES } from '../workflows/contract.js';
+import { ORDER_STATUSES } from '../domain/order.js';
+import { PAYMENT_STATUSES } from '../domain/payment.js';
+import { textProblem } from '../domain/text.js';
 
 export const LIMITS = {
   /** Items per order. */
@@ -32,6 +34,16 @@ const typeError = (expected: string) => (issue: { input?: unknown }) =>
   issue.input === undefined ? 'is required' : `must be ${expected}`;
 
 const PRINTABLE = /^[\x21-\x7e]+$/;
+
+/**
+ * Free text from a client that the system stores and shows (a cancel reason): text PostgreSQL can
+ * store and nothing that forges a log line (domain/text.ts), refused with a 400 naming the field.
+ */
+const storableText = () =>
+  z.string({ error: typeError('a string') }).superRefine((text, ctx) => {
+    const problem = textProblem(text);
+    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+  });
 
 // ---------------------------------------------------------------------------------------- inputs
 
@@ -113,8 +125,7 @@ export const IdempotencyHeadersSchema = z.object({
 
 export const CancelOrderBodySchema = z
   .strictObject({
-    reason: z
-      .string({ error: typeError('a string') })
+    reason: storableText()
       .trim()
       .min(1, 'must not be empty')
       .max(LIMITS.maxReasonLength, `must be at most ${LIMITS.maxReasonLength} characters`)
@@ -165,9 +176,15 @@ export const OrderItemSchema = z
   .object({ sku: z.string(), qty: z.number().int(), unitPrice: Money, lineTotal: Money })
   .openapi('OrderItem');
 
+const RunSchema = z.number().int().openapi({
+  example: 1,
+  description: 'The saga run: 1 for the order as placed, 2, 3, … for each operator retry.',
+});
+
 export const PaymentSchema = z
   .object({
-    status: z.string().openapi({ example: 'CAPTURED' }),
+    run: RunSchema,
+    status: z.enum(PAYMENT_STATUSES).openapi({ example: 'CAPTURED' }),
     amount: Money,
     currency: z.string(),
     reference: z.string().nullable(),
@@ -178,7 +195,13 @@ export const PaymentSchema = z
   .openapi('Payment');
 
 export const NotificationSchema = z
-  .object({ kind: z.string(), recipient: z.string(), subject: z.string(), createdAt: Timestamp })
+  .object({
+    kind: z.string(),
+    run: RunSchema,
+    recipient: z.string(),
+    subject: z.string(),
+    createdAt: Timestamp,
+  })
   .openapi('Notification');
 
 export const OrderEventSchema = z
@@ -198,13 +221,14 @@ export const OrderSchema = z
     email: z.string(),
     status: StatusSchema,
     statusReason: z.string().nullable(),
+    run: RunSchema,
     total: Money,
     currency: z.string().openapi({ example: 'USD' }),
     correlationId: z.string(),
     createdAt: Timestamp,
     updatedAt: Timestamp,
     items: z.array(OrderItemSchema),
-    payment: PaymentSchema.nullable(),
+    payment: PaymentSchema.nullable().openapi({ description: "The latest run's payment intent." }),
     notifications: z.array(NotificationSchema),
     events: z.array(OrderEventSchema).openapi({ description: 'The outbox timeline, oldest first.' }),
     workflow: z.object({

@@ -1,46 +1,204 @@
 /**
- * Guarded order status transitions, shared by the API and the saga's activities.
+ * The order row: reading it for the saga, its guarded status transitions, its stock markers and
+ * reservation record, and the API's direct cancel.
  *
- * A transition is `update ... where status = any(<allowed from>)`: if the row is not in one of the
- * expected states, nothing changes and the caller learns the current status. That makes every
- * activity safe to retry and makes concurrent writers (a cancel racing a reservation) harmless.
+ * A transition is `update ... where status = any(<allowed from>)` (the lists live in domain/order.ts):
+ * if the row is not in one of the expected states nothing changes and the caller learns the current
+ * status. That makes every step safe to retry and concurrent writers (a cancel racing a reservation)
+ * harmless. Steps of the saga also pass their run, so a stray run cannot move the order.
  */
-import type { OrderStatus } from '../workflows/contract.js';
-import type { Queryable } from './pool.js';
+import { GUARDED_TRANSITIONS, TRANSITIONS, type OrderStatus } from '../domain/order.js';
+import { buildEvent, runEventId, type EventData } from '../lib/events.js';
+import { enqueueEvent } from './outbox.js';
+import { withTransaction, type Pool, type Queryable } from './pool.js';
 
-/** Which statuses each status may be entered from. */
-export const TRANSITIONS: Readonly<Record<OrderStatus, readonly OrderStatus[]>> = {
-  PENDING: [],
-  RESERVED: ['PENDING'],
-  OUT_OF_STOCK: ['PENDING'],
-  PAID: ['RESERVED'],
-  PAYMENT_FAILED: ['RESERVED'],
-  COMPLETED: ['PAID'],
-  CANCELLED: ['PENDING', 'RESERVED'],
-};
+/** What reserveInventory answered for a run; kept on the order so a retried attempt answers the same. */
+export type Reservation =
+  | { run: number; outcome: 'RESERVED'; items: ItemRow[] }
+  | { run: number; outcome: 'OUT_OF_STOCK'; unavailable: EventData['order.out_of_stock']['unavailable'] };
+
+export interface OrderRow {
+  id: string;
+  customer_id: string;
+  email: string;
+  status: OrderStatus;
+  total: string;
+  currency: string;
+  correlation_id: string;
+  /** The order's current saga run; an operator's retry moves it on. */
+  run: number;
+  /** The run whose reservation took the stock, when it did; `stock_held` says whether it still holds it. */
+  stock_run: number | null;
+  stock_held: boolean;
+  reservation: Reservation | null;
+  /** The highest run whose workflow the bridge has started. */
+  started_run: number | null;
+}
+
+export interface ItemRow {
+  sku: string;
+  qty: number;
+}
+
+/** The order, or undefined; `lock` takes the row lock that serialises every step of one order. */
+export async function findOrder(
+  db: Queryable,
+  orderId: string,
+  { lock = false }: { lock?: boolean } = {},
+): Promise<OrderRow | undefined> {
+  const { rows } = await db.query<OrderRow>(
+    `select id, customer_id, email, status, total::text as total, currency, correlation_id, run, stock_run,
+            (stock_reserved_at is not null and stock_released_at is null) as stock_held, reservation,
+            started_run
+       from orders where id = $1::uuid ${lock ? 'for update' : ''}`,
+    [orderId],
+  );
+  return rows[0];
+}
+
+export async function orderItems(db: Queryable, orderId: string): Promise<ItemRow[]> {
+  const { rows } = await db.query<ItemRow>(
+    'select sku, qty from order_items where order_id = $1::uuid order by sku',
+    [orderId],
+  );
+  return rows;
+}
+
+export async function getOrderStatus(db: Queryable, orderId: string): Promise<OrderStatus | undefined> {
+  const { rows } = await db.query<{ status: OrderStatus }>('select status from orders where id = $1::uuid', [
+    orderId,
+  ]);
+  return rows[0]?.status;
+}
 
 export type TransitionResult =
   { changed: true; status: OrderStatus } | { changed: false; status: OrderStatus | undefined };
 
 /**
- * Moves the order to `to` if its current status allows it. `changed: false` with `status === to`
- * means an earlier attempt already did it (idempotent retry); `status` undefined means no such order.
+ * Moves the order to `to` if its current status allows it (and, given `run`, only while that run is
+ * the order's current one). `changed: false` with `status === to` means an earlier attempt already
+ * did it (idempotent retry); `status` undefined means no such order.
  */
 export async function transitionOrder(
   db: Queryable,
   orderId: string,
   to: OrderStatus,
-  reason: string | null = null,
+  { reason = null, run }: { reason?: string | null; run?: number } = {},
 ): Promise<TransitionResult> {
   const updated = await db.query<{ status: OrderStatus }>(
     `update orders set status = $2, status_reason = coalesce($3, status_reason), updated_at = now()
-     where id = $1::uuid and status = any($4::text[])
+     where id = $1::uuid and status = any($4::text[]) and ($5::int is null or run = $5::int)
      returning status`,
-    [orderId, to, reason, TRANSITIONS[to]],
+    [orderId, to, reason, TRANSITIONS[to], run ?? null],
   );
   if (updated.rowCount === 1) return { changed: true, status: to };
-  const current = await db.query<{ status: OrderStatus }>('select status from orders where id = $1::uuid', [
+  return { changed: false, status: await getOrderStatus(db, orderId) };
+}
+
+/**
+ * PAID → CANCELLED (GUARDED_TRANSITIONS.refundedPaidToCancelled): only when the capture of this run
+ * was refunded, checked in the same statement.
+ */
+export async function cancelRefundedPaidOrder(
+  db: Queryable,
+  orderId: string,
+  run: number,
+  reason: string,
+): Promise<boolean> {
+  const { from, to } = GUARDED_TRANSITIONS.refundedPaidToCancelled;
+  const { rowCount } = await db.query(
+    `update orders set status = $4, status_reason = $3, updated_at = now()
+     where id = $1::uuid and run = $2 and status = any($5::text[])
+       and exists (select 1 from payments where order_id = $1::uuid and run = $2 and status = 'REFUNDED')`,
+    [orderId, run, reason, to, from],
+  );
+  return rowCount === 1;
+}
+
+/** Records what reserveInventory answered for the order's current run. */
+export async function recordReservation(
+  db: Queryable,
+  orderId: string,
+  reservation: Reservation,
+): Promise<void> {
+  await db.query('update orders set reservation = $2::jsonb where id = $1::uuid', [
     orderId,
+    JSON.stringify(reservation),
   ]);
-  return { changed: false, status: current.rows[0]?.status };
+}
+
+/** The stock was taken by `run` (in the transaction that took it). */
+export async function markStockTaken(db: Queryable, orderId: string, run: number): Promise<void> {
+  await db.query(
+    `update orders set stock_reserved_at = now(), stock_released_at = null, stock_run = $2, updated_at = now()
+     where id = $1::uuid`,
+    [orderId, run],
+  );
+}
+
+/**
+ * A retried order's new run takes over the stock an earlier, failed run still holds, instead of
+ * reserving it a second time. Returns whether there was such stock.
+ */
+export async function adoptHeldStock(db: Queryable, orderId: string, run: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update orders set stock_run = $2, updated_at = now()
+     where id = $1::uuid and stock_reserved_at is not null and stock_released_at is null and stock_run < $2`,
+    [orderId, run],
+  );
+  return rowCount === 1;
+}
+
+/** Marks the stock given back, if `run` holds it; false when it holds nothing (never took, or gave back). */
+export async function markStockReleased(db: Queryable, orderId: string, run: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update orders set stock_released_at = now(), updated_at = now()
+     where id = $1::uuid and stock_run = $2 and stock_reserved_at is not null and stock_released_at is null`,
+    [orderId, run],
+  );
+  return rowCount === 1;
+}
+
+/** The bridge started `run`'s workflow (Temporal accepted it, or had it already). */
+export async function markRunStarted(db: Queryable, orderId: string, run: number): Promise<void> {
+  await db.query(
+    'update orders set started_run = greatest(coalesce(started_run, 0), $2) where id = $1::uuid',
+    [orderId, run],
+  );
+}
+
+export type DirectCancelOutcome =
+  | { kind: 'cancelled' }
+  | { kind: 'not_found' }
+  /** The order moved on (its saga picked it up, or it is final): the saga owns the cancel now. */
+  | { kind: 'not_pending'; status: OrderStatus };
+
+/**
+ * Cancels an order whose saga has not started: PENDING → CANCELLED plus `order.cancelled`, in one
+ * transaction. Only PENDING qualifies; a RESERVED order holds stock that only the saga's
+ * compensation may release, so it is never cancelled behind the saga's back.
+ */
+export async function cancelPendingOrder(
+  pool: Pool,
+  orderId: string,
+  reason: string,
+): Promise<DirectCancelOutcome> {
+  return withTransaction(pool, async (tx) => {
+    const order = await findOrder(tx, orderId, { lock: true });
+    if (!order) return { kind: 'not_found' };
+    if (order.status !== 'PENDING') return { kind: 'not_pending', status: order.status };
+    const result = await transitionOrder(tx, orderId, 'CANCELLED', { reason });
+    if (!result.changed) return { kind: 'not_pending', status: result.status ?? order.status };
+    // The order's own correlation id: the cancel joins the order's trail, like every saga event.
+    await enqueueEvent(
+      tx,
+      buildEvent('order.cancelled', {
+        id: runEventId(orderId, order.run, 'order.cancelled'),
+        orderId,
+        correlationId: order.correlation_id,
+        data: { reason },
+      }),
+    );
+    return { kind: 'cancelled' };
+  });
 }

@@ -3,8 +3,12 @@
  * event exists if and only if its change committed. The publisher (workers/outbox-publisher.ts)
  * sends them; nothing else talks to RabbitMQ on behalf of the core.
  */
+import type pg from 'pg';
 import type { EventEnvelope } from '../lib/events.js';
 import type { Queryable } from './pool.js';
+
+/** The NOTIFY channel the insert trigger signals on (migration 000001). */
+export const OUTBOX_CHANNEL = 'event_outbox';
 
 /**
  * Inserts the event unless one with the same id exists. Returns false for a duplicate, which is how
@@ -24,4 +28,63 @@ export async function enqueueEvent(db: Queryable, event: EventEnvelope): Promise
     ],
   );
   return rowCount === 1;
+}
+
+export interface OutboxRow {
+  id: string;
+  event_id: string;
+  type: string;
+  payload: Record<string, unknown>;
+  headers: Record<string, unknown>;
+  created_at: Date;
+}
+
+/**
+ * Claims up to `limit` due events, oldest first, locked until the caller's transaction ends;
+ * `skip locked` lets several publishers share the table without waiting on each other.
+ */
+export async function claimDueEvents(tx: Queryable, limit: number): Promise<OutboxRow[]> {
+  const { rows } = await tx.query<OutboxRow>(
+    `select id, event_id, type, payload, headers, created_at
+     from event_outbox
+     where status = 'PENDING' and available_at <= now()
+     order by id
+     limit $1
+     for update skip locked`,
+    [limit],
+  );
+  return rows;
+}
+
+export async function markPublished(tx: Queryable, ids: string[]): Promise<void> {
+  if (ids.length === 0) return;
+  await tx.query(
+    `update event_outbox set status = 'PUBLISHED', published_at = clock_timestamp(), last_error = null
+     where id = any($1::bigint[])`,
+    [ids],
+  );
+}
+
+/** Failed publishes wait base·2^attempts (at most `maxMs`) before their next try: no hot loop. */
+export async function scheduleRetries(
+  tx: Queryable,
+  ids: string[],
+  errors: string[],
+  backoff: { baseMs: number; maxMs: number },
+): Promise<void> {
+  await tx.query(
+    `update event_outbox as o
+     set attempts = o.attempts + 1,
+         last_error = f.error,
+         available_at = clock_timestamp()
+           + least($3::float8 * power(2, least(o.attempts, 30)), $4::float8) * interval '1 millisecond'
+     from unnest($1::bigint[], $2::text[]) as f(id, error)
+     where o.id = f.id`,
+    [ids, errors, backoff.baseMs, backoff.maxMs],
+  );
+}
+
+/** Subscribes a dedicated connection to the outbox's NOTIFY channel. */
+export async function listenForEvents(client: pg.Client): Promise<void> {
+  await client.query(`listen ${OUTBOX_CHANNEL}`);
 }

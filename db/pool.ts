@@ -56,10 +56,24 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
   });
 }
 
+/** The cheapest round trip that proves the server answers (readiness probes). */
+export async function ping(pool: Pool): Promise<void> {
+  await pool.query('select 1');
+}
+
 /** SQLSTATEs worth a retry of the whole transaction: serialization failure and deadlock. */
 export function isRetryableSqlError(err: unknown): boolean {
   const code = (err as { code?: string } | null)?.code;
   return code === '40001' || code === '40P01';
+}
+
+/**
+ * SQLSTATE class 22, data exception: PostgreSQL refused the value itself (a NUL byte in text, a
+ * character it cannot store, a number out of range). Retrying the same statement cannot succeed.
+ */
+export function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.length === 5 && code.startsWith('22');
 }
 
 export function isUniqueViolation(err: unknown, constraint?: string): boolean {

@@ -5,6 +5,7 @@
  * `correlationId`, `contentType: application/json` and is persistent. Consumers dedupe by `id`:
  * delivery is at least once.
  */
+import { createHash } from 'node:crypto';
 
 export const EVENT_VERSION = 1;
 
@@ -43,6 +44,10 @@ export const EVENT_CATALOGUE = {
     producer: 'saga: cancelOrder / api',
     description: 'The order was cancelled before payment was captured (status CANCELLED).',
   },
+  'order.retried': {
+    producer: 'operator: retry (CLI or API)',
+    description: 'A failed order was set to run again as a new run (status PENDING); the bridge starts it.',
+  },
 } as const;
 
 export type EventType = keyof typeof EVENT_CATALOGUE;
@@ -71,6 +76,8 @@ export interface EventData {
   'inventory.released': { items: Array<{ sku: string; qty: number }>; reason: string };
   'order.completed': { customerId: string; total: string; currency: string };
   'order.cancelled': { reason: string };
+  /** `run` is the new run's number; `previousStatus` where the failed run left the order. */
+  'order.retried': { run: number; customerId: string; previousStatus: string; reason: string };
 }
 
 export type PaymentFailureCode = 'DECLINED' | 'DEADLINE_EXCEEDED';
@@ -98,4 +105,19 @@ export function buildEvent<T extends EventType>(
     correlationId: fields.correlationId,
     data: fields.data,
   };
+}
+
+/**
+ * The id of an event that happens at most once per saga run: a name-based UUID (RFC 9562 §5.5
+ * layout over SHA-256) of the order, the run and the type. A retried activity, a reset run or a
+ * stray run of the same run derives the same id, so the outbox writes the event once; a retried
+ * order (a new run) gets ids of its own. Run 1 keeps the name used before runs existed.
+ */
+export function runEventId(orderId: string, run: number, type: EventType): string {
+  const name = run === 1 ? `acme-orders:${orderId}:${type}` : `acme-orders:${orderId}:run-${run}:${type}`;
+  const h = createHash('sha256').update(name).digest();
+  h[6] = (h[6]! & 0x0f) | 0x50; // version 5 layout (name-based)
+  h[8] = (h[8]! & 0x3f) | 0x80; // RFC variant
+  const hex = h.subarray(0, 16).toString('hex');
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }

@@ -3,7 +3,7 @@
  * One client per process, created in `main()` and closed on shutdown; never one per request.
  */
 import { Client, Connection, ServiceError, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
-import { TypedSearchAttributes } from '@temporalio/common';
+import { TypedSearchAttributes, WorkflowNotFoundError } from '@temporalio/common';
 import type { Config } from './config.js';
 import {
   SEARCH_ATTRIBUTES,
@@ -31,32 +31,52 @@ export async function connectTemporal(
 export type StartOutcome = 'started' | 'already-started';
 
 /**
- * Starts `order-<id>`. A second start for the same order (duplicate delivery of `order.placed`) is
- * refused by the server and reported as 'already-started', which callers treat as success: the
- * workflow id is the business key, so there is never a second saga for one order.
+ * Starts run `input.run` (default 1) of `order-<id>`. Each run is started once:
+ * - run 1 with reject-duplicate: a second start (a duplicate `order.placed`) is refused by the server;
+ * - a retry's run (2, 3, …) as a new execution of the same workflow id, next to the earlier ones in
+ *   the Web UI, unless the latest execution already is that run (its memo says which run it is) or
+ *   one is still open.
+ * A refused second start is reported as 'already-started', which callers treat as success.
  */
 export async function startOrderSaga(
   client: Client,
   input: OrderSagaInput,
   taskQueue: string,
 ): Promise<StartOutcome> {
+  const run = input.run ?? 1;
+  const workflowId = orderWorkflowId(input.orderId);
+  if (run > 1 && (await latestRun(client, workflowId)) >= run) return 'already-started';
   try {
     await client.workflow.start(WORKFLOW_TYPE, {
-      workflowId: orderWorkflowId(input.orderId),
+      workflowId,
       taskQueue,
       args: [input],
-      // A finished saga is never restarted by a redelivered message; re-driving is a deliberate act.
-      workflowIdReusePolicy: 'REJECT_DUPLICATE',
+      // A finished saga is never restarted by a redelivered message; a retry is a deliberate act,
+      // and even then never beside a run that is still open.
+      workflowIdReusePolicy: run === 1 ? 'REJECT_DUPLICATE' : 'ALLOW_DUPLICATE',
+      workflowIdConflictPolicy: 'FAIL',
       typedSearchAttributes: new TypedSearchAttributes([
         { key: SEARCH_ATTRIBUTES.OrderId, value: input.orderId },
         { key: SEARCH_ATTRIBUTES.CustomerId, value: input.customerId },
         { key: SEARCH_ATTRIBUTES.OrderStatus, value: 'PENDING' },
       ]),
-      memo: { correlationId: input.correlationId },
+      memo: { correlationId: input.correlationId, run },
     });
     return 'started';
   } catch (err) {
     if (err instanceof WorkflowExecutionAlreadyStartedError) return 'already-started';
+    throw err;
+  }
+}
+
+/** The run number of the workflow's latest execution (its memo), 0 when it has none. */
+async function latestRun(client: Client, workflowId: string): Promise<number> {
+  try {
+    const { memo } = await client.workflow.getHandle(workflowId).describe();
+    const run = memo?.run;
+    return typeof run === 'number' ? run : 1; // started before runs were numbered: run 1
+  } catch (err) {
+    if (err instanceof WorkflowNotFoundError) return 0;
     throw err;
   }
 }

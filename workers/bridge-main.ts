@@ -1,5 +1,6 @@
 /**
- * Entry point of the bridge (`npm run start:bridge`): RabbitMQ `order.placed` → Temporal order saga.
+ * Entry point of the bridge (`npm run start:bridge`): RabbitMQ `order.placed` / `order.retried` →
+ * a run of the Temporal order saga.
  * Scale by running more (each takes up to BRIDGE_PREFETCH messages at a time). SIGTERM/SIGINT stop
  * taking messages, let in-flight starts finish, then close the connections.
  */
@@ -9,6 +10,7 @@ import { loadConfig, type Config } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { connectTemporal } from '../lib/temporal.js';
+import { createPool } from '../db/pool.js';
 import { createBridge } from './bridge.js';
 
 const NAME = 'bridge';
@@ -21,7 +23,9 @@ async function main(): Promise<void> {
   const temporal = await connectTemporalPatiently(config, logger, shutdown);
   if (!temporal) return;
   const amqp = connectAmqp(config, { name: `acme-${NAME}`, logger });
-  const bridge = createBridge({ amqp, temporal, config, logger });
+  // One read and one write per message; the pool is sized for the prefetch, not beyond it.
+  const pool = createPool(config.DATABASE_URL, Math.min(config.DATABASE_POOL_MAX, 4), `acme-${NAME}`);
+  const bridge = createBridge({ amqp, temporal, pool, config, logger });
   try {
     await Promise.race([bridge.start(), shutdown]);
     logger.info(
@@ -33,6 +37,7 @@ async function main(): Promise<void> {
     await bridge.stop();
   } finally {
     await amqp.close().catch((err: unknown) => logger.warn({ err }, 'closing RabbitMQ failed'));
+    await pool.end().catch((err: unknown) => logger.warn({ err }, 'closing PostgreSQL failed'));
     await temporal.connection
       .close()
       .catch((err: unknown) => logger.warn({ err }, 'closing Temporal failed'));

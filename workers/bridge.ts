@@ -1,16 +1,24 @@
 /**
- * The bridge: turns each `order.placed` event into a started order saga.
+ * The bridge: turns each `order.placed` (a new order) and `order.retried` (an operator's retry) into
+ * a started run of the order saga.
  *
- * The workflow id is the business key (`order-<orderId>`, reject-duplicate), so a redelivered or
- * duplicated message finds the saga already started and is acked as a success: never a second run.
+ * The message only says which order and which run; everything else (customer, correlation id) is
+ * read from the order itself, so a forged or stale message cannot choose what a run is started with.
+ * - no such order: dead-lettered at once with the reason (no run is ever started for it);
+ * - a run the order has moved past, or one already started (`orders.started_run`, kept after
+ *   Temporal has forgotten the run): acked as a duplicate;
+ * - otherwise the run is started as workflow `order-<orderId>` and the start recorded; Temporal
+ *   refusing a second start of the same run (reject-duplicate, or the run found in the latest
+ *   execution's memo) is a duplicate too. Never a second run from a duplicate.
  * A message is acked only after Temporal accepted the start; a malformed one goes straight to
- * `<queue>.dlq` (it would fail the same way forever); any other failure (Temporal down, a deadline)
- * is retried with a growing delay and dead-lettered with its reason after BRIDGE_MAX_DELIVERIES.
+ * `<queue>.dlq`; Temporal or PostgreSQL unreachable is waited out; any other failure is retried with
+ * a growing delay and dead-lettered with its reason after BRIDGE_MAX_DELIVERIES.
  */
 import type { Client } from '@temporalio/client';
 import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
 import {
+  PoisonMessageError,
   createConsumer,
   describeError,
   parseMessage,
@@ -21,31 +29,48 @@ import {
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { isTemporalUnavailable, startOrderSaga } from '../lib/temporal.js';
+import { findOrder, markRunStarted } from '../db/orders.js';
+import { isTransientDatabaseError, type Pool } from '../db/pool.js';
 import { orderWorkflowId } from '../workflows/contract.js';
 
-export const BRIDGE_ROUTING_KEY = 'order.placed';
+export const BRIDGE_ROUTING_KEYS = ['order.placed', 'order.retried'] as const;
 
 /** The bridge's queue: declared by the bridge, and by the outbox publisher before it publishes. */
 export function bridgeQueueSpec(config: Pick<Config, 'AMQP_EXCHANGE' | 'BRIDGE_QUEUE'>): ConsumerQueueSpec {
-  return { exchange: config.AMQP_EXCHANGE, queue: config.BRIDGE_QUEUE, routingKeys: [BRIDGE_ROUTING_KEY] };
+  return {
+    exchange: config.AMQP_EXCHANGE,
+    queue: config.BRIDGE_QUEUE,
+    routingKeys: [...BRIDGE_ROUTING_KEYS],
+  };
 }
 
-/** What the bridge needs from an `order.placed` envelope; anything else in it is left alone. */
-export const orderPlacedEnvelope = z.object({
+const envelope = {
   id: z.uuid(),
-  type: z.literal(BRIDGE_ROUTING_KEY),
   version: z.number().int().positive(),
   occurredAt: z.iso.datetime({ offset: true }),
   orderId: z.uuid(),
   correlationId: z.string().min(1),
-  data: z.looseObject({ customerId: z.string().min(1) }),
-});
-export type OrderPlacedEnvelope = z.infer<typeof orderPlacedEnvelope>;
+};
+
+/** What the bridge needs from a message; anything else in it is left alone. */
+export const runRequestEnvelope = z.discriminatedUnion('type', [
+  z.object({ ...envelope, type: z.literal('order.placed'), data: z.looseObject({}) }),
+  z.object({
+    ...envelope,
+    type: z.literal('order.retried'),
+    data: z.looseObject({ run: z.number().int().min(2) }),
+  }),
+]);
+export type RunRequestEnvelope = z.infer<typeof runRequestEnvelope>;
 
 /** Parses and validates a message body; throws `PoisonMessageError` naming what is wrong. */
-export function parseOrderPlaced(content: Buffer): OrderPlacedEnvelope {
-  return parseMessage(orderPlacedEnvelope, content, 'order.placed envelope');
+export function parseRunRequest(content: Buffer): RunRequestEnvelope {
+  return parseMessage(runRequestEnvelope, content, 'order.placed / order.retried envelope');
 }
+
+/** The run a message asks for: run 1 for a new order, the retry's own number for a retry. */
+const requestedRun = (event: RunRequestEnvelope): number =>
+  event.type === 'order.retried' ? event.data.run : 1;
 
 export type BridgeConfig = Pick<
   Config,
@@ -60,6 +85,7 @@ export type BridgeConfig = Pick<
 export interface BridgeOptions {
   amqp: AmqpConnectionManager;
   temporal: Client;
+  pool: Pool;
   config: BridgeConfig;
   logger: Logger;
   /** Bound on one start call, including the client's own gRPC retries (default 10 s). */
@@ -71,32 +97,51 @@ export interface BridgeOptions {
 export function createBridge({
   amqp,
   temporal,
+  pool,
   config,
   logger,
   startTimeoutMs = 10_000,
   retryDelayMs,
 }: BridgeOptions): QueueConsumer {
   const handle = async (msg: ConsumeMessage, { attempt }: { attempt: number }) => {
-    const event = parseOrderPlaced(msg.content);
+    const event = parseRunRequest(msg.content);
+    const run = requestedRun(event);
     const log = logger.child({
       orderId: event.orderId,
       correlationId: event.correlationId,
       eventId: event.id,
+      type: event.type,
+      run,
       attempt,
     });
+    const order = await findOrder(pool, event.orderId);
+    if (!order) {
+      throw new PoisonMessageError(`${event.type}: order ${event.orderId} does not exist; no run started`);
+    }
+    if (order.run !== run || (order.started_run ?? 0) >= run) {
+      log.info(
+        { outcome: 'already-started', currentRun: order.run, startedRun: order.started_run },
+        order.run > run
+          ? 'run already superseded by a later one: nothing to start (duplicate delivery)'
+          : 'order saga already started (duplicate delivery)',
+      );
+      return;
+    }
     try {
       const outcome = await temporal.withDeadline(Date.now() + startTimeoutMs, () =>
         startOrderSaga(
           temporal,
           {
-            orderId: event.orderId,
-            customerId: event.data.customerId,
-            correlationId: event.correlationId,
+            orderId: order.id,
+            customerId: order.customer_id,
+            correlationId: order.correlation_id,
+            run,
             paymentDeadlineMs: config.PAYMENT_DEADLINE_MS,
           },
           config.TEMPORAL_TASK_QUEUE,
         ),
       );
+      await markRunStarted(pool, order.id, run);
       log.info(
         { outcome, workflowId: orderWorkflowId(event.orderId), taskQueue: config.TEMPORAL_TASK_QUEUE },
         outcome === 'started' ? 'order saga started' : 'order saga already started (duplicate delivery)',
@@ -114,8 +159,8 @@ export function createBridge({
     maxDeliveries: config.BRIDGE_MAX_DELIVERIES,
     logger,
     handle,
-    // Temporal down is an outage to wait out, not a reason to give up on the order.
-    isTransient: isTemporalUnavailable,
+    // Temporal or PostgreSQL down is an outage to wait out, not a reason to give up on the order.
+    isTransient: (err) => isTemporalUnavailable(err) || isTransientDatabaseError(err),
     ...(retryDelayMs ? { retryDelayMs } : {}),
   });
 }

@@ -22,10 +22,16 @@ import {
   type AmqpConnectionManager,
   type EventPublisher,
 } from '../lib/amqp.js';
+import {
+  OUTBOX_CHANNEL,
+  claimDueEvents,
+  listenForEvents,
+  markPublished,
+  scheduleRetries,
+  type OutboxRow,
+} from '../db/outbox.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import { bridgeQueueSpec } from './bridge.js';
-
-export const OUTBOX_CHANNEL = 'event_outbox';
 
 export type OutboxConfig = Pick<
   Config,
@@ -51,15 +57,6 @@ export interface BatchResult {
   claimed: number;
   published: number;
   failed: number;
-}
-
-interface OutboxRow {
-  id: string;
-  event_id: string;
-  type: string;
-  payload: Record<string, unknown>;
-  headers: Record<string, unknown>;
-  created_at: Date;
 }
 
 export class OutboxPublisher {
@@ -120,15 +117,7 @@ export class OutboxPublisher {
   }
 
   private async claimAndPublish(tx: PoolClient): Promise<BatchResult> {
-    const { rows } = await tx.query<OutboxRow>(
-      `select id, event_id, type, payload, headers, created_at
-       from event_outbox
-       where status = 'PENDING' and available_at <= now()
-       order by id
-       limit $1
-       for update skip locked`,
-      [this.config.OUTBOX_BATCH_SIZE],
-    );
+    const rows = await claimDueEvents(tx, this.config.OUTBOX_BATCH_SIZE);
     if (rows.length === 0) return { claimed: 0, published: 0, failed: 0 };
 
     // One channel keeps publish order; all confirms are awaited together, each with its timeout.
@@ -145,24 +134,9 @@ export class OutboxPublisher {
       }
     });
 
-    if (published.length > 0) {
-      await tx.query(
-        `update event_outbox set status = 'PUBLISHED', published_at = clock_timestamp(), last_error = null
-         where id = any($1::bigint[])`,
-        [published],
-      );
-    }
+    await markPublished(tx, published);
     if (failedIds.length > 0) {
-      await tx.query(
-        `update event_outbox as o
-         set attempts = o.attempts + 1,
-             last_error = f.error,
-             available_at = clock_timestamp()
-               + least($3::float8 * power(2, least(o.attempts, 30)), $4::float8) * interval '1 millisecond'
-         from unnest($1::bigint[], $2::text[]) as f(id, error)
-         where o.id = f.id`,
-        [failedIds, errors, this.retryBaseMs, this.retryMaxMs],
-      );
+      await scheduleRetries(tx, failedIds, errors, { baseMs: this.retryBaseMs, maxMs: this.retryMaxMs });
       this.logger.warn(
         { failed: failedIds.length, firstError: errors[0] },
         'could not publish some events; they will be retried after a backoff',
@@ -250,7 +224,7 @@ export class OutboxPublisher {
         client.on('notification', (msg) => {
           if (msg.channel === OUTBOX_CHANNEL) this.wake();
         });
-        await client.query(`listen ${OUTBOX_CHANNEL}`);
+        await listenForEvents(client);
         failures = 0;
         this.logger.info({ channel: OUTBOX_CHANNEL }, 'listening for outbox notifications');
         // Events committed while we were not listening sent their NOTIFY to nobody: look now.

@@ -4,6 +4,7 @@
  */
 import { defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import type { FinalStatus, OrderStatus } from '../domain/order.js';
 
 export const TASK_QUEUE = 'orders';
 export const WORKFLOW_TYPE = 'orderSaga';
@@ -12,23 +13,6 @@ export const WORKFLOW_TYPE = 'orderSaga';
 export function orderWorkflowId(orderId: string): string {
   return `order-${orderId}`;
 }
-
-export const ORDER_STATUSES = [
-  'PENDING',
-  'RESERVED',
-  'PAID',
-  'COMPLETED',
-  'OUT_OF_STOCK',
-  'PAYMENT_FAILED',
-  'CANCELLED',
-] as const;
-export type OrderStatus = (typeof ORDER_STATUSES)[number];
-export const FINAL_STATUSES: ReadonlySet<OrderStatus> = new Set([
-  'COMPLETED',
-  'OUT_OF_STOCK',
-  'PAYMENT_FAILED',
-  'CANCELLED',
-]);
 
 /** Custom search attributes, registered at start-up (scripts/infra.sh and the worker) and kept current. */
 export const SEARCH_ATTRIBUTES = {
@@ -45,6 +29,11 @@ export interface OrderSagaInput {
   orderId: string;
   customerId: string;
   correlationId: string;
+  /**
+   * Which run of the order this is (1 for a new order, 2, 3, … for an operator's retry); every effect
+   * the run has is keyed by it. Absent in runs started before runs were numbered: run 1.
+   */
+  run?: number;
   /** How long to keep retrying a failing payment gateway before giving up and compensating. */
   paymentDeadlineMs: number;
 }
@@ -64,7 +53,7 @@ export interface OrderSagaState {
 
 export interface OrderSagaResult {
   orderId: string;
-  status: Extract<OrderStatus, 'COMPLETED' | 'OUT_OF_STOCK' | 'PAYMENT_FAILED' | 'CANCELLED'>;
+  status: FinalStatus;
   reason?: string;
 }
 

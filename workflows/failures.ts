@@ -12,6 +12,18 @@ export const FAILURE_TYPES = {
   InvalidOrderStatus: 'InvalidOrderStatus',
   /** A compensation failed; the workflow fails naming it so an operator can fix and re-drive. */
   CompensationFailed: 'CompensationFailed',
+  /**
+   * The step was called by a run that is not the order's current one (an operator retried the order
+   * since): it changed nothing.
+   */
+  StaleRun: 'StaleRun',
+  /** The step was called by a workflow other than the order's own `order-<id>`: it changed nothing. */
+  ForeignWorkflow: 'ForeignWorkflow',
+  /**
+   * PostgreSQL refused the data itself (SQLSTATE class 22: a NUL byte, a value out of range): the
+   * same attempt would fail the same way forever, so it is not retried.
+   */
+  DataError: 'DataError',
   /** A cancel update arrived too late (payment captured or the order already ended). */
   CancelRejected: 'CancelRejected',
 } as const;

@@ -2,9 +2,11 @@
  * The order saga: reserve inventory, charge payment before a deadline, notify, complete; undo what
  * was done (in reverse) when payment fails or the order is cancelled.
  *
- * Deterministic code only: no I/O, no clocks, no randomness except the SDK's seeded uuid4(). Every
- * side effect is an activity whose event id is generated here, so it is fixed in history and a
- * retried activity writes nothing twice.
+ * Deterministic code only: no I/O, no clocks, no randomness. Every side effect is an activity called
+ * with the order and the run (`OrderSagaInput.run`); the activity keys what it does by them (its
+ * event ids, the run's charge, notifications and stock), so a retried activity, a reset run or a
+ * stray run of the same order writes nothing twice, and a run that is not the order's current one
+ * changes nothing (activities/shared.ts).
  *
  * CHANGING THIS FILE: running sagas replay their history against the new code. Any change to which
  * commands are issued, or in what order (activities, timers, search-attribute upserts), must be
@@ -27,13 +29,13 @@ import {
   setHandler,
   sleep,
   upsertSearchAttributes,
-  uuid4,
   type ActivityOptions,
 } from '@temporalio/workflow';
 import type * as activities from '../activities/index.js';
 import type { PaymentFailureCode } from '../lib/events.js';
+import { FINAL_STATUSES, mayBeCancelledNow, type OrderStatus } from '../domain/order.js';
+import { textProblem } from '../domain/text.js';
 import {
-  FINAL_STATUSES,
   SEARCH_ATTRIBUTES,
   cancelUpdate,
   statusQuery,
@@ -42,7 +44,6 @@ import {
   type OrderSagaInput,
   type OrderSagaResult,
   type OrderSagaState,
-  type OrderStatus,
   type SagaStep,
 } from './contract.js';
 import { FAILURE_TYPES } from './failures.js';
@@ -158,19 +159,23 @@ class OrderSaga {
     return { ...this.state, compensationFailures: [...this.state.compensationFailures] };
   }
 
-  /** Rejects a cancel before anything is written to history; runs in the update's validator. */
-  validateCancel(_request: CancelRequest): void {
-    const { status, step, cancelRequested } = this.state;
-    if (cancelRequested || status === 'CANCELLED') return; // a repeated cancel gets the same answer
-    if (status === 'PAID' || status === 'COMPLETED') {
-      throw ApplicationFailure.nonRetryable('too late: order is already paid', FAILURE_TYPES.CancelRejected);
-    }
-    if (FINAL_STATUSES.has(status) || step === 'COMPENSATING' || step === 'DONE') {
+  /**
+   * Rejects a cancel before anything is written to history; runs in the update's validator. The
+   * reason ends up in the database and an e-mail: text PostgreSQL cannot store would fail the
+   * compensation that records it, so it is refused here, whoever sent it (the API checks it too).
+   */
+  validateCancel(request: CancelRequest): void {
+    const problem = typeof request?.reason === 'string' ? textProblem(request.reason) : undefined;
+    if (problem !== undefined || (request?.reason !== undefined && typeof request.reason !== 'string')) {
       throw ApplicationFailure.nonRetryable(
-        `too late: order has already ended (${status})`,
+        `reason ${problem ?? 'must be a string'}`,
         FAILURE_TYPES.CancelRejected,
       );
     }
+    const { status, step, cancelRequested } = this.state;
+    if (cancelRequested || status === 'CANCELLED') return; // a repeated cancel gets the same answer
+    const verdict = mayBeCancelledNow(status, { compensating: step === 'COMPENSATING' || step === 'DONE' });
+    if (!verdict.ok) throw ApplicationFailure.nonRetryable(verdict.reason, FAILURE_TYPES.CancelRejected);
   }
 
   async cancel(request: CancelRequest): Promise<CancelAccepted> {
@@ -236,9 +241,9 @@ class OrderSaga {
     this.setStep('RESERVING_INVENTORY');
     this.compensations.push({
       name: 'releaseInventory',
-      run: (reason) => undo.releaseInventory({ ...this.ids(), eventId: uuid4(), reason }),
+      run: (reason) => undo.releaseInventory({ ...this.ids(), reason }),
     });
-    const reservation = await db.reserveInventory({ ...this.ids(), eventId: uuid4() });
+    const reservation = await db.reserveInventory(this.ids());
     if (reservation.outcome === 'CANCELLED') {
       this.compensations.length = 0; // nothing was reserved
       return this.finish('CANCELLED', 'order-cancelled', 'cancelled before processing started');
@@ -271,7 +276,7 @@ class OrderSaga {
     this.setStep('NOTIFYING');
     return CancellationScope.nonCancellable(async () => {
       await db.notifyCustomer({ ...this.ids(), kind: 'order-completed' });
-      await db.completeOrder({ ...this.ids(), eventId: uuid4() });
+      await db.completeOrder(this.ids());
       this.setStatus('COMPLETED');
       return { orderId: this.input.orderId, status: 'COMPLETED' };
     });
@@ -297,7 +302,7 @@ class OrderSaga {
         () => undefined, // the charge settled first (or the saga was cancelled): the timer was cancelled
       );
     try {
-      await charge.run(() => gateway.chargePayment({ ...this.ids(), eventId: uuid4() }));
+      await charge.run(() => gateway.chargePayment(this.ids()));
       return { kind: 'captured' };
     } catch (err) {
       const decline = declineReason(err);
@@ -326,7 +331,7 @@ class OrderSaga {
     this.setStep('COMPENSATING');
     this.state.reason = reason;
     return CancellationScope.nonCancellable(async () => {
-      const { status } = await db.failPayment({ ...this.ids(), eventId: uuid4(), code, reason });
+      const { status } = await db.failPayment({ ...this.ids(), code, reason });
       if (status === 'PAID') {
         if (patched(PATCHES.lateCaptureStands)) {
           this.state.reason = undefined;
@@ -355,7 +360,7 @@ class OrderSaga {
     if (FINAL_STATUSES.has(this.state.status)) throw err;
     await CancellationScope.nonCancellable(async () => {
       await this.compensate(reason);
-      await db.cancelOrder({ ...this.ids(), eventId: uuid4(), reason });
+      await db.cancelOrder({ ...this.ids(), reason });
       this.setStatus('CANCELLED');
       await db.notifyCustomer({ ...this.ids(), kind: 'order-cancelled', reason });
     });
@@ -412,8 +417,9 @@ class OrderSaga {
     if (this.work.consideredCancelled) await this.work.cancelRequested;
   }
 
+  /** What every step is called with: the order, this run of it, and its trace id. */
   private ids() {
-    return { orderId: this.input.orderId, correlationId: this.input.correlationId };
+    return { orderId: this.input.orderId, run: this.input.run ?? 1, correlationId: this.input.correlationId };
   }
 
   private setStep(step: SagaStep): void {

@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from 'hono';
+import type { HonoRequest, MiddlewareHandler } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { ApiError } from '../errors.js';
 
@@ -14,8 +14,8 @@ const JSON_CONTENT_TYPE = /^application\/([a-z-.]+\+)?json(;\s*[a-zA-Z0-9-]+=([^
 
 /**
  * Turns the ways a JSON body can be wrong into clear errors, before schema validation runs:
- * another content type is a 415, an oversized body a 413, unparsable JSON a 400
- * (`malformed_json`). Route validators then see only well-formed JSON.
+ * another content type is a 415, an oversized body a 413, bytes that are not UTF-8 or unparsable
+ * JSON a 400 (`malformed_json`). Route validators then see only well-formed JSON.
  *
  * @example
  * createRoute({ method: 'post', path: '/', middleware: [jsonBody({ maxBytes: 32_768 })], ... });
@@ -35,7 +35,7 @@ export function jsonBody({ maxBytes, optional = false }: JsonBodyOptions): Middl
     }
     if (!JSON_CONTENT_TYPE.test(contentType)) throw unsupported(contentType);
     return limit(c, async () => {
-      const text = await c.req.text(); // cached: the validator's c.req.json() reuses it
+      const text = await utf8Text(c.req);
       if (text.trim() === '') {
         if (!optional)
           throw new ApiError(400, 'malformed_json', 'The request body is empty; send a JSON object.');
@@ -56,6 +56,22 @@ export function jsonBody({ maxBytes, optional = false }: JsonBodyOptions): Middl
       await next();
     });
   };
+}
+
+/**
+ * The body as text, refusing bytes that are not UTF-8 (a lenient decoder would silently turn them
+ * into U+FFFD, storing something the client never sent). The bytes stay cached on the request, so
+ * the route validator's `c.req.json()` decodes the same, now known-good, bytes.
+ */
+async function utf8Text(req: HonoRequest): Promise<string> {
+  const bytes = await req.arrayBuffer();
+  let text: string;
+  try {
+    text = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false }).decode(bytes);
+  } catch {
+    throw new ApiError(400, 'malformed_json', 'The request body is not valid UTF-8.');
+  }
+  return text;
 }
 
 function unsupported(contentType: string | undefined): ApiError {

@@ -4,18 +4,15 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { workflowUiUrl } from '../../lib/temporal.js';
-import { FINAL_STATUSES, orderWorkflowId, type OrderStatus } from '../../workflows/contract.js';
+import { isFinal, mayBeCancelledNow, type OrderStatus } from '../../domain/order.js';
+import { orderWorkflowId } from '../../workflows/contract.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import type { AppDeps } from '../env.js';
 import { ApiError, notFound } from '../errors.js';
 import { jsonBody } from '../middleware/json-body.js';
-import {
-  cancelPendingOrder,
-  getOrder,
-  getOrderStatus,
-  listOrders,
-  placeOrder,
-} from '../orders-repository.js';
+import { placeOrder } from '../../db/order-placement.js';
+import { getOrder, listOrders } from '../../db/order-views.js';
+import { cancelPendingOrder, getOrderStatus } from '../../db/orders.js';
 import { orderRequestHash } from '../request-hash.js';
 import { createRouter } from '../router.js';
 import {
@@ -217,7 +214,8 @@ export function ordersRouter(deps: AppDeps) {
 
     const status = await getOrderStatus(deps.pool, id);
     if (status === undefined) throw notFound('Order', id);
-    if (FINAL_STATUSES.has(status)) throw alreadyFinal(status);
+    const verdict = mayBeCancelledNow(status);
+    if (!verdict.ok) throw cancelRefused(status, verdict.reason);
 
     // Twice at most: the saga may start between "no workflow" and the direct cancel.
     for (let attempt = 1; attempt <= 2; attempt++) {
@@ -246,7 +244,7 @@ export function ordersRouter(deps: AppDeps) {
             return c.json({ id, status: 'CANCELLED' as const, via: 'database' as const }, 200);
           }
           if (direct.kind === 'not_found') throw notFound('Order', id);
-          if (FINAL_STATUSES.has(direct.status)) throw alreadyFinal(direct.status);
+          if (isFinal(direct.status)) throw cancelRefused(direct.status);
           if (attempt === 2) {
             // Not PENDING and no running saga: only an operator (re-drive) can resolve this.
             log.warn({ status: direct.status }, 'cancel: order is in progress but its saga is not running');
@@ -266,8 +264,19 @@ export function ordersRouter(deps: AppDeps) {
   return router;
 }
 
-function alreadyFinal(status: OrderStatus): ApiError {
-  return new ApiError(409, 'order_final', `The order is already ${status} and can no longer be cancelled.`, {
+/** 409: a final order (`order_final`), or one the domain rule refuses now (`cancel_rejected`). */
+function cancelRefused(status: OrderStatus, reason?: string): ApiError {
+  if (isFinal(status)) {
+    return new ApiError(
+      409,
+      'order_final',
+      `The order is already ${status} and can no longer be cancelled.`,
+      {
+        details: { status },
+      },
+    );
+  }
+  return new ApiError(409, 'cancel_rejected', reason ?? 'The order cannot be cancelled now.', {
     details: { status },
   });
 }

@@ -2,7 +2,7 @@
 import { createRoute } from '@hono/zod-openapi';
 import type { AppDeps } from '../env.js';
 import { notFound } from '../errors.js';
-import { getProduct, listProducts } from '../orders-repository.js';
+import { getProduct, listProducts } from '../../db/products.js';
 import { createRouter } from '../router.js';
 import { ProductListSchema, ProductSchema, SkuParamsSchema, errorResponse } from '../schemas.js';
 

@@ -19,6 +19,8 @@ import {
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import { isTransientDatabaseError, withTransaction, type Pool } from '../../db/pool.js';
+import { awardOrderPoints } from '../../db/loyalty-points.js';
+import { markProcessed } from '../../db/processed-events.js';
 
 export const LOYALTY_CONSUMER = 'loyalty';
 export const LOYALTY_ROUTING_KEY = 'payment.completed';
@@ -48,19 +50,14 @@ export type AwardOutcome = 'awarded' | 'duplicate-event' | 'order-already-awarde
 
 export async function awardPoints(pool: Pool, event: PaymentCompleted): Promise<AwardOutcome> {
   return withTransaction(pool, async (tx) => {
-    const first = await tx.query(
-      `insert into processed_events (consumer, event_id) values ($1, $2::uuid)
-       on conflict (consumer, event_id) do nothing`,
-      [LOYALTY_CONSUMER, event.id],
-    );
-    if (first.rowCount === 0) return 'duplicate-event';
-    const inserted = await tx.query(
-      `insert into loyalty_points (order_id, customer_id, points, event_id)
-       values ($1::uuid, $2, $3, $4::uuid)
-       on conflict (order_id) do nothing`,
-      [event.orderId, event.data.customerId, pointsFor(event.data.amount), event.id],
-    );
-    return inserted.rowCount === 1 ? 'awarded' : 'order-already-awarded';
+    if (!(await markProcessed(tx, LOYALTY_CONSUMER, event.id))) return 'duplicate-event';
+    const awarded = await awardOrderPoints(tx, {
+      orderId: event.orderId,
+      customerId: event.data.customerId,
+      points: pointsFor(event.data.amount),
+      eventId: event.id,
+    });
+    return awarded ? 'awarded' : 'order-already-awarded';
   });
 }
 

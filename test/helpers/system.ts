@@ -16,7 +16,7 @@ import { connectTemporal } from '../../lib/temporal.js';
 import { createBridge } from '../../workers/bridge.js';
 import { OutboxPublisher } from '../../workers/outbox-publisher.js';
 import { createOrderWorker } from '../../workers/temporal-worker.js';
-import { FINAL_STATUSES, type OrderStatus } from '../../workflows/contract.js';
+import { FINAL_STATUSES, type OrderStatus } from '../../domain/order.js';
 import { captureLogger, deleteTopology, shortId, testConfig, waitFor } from './amqp.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 
@@ -61,7 +61,7 @@ export async function startSystem(
   const publisher = new OutboxPublisher({ pool: db.pool, amqp, config, logger });
   publisher.start();
   const temporal = await connectTemporal(config);
-  const bridge = createBridge({ amqp, temporal, config, logger: bridgeCapture.logger });
+  const bridge = createBridge({ amqp, temporal, pool: db.pool, config, logger: bridgeCapture.logger });
   await bridge.start();
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker: Worker = await createOrderWorker({

@@ -20,7 +20,8 @@ import type { OrderView } from '../../api/schemas.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { connectTemporal } from '../../lib/temporal.js';
-import { WORKFLOW_TYPE, orderWorkflowId, type OrderStatus } from '../../workflows/contract.js';
+import type { OrderStatus } from '../../domain/order.js';
+import { WORKFLOW_TYPE, orderWorkflowId } from '../../workflows/contract.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 let db: TestDatabase;

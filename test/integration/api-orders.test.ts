@@ -265,7 +265,8 @@ describe('GET /orders/:id', () => {
     ).json()) as OrderView;
     await db.pool.query(`update orders set status = 'PAID' where id = $1`, [placed.id]);
     await db.pool.query(
-      `insert into payments (order_id, amount, currency, status, reference) values ($1, 19.00, 'USD', 'CAPTURED', 'PAY-1')`,
+      `insert into payments (order_id, amount, currency, status, reference, charge_key)
+       values ($1::uuid, 19.00, 'USD', 'CAPTURED', 'PAY-1', $1::text)`,
       [placed.id],
     );
     await db.pool.query(
@@ -284,9 +285,11 @@ describe('GET /orders/:id', () => {
     expect(order).toMatchObject({
       id: placed.id,
       status: 'PAID',
+      run: 1,
       total: '19.00',
       items: [{ sku: 'MUG-WHT', qty: 2, unitPrice: '9.50', lineTotal: '19.00' }],
       payment: {
+        run: 1,
         status: 'CAPTURED',
         amount: '19.00',
         currency: 'USD',

@@ -78,4 +78,27 @@ describe('cancel through the API, against the running saga', () => {
     expect(String((answer.body.error as { message: string }).message)).toMatch(/OUT_OF_STOCK/);
     expect((await system.getOrder(placed.body.id)).status).toBe('OUT_OF_STOCK');
   });
+
+  it('a cancel whose text PostgreSQL cannot store is a 400; the order is untouched and still ends', async () => {
+    const sku = await createProduct(system.db.pool, { stock: 3 });
+    const placed = await system.placeOrder({
+      customer_id: 'C700',
+      email: 'c700@example.com',
+      items: [{ sku, qty: 1 }],
+    });
+    await waitFor(async () => (await system.getOrder(placed.body.id)).status === 'RESERVED', {
+      what: 'the reservation',
+    });
+    for (const reason of ['stop\u0000now', 'lone \ud800', 'esc\u001b[2J', 'line\nbreak']) {
+      const refused = await cancel(placed.body.id, reason);
+      expect(refused.status).toBe(400);
+      expect(refused.body.error).toMatchObject({ code: 'validation_failed', fields: [{ path: 'reason' }] });
+    }
+    expect((await system.getOrder(placed.body.id)).status).toBe('RESERVED');
+
+    // Nothing is stuck: an ordinary cancel still ends the order, with its stock back.
+    expect((await cancel(placed.body.id, 'changed my mind')).status).toBe(200);
+    expect((await system.waitForFinal(placed.body.id)).status).toBe('CANCELLED');
+    expect(await stockOf(system.db.pool, sku)).toBe(3);
+  });
 });

@@ -27,6 +27,7 @@ beforeAll(async () => {
           if (n <= FAILURES_PER_ORDER) throw new GatewayUnavailableError(`simulated: attempt ${n} failed`);
           return simulated.charge(request);
         },
+        void: (request) => simulated.void(request),
         refund: (request) => simulated.refund(request),
       },
     },

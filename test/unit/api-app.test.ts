@@ -294,3 +294,45 @@ describe('correlation ids and errors', () => {
     });
   });
 });
+
+describe('text the database could not store is refused at the edge', () => {
+  const orderId = '0b7e6c1e-8f4e-4a7c-9a43-3f0f8f7c2b1d';
+  it.each([
+    ['a NUL byte', '"stop\\u0000now"'],
+    ['a lone high surrogate', '"\\ud800"'],
+    ['a lone low surrogate', '"abc\\udfff"'],
+    ['a bell', '"ring\\u0007"'],
+    ['an escape sequence', '"\\u001b[31mred"'],
+    ['a line break (log forging)', '"ok\\nlevel=error forged"'],
+    ['DEL', '"x\\u007f"'],
+    ['a C1 control', '"x\\u0085"'],
+  ])('a cancel reason with %s is a 400 naming the field, before any I/O', async (_what, json) => {
+    const { app } = build();
+    const res = await app.request(`/orders/${orderId}/cancel`, postJson(`{"reason":${json}}`));
+    expect(res.status).toBe(400);
+    const body = (await res.json()) as { error: { code: string; fields: Array<{ path: string }> } };
+    expect(body.error.code).toBe('validation_failed');
+    expect(body.error.fields.map((f) => f.path)).toEqual(['reason']);
+  });
+
+  it('a body that is not UTF-8 is a 400, not a string with replacement characters', async () => {
+    const { app } = build();
+    const bytes = Buffer.concat([Buffer.from('{"reason":"caf'), Buffer.from([0xe9]), Buffer.from('"}')]);
+    const res = await app.request(`/orders/${orderId}/cancel`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: bytes,
+    });
+    expect(res.status).toBe(400);
+    expect(await res.json()).toMatchObject({ error: { code: 'malformed_json' } });
+  });
+
+  it('accepts ordinary text, accents and emoji included (it then needs the database)', async () => {
+    const { app } = build();
+    const res = await app.request(
+      `/orders/${orderId}/cancel`,
+      postJson(JSON.stringify({ reason: 'changé d’avis 🙂' })),
+    );
+    expect(res.status).not.toBe(400); // validation passed; the untouchable database then failed
+  });
+});

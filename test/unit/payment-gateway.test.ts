@@ -43,7 +43,31 @@ describe('simulated payment gateway', () => {
     await expect(gateway.charge(request({ amount: '10000.01' }))).rejects.toMatchObject({
       code: 'LIMIT_EXCEEDED',
     });
-    await expect(gateway.charge(request({ amount: '10000.00' }))).resolves.toBeDefined();
+    await expect(
+      gateway.charge(request({ idempotencyKey: 'order-2', amount: '10000.00' })),
+    ).resolves.toBeDefined();
+  });
+
+  test('replays the first answer under a key, as real gateways do: a decline stays a decline', async () => {
+    const gateway = createSimulatedGateway(config);
+    await expect(gateway.charge(request({ amount: '10000.01' }))).rejects.toMatchObject({
+      code: 'LIMIT_EXCEEDED',
+    });
+    await expect(gateway.charge(request({ amount: '1.00' }))).rejects.toMatchObject({
+      code: 'LIMIT_EXCEEDED',
+    });
+  });
+
+  test('a voided key never captures; a void after a capture reports the capture, to be refunded', async () => {
+    const gateway = createSimulatedGateway(config);
+    expect(await gateway.void({ idempotencyKey: 'void-a', chargeKey: 'a' })).toEqual({ outcome: 'voided' });
+    await expect(gateway.charge(request({ idempotencyKey: 'a' }))).rejects.toMatchObject({ code: 'VOIDED' });
+
+    const { reference } = await gateway.charge(request({ idempotencyKey: 'b' }));
+    expect(await gateway.void({ idempotencyKey: 'void-b', chargeKey: 'b' })).toEqual({
+      outcome: 'captured',
+      reference,
+    });
   });
 
   test('fails transiently at the configured rate, using the injected random source', async () => {

@@ -1,0 +1,89 @@
+/**
+ * The API's reads. They return the response shapes directly (money and timestamps as text made by
+ * PostgreSQL, so nothing passes through a float or loses microseconds).
+ */
+import type { OrderStatus } from '../domain/order.js';
+import type { OrderCursor } from '../api/cursor.js';
+import type { OrderSummary, OrderView } from '../api/schemas.js';
+import type { Queryable } from './pool.js';
+
+/** UTC ISO-8601 with milliseconds, made by PostgreSQL: `2025-01-31T12:00:00.000Z`. */
+const iso = (column: string) => `to_char(${column} at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+/** The exact key for cursors: microseconds, UTC, no zone. */
+const cursorTime = (column: string) => `to_char(${column} at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US')`;
+
+/** The full view of one order: lines, payment, notifications, event timeline; one statement. */
+export async function getOrder(
+  db: Queryable,
+  orderId: string,
+): Promise<Omit<OrderView, 'workflow'> | undefined> {
+  const { rows } = await db.query<Omit<OrderView, 'workflow'>>(
+    `select o.id::text as "id", o.customer_id as "customerId", o.email, o.status,
+            o.status_reason as "statusReason", o.run, o.total::text as total, o.currency::text as currency,
+            o.correlation_id as "correlationId",
+            ${iso('o.created_at')} as "createdAt", ${iso('o.updated_at')} as "updatedAt",
+            coalesce((select json_agg(json_build_object(
+                        'sku', i.sku, 'qty', i.qty, 'unitPrice', i.unit_price::text,
+                        'lineTotal', (i.unit_price * i.qty)::text) order by i.sku)
+                        from order_items i where i.order_id = o.id), '[]'::json) as items,
+            (select json_build_object(
+                      'run', p.run, 'status', p.status, 'amount', p.amount::text, 'currency', p.currency::text,
+                      'reference', p.reference, 'failureReason', p.failure_reason,
+                      'createdAt', ${iso('p.created_at')}, 'updatedAt', ${iso('p.updated_at')})
+               from payments p where p.order_id = o.id order by p.run desc limit 1) as payment,
+            coalesce((select json_agg(json_build_object(
+                        'kind', n.kind, 'run', n.run, 'recipient', n.recipient, 'subject', n.subject,
+                        'createdAt', ${iso('n.created_at')}) order by n.id)
+                        from notifications n where n.order_id = o.id), '[]'::json) as notifications,
+            coalesce((select json_agg(json_build_object(
+                        'eventId', e.event_id::text, 'type', e.type,
+                        'occurredAt', coalesce(e.payload ->> 'occurredAt', ${iso('e.created_at')}),
+                        'published', e.status = 'PUBLISHED', 'publishedAt', ${iso('e.published_at')})
+                        order by e.id)
+                        from event_outbox e where e.order_id = o.id), '[]'::json) as events
+       from orders o
+      where o.id = $1::uuid`,
+    [orderId],
+  );
+  return rows[0];
+}
+
+export interface ListOrdersFilter {
+  status?: OrderStatus | undefined;
+  customerId?: string | undefined;
+  after?: OrderCursor | undefined;
+  limit: number;
+}
+
+/** One page, newest first; `next` is the key of the last row when more rows follow. */
+export async function listOrders(
+  db: Queryable,
+  filter: ListOrdersFilter,
+): Promise<{ orders: OrderSummary[]; next: OrderCursor | null }> {
+  const where: string[] = [];
+  const params: unknown[] = [];
+  const param = (value: unknown) => `$${params.push(value)}`;
+  if (filter.status !== undefined) where.push(`status = ${param(filter.status)}`);
+  if (filter.customerId !== undefined) where.push(`customer_id = ${param(filter.customerId)}`);
+  if (filter.after !== undefined) {
+    where.push(
+      `(created_at, id) < (${param(filter.after.createdAt)}::timestamp at time zone 'utc', ${param(filter.after.id)}::uuid)`,
+    );
+  }
+  // One extra row tells whether there is a next page without a count.
+  const limit = param(filter.limit + 1);
+  const { rows } = await db.query<OrderSummary & { cursorTime: string }>(
+    `select id::text as "id", customer_id as "customerId", status, total::text as total,
+            currency::text as currency, ${iso('created_at')} as "createdAt", ${iso('updated_at')} as "updatedAt",
+            ${cursorTime('created_at')} as "cursorTime"
+       from orders
+      ${where.length > 0 ? `where ${where.join(' and ')}` : ''}
+      order by created_at desc, id desc
+      limit ${limit}::int`,
+    params,
+  );
+  const page = rows.slice(0, filter.limit);
+  const last = page[page.length - 1];
+  const next = rows.length > filter.limit && last ? { createdAt: last.cursorTime, id: last.id } : null;
+  return { orders: page.map(({ cursorTime: _unused, ...summary }) => summary), next };
+}

@@ -1,0 +1,182 @@
+/**
+ * Payment intents, one per saga run (domain/payment.ts has the states). Every statement says which
+ * states it moves from, so a late or repeated writer changes nothing it should not.
+ */
+import type { PaymentFailureCode } from '../lib/events.js';
+import type { PaymentStatus } from '../domain/payment.js';
+import type { Queryable } from './pool.js';
+
+export interface PaymentRow {
+  run: number;
+  status: PaymentStatus;
+  charge_key: string;
+  reference: string | null;
+  amount: string;
+  currency: string;
+}
+
+const COLUMNS = 'run, status, charge_key, reference, amount::text as amount, currency';
+
+export async function findPayment(
+  db: Queryable,
+  orderId: string,
+  run: number,
+): Promise<PaymentRow | undefined> {
+  const { rows } = await db.query<PaymentRow>(
+    `select ${COLUMNS} from payments where order_id = $1::uuid and run = $2`,
+    [orderId, run],
+  );
+  return rows[0];
+}
+
+/** The status of every run's payment intent, oldest run first. */
+export async function paymentStatuses(db: Queryable, orderId: string): Promise<PaymentStatus[]> {
+  const { rows } = await db.query<{ status: PaymentStatus }>(
+    'select status from payments where order_id = $1::uuid order by run',
+    [orderId],
+  );
+  return rows.map((r) => r.status);
+}
+
+/**
+ * The run's intent to charge, committed before the gateway is called (CHARGING), unless the run
+ * already has one; returns the run's intent as it now stands.
+ */
+export async function openChargeIntent(
+  db: Queryable,
+  intent: { orderId: string; run: number; amount: string; currency: string; chargeKey: string },
+): Promise<PaymentRow> {
+  await db.query(
+    `insert into payments (order_id, run, amount, currency, charge_key, status)
+     values ($1::uuid, $2, $3::numeric, $4, $5, 'CHARGING')
+     on conflict (order_id, run) do nothing`,
+    [intent.orderId, intent.run, intent.amount, intent.currency, intent.chargeKey],
+  );
+  return (await findPayment(db, intent.orderId, intent.run))!;
+}
+
+/**
+ * An attempt is about to call the gateway: until its answer is known, it may take money. Taken in
+ * the transaction that checked the order, under its lock, so a compensation that runs after the
+ * order left RESERVED sees every attempt that may have reached the gateway.
+ */
+export async function beginChargeAttempt(db: Queryable, orderId: string, run: number): Promise<void> {
+  await db.query(
+    `update payments set attempts_in_doubt = attempts_in_doubt + 1, updated_at = now()
+     where order_id = $1::uuid and run = $2 and status = 'CHARGING'`,
+    [orderId, run],
+  );
+}
+
+/**
+ * The gateway said this attempt did not reach it: one fewer in doubt. When none is left, no attempt
+ * can have taken money and the intent is removed; while an earlier attempt (a lost answer, a crash)
+ * is still in doubt, the intent stays CHARGING, for the compensation to void.
+ */
+export async function endAttemptNotReached(db: Queryable, orderId: string, run: number): Promise<void> {
+  await db.query(
+    `update payments set attempts_in_doubt = attempts_in_doubt - 1, updated_at = now()
+     where order_id = $1::uuid and run = $2 and status = 'CHARGING' and attempts_in_doubt > 0`,
+    [orderId, run],
+  );
+  await db.query(
+    `delete from payments where order_id = $1::uuid and run = $2 and status = 'CHARGING' and attempts_in_doubt = 0`,
+    [orderId, run],
+  );
+}
+
+/** The gateway's final no to a charge still CHARGING. */
+export async function markDeclined(
+  db: Queryable,
+  orderId: string,
+  run: number,
+  reason: string,
+): Promise<void> {
+  await db.query(
+    `update payments set status = 'DECLINED', failure_reason = $3, updated_at = now()
+     where order_id = $1::uuid and run = $2 and status = 'CHARGING'`,
+    [orderId, run, reason],
+  );
+}
+
+/**
+ * The capture, recorded whatever the order's status (the money was taken). False when the intent was
+ * settled meanwhile (DECLINED, VOIDED, REFUNDED): the capture landed late and must be given back.
+ */
+export async function markCaptured(
+  db: Queryable,
+  orderId: string,
+  run: number,
+  reference: string,
+): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update payments set status = 'CAPTURED', reference = $3, updated_at = now()
+     where order_id = $1::uuid and run = $2 and status in ('CHARGING', 'CAPTURED', 'VOIDED')`,
+    [orderId, run, reference],
+  );
+  return rowCount === 1;
+}
+
+/**
+ * The run's payment failed. A decline is the gateway's final word (DECLINED); a deadline is not: an
+ * attempt may have reached the gateway, so a CHARGING intent stays CHARGING for the compensation to
+ * void. A run that never opened an intent gets a DECLINED row recording why.
+ */
+export async function recordPaymentFailure(
+  db: Queryable,
+  failure: {
+    orderId: string;
+    run: number;
+    amount: string;
+    currency: string;
+    chargeKey: string;
+    code: PaymentFailureCode;
+    reason: string;
+  },
+): Promise<void> {
+  await db.query(
+    `insert into payments (order_id, run, amount, currency, charge_key, status, failure_reason)
+     values ($1::uuid, $2, $3::numeric, $4, $5, 'DECLINED', $6)
+     on conflict (order_id, run) do update
+       set status = case when $7 = 'DECLINED' then 'DECLINED' else payments.status end,
+           failure_reason = excluded.failure_reason, updated_at = now()
+       where payments.status = 'CHARGING'`,
+    [
+      failure.orderId,
+      failure.run,
+      failure.amount,
+      failure.currency,
+      failure.chargeKey,
+      `${failure.code}: ${failure.reason}`,
+      failure.code,
+    ],
+  );
+}
+
+/** A charge of unknown outcome, voided at the gateway. */
+export async function markVoided(db: Queryable, orderId: string, run: number): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update payments set status = 'VOIDED', updated_at = now()
+     where order_id = $1::uuid and run = $2 and status = 'CHARGING'`,
+    [orderId, run],
+  );
+  return rowCount === 1;
+}
+
+/**
+ * A capture given back (the gateway's refund succeeded); false if it was recorded already. From
+ * VOIDED too: a capture that landed after its intent was voided, refunded at once.
+ */
+export async function markRefunded(
+  db: Queryable,
+  orderId: string,
+  run: number,
+  reference: string,
+): Promise<boolean> {
+  const { rowCount } = await db.query(
+    `update payments set status = 'REFUNDED', reference = coalesce(reference, $3), updated_at = now()
+     where order_id = $1::uuid and run = $2 and status in ('CHARGING', 'CAPTURED', 'VOIDED')`,
+    [orderId, run, reference],
+  );
+  return rowCount === 1;
+}

@@ -1,0 +1,120 @@
+/**
+ * The order's life as one state machine: its statuses, which may follow which, and the named rules
+ * the API, the saga (its update validators) and the activities all ask. Pure and deterministic, so
+ * workflow code imports it too; the guarded SQL in db/orders.ts takes its allowed "from" lists here.
+ */
+import { moneyIsHeld, type PaymentStatus } from './payment.js';
+
+export const ORDER_STATUSES = [
+  'PENDING',
+  'RESERVED',
+  'PAID',
+  'COMPLETED',
+  'OUT_OF_STOCK',
+  'PAYMENT_FAILED',
+  'CANCELLED',
+] as const;
+export type OrderStatus = (typeof ORDER_STATUSES)[number];
+
+export type FinalStatus = Extract<OrderStatus, 'COMPLETED' | 'OUT_OF_STOCK' | 'PAYMENT_FAILED' | 'CANCELLED'>;
+export const FINAL_STATUSES: ReadonlySet<OrderStatus> = new Set<FinalStatus>([
+  'COMPLETED',
+  'OUT_OF_STOCK',
+  'PAYMENT_FAILED',
+  'CANCELLED',
+]);
+export const isFinal = (status: OrderStatus): status is FinalStatus => FINAL_STATUSES.has(status);
+
+/**
+ * Which statuses each status may be entered from, unconditionally: `transitionOrder` (db/orders.ts)
+ * moves an order only from one of these.
+ */
+export const TRANSITIONS: Readonly<Record<OrderStatus, readonly OrderStatus[]>> = {
+  PENDING: [],
+  RESERVED: ['PENDING'],
+  OUT_OF_STOCK: ['PENDING'],
+  PAID: ['RESERVED'],
+  PAYMENT_FAILED: ['RESERVED'],
+  COMPLETED: ['PAID'],
+  CANCELLED: ['PENDING', 'RESERVED'],
+};
+
+/**
+ * The transitions that hold only under a condition the status alone cannot show; each is taken by
+ * its own guarded statement in db/orders.ts, which checks the condition in the same `where`.
+ */
+export const GUARDED_TRANSITIONS = {
+  /** A charge completed while the cancel was under way, and the compensation refunded it. */
+  refundedPaidToCancelled: { from: ['PAID'], to: 'CANCELLED', when: 'paidOrderMayBeCancelled' },
+  /** An operator's retry: the order runs again from the start, as a new run. */
+  retry: { from: ['PENDING', 'RESERVED', 'PAYMENT_FAILED'], to: 'PENDING', when: 'mayBeRetried' },
+} as const satisfies Record<string, { from: readonly OrderStatus[]; to: OrderStatus; when: string }>;
+
+/** Whether the state machine has an edge from `from` to `to` at all (guarded or not). */
+export function mayEnter(from: OrderStatus, to: OrderStatus): boolean {
+  if (TRANSITIONS[to].includes(from)) return true;
+  return Object.values(GUARDED_TRANSITIONS).some(
+    (t) => t.to === to && (t.from as readonly OrderStatus[]).includes(from),
+  );
+}
+
+/** PAID → CANCELLED: only when the capture of the order's current run was refunded. */
+export function paidOrderMayBeCancelled(payment: PaymentStatus | undefined): boolean {
+  return payment === 'REFUNDED';
+}
+
+/**
+ * Whether the order's stock is sold: it is paid and the capture stands. A compensation never gives
+ * sold stock back (a stray run of a completed order must not mint stock); an order whose capture was
+ * refunded (cancelled while the charge completed) gives it back.
+ */
+export function stockIsSold(status: OrderStatus, payment: PaymentStatus | undefined): boolean {
+  return status === 'COMPLETED' || (status === 'PAID' && payment !== 'REFUNDED');
+}
+
+/** A rule's answer: allowed, or refused with a reason written for the person who asked. */
+export type Verdict = { ok: true } | { ok: false; reason: string };
+const allowed: Verdict = { ok: true };
+const refused = (reason: string): Verdict => ({ ok: false, reason });
+
+/**
+ * May the order be cancelled now? Once paid it is too late (the customer was charged and the order
+ * goes on to completion); a final order cannot change. The saga's validator adds what only it knows
+ * (`compensating`: it is already undoing the order).
+ */
+export function mayBeCancelledNow(status: OrderStatus, { compensating = false } = {}): Verdict {
+  if (status === 'PAID' || status === 'COMPLETED') return refused('too late: order is already paid');
+  if (isFinal(status) || compensating) return refused(`too late: order has already ended (${status})`);
+  return allowed;
+}
+
+/** What `mayBeRetried` needs to know about an order. */
+export interface RetryFacts {
+  status: OrderStatus;
+  /** Whether a saga run of the order is open (running) right now. */
+  runOpen: boolean;
+  /** The status of every payment intent of every run of the order. */
+  payments: readonly PaymentStatus[];
+}
+
+/**
+ * May an operator run the order again? Yes for a payment that failed with no money taken, and for an
+ * order left unfinished by a run that failed (a compensation that failed, a bad deploy): nothing is
+ * running for it and no money is held or of unknown fate. Everything else is refused with the reason.
+ * A retry starts a new run (its own charge key, events and notifications); stock still held by the
+ * failed run is taken over by the new one, not reserved twice.
+ */
+export function mayBeRetried({ status, runOpen, payments }: RetryFacts): Verdict {
+  if (status === 'COMPLETED' || status === 'CANCELLED' || status === 'OUT_OF_STOCK') {
+    return refused(`order is ${status}: there is nothing to retry`);
+  }
+  if (runOpen) return refused(`the order's run is still going (${status}); wait for it to end`);
+  const held = payments.filter(moneyIsHeld);
+  if (held.length > 0) {
+    return refused(
+      `a payment of this order is ${held.join(', ')}: money is held or its fate unknown; ` +
+        'settle it (reset the run to let its compensation run) before retrying',
+    );
+  }
+  return allowed;
+}

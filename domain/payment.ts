@@ -1,0 +1,30 @@
+/**
+ * The payment intent of one saga run, and the keys the gateway knows it by. Pure and deterministic.
+ *
+ *   CHARGING ─► CAPTURED ─► REFUNDED      a capture, given back by a compensation
+ *       │└────► DECLINED                  the gateway's final no: nothing taken
+ *       └─────► VOIDED                    outcome unknown (lost answer, deadline): voided by its key
+ *
+ * CHARGING is committed before the gateway is called and stays until the gateway's answer is known,
+ * so a charge whose answer was lost is never forgotten: the compensation voids it.
+ */
+export const PAYMENT_STATUSES = ['CHARGING', 'CAPTURED', 'DECLINED', 'VOIDED', 'REFUNDED'] as const;
+export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
+
+/** Money taken (CAPTURED) or possibly taken (CHARGING): must be settled before anything else. */
+export function moneyIsHeld(status: PaymentStatus): boolean {
+  return status === 'CAPTURED' || status === 'CHARGING';
+}
+
+/**
+ * The idempotency key of a run's charge. Run 1 keeps the bare order id, the key charges had before
+ * runs existed, so a charge of an order placed before then is still voided or refunded by its key; a
+ * retry (run 2, …) charges under a key of its own, so the gateway does not replay run 1's answer.
+ */
+export function chargeKey(orderId: string, run: number): string {
+  return run === 1 ? orderId : `${orderId}:run-${run}`;
+}
+
+/** Void and refund are separate operations at the gateway, with keys of their own. */
+export const voidKey = (charge: string): string => `void-${charge}`;
+export const refundKey = (charge: string): string => `refund-${charge}`;

@@ -1,0 +1,19 @@
+/**
+ * Text a client sends that the system stores, logs or shows to someone: it must be text PostgreSQL
+ * can store (no NUL byte, well-formed Unicode: no lone UTF-16 surrogates, which JSON can carry but
+ * UTF-8 cannot) and free of control characters (which forge log lines and terminal output). One
+ * rule for the API's validation and the saga's update validator. Pure and deterministic.
+ */
+
+// C0 and C1 control characters and DEL (Unicode category Cc), line breaks included: every text field
+// this applies to is a single line.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
+
+/** What is wrong with `text`, written to follow a field name ("reason must …"), or undefined. */
+export function textProblem(text: string): string | undefined {
+  if (LONE_SURROGATE.test(text)) return 'must be well-formed Unicode (it holds a lone surrogate)';
+  if (CONTROL.test(text)) return 'must not contain control characters';
+  return undefined;
+}

@@ -1,0 +1,274 @@
+/**
+ * Issue: every effect safe against a run that should not be doing it. The saga's activities against
+ * a real PostgreSQL, called the way a stray run, a reset, a retried order or a zombie attempt would
+ * call them, with a fake gateway that keeps real gateways' promises (first answer replayed per key,
+ * voids final): stock and money must come out right under each interleaving.
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createActivities, type Activities } from '../../activities/index.js';
+import { createLogger } from '../../lib/logger.js';
+import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { ledgerGateway, type LedgerGateway } from '../workflow/fixtures/gateways.js';
+import {
+  createOrder,
+  notificationKinds,
+  orderStatus,
+  outboxTypes,
+  paymentStatus,
+  stockOf,
+  type TestOrder,
+} from '../workflow/fixtures/orders.js';
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db?.drop();
+});
+
+function activitiesWith(gateway: LedgerGateway): Activities {
+  return createActivities({ pool: db.pool, gateway, logger: createLogger('safety-test', 'silent') });
+}
+
+const step = (order: TestOrder, run = 1) => ({
+  orderId: order.orderId,
+  correlationId: order.correlationId,
+  run,
+});
+
+async function reserved(
+  acts: Activities,
+  { qty = 2, stock = 5, customerId }: { qty?: number; stock?: number; customerId?: string } = {},
+) {
+  const sku = await createProduct(db.pool, { stock });
+  const order = await createOrder(db.pool, { items: [{ sku, qty }], ...(customerId ? { customerId } : {}) });
+  expect(await acts.reserveInventory(step(order))).toMatchObject({ outcome: 'RESERVED' });
+  return { sku, order };
+}
+
+/** Everything a stray run could disturb, to compare before and after. */
+async function snapshot(order: TestOrder, sku: string) {
+  return {
+    stock: await stockOf(db.pool, sku),
+    status: await orderStatus(db.pool, order.orderId),
+    payment: await paymentStatus(db.pool, order.orderId),
+    events: await outboxTypes(db.pool, order.orderId),
+    notifications: await notificationKinds(db.pool, order.orderId),
+  };
+}
+
+/** An operator's retry, as far as the activities can tell: the order moved on to another run. */
+async function moveToRun(order: TestOrder, run: number): Promise<void> {
+  await db.pool.query('update orders set run = $2 where id = $1::uuid', [order.orderId, run]);
+}
+
+describe('a run that is not the order’s own changes nothing', () => {
+  test('the compensations of a second run of a COMPLETED order give back neither stock nor money', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { sku, order } = await reserved(acts);
+    await acts.chargePayment(step(order));
+    await acts.notifyCustomer({ ...step(order), kind: 'order-completed' });
+    await acts.completeOrder(step(order));
+    const before = await snapshot(order, sku);
+    expect(before).toMatchObject({ stock: 3, status: 'COMPLETED', payment: 'CAPTURED' });
+
+    // A second run (a reset to the first workflow task, a start after retention, a replayed
+    // order.placed): its forward steps answer from the record, its compensations find nothing.
+    expect(await acts.reserveInventory(step(order))).toMatchObject({ outcome: 'RESERVED' });
+    expect(await acts.releaseInventory({ ...step(order), reason: 'stray' })).toMatchObject({
+      released: false,
+    });
+    expect(await acts.refundPayment({ ...step(order), reason: 'stray' })).toMatchObject({ refunded: false });
+    expect(await acts.chargePayment(step(order))).toMatchObject({ reference: `ledger_${order.orderId}` });
+    await acts.completeOrder(step(order));
+
+    expect(await snapshot(order, sku)).toEqual(before);
+    expect(gateway.captures).toBe(1);
+    expect(gateway.held.size).toBe(1); // the customer paid once, for the order they got
+    expect(gateway.calls.refund).toEqual([]);
+  });
+
+  test('a stale run (the order was retried since) may not reserve, charge, fail, complete or cancel', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const sku = await createProduct(db.pool, { stock: 5 });
+    const order = await createOrder(db.pool, { items: [{ sku, qty: 1 }] });
+    await moveToRun(order, 2);
+    const before = await snapshot(order, sku);
+
+    const stale = step(order, 1);
+    await expect(acts.reserveInventory(stale)).rejects.toMatchObject({
+      type: 'StaleRun',
+      nonRetryable: true,
+    });
+    await expect(acts.chargePayment(stale)).rejects.toMatchObject({ type: 'StaleRun' });
+    await expect(acts.failPayment({ ...stale, code: 'DECLINED', reason: 'x' })).rejects.toMatchObject({
+      type: 'StaleRun',
+    });
+    await expect(acts.completeOrder(stale)).rejects.toMatchObject({ type: 'StaleRun' });
+    await expect(acts.cancelOrder({ ...stale, reason: 'x' })).rejects.toMatchObject({ type: 'StaleRun' });
+    expect(await acts.notifyCustomer({ ...stale, kind: 'order-cancelled' })).toMatchObject({ sent: false });
+    expect(await snapshot(order, sku)).toEqual(before);
+  });
+
+  test('a stale run’s compensation leaves the stock the new run holds alone', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const sku = await createProduct(db.pool, { stock: 5 });
+    const order = await createOrder(db.pool, { items: [{ sku, qty: 2 }] });
+    await moveToRun(order, 2);
+    expect(await acts.reserveInventory(step(order, 2))).toMatchObject({ outcome: 'RESERVED' });
+    expect(await acts.releaseInventory({ ...step(order, 1), reason: 'stray' })).toMatchObject({
+      released: false,
+      skipped: expect.stringMatching(/run 2/),
+    });
+    expect(await stockOf(db.pool, sku)).toBe(3);
+  });
+
+  test('a retried order’s new run takes over the stock its failed run still holds, not a second share', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const { sku, order } = await reserved(acts, { qty: 2, stock: 5 });
+    // Run 1 failed with its stock held (its release compensation failed); the order is retried.
+    await db.pool.query(`update orders set run = 2, status = 'PENDING' where id = $1::uuid`, [order.orderId]);
+    expect(await acts.reserveInventory(step(order, 2))).toMatchObject({ outcome: 'RESERVED' });
+    expect(await stockOf(db.pool, sku)).toBe(3);
+    // Run 2 now owns it: its release gives it back once, run 1's does nothing.
+    expect(await acts.releaseInventory({ ...step(order, 1), reason: 'stray' })).toMatchObject({
+      released: false,
+    });
+    expect(await acts.releaseInventory({ ...step(order, 2), reason: 'failed' })).toMatchObject({
+      released: true,
+    });
+    expect(await acts.releaseInventory({ ...step(order, 2), reason: 'failed' })).toMatchObject({
+      released: true,
+    });
+    expect(await stockOf(db.pool, sku)).toBe(5);
+  });
+
+  test('a retried order charges under a key of its own, so the gateway does not replay run 1’s decline', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { order } = await reserved(acts);
+    await acts.failPayment({ ...step(order), code: 'DEADLINE_EXCEEDED', reason: 'deadline' });
+    await db.pool.query(`update orders set run = 2, status = 'RESERVED' where id = $1::uuid`, [
+      order.orderId,
+    ]);
+    await acts.chargePayment(step(order, 2));
+    expect(gateway.calls.charge).toEqual([`${order.orderId}:run-2`]);
+    expect(await orderStatus(db.pool, order.orderId)).toBe('PAID');
+  });
+});
+
+describe('money cannot be forgotten', () => {
+  test('a capture whose answer was lost stays on record when the next attempt finds the gateway down, and is given back', async () => {
+    const gateway = ledgerGateway('lose-answers');
+    const acts = activitiesWith(gateway);
+    const { order } = await reserved(acts);
+
+    await expect(acts.chargePayment(step(order))).rejects.toThrow(/socket hang up/); // money taken
+    gateway.mode = 'down';
+    await expect(acts.chargePayment(step(order))).rejects.toMatchObject({ type: 'GatewayUnavailable' });
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('CHARGING'); // not forgotten
+
+    const reason = 'payment not captured in time';
+    await acts.failPayment({ ...step(order), code: 'DEADLINE_EXCEEDED', reason });
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('CHARGING');
+    gateway.mode = 'up';
+    expect(await acts.refundPayment({ ...step(order), reason })).toEqual({ refunded: true });
+    expect(await acts.refundPayment({ ...step(order), reason })).toEqual({ refunded: true }); // a retry
+
+    expect(gateway.held.size).toBe(0); // the customer has their money back
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('REFUNDED');
+    // Void and refund each under a key of its own, never the charge's.
+    expect(gateway.calls.void).toEqual([`void-${order.orderId}`]);
+    expect(gateway.calls.refund).toEqual([`refund-${order.orderId}`]);
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'payment.failed',
+      'payment.refunded',
+    ]);
+  });
+
+  test('a void is final: an attempt still in flight at the gateway cannot capture after it', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { order } = await reserved(acts);
+    let release!: () => void;
+    let entered!: () => void;
+    const inFlight = new Promise<void>((resolve) => (entered = resolve));
+    gateway.hooks.beforeDecision = () => {
+      entered();
+      return new Promise<void>((resolve) => (release = resolve));
+    };
+    const zombie = acts.chargePayment(step(order)).catch((err: unknown) => err);
+    await inFlight; // the intent is committed and the call is at the gateway, undecided
+
+    await acts.failPayment({ ...step(order), code: 'DEADLINE_EXCEEDED', reason: 'deadline' });
+    expect(await acts.refundPayment({ ...step(order), reason: 'deadline' })).toEqual({
+      refunded: false,
+      voided: true,
+    });
+    release();
+    expect(await zombie).toMatchObject({ type: 'PaymentDeclined' });
+
+    expect(gateway.captures).toBe(0);
+    expect(gateway.held.size).toBe(0);
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('VOIDED');
+  });
+
+  test('a capture that landed before the void but was recorded after it is refunded once', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { order } = await reserved(acts);
+    let release!: () => void;
+    let decided!: () => void;
+    const captured = new Promise<void>((resolve) => (decided = resolve));
+    gateway.hooks.beforeAnswer = () => {
+      decided();
+      return new Promise<void>((resolve) => (release = resolve));
+    };
+    const zombie = acts.chargePayment(step(order)).catch((err: unknown) => err);
+    await captured; // the gateway took the money; its answer has not reached the activity yet
+    gateway.hooks = {};
+
+    await acts.failPayment({ ...step(order), code: 'DEADLINE_EXCEEDED', reason: 'deadline' });
+    expect(await acts.refundPayment({ ...step(order), reason: 'deadline' })).toEqual({ refunded: true });
+    release();
+    expect(await zombie).toMatchObject({ type: 'InvalidOrderStatus' }); // it found the payment settled
+
+    expect(gateway.held.size).toBe(0);
+    expect(new Set(gateway.calls.refund)).toEqual(new Set([`refund-${order.orderId}`]));
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('REFUNDED');
+    expect(await orderStatus(db.pool, order.orderId)).toBe('PAYMENT_FAILED');
+    expect((await outboxTypes(db.pool, order.orderId)).filter((t) => t === 'payment.refunded')).toHaveLength(
+      1,
+    );
+  });
+
+  test('the capture of a COMPLETED order is never refunded by a compensation', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { order } = await reserved(acts);
+    await acts.chargePayment(step(order));
+    await acts.completeOrder(step(order));
+    expect(await acts.refundPayment({ ...step(order), reason: 'stray' })).toMatchObject({ refunded: false });
+    expect(gateway.held.size).toBe(1);
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('CAPTURED');
+  });
+});
+
+describe('text PostgreSQL cannot store', () => {
+  test('fails the step at once as a non-retryable DataError, changing nothing', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const { sku, order } = await reserved(acts);
+    const before = await snapshot(order, sku);
+    await expect(acts.cancelOrder({ ...step(order), reason: 'bad\u0000reason' })).rejects.toMatchObject({
+      type: 'DataError',
+      nonRetryable: true,
+    });
+    await expect(acts.releaseInventory({ ...step(order), reason: 'bad\u0000reason' })).rejects.toMatchObject({
+      type: 'DataError',
+    });
+    expect(await snapshot(order, sku)).toEqual(before);
+  });
+});

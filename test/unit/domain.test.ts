@@ -1,0 +1,140 @@
+/** The order and payment state machines and their named rules (domain/). */
+import { describe, expect, it } from 'vitest';
+import {
+  FINAL_STATUSES,
+  ORDER_STATUSES,
+  mayBeCancelledNow,
+  mayBeRetried,
+  mayEnter,
+  paidOrderMayBeCancelled,
+  stockIsSold,
+} from '../../domain/order.js';
+import { chargeKey, moneyIsHeld, refundKey, voidKey } from '../../domain/payment.js';
+import { textProblem } from '../../domain/text.js';
+
+describe('order state machine', () => {
+  it('has the edges of the saga, the refunded PAID → CANCELLED rule and the retry, and no others', () => {
+    const edges = ORDER_STATUSES.flatMap((from) =>
+      ORDER_STATUSES.filter((to) => mayEnter(from, to)).map((to) => `${from}→${to}`),
+    );
+    expect(edges.sort()).toEqual(
+      [
+        'PENDING→RESERVED',
+        'PENDING→OUT_OF_STOCK',
+        'PENDING→CANCELLED',
+        'PENDING→PENDING', // a retry of a run that failed before reserving
+        'RESERVED→PAID',
+        'RESERVED→PAYMENT_FAILED',
+        'RESERVED→CANCELLED',
+        'RESERVED→PENDING', // a retry of a run that failed holding stock
+        'PAID→COMPLETED',
+        'PAID→CANCELLED', // only once refunded
+        'PAYMENT_FAILED→PENDING', // a retry
+      ].sort(),
+    );
+  });
+
+  it('a final order leaves only by a retry, and only PAYMENT_FAILED may be retried', () => {
+    for (const status of FINAL_STATUSES) {
+      const exits = ORDER_STATUSES.filter((to) => mayEnter(status, to));
+      expect(exits).toEqual(status === 'PAYMENT_FAILED' ? ['PENDING'] : []);
+    }
+  });
+
+  it('PAID may be cancelled only once its capture was refunded', () => {
+    expect(paidOrderMayBeCancelled('REFUNDED')).toBe(true);
+    for (const p of ['CAPTURED', 'CHARGING', 'VOIDED', 'DECLINED', undefined] as const) {
+      expect(paidOrderMayBeCancelled(p)).toBe(false);
+    }
+  });
+
+  it('stock is sold once the order is paid and the capture stands', () => {
+    expect(stockIsSold('COMPLETED', 'CAPTURED')).toBe(true);
+    expect(stockIsSold('PAID', 'CAPTURED')).toBe(true);
+    expect(stockIsSold('PAID', 'REFUNDED')).toBe(false);
+    expect(stockIsSold('RESERVED', 'CHARGING')).toBe(false);
+    expect(stockIsSold('PAYMENT_FAILED', 'VOIDED')).toBe(false);
+  });
+});
+
+describe('may be cancelled now', () => {
+  it('before payment yes; once paid or final no, with the reason', () => {
+    expect(mayBeCancelledNow('PENDING')).toEqual({ ok: true });
+    expect(mayBeCancelledNow('RESERVED')).toEqual({ ok: true });
+    expect(mayBeCancelledNow('RESERVED', { compensating: true })).toMatchObject({ ok: false });
+    expect(mayBeCancelledNow('PAID')).toEqual({ ok: false, reason: 'too late: order is already paid' });
+    expect(mayBeCancelledNow('COMPLETED')).toEqual({ ok: false, reason: 'too late: order is already paid' });
+    expect(mayBeCancelledNow('OUT_OF_STOCK')).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/OUT_OF_STOCK/),
+    });
+  });
+});
+
+describe('may be retried', () => {
+  const facts = { runOpen: false, payments: [] };
+  it('a payment that failed with no money taken: yes', () => {
+    expect(mayBeRetried({ ...facts, status: 'PAYMENT_FAILED', payments: ['DECLINED'] })).toEqual({
+      ok: true,
+    });
+    expect(mayBeRetried({ ...facts, status: 'PAYMENT_FAILED', payments: ['VOIDED', 'REFUNDED'] })).toEqual({
+      ok: true,
+    });
+  });
+
+  it('an order left unfinished by a run that failed: yes', () => {
+    expect(mayBeRetried({ ...facts, status: 'RESERVED' })).toEqual({ ok: true });
+    expect(mayBeRetried({ ...facts, status: 'PENDING' })).toEqual({ ok: true });
+  });
+
+  it('refuses completed, cancelled and out-of-stock orders, a run still going, and money held or in doubt', () => {
+    for (const status of ['COMPLETED', 'CANCELLED', 'OUT_OF_STOCK'] as const) {
+      expect(mayBeRetried({ ...facts, status })).toMatchObject({
+        ok: false,
+        reason: expect.stringContaining(status),
+      });
+    }
+    expect(mayBeRetried({ ...facts, status: 'RESERVED', runOpen: true })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/still going/),
+    });
+    expect(mayBeRetried({ ...facts, status: 'PAYMENT_FAILED', payments: ['CHARGING'] })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/CHARGING/),
+    });
+    expect(mayBeRetried({ ...facts, status: 'PAID', payments: ['CAPTURED'] })).toMatchObject({ ok: false });
+  });
+});
+
+describe('payment keys', () => {
+  it('run 1 charges under the order id (as before runs existed); later runs under keys of their own', () => {
+    expect(chargeKey('o-1', 1)).toBe('o-1');
+    expect(chargeKey('o-1', 2)).toBe('o-1:run-2');
+    expect(new Set([voidKey('o-1'), refundKey('o-1'), chargeKey('o-1', 1)]).size).toBe(3);
+  });
+
+  it('money is held while captured or in doubt', () => {
+    expect(
+      ['CHARGING', 'CAPTURED', 'DECLINED', 'VOIDED', 'REFUNDED'].filter((s) => moneyIsHeld(s as never)),
+    ).toEqual(['CHARGING', 'CAPTURED']);
+  });
+});
+
+describe('storable text', () => {
+  it.each([
+    ['nul', 'a\u0000b', /control/],
+    ['bell', 'a\u0007', /control/],
+    ['newline', 'a\nb', /control/],
+    ['C1', '\u0085', /control/],
+    ['lone high surrogate', 'x\ud800', /well-formed/],
+    ['lone low surrogate', '\udc00x', /well-formed/],
+  ])('refuses %s', (_name, text, problem) => {
+    expect(textProblem(text)).toMatch(problem);
+  });
+
+  it('accepts ordinary text, accents, emoji (a surrogate pair) and tabs-free punctuation', () => {
+    for (const text of ['changed my mind', 'changé d’avis', 'too big 🙂', '100% — sure?']) {
+      expect(textProblem(text)).toBeUndefined();
+    }
+  });
+});

@@ -1,6 +1,7 @@
 /**
- * The API's one conversation with the order saga: the cancel Update. Behind a small interface so
- * routes never see Temporal errors, and unit tests can stand in for Temporal.
+ * The API's conversations with the order saga: the cancel Update, and asking which run is the latest
+ * (for a retry). Behind a small interface so routes never see Temporal errors, and unit tests can
+ * stand in for Temporal.
  */
 import {
   ServiceError,
@@ -10,6 +11,7 @@ import {
 } from '@temporalio/client';
 import { ApplicationFailure, WorkflowNotFoundError } from '@temporalio/common';
 import type { OrderStatus } from '../domain/order.js';
+import { latestOrderRun } from '../lib/temporal.js';
 import { cancelUpdate, orderWorkflowId } from '../workflows/contract.js';
 import { FAILURE_TYPES } from '../workflows/failures.js';
 
@@ -25,8 +27,14 @@ export type WorkflowCancelOutcome =
   /** Temporal itself could not be reached. */
   | { kind: 'unavailable' };
 
+/** The order's latest run as Temporal sees it, or why Temporal could not say. */
+export type LatestRunOutcome =
+  { kind: 'found'; run: number; open: boolean } | { kind: 'none' } | { kind: 'unavailable' };
+
 export interface OrderWorkflows {
   cancel(orderId: string, reason: string): Promise<WorkflowCancelOutcome>;
+  /** For a retry: is a run of the order open, and which run is the latest. */
+  latestRun(orderId: string): Promise<LatestRunOutcome>;
 }
 
 const GENERIC_REJECTION = "The order's workflow refused the cancel.";
@@ -52,6 +60,17 @@ export function createTemporalOrderWorkflows(
         return { kind: 'accepted', status: accepted.status };
       } catch (err) {
         return classifyCancelError(err);
+      }
+    },
+    async latestRun(orderId) {
+      try {
+        const latest = await client.withDeadline(Date.now() + timeoutMs, () =>
+          latestOrderRun(client, orderId),
+        );
+        return latest ? { kind: 'found', run: latest.run, open: latest.open } : { kind: 'none' };
+      } catch (err) {
+        if (err instanceof ServiceError) return { kind: 'unavailable' };
+        throw err;
       }
     },
   };

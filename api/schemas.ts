@@ -134,6 +134,17 @@ export const CancelOrderBodySchema = z
   })
   .openapi('CancelOrderRequest');
 
+export const RetryOrderBodySchema = z
+  .strictObject({
+    reason: storableText()
+      .trim()
+      .min(1, 'must not be empty')
+      .max(LIMITS.maxReasonLength, `must be at most ${LIMITS.maxReasonLength} characters`)
+      .optional()
+      .openapi({ example: 'payment gateway is back' }),
+  })
+  .openapi('RetryOrderRequest');
+
 export const OrderIdParamsSchema = z.object({
   id: OrderIdSchema.openapi({ param: { name: 'id', in: 'path' } }),
 });

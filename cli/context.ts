@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { loadConfig, type Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { connectTemporal } from '../lib/temporal.js';
+import { createPool, type Pool } from '../db/pool.js';
 
 export interface CliContext {
   config: Config;
@@ -22,6 +23,8 @@ export interface CliContext {
    */
   quietWorkerRuntime(): void;
   amqp(): Promise<ChannelModel>;
+  /** PostgreSQL, for the commands that read or change orders (retry, reconcile). */
+  pool(): Pool;
   close(): Promise<void>;
 }
 
@@ -50,6 +53,7 @@ export function createCliContext({
   const logger = createCliLogger(verbose);
   let temporal: Promise<Client> | undefined;
   let amqp: Promise<ChannelModel> | undefined;
+  let pool: Pool | undefined;
 
   return {
     config,
@@ -89,8 +93,14 @@ export function createCliContext({
       })();
       return amqp;
     },
+    pool() {
+      // Small: a command works through its batch a few orders at a time.
+      pool ??= createPool(config.DATABASE_URL, 4, 'acme-orders-cli');
+      return pool;
+    },
     async close() {
       const closing: Array<Promise<unknown>> = [];
+      if (pool) closing.push(pool.end());
       if (temporal) closing.push(temporal.then((client) => client.connection.close()));
       if (amqp) closing.push(amqp.then((connection) => connection.close()));
       // A connection that never opened has nothing to close; its error was reported already.

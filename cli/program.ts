@@ -5,11 +5,19 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerDlq } from './commands/dlq.js';
+import { registerReconcile } from './commands/reconcile.js';
 import { registerReplay } from './commands/replay.js';
 import { registerReset } from './commands/reset.js';
+import { registerRetry } from './commands/retry.js';
 import { CommandRunner, EXIT, type CliIO, type RegisterCommand } from './runner.js';
 
-export const COMMANDS: readonly RegisterCommand[] = [registerReplay, registerReset, registerDlq];
+export const COMMANDS: readonly RegisterCommand[] = [
+  registerReplay,
+  registerRetry,
+  registerReset,
+  registerDlq,
+  registerReconcile,
+];
 
 export function buildProgram(runner: CommandRunner, io: CliIO): Command {
   const program = new Command('orders')
@@ -27,7 +35,7 @@ export function buildProgram(runner: CommandRunner, io: CliIO): Command {
     .addHelpText(
       'after',
       '\nSettings come from the environment, as for the services (README, Configuration): TEMPORAL_ADDRESS,' +
-        '\nTEMPORAL_NAMESPACE, AMQP_URL, BRIDGE_QUEUE, LOYALTY_QUEUE.' +
+        '\nTEMPORAL_NAMESPACE, AMQP_URL, BRIDGE_QUEUE, LOYALTY_QUEUE, DATABASE_URL.' +
         '\nExit codes: 0 every item ended as asked, 1 something was refused or failed, 2 usage error.',
     );
   for (const register of COMMANDS) register(program, runner);

@@ -88,6 +88,9 @@ export function mayBeCancelledNow(status: OrderStatus, { compensating = false } 
   return allowed;
 }
 
+/** Recorded with a retry when the operator gives no reason. */
+export const DEFAULT_RETRY_REASON = 'retried by an operator';
+
 /** What `mayBeRetried` needs to know about an order. */
 export interface RetryFacts {
   status: OrderStatus;

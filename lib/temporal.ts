@@ -45,7 +45,7 @@ export async function startOrderSaga(
 ): Promise<StartOutcome> {
   const run = input.run ?? 1;
   const workflowId = orderWorkflowId(input.orderId);
-  if (run > 1 && (await latestRun(client, workflowId)) >= run) return 'already-started';
+  if (run > 1 && ((await latestOrderRun(client, input.orderId))?.run ?? 0) >= run) return 'already-started';
   try {
     await client.workflow.start(WORKFLOW_TYPE, {
       workflowId,
@@ -69,14 +69,30 @@ export async function startOrderSaga(
   }
 }
 
-/** The run number of the workflow's latest execution (its memo), 0 when it has none. */
-async function latestRun(client: Client, workflowId: string): Promise<number> {
+/** What Temporal knows of an order's latest run. */
+export interface LatestRun {
+  /** The saga run it is (its memo; runs started before runs were numbered are run 1). */
+  run: number;
+  /** Still running: nothing else may be started for the order meanwhile. */
+  open: boolean;
+  /** The execution status, e.g. RUNNING, COMPLETED, FAILED, TERMINATED. */
+  status: string;
+  runId: string;
+}
+
+/** The order's latest run, or undefined when Temporal has none (never started, or forgotten). */
+export async function latestOrderRun(client: Client, orderId: string): Promise<LatestRun | undefined> {
   try {
-    const { memo } = await client.workflow.getHandle(workflowId).describe();
-    const run = memo?.run;
-    return typeof run === 'number' ? run : 1; // started before runs were numbered: run 1
+    const description = await client.workflow.getHandle(orderWorkflowId(orderId)).describe();
+    const run = description.memo?.run;
+    return {
+      run: typeof run === 'number' ? run : 1,
+      open: description.status.name === 'RUNNING',
+      status: description.status.name,
+      runId: description.runId,
+    };
   } catch (err) {
-    if (err instanceof WorkflowNotFoundError) return 0;
+    if (err instanceof WorkflowNotFoundError) return undefined;
     throw err;
   }
 }

@@ -4,7 +4,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { workflowUiUrl } from '../../lib/temporal.js';
-import { isFinal, mayBeCancelledNow, type OrderStatus } from '../../domain/order.js';
+import { DEFAULT_RETRY_REASON, isFinal, mayBeCancelledNow, type OrderStatus } from '../../domain/order.js';
 import { orderWorkflowId } from '../../workflows/contract.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import type { AppDeps } from '../env.js';
@@ -12,6 +12,7 @@ import { ApiError, notFound } from '../errors.js';
 import { jsonBody } from '../middleware/json-body.js';
 import { placeOrder } from '../../db/order-placement.js';
 import { getOrder, listOrders } from '../../db/order-views.js';
+import { retryOrder } from '../../db/order-retries.js';
 import { cancelPendingOrder, getOrderStatus } from '../../db/orders.js';
 import { orderRequestHash } from '../request-hash.js';
 import { createRouter } from '../router.js';
@@ -25,6 +26,7 @@ import {
   OrderIdParamsSchema,
   OrderPageSchema,
   OrderSchema,
+  RetryOrderBodySchema,
   errorResponse,
   type OrderView,
 } from '../schemas.js';
@@ -259,6 +261,65 @@ export function ordersRouter(deps: AppDeps) {
       }
     }
     throw new Error('unreachable: cancel loop ended without an answer');
+  });
+
+  // ------------------------------------------------------------------- POST /orders/{id}/retry
+  const retryRoute = createRoute({
+    method: 'post',
+    path: '/{id}/retry',
+    tags: ['orders'],
+    summary: 'Run a failed order again, as a new run, once its cause is fixed',
+    description:
+      'For a PAYMENT_FAILED order with no money taken, or an order a failed run left unfinished: the order ' +
+      'goes back to PENDING as run n+1 with an `order.retried` event, and the saga runs again as a new run ' +
+      'of workflow `order-<id>`. Asking again while that retry is under way starts nothing more.',
+    middleware: [jsonBody({ maxBytes, optional: true })],
+    request: {
+      params: OrderIdParamsSchema,
+      body: { required: false, content: { 'application/json': { schema: RetryOrderBodySchema } } },
+    },
+    responses: {
+      202: {
+        description: 'Retry started, or already under way; the order as it now stands.',
+        content: orderJson,
+      },
+      400: errorResponse('The id is not a UUID, or the body is invalid.'),
+      404: errorResponse('No such order.'),
+      409: errorResponse('The order may not be retried; `message` says why, `status` is current.'),
+      503: errorResponse('The workflow service did not answer; retrying is safe.'),
+    },
+  });
+
+  router.openapi(retryRoute, async (c) => {
+    const { id } = c.req.valid('param');
+    const reason = c.req.valid('json').reason ?? DEFAULT_RETRY_REASON;
+    const log = c.var.log.child({ orderId: id });
+    const latest = await deps.workflows.latestRun(id);
+    if (latest.kind === 'unavailable') {
+      throw new ApiError(
+        503,
+        'workflow_unavailable',
+        'The workflow service did not answer; retrying is safe.',
+      );
+    }
+    const outcome = await retryOrder(deps.pool, id, {
+      reason,
+      latest: latest.kind === 'found' ? latest : undefined,
+    });
+    switch (outcome.kind) {
+      case 'not_found':
+        throw notFound('Order', id);
+      case 'refused':
+        throw new ApiError(409, 'retry_refused', outcome.reason, { details: { status: outcome.status } });
+      case 'retried':
+        log.info({ run: outcome.run, previousStatus: outcome.previousStatus, reason }, 'order retried');
+        break;
+      case 'already_retrying':
+        log.info({ run: outcome.run }, 'retry already under way');
+    }
+    const view = await orderView(id);
+    if (!view) throw notFound('Order', id);
+    return c.json(view, 202);
   });
 
   return router;

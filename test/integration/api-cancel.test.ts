@@ -63,6 +63,7 @@ function scripted(...answers: WorkflowCancelOutcome[]) {
       calls.push({ orderId, reason });
       return answers.shift() ?? { kind: 'not_running' };
     },
+    latestRun: () => Promise.reject(new Error('not used here')),
   };
   return { workflows, calls };
 }

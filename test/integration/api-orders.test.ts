@@ -18,7 +18,10 @@ beforeAll(async () => {
   app = createApp({
     pool: db.pool,
     logger: createLogger('api-test', 'silent'),
-    workflows: { cancel: () => Promise.reject(new Error('not used here')) },
+    workflows: {
+      cancel: () => Promise.reject(new Error('not used here')),
+      latestRun: () => Promise.reject(new Error('not used here')),
+    },
     config: { TEMPORAL_UI_URL: 'http://localhost:8233/', TEMPORAL_NAMESPACE: 'default' },
     checks: { postgres: async () => void (await db.pool.query('select 1')) },
   });

@@ -33,7 +33,10 @@ function build(overrides: Partial<AppDeps> = {}) {
   const app = createApp({
     pool: untouchablePool,
     logger,
-    workflows: { cancel: () => Promise.reject(new Error('no Temporal in unit tests')) },
+    workflows: {
+      cancel: () => Promise.reject(new Error('no Temporal in unit tests')),
+      latestRun: () => Promise.reject(new Error('no Temporal in unit tests')),
+    },
     config: { TEMPORAL_UI_URL: 'http://localhost:8233', TEMPORAL_NAMESPACE: 'default' },
     checks: { postgres: up, rabbitmq: up, temporal: up },
     ...overrides,

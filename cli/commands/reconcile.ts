@@ -1,0 +1,37 @@
+/** `orders reconcile`: orders whose pipeline stalled, why, and (with --fix) set going (ops/reconcile.ts). */
+import type { Command } from 'commander';
+import { reconcileOrders } from '../../ops/reconcile.js';
+import { pairs } from '../output.js';
+import { duration, positiveInt } from '../options.js';
+import type { RegisterCommand } from '../runner.js';
+
+interface ReconcileFlags {
+  olderThan: number;
+  fix?: boolean;
+  limit: number;
+}
+
+export const registerReconcile: RegisterCommand = (program, runner) => {
+  program
+    .command('reconcile')
+    .summary('find orders whose pipeline stalled; --fix sets them going')
+    .description(
+      'orders not final and unchanged for --older-than whose run is not running: an order.placed never ' +
+        'published or never started (dead-lettered, lost), or a run that ended without finishing the order. ' +
+        'Exit 0 when there are none; 1 when some are found (without --fix) or could not be fixed',
+    )
+    .option('--older-than <duration>', 'only orders unchanged this long (30s, 5m, 2h)', duration, 5 * 60_000)
+    .option('--fix', 'send the stuck event again, or retry the order as a new run')
+    .option('--limit <n>', 'at most this many orders', positiveInt, 1000)
+    .action((flags: ReconcileFlags, command: Command) =>
+      runner.run(
+        command,
+        async (ctx, progress) =>
+          reconcileOrders(
+            { pool: ctx.pool(), client: await ctx.temporal(), logger: ctx.logger, progress },
+            { olderThanMs: flags.olderThan, fix: flags.fix ?? false, limit: flags.limit },
+          ),
+        (item) => pairs(item.details, ['cause', 'status', 'run', 'newRun']),
+      ),
+    );
+};

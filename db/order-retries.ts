@@ -1,0 +1,80 @@
+/**
+ * An operator's retry of a failed order: in one transaction the order moves back to PENDING as a new
+ * run and its `order.retried` event goes into the outbox, so the bridge starts the new run from that
+ * event exactly as it starts a new order's, and a retry survives any crash the same way.
+ */
+import { GUARDED_TRANSITIONS, mayBeRetried, type OrderStatus } from '../domain/order.js';
+import { buildEvent, runEventId } from '../lib/events.js';
+import { findOrder, type OrderRow } from './orders.js';
+import { enqueueEvent } from './outbox.js';
+import { paymentStatuses } from './payments.js';
+import { withTransaction, type Pool, type Queryable } from './pool.js';
+
+/** What Temporal says of the order's latest run (lib/temporal.ts latestOrderRun). */
+export interface LatestRunFacts {
+  run: number;
+  open: boolean;
+}
+
+export type RetryOutcome =
+  /** A new run was set going (or, with `dryRun`, would be). */
+  | { kind: 'retried'; run: number; previousStatus: OrderStatus }
+  /** A retry is already under way: its run is waiting to be started, or running. Nothing more. */
+  | { kind: 'already_retrying'; run: number; status: OrderStatus }
+  | { kind: 'refused'; reason: string; status: OrderStatus }
+  | { kind: 'not_found' };
+
+/** A retried run that the bridge has not started yet, or that is running now. */
+function retryUnderWay(order: OrderRow, latest: LatestRunFacts | undefined): boolean {
+  if (order.run === 1) return false;
+  return (order.started_run ?? 0) < order.run || (latest?.open === true && latest.run === order.run);
+}
+
+/**
+ * Retries the order if the domain allows it (`mayBeRetried`). `latest` is the order's latest run as
+ * Temporal sees it, asked just before (an open run refuses the retry).
+ */
+export async function retryOrder(
+  pool: Pool,
+  orderId: string,
+  {
+    reason,
+    latest,
+    dryRun = false,
+  }: { reason: string; latest: LatestRunFacts | undefined; dryRun?: boolean },
+): Promise<RetryOutcome> {
+  return withTransaction(pool, async (tx) => {
+    const order = await findOrder(tx, orderId, { lock: true });
+    if (!order) return { kind: 'not_found' };
+    if (retryUnderWay(order, latest))
+      return { kind: 'already_retrying', run: order.run, status: order.status };
+    const verdict = mayBeRetried({
+      status: order.status,
+      runOpen: latest?.open ?? false,
+      payments: await paymentStatuses(tx, orderId),
+    });
+    if (!verdict.ok) return { kind: 'refused', reason: verdict.reason, status: order.status };
+    const run = order.run + 1;
+    if (!dryRun) await startNewRun(tx, order, run, reason);
+    return { kind: 'retried', run, previousStatus: order.status };
+  });
+}
+
+async function startNewRun(tx: Queryable, order: OrderRow, run: number, reason: string): Promise<void> {
+  const { from, to } = GUARDED_TRANSITIONS.retry;
+  const { rowCount } = await tx.query(
+    `update orders set status = $3, run = $4, status_reason = $5, reservation = null, updated_at = now()
+     where id = $1::uuid and run = $2 and status = any($6::text[])`,
+    [order.id, order.run, to, run, `retried: ${reason}`, from],
+  );
+  if (rowCount !== 1) throw new Error(`retry of order ${order.id}: it changed under its row lock`);
+  await enqueueEvent(
+    tx,
+    buildEvent('order.retried', {
+      id: runEventId(order.id, run, 'order.retried'),
+      orderId: order.id,
+      correlationId: order.correlation_id,
+      data: { run, customerId: order.customer_id, previousStatus: order.status, reason },
+    }),
+  );
+}

@@ -1,0 +1,149 @@
+/**
+ * `orders reconcile`: finds orders whose pipeline stalled, says why, and with `fix` sets them going.
+ *
+ * An order not final and unchanged for `olderThanMs` is stalled unless its current run is open in
+ * Temporal (a saga waiting out a payment deadline is not stalled). Why, and the fix:
+ * - its run was never started and the event asking for it is unpublished: the outbox publisher is
+ *   down or backing off: the event is made due now;
+ * - the event was published but no run started (dead-lettered, or lost): it is sent again (same
+ *   event id; the bridge starts the run once, whatever it receives);
+ * - the event is gone, or the run was started and is no longer running (it failed, was terminated,
+ *   or Temporal forgot it): the order is retried as a new run if the domain allows it
+ *   (`mayBeRetried`); otherwise the reason is reported (money held: reset the run instead).
+ * Exit status (through `ok`): without `fix`, every stalled order found is an item that is not ok.
+ */
+import type { Client } from '@temporalio/client';
+import type { Logger } from '../lib/logger.js';
+import { latestOrderRun, type LatestRun } from '../lib/temporal.js';
+import { withTransaction, type Pool } from '../db/pool.js';
+import { findStalledOrders, republishEvent, type StalledOrder } from '../db/reconcile.js';
+import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
+import { commandResult, noProgress, type CommandResult, type ItemResult, type Progress } from './result.js';
+import { retryOne } from './retry.js';
+
+export interface ReconcileDeps {
+  pool: Pool;
+  client: Client;
+  logger: Logger;
+  progress?: Progress;
+}
+
+export interface ReconcileOptions {
+  /** Orders unchanged for at least this long are looked at. */
+  olderThanMs: number;
+  fix?: boolean;
+  /** At most this many orders per call. */
+  limit?: number;
+  concurrency?: number;
+}
+
+type Diagnosis =
+  | { stalled: false }
+  | { stalled: true; cause: 'unpublished' | 'not-started' | 'no-request' | 'run-ended'; reason: string };
+
+export async function reconcileOrders(
+  deps: ReconcileDeps,
+  options: ReconcileOptions,
+): Promise<CommandResult> {
+  const progress = deps.progress ?? noProgress;
+  const candidates = await findStalledOrders(deps.pool, {
+    olderThanMs: options.olderThanMs,
+    limit: options.limit ?? 1000,
+  });
+  progress.start(candidates.length);
+  const items = await mapBounded(
+    candidates,
+    options.concurrency ?? DEFAULT_CONCURRENCY,
+    async (order) => {
+      try {
+        const diagnosis = diagnose(order, await latestOrderRun(deps.client, order.id));
+        if (!diagnosis.stalled) return undefined;
+        if (!options.fix) return stalledItem(order, diagnosis.cause, diagnosis.reason);
+        return await fix(deps, order, diagnosis);
+      } catch (err) {
+        return { id: order.id, ok: false, outcome: 'failed', reason: (err as Error).message };
+      }
+    },
+    (item) => progress.advance(item ?? { id: '', ok: true, outcome: 'running' }),
+  );
+  return commandResult(
+    options.fix ? 'reconcile --fix' : 'reconcile',
+    items.filter((i) => i !== undefined),
+  );
+}
+
+export function diagnose(order: StalledOrder, latest: LatestRun | undefined): Diagnosis {
+  if (latest?.open && latest.run === order.run) return { stalled: false };
+  const since = `since ${order.updatedAt}`;
+  if ((order.startedRun ?? 0) < order.run) {
+    const request = order.request;
+    if (!request)
+      return {
+        stalled: true,
+        cause: 'no-request',
+        reason: `run ${order.run} was never started and the event asking for it is gone`,
+      };
+    if (!request.published)
+      return {
+        stalled: true,
+        cause: 'unpublished',
+        reason: `its ${request.type} is unpublished ${since}${request.lastError ? ` (last error: ${request.lastError})` : ''}: is the outbox publisher running?`,
+      };
+    return {
+      stalled: true,
+      cause: 'not-started',
+      reason: `its ${request.type} was published but run ${order.run} never started ${since}: dead-lettered or lost (see \`orders dlq show\`)`,
+    };
+  }
+  return {
+    stalled: true,
+    cause: 'run-ended',
+    reason: `run ${order.run} is not running (${latest ? `its workflow is ${latest.status}` : 'Temporal has no workflow for it'}) and left the order ${order.status} ${since}`,
+  };
+}
+
+function stalledItem(order: StalledOrder, cause: string, reason: string): ItemResult {
+  return {
+    id: order.id,
+    ok: false,
+    outcome: 'stalled',
+    reason,
+    details: { cause, status: order.status, run: order.run },
+  };
+}
+
+async function fix(
+  deps: ReconcileDeps,
+  order: StalledOrder,
+  diagnosis: Extract<Diagnosis, { stalled: true }>,
+): Promise<ItemResult> {
+  const details = { cause: diagnosis.cause, status: order.status, run: order.run };
+  if ((diagnosis.cause === 'unpublished' || diagnosis.cause === 'not-started') && order.request) {
+    const outboxId = order.request.outboxId;
+    await withTransaction(deps.pool, (tx) => republishEvent(tx, outboxId));
+    deps.logger.info({ orderId: order.id, event: order.request.type }, 'reconcile: event sent again');
+    return { id: order.id, ok: true, outcome: 'republished', reason: diagnosis.reason, details };
+  }
+  const outcome = await retryOne(deps, order.id, { reason: `reconcile: ${diagnosis.reason}` });
+  switch (outcome.kind) {
+    case 'retried':
+    case 'already_retrying':
+      return {
+        id: order.id,
+        ok: true,
+        outcome: 'retried',
+        reason: diagnosis.reason,
+        details: { ...details, newRun: outcome.run },
+      };
+    case 'refused':
+      return {
+        id: order.id,
+        ok: false,
+        outcome: 'refused',
+        reason: `${diagnosis.reason}; cannot retry: ${outcome.reason}`,
+        details,
+      };
+    case 'not_found':
+      return { id: order.id, ok: false, outcome: 'not-found', reason: 'the order vanished meanwhile' };
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * `orders retry`: runs a failed order again once the cause of its failure is fixed, as a new run of
+ * the same workflow `order-<id>` (next to the failed one in the Web UI). The rule for which orders
+ * qualify is the domain's (`mayBeRetried`, domain/order.ts): a payment that failed with no money
+ * taken, or an order a failed run left unfinished; the write (order back to PENDING as run n+1, its
+ * `order.retried` event in the outbox) is one transaction (db/order-retries.ts), and the bridge
+ * starts the run from that event as it starts a new order. The API's POST /orders/{id}/retry calls
+ * `retryOne` too.
+ */
+import type { Client } from '@temporalio/client';
+import type { Logger } from '../lib/logger.js';
+import { latestOrderRun } from '../lib/temporal.js';
+import { retryOrder, type RetryOutcome } from '../db/order-retries.js';
+import type { Pool } from '../db/pool.js';
+import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
+import {
+  UsageError,
+  commandResult,
+  noProgress,
+  type CommandResult,
+  type ItemResult,
+  type Progress,
+} from './result.js';
+import { runFailureReason } from './run-failures.js';
+import { selectRuns, type OrderSelection } from './select.js';
+import { orderWorkflowId } from '../workflows/contract.js';
+
+export interface RetryDeps {
+  pool: Pool;
+  client: Client;
+  logger: Logger;
+  progress?: Progress;
+}
+
+export interface RetryOptions {
+  selection: OrderSelection;
+  /** Why the order may run now (what was fixed); kept on the order and in the `order.retried` event. */
+  reason: string;
+  /** Says what would be retried, changes nothing. */
+  dryRun?: boolean;
+  concurrency?: number;
+}
+
+export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promise<CommandResult> {
+  if (options.reason.trim() === '') throw new UsageError('--reason is empty: say what was fixed');
+  const progress = deps.progress ?? noProgress;
+  // A query matches runs; an order with several failed runs is retried once.
+  const orderIds = [...new Set((await selectRuns(deps.client, options.selection)).map((r) => r.orderId))];
+  progress.start(orderIds.length);
+  const items = await mapBounded(
+    orderIds,
+    options.concurrency ?? DEFAULT_CONCURRENCY,
+    async (orderId) => {
+      try {
+        return toItem(orderId, await retryOne(deps, orderId, options), options.dryRun ?? false);
+      } catch (err) {
+        const reason = runFailureReason(err, { orderId, workflowId: orderWorkflowId(orderId) });
+        return { id: orderId, ok: false, outcome: 'failed', reason };
+      }
+    },
+    (item) => progress.advance(item),
+  );
+  return commandResult(options.dryRun ? 'retry --dry-run' : 'retry', items);
+}
+
+/** Retries one order: asks Temporal whether a run is open, then applies the rule and writes. */
+export async function retryOne(
+  { pool, client, logger }: Pick<RetryDeps, 'pool' | 'client' | 'logger'>,
+  orderId: string,
+  { reason, dryRun = false }: { reason: string; dryRun?: boolean },
+): Promise<RetryOutcome> {
+  const latest = await latestOrderRun(client, orderId);
+  const outcome = await retryOrder(pool, orderId, { reason, latest, dryRun });
+  if (outcome.kind === 'retried' && !dryRun)
+    logger.info({ orderId, run: outcome.run, reason }, 'order retried');
+  return outcome;
+}
+
+function toItem(orderId: string, outcome: RetryOutcome, dryRun: boolean): ItemResult {
+  switch (outcome.kind) {
+    case 'retried':
+      return {
+        id: orderId,
+        ok: true,
+        outcome: dryRun ? 'would-retry' : 'retried',
+        details: {
+          run: outcome.run,
+          previousStatus: outcome.previousStatus,
+          workflowId: orderWorkflowId(orderId),
+        },
+      };
+    case 'already_retrying':
+      return {
+        id: orderId,
+        ok: true,
+        outcome: 'already-retrying',
+        reason: `run ${outcome.run} is already under way (${outcome.status}); nothing more started`,
+        details: { run: outcome.run, status: outcome.status },
+      };
+    case 'refused':
+      return {
+        id: orderId,
+        ok: false,
+        outcome: 'refused',
+        reason: outcome.reason,
+        details: { status: outcome.status },
+      };
+    case 'not_found':
+      return { id: orderId, ok: false, outcome: 'not-found', reason: `no order ${orderId} in the database` };
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * Replaying failed orders, end to end on the real servers: an order fails because the payment
+ * gateway stayed down past the deadline (PAYMENT_FAILED, no money taken); the gateway comes back; an
+ * operator retries it (the CLI's function and the API's route) and it completes as a second run of
+ * `order-<id>`, charged once, stock counted once, with `order.retried` … `order.completed` on the
+ * exchange. Plus: what a retry refuses, that retrying twice starts one run, replay of the order's
+ * history, a dead-lettered order.placed that comes back with `dlq redrive`, and reconcile.
+ */
+import { randomUUID } from 'node:crypto';
+import type { ConsumeMessage } from 'amqplib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../lib/logger.js';
+import { eventPublishOptions } from '../../lib/amqp.js';
+import { buildEvent, type EventEnvelope } from '../../lib/events.js';
+import { redriveDeadLetters } from '../../ops/dlq.js';
+import { reconcileOrders } from '../../ops/reconcile.js';
+import { replayOrders } from '../../ops/replay.js';
+import { retryOrders } from '../../ops/retry.js';
+import { orderWorkflowId } from '../../workflows/contract.js';
+import { openObserver, waitFor, type Observer } from '../helpers/amqp.js';
+import { createProduct } from '../helpers/db.js';
+import { startSystem, type TestSystem } from '../helpers/system.js';
+import { ledgerGateway } from '../workflow/fixtures/gateways.js';
+import { createOrder, stockOf } from '../workflow/fixtures/orders.js';
+
+const gateway = ledgerGateway('down');
+const logger = createLogger('retry-e2e', 'silent');
+let system: TestSystem;
+let observer: Observer;
+let published: ConsumeMessage[];
+
+beforeAll(async () => {
+  observer = await openObserver();
+  system = await startSystem({ PAYMENT_DEADLINE_MS: '2000' }, { gateway });
+  published = await observer.observe(system.config.AMQP_EXCHANGE, '#');
+});
+afterAll(async () => {
+  await system?.stop();
+  await observer?.close();
+});
+
+const deps = () => ({ pool: system.db.pool, client: system.temporal, logger });
+
+function eventTypes(orderId: string): string[] {
+  return published
+    .map((m) => JSON.parse(m.content.toString()) as EventEnvelope)
+    .filter((e) => e.orderId === orderId)
+    .map((e) => e.type);
+}
+
+async function runsOf(orderId: string): Promise<Array<{ runId: string; status: string }>> {
+  const runs: Array<{ runId: string; status: string }> = [];
+  for await (const w of system.temporal.workflow.list({
+    query: `WorkflowId = '${orderWorkflowId(orderId)}'`,
+  })) {
+    runs.push({ runId: w.runId, status: w.status.name });
+  }
+  return runs;
+}
+
+async function failedOrder(): Promise<{ id: string; sku: string }> {
+  gateway.mode = 'down';
+  const sku = await createProduct(system.db.pool, { stock: 5, price: '12.00' });
+  const placed = await system.placeOrder({
+    customer_id: 'C-RETRY',
+    email: 'r@example.com',
+    items: [{ sku, qty: 2 }],
+  });
+  const order = await system.waitForFinal(placed.body.id);
+  expect(order.status).toBe('PAYMENT_FAILED');
+  // The status is final before the compensations ran; the run's end says they are done.
+  await system.temporal.workflow.getHandle(orderWorkflowId(placed.body.id)).result();
+  return { id: placed.body.id, sku };
+}
+
+describe('retry', () => {
+  it('a payment that failed because the gateway stayed down completes once the gateway is back', async () => {
+    const { id, sku } = await failedOrder();
+    expect(await stockOf(system.db.pool, sku)).toBe(5); // released by the failed run
+    expect(gateway.held.size).toBe(0); // no money taken
+
+    gateway.mode = 'up';
+    const result = await retryOrders(deps(), { selection: { orderIds: [id] }, reason: 'gateway back' });
+    expect(result).toMatchObject({
+      ok: true,
+      items: [{ id, ok: true, outcome: 'retried', details: { run: 2 } }],
+    });
+
+    const order = await system.waitForFinal(id);
+    expect(order.status).toBe('COMPLETED');
+    expect(gateway.captures).toBe(1);
+    expect([...gateway.held.keys()]).toEqual([`${id}:run-2`]); // charged once, under run 2's key
+    expect(await stockOf(system.db.pool, sku)).toBe(3); // counted once
+    const runs = await waitFor(async () => ((await runsOf(id)).length === 2 ? runsOf(id) : undefined), {
+      what: 'two runs in visibility',
+    });
+    expect(runs.map((r) => r.status).sort()).toEqual(['COMPLETED', 'COMPLETED']);
+    const types = await waitFor(
+      () => (eventTypes(id).includes('order.completed') ? eventTypes(id) : undefined),
+      {
+        what: 'order.completed on the exchange',
+      },
+    );
+    expect(types.slice(types.indexOf('order.retried'))).toEqual([
+      'order.retried',
+      'inventory.reserved',
+      'payment.completed',
+      'order.completed',
+    ]);
+    const notifications = order.notifications.map((n) => n.kind);
+    expect(notifications).toEqual(['payment-failed', 'order-completed']);
+  });
+
+  it('through the API: 202 with the order, and a second retry while it runs starts nothing more', async () => {
+    const { id } = await failedOrder();
+    gateway.mode = 'up';
+    const post = () => system.app.request(`/orders/${id}/retry`, { method: 'POST' });
+    const [first, second] = await Promise.all([post(), post()]);
+    expect([first.status, second.status]).toEqual([202, 202]);
+    expect(((await first.json()) as { run: number }).run).toBe(2);
+    expect((await system.waitForFinal(id)).status).toBe('COMPLETED');
+    expect(await runsOf(id)).toHaveLength(2);
+
+    // Completed now: refused, with the reason, over HTTP and from the CLI function.
+    const again = await post();
+    expect(again.status).toBe(409);
+    expect(await again.json()).toMatchObject({
+      error: { code: 'retry_refused', message: expect.stringMatching(/COMPLETED/) },
+    });
+    const refused = await retryOrders(deps(), { selection: { orderIds: [id] }, reason: 'again' });
+    expect(refused).toMatchObject({ ok: false, items: [{ ok: false, outcome: 'refused' }] });
+    expect(await runsOf(id)).toHaveLength(2);
+    expect((await system.app.request(`/orders/${randomUUID()}/retry`, { method: 'POST' })).status).toBe(404);
+  });
+
+  it('refuses an order whose run is still going', async () => {
+    gateway.mode = 'down';
+    const sku = await createProduct(system.db.pool, { stock: 5 });
+    const placed = await system.placeOrder({
+      customer_id: 'C-BUSY',
+      email: 'b@example.com',
+      items: [{ sku, qty: 1 }],
+    });
+    await waitFor(async () => (await system.getOrder(placed.body.id)).status === 'RESERVED', {
+      what: 'reserved',
+    });
+    const res = await retryOrders(deps(), { selection: { orderIds: [placed.body.id] }, reason: 'too early' });
+    expect(res.items[0]).toMatchObject({
+      ok: false,
+      outcome: 'refused',
+      reason: expect.stringMatching(/still going/),
+    });
+    await system.waitForFinal(placed.body.id);
+  });
+});
+
+describe('replay', () => {
+  it("replays a failed-then-retried order's histories against the current code", async () => {
+    const { id } = await failedOrder();
+    gateway.mode = 'up';
+    await retryOrders(deps(), { selection: { orderIds: [id] }, reason: 'gateway back' });
+    await system.waitForFinal(id);
+    const result = await replayOrders(
+      { client: system.temporal, logger },
+      { selection: { query: `OrderId = "${id}"` } },
+    );
+    expect(result.ok).toBe(true);
+    expect(result.items.map((i) => i.outcome)).toEqual(['replayed', 'replayed']);
+  });
+});
+
+describe('dead-lettered order.placed', () => {
+  it('comes back with dlq redrive once its cause is fixed, and completes', async () => {
+    gateway.mode = 'up';
+    const sku = await createProduct(system.db.pool, { stock: 5 });
+    // The message arrives before its order exists (a replica that lagged): dead-lettered, not started.
+    const orderId = randomUUID();
+    const event = buildEvent('order.placed', {
+      id: randomUUID(),
+      orderId,
+      correlationId: `corr-${orderId}`,
+      data: { customerId: 'C-DLQ', email: 'd@example.com', items: [], total: '10.00', currency: 'USD' },
+    });
+    observer.channel.publish(
+      system.config.AMQP_EXCHANGE,
+      'order.placed',
+      Buffer.from(JSON.stringify(event)),
+      eventPublishOptions({ id: event.id, type: event.type, correlationId: event.correlationId }),
+    );
+    const dlq = `${system.config.BRIDGE_QUEUE}.dlq`;
+    await waitFor(async () => (await observer.messageCount(dlq)) === 1, { what: 'the message in the DLQ' });
+
+    // The cause is fixed: the order is there now.
+    await createOrder(system.db.pool, { items: [{ sku, qty: 1 }], orderId, customerId: 'C-DLQ' });
+    const connection = observer.admin;
+    const redriven = await redriveDeadLetters(
+      { connection, config: system.config, logger },
+      { queue: system.config.BRIDGE_QUEUE },
+    );
+    expect(redriven.items).toMatchObject([{ id: event.id, ok: true, outcome: 'redriven' }]);
+    expect((await system.waitForFinal(orderId)).status).toBe('COMPLETED');
+  });
+});
+
+describe('reconcile', () => {
+  it('finds an order whose order.placed never started a run, and --fix sets it going', async () => {
+    gateway.mode = 'up';
+    const sku = await createProduct(system.db.pool, { stock: 5 });
+    // An order whose order.placed was published but lost (its queue purged by mistake).
+    const order = await createOrder(system.db.pool, { items: [{ sku, qty: 1 }] });
+    const event = buildEvent('order.placed', {
+      id: randomUUID(),
+      orderId: order.orderId,
+      correlationId: order.correlationId,
+      data: {
+        customerId: order.customerId,
+        email: 'x@example.com',
+        items: [],
+        total: order.total,
+        currency: 'USD',
+      },
+    });
+    await system.db.pool.query(
+      `insert into event_outbox (event_id, type, order_id, payload, status, published_at)
+       values ($1::uuid, 'order.placed', $2::uuid, $3::jsonb, 'PUBLISHED', now())`,
+      [event.id, order.orderId, JSON.stringify(event)],
+    );
+    await system.db.pool.query(
+      `update orders set updated_at = now() - interval '10 minutes' where id = $1::uuid`,
+      [order.orderId],
+    );
+
+    const found = await reconcileOrders(deps(), { olderThanMs: 5 * 60_000 });
+    expect(found.ok).toBe(false);
+    expect(found.items).toMatchObject([
+      { id: order.orderId, outcome: 'stalled', details: { cause: 'not-started' } },
+    ]);
+
+    const fixed = await reconcileOrders(deps(), { olderThanMs: 5 * 60_000, fix: true });
+    expect(fixed).toMatchObject({ ok: true, items: [{ id: order.orderId, outcome: 'republished' }] });
+    expect((await system.waitForFinal(order.orderId)).status).toBe('COMPLETED');
+    const after = await reconcileOrders(deps(), { olderThanMs: 0 });
+    expect(after.items.filter((i) => i.id === order.orderId)).toEqual([]);
+  });
+});

@@ -8,6 +8,7 @@ import type { Logger } from '../lib/logger.js';
 import { enqueueEvent } from '../db/outbox.js';
 import {
   adoptHeldStock,
+  markRunUndone,
   markStockReleased,
   markStockTaken,
   orderItems,
@@ -21,12 +22,14 @@ import { findPayment } from '../db/payments.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import { lockProducts, returnStock, takeStock } from '../db/products.js';
 import {
+  assertNotUndone,
   invalidStatus,
   isCurrentRun,
   lockOrderFor,
   orderLogger,
   runOf,
   staleRun,
+  type CompensationArgs,
   type StepArgs,
 } from './shared.js';
 
@@ -36,9 +39,7 @@ export type ReservationResult =
   /** The order was cancelled (by the API) before the saga reached it: nothing was reserved. */
   | { outcome: 'CANCELLED' };
 
-export interface ReleaseArgs extends StepArgs {
-  reason: string;
-}
+export type ReleaseArgs = CompensationArgs;
 
 export interface ReleaseResult {
   /** True once this run's stock is back (by this attempt or an earlier one). */
@@ -72,9 +73,10 @@ export function createInventoryActivities({ pool, logger }: InventoryDeps) {
       // The order row lock serialises this with a cancel by the API and with a concurrent attempt.
       const order = await lockOrderFor(tx, args, 'reserveInventory');
       if (!isCurrentRun(order, args)) throw staleRun(order, args, 'reserveInventory');
+      if (order.status === 'CANCELLED') return { outcome: 'CANCELLED' };
+      assertNotUndone(order, args, 'reserveInventory');
       // An attempt of this run committed before (a retry, a reset, a lost answer): the same answer.
       if (order.reservation?.run === runOf(args)) return answer(order.reservation);
-      if (order.status === 'CANCELLED') return { outcome: 'CANCELLED' };
       if (order.status !== 'PENDING') throw invalidStatus(args.orderId, 'reserveInventory', order.status);
       return reserve(tx, order, args);
     });
@@ -87,8 +89,10 @@ export function createInventoryActivities({ pool, logger }: InventoryDeps) {
     const items = await orderItems(tx, args.orderId);
     const event = { orderId: args.orderId, correlationId: args.correlationId };
 
-    // A retried order whose failed run still holds the stock: the new run takes it over.
-    const adopted = order.stock_held && (await adoptHeldStock(tx, args.orderId, run));
+    // A retried order whose failed run still held the stock: the retry handed it to this run (or, for
+    // a retry made before that was done, it is taken over now).
+    const adopted =
+      order.stock_held && (order.stock_run === run || (await adoptHeldStock(tx, args.orderId, run)));
     if (!adopted) {
       const stock = await lockProducts(
         tx,
@@ -149,6 +153,10 @@ export function createInventoryActivities({ pool, logger }: InventoryDeps) {
       const run = runOf(args);
       if (!isCurrentRun(order, args)) {
         return { released: false, items: [], skipped: `order is on run ${order.run}, not ${run}` };
+      }
+      // From here on, no forward step of this run may act: a late reservation would not be released.
+      if (order.status !== 'COMPLETED') {
+        await markRunUndone(tx, args.orderId, run, { cancelled: args.cancelled ?? false });
       }
       if (order.stock_run !== run) return { released: false, items: [], skipped: 'this run took no stock' };
       const items = await orderItems(tx, args.orderId); // all or none was reserved: all of them

@@ -9,6 +9,7 @@ import { cancelRefundedPaidOrder, transitionOrder } from '../db/orders.js';
 import { findPayment } from '../db/payments.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import {
+  assertNotUndone,
   invalidStatus,
   isCurrentRun,
   lockOrderFor,
@@ -36,6 +37,7 @@ export function createOrderActivities({ pool, logger }: OrderDeps) {
       const order = await lockOrderFor(tx, args, 'completeOrder');
       if (!isCurrentRun(order, args)) throw staleRun(order, args, 'completeOrder');
       if (order.status === 'COMPLETED') return; // an attempt of this run committed before
+      assertNotUndone(order, args, 'completeOrder');
       const moved = await transitionOrder(tx, args.orderId, 'COMPLETED', { run });
       if (!moved.changed) throw invalidStatus(args.orderId, 'completeOrder', moved.status);
       await enqueueEvent(

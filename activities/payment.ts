@@ -14,16 +14,15 @@ import type { OrderStatus } from '../domain/order.js';
 import { buildEvent, runEventId, type PaymentFailureCode } from '../lib/events.js';
 import type { Logger } from '../lib/logger.js';
 import { enqueueEvent } from '../db/outbox.js';
-import { transitionOrder } from '../db/orders.js';
+import { markRunUndone, transitionOrder } from '../db/orders.js';
 import {
-  beginChargeAttempt,
   endAttemptNotReached,
   findPayment,
   markCaptured,
   markDeclined,
   markRefunded,
   markVoided,
-  openChargeIntent,
+  openChargeAttempt,
   recordPaymentFailure,
   type PaymentRow,
 } from '../db/payments.js';
@@ -36,12 +35,14 @@ import {
 } from './payment-gateway.js';
 import {
   FAILURE_TYPES,
+  assertNotUndone,
   invalidStatus,
   isCurrentRun,
   lockOrderFor,
   orderLogger,
   runOf,
   staleRun,
+  type CompensationArgs,
   type StepArgs,
 } from './shared.js';
 
@@ -56,9 +57,7 @@ export interface FailPaymentArgs extends StepArgs {
   reason: string;
 }
 
-export interface RefundArgs extends StepArgs {
-  reason: string;
-}
+export type RefundArgs = CompensationArgs;
 
 export interface RefundResult {
   refunded: boolean;
@@ -125,7 +124,8 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
         return { kind: 'done' as const, capture: toCapture(existing) };
       }
       if (order.status !== 'RESERVED') throw invalidStatus(args.orderId, 'chargePayment', order.status);
-      const intent = await openChargeIntent(tx, {
+      assertNotUndone(order, args, 'chargePayment');
+      const intent = await openChargeAttempt(tx, {
         orderId: args.orderId,
         run,
         amount: order.total,
@@ -138,7 +138,6 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
           FAILURE_TYPES.InvalidOrderStatus,
         );
       }
-      await beginChargeAttempt(tx, args.orderId, run);
       return { kind: 'charge' as const, order, intent };
     });
     if (prepared.kind === 'done') return prepared.capture;
@@ -165,7 +164,10 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
       if (err instanceof PaymentDeclinedError) {
         await markDeclined(pool, args.orderId, run, `${err.code}: ${err.message}`);
       } else if (err instanceof GatewayUnavailableError) {
-        await withTransaction(pool, (tx) => endAttemptNotReached(tx, args.orderId, run));
+        await withTransaction(pool, async (tx) => {
+          await lockOrderFor(tx, args, 'chargePayment'); // serialised with a concurrent attempt's start
+          await endAttemptNotReached(tx, args.orderId, run);
+        });
       }
       throw toActivityFailure(err);
     }
@@ -182,6 +184,9 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
         return { giveBack: `its payment was settled while the charge was in flight` };
       }
       if (!isCurrentRun(locked, args)) return { giveBack: `the order moved on to run ${locked.run}` };
+      if (locked.undo_run !== null && locked.undo_run >= run) {
+        return { giveBack: `run ${run} is being undone (its compensation began)` };
+      }
       if (PAID_OR_LATER.has(locked.status)) return { paid: true }; // a concurrent attempt recorded it
       if (locked.status !== 'RESERVED') return { giveBack: `the order is ${locked.status}` };
       await transitionOrder(tx, args.orderId, 'PAID', { run });
@@ -222,6 +227,7 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
       const order = await lockOrderFor(tx, args, 'failPayment');
       if (!isCurrentRun(order, args)) throw staleRun(order, args, 'failPayment');
       if (order.status === 'PAYMENT_FAILED') return order.status; // an attempt of this run committed
+      assertNotUndone(order, args, 'failPayment');
       // A capture committed although the saga never learned of it (that attempt's completion was
       // lost, then the deadline passed): the money is taken and the order PAID. Say so, change nothing;
       // the saga lets the capture stand.
@@ -263,6 +269,10 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
     const run = runOf(args);
     const { order, payment } = await withTransaction(pool, async (tx) => {
       const locked = await lockOrderFor(tx, args, 'refundPayment');
+      // From here on, no forward step of this run may act: a charge landing later is given back.
+      if (isCurrentRun(locked, args) && locked.status !== 'COMPLETED') {
+        await markRunUndone(tx, args.orderId, run, { cancelled: args.cancelled ?? false });
+      }
       return { order: locked, payment: await findPayment(tx, args.orderId, run) };
     });
     if (!payment || payment.status === 'DECLINED' || payment.status === 'REFUNDED') {

@@ -77,6 +77,28 @@ export function staleRun(order: OrderRow, args: StepArgs, step: string): Applica
   );
 }
 
+/**
+ * Forward steps of the order's current run check this too: once the run's compensation has begun,
+ * a step arriving late (a zombie attempt, a reset execution) must not take stock or money the
+ * compensation has already given back, or will not see.
+ */
+export function assertNotUndone(order: OrderRow, args: StepArgs, step: string): void {
+  if (order.undo_run !== null && order.undo_run >= runOf(args)) {
+    throw ApplicationFailure.nonRetryable(
+      `${step}: run ${runOf(args)} of order ${args.orderId} is being undone (its compensation began); changing nothing`,
+      FAILURE_TYPES.RunUndone,
+      { orderId: args.orderId, run: runOf(args) },
+    );
+  }
+}
+
+/** What every compensation is called with. */
+export interface CompensationArgs extends StepArgs {
+  reason: string;
+  /** The run is undone because the customer cancelled (kept with the order; a retry then refuses). */
+  cancelled?: boolean;
+}
+
 export function invalidStatus(
   orderId: string,
   step: string,

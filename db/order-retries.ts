@@ -52,6 +52,7 @@ export async function retryOrder(
       status: order.status,
       runOpen: latest?.open ?? false,
       payments: await paymentStatuses(tx, orderId),
+      cancelRequested: order.cancel_requested,
     });
     if (!verdict.ok) return { kind: 'refused', reason: verdict.reason, status: order.status };
     const run = order.run + 1;
@@ -63,7 +64,10 @@ export async function retryOrder(
 async function startNewRun(tx: Queryable, order: OrderRow, run: number, reason: string): Promise<void> {
   const { from, to } = GUARDED_TRANSITIONS.retry;
   const { rowCount } = await tx.query(
-    `update orders set status = $3, run = $4, status_reason = $5, reservation = null, updated_at = now()
+    // Stock a failed run still holds passes to the new run here, so that whatever happens next (the
+    // new run's reservation, a cancel before it starts) finds it held by the order's current run.
+    `update orders set status = $3, run = $4, status_reason = $5, reservation = null, updated_at = now(),
+            stock_run = case when stock_reserved_at is not null and stock_released_at is null then $4 else stock_run end
      where id = $1::uuid and run = $2 and status = any($6::text[])`,
     [order.id, order.run, to, run, `retried: ${reason}`, from],
   );

@@ -10,6 +10,7 @@
 import { GUARDED_TRANSITIONS, TRANSITIONS, type OrderStatus } from '../domain/order.js';
 import { buildEvent, runEventId, type EventData } from '../lib/events.js';
 import { enqueueEvent } from './outbox.js';
+import { lockProducts, returnStock } from './products.js';
 import { withTransaction, type Pool, type Queryable } from './pool.js';
 
 /** What reserveInventory answered for a run; kept on the order so a retried attempt answers the same. */
@@ -33,6 +34,10 @@ export interface OrderRow {
   reservation: Reservation | null;
   /** The highest run whose workflow the bridge has started. */
   started_run: number | null;
+  /** The highest run whose compensation has begun: no forward step of that run may act any more. */
+  undo_run: number | null;
+  /** The customer asked to cancel (kept with the order, so a retry never revives it). */
+  cancel_requested: boolean;
 }
 
 export interface ItemRow {
@@ -49,7 +54,7 @@ export async function findOrder(
   const { rows } = await db.query<OrderRow>(
     `select id, customer_id, email, status, total::text as total, currency, correlation_id, run, stock_run,
             (stock_reserved_at is not null and stock_released_at is null) as stock_held, reservation,
-            started_run
+            started_run, undo_run, cancel_requested_at is not null as cancel_requested
        from orders where id = $1::uuid ${lock ? 'for update' : ''}`,
     [orderId],
   );
@@ -167,6 +172,25 @@ export async function markRunStarted(db: Queryable, orderId: string, run: number
   );
 }
 
+/**
+ * The run's compensation has begun (and, for a cancel, the customer asked to cancel): from now on
+ * the run's forward steps refuse. Only the order's current run can mark it.
+ */
+export async function markRunUndone(
+  db: Queryable,
+  orderId: string,
+  run: number,
+  { cancelled }: { cancelled: boolean },
+): Promise<void> {
+  await db.query(
+    `update orders
+        set undo_run = greatest(coalesce(undo_run, 0), $2),
+            cancel_requested_at = case when $3 then coalesce(cancel_requested_at, now()) else cancel_requested_at end
+      where id = $1::uuid and run = $2`,
+    [orderId, run, cancelled],
+  );
+}
+
 export type DirectCancelOutcome =
   | { kind: 'cancelled' }
   | { kind: 'not_found' }
@@ -176,7 +200,9 @@ export type DirectCancelOutcome =
 /**
  * Cancels an order whose saga has not started: PENDING → CANCELLED plus `order.cancelled`, in one
  * transaction. Only PENDING qualifies; a RESERVED order holds stock that only the saga's
- * compensation may release, so it is never cancelled behind the saga's back.
+ * compensation may release, so it is never cancelled behind the saga's back. A retried order waiting
+ * for its new run may still hold the stock its failed run took: that is given back here, with
+ * `inventory.released`, in the same transaction.
  */
 export async function cancelPendingOrder(
   pool: Pool,
@@ -189,6 +215,28 @@ export async function cancelPendingOrder(
     if (order.status !== 'PENDING') return { kind: 'not_pending', status: order.status };
     const result = await transitionOrder(tx, orderId, 'CANCELLED', { reason });
     if (!result.changed) return { kind: 'not_pending', status: result.status ?? order.status };
+    await tx.query(
+      'update orders set cancel_requested_at = coalesce(cancel_requested_at, now()) where id = $1::uuid',
+      [orderId],
+    );
+    if (order.stock_held && order.stock_run !== null) {
+      const items = await orderItems(tx, orderId);
+      await markStockReleased(tx, orderId, order.stock_run);
+      await lockProducts(
+        tx,
+        items.map((i) => i.sku),
+      );
+      await returnStock(tx, items);
+      await enqueueEvent(
+        tx,
+        buildEvent('inventory.released', {
+          id: runEventId(orderId, order.run, 'inventory.released'),
+          orderId,
+          correlationId: order.correlation_id,
+          data: { items, reason },
+        }),
+      );
+    }
     // The order's own correlation id: the cancel joins the order's trail, like every saga event.
     await enqueueEvent(
       tx,

@@ -39,39 +39,32 @@ export async function paymentStatuses(db: Queryable, orderId: string): Promise<P
 }
 
 /**
- * The run's intent to charge, committed before the gateway is called (CHARGING), unless the run
- * already has one; returns the run's intent as it now stands.
+ * An attempt is about to call the gateway: the run's intent to charge (CHARGING), created or, when
+ * the run has one already, with one more attempt in doubt (until its answer is known, it may take
+ * money). One statement, in the transaction that checked the order under its lock, so a compensation
+ * or a concurrent attempt's "not reached" sees every attempt that may have reached the gateway.
+ * Returns the run's intent as it now stands (not CHARGING: settled, and nothing was added).
  */
-export async function openChargeIntent(
+export async function openChargeAttempt(
   db: Queryable,
   intent: { orderId: string; run: number; amount: string; currency: string; chargeKey: string },
 ): Promise<PaymentRow> {
   await db.query(
-    `insert into payments (order_id, run, amount, currency, charge_key, status)
-     values ($1::uuid, $2, $3::numeric, $4, $5, 'CHARGING')
-     on conflict (order_id, run) do nothing`,
+    `insert into payments (order_id, run, amount, currency, charge_key, status, attempts_in_doubt)
+     values ($1::uuid, $2, $3::numeric, $4, $5, 'CHARGING', 1)
+     on conflict (order_id, run) do update
+       set attempts_in_doubt = payments.attempts_in_doubt + 1, updated_at = now()
+       where payments.status = 'CHARGING'`,
     [intent.orderId, intent.run, intent.amount, intent.currency, intent.chargeKey],
   );
   return (await findPayment(db, intent.orderId, intent.run))!;
 }
 
 /**
- * An attempt is about to call the gateway: until its answer is known, it may take money. Taken in
- * the transaction that checked the order, under its lock, so a compensation that runs after the
- * order left RESERVED sees every attempt that may have reached the gateway.
- */
-export async function beginChargeAttempt(db: Queryable, orderId: string, run: number): Promise<void> {
-  await db.query(
-    `update payments set attempts_in_doubt = attempts_in_doubt + 1, updated_at = now()
-     where order_id = $1::uuid and run = $2 and status = 'CHARGING'`,
-    [orderId, run],
-  );
-}
-
-/**
  * The gateway said this attempt did not reach it: one fewer in doubt. When none is left, no attempt
  * can have taken money and the intent is removed; while an earlier attempt (a lost answer, a crash)
- * is still in doubt, the intent stays CHARGING, for the compensation to void.
+ * is still in doubt, the intent stays CHARGING, for the compensation to void. The caller holds the
+ * order's row lock, so this cannot interleave with another attempt opening.
  */
 export async function endAttemptNotReached(db: Queryable, orderId: string, run: number): Promise<void> {
   await db.query(

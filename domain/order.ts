@@ -98,6 +98,8 @@ export interface RetryFacts {
   runOpen: boolean;
   /** The status of every payment intent of every run of the order. */
   payments: readonly PaymentStatus[];
+  /** The customer asked to cancel the order (its cancel may not have finished). */
+  cancelRequested?: boolean;
 }
 
 /**
@@ -107,11 +109,20 @@ export interface RetryFacts {
  * A retry starts a new run (its own charge key, events and notifications); stock still held by the
  * failed run is taken over by the new one, not reserved twice.
  */
-export function mayBeRetried({ status, runOpen, payments }: RetryFacts): Verdict {
+export function mayBeRetried({ status, runOpen, payments, cancelRequested = false }: RetryFacts): Verdict {
   if (status === 'COMPLETED' || status === 'CANCELLED' || status === 'OUT_OF_STOCK') {
     return refused(`order is ${status}: there is nothing to retry`);
   }
   if (runOpen) return refused(`the order's run is still going (${status}); wait for it to end`);
+  if (!(GUARDED_TRANSITIONS.retry.from as readonly OrderStatus[]).includes(status)) {
+    return refused(`order is ${status}: a new run cannot start from there; reset its run instead`);
+  }
+  if (cancelRequested) {
+    return refused(
+      `the customer cancelled this order (${status}); its cancel did not finish: reset the run so its ` +
+        'compensation runs again, rather than run the order again',
+    );
+  }
   const held = payments.filter(moneyIsHeld);
   if (held.length > 0) {
     return refused(

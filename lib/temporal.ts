@@ -64,8 +64,23 @@ export async function startOrderSaga(
     });
     return 'started';
   } catch (err) {
-    if (err instanceof WorkflowExecutionAlreadyStartedError) return 'already-started';
-    throw err;
+    if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+    if (run === 1) return 'already-started';
+    // For a retry's run, the open execution may be an earlier run still ending: not this run.
+    const open = await latestOrderRun(client, input.orderId);
+    if (open === undefined || open.run === run) return 'already-started';
+    throw new EarlierRunStillOpenError(input.orderId, open.run, run);
+  }
+}
+
+/**
+ * A retry's run cannot start while an earlier run of the order is still open (it is ending, e.g. a
+ * stale run failing its first step): the start is tried again later, not counted as done.
+ */
+export class EarlierRunStillOpenError extends Error {
+  override name = 'EarlierRunStillOpenError';
+  constructor(orderId: string, openRun: number, run: number) {
+    super(`order ${orderId}: run ${openRun} is still open; run ${run} starts once it has ended`);
   }
 }
 
@@ -113,8 +128,12 @@ const UNAVAILABLE_CODES = new Set([
   14, // UNAVAILABLE: not reachable, restarting
 ]);
 
-/** True when a client call failed because Temporal was unreachable or overloaded, not because of the call. */
+/**
+ * True when a client call failed because Temporal was unreachable or overloaded, not because of the
+ * call (or a retry's run must wait for an earlier one to end): worth waiting out.
+ */
 export function isTemporalUnavailable(err: unknown): boolean {
+  if (err instanceof EarlierRunStillOpenError) return true;
   if (!(err instanceof ServiceError)) return false;
   const code = (err.cause as { code?: unknown } | undefined)?.code;
   return typeof code === 'number' && UNAVAILABLE_CODES.has(code);

@@ -17,6 +17,11 @@ export const FAILURE_TYPES = {
    * since): it changed nothing.
    */
   StaleRun: 'StaleRun',
+  /**
+   * The step belongs to a run whose compensation has begun (a zombie attempt arriving after the run
+   * started undoing itself, or a reset execution of such a run): it changed nothing.
+   */
+  RunUndone: 'RunUndone',
   /** The step was called by a workflow other than the order's own `order-<id>`: it changed nothing. */
   ForeignWorkflow: 'ForeignWorkflow',
   /**

@@ -73,6 +73,13 @@ export const PATCHES = {
    * decline, no stock), is answered as refused ("too late: the order ended …"), not as accepted.
    */
   cancelAnswersOutcome: 'cancel-answers-outcome',
+  /**
+   * Compensations give money and stock back, so they wait out an outage (a gateway or database that
+   * is down) for as long as it lasts, each failed attempt logged by the worker; only a failure that
+   * retrying cannot fix (non-retryable) fails the run, naming it. Before this they gave up after 10
+   * attempts (a few minutes), leaving a charge unvoided or stock held with the run failed.
+   */
+  compensationsWaitOutOutages: 'compensations-wait-out-outages',
 } as const;
 
 /** Retry and timeout profiles, named so a reader sees the intent of each call site. */
@@ -96,7 +103,7 @@ export const ACTIVITY_PROFILES = {
   },
   /**
    * Compensations: retried for a while, then reported. A compensation that cannot succeed fails the
-   * workflow, naming it, rather than being swallowed.
+   * workflow, naming it, rather than being swallowed. (Runs before PATCHES.compensationsWaitOutOutages.)
    */
   compensation: {
     startToCloseTimeout: '30 seconds',
@@ -108,11 +115,21 @@ export const ACTIVITY_PROFILES = {
     },
     cancellationType: 'WAIT_CANCELLATION_COMPLETED',
   },
+  /**
+   * Compensations since PATCHES.compensationsWaitOutOutages: retried until they succeed, backing off
+   * to one attempt every 5 minutes; a non-retryable failure still ends them at once.
+   */
+  compensationUntilDone: {
+    startToCloseTimeout: '30 seconds',
+    retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes' },
+    cancellationType: 'WAIT_CANCELLATION_COMPLETED',
+  },
 } as const satisfies Record<string, ActivityOptions>;
 
 const db = proxyActivities<Activities>(ACTIVITY_PROFILES.database);
 const gateway = proxyActivities<Activities>(ACTIVITY_PROFILES.payment);
-const undo = proxyActivities<Activities>(ACTIVITY_PROFILES.compensation);
+const undoForAWhile = proxyActivities<Activities>(ACTIVITY_PROFILES.compensation);
+const undoUntilDone = proxyActivities<Activities>(ACTIVITY_PROFILES.compensationUntilDone);
 
 /** Thin entry point: handlers, then the steps. */
 export async function orderSaga(input: OrderSagaInput): Promise<OrderSagaResult> {
@@ -131,7 +148,7 @@ export async function orderSaga(input: OrderSagaInput): Promise<OrderSagaResult>
 
 interface Compensation {
   name: string;
-  run(reason: string): Promise<unknown>;
+  run(undo: typeof undoUntilDone, reason: string, cancelled: boolean): Promise<unknown>;
 }
 
 type PaymentOutcome = { kind: 'captured' } | { kind: 'failed'; code: PaymentFailureCode; reason: string };
@@ -226,7 +243,9 @@ class OrderSaga {
       // Unexpected failure of a step: undo what was done, then fail with the original error.
       if (this.state.compensationFailures.length === 0) {
         log.error('saga step failed; compensating', { orderId: this.input.orderId, error: describe(err) });
-        await CancellationScope.nonCancellable(() => this.compensate(`saga failed: ${describe(err)}`));
+        await CancellationScope.nonCancellable(() =>
+          this.compensate(`saga failed: ${describe(err)}`, { cancelled: false }),
+        );
       }
       throw err;
     } finally {
@@ -241,7 +260,7 @@ class OrderSaga {
     this.setStep('RESERVING_INVENTORY');
     this.compensations.push({
       name: 'releaseInventory',
-      run: (reason) => undo.releaseInventory({ ...this.ids(), reason }),
+      run: (undo, reason, cancelled) => undo.releaseInventory({ ...this.ids(), reason, cancelled }),
     });
     const reservation = await db.reserveInventory(this.ids());
     if (reservation.outcome === 'CANCELLED') {
@@ -261,7 +280,7 @@ class OrderSaga {
     this.setStep('CHARGING_PAYMENT');
     this.compensations.push({
       name: 'refundPayment',
-      run: (reason) => undo.refundPayment({ ...this.ids(), reason }),
+      run: (undo, reason, cancelled) => undo.refundPayment({ ...this.ids(), reason, cancelled }),
     });
     const payment = await this.chargeBeforeDeadline();
     if (payment.kind === 'failed') {
@@ -346,7 +365,7 @@ class OrderSaga {
       this.setStatus('PAYMENT_FAILED');
       // The customer learns the payment failed even if a compensation then fails (an operator's job).
       await db.notifyCustomer({ ...this.ids(), kind: 'payment-failed', reason });
-      await this.compensate(reason);
+      await this.compensate(reason, { cancelled: false });
       return { orderId: this.input.orderId, status: 'PAYMENT_FAILED', reason };
     });
   }
@@ -359,7 +378,7 @@ class OrderSaga {
     // A saga that already reached an end has nothing to undo; a workflow cancel then just stops it.
     if (FINAL_STATUSES.has(this.state.status)) throw err;
     await CancellationScope.nonCancellable(async () => {
-      await this.compensate(reason);
+      await this.compensate(reason, { cancelled: true });
       await db.cancelOrder({ ...this.ids(), reason });
       this.setStatus('CANCELLED');
       await db.notifyCustomer({ ...this.ids(), kind: 'order-cancelled', reason });
@@ -370,13 +389,15 @@ class OrderSaga {
 
   /**
    * Runs the registered compensations in reverse. Every one runs even if an earlier one failed;
-   * failures are recorded in the state, logged, and then fail the workflow naming them.
+   * failures are recorded in the state, logged, and then fail the workflow naming them. `cancelled`:
+   * the customer cancelled, which the order keeps (a retry then refuses to revive it).
    */
-  private async compensate(reason: string): Promise<void> {
+  private async compensate(reason: string, { cancelled }: { cancelled: boolean }): Promise<void> {
     this.setStep('COMPENSATING');
+    const undo = patched(PATCHES.compensationsWaitOutOutages) ? undoUntilDone : undoForAWhile;
     for (let c = this.compensations.pop(); c; c = this.compensations.pop()) {
       try {
-        await c.run(reason);
+        await c.run(undo, reason, cancelled);
       } catch (err) {
         const failure = `${c.name}: ${describe(err)}`;
         this.state.compensationFailures.push(failure);

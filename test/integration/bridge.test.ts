@@ -15,7 +15,7 @@ import {
 } from '../../lib/amqp.js';
 import type { Config } from '../../lib/config.js';
 import { buildEvent } from '../../lib/events.js';
-import { connectTemporal } from '../../lib/temporal.js';
+import { EarlierRunStillOpenError, connectTemporal, startOrderSaga } from '../../lib/temporal.js';
 import { orderWorkflowId } from '../../workflows/contract.js';
 import { createBridge } from '../../workers/bridge.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -270,6 +270,21 @@ describe('bridge', () => {
     ]);
     expect(rows[0]).toEqual({ started_run: 2 });
     await running.stop();
+  });
+
+  it('does not take an earlier run that is still open for a retry’s run: that start waits, then happens once', async () => {
+    const order = await createOrder(db.pool, { items: [] });
+    workflowIds.push(orderWorkflowId(order.orderId));
+    const input = { ...order, paymentDeadlineMs: 60_000 };
+    expect(await startOrderSaga(temporal, { ...input, run: 1 }, config.TEMPORAL_TASK_QUEUE)).toBe('started');
+    await expect(
+      startOrderSaga(temporal, { ...input, run: 2 }, config.TEMPORAL_TASK_QUEUE),
+    ).rejects.toBeInstanceOf(EarlierRunStillOpenError);
+    await temporal.workflow.getHandle(orderWorkflowId(order.orderId)).terminate('run 1 ended (test)');
+    expect(await startOrderSaga(temporal, { ...input, run: 2 }, config.TEMPORAL_TASK_QUEUE)).toBe('started');
+    expect(await startOrderSaga(temporal, { ...input, run: 2 }, config.TEMPORAL_TASK_QUEUE)).toBe(
+      'already-started',
+    );
   });
 
   it('moves malformed messages straight to the DLQ with the reason, without retrying', async () => {

@@ -91,7 +91,10 @@ describe('the seed scenarios, end to end', () => {
       customerId: 'C100',
     });
 
-    const description = await system.temporal.workflow.getHandle(orderWorkflowId(order.id)).describe();
+    // The order row is COMPLETED a moment before the run closes (completeOrder is its last step).
+    const handle = system.temporal.workflow.getHandle(orderWorkflowId(order.id));
+    expect(await handle.result()).toMatchObject({ status: 'COMPLETED' });
+    const description = await handle.describe();
     expect(description.status.name).toBe('COMPLETED');
     expect(description.taskQueue).toBe(system.config.TEMPORAL_TASK_QUEUE);
   });

@@ -6,7 +6,11 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createActivities, type Activities } from '../../activities/index.js';
+import { GatewayUnavailableError } from '../../activities/payment-gateway.js';
+import { retryOrder } from '../../db/order-retries.js';
+import { cancelPendingOrder } from '../../db/orders.js';
 import { createLogger } from '../../lib/logger.js';
+import { waitFor } from '../helpers/amqp.js';
 import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { ledgerGateway, type LedgerGateway } from '../workflow/fixtures/gateways.js';
 import {
@@ -270,5 +274,185 @@ describe('text PostgreSQL cannot store', () => {
       type: 'DataError',
     });
     expect(await snapshot(order, sku)).toEqual(before);
+  });
+});
+
+describe('no forward step of a run acts once its compensation has begun', () => {
+  test('a zombie charge after the cancel’s compensations is refused: no capture, the order cancels, stock back', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { sku, order } = await reserved(acts);
+    const undo = { ...step(order), reason: 'changed my mind', cancelled: true };
+    await acts.refundPayment(undo);
+    await acts.releaseInventory(undo);
+
+    await expect(acts.chargePayment(step(order))).rejects.toMatchObject({
+      type: 'RunUndone',
+      nonRetryable: true,
+    });
+    await expect(acts.completeOrder(step(order))).rejects.toMatchObject({ type: 'RunUndone' });
+    await acts.cancelOrder({ ...step(order), reason: 'changed my mind' });
+
+    expect(gateway.captures).toBe(0);
+    expect(await orderStatus(db.pool, order.orderId)).toBe('CANCELLED');
+    expect(await stockOf(db.pool, sku)).toBe(5);
+  });
+
+  test('a zombie reservation after the release is refused: a cancelled order holds no stock', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const sku = await createProduct(db.pool, { stock: 5 });
+    const order = await createOrder(db.pool, { items: [{ sku, qty: 2 }] });
+    const undo = { ...step(order), reason: 'changed my mind', cancelled: true };
+    await acts.refundPayment(undo);
+    expect(await acts.releaseInventory(undo)).toMatchObject({ released: false });
+
+    await expect(acts.reserveInventory(step(order))).rejects.toMatchObject({ type: 'RunUndone' });
+    await acts.cancelOrder({ ...step(order), reason: 'changed my mind' });
+    expect(await stockOf(db.pool, sku)).toBe(5);
+    expect(await orderStatus(db.pool, order.orderId)).toBe('CANCELLED');
+  });
+
+  test('a reset of a run that compensated while RESERVED cannot go on to charge and complete with the stock back', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { sku, order } = await reserved(acts);
+    // A step failed; the saga compensated (refund: nothing; release: stock back) and the run failed.
+    await acts.refundPayment({ ...step(order), reason: 'saga failed' });
+    await acts.releaseInventory({ ...step(order), reason: 'saga failed' });
+
+    // A reset to the first workflow task re-runs the steps: the first refuses.
+    await expect(acts.reserveInventory(step(order))).rejects.toMatchObject({ type: 'RunUndone' });
+    await expect(acts.chargePayment(step(order))).rejects.toMatchObject({ type: 'RunUndone' });
+    expect(gateway.captures).toBe(0);
+    expect(await stockOf(db.pool, sku)).toBe(5);
+    expect(await orderStatus(db.pool, order.orderId)).toBe('RESERVED'); // for an operator's retry
+  });
+
+  test('a charge in flight when the compensation begins is given back when it lands', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { order } = await reserved(acts);
+    let release!: () => void;
+    let decided!: () => void;
+    const captured = new Promise<void>((resolve) => (decided = resolve));
+    gateway.hooks.beforeAnswer = () => {
+      decided();
+      return new Promise<void>((resolve) => (release = resolve));
+    };
+    const zombie = acts.chargePayment(step(order)).catch((err: unknown) => err);
+    await captured;
+    gateway.hooks = {};
+    // The compensation marks the run undone, then finds the charge captured at the gateway: refunded.
+    expect(await acts.refundPayment({ ...step(order), reason: 'cancel', cancelled: true })).toEqual({
+      refunded: true,
+    });
+    release();
+    expect(await zombie).toMatchObject({ type: 'InvalidOrderStatus' });
+    expect(gateway.held.size).toBe(0);
+    expect(await orderStatus(db.pool, order.orderId)).toBe('RESERVED');
+  });
+});
+
+describe('a second attempt cannot lose the first one’s doubt', () => {
+  test('"not reached" for one attempt while another opens does not delete the intent the other charges under', async () => {
+    // Charge #1 waits at a gate, then is "not reached"; charge #2 takes the money and its answer is lost.
+    const gateway = ledgerGateway();
+    let calls = 0;
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let atGateway!: () => void;
+    const firstAtGateway = new Promise<void>((resolve) => (atGateway = resolve));
+    const charge = gateway.charge.bind(gateway);
+    gateway.charge = async (request, signal) => {
+      calls += 1;
+      if (calls === 1) {
+        atGateway();
+        await gate;
+        throw new GatewayUnavailableError('simulated: not reached');
+      }
+      gateway.mode = 'lose-answers';
+      return charge(request, signal);
+    };
+    const acts = activitiesWith(gateway);
+    const { order } = await reserved(acts);
+    const a = acts.chargePayment(step(order)).catch((err: unknown) => err);
+    await firstAtGateway;
+
+    // Order the two writers with a third connection holding the intent's row: A's "not reached"
+    // queues first, B's opening second.
+    const locker = await db.pool.connect();
+    try {
+      await locker.query('begin');
+      await locker.query('select 1 from payments where order_id = $1::uuid for update', [order.orderId]);
+      const waiters = (n: number) =>
+        waitFor(
+          async () => {
+            const { rows } = await db.pool.query<{ n: number }>(
+              `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+            );
+            return rows[0]!.n >= n;
+          },
+          { what: `${n} lock waiter(s)` },
+        );
+      openGate();
+      await waiters(1);
+      const b = acts.chargePayment(step(order)).catch((err: unknown) => err);
+      await waiters(2);
+      await locker.query('commit');
+      expect(await a).toMatchObject({ type: 'GatewayUnavailable' });
+      expect(String(await b)).toMatch(/socket hang up/);
+    } finally {
+      locker.release();
+    }
+    gateway.mode = 'up';
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('CHARGING'); // B's charge is on record
+    await acts.failPayment({ ...step(order), code: 'DEADLINE_EXCEEDED', reason: 'deadline' });
+    await acts.refundPayment({ ...step(order), reason: 'deadline' });
+    expect(gateway.held.size).toBe(0);
+  });
+});
+
+describe('retrying a failed order', () => {
+  test('a retried order cancelled before its new run reserves gives its stock back', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const { sku, order } = await reserved(acts, { qty: 2, stock: 5 });
+    // Run 1 failed holding its stock (a compensation that failed); an operator retries it.
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toMatchObject({
+      kind: 'retried',
+      run: 2,
+    });
+    // The customer cancels before run 2 started: the API cancels the PENDING order directly.
+    expect(await cancelPendingOrder(db.pool, order.orderId, 'changed my mind')).toEqual({
+      kind: 'cancelled',
+    });
+    expect(await stockOf(db.pool, sku)).toBe(5);
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'order.retried',
+      'inventory.released', // stock back first, as the saga's cancel does
+      'order.cancelled',
+    ]);
+  });
+
+  test('an order its customer cancelled is never revived by a retry, even when its cancel did not finish', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const { order } = await reserved(acts);
+    await acts.refundPayment({ ...step(order), reason: 'changed my mind', cancelled: true });
+    // ... its release then failed for good: the order is left RESERVED, no run open.
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toMatchObject({
+      kind: 'refused',
+      reason: expect.stringMatching(/customer cancelled/),
+    });
+  });
+
+  test('a PAID order is refused with the reason, not a server error', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const { order } = await reserved(acts);
+    await acts.chargePayment(step(order));
+    await acts.refundPayment({ ...step(order), reason: 'refund only' });
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toMatchObject({
+      kind: 'refused',
+      reason: expect.stringMatching(/PAID/),
+    });
   });
 });

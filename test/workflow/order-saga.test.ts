@@ -14,7 +14,8 @@ import { createSimulatedGateway } from '../../activities/payment-gateway.js';
 import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, cancelUpdate, statusQuery } from '../../workflows/contract.js';
 import * as workflows from '../../workflows/index.js';
 import { createProduct } from '../helpers/db.js';
-import { downGateway } from './fixtures/gateways.js';
+import { GatewayUnavailableError } from '../../activities/payment-gateway.js';
+import { downGateway, ledgerGateway } from './fixtures/gateways.js';
 import { createSagaHarness, waitFor, type SagaHarness } from './fixtures/harness.js';
 import {
   createOrder,
@@ -432,5 +433,57 @@ describe('a failing compensation', () => {
       expect((await handle.describe()).status.name).toBe('FAILED'); // not CANCELLED: the leak stays visible
     });
     expect(await stockOf(h.db.pool, sku)).toBe(4);
+  });
+
+  test('waits out a gateway that is down for many attempts, then gives the money back and cancels', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
+    // The first charge attempt takes the money and its answer is lost; then the gateway is down,
+    // for charges and for the first 12 voids (the old profile gave up after 10 attempts).
+    const gateway = ledgerGateway('lose-answers');
+    const charge = gateway.charge.bind(gateway);
+    gateway.charge = async (request, signal) => {
+      try {
+        return await charge(request, signal);
+      } finally {
+        gateway.mode = 'down';
+      }
+    };
+    let voidFailures = 12;
+    const voidAtGateway = gateway.void.bind(gateway);
+    gateway.void = async (request, signal) => {
+      if (voidFailures-- > 0) throw new GatewayUnavailableError('simulated: gateway still down');
+      gateway.mode = 'up';
+      return voidAtGateway(request, signal);
+    };
+    const worker = await h.worker({ gateway });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order));
+      await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.step === 'CHARGING_PAYMENT',
+        'the saga to be charging',
+      );
+      await waitFor(
+        async () => gateway.calls.charge.length,
+        (n) => n >= 1,
+        'the first charge attempt',
+      );
+      const answer = handle.executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] });
+      await waitFor(
+        () => handle.query(statusQuery),
+        (s) => s.cancelRequested,
+        'the cancel',
+      );
+      // Waiting on the result lets the test server skip the compensation's retry backoff.
+      expect(await handle.result()).toMatchObject({ status: 'CANCELLED' });
+      expect(await answer).toEqual({ accepted: true, status: 'CANCELLED' });
+    });
+    expect(voidFailures).toBeLessThan(0);
+    expect(gateway.held.size).toBe(0);
+    expect(await paymentStatus(h.db.pool, order.orderId)).toBe('REFUNDED');
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('CANCELLED');
+    expect(await stockOf(h.db.pool, sku)).toBe(5);
   });
 });

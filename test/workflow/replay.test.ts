@@ -4,9 +4,11 @@
  * command order, a removed activity, a new timer) fails here: guard it with patched() instead.
  *
  * Re-record the histories (only when a change is meant to be incompatible and no saga of the old
- * shape is still running, or to add a scenario):
+ * shape is still running), or record a new scenario alone, keeping the old histories as they were
+ * (they are what proves that runs recorded by older code still replay):
  *
  *   RECORD_HISTORIES=1 npx vitest run --project workflow test/workflow/replay.test.ts
+ *   RECORD_HISTORIES=retried-run-payment-deadline npx vitest run --project workflow test/workflow/replay.test.ts
  *   npx prettier --write test/workflow/histories
  *
  * `cancelled-during-failing-charge.json` is the exception: the time-skipping server cannot produce
@@ -32,7 +34,10 @@ import {
 import { createOrder, sagaInput } from './fixtures/orders.js';
 
 const HISTORIES_DIR = fileURLToPath(new URL('./histories/', import.meta.url));
-const RECORD = process.env.RECORD_HISTORIES === '1';
+/** '1': every scenario; otherwise a comma-separated list of scenario names. */
+const RECORD_ONLY = process.env.RECORD_HISTORIES;
+const RECORD = RECORD_ONLY !== undefined && RECORD_ONLY !== '';
+const recording = (name: string) => RECORD_ONLY === '1' || (RECORD_ONLY ?? '').split(',').includes(name);
 
 /** Each scenario drives one saga to its end; the file name says which branch its history covers. */
 const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['status']>> = {
@@ -57,6 +62,16 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['sta
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
     return run(h, await h.worker({ gateway: downGateway() }), order);
   },
+  /**
+   * A retried order's second run (input run 2) whose gateway stays down past the deadline: carries
+   * the run in its input and the `compensations-wait-out-outages` patch marker.
+   */
+  async 'retried-run-payment-deadline'(h) {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
+    await h.db.pool.query('update orders set run = 2 where id = $1::uuid', [order.orderId]);
+    return run(h, await h.worker({ gateway: downGateway() }), order, 2);
+  },
   async 'cancelled-by-update'(h) {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
@@ -77,9 +92,17 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['sta
 };
 
 let current = '';
-async function run(h: SagaHarness, worker: WorkerType, order: Awaited<ReturnType<typeof createOrder>>) {
+async function run(
+  h: SagaHarness,
+  worker: WorkerType,
+  order: Awaited<ReturnType<typeof createOrder>>,
+  sagaRun = 1,
+) {
   return worker.runUntil(async () => {
-    const handle = await h.start(worker, sagaInput(order, 60_000));
+    const handle = await h.start(worker, {
+      ...sagaInput(order, 60_000),
+      ...(sagaRun > 1 ? { run: sagaRun } : {}),
+    });
     const { status } = await handle.result();
     save(current, await handle.fetchHistory());
     return status;
@@ -105,9 +128,10 @@ describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
     'payment-declined': 'PAYMENT_FAILED',
     'payment-deadline': 'PAYMENT_FAILED',
     'cancelled-by-update': 'CANCELLED',
+    'retried-run-payment-deadline': 'PAYMENT_FAILED',
   };
   for (const [name, scenario] of Object.entries(SCENARIOS)) {
-    test(`records ${name}`, async () => {
+    test.runIf(recording(name))(`records ${name}`, async () => {
       current = name;
       expect(await scenario(h)).toBe(expected[name]);
     });

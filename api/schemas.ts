@@ -13,7 +13,7 @@
 import { z } from '@hono/zod-openapi';
 import { ORDER_STATUSES } from '../domain/order.js';
 import { PAYMENT_STATUSES } from '../domain/payment.js';
-import { textProblem } from '../domain/text.js';
+import { WITHOUT_CONTROL_CHARACTERS, textProblem } from '../domain/text.js';
 
 export const LIMITS = {
   /** Items per order. */
@@ -40,10 +40,16 @@ const PRINTABLE = /^[\x21-\x7e]+$/;
  * store and nothing that forges a log line (domain/text.ts), refused with a 400 naming the field.
  */
 const storableText = () =>
-  z.string({ error: typeError('a string') }).superRefine((text, ctx) => {
-    const problem = textProblem(text);
-    if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
-  });
+  z
+    .string({ error: typeError('a string') })
+    // Published in the OpenAPI schema as its `pattern`, so clients (and fuzzers) know the rule.
+    .regex(WITHOUT_CONTROL_CHARACTERS, 'must not contain control characters')
+    .superRefine((text, ctx) => {
+      const problem = textProblem(text);
+      if (problem !== undefined && WITHOUT_CONTROL_CHARACTERS.test(text)) {
+        ctx.addIssue({ code: 'custom', message: problem });
+      }
+    });
 
 // ---------------------------------------------------------------------------------------- inputs
 

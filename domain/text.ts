@@ -9,6 +9,9 @@
 // this applies to is a single line.
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** The same rule as a whole-string pattern, for schemas that publish it (OpenAPI `pattern`). */
+// eslint-disable-next-line no-control-regex
+export const WITHOUT_CONTROL_CHARACTERS = /^[^\u0000-\u001f\u007f-\u009f]*$/;
 const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /** What is wrong with `text`, written to follow a field name ("reason must …"), or undefined. */

@@ -1,0 +1,244 @@
+/**
+ * The bench's own slice of the local stack, made at the start of a run and removed at its end:
+ * a database built by the project's migrations and seed (db/cli.ts), a Temporal namespace with the
+ * saga's search attributes, RabbitMQ names of its own, and the app processes started as
+ * scripts/up.sh starts them (`node --import tsx <entry>`), pointed at all of these through the
+ * configuration variables of lib/config.ts. A running `npm run up` is never touched.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { openSync, closeSync, readFileSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { Connection } from '@temporalio/client';
+import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
+import { msToTs } from '@temporalio/common/lib/time.js';
+import amqplib, { type Channel } from 'amqplib';
+import pg from 'pg';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface StackNames {
+  id: string;
+  database: string;
+  databaseUrl: string;
+  /** A database of the server that is not the bench's, for reading statistics without adding to them. */
+  adminUrl: string;
+  namespace: string;
+  exchange: string;
+  bridgeQueue: string;
+  loyaltyQueue: string;
+  taskQueue: string;
+  bareTaskQueue: string;
+  port: number;
+}
+
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${database}`;
+  return parsed.toString();
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      const port = typeof address === 'object' && address ? address.port : 0;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+// ------------------------------------------------------------------------------------ PostgreSQL
+
+export async function adminQuery<R extends pg.QueryResultRow>(
+  url: string,
+  sql: string,
+  params: unknown[] = [],
+): Promise<R[]> {
+  const client = new pg.Client({ connectionString: url, application_name: 'acme-bench-admin' });
+  await client.connect();
+  try {
+    return (await client.query<R>(sql, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+/** Creates the database and applies migrations and the seed catalogue with the project's own CLI. */
+export async function createBenchDatabase(names: StackNames): Promise<void> {
+  await adminQuery(names.adminUrl, `create database ${names.database}`);
+  const result = spawnSync(process.execPath, ['--import', 'tsx', 'db/cli.ts', 'seed'], {
+    cwd: ROOT,
+    env: { ...process.env, DATABASE_URL: names.databaseUrl },
+    encoding: 'utf8',
+  });
+  if (result.status !== 0) {
+    throw new Error(`db/cli.ts seed failed (exit ${result.status}):\n${result.stdout}${result.stderr}`);
+  }
+}
+
+export async function dropBenchDatabase(names: StackNames): Promise<void> {
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    try {
+      await adminQuery(names.adminUrl, `drop database if exists ${names.database}`);
+      return;
+    } catch (err) {
+      if ((err as { code?: string }).code !== '55006') throw err; // in use
+      await new Promise((resolve) => setTimeout(resolve, 300 * attempt));
+    }
+  }
+  await adminQuery(names.adminUrl, `drop database if exists ${names.database} with (force)`);
+}
+
+// -------------------------------------------------------------------------------------- Temporal
+
+const SEARCH_ATTRIBUTES = ['OrderId', 'CustomerId', 'OrderStatus'];
+
+/**
+ * A namespace of the bench's own on the same dev server, so its workflows never show among the
+ * developer's, and deleting it at the end removes them (the server deletes its executions in the
+ * background). The saga's search attributes are registered in it.
+ */
+export async function createNamespace(connection: Connection, namespace: string): Promise<void> {
+  await connection.workflowService.registerNamespace({
+    namespace,
+    description: 'npm run bench (deleted when the run ends)',
+    workflowExecutionRetentionPeriod: msToTs('1 hour'),
+  });
+  const keyword = encodeSearchAttributeIndexedValueType('KEYWORD')!;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await connection.operatorService.addSearchAttributes({
+        namespace,
+        searchAttributes: Object.fromEntries(SEARCH_ATTRIBUTES.map((name) => [name, keyword])),
+      });
+      break;
+    } catch (err) {
+      if ((err as { code?: number }).code === 6) break; // already exists
+      if (attempt >= 50) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 200)); // namespace not visible yet
+    }
+  }
+}
+
+export async function deleteNamespace(connection: Connection, namespace: string): Promise<void> {
+  await connection.operatorService.deleteNamespace({ namespace });
+}
+
+// -------------------------------------------------------------------------------------- RabbitMQ
+
+/** Deletes the bench's queues (with their DLQs) and its exchange (with its DLX); missing ones are fine. */
+export async function deleteTopology(amqpUrl: string, names: StackNames): Promise<void> {
+  const connection = await amqplib.connect(amqpUrl, {
+    clientProperties: { connection_name: 'acme-bench-cleanup' },
+  });
+  try {
+    const attempt = async (op: (channel: Channel) => Promise<unknown>) => {
+      const channel = await connection.createChannel();
+      channel.on('error', () => {});
+      await op(channel).catch(() => {});
+      await channel.close().catch(() => {});
+    };
+    for (const queue of [names.bridgeQueue, names.loyaltyQueue].flatMap((q) => [q, `${q}.dlq`])) {
+      await attempt((c) => c.deleteQueue(queue));
+    }
+    for (const exchange of [names.exchange, `${names.exchange}.dlx`]) {
+      await attempt((c) => c.deleteExchange(exchange));
+    }
+  } finally {
+    await connection.close().catch(() => {});
+  }
+}
+
+// ------------------------------------------------------------------------------------- processes
+
+export type AppName = 'api' | 'outbox' | 'bridge' | 'worker' | 'loyalty' | 'bare-worker';
+
+export const APP_ENTRIES: Record<AppName, string> = {
+  api: 'api/main.ts',
+  outbox: 'workers/outbox-main.ts',
+  bridge: 'workers/bridge-main.ts',
+  worker: 'workers/temporal-worker-main.ts',
+  loyalty: 'subscribers/loyalty/main.ts',
+  'bare-worker': 'bench/bare-worker.ts',
+};
+
+interface Running {
+  child: ChildProcess;
+  exited: Promise<number | null>;
+  logFile: string;
+}
+
+/** Starts and stops the app processes; each one's output goes to its own log file. */
+export class Processes {
+  private readonly running = new Map<AppName, Running>();
+  /** Every log file written, newest last, so a failure can point at them. */
+  readonly logFiles = new Map<AppName, string>();
+
+  constructor(
+    private readonly env: NodeJS.ProcessEnv,
+    private readonly logDir: string,
+  ) {}
+
+  pid(name: AppName): number | undefined {
+    const running = this.running.get(name);
+    return running && running.child.exitCode === null ? running.child.pid : undefined;
+  }
+
+  isRunning(name: AppName): boolean {
+    return this.pid(name) !== undefined;
+  }
+
+  start(name: AppName, extraEnv: Record<string, string> = {}): void {
+    if (this.isRunning(name)) return;
+    const logFile = path.join(this.logDir, `${name}.log`);
+    const fd = openSync(logFile, 'a');
+    const child = spawn(process.execPath, ['--import', 'tsx', APP_ENTRIES[name]], {
+      cwd: ROOT,
+      env: { ...this.env, ...extraEnv },
+      stdio: ['ignore', fd, fd],
+    });
+    closeSync(fd);
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+    this.running.set(name, { child, exited, logFile });
+    this.logFiles.set(name, logFile);
+  }
+
+  /** Throws naming the process (and the end of its log) if it has exited. */
+  assertAlive(names: AppName[]): void {
+    for (const name of names) {
+      const running = this.running.get(name);
+      if (running && running.child.exitCode !== null) {
+        throw new Error(`${name} exited with code ${running.child.exitCode}:\n${tail(running.logFile, 15)}`);
+      }
+    }
+  }
+
+  /** SIGTERM (the processes drain), then SIGKILL after `graceMs`. */
+  async stop(name: AppName, graceMs = 15_000): Promise<void> {
+    const running = this.running.get(name);
+    if (!running) return;
+    this.running.delete(name);
+    if (running.child.exitCode !== null || running.child.signalCode !== null) return;
+    running.child.kill('SIGTERM');
+    const timer = setTimeout(() => running.child.kill('SIGKILL'), graceMs);
+    await running.exited;
+    clearTimeout(timer);
+  }
+
+  async stopAll(): Promise<void> {
+    await Promise.all([...this.running.keys()].map((name) => this.stop(name)));
+  }
+}
+
+export function tail(file: string, lines: number): string {
+  if (!existsSync(file)) return '';
+  const text = readFileSync(file, 'utf8');
+  return text
+    .split('\n')
+    .slice(-lines - 1)
+    .join('\n');
+}

@@ -1,0 +1,102 @@
+/** Percentiles, throughput and per-second time series of unit results. */
+import type { UnitResult } from './load.js';
+
+export interface LatencyStats {
+  p50: number;
+  p95: number;
+  p99: number;
+  max: number;
+  mean: number;
+}
+
+export interface SeriesPoint {
+  /** Seconds since the run's start (bucket start). */
+  t: number;
+  /** Units completed in this second. */
+  done: number;
+  p50: number | null;
+  p95: number | null;
+}
+
+/** Nearest-rank percentile of sorted values. */
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
+
+export function latencyStats(values: number[]): LatencyStats {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mean = sorted.reduce((s, v) => s + v, 0) / (sorted.length || 1);
+  return {
+    p50: r1(percentile(sorted, 50)),
+    p95: r1(percentile(sorted, 95)),
+    p99: r1(percentile(sorted, 99)),
+    max: r1(sorted[sorted.length - 1] ?? NaN),
+    mean: r1(mean),
+  };
+}
+
+export interface PhaseFigures {
+  units: number;
+  completed: number;
+  outcomes: Record<string, number>;
+  /** From the first start to the last completion, seconds. */
+  seconds: number;
+  /**
+   * Completed units over the phase, first start to last completion. For a closed loop whose unit
+   * count is a multiple of its concurrency this is concurrency ÷ mean latency, ramp and tail included.
+   */
+  perSecond: number;
+  latencyMs: LatencyStats;
+  acceptMs?: LatencyStats;
+}
+
+/** `ok` outcomes count as completed; the rest (errors, timeouts) are reported as outcomes only. */
+export function figures(records: UnitResult[], ok: (outcome: string) => boolean): PhaseFigures {
+  const outcomes: Record<string, number> = {};
+  for (const r of records) outcomes[r.outcome] = (outcomes[r.outcome] ?? 0) + 1;
+  const done = records.filter((r) => ok(r.outcome));
+  const first = Math.min(...records.map((r) => r.sentAt));
+  const last = Math.max(...done.map((r) => r.doneAt));
+  const seconds = done.length > 0 ? (last - first) / 1000 : NaN;
+  const accept = records.filter((r) => r.acceptMs !== undefined).map((r) => r.acceptMs!);
+  return {
+    units: records.length,
+    completed: done.length,
+    outcomes,
+    seconds: Math.round(seconds * 100) / 100,
+    perSecond: r1(done.length / seconds),
+    latencyMs: latencyStats(done.map((r) => r.doneAt - r.sentAt)),
+    ...(accept.length > 0 ? { acceptMs: latencyStats(accept) } : {}),
+  };
+}
+
+/** Completions per second and their latency percentiles, bucketed by completion time. */
+export function series(records: UnitResult[], ok: (outcome: string) => boolean): SeriesPoint[] {
+  const buckets = new Map<number, number[]>();
+  for (const r of records) {
+    if (!ok(r.outcome)) continue;
+    const t = Math.floor(r.doneAt / 1000);
+    const list = buckets.get(t) ?? [];
+    list.push(r.doneAt - r.sentAt);
+    buckets.set(t, list);
+  }
+  const keys = [...buckets.keys()].sort((a, b) => a - b);
+  if (keys.length === 0) return [];
+  const out: SeriesPoint[] = [];
+  for (let t = keys[0]!; t <= keys[keys.length - 1]!; t++) {
+    const list = (buckets.get(t) ?? []).sort((a, b) => a - b);
+    out.push({
+      t,
+      done: list.length,
+      p50: list.length ? r1(percentile(list, 50)) : null,
+      p95: list.length ? r1(percentile(list, 95)) : null,
+    });
+  }
+  return out;
+}
+
+function r1(v: number): number {
+  return Math.round(v * 10) / 10;
+}

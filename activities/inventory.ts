@@ -5,6 +5,7 @@
 import { stockIsSold } from '../domain/order.js';
 import { buildEvent, runEventId, type EventData } from '../lib/events.js';
 import type { Logger } from '../lib/logger.js';
+import type { OrderOutcomeMetrics } from '../lib/metrics.js';
 import { enqueueEvent } from '../db/outbox.js';
 import {
   adoptHeldStock,
@@ -52,6 +53,8 @@ export interface ReleaseResult {
 export interface InventoryDeps {
   pool: Pool;
   logger: Logger;
+  /** Counts an order that reserveInventory ended OUT_OF_STOCK, once (not for a retried attempt). */
+  metrics: OrderOutcomeMetrics;
 }
 
 /** What a run's recorded reservation answers to a retried attempt. */
@@ -61,7 +64,7 @@ function answer(reservation: Reservation): ReservationResult {
     : { outcome: 'OUT_OF_STOCK', unavailable: reservation.unavailable };
 }
 
-export function createInventoryActivities({ pool, logger }: InventoryDeps) {
+export function createInventoryActivities({ pool, logger, metrics }: InventoryDeps) {
   /**
    * Reserves every item of the order or none, for the order's current run: PENDING → RESERVED with
    * `inventory.reserved`, or PENDING → OUT_OF_STOCK with `order.out_of_stock`, in the transaction
@@ -69,6 +72,7 @@ export function createInventoryActivities({ pool, logger }: InventoryDeps) {
    */
   async function reserveInventory(args: StepArgs): Promise<ReservationResult> {
     const log = orderLogger(logger, 'reserveInventory', args);
+    let reservedNow: { placedAt: Date } | undefined; // set when this attempt made the reservation
     const result = await withTransaction(pool, async (tx): Promise<ReservationResult> => {
       // The order row lock serialises this with a cancel by the API and with a concurrent attempt.
       const order = await lockOrderFor(tx, args, 'reserveInventory');
@@ -78,8 +82,13 @@ export function createInventoryActivities({ pool, logger }: InventoryDeps) {
       // An attempt of this run committed before (a retry, a reset, a lost answer): the same answer.
       if (order.reservation?.run === runOf(args)) return answer(order.reservation);
       if (order.status !== 'PENDING') throw invalidStatus(args.orderId, 'reserveInventory', order.status);
+      reservedNow = { placedAt: order.created_at };
       return reserve(tx, order, args);
     });
+    // Committed: an order this attempt found out of stock ends here (an earlier attempt's answer,
+    // returned again above, was counted by that attempt).
+    if (reservedNow && result.outcome === 'OUT_OF_STOCK')
+      metrics.finished('OUT_OF_STOCK', reservedNow.placedAt);
     log.info({ outcome: result.outcome }, 'inventory reservation');
     return result;
   }

@@ -4,6 +4,7 @@
 import { paidOrderMayBeCancelled } from '../domain/order.js';
 import { buildEvent, runEventId } from '../lib/events.js';
 import type { Logger } from '../lib/logger.js';
+import type { OrderOutcomeMetrics } from '../lib/metrics.js';
 import { enqueueEvent } from '../db/outbox.js';
 import { cancelRefundedPaidOrder, transitionOrder } from '../db/orders.js';
 import { findPayment } from '../db/payments.js';
@@ -26,17 +27,19 @@ export interface CancelOrderArgs extends StepArgs {
 export interface OrderDeps {
   pool: Pool;
   logger: Logger;
+  /** Counts an order this step ended, once (not when a retried attempt finds it ended). */
+  metrics: OrderOutcomeMetrics;
 }
 
-export function createOrderActivities({ pool, logger }: OrderDeps) {
+export function createOrderActivities({ pool, logger, metrics }: OrderDeps) {
   /** PAID → COMPLETED with `order.completed`, after the customer was notified. */
   async function completeOrder(args: StepArgs): Promise<{ status: 'COMPLETED' }> {
     const log = orderLogger(logger, 'completeOrder', args);
     const run = runOf(args);
-    await withTransaction(pool, async (tx) => {
+    const completed = await withTransaction(pool, async (tx) => {
       const order = await lockOrderFor(tx, args, 'completeOrder');
       if (!isCurrentRun(order, args)) throw staleRun(order, args, 'completeOrder');
-      if (order.status === 'COMPLETED') return; // an attempt of this run committed before
+      if (order.status === 'COMPLETED') return undefined; // an attempt of this run committed before
       assertNotUndone(order, args, 'completeOrder');
       const moved = await transitionOrder(tx, args.orderId, 'COMPLETED', { run });
       if (!moved.changed) throw invalidStatus(args.orderId, 'completeOrder', moved.status);
@@ -49,7 +52,9 @@ export function createOrderActivities({ pool, logger }: OrderDeps) {
           data: { customerId: order.customer_id, total: order.total, currency: order.currency },
         }),
       );
+      return { placedAt: order.created_at };
     });
+    if (completed) metrics.finished('COMPLETED', completed.placedAt);
     log.info('order completed');
     return { status: 'COMPLETED' };
   }
@@ -62,10 +67,10 @@ export function createOrderActivities({ pool, logger }: OrderDeps) {
   async function cancelOrder(args: CancelOrderArgs): Promise<{ status: 'CANCELLED' }> {
     const log = orderLogger(logger, 'cancelOrder', args);
     const run = runOf(args);
-    await withTransaction(pool, async (tx) => {
+    const cancelled = await withTransaction(pool, async (tx) => {
       const order = await lockOrderFor(tx, args, 'cancelOrder');
       if (!isCurrentRun(order, args)) throw staleRun(order, args, 'cancelOrder');
-      if (order.status === 'CANCELLED') return;
+      if (order.status === 'CANCELLED') return undefined;
       let moved = await transitionOrder(tx, args.orderId, 'CANCELLED', { reason: args.reason, run });
       // A charge that completed while the cancel was under way, already refunded by the compensation.
       if (
@@ -86,7 +91,9 @@ export function createOrderActivities({ pool, logger }: OrderDeps) {
           data: { reason: args.reason },
         }),
       );
+      return { placedAt: order.created_at };
     });
+    if (cancelled) metrics.finished('CANCELLED', cancelled.placedAt);
     log.info({ reason: args.reason }, 'order cancelled');
     return { status: 'CANCELLED' };
   }

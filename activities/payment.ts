@@ -13,6 +13,7 @@ import { chargeKey, refundKey, voidKey } from '../domain/payment.js';
 import type { OrderStatus } from '../domain/order.js';
 import { buildEvent, runEventId, type PaymentFailureCode } from '../lib/events.js';
 import type { Logger } from '../lib/logger.js';
+import type { OrderOutcomeMetrics } from '../lib/metrics.js';
 import { enqueueEvent } from '../db/outbox.js';
 import { markRunUndone, transitionOrder } from '../db/orders.js';
 import {
@@ -77,6 +78,8 @@ export interface PaymentDeps {
   pool: Pool;
   gateway: PaymentGateway;
   logger: Logger;
+  /** Counts an order `failPayment` ended, once (not when a retried attempt finds it ended). */
+  metrics: OrderOutcomeMetrics;
 }
 
 const PAID_OR_LATER: ReadonlySet<OrderStatus> = new Set(['PAID', 'COMPLETED']);
@@ -103,7 +106,7 @@ function toActivityFailure(err: unknown): unknown {
   return err;
 }
 
-export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) {
+export function createPaymentActivities({ pool, gateway, logger, metrics }: PaymentDeps) {
   /**
    * Charges the order total for the order's current run. On success: the run's payment CAPTURED,
    * RESERVED → PAID and `payment.completed`, in one transaction. Throws `PaymentDeclined`
@@ -223,6 +226,7 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
   async function failPayment(args: FailPaymentArgs): Promise<{ status: OrderStatus }> {
     const log = orderLogger(logger, 'failPayment', args);
     const run = runOf(args);
+    let failedNow: { placedAt: Date } | undefined; // set when this attempt made the transition
     const status = await withTransaction(pool, async (tx): Promise<OrderStatus> => {
       const order = await lockOrderFor(tx, args, 'failPayment');
       if (!isCurrentRun(order, args)) throw staleRun(order, args, 'failPayment');
@@ -252,8 +256,10 @@ export function createPaymentActivities({ pool, gateway, logger }: PaymentDeps) 
           data: { amount: order.total, currency: order.currency, reason: args.reason, code: args.code },
         }),
       );
+      failedNow = { placedAt: order.created_at };
       return 'PAYMENT_FAILED';
     });
+    if (failedNow) metrics.finished('PAYMENT_FAILED', failedNow.placedAt); // committed
     log.info({ code: args.code, reason: args.reason }, 'payment failed');
     return { status };
   }

@@ -4,6 +4,7 @@
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
+import { apiMetrics, createRegistry } from '../lib/metrics.js';
 import { isTransientDatabaseError } from '../db/pool.js';
 import type { AppDeps, AppEnv } from './env.js';
 import { ApiError, codeForStatus, type ErrorBody } from './errors.js';
@@ -23,14 +24,22 @@ export const OPENAPI_INFO = {
     'Unknown request fields are rejected. Every response carries `X-Correlation-Id` (yours, if you sent a valid one).',
 };
 
-export function createApp(deps: AppDeps) {
+export function createApp(appDeps: AppDeps) {
+  const metrics = apiMetrics(appDeps.registry ?? createRegistry({ defaultMetrics: false }));
+  const deps = { ...appDeps, metrics };
   const app = new OpenAPIHono<AppEnv>();
 
   app.use(
     correlationId({ logger: deps.logger }),
-    requestLogger({ quietPaths: new Set(['/health', '/ready']) }),
+    requestLogger({ quietPaths: new Set(['/health', '/ready', '/metrics']) }),
   );
 
+  // Prometheus scrapes this; open like /health (it says nothing about any one order).
+  app.get('/metrics', async (c) => {
+    c.header('Content-Type', metrics.registry.contentType);
+    c.header('Cache-Control', 'no-store');
+    return c.body(await metrics.registry.metrics());
+  });
   app.route('/orders', ordersRouter(deps));
   app.route('/products', productsRouter(deps));
   app.route('/', healthRouter(deps));

@@ -4,11 +4,12 @@
  */
 import type { Logger } from '../lib/logger.js';
 import type { Config } from '../lib/config.js';
+import type { Registry } from '../lib/metrics.js';
+import type { Probe } from '../lib/probes.js';
 import type { Pool } from '../db/pool.js';
 import type { OrderWorkflows } from './order-workflows.js';
 
-/** A readiness probe: resolves when its dependency answers, rejects (or hangs) otherwise. */
-export type Probe = (signal: AbortSignal) => Promise<void>;
+export type { Probe } from '../lib/probes.js';
 
 export interface AppDeps {
   pool: Pool;
@@ -20,6 +21,11 @@ export interface AppDeps {
   checks: Record<string, Probe>;
   /** Per-probe deadline for `GET /ready`. Default 2000. */
   readyTimeoutMs?: number;
+  /**
+   * The process's metrics, served at `GET /metrics`; the routes add theirs (`acme_orders_*`).
+   * Default: a registry of the app's own metrics only.
+   */
+  registry?: Registry;
   /** Largest accepted request body. Default `LIMITS.maxBodyBytes`. */
   maxBodyBytes?: number;
 }

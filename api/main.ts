@@ -1,18 +1,20 @@
 /**
- * The API process: `npm run start:api` (tsx api/main.ts). Reads config once, connects PostgreSQL
- * and Temporal, serves on PORT, and on SIGTERM/SIGINT stops accepting, lets in-flight requests
- * finish, then closes the pool and the Temporal connection.
+ * The API process: `npm run start:api` (tsx api/main.ts). Reads config once, connects PostgreSQL,
+ * Temporal and (for its readiness only) RabbitMQ, serves on PORT (with `/metrics`), and on
+ * SIGTERM/SIGINT stops accepting, lets in-flight requests finish, then closes its connections.
  */
 import { serve, type ServerType } from '@hono/node-server';
 import type { Client } from '@temporalio/client';
+import { connectAmqp } from '../lib/amqp.js';
 import { loadConfig } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { createRegistry } from '../lib/metrics.js';
+import { postgresProbe, rabbitmqProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { connectTemporal } from '../lib/temporal.js';
 import { createPool } from '../db/pool.js';
 import { createApp } from './app.js';
 import { createTemporalOrderWorkflows } from './order-workflows.js';
-import { postgresProbe, rabbitmqProbe, temporalProbe } from './probes.js';
 
 const PROBE_TIMEOUT_MS = 2_000;
 const CANCEL_TIMEOUT_MS = 5_000;
@@ -23,6 +25,9 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('api', config.LOG_LEVEL);
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-api');
+  // The API publishes nothing (the outbox publisher does): this one long-lived connection is only
+  // what `/ready` looks at, instead of a connection opened per probe.
+  const amqp = connectAmqp(config, { name: 'acme-api', logger });
   let temporal: Client | undefined;
   try {
     // Orders are taken while Temporal is down; a failed cancel or probe is answered (503), not retried.
@@ -34,9 +39,10 @@ async function main(): Promise<void> {
       config,
       checks: {
         postgres: postgresProbe(pool),
-        rabbitmq: rabbitmqProbe(config.AMQP_URL, PROBE_TIMEOUT_MS),
-        temporal: temporalProbe(temporal, PROBE_TIMEOUT_MS),
+        rabbitmq: rabbitmqProbe(amqp),
+        temporal: temporalProbe(temporal.connection, PROBE_TIMEOUT_MS),
       },
+      registry: createRegistry(),
       readyTimeoutMs: PROBE_TIMEOUT_MS,
     });
     const shutdown = waitForShutdownSignal();
@@ -47,6 +53,7 @@ async function main(): Promise<void> {
     await close(server, logger);
   } finally {
     await pool.end().catch((err: unknown) => logger.error({ err }, 'closing the database pool failed'));
+    await amqp.close().catch((err: unknown) => logger.warn({ err }, 'closing RabbitMQ failed'));
     await temporal?.connection
       .close()
       .catch((err: unknown) => logger.error({ err }, 'closing the Temporal connection failed'));

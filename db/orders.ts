@@ -38,6 +38,8 @@ export interface OrderRow {
   undo_run: number | null;
   /** The customer asked to cancel (kept with the order, so a retry never revives it). */
   cancel_requested: boolean;
+  /** When the order was placed. */
+  created_at: Date;
 }
 
 export interface ItemRow {
@@ -54,7 +56,7 @@ export async function findOrder(
   const { rows } = await db.query<OrderRow>(
     `select id, customer_id, email, status, total::text as total, currency, correlation_id, run, stock_run,
             (stock_reserved_at is not null and stock_released_at is null) as stock_held, reservation,
-            started_run, undo_run, cancel_requested_at is not null as cancel_requested
+            started_run, undo_run, cancel_requested_at is not null as cancel_requested, created_at
        from orders where id = $1::uuid ${lock ? 'for update' : ''}`,
     [orderId],
   );
@@ -192,7 +194,7 @@ export async function markRunUndone(
 }
 
 export type DirectCancelOutcome =
-  | { kind: 'cancelled' }
+  | { kind: 'cancelled'; placedAt: Date }
   | { kind: 'not_found' }
   /** The order moved on (its saga picked it up, or it is final): the saga owns the cancel now. */
   | { kind: 'not_pending'; status: OrderStatus };
@@ -247,6 +249,6 @@ export async function cancelPendingOrder(
         data: { reason },
       }),
     );
-    return { kind: 'cancelled' };
+    return { kind: 'cancelled', placedAt: order.created_at };
   });
 }

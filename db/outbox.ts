@@ -84,6 +84,26 @@ export async function scheduleRetries(
   );
 }
 
+export interface PendingStats {
+  pending: number;
+  /** Seconds since the oldest unpublished event was written; 0 when none is. */
+  oldestAgeSeconds: number;
+}
+
+/**
+ * How far the publisher is behind, for the metrics scrape: a count over the pending rows (the partial
+ * index `event_outbox_pending_idx` holds only those), which stay few while the publisher keeps up.
+ */
+export async function pendingStats(db: Queryable): Promise<PendingStats> {
+  const { rows } = await db.query<PendingStats>(
+    `select count(*)::int as "pending",
+            coalesce(extract(epoch from now() - min(created_at)), 0)::float8 as "oldestAgeSeconds"
+       from event_outbox
+      where status = 'PENDING'`,
+  );
+  return rows[0]!;
+}
+
 /** Subscribes a dedicated connection to the outbox's NOTIFY channel. */
 export async function listenForEvents(client: pg.Client): Promise<void> {
   await client.query(`listen ${OUTBOX_CHANNEL}`);

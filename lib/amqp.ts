@@ -19,10 +19,11 @@
  *   delivered it; if that channel is gone, the broker redelivers the message (at least once).
  */
 import amqp, { type AmqpConnectionManager, type ChannelWrapper } from 'amqp-connection-manager';
-import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { Channel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { z } from 'zod';
 import type { Config } from './config.js';
 import type { Logger } from './logger.js';
+import { consumerMetrics, Registry } from './metrics.js';
 
 export type { AmqpConnectionManager, ChannelWrapper };
 
@@ -127,6 +128,59 @@ function watchChannel(
       }
     }, delayMs).unref();
   });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Inspecting queues
+
+export interface QueueInspector {
+  /** Messages ready in `queue`; rejects while not connected, or when the queue does not exist. */
+  messageCount(queue: string): Promise<number>;
+  close(): Promise<void>;
+}
+
+/**
+ * Reads queue depths (for the DLQ gauge) on one plain channel of the process's own connection, opened
+ * on first use and kept: no connection per read, and a channel apart from the consumer's, so a passive
+ * declare the broker refuses (a 404 for a queue someone deleted) closes only this one, which the next
+ * read opens again.
+ */
+export function createQueueInspector(manager: AmqpConnectionManager): QueueInspector {
+  let open: { connection: unknown; channel: Promise<Channel> } | undefined;
+  let closed = false;
+  const channel = (): Promise<Channel> => {
+    if (closed) return Promise.reject(new Error('queue inspector closed'));
+    const connection = manager.connection;
+    if (!connection || !manager.isConnected()) return Promise.reject(new Error('not connected to RabbitMQ'));
+    if (open?.connection !== connection) {
+      const current: NonNullable<typeof open> = {
+        connection,
+        channel: connection.createChannel().then((ch) => {
+          ch.on('error', () => {}); // a refused declare: reported by its own promise
+          ch.on('close', () => {
+            if (open === current) open = undefined;
+          });
+          return ch;
+        }),
+      };
+      current.channel.catch(() => {
+        if (open === current) open = undefined;
+      });
+      open = current;
+    }
+    return open.channel;
+  };
+  return {
+    async messageCount(queue) {
+      return (await (await channel()).checkQueue(queue)).messageCount;
+    },
+    async close() {
+      closed = true;
+      const current = open;
+      open = undefined;
+      await current?.channel.then((ch) => ch.close()).catch(() => {});
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -309,6 +363,11 @@ export interface ConsumerOptions extends ConsumerQueueSpec {
   isTransient?: (err: unknown) => boolean;
   /** How long to wait for the broker to confirm a dead-lettered copy. */
   deadLetterTimeoutMs?: number;
+  /**
+   * Where the consumer's metrics go: redeliveries of `queue`, and the depth of `<queue>.dlq` read at
+   * scrape time. Default: a registry nobody scrapes.
+   */
+  registry?: Registry;
 }
 
 export interface QueueConsumer {
@@ -345,6 +404,9 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
   const { manager, queue, logger } = opts;
   const retryDelayMs = opts.retryDelayMs ?? defaultRetryDelayMs;
   const deadLetterTimeoutMs = opts.deadLetterTimeoutMs ?? 10_000;
+  const metrics = consumerMetrics(opts.registry ?? new Registry(), { logger });
+  const inspector = createQueueInspector(manager);
+  metrics.watch(queue, dlqName(queue), () => inspector.messageCount(dlqName(queue)));
   const inFlight = new Set<Promise<void>>();
   const waits = new Set<() => void>();
   let stopping = false;
@@ -416,6 +478,7 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
 
   const handleDelivery = async (channel: ConfirmChannel, msg: ConsumeMessage) => {
     const attempt = deliveryCount(msg) + 1;
+    if (attempt > 1 || msg.fields.redelivered) metrics.redelivered(queue);
     const log = logger.child({
       messageId: msg.properties.messageId,
       routingKey: msg.fields.routingKey,
@@ -487,6 +550,7 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
         await current.channel.cancel(current.consumerTag).catch(() => {});
       }
       while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+      await inspector.close();
       await wrapper?.close().catch(() => {});
     },
   };

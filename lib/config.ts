@@ -33,6 +33,21 @@ const schema = z.object({
   TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
 
   PORT: intFrom(1, 65535).default(8000),
+  /**
+   * Where the small HTTP servers of the other processes listen (`/metrics`, `/health`, `/ready`).
+   * An IP address (the Temporal SDK's exporter takes no host name): loopback by default, `0.0.0.0` in
+   * containers so that Prometheus can reach them.
+   */
+  METRICS_HOST: z
+    .union([z.ipv4(), z.ipv6()], { error: 'must be an IP address, e.g. 0.0.0.0' })
+    .default('127.0.0.1'),
+  /** Ports of those servers, one per process; 0 picks a free port (tests). */
+  OUTBOX_HTTP_PORT: intFrom(0, 65535).default(9101),
+  BRIDGE_HTTP_PORT: intFrom(0, 65535).default(9102),
+  WORKER_HTTP_PORT: intFrom(0, 65535).default(9103),
+  LOYALTY_HTTP_PORT: intFrom(0, 65535).default(9104),
+  /** The Temporal SDK's own Prometheus exporter in the worker (on METRICS_HOST); 0 turns it off. */
+  WORKER_SDK_METRICS_PORT: intFrom(0, 65535).default(9105),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   OUTBOX_BATCH_SIZE: intFrom(1, 1000).default(100),

@@ -5,15 +5,20 @@
 #                              persisting to .data/temporal.db so workflows survive a restart
 #   time-skipping test server  io.temporal:temporal-test-server from Maven Central, behind
 #                              the wrapper .tools/bin/temporal-test-server
+#   Prometheus (+ promtool)    the Debian package's binaries (not its service), started with
+#                              deploy/prometheus/prometheus.yml, persisting to .data/prometheus
 # Idempotent: a second run with everything up changes nothing and takes about a second.
 #
 # Pointing at existing servers: when DATABASE_URL, AMQP_URL or TEMPORAL_ADDRESS is set, that piece is
-# neither installed nor started (the app reads the same variables, see lib/config.ts).
+# neither installed nor started (the app reads the same variables, see lib/config.ts). PROMETHEUS=off
+# leaves Prometheus out of `up`.
 # Usage: scripts/infra.sh [up|tools|down|status]
 #   up     the servers (the main command runs this)
-#   tools  the Temporal CLI and the time-skipping test server for the tests (the test command runs this too)
+#   tools  the Temporal CLI, the time-skipping test server and promtool for the tests (the test
+#          command runs this too)
 #   down   stops the local servers: every PostgreSQL cluster and the RabbitMQ node on this machine
-#          (unless DATABASE_URL / AMQP_URL are set), and the dev server this checkout started
+#          (unless DATABASE_URL / AMQP_URL are set), and the dev server and Prometheus this checkout
+#          started
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -28,6 +33,7 @@ TEMPORAL_CLI_VERSION=${TEMPORAL_CLI_VERSION:-v1.5.1}
 TEMPORAL_TEST_SERVER_VERSION=${TEMPORAL_TEST_SERVER_VERSION:-1.31.0}
 PG_USER=acme PG_PASSWORD=acme PG_DB=acme
 TEMPORAL_PORT=7233 TEMPORAL_UI_PORT=8233
+PROMETHEUS_PORT=9090
 SEARCH_ATTRIBUTES=(OrderId CustomerId OrderStatus)
 
 log() { printf '[infra] %s\n' "$*"; }
@@ -147,7 +153,46 @@ EOF
   log "time-skipping test server: $BIN/temporal-test-server"
 }
 
+# --- Prometheus ----------------------------------------------------------------------------------
+# The Debian package for its binaries only: its service would scrape /etc/prometheus's targets, not
+# ours. /usr/bin/prometheus runs from here with the repository's configuration and rules instead.
+prometheus_install() {
+  if [ -x /usr/bin/prometheus ] && [ -x /usr/bin/promtool ]; then return; fi
+  apt_install --no-install-recommends prometheus
+  # Where an init system runs, the package has just started its own service on our port: stop it.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+    as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
+}
+
+prometheus_up() {
+  if [ "${PROMETHEUS:-on}" = off ]; then log "Prometheus: PROMETHEUS=off, not starting it"; return; fi
+  prometheus_install
+  local config="$ROOT/deploy/prometheus/prometheus.yml" pid
+  /usr/bin/promtool check config "$config" >/dev/null ||
+    die "Prometheus: $config is invalid (see: promtool check config $config)"
+  if port_open "$PROMETHEUS_PORT"; then
+    if pid=$(cat "$DATA/prometheus.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null; then
+      kill -HUP "$pid" # ours: re-read the configuration and rules, which may have changed
+    else
+      log "Prometheus: something else listens on port $PROMETHEUS_PORT; leaving it alone"
+      return
+    fi
+  else
+    log "Prometheus: starting (data in $DATA/prometheus)"
+    mkdir -p "$DATA/prometheus"
+    setsid nohup /usr/bin/prometheus --config.file="$config" --storage.tsdb.path="$DATA/prometheus" \
+      --storage.tsdb.retention.time=7d --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+      >>"$DATA/prometheus.log" 2>&1 </dev/null &
+    echo $! >"$DATA/prometheus.pid"
+    wait_port "$PROMETHEUS_PORT" Prometheus 30
+  fi
+  log "Prometheus: up on http://localhost:$PROMETHEUS_PORT (targets: /targets, alerts: /alerts)"
+}
+
 down() {
+  if [ -f "$DATA/prometheus.pid" ] && kill "$(cat "$DATA/prometheus.pid")" 2>/dev/null; then log "Prometheus stopped"; fi
+  rm -f "$DATA/prometheus.pid"
   if [ -f "$DATA/temporal.pid" ] && kill "$(cat "$DATA/temporal.pid")" 2>/dev/null; then log "Temporal dev server stopped"; fi
   rm -f "$DATA/temporal.pid"
   if [ -z "${AMQP_URL:-}" ] && port_open 5672; then as_root rabbitmqctl -q stop && log "RabbitMQ stopped"; fi
@@ -160,16 +205,17 @@ down() {
 }
 
 status() {
-  for p in 5432:PostgreSQL 5672:RabbitMQ $TEMPORAL_PORT:Temporal $TEMPORAL_UI_PORT:Temporal-UI; do
+  for p in 5432:PostgreSQL 5672:RabbitMQ $TEMPORAL_PORT:Temporal $TEMPORAL_UI_PORT:Temporal-UI $PROMETHEUS_PORT:Prometheus; do
     port_open "${p%%:*}" && log "${p#*:}: listening on ${p%%:*}" || log "${p#*:}: not listening on ${p%%:*}"
   done
 }
 
 case "${1:-up}" in
-  up) postgres_up; rabbitmq_up; temporal_up ;;
-  # What the tests need besides the servers: the CLI (createLocal starts its own dev server from it)
-  # and the time-skipping test server. Installed even when TEMPORAL_ADDRESS points elsewhere.
-  tools) temporal_cli_install; test_server_install ;;
+  up) postgres_up; rabbitmq_up; temporal_up; prometheus_up ;;
+  # What the tests need besides the servers: the CLI (createLocal starts its own dev server from it),
+  # the time-skipping test server, and promtool (checks deploy/prometheus). Installed even when
+  # TEMPORAL_ADDRESS points elsewhere or PROMETHEUS=off.
+  tools) temporal_cli_install; test_server_install; prometheus_install ;;
   down) down ;;
   status) status ;;
   *) die "usage: scripts/infra.sh [up|tools|down|status]" ;;

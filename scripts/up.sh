@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/infra.sh up
 npx tsx db/cli.ts seed
-echo "[up] API http://localhost:${PORT:-8000}  ·  Temporal Web UI ${TEMPORAL_UI_URL:-http://localhost:8233}  ·  Ctrl-C to stop"
+[ "${PROMETHEUS:-on}" = off ] && prometheus= || prometheus="  ·  Prometheus http://localhost:9090"
+echo "[up] API http://localhost:${PORT:-8000}  ·  Temporal Web UI ${TEMPORAL_UI_URL:-http://localhost:8233}$prometheus  ·  Ctrl-C to stop"
 exec npx concurrently --names api,outbox,bridge,worker,loyalty --prefix-colors blue,magenta,yellow,green,cyan \
   --kill-others-on-fail --kill-signal SIGTERM \
   "node --import tsx api/main.ts" "node --import tsx workers/outbox-main.ts" \

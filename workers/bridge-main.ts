@@ -2,31 +2,52 @@
  * Entry point of the bridge (`npm run start:bridge`): RabbitMQ `order.placed` / `order.retried` →
  * a run of the Temporal order saga.
  * Scale by running more (each takes up to BRIDGE_PREFETCH messages at a time). SIGTERM/SIGINT stop
- * taking messages, let in-flight starts finish, then close the connections.
+ * taking messages, let in-flight starts finish, then close the connections. Serves `/metrics`,
+ * `/health` and `/ready` on BRIDGE_HTTP_PORT, from the start (not ready while Temporal is awaited).
  */
 import type { Client } from '@temporalio/client';
 import { connectAmqp, describeError } from '../lib/amqp.js';
 import { loadConfig, type Config } from '../lib/config.js';
+import { startProbeServer, type ProbeServer } from '../lib/http-probe-server.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { createRegistry } from '../lib/metrics.js';
+import { postgresProbe, rabbitmqProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { connectTemporal } from '../lib/temporal.js';
 import { createPool } from '../db/pool.js';
 import { createBridge } from './bridge.js';
 
 const NAME = 'bridge';
+const PROBE_TIMEOUT_MS = 2_000;
 
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(NAME, config.LOG_LEVEL);
   const shutdown = waitForShutdownSignal();
 
-  const temporal = await connectTemporalPatiently(config, logger, shutdown);
-  if (!temporal) return;
   const amqp = connectAmqp(config, { name: `acme-${NAME}`, logger });
   // One read and one write per message; the pool is sized for the prefetch, not beyond it.
   const pool = createPool(config.DATABASE_URL, Math.min(config.DATABASE_POOL_MAX, 4), `acme-${NAME}`);
-  const bridge = createBridge({ amqp, temporal, pool, config, logger });
+  const registry = createRegistry();
+  let temporal: Client | undefined;
+  let probes: ProbeServer | undefined;
   try {
+    probes = await startProbeServer({
+      name: NAME,
+      host: config.METRICS_HOST,
+      port: config.BRIDGE_HTTP_PORT,
+      portSetting: 'BRIDGE_HTTP_PORT',
+      registry,
+      checks: {
+        postgres: postgresProbe(pool),
+        rabbitmq: rabbitmqProbe(amqp),
+        temporal: temporalProbe(() => temporal?.connection, PROBE_TIMEOUT_MS),
+      },
+      logger,
+    });
+    temporal = await connectTemporalPatiently(config, logger, shutdown);
+    if (!temporal) return;
+    const bridge = createBridge({ amqp, temporal, pool, config, logger, registry });
     await Promise.race([bridge.start(), shutdown]);
     logger.info(
       { queue: config.BRIDGE_QUEUE, taskQueue: config.TEMPORAL_TASK_QUEUE, prefetch: config.BRIDGE_PREFETCH },
@@ -36,9 +57,10 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'draining: finishing in-flight messages');
     await bridge.stop();
   } finally {
+    await probes?.close().catch((err: unknown) => logger.warn({ err }, 'closing the probe server failed'));
     await amqp.close().catch((err: unknown) => logger.warn({ err }, 'closing RabbitMQ failed'));
     await pool.end().catch((err: unknown) => logger.warn({ err }, 'closing PostgreSQL failed'));
-    await temporal.connection
+    await temporal?.connection
       .close()
       .catch((err: unknown) => logger.warn({ err }, 'closing Temporal failed'));
   }

@@ -28,6 +28,7 @@ import {
 } from '../lib/amqp.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
+import { bridgeMetrics, Registry } from '../lib/metrics.js';
 import { isTemporalUnavailable, startOrderSaga } from '../lib/temporal.js';
 import { findOrder, markRunStarted } from '../db/orders.js';
 import { isTransientDatabaseError, type Pool } from '../db/pool.js';
@@ -92,6 +93,11 @@ export interface BridgeOptions {
   startTimeoutMs?: number;
   /** Delay before a failed message is retried (default: 1 s doubling, at most 30 s). */
   retryDelayMs?: (attempt: number) => number;
+  /**
+   * The process's metrics registry: start lag, redeliveries and the DLQ's depth. Default: one
+   * nobody scrapes.
+   */
+  registry?: Registry;
 }
 
 export function createBridge({
@@ -102,7 +108,9 @@ export function createBridge({
   logger,
   startTimeoutMs = 10_000,
   retryDelayMs,
+  registry = new Registry(),
 }: BridgeOptions): QueueConsumer {
+  const metrics = bridgeMetrics(registry);
   const handle = async (msg: ConsumeMessage, { attempt }: { attempt: number }) => {
     const event = parseRunRequest(msg.content);
     const run = requestedRun(event);
@@ -142,6 +150,7 @@ export function createBridge({
         ),
       );
       await markRunStarted(pool, order.id, run);
+      if (outcome === 'started') metrics.runStarted(new Date(event.occurredAt));
       log.info(
         { outcome, workflowId: orderWorkflowId(event.orderId), taskQueue: config.TEMPORAL_TASK_QUEUE },
         outcome === 'started' ? 'order saga started' : 'order saga already started (duplicate delivery)',
@@ -162,5 +171,6 @@ export function createBridge({
     // Temporal or PostgreSQL down is an outage to wait out, not a reason to give up on the order.
     isTransient: (err) => isTemporalUnavailable(err) || isTransientDatabaseError(err),
     ...(retryDelayMs ? { retryDelayMs } : {}),
+    registry,
   });
 }

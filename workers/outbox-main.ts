@@ -1,10 +1,14 @@
 /**
  * Entry point of the outbox publisher (`npm run start:outbox`). Run as many as you like: they share
  * the outbox through `for update skip locked`. SIGTERM/SIGINT finish the current batch, then exit.
+ * Serves `/metrics`, `/health` and `/ready` on OUTBOX_HTTP_PORT.
  */
 import { connectAmqp } from '../lib/amqp.js';
 import { loadConfig } from '../lib/config.js';
+import { startProbeServer, type ProbeServer } from '../lib/http-probe-server.js';
 import { createLogger } from '../lib/logger.js';
+import { createRegistry } from '../lib/metrics.js';
+import { postgresProbe, rabbitmqProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { createPool } from '../db/pool.js';
 import { OutboxPublisher } from './outbox-publisher.js';
@@ -14,11 +18,22 @@ const NAME = 'outbox-publisher';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(NAME, config.LOG_LEVEL);
-  // One batch transaction at a time, plus headroom for a batch racing a shutdown.
+  // One batch transaction at a time, a scrape's query, and headroom for a batch racing a shutdown.
   const pool = createPool(config.DATABASE_URL, Math.min(config.DATABASE_POOL_MAX, 4), `acme-${NAME}`);
   const amqp = connectAmqp(config, { name: `acme-${NAME}`, logger });
-  const publisher = new OutboxPublisher({ pool, amqp, config, logger });
+  const registry = createRegistry();
+  const publisher = new OutboxPublisher({ pool, amqp, config, logger, registry });
+  let probes: ProbeServer | undefined;
   try {
+    probes = await startProbeServer({
+      name: NAME,
+      host: config.METRICS_HOST,
+      port: config.OUTBOX_HTTP_PORT,
+      portSetting: 'OUTBOX_HTTP_PORT',
+      registry,
+      checks: { postgres: postgresProbe(pool), rabbitmq: rabbitmqProbe(amqp) },
+      logger,
+    });
     publisher.start();
     logger.info(
       { exchange: config.AMQP_EXCHANGE, batchSize: config.OUTBOX_BATCH_SIZE },
@@ -28,6 +43,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'draining: finishing the current batch');
     await publisher.stop();
   } finally {
+    await probes?.close().catch((err: unknown) => logger.warn({ err }, 'closing the probe server failed'));
     await amqp.close().catch((err: unknown) => logger.warn({ err }, 'closing RabbitMQ failed'));
     await pool.end().catch((err: unknown) => logger.warn({ err }, 'closing PostgreSQL failed'));
   }

@@ -16,6 +16,7 @@
 import pg from 'pg';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
+import { outboxMetrics, Registry, type OutboxMetrics } from '../lib/metrics.js';
 import {
   createEventPublisher,
   describeError,
@@ -27,6 +28,7 @@ import {
   claimDueEvents,
   listenForEvents,
   markPublished,
+  pendingStats,
   scheduleRetries,
   type OutboxRow,
 } from '../db/outbox.js';
@@ -48,6 +50,11 @@ export interface OutboxPublisherOptions {
   amqp: AmqpConnectionManager;
   config: OutboxConfig;
   logger: Logger;
+  /**
+   * Where the publisher's metrics go (`acme_outbox_*`; the pending gauges are read from the database
+   * when scraped). Default: a registry nobody scrapes.
+   */
+  registry?: Registry;
   /** Retry delay of a failed row after its first failure; doubles per attempt up to `retryMaxMs`. */
   retryBaseMs?: number;
   retryMaxMs?: number;
@@ -64,6 +71,7 @@ export class OutboxPublisher {
   private readonly config: OutboxConfig;
   private readonly logger: Logger;
   private readonly events: EventPublisher;
+  private readonly metrics: OutboxMetrics;
   private readonly retryBaseMs: number;
   private readonly retryMaxMs: number;
 
@@ -79,6 +87,10 @@ export class OutboxPublisher {
     this.pool = opts.pool;
     this.config = opts.config;
     this.logger = opts.logger;
+    this.metrics = outboxMetrics(opts.registry ?? new Registry(), {
+      pendingStats: () => pendingStats(opts.pool),
+      logger: opts.logger,
+    });
     this.retryBaseMs = opts.retryBaseMs ?? 1000;
     this.retryMaxMs = opts.retryMaxMs ?? 60_000;
     this.events = createEventPublisher(opts.amqp, {
@@ -135,6 +147,9 @@ export class OutboxPublisher {
     });
 
     await markPublished(tx, published);
+    // Counted as confirmed by the broker: should the commit below fail, they are published again.
+    this.metrics.published(published.length);
+    this.metrics.publishFailed(failedIds.length);
     if (failedIds.length > 0) {
       await scheduleRetries(tx, failedIds, errors, { baseMs: this.retryBaseMs, maxMs: this.retryMaxMs });
       this.logger.warn(

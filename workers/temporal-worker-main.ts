@@ -2,7 +2,9 @@
  * Entry point of the Temporal worker process: `npm run start:worker`.
  *
  * Reads the configuration once, registers the search attributes, then serves the `orders` task
- * queue until SIGINT/SIGTERM, which drains in-flight tasks before exiting.
+ * queue until SIGINT/SIGTERM, which drains in-flight tasks before exiting. Serves `/metrics`,
+ * `/health` and `/ready` on WORKER_HTTP_PORT; the SDK's own metrics (task slots, poll and activity
+ * latencies, sticky cache) are on WORKER_SDK_METRICS_PORT, from the SDK's Prometheus exporter.
  */
 import {
   DefaultLogger,
@@ -10,9 +12,13 @@ import {
   Runtime,
   type LogLevel,
   type LogMetadata,
+  type Worker,
 } from '@temporalio/worker';
 import { loadConfig, type Config } from '../lib/config.js';
+import { startProbeServer, type ProbeServer } from '../lib/http-probe-server.js';
 import { createLogger, type Logger } from '../lib/logger.js';
+import { createRegistry } from '../lib/metrics.js';
+import { postgresProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { createPool } from '../db/pool.js';
 import { createOrderWorker, ensureSearchAttributes } from './temporal-worker.js';
@@ -35,13 +41,34 @@ const FROM_CONFIG: Record<Config['LOG_LEVEL'], LogLevel> = {
   silent: 'ERROR',
 };
 
-/** The SDK's own logs (and workflow `log` calls) go to the same JSON stream as ours. */
-function installRuntime(logger: Logger, level: Config['LOG_LEVEL']): void {
+const PROBE_TIMEOUT_MS = 2_000;
+
+/**
+ * The SDK's own logs (and workflow `log` calls) go to the same JSON stream as ours; its metrics to
+ * its Prometheus exporter (seconds and `_total` counters, as Prometheus names them), unless the port
+ * is 0.
+ */
+function installRuntime(logger: Logger, config: Config): void {
   const sdk = logger.child({ component: 'temporal-sdk' });
+  const host = config.METRICS_HOST.includes(':') ? `[${config.METRICS_HOST}]` : config.METRICS_HOST;
   Runtime.install({
-    logger: new DefaultLogger(FROM_CONFIG[level], ({ level, message, meta }) =>
+    logger: new DefaultLogger(FROM_CONFIG[config.LOG_LEVEL], ({ level, message, meta }) =>
       sdk[TO_PINO[level]]((meta ?? {}) as LogMetadata, message),
     ),
+    ...(config.WORKER_SDK_METRICS_PORT > 0
+      ? {
+          telemetryOptions: {
+            metrics: {
+              prometheus: {
+                bindAddress: `${host}:${config.WORKER_SDK_METRICS_PORT}`,
+                countersTotalSuffix: true,
+                unitSuffix: true,
+                useSecondsForDurations: true,
+              },
+            },
+          },
+        }
+      : {}),
     // We handle signals ourselves: shutdown once, then close connections in order.
     shutdownSignals: [],
   });
@@ -50,17 +77,37 @@ function installRuntime(logger: Logger, level: Config['LOG_LEVEL']): void {
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('temporal-worker', config.LOG_LEVEL);
-  installRuntime(logger, config.LOG_LEVEL);
+  installRuntime(logger, config);
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-temporal-worker');
+  const registry = createRegistry();
   let connection: NativeConnection | undefined;
+  let worker: Worker | undefined;
+  let probes: ProbeServer | undefined;
   try {
+    probes = await startProbeServer({
+      name: 'temporal-worker',
+      host: config.METRICS_HOST,
+      port: config.WORKER_HTTP_PORT,
+      portSetting: 'WORKER_HTTP_PORT',
+      registry,
+      checks: {
+        postgres: postgresProbe(pool),
+        temporal: temporalProbe(() => connection, PROBE_TIMEOUT_MS),
+        worker: async () => {
+          const state = worker?.getState() ?? 'not created yet';
+          if (state !== 'RUNNING') throw new Error(`the worker is ${state}`);
+        },
+      },
+      logger,
+    });
     connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
     await ensureSearchAttributes(connection, config.TEMPORAL_NAMESPACE, logger);
-    const worker = await createOrderWorker({ config, pool, logger, connection });
+    worker = await createOrderWorker({ config, pool, logger, connection, registry });
+    const running = worker;
     void waitForShutdownSignal().then((signal) => {
-      if (worker.getState() !== 'RUNNING') return;
+      if (running.getState() !== 'RUNNING') return;
       logger.info({ signal }, 'shutting down: draining in-flight tasks');
-      worker.shutdown();
+      running.shutdown();
     });
     logger.info(
       {
@@ -73,6 +120,7 @@ async function main(): Promise<void> {
     await worker.run();
     logger.info('temporal worker stopped');
   } finally {
+    await probes?.close().catch((err: unknown) => logger.warn({ err }, 'closing the probe server failed'));
     await connection?.close();
     await pool.end();
   }

@@ -8,6 +8,7 @@ import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/se
 import { Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
+import type { Registry } from '../lib/metrics.js';
 import type { Pool } from '../db/pool.js';
 import { createActivities, type Activities } from '../activities/index.js';
 import { createSimulatedGateway, type PaymentGateway } from '../activities/payment-gateway.js';
@@ -30,12 +31,22 @@ export interface OrderWorkerOptions {
   activityOverrides?: Partial<Activities>;
   /** A prebuilt bundle (bundleWorkflowCode) instead of bundling WORKFLOWS_PATH again; tests reuse one. */
   workflowBundle?: WorkflowBundle;
+  /** The process's metrics registry, for the activities' metrics; default: one nobody scrapes. */
+  registry?: Registry;
 }
 
 export async function createOrderWorker(options: OrderWorkerOptions): Promise<Worker> {
   const { config, pool, logger, connection } = options;
   const gateway = options.gateway ?? createSimulatedGateway(config);
-  const activities = { ...createActivities({ pool, gateway, logger }), ...options.activityOverrides };
+  const activities = {
+    ...createActivities({
+      pool,
+      gateway,
+      logger,
+      ...(options.registry ? { registry: options.registry } : {}),
+    }),
+    ...options.activityOverrides,
+  };
   return Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,

@@ -3,46 +3,10 @@
  * gets a healthy process killed); `/ready` says it can serve, i.e. every dependency answers.
  */
 import { createRoute } from '@hono/zod-openapi';
-import type { Logger } from '../../lib/logger.js';
-import type { AppDeps, Probe } from '../env.js';
+import { checkReadiness } from '../../lib/probes.js';
+import type { AppDeps } from '../env.js';
 import { createRouter } from '../router.js';
 import { HealthSchema, ReadinessSchema } from '../schemas.js';
-
-export interface ProbeResult {
-  status: 'up' | 'down';
-  ms: number;
-  error?: 'timeout' | 'failed';
-}
-
-/** Runs one probe against a deadline; on timeout its signal is aborted so it can clean up. */
-export async function runProbe(
-  name: string,
-  probe: Probe,
-  timeoutMs: number,
-  log: Logger,
-): Promise<ProbeResult> {
-  const controller = new AbortController();
-  const started = performance.now();
-  let timer: NodeJS.Timeout | undefined;
-  const elapsed = () => Math.round(performance.now() - started);
-  try {
-    const outcome = await Promise.race([
-      probe(controller.signal).then(() => 'up' as const),
-      new Promise<'timeout'>((resolve) => {
-        timer = setTimeout(() => resolve('timeout'), timeoutMs);
-      }),
-    ]);
-    if (outcome === 'up') return { status: 'up', ms: elapsed() };
-    log.warn({ dependency: name, timeoutMs }, 'readiness probe timed out');
-    return { status: 'down', ms: elapsed(), error: 'timeout' };
-  } catch (err) {
-    log.warn({ dependency: name, err }, 'readiness probe failed');
-    return { status: 'down', ms: elapsed(), error: 'failed' };
-  } finally {
-    clearTimeout(timer);
-    controller.abort();
-  }
-}
 
 export function healthRouter(deps: Pick<AppDeps, 'checks' | 'readyTimeoutMs'>) {
   const router = createRouter();
@@ -74,13 +38,7 @@ export function healthRouter(deps: Pick<AppDeps, 'checks' | 'readyTimeoutMs'>) {
     },
   });
   router.openapi(readyRoute, async (c) => {
-    const entries = await Promise.all(
-      Object.entries(deps.checks).map(
-        async ([name, probe]) => [name, await runProbe(name, probe, timeoutMs, c.var.log)] as const,
-      ),
-    );
-    const checks = Object.fromEntries(entries);
-    const ready = entries.every(([, result]) => result.status === 'up');
+    const { ready, checks } = await checkReadiness(deps.checks, timeoutMs, c.var.log);
     c.header('Cache-Control', 'no-store');
     return ready
       ? c.json({ status: 'ready' as const, checks }, 200)

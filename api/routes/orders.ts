@@ -7,6 +7,7 @@ import { workflowUiUrl } from '../../lib/temporal.js';
 import { DEFAULT_RETRY_REASON, isFinal, mayBeCancelledNow, type OrderStatus } from '../../domain/order.js';
 import { orderWorkflowId } from '../../workflows/contract.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
+import type { ApiMetrics } from '../../lib/metrics.js';
 import type { AppDeps } from '../env.js';
 import { ApiError, notFound } from '../errors.js';
 import { jsonBody } from '../middleware/json-body.js';
@@ -38,7 +39,7 @@ const locationHeader = z.object({
 });
 const orderJson = { 'application/json': { schema: OrderSchema } };
 
-export function ordersRouter(deps: AppDeps) {
+export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
   const maxBytes = deps.maxBodyBytes ?? LIMITS.maxBodyBytes;
   const router = createRouter();
 
@@ -131,6 +132,7 @@ export function ordersRouter(deps: AppDeps) {
       return c.json(view, 200);
     }
     c.var.log.info({ orderId: view.id, total: view.total, currency: view.currency }, 'order placed');
+    deps.metrics.accepted();
     return c.json(view, 202);
   });
 
@@ -243,6 +245,8 @@ export function ordersRouter(deps: AppDeps) {
           const direct = await cancelPendingOrder(deps.pool, id, reason);
           if (direct.kind === 'cancelled') {
             log.info('cancelled before the saga started');
+            // The order ends here, not in a saga step (which will find it cancelled): count it here.
+            deps.metrics.finished('CANCELLED', direct.placedAt);
             return c.json({ id, status: 'CANCELLED' as const, via: 'database' as const }, 200);
           }
           if (direct.kind === 'not_found') throw notFound('Order', id);

@@ -18,6 +18,7 @@ import {
 } from '../../lib/amqp.js';
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
+import type { Registry } from '../../lib/metrics.js';
 import { isTransientDatabaseError, withTransaction, type Pool } from '../../db/pool.js';
 import { awardOrderPoints } from '../../db/loyalty-points.js';
 import { markProcessed } from '../../db/processed-events.js';
@@ -72,6 +73,8 @@ export interface LoyaltySubscriberOptions {
   config: LoyaltyConfig;
   logger: Logger;
   retryDelayMs?: (attempt: number) => number;
+  /** The process's metrics registry (redeliveries, DLQ depth); default: one nobody scrapes. */
+  registry?: Registry;
 }
 
 export function createLoyaltySubscriber({
@@ -80,6 +83,7 @@ export function createLoyaltySubscriber({
   config,
   logger,
   retryDelayMs,
+  registry,
 }: LoyaltySubscriberOptions): QueueConsumer {
   const handle = async (msg: ConsumeMessage) => {
     const event = parsePaymentCompleted(msg.content);
@@ -109,5 +113,6 @@ export function createLoyaltySubscriber({
     handle,
     isTransient: isTransientDatabaseError, // the database down is an outage to wait out
     ...(retryDelayMs ? { retryDelayMs } : {}),
+    ...(registry ? { registry } : {}),
   });
 }

@@ -12,6 +12,9 @@ import { createTemporalOrderWorkflows } from '../../api/order-workflows.js';
 import type { PaymentGateway } from '../../activities/payment-gateway.js';
 import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp.js';
 import type { Config } from '../../lib/config.js';
+import { startProbeServer, type ProbeServer } from '../../lib/http-probe-server.js';
+import { createRegistry, type Registry } from '../../lib/metrics.js';
+import { postgresProbe, rabbitmqProbe, temporalProbe } from '../../lib/probes.js';
 import { connectTemporal } from '../../lib/temporal.js';
 import { createBridge } from '../../workers/bridge.js';
 import { OutboxPublisher } from '../../workers/outbox-publisher.js';
@@ -36,6 +39,10 @@ export interface TestSystem {
   app: ReturnType<typeof createApp>;
   /** What the bridge logged, for asserting on its decisions. */
   bridgeLog: Array<Record<string, unknown>>;
+  /** Each component's metrics registry, as if each ran in a process of its own. */
+  registries: Record<'api' | 'outbox' | 'bridge' | 'worker', Registry>;
+  /** With `probeServers: true`: each process's probe server (lib/http-probe-server.ts) on a free port. */
+  probes?: Record<'outbox' | 'bridge' | 'worker', ProbeServer>;
   placeOrder(
     body: unknown,
     headers?: Record<string, string>,
@@ -47,7 +54,7 @@ export interface TestSystem {
 
 export async function startSystem(
   overrides: Record<string, string> = {},
-  { gateway }: { gateway?: PaymentGateway } = {},
+  { gateway, probeServers = false }: { gateway?: PaymentGateway; probeServers?: boolean } = {},
 ): Promise<TestSystem> {
   const db = await createTestDatabase();
   const config = testConfig(shortId(), { DATABASE_URL: db.url, ...overrides });
@@ -58,10 +65,23 @@ export async function startSystem(
     name: `test-system-${config.AMQP_EXCHANGE}`,
     logger,
   });
-  const publisher = new OutboxPublisher({ pool: db.pool, amqp, config, logger });
+  const registries = {
+    api: createRegistry({ defaultMetrics: false }),
+    outbox: createRegistry({ defaultMetrics: false }),
+    bridge: createRegistry({ defaultMetrics: false }),
+    worker: createRegistry({ defaultMetrics: false }),
+  };
+  const publisher = new OutboxPublisher({ pool: db.pool, amqp, config, logger, registry: registries.outbox });
   publisher.start();
   const temporal = await connectTemporal(config);
-  const bridge = createBridge({ amqp, temporal, pool: db.pool, config, logger: bridgeCapture.logger });
+  const bridge = createBridge({
+    amqp,
+    temporal,
+    pool: db.pool,
+    config,
+    logger: bridgeCapture.logger,
+    registry: registries.bridge,
+  });
   await bridge.start();
   const connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
   const worker: Worker = await createOrderWorker({
@@ -69,6 +89,7 @@ export async function startSystem(
     pool: db.pool,
     logger,
     connection,
+    registry: registries.worker,
     ...(gateway ? { gateway } : {}),
   });
   const workerRun = worker.run();
@@ -78,7 +99,33 @@ export async function startSystem(
     workflows: createTemporalOrderWorkflows(temporal, { timeoutMs: 5000 }),
     config,
     checks: {},
+    registry: registries.api,
   });
+  let probes: TestSystem['probes'];
+  if (probeServers) {
+    const serve = (
+      name: string,
+      registry: Registry,
+      checks: Parameters<typeof startProbeServer>[0]['checks'],
+    ) => startProbeServer({ name, host: '127.0.0.1', port: 0, registry, checks, logger });
+    const postgres = postgresProbe(db.pool);
+    const rabbitmq = rabbitmqProbe(amqp);
+    probes = {
+      outbox: await serve('outbox', registries.outbox, { postgres, rabbitmq }),
+      bridge: await serve('bridge', registries.bridge, {
+        postgres,
+        rabbitmq,
+        temporal: temporalProbe(temporal.connection, 2_000),
+      }),
+      worker: await serve('worker', registries.worker, {
+        postgres,
+        temporal: temporalProbe(connection, 2_000),
+        worker: async () => {
+          if (worker.getState() !== 'RUNNING') throw new Error(`the worker is ${worker.getState()}`);
+        },
+      }),
+    };
+  }
 
   const getOrder = async (id: string): Promise<OrderView> => {
     const res = await app.request(`/orders/${id}`);
@@ -92,6 +139,8 @@ export async function startSystem(
     temporal,
     app,
     bridgeLog: bridgeCapture.lines,
+    registries,
+    ...(probes ? { probes } : {}),
     async placeOrder(body, headers = {}) {
       const res = await app.request('/orders', {
         method: 'POST',
@@ -111,6 +160,7 @@ export async function startSystem(
       );
     },
     async stop() {
+      for (const server of Object.values(probes ?? {})) await server.close();
       worker.shutdown();
       await workerRun;
       await bridge.stop();

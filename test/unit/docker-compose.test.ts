@@ -14,7 +14,8 @@ interface Service {
   command?: string[];
   environment?: Record<string, string | number>;
   ports?: string[];
-  depends_on?: Record<string, { condition: string }>;
+  depends_on?: Record<string, { condition: string }> | string[];
+  volumes?: string[];
 }
 
 const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8'), {
@@ -36,7 +37,8 @@ describe('docker-compose.yml', () => {
 
   it('publishes the same host ports as the native setup', () => {
     const hostPorts = Object.values(services).flatMap((s) => (s.ports ?? []).map((p) => p.split(':')[0]));
-    for (const port of ['8000', '8233', '7233', '5432', '5672', '15672']) expect(hostPorts).toContain(port);
+    for (const port of ['8000', '8233', '7233', '5432', '5672', '15672', '9090'])
+      expect(hostPorts).toContain(port);
     expect(services.api?.ports).toContain(`${loadConfig({}).PORT}:8000`);
   });
 
@@ -59,9 +61,38 @@ describe('docker-compose.yml', () => {
       expect(entry, name).toBeDefined();
       expect(existsSync(new URL(`../../${entry}`, import.meta.url)), `${name}: ${entry}`).toBe(true);
       if (name !== 'migrate')
-        expect(service.depends_on?.migrate?.condition).toBe('service_completed_successfully');
+        expect((service.depends_on as Record<string, { condition: string }>)?.migrate?.condition).toBe(
+          'service_completed_successfully',
+        );
     }
     expect(existsSync(new URL('../../Dockerfile', import.meta.url))).toBe(true);
+  });
+});
+
+describe('docker-compose.yml: metrics', () => {
+  it('runs Prometheus from its official image with the repository configuration for compose', () => {
+    const prometheus = services.prometheus!;
+    expect(prometheus.image).toMatch(/^prom\/prometheus:v2\./);
+    expect(prometheus.volumes).toContain('./deploy/prometheus:/etc/prometheus:ro');
+    expect(prometheus.command).toContain('--config.file=/etc/prometheus/prometheus.compose.yml');
+    expect(existsSync(new URL('../../deploy/prometheus/prometheus.compose.yml', import.meta.url))).toBe(true);
+  });
+
+  it('has the app services listen for Prometheus on every interface', () => {
+    for (const [name, service] of appServices)
+      expect(service.environment?.METRICS_HOST, name).toBe('0.0.0.0');
+  });
+
+  it('provisions Grafana with the dashboard from the repository', () => {
+    const grafana = services.grafana!;
+    expect(grafana.image).toMatch(/^grafana\/grafana:/);
+    for (const volume of grafana.volumes ?? []) {
+      const source = volume.split(':')[0]!;
+      expect(existsSync(new URL(`../../${source}`, import.meta.url)), source).toBe(true);
+    }
+    expect(grafana.volumes).toContain(
+      './deploy/grafana/acme-orders.json:/var/lib/grafana/dashboards/acme-orders.json:ro',
+    );
   });
 });
 

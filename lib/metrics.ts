@@ -1,0 +1,328 @@
+/**
+ * Prometheus metrics (prom-client). Each process builds one registry in its `main()` with
+ * `createRegistry()` (Node's default process metrics: CPU, memory, event-loop lag, GC) and adds the
+ * groups it owns below; the API serves it at `GET /metrics`, the other processes on their probe
+ * server (lib/http-probe-server.ts).
+ *
+ * The names are what the dashboard (deploy/grafana/acme-orders.json) and the rules
+ * (deploy/prometheus/rules.yml) read: do not rename them. Every label set is bounded (a status, a
+ * step name, a queue name; never an order id), and every series whose label values are known
+ * exists at 0 from start-up, so `rate()` and the alerts see it before its first event.
+ *
+ * Code that counts receives its group as a dependency; when none is given it counts into a throwaway
+ * registry, so tests and tools that never scrape pass nothing.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { FINAL_STATUSES, type FinalStatus } from '../domain/order.js';
+import type { Logger } from './logger.js';
+
+export { Registry };
+
+/** Every metric of ours, by what it measures. */
+export const METRICS = {
+  ordersAccepted: 'acme_orders_accepted_total',
+  ordersFinished: 'acme_orders_finished_total',
+  orderDuration: 'acme_order_duration_seconds',
+  outboxPending: 'acme_outbox_pending_events',
+  outboxOldestPendingAge: 'acme_outbox_oldest_pending_age_seconds',
+  outboxPublished: 'acme_outbox_published_total',
+  outboxPublishFailures: 'acme_outbox_publish_failures_total',
+  bridgeStartLag: 'acme_bridge_start_lag_seconds',
+  dlqMessages: 'acme_dlq_messages',
+  consumerRedeliveries: 'acme_consumer_redeliveries_total',
+  sagaStepDuration: 'acme_saga_step_duration_seconds',
+} as const;
+
+/** The statuses a run ends an order in: the `status` label of `acme_orders_finished_total`. */
+export const FINISHED_STATUSES: readonly FinalStatus[] = [...FINAL_STATUSES] as FinalStatus[];
+/** The `outcome` label of `acme_saga_step_duration_seconds`: the attempt returned, or threw. */
+export const STEP_OUTCOMES = ['ok', 'failed'] as const;
+export type StepOutcome = (typeof STEP_OUTCOMES)[number];
+
+/** Placed → final: a second when all goes well, up to the payment deadline (10 min) when not. */
+const ORDER_DURATION_BUCKETS = [0.25, 0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600];
+/** order.placed occurred → run started: outbox, broker and bridge together. */
+const START_LAG_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
+/** One activity attempt: database steps take milliseconds, a gateway call up to its 20 s timeout. */
+const STEP_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+
+/** A process's registry; with Node's default metrics (no prefix) unless told otherwise. */
+export function createRegistry({ defaultMetrics = true }: { defaultMetrics?: boolean } = {}): Registry {
+  const registry = new Registry();
+  if (defaultMetrics) collectDefaultMetrics({ register: registry });
+  return registry;
+}
+
+// Each group is created once per registry: asking again returns the same one, so two components of
+// one process (the in-process test system, say) never register a metric twice.
+const groups = new WeakMap<Registry, Map<string, unknown>>();
+function once<T>(registry: Registry, key: string, make: () => T): T {
+  let byKey = groups.get(registry);
+  if (!byKey) groups.set(registry, (byKey = new Map()));
+  if (!byKey.has(key)) byKey.set(key, make());
+  return byKey.get(key) as T;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Orders: accepted (API), finished (where a run ends: the worker; the API for a cancel before the saga)
+
+export interface OrderOutcomeMetrics {
+  /** This call moved the order to `status` (never for an idempotent retry that found it there). */
+  finished(status: FinalStatus, placedAt: Date, at?: Date): void;
+}
+
+export function orderOutcomeMetrics(registry: Registry): OrderOutcomeMetrics {
+  return once(registry, 'orders', () => {
+    const finished = new Counter({
+      name: METRICS.ordersFinished,
+      help: 'Orders that reached a final status, by status (one per run that ended the order).',
+      labelNames: ['status'] as const,
+      registers: [registry],
+    });
+    const duration = new Histogram({
+      name: METRICS.orderDuration,
+      help: 'Seconds from the order being placed (orders.created_at) to its final status, by status.',
+      labelNames: ['status'] as const,
+      buckets: ORDER_DURATION_BUCKETS,
+      registers: [registry],
+    });
+    for (const status of FINISHED_STATUSES) {
+      finished.inc({ status }, 0);
+      duration.zero({ status });
+    }
+    return {
+      finished(status, placedAt, at = new Date()) {
+        finished.inc({ status });
+        duration.observe({ status }, Math.max(0, (at.getTime() - placedAt.getTime()) / 1000));
+      },
+    };
+  });
+}
+
+export interface ApiMetrics extends OrderOutcomeMetrics {
+  /** What `GET /metrics` serves. */
+  registry: Registry;
+  /** A `POST /orders` answered 202 (a new order; not an idempotent replay). */
+  accepted(): void;
+}
+
+export function apiMetrics(registry: Registry): ApiMetrics {
+  return once(registry, 'api', () => {
+    const accepted = new Counter({
+      name: METRICS.ordersAccepted,
+      help: 'Orders accepted by POST /orders (202).',
+      registers: [registry],
+    });
+    const outcomes = orderOutcomeMetrics(registry);
+    return { registry, accepted: () => accepted.inc(), finished: outcomes.finished };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Outbox publisher
+
+export interface OutboxPendingStats {
+  pending: number;
+  /** 0 when nothing is pending. */
+  oldestAgeSeconds: number;
+}
+
+export interface OutboxMetrics {
+  published(count: number): void;
+  publishFailed(count: number): void;
+}
+
+export function outboxMetrics(
+  registry: Registry,
+  opts: { pendingStats?: () => Promise<OutboxPendingStats>; logger?: Logger } = {},
+): OutboxMetrics {
+  return once(registry, 'outbox', () => {
+    const published = new Counter({
+      name: METRICS.outboxPublished,
+      help: 'Outbox events published to RabbitMQ and confirmed by the broker.',
+      registers: [registry],
+    });
+    const failures = new Counter({
+      name: METRICS.outboxPublishFailures,
+      help: 'Outbox event publishes that failed (nack or no confirm in time); each is retried later.',
+      registers: [registry],
+    });
+    // Read from the database when scraped: one cheap query per scrape, shared by both gauges.
+    const stats = opts.pendingStats
+      ? sampler(opts.pendingStats, 'outbox pending stats', opts.logger)
+      : async () => undefined;
+    new Gauge({
+      name: METRICS.outboxPending,
+      help: 'Events in the outbox not yet published (read from the database at scrape time).',
+      registers: [registry],
+      async collect() {
+        const s = await stats();
+        if (s) this.set(s.pending);
+      },
+    });
+    new Gauge({
+      name: METRICS.outboxOldestPendingAge,
+      help: 'Age in seconds of the oldest unpublished outbox event; 0 when none (read at scrape time).',
+      registers: [registry],
+      async collect() {
+        const s = await stats();
+        if (s) this.set(s.oldestAgeSeconds);
+      },
+    });
+    return {
+      published(count) {
+        if (count > 0) published.inc(count);
+      },
+      publishFailed(count) {
+        if (count > 0) failures.inc(count);
+      },
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Bridge
+
+export interface BridgeMetrics {
+  /** A run was started for an event that occurred at `occurredAt`. */
+  runStarted(occurredAt: Date, at?: Date): void;
+}
+
+export function bridgeMetrics(registry: Registry): BridgeMetrics {
+  return once(registry, 'bridge', () => {
+    const lag = new Histogram({
+      name: METRICS.bridgeStartLag,
+      help: "Seconds from an order.placed / order.retried event's occurredAt to its workflow run being started.",
+      buckets: START_LAG_BUCKETS,
+      registers: [registry],
+    });
+    return {
+      runStarted(occurredAt, at = new Date()) {
+        lag.observe(Math.max(0, (at.getTime() - occurredAt.getTime()) / 1000));
+      },
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Queue consumers (lib/amqp.ts createConsumer: the bridge, the loyalty subscriber)
+
+export interface ConsumerMetrics {
+  /**
+   * Declares a consumer of `queue` whose dead letters go to `dlq`: both series exist at 0 from now,
+   * and the DLQ's depth is read with `countDlq` at scrape time.
+   */
+  watch(queue: string, dlq: string, countDlq: () => Promise<number>): void;
+  /** A delivery of `queue` that is not its first (a requeue, or a redelivery after a lost channel). */
+  redelivered(queue: string): void;
+}
+
+export function consumerMetrics(registry: Registry, opts: { logger?: Logger } = {}): ConsumerMetrics {
+  return once(registry, 'consumer', () => {
+    const redeliveries = new Counter({
+      name: METRICS.consumerRedeliveries,
+      help: 'Deliveries that were not the first of their message (retried or redelivered), by queue.',
+      labelNames: ['queue'] as const,
+      registers: [registry],
+    });
+    const counters = new Map<string, () => Promise<number | undefined>>();
+    const gauge = new Gauge({
+      name: METRICS.dlqMessages,
+      help: 'Messages waiting in a dead-letter queue, by DLQ name (read from RabbitMQ at scrape time).',
+      labelNames: ['queue'] as const,
+      registers: [registry],
+      async collect() {
+        await Promise.all(
+          [...counters].map(async ([dlq, count]) => {
+            const n = await count();
+            if (n !== undefined) this.set({ queue: dlq }, n);
+          }),
+        );
+      },
+    });
+    return {
+      watch(queue, dlq, countDlq) {
+        redeliveries.inc({ queue }, 0);
+        gauge.set({ queue: dlq }, 0);
+        counters.set(dlq, sampler(countDlq, `message count of ${dlq}`, opts.logger));
+      },
+      redelivered: (queue) => redeliveries.inc({ queue }),
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Saga activities (the Temporal worker)
+
+export interface SagaMetrics extends OrderOutcomeMetrics {
+  /** Declares the activities: each one's series exist at 0 from now, for both outcomes. */
+  steps(names: readonly string[]): void;
+  /** One attempt of activity `step` took `seconds`. */
+  stepDone(step: string, outcome: StepOutcome, seconds: number): void;
+}
+
+export function sagaMetrics(registry: Registry): SagaMetrics {
+  return once(registry, 'saga', () => {
+    const stepDuration = new Histogram({
+      name: METRICS.sagaStepDuration,
+      help: 'Seconds per activity attempt of the order saga, by activity name and outcome (ok | failed).',
+      labelNames: ['step', 'outcome'] as const,
+      buckets: STEP_BUCKETS,
+      registers: [registry],
+    });
+    const outcomes = orderOutcomeMetrics(registry);
+    return {
+      finished: outcomes.finished,
+      steps(names) {
+        for (const step of names) for (const outcome of STEP_OUTCOMES) stepDuration.zero({ step, outcome });
+      },
+      stepDone: (step, outcome, seconds) => stepDuration.observe({ step, outcome }, seconds),
+    };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+/** Bound on a read made while a scrape waits (Prometheus gives up on a scrape after 10 s). */
+const SAMPLE_TIMEOUT_MS = 2_000;
+/** Two gauges of one scrape share one read. */
+const SAMPLE_MAX_AGE_MS = 1_000;
+
+/**
+ * `read`, at most once a second and never longer than 2 s; undefined when it fails, so the gauge
+ * keeps its last value. A failure is logged once when it starts and once when it ends, not per scrape.
+ */
+function sampler<T>(read: () => Promise<T>, what: string, logger?: Logger): () => Promise<T | undefined> {
+  let last: { at: number; value: Promise<T | undefined> } | undefined;
+  let failing = false;
+  return () => {
+    if (last && Date.now() - last.at < SAMPLE_MAX_AGE_MS) return last.value;
+    const value = withTimeout(read(), SAMPLE_TIMEOUT_MS, what).then(
+      (v) => {
+        if (failing) logger?.info({ what }, 'metrics: reading works again');
+        failing = false;
+        return v;
+      },
+      (err: unknown) => {
+        if (!failing) {
+          logger?.warn(
+            { what, err: err instanceof Error ? err.message : String(err) },
+            'metrics: cannot read a gauge; it keeps its last value until this works again',
+          );
+        }
+        failing = true;
+        return undefined;
+      },
+    );
+    last = { at: Date.now(), value };
+    return value;
+  };
+}
+
+function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}

@@ -424,6 +424,7 @@ describe('retrying a failed order', () => {
     // The customer cancels before run 2 started: the API cancels the PENDING order directly.
     expect(await cancelPendingOrder(db.pool, order.orderId, 'changed my mind')).toEqual({
       kind: 'cancelled',
+      placedAt: expect.any(Date),
     });
     expect(await stockOf(db.pool, sku)).toBe(5);
     expect(await outboxTypes(db.pool, order.orderId)).toEqual([

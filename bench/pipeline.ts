@@ -30,7 +30,7 @@ import { Client, Connection, WorkflowIdReusePolicy } from '@temporalio/client';
 import { TypedSearchAttributes, defineSearchAttributeKey } from '@temporalio/common';
 import amqplib from 'amqplib';
 import { Command, InvalidArgumentError } from 'commander';
-import { loadConfig } from '../lib/config.js';
+import { CONFIG_KEYS, loadConfig } from '../lib/config.js';
 import { apiIngest, findPgbench, orderBody, outboxDrain, runPgbench } from './lib/headroom.js';
 import {
   FinalEvents,
@@ -45,7 +45,7 @@ import {
 import { describeMachine } from './lib/machine.js';
 import { Meter, round, type PhaseUsage } from './lib/meter.js';
 import {
-  SYSTEM_GROUPS,
+  systemGroups,
   formatReport,
   type BacklogResult,
   type PhaseKind,
@@ -58,6 +58,8 @@ import {
   Processes,
   ROOT,
   adminQuery,
+  appsFromUpScript,
+  BARE_WORKER,
   createBenchDatabase,
   createNamespace,
   deleteNamespace,
@@ -90,6 +92,22 @@ const list = (v: string) => {
   if (values.length === 0 || values.some((n) => n < 1)) throw new InvalidArgumentError('e.g. 16,32');
   return values;
 };
+
+/** The processes the phases stop and start by name (scripts/up.sh must start them). */
+const ROLES = ['api', 'outbox', 'bridge', 'worker'];
+
+/**
+ * The side ports of the app processes (`*_PORT` settings besides PORT, e.g. metrics and probe
+ * servers): `*_HTTP_PORT` 0 (a free port, as the tests use), any other a free port picked here, so
+ * the bench's processes never collide with a running `npm run up`.
+ */
+async function ownPorts(): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const key of CONFIG_KEYS.filter((k) => k.endsWith('_PORT') && k !== 'PORT')) {
+    out[key] = key.endsWith('_HTTP_PORT') ? '0' : String(await freePort());
+  }
+  return out;
+}
 
 /** A machine busier than this between phases is doing someone else's work. */
 const QUIET_CORES = 0.35;
@@ -291,18 +309,26 @@ async function main(): Promise<void> {
     adminUrl: config.DATABASE_URL,
     namespace: `acme-bench-${id}`,
     exchange: `bench.${id}.events`,
-    bridgeQueue: `bench.${id}.bridge`,
-    loyaltyQueue: `bench.${id}.loyalty`,
+    queues: Object.fromEntries(
+      CONFIG_KEYS.filter((key) => key.endsWith('_QUEUE') && key !== 'TEMPORAL_TASK_QUEUE').map((key) => [
+        key,
+        `bench.${id}.${key.replace(/_QUEUE$/, '').toLowerCase()}`,
+      ]),
+    ),
     taskQueue: `bench-${id}-orders`,
     bareTaskQueue: `bench-${id}-bare`,
     port: await freePort(),
   };
+  const apps = appsFromUpScript();
+  for (const role of ROLES) {
+    if (!apps.some((a) => a.name === role)) throw new Error(`scripts/up.sh starts no process named ${role}`);
+  }
   const appEnv: NodeJS.ProcessEnv = {
     ...process.env,
+    ...(await ownPorts()),
     DATABASE_URL: names.databaseUrl,
     AMQP_EXCHANGE: names.exchange,
-    BRIDGE_QUEUE: names.bridgeQueue,
-    LOYALTY_QUEUE: names.loyaltyQueue,
+    ...names.queues,
     TEMPORAL_TASK_QUEUE: names.taskQueue,
     TEMPORAL_NAMESPACE: names.namespace,
     PORT: String(names.port),
@@ -323,12 +349,13 @@ async function main(): Promise<void> {
   );
 
   const cleanups: Array<[string, () => Promise<unknown>]> = [];
-  const processes = new Processes(appEnv, workDir);
+  const processes = new Processes(appEnv, workDir, apps);
   const run: RunResult = {
     startedAt: new Date().toISOString(),
     resultsDir: path.relative(ROOT, resultsDir),
     machine: { ...machineBase, servers: {} },
     options: { ...opts },
+    apps: apps.map((a) => a.name),
     source,
     processes: {},
     phases: [],
@@ -382,6 +409,7 @@ async function main(): Promise<void> {
     const temporalPort = Number(/:(\d+)$/.exec(config.TEMPORAL_ADDRESS)?.[1]) || undefined;
     const meter = new Meter({
       processes,
+      apps: [...apps.map((a) => a.name), BARE_WORKER.name],
       adminUrl: names.adminUrl,
       database,
       temporalPort,
@@ -582,7 +610,7 @@ async function main(): Promise<void> {
 
     // ------------------------------------------------------------------------------ pipeline
     log('\n[2/4] pipeline (POST /orders → final event seen by a subscriber of the bench exchange)');
-    const PIPELINE: AppName[] = ['loyalty', 'worker', 'bridge', 'outbox', 'api'];
+    const PIPELINE: AppName[] = apps.map((a) => a.name);
     for (const name of PIPELINE) processes.start(name);
     expected = [...PIPELINE];
     const http = new HttpClient(names.port, Math.max(...opts.concurrency, 64));
@@ -652,8 +680,9 @@ async function main(): Promise<void> {
       log(
         `\n[3/4] backlog: ${opts.backlog} orders accepted with publisher, bridge and worker stopped, then drained`,
       );
-      expected = ['api', 'loyalty'];
-      for (const name of ['outbox', 'bridge', 'worker'] as const) await processes.stop(name);
+      const stopped = ['outbox', 'bridge', 'worker'];
+      expected = PIPELINE.filter((name) => !stopped.includes(name));
+      for (const name of stopped) await processes.stop(name);
       const accepted: Array<{ id: string; sentAt: number; acceptedAt: number }> = [];
       const acceptProgress = progressLine('accepting', opts.backlog);
       const acceptPhase = await measure(() =>
@@ -695,7 +724,7 @@ async function main(): Promise<void> {
       let drainStartedAt = 0;
       const drain = await measure(async () => {
         drainStartedAt = now();
-        for (const name of ['worker', 'bridge', 'outbox'] as const) processes.start(name);
+        for (const name of stopped) processes.start(name);
         expected = [...PIPELINE];
         const records: UnitResult[] = [];
         await Promise.all(
@@ -735,7 +764,7 @@ async function main(): Promise<void> {
         steadyPerSecond: round(done.length / Math.max(0.001, (lastDone - firstDone) / 1000), 1),
         completed: done.length,
         outcomes: drainFigures.outcomes,
-        ...memoryTrend(meter, firstDone / 1000, lastDone / 1000),
+        ...memoryTrend(meter, systemGroups(run.apps), firstDone / 1000, lastDone / 1000),
       };
       log(
         `  backlog: accepted at ${run.backlog.acceptPerSecond}/s; drained ${done.length} in ${run.backlog.drainSeconds} s = ${run.backlog.drainPerSecond}/s (${run.backlog.steadyPerSecond}/s after start-up); memory ${run.backlog.flat ? 'flat' : 'GROWING'}`,
@@ -746,7 +775,7 @@ async function main(): Promise<void> {
     log('\n[4/4] headroom: outbox drain, API ingest, PostgreSQL alone');
     if (opts.outboxRows > 0) {
       expected = ['outbox'];
-      for (const name of ['api', 'bridge', 'worker', 'loyalty'] as const) await processes.stop(name);
+      for (const name of PIPELINE.filter((n) => n !== 'outbox')) await processes.stop(name);
       if (!processes.isRunning('outbox')) processes.start('outbox');
       await waitForOutboxEmpty(names.databaseUrl, abort);
       const tty = process.stdout.isTTY;
@@ -769,11 +798,12 @@ async function main(): Promise<void> {
       run.headroom.outbox = { ...drained, cpuMsPerRow: perUnit(usage, drained.rows) };
       run.phases.push({ name: 'outbox drain', kind: 'headroom', start, end, usage, series: [] });
       log(`  outbox drain: ${drained.rows} rows in ${drained.seconds} s = ${drained.perSecond} rows/s`);
-      await purgeQueue(config.AMQP_URL, names.bridgeQueue); // the fake order.placed must never start a saga
+      // The fake order.placed must never start a saga.
+      await purgeQueue(config.AMQP_URL, names.queues.BRIDGE_QUEUE ?? config.BRIDGE_QUEUE);
     }
     if (opts.headroomSeconds > 0) {
       expected = ['api'];
-      for (const name of ['outbox', 'bridge', 'worker', 'loyalty'] as const) await processes.stop(name);
+      for (const name of PIPELINE.filter((n) => n !== 'api')) await processes.stop(name);
       processes.start('api');
       await waitForApi(http, abort);
       const ingest = await measure(() =>
@@ -1005,7 +1035,12 @@ async function compareShapes(client: Client, sagaId: string, bareId: string): Pr
 }
 
 /** Median RSS in the first and last quarter of [from, to] (seconds), per system process. */
-function memoryTrend(meter: Meter, from: number, to: number): Pick<BacklogResult, 'memory' | 'flat'> {
+function memoryTrend(
+  meter: Meter,
+  groups: string[],
+  from: number,
+  to: number,
+): Pick<BacklogResult, 'memory' | 'flat'> {
   const points = meter.memory.filter((p) => p.t >= from && p.t <= to);
   // Quarters, but at least a second each so a short drain still has samples to compare.
   const q = Math.max((to - from) / 4, 1);
@@ -1017,7 +1052,7 @@ function memoryTrend(meter: Meter, from: number, to: number): Pick<BacklogResult
   };
   const memory: BacklogResult['memory'] = {};
   let flat = true;
-  for (const name of SYSTEM_GROUPS) {
+  for (const name of groups) {
     const e = median(early.map((p) => p.rssMb[name]).filter((v): v is number => v !== undefined));
     const l = median(late.map((p) => p.rssMb[name]).filter((v): v is number => v !== undefined));
     const peak = Math.max(0, ...points.map((p) => p.rssMb[name] ?? 0));
@@ -1129,11 +1164,13 @@ function summarize(run: RunResult, opts: Options): void {
         ? 'not measured'
         : `${round(ingest / best, 1)}x (${ingest} vs ${best} orders/s; PostgreSQL alone ${run.headroom.pgbench?.perSecond ?? '-'} tx/s)`,
   });
-  const over = SYSTEM_GROUPS.filter((g) => (run.peakMemoryMb[g]?.hwm ?? 0) > 250);
+  const system = systemGroups(run.apps);
+  const over = system.filter((g) => (run.peakMemoryMb[g]?.hwm ?? 0) > 250);
   t.push({
     name: 'every process ≤ 250 MB RSS (peak, VmHWM)',
     pass: over.length === 0,
-    detail: SYSTEM_GROUPS.filter((g) => run.peakMemoryMb[g])
+    detail: system
+      .filter((g) => run.peakMemoryMb[g])
       .map((g) => `${g} ${run.peakMemoryMb[g]!.hwm}`)
       .join(', '),
   });

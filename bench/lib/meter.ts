@@ -47,7 +47,6 @@ export interface MemoryPoint {
 }
 
 const MB = 1024 * 1024;
-const APP_GROUPS: AppName[] = ['api', 'outbox', 'bridge', 'worker', 'loyalty', 'bare-worker'];
 
 interface Snapshot {
   at: number;
@@ -73,6 +72,8 @@ export class Meter {
   constructor(
     private readonly opts: {
       processes: Processes;
+      /** The app processes to measure, by name (the system's, and the bench's bare worker). */
+      apps: AppName[];
       adminUrl: string;
       database: string;
       temporalPort: number | undefined;
@@ -89,7 +90,8 @@ export class Meter {
 
   async init(): Promise<void> {
     await this.connect();
-    for (const name of APP_GROUPS) this.groups.push(singleProcess(name, () => this.opts.processes.pid(name)));
+    for (const name of this.opts.apps)
+      this.groups.push(singleProcess(name, () => this.opts.processes.pid(name)));
     this.groups.push(singleProcess('bench driver', () => process.pid));
     this.groups.push(singleProcess('temporal dev server', () => this.servers.temporal));
     const postmaster = () => this.servers.postmaster;

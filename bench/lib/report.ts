@@ -66,6 +66,8 @@ export interface RunResult {
   resultsDir: string;
   machine: Machine;
   options: Record<string, unknown>;
+  /** The app processes of the pipeline, as scripts/up.sh names them. */
+  apps: string[];
   /** The app code measured: commit and uncommitted changes. */
   source: string;
   processes: Record<string, string>;
@@ -82,32 +84,32 @@ export interface RunResult {
   notes: string[];
 }
 
-/** Short column names for the process groups, in display order. */
-export const GROUP_COLUMNS: Array<[string, string]> = [
-  ['api', 'api'],
-  ['outbox', 'outbox'],
-  ['bridge', 'bridge'],
-  ['worker', 'worker'],
-  ['loyalty', 'loyalty'],
-  ['bare-worker', 'bare-wkr'],
-  ['temporal dev server', 'temporal'],
-  ['postgres', 'postgres'],
-  ['postgres: bench db backends', '(bench-db)'],
-  ['rabbitmq (beam.smp)', 'rabbitmq'],
-  ['bench driver', 'driver'],
-];
+const SERVER_GROUPS = ['temporal dev server', 'postgres', 'rabbitmq (beam.smp)'];
+const SHORT: Record<string, string> = {
+  'bare-worker': 'bare-wkr',
+  'temporal dev server': 'temporal',
+  'postgres: bench db backends': '(bench-db)',
+  'rabbitmq (beam.smp)': 'rabbitmq',
+  'bench driver': 'driver',
+};
+
+/** The process groups as columns, in display order: the app processes, then the servers, then the bench's. */
+function groupColumns(apps: string[]): Array<[string, string]> {
+  return [
+    ...apps,
+    'bare-worker',
+    'temporal dev server',
+    'postgres',
+    'postgres: bench db backends',
+    'rabbitmq (beam.smp)',
+    'bench driver',
+  ].map((g) => [g, SHORT[g] ?? g.slice(0, 10)]);
+}
 
 /** Processes of the system itself (the RSS target applies to these, not to the bench's helpers). */
-export const SYSTEM_GROUPS = [
-  'api',
-  'outbox',
-  'bridge',
-  'worker',
-  'loyalty',
-  'temporal dev server',
-  'postgres',
-  'rabbitmq (beam.smp)',
-];
+export function systemGroups(apps: string[]): string[] {
+  return [...apps, ...SERVER_GROUPS];
+}
 
 const pad = (s: string | number, n: number) => String(s).padStart(n);
 const padR = (s: string | number, n: number) => String(s).padEnd(n);
@@ -185,7 +187,9 @@ export function formatReport(run: RunResult): string {
   }
 
   out.push('== CPU milliseconds per unit (order or bare workflow), by process, during each phase ==');
-  const cols = GROUP_COLUMNS.filter(([g]) => run.phases.some((p) => p.cpuMsPerUnit?.[g] !== undefined));
+  const cols = groupColumns(run.apps).filter(([g]) =>
+    run.phases.some((p) => p.cpuMsPerUnit?.[g] !== undefined),
+  );
   out.push(
     `${padR('phase', 30)}${cols.map(([, s]) => pad(s, 11)).join('')}${pad('other', 9)}${pad('machine', 9)}`,
   );

@@ -26,8 +26,8 @@ export interface StackNames {
   adminUrl: string;
   namespace: string;
   exchange: string;
-  bridgeQueue: string;
-  loyaltyQueue: string;
+  /** Every `*_QUEUE` setting of lib/config.ts, named for the bench (BRIDGE_QUEUE → bench.<id>.bridge). */
+  queues: Record<string, string>;
   taskQueue: string;
   bareTaskQueue: string;
   port: number;
@@ -142,7 +142,7 @@ export async function deleteTopology(amqpUrl: string, names: StackNames): Promis
       await op(channel).catch(() => {});
       await channel.close().catch(() => {});
     };
-    for (const queue of [names.bridgeQueue, names.loyaltyQueue].flatMap((q) => [q, `${q}.dlq`])) {
+    for (const queue of Object.values(names.queues).flatMap((q) => [q, `${q}.dlq`])) {
       await attempt((c) => c.deleteQueue(queue));
     }
     for (const exchange of [names.exchange, `${names.exchange}.dlx`]) {
@@ -155,16 +155,43 @@ export async function deleteTopology(amqpUrl: string, names: StackNames): Promis
 
 // ------------------------------------------------------------------------------------- processes
 
-export type AppName = 'api' | 'outbox' | 'bridge' | 'worker' | 'loyalty' | 'bare-worker';
+/** An app process: its name (as scripts/up.sh names it) and its entry file. */
+export type AppName = string;
 
-export const APP_ENTRIES: Record<AppName, string> = {
-  api: 'api/main.ts',
-  outbox: 'workers/outbox-main.ts',
-  bridge: 'workers/bridge-main.ts',
-  worker: 'workers/temporal-worker-main.ts',
-  loyalty: 'subscribers/loyalty/main.ts',
-  'bare-worker': 'bench/bare-worker.ts',
-};
+export interface App {
+  name: AppName;
+  entry: string;
+}
+
+/** What scripts/up.sh started when this bench was written; used if up.sh cannot be read. */
+const KNOWN_APPS: App[] = [
+  { name: 'api', entry: 'api/main.ts' },
+  { name: 'outbox', entry: 'workers/outbox-main.ts' },
+  { name: 'bridge', entry: 'workers/bridge-main.ts' },
+  { name: 'worker', entry: 'workers/temporal-worker-main.ts' },
+  { name: 'loyalty', entry: 'subscribers/loyalty/main.ts' },
+];
+
+/** The bench's own process, not part of the system. */
+export const BARE_WORKER: App = { name: 'bare-worker', entry: 'bench/bare-worker.ts' };
+
+/**
+ * The app processes `npm run up` starts, read from scripts/up.sh (its `--names a,b,…` and its
+ * `node --import tsx <entry>` commands, in the same order), so a process added there is benched too.
+ */
+export function appsFromUpScript(): App[] {
+  try {
+    const script = readFileSync(path.join(ROOT, 'scripts/up.sh'), 'utf8');
+    const names = /--names\s+([\w,-]+)/.exec(script)?.[1]?.split(',') ?? [];
+    const entries = [...script.matchAll(/node --import tsx ([\w./-]+\.ts)/g)].map((m) => m[1]!);
+    if (names.length > 0 && names.length === entries.length) {
+      return names.map((name, i) => ({ name, entry: entries[i]! }));
+    }
+  } catch {
+    // fall through
+  }
+  return KNOWN_APPS;
+}
 
 interface Running {
   child: ChildProcess;
@@ -178,10 +205,15 @@ export class Processes {
   /** Every log file written, newest last, so a failure can point at them. */
   readonly logFiles = new Map<AppName, string>();
 
+  private readonly entries: Map<AppName, string>;
+
   constructor(
     private readonly env: NodeJS.ProcessEnv,
     private readonly logDir: string,
-  ) {}
+    apps: App[],
+  ) {
+    this.entries = new Map([...apps, BARE_WORKER].map((a) => [a.name, a.entry]));
+  }
 
   pid(name: AppName): number | undefined {
     const running = this.running.get(name);
@@ -196,7 +228,10 @@ export class Processes {
     if (this.isRunning(name)) return;
     const logFile = path.join(this.logDir, `${name}.log`);
     const fd = openSync(logFile, 'a');
-    const child = spawn(process.execPath, ['--import', 'tsx', APP_ENTRIES[name]], {
+    const entry = this.entries.get(name);
+    if (!entry)
+      throw new Error(`no app process named ${name} (scripts/up.sh names: ${[...this.entries.keys()]})`);
+    const child = spawn(process.execPath, ['--import', 'tsx', entry], {
       cwd: ROOT,
       env: { ...this.env, ...extraEnv },
       stdio: ['ignore', fd, fd],

@@ -10,6 +10,7 @@ import type { AppDeps, AppEnv } from './env.js';
 import { ApiError, codeForStatus, type ErrorBody } from './errors.js';
 import { correlationId } from './middleware/correlation.js';
 import { requestLogger } from './middleware/request-logger.js';
+import { analyticsRouter } from './routes/analytics.js';
 import { docsRouter } from './routes/docs.js';
 import { healthRouter } from './routes/health.js';
 import { ordersRouter } from './routes/orders.js';
@@ -42,6 +43,7 @@ export function createApp(appDeps: AppDeps) {
   });
   app.route('/orders', ordersRouter(deps));
   app.route('/products', productsRouter(deps));
+  app.route('/analytics', analyticsRouter(deps));
   app.route('/', healthRouter(deps));
   app.route('/', docsRouter());
 

@@ -183,6 +183,29 @@ export const ListOrdersQuerySchema = z.strictObject({
     }),
 });
 
+/** A query-string timestamp: ISO 8601 with its time zone, a real calendar date. */
+const timestampParam = (name: string, description: string) =>
+  z.iso
+    .datetime({
+      offset: true,
+      error: (issue) =>
+        issue.input === undefined
+          ? 'is required'
+          : 'must be an ISO 8601 timestamp with a time zone, e.g. 2025-01-31T12:00:00Z',
+    })
+    .optional()
+    .openapi({ param: { name, in: 'query' }, description, example: '2025-01-31T12:00:00Z' });
+
+export const AnalyticsSummaryQuerySchema = z
+  .strictObject({
+    from: timestampParam('from', 'Start of the window, inclusive. Default: none (open-ended).'),
+    to: timestampParam('to', 'End of the window, exclusive. Default: none (open-ended).'),
+  })
+  .superRefine((query, ctx) => {
+    if (query.from !== undefined && query.to !== undefined && Date.parse(query.to) <= Date.parse(query.from))
+      ctx.addIssue({ code: 'custom', path: ['to'], message: 'must be after from' });
+  });
+
 // --------------------------------------------------------------------------------------- outputs
 
 const Money = z.string().openapi({ example: '19.99', description: 'Decimal string; never a float.' });
@@ -300,6 +323,67 @@ export const ProductSchema = z
 export type Product = z.infer<typeof ProductSchema>;
 
 export const ProductListSchema = z.object({ items: z.array(ProductSchema) }).openapi('ProductList');
+
+const countSchema = z.number().int().openapi({ example: 12 });
+const secondsSchema = z
+  .number()
+  .nullable()
+  .openapi({ example: 1.84, description: 'null when no order qualifies.' });
+
+export const AnalyticsSummarySchema = z
+  .object({
+    ordersByHour: z
+      .array(
+        z.object({
+          hour: Timestamp.openapi({ description: 'The hour (UTC) the orders were placed.' }),
+          status: z
+            .enum(['COMPLETED', 'OUT_OF_STOCK', 'PAYMENT_FAILED', 'CANCELLED', 'IN_PROGRESS'])
+            .openapi({
+              description:
+                "The order's latest run's final status (a retried order counts once), or IN_PROGRESS.",
+            }),
+          count: countSchema,
+        }),
+      )
+      .openapi({ description: 'Orders placed in the window, by hour and status; oldest first.' }),
+    revenue: z
+      .array(
+        z.object({
+          currency: z.string().openapi({ example: 'USD' }),
+          captured: Money,
+          refunded: Money,
+          net: Money,
+        }),
+      )
+      .openapi({
+        description:
+          'Payments captured and refunded in the window, per currency; net = captured - refunded. A ' +
+          'refund counts only against a capture that was announced (payment.completed).',
+      }),
+    failureReasons: z
+      .array(
+        z.object({
+          reason: z.string().openapi({ example: 'DECLINED: card declined for customer' }),
+          count: countSchema,
+        }),
+      )
+      .openapi({
+        description:
+          'Orders placed in the window whose latest run ended other than COMPLETED: payment failures by ' +
+          'code and the leading words of the reason, `out of stock`, `cancelled`. Most frequent first.',
+      }),
+    timeToFinal: z
+      .object({
+        count: countSchema,
+        avgSeconds: secondsSchema,
+        p50Seconds: secondsSchema,
+        p95Seconds: secondsSchema,
+      })
+      .openapi({
+        description: "From placed to the latest run's final status, for orders placed in the window.",
+      }),
+  })
+  .openapi('AnalyticsSummary');
 
 export const HealthSchema = z.object({ status: z.literal('ok') }).openapi('Health');
 

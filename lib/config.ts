@@ -26,6 +26,8 @@ const schema = z.object({
   /** The bridge's durable queue, bound to `order.placed`; its dead letters go to `<queue>.dlq`. */
   BRIDGE_QUEUE: z.string().min(1).default('orders.bridge'),
   LOYALTY_QUEUE: z.string().min(1).default('loyalty.points'),
+  /** The analytics subscriber's queue, bound to every order event. */
+  ANALYTICS_QUEUE: z.string().min(1).default('analytics.orders'),
 
   TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
@@ -56,6 +58,10 @@ const schema = z.object({
 
   BRIDGE_PREFETCH: intFrom(1, 1000).default(32),
   BRIDGE_MAX_DELIVERIES: intFrom(1, 100).default(5),
+  LOYALTY_PREFETCH: intFrom(1, 1000).default(32),
+  LOYALTY_MAX_DELIVERIES: intFrom(1, 100).default(5),
+  ANALYTICS_PREFETCH: intFrom(1, 1000).default(32),
+  ANALYTICS_MAX_DELIVERIES: intFrom(1, 100).default(5),
 
   /** How long the saga keeps retrying a gateway that is down before it gives up and compensates. */
   PAYMENT_DEADLINE_MS: durationMs(1000, 7 * 24 * 3600_000).default(10 * 60_000),

@@ -11,8 +11,9 @@ bash scripts/infra.sh up
 npx tsx db/cli.ts seed
 [ "${PROMETHEUS:-on}" = off ] && prometheus= || prometheus="  ·  Prometheus http://localhost:9090"
 echo "[up] API http://localhost:${PORT:-8000}  ·  Temporal Web UI ${TEMPORAL_UI_URL:-http://localhost:8233}$prometheus  ·  Ctrl-C to stop"
-exec npx concurrently --names api,outbox,bridge,worker,loyalty --prefix-colors blue,magenta,yellow,green,cyan \
+exec npx concurrently --names api,outbox,bridge,worker,loyalty,analytics --prefix-colors blue,magenta,yellow,green,cyan,gray \
   --kill-others-on-fail --kill-signal SIGTERM \
   "node --import tsx api/main.ts" "node --import tsx workers/outbox-main.ts" \
   "node --import tsx workers/bridge-main.ts" \
-  "node --import tsx workers/temporal-worker-main.ts" "node --import tsx subscribers/loyalty/main.ts"
+  "node --import tsx workers/temporal-worker-main.ts" "node --import tsx subscribers/loyalty/main.ts" \
+  "node --import tsx subscribers/analytics/main.ts"

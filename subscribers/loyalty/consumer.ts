@@ -64,7 +64,7 @@ export async function awardPoints(pool: Pool, event: PaymentCompleted): Promise<
 
 export type LoyaltyConfig = Pick<
   Config,
-  'AMQP_EXCHANGE' | 'LOYALTY_QUEUE' | 'BRIDGE_PREFETCH' | 'BRIDGE_MAX_DELIVERIES'
+  'AMQP_EXCHANGE' | 'LOYALTY_QUEUE' | 'LOYALTY_PREFETCH' | 'LOYALTY_MAX_DELIVERIES'
 >;
 
 export interface LoyaltySubscriberOptions {
@@ -106,9 +106,8 @@ export function createLoyaltySubscriber({
     exchange: config.AMQP_EXCHANGE,
     queue: config.LOYALTY_QUEUE,
     routingKeys: [LOYALTY_ROUTING_KEY],
-    // The consumer knobs are shared with the bridge: there is one retry policy for the system.
-    prefetch: config.BRIDGE_PREFETCH,
-    maxDeliveries: config.BRIDGE_MAX_DELIVERIES,
+    prefetch: config.LOYALTY_PREFETCH,
+    maxDeliveries: config.LOYALTY_MAX_DELIVERIES,
     logger,
     handle,
     isTransient: isTransientDatabaseError, // the database down is an outage to wait out

@@ -23,6 +23,7 @@ export function testConfig(id: string, overrides: Record<string, string> = {}): 
     AMQP_EXCHANGE: `test.${id}`,
     BRIDGE_QUEUE: `test.${id}.bridge`,
     LOYALTY_QUEUE: `test.${id}.loyalty`,
+    ANALYTICS_QUEUE: `test.${id}.analytics`,
     TEMPORAL_TASK_QUEUE: `test-${id}`,
     LOG_LEVEL: process.env.LOG_LEVEL ?? 'silent',
     ...overrides,

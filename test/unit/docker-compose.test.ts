@@ -31,7 +31,7 @@ describe('docker-compose.yml', () => {
     expect(services.temporal?.image).toMatch(/^temporalio\//);
     expect(services['temporal-ui']?.image).toMatch(/^temporalio\/ui:/);
     expect(appServices.map(([name]) => name).sort()).toEqual(
-      ['api', 'bridge', 'loyalty', 'migrate', 'outbox', 'worker'].sort(),
+      ['analytics', 'api', 'bridge', 'loyalty', 'migrate', 'outbox', 'worker'].sort(),
     );
   });
 

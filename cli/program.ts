@@ -35,7 +35,7 @@ export function buildProgram(runner: CommandRunner, io: CliIO): Command {
     .addHelpText(
       'after',
       '\nSettings come from the environment, as for the services (README, Configuration): TEMPORAL_ADDRESS,' +
-        '\nTEMPORAL_NAMESPACE, AMQP_URL, BRIDGE_QUEUE, LOYALTY_QUEUE, DATABASE_URL.' +
+        '\nTEMPORAL_NAMESPACE, AMQP_URL, BRIDGE_QUEUE, LOYALTY_QUEUE, ANALYTICS_QUEUE, DATABASE_URL.' +
         '\nExit codes: 0 every item ended as asked, 1 something was refused or failed, 2 usage error.',
     );
   for (const register of COMMANDS) register(program, runner);

@@ -33,7 +33,7 @@ import {
 export interface DlqDeps {
   /** A plain amqplib connection; the caller opens and closes it. */
   connection: ChannelModel;
-  config: Pick<Config, 'BRIDGE_QUEUE' | 'LOYALTY_QUEUE'>;
+  config: Pick<Config, 'BRIDGE_QUEUE' | 'LOYALTY_QUEUE' | 'ANALYTICS_QUEUE'>;
   logger: Logger;
   progress?: Progress;
 }
@@ -70,13 +70,16 @@ export function resolveDeadLetterQueues(
   config: DlqDeps['config'],
   { queue }: DlqSelection = {},
 ): DeadLetterQueue[] {
-  const all = [config.BRIDGE_QUEUE, config.LOYALTY_QUEUE].map((q) => ({ queue: q, dlq: dlqName(q) }));
+  const all = [config.BRIDGE_QUEUE, config.LOYALTY_QUEUE, config.ANALYTICS_QUEUE].map((q) => ({
+    queue: q,
+    dlq: dlqName(q),
+  }));
   if (queue === undefined) return all;
   const match = all.filter((q) => q.queue === queue || q.dlq === queue);
   if (match.length === 0)
     throw new UsageError(
       `unknown queue ${JSON.stringify(queue)}: --queue takes one of ${all.map((q) => `${q.queue} (or ${q.dlq})`).join(', ')}` +
-        ' (the names come from BRIDGE_QUEUE and LOYALTY_QUEUE)',
+        ' (the names come from BRIDGE_QUEUE, LOYALTY_QUEUE and ANALYTICS_QUEUE)',
     );
   return match;
 }

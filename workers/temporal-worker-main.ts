@@ -6,6 +6,9 @@
  * `/health` and `/ready` on WORKER_HTTP_PORT; the SDK's own metrics (task slots, poll and activity
  * latencies, sticky cache) are on WORKER_SDK_METRICS_PORT, from the SDK's Prometheus exporter.
  */
+import { rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import {
   DefaultLogger,
   NativeConnection,
@@ -21,6 +24,7 @@ import { createRegistry } from '../lib/metrics.js';
 import { postgresProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { createPool } from '../db/pool.js';
+import { bundleInChildProcess } from './bundle-workflows.js';
 import { createOrderWorker, ensureSearchAttributes } from './temporal-worker.js';
 
 type PinoMethod = 'trace' | 'debug' | 'info' | 'warn' | 'error';
@@ -102,7 +106,21 @@ async function main(): Promise<void> {
     });
     connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
     await ensureSearchAttributes(connection, config.TEMPORAL_NAMESPACE, logger);
-    worker = await createOrderWorker({ config, pool, logger, connection, registry });
+    // Bundled in a child process, so webpack's memory is not the worker's for its whole life.
+    const bundlePath = path.join(tmpdir(), `acme-orders-workflows-${process.pid}.js`);
+    await bundleInChildProcess(bundlePath);
+    try {
+      worker = await createOrderWorker({
+        config,
+        pool,
+        logger,
+        connection,
+        registry,
+        workflowBundle: { codePath: bundlePath },
+      });
+    } finally {
+      await rm(bundlePath, { force: true }); // read by Worker.create
+    }
     const running = worker;
     void waitForShutdownSignal().then((signal) => {
       if (running.getState() !== 'RUNNING') return;

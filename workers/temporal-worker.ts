@@ -3,9 +3,8 @@
  * the task queue. `createOrderWorker` wires real dependencies; tests call it too, with a test
  * database, their own task queue, and (for fault branches) an injected gateway or activity.
  */
-import { fileURLToPath } from 'node:url';
 import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
-import { Worker, type NativeConnection, type WorkflowBundle } from '@temporalio/worker';
+import { Worker, type NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import type { Registry } from '../lib/metrics.js';
@@ -14,8 +13,10 @@ import { createActivities, type Activities } from '../activities/index.js';
 import { createSimulatedGateway, type PaymentGateway } from '../activities/payment-gateway.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/contract.js';
 
+import { WORKFLOWS_PATH } from './bundle-workflows.js';
+
 /** The bundle's entry: the SDK's bundler compiles the TypeScript (and maps `.js` imports to `.ts`). */
-export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+export { WORKFLOWS_PATH };
 
 export interface OrderWorkerOptions {
   config: Config;
@@ -30,7 +31,7 @@ export interface OrderWorkerOptions {
   /** Replaces single activities, for tests of fault branches (a compensation that fails). */
   activityOverrides?: Partial<Activities>;
   /** A prebuilt bundle (bundleWorkflowCode) instead of bundling WORKFLOWS_PATH again; tests reuse one. */
-  workflowBundle?: WorkflowBundle;
+  workflowBundle?: WorkflowBundleOption;
   /** The process's metrics registry, for the activities' metrics; default: one nobody scrapes. */
   registry?: Registry;
 }

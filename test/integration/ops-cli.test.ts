@@ -36,6 +36,7 @@ function orders(...args: string[]): Promise<Run> {
         AMQP_EXCHANGE: config.AMQP_EXCHANGE,
         BRIDGE_QUEUE: config.BRIDGE_QUEUE,
         LOYALTY_QUEUE: config.LOYALTY_QUEUE,
+        ANALYTICS_QUEUE: config.ANALYTICS_QUEUE,
         TEMPORAL_TASK_QUEUE: config.TEMPORAL_TASK_QUEUE,
       },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -143,5 +144,5 @@ test('human output: one line per item and a summary', async () => {
 
   expect(listed.code, listed.stderr).toBe(0);
   expect(listed.stdout).toContain(`ok   ${dlqName(config.BRIDGE_QUEUE)}  listed  messages=1`);
-  expect(listed.stdout).toMatch(/dlq list: 2 item\(s\), 2 ok, 0 refused or failed\n$/);
+  expect(listed.stdout).toMatch(/dlq list: 3 item\(s\), 3 ok, 0 refused or failed\n$/);
 });

@@ -102,6 +102,7 @@ test('list gives each DLQ its count; show describes the messages and leaves them
   expect(listed.items.map((i) => [i.id, i.outcome, i.details?.messages])).toEqual([
     [dlqName(config.BRIDGE_QUEUE), 'listed', 1],
     [dlqName(config.LOYALTY_QUEUE), 'absent', 0], // the loyalty consumer never ran on this test's queues
+    [dlqName(config.ANALYTICS_QUEUE), 'absent', 0],
   ]);
 
   for (let look = 0; look < 2; look++) {

@@ -12,7 +12,6 @@ import type { Pool } from '../db/pool.js';
 import { createActivities, type Activities } from '../activities/index.js';
 import { createSimulatedGateway, type PaymentGateway } from '../activities/payment-gateway.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/contract.js';
-
 import { WORKFLOWS_PATH } from './bundle-workflows.js';
 
 /** The bundle's entry: the SDK's bundler compiles the TypeScript (and maps `.js` imports to `.ts`). */

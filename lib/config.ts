@@ -48,6 +48,7 @@ const schema = z.object({
   BRIDGE_HTTP_PORT: intFrom(0, 65535).default(9102),
   WORKER_HTTP_PORT: intFrom(0, 65535).default(9103),
   LOYALTY_HTTP_PORT: intFrom(0, 65535).default(9104),
+  ANALYTICS_HTTP_PORT: intFrom(0, 65535).default(9106),
   /** The Temporal SDK's own Prometheus exporter in the worker (on METRICS_HOST); 0 turns it off. */
   WORKER_SDK_METRICS_PORT: intFrom(0, 65535).default(9105),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

@@ -20,6 +20,7 @@ import {
 import type { Config } from '../../lib/config.js';
 import type { EventType } from '../../lib/events.js';
 import type { Logger } from '../../lib/logger.js';
+import type { Registry } from '../../lib/metrics.js';
 import {
   recordFinalStatus,
   recordOrderPlaced,
@@ -184,6 +185,8 @@ export interface AnalyticsSubscriberOptions {
   config: AnalyticsConfig;
   logger: Logger;
   retryDelayMs?: (attempt: number) => number;
+  /** The process's metrics registry (redeliveries, DLQ depth); default: one nobody scrapes. */
+  registry?: Registry;
 }
 
 export function createAnalyticsSubscriber({
@@ -192,6 +195,7 @@ export function createAnalyticsSubscriber({
   config,
   logger,
   retryDelayMs,
+  registry,
 }: AnalyticsSubscriberOptions): QueueConsumer {
   const handle = async (msg: ConsumeMessage) => {
     const event = parseOrderEvent(msg.content);
@@ -220,5 +224,6 @@ export function createAnalyticsSubscriber({
     handle,
     isTransient: isTransientDatabaseError, // the database down is an outage to wait out
     ...(retryDelayMs ? { retryDelayMs } : {}),
+    ...(registry ? { registry } : {}),
   });
 }

@@ -20,6 +20,7 @@ import {
   sagaMetrics,
   type Registry,
 } from '../../lib/metrics.js';
+import { createAnalyticsSubscriber } from '../../subscribers/analytics/consumer.js';
 import { createLoyaltySubscriber } from '../../subscribers/loyalty/consumer.js';
 import { createBridge } from '../../workers/bridge.js';
 import type { Pool } from '../../db/pool.js';
@@ -81,7 +82,16 @@ async function processRegistries() {
     registry: loyalty,
   });
 
-  return { api, outbox, bridge, worker, loyalty, activityNames: Object.keys(activities) };
+  const analytics = createRegistry();
+  createAnalyticsSubscriber({
+    amqp: {} as AmqpConnectionManager,
+    pool: untouchable as Pool,
+    config,
+    logger,
+    registry: analytics,
+  });
+
+  return { api, outbox, bridge, worker, loyalty, analytics, activityNames: Object.keys(activities) };
 }
 
 describe('metrics at start-up, before any event', async () => {
@@ -92,6 +102,7 @@ describe('metrics at start-up, before any event', async () => {
     bridge: await scrape(r.bridge),
     worker: await scrape(r.worker),
     loyalty: await scrape(r.loyalty),
+    analytics: await scrape(r.analytics),
   };
 
   it('API: orders accepted, and the orders it ends (a cancel before the saga started)', () => {
@@ -113,6 +124,12 @@ describe('metrics at start-up, before any event', async () => {
     expect(valueOf(samples.bridge, `${METRICS.bridgeStartLag}_count`)).toBe(0);
     expect(valueOf(samples.bridge, METRICS.consumerRedeliveries, { queue: 'orders.bridge' })).toBe(0);
     expect(valueOf(samples.bridge, METRICS.dlqMessages, { queue: 'orders.bridge.dlq' })).toBe(0);
+  });
+
+  it('analytics subscriber: its queue only', () => {
+    expect(valueOf(samples.analytics, METRICS.consumerRedeliveries, { queue: 'analytics.orders' })).toBe(0);
+    expect(valueOf(samples.analytics, METRICS.dlqMessages, { queue: 'analytics.orders.dlq' })).toBe(0);
+    expect(select(samples.analytics, METRICS.dlqMessages)).toHaveLength(1);
   });
 
   it('loyalty subscriber: its queue only', () => {
@@ -162,6 +179,7 @@ describe('metrics at start-up, before any event', async () => {
       [METRICS.sagaStepDuration, METRICS.ordersFinished, METRICS.orderDuration].sort(),
     );
     expect(ours(samples.loyalty)).toEqual([METRICS.consumerRedeliveries, METRICS.dlqMessages].sort());
+    expect(ours(samples.analytics)).toEqual([METRICS.consumerRedeliveries, METRICS.dlqMessages].sort());
     const all = new Set(Object.values(samples).flatMap((s) => ours(s)));
     expect([...all].sort()).toEqual(Object.values(METRICS).sort());
     for (const [process, s] of Object.entries(samples)) {
@@ -175,7 +193,7 @@ describe('metrics at start-up, before any event', async () => {
       status: (v) => (FINISHED_STATUSES as readonly string[]).includes(v),
       step: (v) => r.activityNames.includes(v),
       outcome: (v) => (STEP_OUTCOMES as readonly string[]).includes(v),
-      queue: (v) => /^(orders\.bridge|loyalty\.points)(\.dlq)?$/.test(v),
+      queue: (v) => /^(orders\.bridge|loyalty\.points|analytics\.orders)(\.dlq)?$/.test(v),
       le: (v) => v === '+Inf' || Number.isFinite(Number(v)),
     };
     for (const s of Object.values(samples)

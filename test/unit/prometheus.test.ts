@@ -82,6 +82,7 @@ describe('Prometheus configuration', () => {
       bridge: [`127.0.0.1:${config.BRIDGE_HTTP_PORT}`],
       worker: [`127.0.0.1:${config.WORKER_HTTP_PORT}`],
       loyalty: [`127.0.0.1:${config.LOYALTY_HTTP_PORT}`],
+      analytics: [`127.0.0.1:${config.ANALYTICS_HTTP_PORT}`],
       'worker-sdk': [`127.0.0.1:${config.WORKER_SDK_METRICS_PORT}`],
       prometheus: ['127.0.0.1:9090'],
     });

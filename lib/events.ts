@@ -42,8 +42,7 @@ export const EVENT_CATALOGUE = {
   },
   'order.cancelled': {
     producer: 'saga: cancelOrder / api',
-    description:
-      'The order was cancelled, its stock and any capture already given back (status CANCELLED).',
+    description: 'The order was cancelled, its stock and any capture already given back (status CANCELLED).',
   },
   'order.retried': {
     producer: 'operator: retry (CLI or API)',

@@ -10,10 +10,10 @@ import { enqueueEvent } from '../db/outbox.js';
 import {
   adoptHeldStock,
   markRunUndone,
-  markStockReleased,
   markStockTaken,
   orderItems,
   recordReservation,
+  releaseStock,
   transitionOrder,
   type ItemRow,
   type OrderRow,
@@ -21,7 +21,7 @@ import {
 } from '../db/orders.js';
 import { findPayment } from '../db/payments.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
-import { lockProducts, returnStock, takeStock } from '../db/products.js';
+import { lockProducts, takeStock } from '../db/products.js';
 import {
   assertNotUndone,
   invalidStatus,
@@ -175,23 +175,14 @@ export function createInventoryActivities({ pool, logger, metrics }: InventoryDe
       if (stockIsSold(order.status, (await findPayment(tx, args.orderId, run))?.status)) {
         return { released: false, items: [], skipped: `order is ${order.status}: its stock is sold` };
       }
-      if (!(await markStockReleased(tx, args.orderId, run))) {
-        return { released: false, items: [], skipped: 'this run holds no stock' };
-      }
-      await lockProducts(
-        tx,
-        items.map((i) => i.sku),
-      );
-      await returnStock(tx, items);
-      await enqueueEvent(
-        tx,
-        buildEvent('inventory.released', {
-          id: runEventId(args.orderId, run, 'inventory.released'),
-          orderId: args.orderId,
-          correlationId: args.correlationId,
-          data: { items, reason: args.reason },
-        }),
-      );
+      const released = await releaseStock(tx, {
+        orderId: args.orderId,
+        run,
+        items,
+        reason: args.reason,
+        correlationId: args.correlationId,
+      });
+      if (!released) return { released: false, items: [], skipped: 'this run holds no stock' };
       return { released: true, items };
     });
     if (result.skipped)

@@ -193,6 +193,34 @@ export async function markRunUndone(
   );
 }
 
+/**
+ * Gives back the stock `run` holds: marks it released, returns every item's quantity (product rows
+ * locked in sku order, as for taking it) and records `inventory.released`, in the caller's
+ * transaction. False, changing nothing, when `run` holds none (never took it, or gave it back).
+ */
+export async function releaseStock(
+  tx: Queryable,
+  release: { orderId: string; run: number; items: ItemRow[]; reason: string; correlationId: string },
+): Promise<boolean> {
+  const { orderId, run, items, reason, correlationId } = release;
+  if (!(await markStockReleased(tx, orderId, run))) return false;
+  await lockProducts(
+    tx,
+    items.map((i) => i.sku),
+  );
+  await returnStock(tx, items);
+  await enqueueEvent(
+    tx,
+    buildEvent('inventory.released', {
+      id: runEventId(orderId, run, 'inventory.released'),
+      orderId,
+      correlationId,
+      data: { items, reason },
+    }),
+  );
+  return true;
+}
+
 export type DirectCancelOutcome =
   | { kind: 'cancelled'; placedAt: Date }
   | { kind: 'not_found' }
@@ -222,22 +250,13 @@ export async function cancelPendingOrder(
       [orderId],
     );
     if (order.stock_held && order.stock_run !== null) {
-      const items = await orderItems(tx, orderId);
-      await markStockReleased(tx, orderId, order.stock_run);
-      await lockProducts(
-        tx,
-        items.map((i) => i.sku),
-      );
-      await returnStock(tx, items);
-      await enqueueEvent(
-        tx,
-        buildEvent('inventory.released', {
-          id: runEventId(orderId, order.run, 'inventory.released'),
-          orderId,
-          correlationId: order.correlation_id,
-          data: { items, reason },
-        }),
-      );
+      await releaseStock(tx, {
+        orderId,
+        run: order.stock_run,
+        items: await orderItems(tx, orderId),
+        reason,
+        correlationId: order.correlation_id,
+      });
     }
     // The order's own correlation id: the cancel joins the order's trail, like every saga event.
     await enqueueEvent(

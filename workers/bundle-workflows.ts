@@ -19,7 +19,7 @@ const THIS_SCRIPT = fileURLToPath(import.meta.url);
 
 /** Writes the bundle to `out` (atomically: a reader never sees half a file). */
 export async function writeWorkflowBundle(out: string): Promise<void> {
-  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: silentLogger });
+  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
   const partial = `${out}.${process.pid}.partial`;
   await writeFile(partial, code);
   await rename(partial, out);
@@ -34,7 +34,8 @@ export async function bundleInChildProcess(out: string): Promise<string> {
   return out;
 }
 
-const silentLogger = {
+/** The bundler's logger: its progress chatter dropped, its warnings and errors kept. */
+export const quietBundlerLogger = {
   log: () => undefined,
   trace: () => undefined,
   debug: () => undefined,

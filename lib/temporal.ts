@@ -42,6 +42,8 @@ export async function startOrderSaga(
   client: Client,
   input: OrderSagaInput,
   taskQueue: string,
+  /** One line the Web UI shows for the run (e.g. customer, items, total); no personal data. */
+  summary?: string,
 ): Promise<StartOutcome> {
   const run = input.run ?? 1;
   const workflowId = orderWorkflowId(input.orderId);
@@ -61,6 +63,7 @@ export async function startOrderSaga(
         { key: SEARCH_ATTRIBUTES.OrderStatus, value: 'PENDING' },
       ]),
       memo: { correlationId: input.correlationId, run },
+      ...(summary ? { staticSummary: summary } : {}),
     });
     return 'started';
   } catch (err) {

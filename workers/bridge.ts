@@ -30,7 +30,7 @@ import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { bridgeMetrics, Registry } from '../lib/metrics.js';
 import { isTemporalUnavailable, startOrderSaga } from '../lib/temporal.js';
-import { findOrder, markRunStarted } from '../db/orders.js';
+import { findOrder, markRunStarted, orderItems, type ItemRow, type OrderRow } from '../db/orders.js';
 import { isTransientDatabaseError, type Pool } from '../db/pool.js';
 import { orderWorkflowId } from '../workflows/contract.js';
 
@@ -135,6 +135,7 @@ export function createBridge({
       );
       return;
     }
+    const summary = runSummary(order, await orderItems(pool, order.id), run);
     try {
       const outcome = await temporal.withDeadline(Date.now() + startTimeoutMs, () =>
         startOrderSaga(
@@ -147,6 +148,7 @@ export function createBridge({
             paymentDeadlineMs: config.PAYMENT_DEADLINE_MS,
           },
           config.TEMPORAL_TASK_QUEUE,
+          summary,
         ),
       );
       await markRunStarted(pool, order.id, run);
@@ -173,4 +175,18 @@ export function createBridge({
     ...(retryDelayMs ? { retryDelayMs } : {}),
     registry,
   });
+}
+
+/**
+ * The run's one-line summary in the Web UI: who, what, how much, which run. Ids and amounts only:
+ * the history is kept and shown, so no e-mail address.
+ */
+export function runSummary(
+  order: Pick<OrderRow, 'customer_id' | 'total' | 'currency'>,
+  items: ItemRow[],
+  run: number,
+): string {
+  const units = items.reduce((sum, i) => sum + i.qty, 0);
+  const what = items.length === 1 ? `${units} × ${items[0]!.sku}` : `${units} items (${items.length} SKUs)`;
+  return `customer ${order.customer_id} · ${what} · ${order.total} ${order.currency}${run > 1 ? ` · run ${run} (retry)` : ''}`;
 }

@@ -312,7 +312,12 @@ class OrderSaga {
     const timer = new CancellationScope();
     let deadlinePassed = false;
     void timer
-      .run(() => sleep(this.input.paymentDeadlineMs))
+      // The summary is what the Web UI shows for the timer ("payment deadline 10m", not "1 (10m)").
+      .run(() =>
+        sleep(this.input.paymentDeadlineMs, {
+          summary: `payment deadline ${humanDuration(this.input.paymentDeadlineMs)}`,
+        }),
+      )
       .then(
         () => {
           deadlinePassed = true;
@@ -471,4 +476,22 @@ function declineReason(err: unknown): string | undefined {
 function describe(err: unknown): string {
   if (err instanceof ActivityFailure && err.cause) return err.cause.message;
   return err instanceof Error ? err.message : String(err);
+}
+
+/** `600000` → `10m`, `90000` → `1m30s`, `2500` → `2.5s`: short, for summaries in the Web UI. */
+export function humanDuration(ms: number): string {
+  const parts: string[] = [];
+  let rest = ms;
+  for (const [unit, size] of [
+    ['d', 86_400_000],
+    ['h', 3_600_000],
+    ['m', 60_000],
+  ] as const) {
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    }
+  }
+  if (rest > 0 || parts.length === 0) parts.push(`${rest / 1000}s`);
+  return parts.join('');
 }

@@ -97,6 +97,12 @@ describe('the seed scenarios, end to end', () => {
     const description = await handle.describe();
     expect(description.status.name).toBe('COMPLETED');
     expect(description.taskQueue).toBe(system.config.TEMPORAL_TASK_QUEUE);
+    // What the Web UI shows: the run's summary, and the deadline timer named for what it is.
+    expect(await description.staticSummary()).toBe('customer C100 · 1 × TSHIRT-BLK-M · 19.99 USD');
+    const history = await handle.fetchHistory();
+    const timer = history.events!.find((e) => e.timerStartedEventAttributes)!;
+    const summary = timer.userMetadata?.summary?.data;
+    expect(summary && JSON.parse(Buffer.from(summary).toString())).toBe('payment deadline 10m');
   });
 
   it('not enough stock: OUT_OF_STOCK, stock untouched, an out-of-stock e-mail', async () => {

@@ -1,7 +1,8 @@
 /**
  * Loyalty points: a subscriber outside the order core. It owns its queue (LOYALTY_QUEUE, bound to
- * `payment.completed`, with its own DLQ) and its table (loyalty_points), and uses nothing of the
- * core but the event envelope: adding it changed no core code.
+ * `payment.completed` and `payment.refunded`, with its own DLQ) and its table (loyalty_points), and
+ * uses nothing of the core but the event envelope: adding it changed no core code. A refund takes
+ * back the points its capture earned, whichever of the two events arrives first.
  *
  * Delivery is at least once, so the award is idempotent twice over: the event id is recorded in
  * processed_events (consumer 'loyalty') in the same transaction as the points, and an order earns
@@ -20,23 +21,35 @@ import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Registry } from '../../lib/metrics.js';
 import { isTransientDatabaseError, withTransaction, type Pool } from '../../db/pool.js';
-import { awardOrderPoints } from '../../db/loyalty-points.js';
+import { awardOrderPoints, revokeOrderPoints } from '../../db/loyalty-points.js';
 import { markProcessed } from '../../db/processed-events.js';
 
 export const LOYALTY_CONSUMER = 'loyalty';
 export const LOYALTY_ROUTING_KEY = 'payment.completed';
+export const LOYALTY_ROUTING_KEYS = [LOYALTY_ROUTING_KEY, 'payment.refunded'] as const;
+
+const envelope = { id: z.uuid(), orderId: z.uuid(), correlationId: z.string().min(1) };
+const reference = z.string().min(1).max(200);
 
 export const paymentCompletedEnvelope = z.object({
-  id: z.uuid(),
+  ...envelope,
   type: z.literal(LOYALTY_ROUTING_KEY),
-  orderId: z.uuid(),
-  correlationId: z.string().min(1),
   data: z.looseObject({
     amount: z.string().regex(/^\d{1,10}(\.\d+)?$/, 'must be a non-negative decimal string'),
     customerId: z.string().min(1),
+    reference,
   }),
 });
 export type PaymentCompleted = z.infer<typeof paymentCompletedEnvelope>;
+
+export const paymentRefundedEnvelope = z.object({
+  ...envelope,
+  type: z.literal('payment.refunded'),
+  data: z.looseObject({ reference }),
+});
+export type PaymentRefunded = z.infer<typeof paymentRefundedEnvelope>;
+
+const loyaltyEvent = z.discriminatedUnion('type', [paymentCompletedEnvelope, paymentRefundedEnvelope]);
 
 /** One point per whole currency unit, from the decimal string (never through a float). */
 export function pointsFor(amount: string): number {
@@ -47,7 +60,12 @@ export function parsePaymentCompleted(content: Buffer): PaymentCompleted {
   return parseMessage(paymentCompletedEnvelope, content, 'payment.completed envelope');
 }
 
+export function parseLoyaltyEvent(content: Buffer): PaymentCompleted | PaymentRefunded {
+  return parseMessage(loyaltyEvent, content, 'payment.completed / payment.refunded envelope');
+}
+
 export type AwardOutcome = 'awarded' | 'duplicate-event' | 'order-already-awarded';
+export type RevokeOutcome = 'revoked' | 'duplicate-event' | 'nothing-to-revoke';
 
 export async function awardPoints(pool: Pool, event: PaymentCompleted): Promise<AwardOutcome> {
   return withTransaction(pool, async (tx) => {
@@ -57,8 +75,22 @@ export async function awardPoints(pool: Pool, event: PaymentCompleted): Promise<
       customerId: event.data.customerId,
       points: pointsFor(event.data.amount),
       eventId: event.id,
+      reference: event.data.reference,
     });
     return awarded ? 'awarded' : 'order-already-awarded';
+  });
+}
+
+/** Takes back what the refunded capture earned, once; before its award arrives, for good. */
+export async function revokePoints(pool: Pool, event: PaymentRefunded): Promise<RevokeOutcome> {
+  return withTransaction(pool, async (tx) => {
+    if (!(await markProcessed(tx, LOYALTY_CONSUMER, event.id))) return 'duplicate-event';
+    const revoked = await revokeOrderPoints(tx, {
+      orderId: event.orderId,
+      eventId: event.id,
+      reference: event.data.reference,
+    });
+    return revoked ? 'revoked' : 'nothing-to-revoke';
   });
 }
 
@@ -86,7 +118,17 @@ export function createLoyaltySubscriber({
   registry,
 }: LoyaltySubscriberOptions): QueueConsumer {
   const handle = async (msg: ConsumeMessage) => {
-    const event = parsePaymentCompleted(msg.content);
+    const event = parseLoyaltyEvent(msg.content);
+    if (event.type === 'payment.refunded') {
+      const outcome = await revokePoints(pool, event);
+      logger.info(
+        { orderId: event.orderId, correlationId: event.correlationId, eventId: event.id, outcome },
+        outcome === 'revoked'
+          ? 'loyalty points taken back (payment refunded)'
+          : 'refund: no points to take back',
+      );
+      return;
+    }
     const outcome = await awardPoints(pool, event);
     logger.info(
       {
@@ -105,7 +147,7 @@ export function createLoyaltySubscriber({
     manager: amqp,
     exchange: config.AMQP_EXCHANGE,
     queue: config.LOYALTY_QUEUE,
-    routingKeys: [LOYALTY_ROUTING_KEY],
+    routingKeys: [...LOYALTY_ROUTING_KEYS],
     prefetch: config.LOYALTY_PREFETCH,
     maxDeliveries: config.LOYALTY_MAX_DELIVERIES,
     logger,

@@ -67,14 +67,31 @@ function paymentCompleted(amount = '42.99'): EventEnvelope<'payment.completed'> 
   });
 }
 
-function publish(event: EventEnvelope | Buffer, messageId: string): void {
+function paymentRefunded(completed: EventEnvelope<'payment.completed'>): EventEnvelope<'payment.refunded'> {
+  return buildEvent('payment.refunded', {
+    id: randomUUID(),
+    orderId: completed.orderId,
+    correlationId: completed.correlationId,
+    data: {
+      amount: completed.data.amount,
+      currency: 'USD',
+      reference: completed.data.reference,
+      reason: 'cancel',
+    },
+  });
+}
+
+function publish(event: EventEnvelope | Buffer, messageId: string, type = 'payment.completed'): void {
   const content = Buffer.isBuffer(event) ? event : Buffer.from(JSON.stringify(event));
-  observer.channel.publish(
-    config.AMQP_EXCHANGE,
-    'payment.completed',
-    content,
-    eventPublishOptions({ id: messageId, type: 'payment.completed' }),
+  observer.channel.publish(config.AMQP_EXCHANGE, type, content, eventPublishOptions({ id: messageId, type }));
+}
+
+async function pointsOf(orderId: string): Promise<number | undefined> {
+  const { rows } = await db.pool.query<{ points: number }>(
+    'select points from loyalty_points where order_id = $1',
+    [orderId],
   );
+  return rows[0]?.points;
 }
 
 describe('loyalty subscriber', () => {
@@ -140,5 +157,32 @@ describe('loyalty subscriber', () => {
       { what: 'points for the order' },
     );
     expect(row.points).toBe(120);
+  });
+
+  it('takes the points back when the payment is refunded, whichever event arrives first', async () => {
+    const running = await startSubscriber();
+    const first = paymentCompleted('42.99');
+    publish(first, first.id);
+    await waitFor(async () => (await pointsOf(first.orderId)) === 42, { what: 'the award' });
+    const refund = paymentRefunded(first);
+    publish(refund, refund.id, 'payment.refunded');
+    publish(refund, refund.id, 'payment.refunded'); // a duplicate
+    await waitFor(async () => (await pointsOf(first.orderId)) === 0, { what: 'the points taken back' });
+
+    // The refund overtakes its payment.completed: the late award is not made.
+    const late = paymentCompleted('15.00');
+    const earlyRefund = paymentRefunded(late);
+    publish(earlyRefund, earlyRefund.id, 'payment.refunded');
+    await waitFor(async () => (await pointsOf(late.orderId)) === 0, { what: 'the tombstone' });
+    publish(late, late.id);
+    await waitFor(() => running.lines.some((l) => l.eventId === late.id), { what: 'the late award handled' });
+    expect(await pointsOf(late.orderId)).toBe(0);
+
+    // A retried order's new capture (another reference) earns points again.
+    const retried = { ...paymentCompleted('42.99'), orderId: first.orderId };
+    publish(retried, retried.id);
+    await waitFor(async () => (await pointsOf(first.orderId)) === 42, { what: 'the new run’s award' });
+    await running.stop();
+    expect(await observer.messageCount(dlqName(config.LOYALTY_QUEUE))).toBe(0);
   });
 });

@@ -5,7 +5,7 @@
  */
 import { serve, type ServerType } from '@hono/node-server';
 import type { Client } from '@temporalio/client';
-import { connectAmqp } from '../lib/amqp.js';
+import { connectAmqp } from '../lib/amqp/connection.js';
 import { loadConfig } from '../lib/config.js';
 import { createLogger, type Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';

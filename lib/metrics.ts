@@ -205,7 +205,7 @@ export function bridgeMetrics(registry: Registry): BridgeMetrics {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Queue consumers (lib/amqp.ts createConsumer: the bridge, the loyalty subscriber)
+// Queue consumers (lib/amqp/consumer.ts createConsumer: the bridge and the subscribers)
 
 export interface ConsumerMetrics {
   /**

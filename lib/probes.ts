@@ -75,7 +75,7 @@ export function postgresProbe(pool: Pool): Probe {
 }
 
 /**
- * The state of the process's own reconnecting RabbitMQ connection (lib/amqp.ts `connectAmqp`):
+ * The state of the process's own reconnecting RabbitMQ connection (lib/amqp/connection.ts `connectAmqp`):
  * up while it is connected. Its heartbeat (5 s) notices a dead broker; no round trip of our own.
  */
 export function rabbitmqProbe(manager: Pick<AmqpConnectionManager, 'isConnected'>): Probe {

@@ -1,6 +1,6 @@
 /**
  * `orders dlq list | show | redrive`: the dead-letter queues `<queue>.dlq` of the consumer queues
- * (the bridge's and the loyalty subscriber's, lib/amqp.ts). A message lands there with its reason
+ * (every consumer's, lib/amqp/consumer.ts). A message lands there with its reason
  * in `x-death-reason` when it was malformed or kept failing; once the cause is fixed, redrive puts
  * it back on its queue, unchanged, for its consumer to take again.
  *
@@ -18,7 +18,8 @@
  * consumers tolerate (they deduplicate by message id, the event id).
  */
 import type { Channel, ChannelModel, ConfirmChannel, GetMessage, MessageProperties, Options } from 'amqplib';
-import { DEAD_LETTER_HEADERS, dlqName } from '../lib/amqp.js';
+import { DEAD_LETTER_HEADERS } from '../lib/amqp/consumer.js';
+import { dlqName } from '../lib/amqp/topology.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import {

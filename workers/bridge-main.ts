@@ -6,7 +6,8 @@
  * `/health` and `/ready` on BRIDGE_HTTP_PORT, from the start (not ready while Temporal is awaited).
  */
 import type { Client } from '@temporalio/client';
-import { connectAmqp, describeError } from '../lib/amqp.js';
+import { connectAmqp } from '../lib/amqp/connection.js';
+import { describeError } from '../lib/amqp/consumer.js';
 import { loadConfig, type Config } from '../lib/config.js';
 import { startProbeServer, type ProbeServer } from '../lib/http-probe-server.js';
 import { createLogger, type Logger } from '../lib/logger.js';

@@ -22,10 +22,10 @@ import {
   createConsumer,
   describeError,
   parseMessage,
-  type AmqpConnectionManager,
-  type ConsumerQueueSpec,
   type QueueConsumer,
-} from '../lib/amqp.js';
+} from '../lib/amqp/consumer.js';
+import type { AmqpConnectionManager } from '../lib/amqp/connection.js';
+import { bridgeQueueSpec } from '../lib/amqp/topology.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { bridgeMetrics, Registry } from '../lib/metrics.js';
@@ -33,17 +33,6 @@ import { isTemporalUnavailable, startOrderSaga } from '../lib/temporal.js';
 import { findOrder, markRunStarted, orderItems, type ItemRow, type OrderRow } from '../db/orders.js';
 import { isTransientDatabaseError, type Pool } from '../db/pool.js';
 import { orderWorkflowId } from '../workflows/contract.js';
-
-export const BRIDGE_ROUTING_KEYS = ['order.placed', 'order.retried'] as const;
-
-/** The bridge's queue: declared by the bridge, and by the outbox publisher before it publishes. */
-export function bridgeQueueSpec(config: Pick<Config, 'AMQP_EXCHANGE' | 'BRIDGE_QUEUE'>): ConsumerQueueSpec {
-  return {
-    exchange: config.AMQP_EXCHANGE,
-    queue: config.BRIDGE_QUEUE,
-    routingKeys: [...BRIDGE_ROUTING_KEYS],
-  };
-}
 
 const envelope = {
   id: z.uuid(),

@@ -3,7 +3,7 @@
  * the outbox through `for update skip locked`. SIGTERM/SIGINT finish the current batch, then exit.
  * Serves `/metrics`, `/health` and `/ready` on OUTBOX_HTTP_PORT.
  */
-import { connectAmqp } from '../lib/amqp.js';
+import { connectAmqp } from '../lib/amqp/connection.js';
 import { loadConfig } from '../lib/config.js';
 import { startProbeServer, type ProbeServer } from '../lib/http-probe-server.js';
 import { createLogger } from '../lib/logger.js';

@@ -17,12 +17,9 @@ import pg from 'pg';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { outboxMetrics, Registry, type OutboxMetrics } from '../lib/metrics.js';
-import {
-  createEventPublisher,
-  describeError,
-  type AmqpConnectionManager,
-  type EventPublisher,
-} from '../lib/amqp.js';
+import { createEventPublisher, type EventPublisher } from '../lib/amqp/publisher.js';
+import { describeError } from '../lib/amqp/consumer.js';
+import { type AmqpConnectionManager } from '../lib/amqp/connection.js';
 import {
   OUTBOX_CHANNEL,
   claimDueEvents,
@@ -33,7 +30,7 @@ import {
   type OutboxRow,
 } from '../db/outbox.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
-import { bridgeQueueSpec } from './bridge.js';
+import { bridgeQueueSpec } from '../lib/amqp/topology.js';
 
 export type OutboxConfig = Pick<
   Config,

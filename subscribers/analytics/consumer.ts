@@ -11,12 +11,9 @@
  */
 import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
-import {
-  createConsumer,
-  parseMessage,
-  type AmqpConnectionManager,
-  type QueueConsumer,
-} from '../../lib/amqp.js';
+import { createConsumer, parseMessage, type QueueConsumer } from '../../lib/amqp/consumer.js';
+import type { AmqpConnectionManager } from '../../lib/amqp/connection.js';
+import { analyticsQueueSpec } from '../../lib/amqp/topology.js';
 import type { Config } from '../../lib/config.js';
 import type { EventType } from '../../lib/events.js';
 import type { Logger } from '../../lib/logger.js';
@@ -32,20 +29,6 @@ import { isTransientDatabaseError, withTransaction, type Pool, type Queryable } 
 import { markProcessed } from '../../db/processed-events.js';
 
 export const ANALYTICS_CONSUMER = 'analytics';
-
-/** Every event of an order's life (the whole catalogue today; a new type is added here on purpose). */
-export const ANALYTICS_ROUTING_KEYS = [
-  'order.placed',
-  'order.retried',
-  'inventory.reserved',
-  'order.out_of_stock',
-  'payment.completed',
-  'payment.failed',
-  'payment.refunded',
-  'inventory.released',
-  'order.completed',
-  'order.cancelled',
-] as const satisfies readonly EventType[];
 
 const money = z.string().regex(/^\d{1,10}(\.\d{1,2})?$/, 'must be a non-negative decimal string');
 const currency = z.string().regex(/^[A-Z]{3}$/, 'must be a 3-letter currency code');
@@ -215,9 +198,7 @@ export function createAnalyticsSubscriber({
 
   return createConsumer({
     manager: amqp,
-    exchange: config.AMQP_EXCHANGE,
-    queue: config.ANALYTICS_QUEUE,
-    routingKeys: ANALYTICS_ROUTING_KEYS,
+    ...analyticsQueueSpec(config),
     prefetch: config.ANALYTICS_PREFETCH,
     maxDeliveries: config.ANALYTICS_MAX_DELIVERIES,
     logger,

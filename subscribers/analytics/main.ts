@@ -3,7 +3,7 @@
  * taking messages, let in-flight events commit and ack, then close the connections. Serves
  * `/metrics`, `/health` and `/ready` on ANALYTICS_HTTP_PORT.
  */
-import { connectAmqp } from '../../lib/amqp.js';
+import { connectAmqp } from '../../lib/amqp/connection.js';
 import { loadConfig } from '../../lib/config.js';
 import { startProbeServer, type ProbeServer } from '../../lib/http-probe-server.js';
 import { createLogger } from '../../lib/logger.js';

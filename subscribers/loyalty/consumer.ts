@@ -11,12 +11,9 @@
  */
 import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
-import {
-  createConsumer,
-  parseMessage,
-  type AmqpConnectionManager,
-  type QueueConsumer,
-} from '../../lib/amqp.js';
+import { createConsumer, parseMessage, type QueueConsumer } from '../../lib/amqp/consumer.js';
+import type { AmqpConnectionManager } from '../../lib/amqp/connection.js';
+import { loyaltyQueueSpec } from '../../lib/amqp/topology.js';
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Registry } from '../../lib/metrics.js';
@@ -26,7 +23,6 @@ import { markProcessed } from '../../db/processed-events.js';
 
 export const LOYALTY_CONSUMER = 'loyalty';
 export const LOYALTY_ROUTING_KEY = 'payment.completed';
-export const LOYALTY_ROUTING_KEYS = [LOYALTY_ROUTING_KEY, 'payment.refunded'] as const;
 
 const envelope = { id: z.uuid(), orderId: z.uuid(), correlationId: z.string().min(1) };
 const reference = z.string().min(1).max(200);
@@ -145,9 +141,7 @@ export function createLoyaltySubscriber({
 
   return createConsumer({
     manager: amqp,
-    exchange: config.AMQP_EXCHANGE,
-    queue: config.LOYALTY_QUEUE,
-    routingKeys: [...LOYALTY_ROUTING_KEYS],
+    ...loyaltyQueueSpec(config),
     prefetch: config.LOYALTY_PREFETCH,
     maxDeliveries: config.LOYALTY_MAX_DELIVERIES,
     logger,

@@ -10,7 +10,7 @@ import { promisify } from 'node:util';
 import amqplib, { type Channel, type ChannelModel, type ConsumeMessage, type Message } from 'amqplib';
 import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from '../../lib/config.js';
-import { dlqName, dlxName } from '../../lib/amqp.js';
+import { dlqName, dlxName } from '../../lib/amqp/topology.js';
 
 const run = promisify(execFile);
 

@@ -2,8 +2,9 @@
  * Runs before the workflow and integration projects: makes sure the template database for the
  * current migrations exists, so every test file clones a current schema in milliseconds.
  *
- * Safe when two projects (or two runs) do it at once: each builds a private database and renames it
- * into place; the loser of the rename drops its copy. A template is never altered after creation.
+ * Safe when two projects (or two runs, or two checkouts) do it at once: each builds a private database
+ * and renames it into place; the loser of the rename drops its copy. A template is never altered after
+ * creation, nor dropped by a run of another schema.
  */
 import { randomUUID } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
@@ -32,6 +33,7 @@ export default async function setup(): Promise<void> {
   } catch {
     await adminQuery(`drop database if exists ${building}`); // another run won the race
   }
-  // Templates of older schemas are no longer used by anyone running this code.
-  for (const { datname } of existing) await adminQuery(`drop database if exists ${datname}`).catch(() => {});
+  // Templates of other schemas are left alone: another checkout of this repository (a branch with a
+  // new migration) may be cloning from one right now. Each is a few MB; stale ones can be dropped
+  // by hand (`select datname from pg_database where datname like 'acme_test_template%'`).
 }

@@ -10,7 +10,7 @@ import { expect } from 'vitest';
 import { createApp } from '../../api/app.js';
 import { createTemporalOrderWorkflows } from '../../api/order-workflows.js';
 import type { PaymentGateway } from '../../activities/payment-gateway.js';
-import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp.js';
+import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import type { Config } from '../../lib/config.js';
 import { startProbeServer, type ProbeServer } from '../../lib/http-probe-server.js';
 import { createRegistry, type Registry } from '../../lib/metrics.js';

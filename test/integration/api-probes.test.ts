@@ -4,7 +4,7 @@
  */
 import type { Client } from '@temporalio/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp.js';
+import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import { loadConfig } from '../../lib/config.js';
 import { postgresProbe, rabbitmqProbe, temporalProbe } from '../../lib/probes.js';
 import { connectTemporal } from '../../lib/temporal.js';

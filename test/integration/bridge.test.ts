@@ -5,14 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import { Client, Connection, WorkflowNotFoundError } from '@temporalio/client';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import {
-  connectAmqp,
-  DEAD_LETTER_HEADERS,
-  dlqName,
-  eventPublishOptions,
-  type AmqpConnectionManager,
-  type QueueConsumer,
-} from '../../lib/amqp.js';
+import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp/connection.js';
+import { DEAD_LETTER_HEADERS, type QueueConsumer } from '../../lib/amqp/consumer.js';
+import { dlqName } from '../../lib/amqp/topology.js';
+import { eventPublishOptions } from '../../lib/amqp/publisher.js';
 import type { Config } from '../../lib/config.js';
 import { buildEvent } from '../../lib/events.js';
 import { EarlierRunStillOpenError, connectTemporal, startOrderSaga } from '../../lib/temporal.js';

@@ -7,7 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { dlqName } from '../../lib/amqp.js';
+import { dlqName } from '../../lib/amqp/topology.js';
 import type { EventEnvelope } from '../../lib/events.js';
 import type { OrderStatus } from '../../domain/order.js';
 import { orderWorkflowId } from '../../workflows/contract.js';

@@ -4,7 +4,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { connectAmqp, DEAD_LETTER_HEADERS, dlqName, eventPublishOptions } from '../../lib/amqp.js';
+import { connectAmqp } from '../../lib/amqp/connection.js';
+import { DEAD_LETTER_HEADERS } from '../../lib/amqp/consumer.js';
+import { dlqName } from '../../lib/amqp/topology.js';
+import { eventPublishOptions } from '../../lib/amqp/publisher.js';
 import type { Config } from '../../lib/config.js';
 import { buildEvent, type EventEnvelope } from '../../lib/events.js';
 import { enqueueEvent } from '../../db/outbox.js';

@@ -4,7 +4,9 @@
  * flow, then each `/metrics` is scraped the way Prometheus does; `/health` and `/ready` answer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectAmqp, createConsumer, dlqName } from '../../lib/amqp.js';
+import { connectAmqp } from '../../lib/amqp/connection.js';
+import { createConsumer } from '../../lib/amqp/consumer.js';
+import { dlqName } from '../../lib/amqp/topology.js';
 import { startProbeServer, type ProbeServer } from '../../lib/http-probe-server.js';
 import { METRICS, createRegistry } from '../../lib/metrics.js';
 import { postgresProbe, rabbitmqProbe } from '../../lib/probes.js';

@@ -12,7 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { createCliContext } from '../../cli/context.js';
 import { runCli } from '../../cli/program.js';
-import { DEAD_LETTER_HEADERS, assertConsumerQueue, dlqName } from '../../lib/amqp.js';
+import { DEAD_LETTER_HEADERS } from '../../lib/amqp/consumer.js';
+import { assertConsumerQueue, dlqName } from '../../lib/amqp/topology.js';
 import type { CommandResult } from '../../ops/result.js';
 import { openObserver, shortId, testConfig, type Observer } from '../helpers/amqp.js';
 
@@ -60,7 +61,7 @@ beforeAll(async () => {
     queue: config.BRIDGE_QUEUE,
     routingKeys: ['order.placed'],
   });
-  // A dead letter as the bridge's consumer leaves one (lib/amqp.ts deadLetter).
+  // A dead letter as the bridge's consumer leaves one (lib/amqp/consumer.ts deadLetter).
   channel.sendToQueue(dlqName(config.BRIDGE_QUEUE), Buffer.from('{not json'), {
     messageId,
     type: 'order.placed',

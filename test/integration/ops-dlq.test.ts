@@ -1,19 +1,15 @@
 /**
  * `orders dlq` (ops/dlq.ts) against the real RabbitMQ: messages dead-lettered by the real consumer
- * (lib/amqp.ts createConsumer, refusing them as malformed) are listed, shown without being taken,
+ * (lib/amqp/consumer.ts createConsumer, refusing them as malformed) are listed, shown without being taken,
  * and redriven onto their queue unchanged. Each test has its own exchange and queues.
  */
 import { randomUUID } from 'node:crypto';
 import amqplib, { type ChannelModel } from 'amqplib';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from 'vitest';
-import {
-  DEAD_LETTER_HEADERS,
-  PoisonMessageError,
-  connectAmqp,
-  createConsumer,
-  dlqName,
-  eventPublishOptions,
-} from '../../lib/amqp.js';
+import { DEAD_LETTER_HEADERS, PoisonMessageError, createConsumer } from '../../lib/amqp/consumer.js';
+import { connectAmqp } from '../../lib/amqp/connection.js';
+import { dlqName } from '../../lib/amqp/topology.js';
+import { eventPublishOptions } from '../../lib/amqp/publisher.js';
 import type { Config } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { listDeadLetters, redriveDeadLetters, showDeadLetters } from '../../ops/dlq.js';

@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp.js';
+import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import type { Config } from '../../lib/config.js';
 import { buildEvent, type EventEnvelope } from '../../lib/events.js';
 import { enqueueEvent } from '../../db/outbox.js';

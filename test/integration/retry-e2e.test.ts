@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import type { ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../lib/logger.js';
-import { eventPublishOptions } from '../../lib/amqp.js';
+import { eventPublishOptions } from '../../lib/amqp/publisher.js';
 import { buildEvent, type EventEnvelope } from '../../lib/events.js';
 import { redriveDeadLetters } from '../../ops/dlq.js';
 import { reconcileOrders } from '../../ops/reconcile.js';

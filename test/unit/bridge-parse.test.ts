@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { PoisonMessageError } from '../../lib/amqp.js';
+import { PoisonMessageError } from '../../lib/amqp/consumer.js';
 import { buildEvent } from '../../lib/events.js';
 import { parseRunRequest } from '../../workers/bridge.js';
 

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app.js';
 import { createActivities } from '../../activities/index.js';
-import type { AmqpConnectionManager } from '../../lib/amqp.js';
+import type { AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import {

@@ -4,13 +4,9 @@
  */
 import { describe, expect, it } from 'vitest';
 import { pino } from 'pino';
-import {
-  PublishTimeoutError,
-  connectAmqp,
-  createEventPublisher,
-  deliveryCount,
-  eventPublishOptions,
-} from '../../lib/amqp.js';
+import { PublishTimeoutError, createEventPublisher, eventPublishOptions } from '../../lib/amqp/publisher.js';
+import { connectAmqp } from '../../lib/amqp/connection.js';
+import { deliveryCount } from '../../lib/amqp/consumer.js';
 
 const logger = pino({ level: 'silent' });
 

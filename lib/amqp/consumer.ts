@@ -1,0 +1,286 @@
+/**
+ * Consuming a queue with bounded retries and a dead-letter queue (topology.ts), settling each message
+ * on the channel that delivered it (connection.ts says why).
+ */
+import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
+import type { z } from 'zod';
+import type { Logger } from '../logger.js';
+import { consumerMetrics, Registry } from '../metrics.js';
+import {
+  createQueueInspector,
+  safeReconnect,
+  watchChannel,
+  type AmqpConnectionManager,
+  type ChannelWrapper,
+} from './connection.js';
+import { confirmPublish } from './publisher.js';
+import { assertConsumerQueue, dlqName, dlxName, type ConsumerQueueSpec } from './topology.js';
+
+/** Thrown by a handler for a message that can never succeed (malformed): dead-lettered at once. */
+export class PoisonMessageError extends Error {
+  override name = 'PoisonMessageError';
+}
+
+/**
+ * Parses a JSON message body against `schema`. A body that is not JSON or does not fit is poison:
+ * `PoisonMessageError` naming each bad field, so the consumer dead-letters it at once with that reason.
+ */
+export function parseMessage<S extends z.ZodType>(schema: S, content: Buffer, what: string): z.infer<S> {
+  let json: unknown;
+  try {
+    json = JSON.parse(content.toString('utf8'));
+  } catch (err) {
+    throw new PoisonMessageError(`body is not JSON: ${(err as Error).message}`);
+  }
+  const parsed = schema.safeParse(json);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.') || '(body)'}: ${i.message}`);
+    throw new PoisonMessageError(`invalid ${what}: ${problems.join('; ')}`);
+  }
+  return parsed.data;
+}
+
+export interface DeliveryContext {
+  /** 1 for the first delivery; from the quorum queue's `x-delivery-count`. */
+  attempt: number;
+}
+
+export type MessageHandler = (message: ConsumeMessage, context: DeliveryContext) => Promise<void>;
+
+export interface ConsumerOptions extends ConsumerQueueSpec {
+  manager: AmqpConnectionManager;
+  prefetch: number;
+  /** Deliveries before a failing message goes to `<queue>.dlq` (config.BRIDGE_MAX_DELIVERIES). */
+  maxDeliveries: number;
+  logger: Logger;
+  handle: MessageHandler;
+  /** How long to hold a failed message before requeueing it; defaults to 1 s doubling up to 30 s. */
+  retryDelayMs?: (attempt: number) => number;
+  /**
+   * Failures that say nothing about the message, only that a dependency is down (Temporal or the
+   * database unreachable): retried with the same growing delays but not counted toward
+   * `maxDeliveries`, so an outage does not empty the queue into the DLQ. The queue's broker-side
+   * delivery limit (DELIVERY_LIMIT_BACKSTOP) still ends a message that fails for hours.
+   */
+  isTransient?: (err: unknown) => boolean;
+  /** How long to wait for the broker to confirm a dead-lettered copy. */
+  deadLetterTimeoutMs?: number;
+  /**
+   * Where the consumer's metrics go: redeliveries of `queue`, and the depth of `<queue>.dlq` read at
+   * scrape time. Default: a registry nobody scrapes.
+   */
+  registry?: Registry;
+}
+
+export interface QueueConsumer {
+  /** Resolves once consuming (or when stopped before RabbitMQ was ever reached). */
+  start(): Promise<void>;
+  /** Stops taking messages, lets in-flight ones finish (retry waits are cut short), closes the channel. */
+  stop(): Promise<void>;
+}
+
+export const defaultRetryDelayMs = (attempt: number): number => Math.min(1000 * 2 ** (attempt - 1), 30_000);
+
+/** Headers of a dead-lettered copy: where it came from and why it failed. */
+export const DEAD_LETTER_HEADERS = {
+  reason: 'x-death-reason',
+  attempts: 'x-delivery-attempts',
+  exchange: 'x-original-exchange',
+  routingKey: 'x-original-routing-key',
+  queue: 'x-original-queue',
+  at: 'x-dead-lettered-at',
+} as const;
+
+/**
+ * Consumes `queue` with explicit failure handling:
+ * - handler resolves: ack;
+ * - handler throws `PoisonMessageError`: a copy goes to `<queue>.dlq` with the reason, then ack;
+ * - handler throws anything else: hold the message `retryDelayMs(attempt)` (no hot loop), then
+ *   nack-requeue; the quorum queue counts the delivery, and delivery number `maxDeliveries` that
+ *   fails is dead-lettered like a poison message.
+ * If the dead-letter copy cannot be confirmed, the message is kept (requeued after a delay) and
+ * dead-lettered on a later delivery: never dropped. Settling on a channel that has since closed is
+ * skipped: the broker redelivers.
+ */
+export function createConsumer(opts: ConsumerOptions): QueueConsumer {
+  const { manager, queue, logger } = opts;
+  const retryDelayMs = opts.retryDelayMs ?? defaultRetryDelayMs;
+  const deadLetterTimeoutMs = opts.deadLetterTimeoutMs ?? 10_000;
+  const metrics = consumerMetrics(opts.registry ?? new Registry(), { logger });
+  const inspector = createQueueInspector(manager);
+  metrics.watch(queue, dlqName(queue), () => inspector.messageCount(dlqName(queue)));
+  const inFlight = new Set<Promise<void>>();
+  const waits = new Set<() => void>();
+  let stopping = false;
+  let current: { channel: ConfirmChannel; consumerTag: string } | undefined;
+  let wrapper: ChannelWrapper | undefined;
+  let stopped!: () => void;
+  const stoppedSignal = new Promise<void>((resolve) => (stopped = resolve));
+
+  const wait = (ms: number) =>
+    new Promise<void>((resolve) => {
+      if (stopping) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        waits.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      waits.add(done);
+    });
+
+  const settle = (what: string, fn: () => void) => {
+    try {
+      fn();
+    } catch (err) {
+      logger.warn(
+        { err: (err as Error).message, what },
+        'cannot settle message: its channel closed; RabbitMQ will redeliver it',
+      );
+    }
+  };
+
+  const deadLetter = async (
+    channel: ConfirmChannel,
+    msg: ConsumeMessage,
+    reason: string,
+    attempt: number,
+  ) => {
+    const headers: Record<string, unknown> = { ...(msg.properties.headers ?? {}) };
+    delete headers['x-delivery-count'];
+    Object.assign(headers, {
+      [DEAD_LETTER_HEADERS.reason]: reason.slice(0, 2000),
+      [DEAD_LETTER_HEADERS.attempts]: attempt,
+      [DEAD_LETTER_HEADERS.exchange]: msg.fields.exchange,
+      [DEAD_LETTER_HEADERS.routingKey]: msg.fields.routingKey,
+      [DEAD_LETTER_HEADERS.queue]: queue,
+      [DEAD_LETTER_HEADERS.at]: new Date().toISOString(),
+    });
+    try {
+      await confirmPublish(
+        channel,
+        dlxName(opts.exchange),
+        queue,
+        msg.content,
+        { ...copyProperties(msg), headers },
+        deadLetterTimeoutMs,
+      );
+      settle('ack dead-lettered', () => channel.ack(msg));
+    } catch (err) {
+      // Not rejected to the broker's own dead-lettering: for quorum queues that is at-most-once
+      // by default. Kept instead, and tried again later: never lost.
+      logger.error(
+        { reason, err: (err as Error).message },
+        'could not publish the dead-letter copy; keeping the message and trying again later',
+      );
+      await wait(retryDelayMs(attempt));
+      settle('requeue', () => channel.nack(msg, false, true));
+    }
+  };
+
+  const handleDelivery = async (channel: ConfirmChannel, msg: ConsumeMessage) => {
+    const attempt = deliveryCount(msg) + 1;
+    if (attempt > 1 || msg.fields.redelivered) metrics.redelivered(queue);
+    const log = logger.child({
+      messageId: msg.properties.messageId,
+      routingKey: msg.fields.routingKey,
+      attempt,
+    });
+    try {
+      await opts.handle(msg, { attempt });
+      settle('ack', () => channel.ack(msg));
+    } catch (err) {
+      const reason = describeError(err);
+      if (err instanceof PoisonMessageError) {
+        log.error({ reason }, `malformed message: moving it to ${dlqName(queue)} without retrying`);
+        await deadLetter(channel, msg, reason, attempt);
+      } else if (attempt >= opts.maxDeliveries && !opts.isTransient?.(err)) {
+        log.error({ reason }, `message failed ${attempt} times: moving it to ${dlqName(queue)}`);
+        await deadLetter(channel, msg, reason, attempt);
+      } else {
+        const delay = retryDelayMs(attempt);
+        log.warn({ reason, retryInMs: delay }, 'message failed; it will be retried');
+        await wait(delay);
+        settle('requeue', () => channel.nack(msg, false, true));
+      }
+    }
+  };
+
+  const onMessage = (channel: ConfirmChannel, msg: ConsumeMessage | null) => {
+    if (!msg) {
+      // The broker cancelled us (queue deleted?): reconnecting re-runs setup, which redeclares it.
+      if (!stopping) {
+        logger.warn({ queue }, 'consumer cancelled by RabbitMQ; reconnecting to resume');
+        setTimeout(() => !stopping && safeReconnect(manager), 1000).unref();
+      }
+      return;
+    }
+    const task = handleDelivery(channel, msg).catch((err: unknown) =>
+      logger.error({ err: describeError(err) }, 'unexpected error handling a message'),
+    );
+    inFlight.add(task);
+    void task.finally(() => inFlight.delete(task));
+  };
+
+  return {
+    async start() {
+      if (wrapper) throw new Error('consumer already started');
+      wrapper = manager.createChannel({
+        name: `consume:${queue}`,
+        confirm: true,
+        setup: async (channel: ConfirmChannel) => {
+          watchChannel(manager, channel, logger, () => stopping);
+          await assertConsumerQueue(channel, opts);
+          await channel.prefetch(opts.prefetch);
+          if (stopping) return;
+          const { consumerTag } = await channel.consume(queue, (msg) => onMessage(channel, msg));
+          current = { channel, consumerTag };
+          logger.info({ queue, prefetch: opts.prefetch }, 'consuming');
+        },
+      });
+      wrapper.on('error', (err: Error) =>
+        logger.error({ err: err.message, queue }, 'AMQP consumer setup failed; will retry on reconnect'),
+      );
+      await Promise.race([wrapper.waitForConnect(), stoppedSignal]);
+    },
+    async stop() {
+      if (stopping) return;
+      stopping = true;
+      stopped();
+      for (const done of [...waits]) done();
+      if (current) {
+        await current.channel.cancel(current.consumerTag).catch(() => {});
+      }
+      while (inFlight.size > 0) await Promise.allSettled([...inFlight]);
+      await inspector.close();
+      await wrapper?.close().catch(() => {});
+    },
+  };
+}
+
+/** Deliveries before this one; quorum queues count returns in `x-delivery-count`. */
+export function deliveryCount(msg: Pick<ConsumeMessage, 'properties'>): number {
+  const raw: unknown = msg.properties.headers?.['x-delivery-count'];
+  const n = typeof raw === 'number' ? raw : Number(raw ?? 0);
+  return Number.isFinite(n) && n >= 0 ? n : 0;
+}
+
+export function describeError(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? `: ${err.cause.message}` : '';
+  return `${err.name}: ${err.message}${cause}`;
+}
+
+/** The original message's properties for its dead-letter copy (no expiry; userId must match us). */
+function copyProperties(msg: ConsumeMessage): Options.Publish {
+  const p = msg.properties;
+  const out: Options.Publish = { persistent: true };
+  if (p.contentType) out.contentType = p.contentType;
+  if (p.contentEncoding) out.contentEncoding = p.contentEncoding;
+  if (p.correlationId) out.correlationId = p.correlationId;
+  if (p.messageId) out.messageId = p.messageId;
+  if (p.type) out.type = p.type;
+  if (p.timestamp) out.timestamp = p.timestamp;
+  if (p.appId) out.appId = p.appId;
+  return out;
+}

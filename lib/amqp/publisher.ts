@@ -1,0 +1,125 @@
+/**
+ * Publishing events: a confirm channel per publisher, the envelope's AMQP properties, and a bound on
+ * how long a publish may wait for its confirm.
+ */
+import type { ConfirmChannel, Options } from 'amqplib';
+import type { Logger } from '../logger.js';
+import { watchChannel, type AmqpConnectionManager } from './connection.js';
+import { assertConsumerQueue, assertEventExchange, type ConsumerQueueSpec } from './topology.js';
+
+/** What an outbox row (or any producer) knows about the event it publishes. */
+export interface OutgoingEvent {
+  id: string;
+  type: string;
+  correlationId?: string | undefined;
+  occurredAt?: Date | undefined;
+  headers?: Record<string, unknown> | undefined;
+}
+
+/** The AMQP properties every event carries (ARCHITECTURE.md, "Events"). */
+export function eventPublishOptions(event: OutgoingEvent, appId?: string): Options.Publish {
+  return {
+    messageId: event.id,
+    type: event.type,
+    ...(event.correlationId ? { correlationId: event.correlationId } : {}),
+    contentType: 'application/json',
+    contentEncoding: 'utf-8',
+    persistent: true,
+    // AMQP timestamps are whole seconds since the epoch.
+    timestamp: Math.floor((event.occurredAt ?? new Date()).getTime() / 1000),
+    headers: event.headers ?? {},
+    ...(appId ? { appId } : {}),
+  };
+}
+
+export class PublishTimeoutError extends Error {
+  override name = 'PublishTimeoutError';
+}
+
+export interface EventPublisher {
+  /** Resolves once the broker confirmed the message; rejects on a nack or after the timeout. */
+  publish(event: OutgoingEvent, body: Buffer): Promise<void>;
+  close(): Promise<void>;
+}
+
+/**
+ * A confirm channel that publishes events to the topic exchange with routing key = type. While the
+ * connection is down messages wait in the wrapper, but never longer than `timeoutMs`: a lost
+ * connection makes `publish` fail, never hang. A message that timed out may still reach the broker
+ * later (at least once), which consumers tolerate by deduplicating on the event id.
+ */
+export function createEventPublisher(
+  manager: AmqpConnectionManager,
+  opts: {
+    exchange: string;
+    timeoutMs: number;
+    logger: Logger;
+    appId?: string;
+    /**
+     * Queues that must exist before anything is published: a topic exchange confirms a message no
+     * queue is bound to and drops it. The core declares its own consumer's queue here, so an
+     * `order.placed` published before the bridge ever connected still reaches it.
+     */
+    queues?: readonly ConsumerQueueSpec[];
+  },
+): EventPublisher {
+  let closing = false;
+  const wrapper = manager.createChannel({
+    name: `publish:${opts.exchange}`,
+    confirm: true,
+    publishTimeout: opts.timeoutMs,
+    setup: async (channel: ConfirmChannel) => {
+      watchChannel(manager, channel, opts.logger, () => closing);
+      await assertEventExchange(channel, opts.exchange);
+      for (const queue of opts.queues ?? []) await assertConsumerQueue(channel, queue);
+    },
+  });
+  wrapper.on('error', (err: Error) =>
+    opts.logger.warn({ err: err.message }, 'AMQP publisher channel setup failed'),
+  );
+
+  return {
+    async publish(event, body) {
+      try {
+        await wrapper.publish(opts.exchange, event.type, body, eventPublishOptions(event, opts.appId));
+      } catch (err) {
+        if (err instanceof Error && err.message === 'timeout')
+          throw new PublishTimeoutError(
+            `no publisher confirm for event ${event.id} within ${opts.timeoutMs} ms (is RabbitMQ reachable?)`,
+          );
+        throw err;
+      }
+    },
+    async close() {
+      closing = true;
+      await wrapper.close();
+    },
+  };
+}
+
+/** Publishes on `channel` and resolves on the broker's confirm; rejects on a nack or after `timeoutMs`. */
+export function confirmPublish(
+  channel: ConfirmChannel,
+  exchange: string,
+  routingKey: string,
+  content: Buffer,
+  options: Options.Publish,
+  timeoutMs: number,
+): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new PublishTimeoutError(`no publisher confirm within ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+    try {
+      channel.publish(exchange, routingKey, content, options, (err: unknown) => {
+        clearTimeout(timer);
+        if (err) reject(err instanceof Error ? err : new Error(String(err)));
+        else resolve();
+      });
+    } catch (err) {
+      clearTimeout(timer);
+      reject(err as Error);
+    }
+  });
+}

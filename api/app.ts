@@ -10,6 +10,7 @@ import type { AppDeps, AppEnv } from './env.js';
 import { ApiError, codeForStatus, type ErrorBody } from './errors.js';
 import { correlationId } from './middleware/correlation.js';
 import { requestLogger } from './middleware/request-logger.js';
+import { traceRoute } from './middleware/trace-route.js';
 import { analyticsRouter } from './routes/analytics.js';
 import { docsRouter } from './routes/docs.js';
 import { healthRouter } from './routes/health.js';
@@ -33,6 +34,7 @@ export function createApp(appDeps: AppDeps) {
   app.use(
     correlationId({ logger: deps.logger }),
     requestLogger({ quietPaths: new Set(['/health', '/ready', '/metrics']) }),
+    traceRoute(),
   );
 
   // Prometheus scrapes this; open like /health (it says nothing about any one order).

@@ -12,6 +12,7 @@ import { createRegistry } from '../lib/metrics.js';
 import { postgresProbe, rabbitmqProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { connectTemporal } from '../lib/temporal.js';
+import { startTracing } from '../lib/tracing.js';
 import { createPool } from '../db/pool.js';
 import { createApp } from './app.js';
 import { createTemporalOrderWorkflows } from './order-workflows.js';
@@ -24,6 +25,7 @@ const DRAIN_TIMEOUT_MS = 10_000;
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('api', config.LOG_LEVEL);
+  const tracing = await startTracing(config, 'acme-api', logger);
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-api');
   // The API publishes nothing (the outbox publisher does): this one long-lived connection is only
   // what `/ready` looks at, instead of a connection opened per probe.
@@ -31,7 +33,7 @@ async function main(): Promise<void> {
   let temporal: Client | undefined;
   try {
     // Orders are taken while Temporal is down; a failed cancel or probe is answered (503), not retried.
-    temporal = await connectTemporal(config, { lazy: true, retries: false });
+    temporal = await connectTemporal(config, { lazy: true, retries: false, tracing: tracing.temporal });
     const app = createApp({
       pool,
       logger,
@@ -57,6 +59,7 @@ async function main(): Promise<void> {
     await temporal?.connection
       .close()
       .catch((err: unknown) => logger.error({ err }, 'closing the Temporal connection failed'));
+    await tracing.shutdown();
     logger.info('api stopped');
   }
 }

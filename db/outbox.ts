@@ -5,6 +5,7 @@
  */
 import type pg from 'pg';
 import type { EventEnvelope } from '../lib/events.js';
+import { traceContextHeaders } from '../lib/tracing.js';
 import type { Queryable } from './pool.js';
 
 /** The NOTIFY channel the insert trigger signals on (migration 000001). */
@@ -12,7 +13,9 @@ export const OUTBOX_CHANNEL = 'event_outbox';
 
 /**
  * Inserts the event unless one with the same id exists. Returns false for a duplicate, which is how
- * a retried activity (same deterministic event id) avoids publishing a second event.
+ * a retried activity (same deterministic event id) avoids publishing a second event. The row's
+ * headers keep the active trace context (none with tracing off), so the event's trace continues from
+ * the request or activity that wrote it, whenever it is published.
  */
 export async function enqueueEvent(db: Queryable, event: EventEnvelope): Promise<boolean> {
   const { rowCount } = await db.query(
@@ -24,7 +27,7 @@ export async function enqueueEvent(db: Queryable, event: EventEnvelope): Promise
       event.type,
       event.orderId,
       JSON.stringify(event),
-      JSON.stringify({ correlationId: event.correlationId }),
+      JSON.stringify({ correlationId: event.correlationId, ...traceContextHeaders() }),
     ],
   );
   return rowCount === 1;

@@ -51,6 +51,15 @@ const schema = z.object({
   ANALYTICS_HTTP_PORT: intFrom(0, 65535).default(9106),
   /** The Temporal SDK's own Prometheus exporter in the worker (on METRICS_HOST); 0 turns it off. */
   WORKER_SDK_METRICS_PORT: intFrom(0, 65535).default(9105),
+  /**
+   * Traces (lib/tracing.ts): `on` loads the OpenTelemetry SDK in every process and exports each order
+   * run's trace to Zipkin (ZIPKIN_URL; `npm run up` starts one), or to an OTLP collector when
+   * OTEL_EXPORTER_OTLP_ENDPOINT is set (Jaeger, Tempo, …). `off` loads nothing.
+   */
+  TRACING: z.enum(['on', 'off']).default('off'),
+  ZIPKIN_URL: z.url().default('http://127.0.0.1:9411/api/v2/spans'),
+  /** An OTLP/HTTP collector's base URL (traces go to `<url>/v1/traces`), as OpenTelemetry names it. */
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 
   OUTBOX_BATCH_SIZE: intFrom(1, 1000).default(100),

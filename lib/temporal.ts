@@ -5,6 +5,7 @@
 import { Client, Connection, ServiceError, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { TypedSearchAttributes, WorkflowNotFoundError } from '@temporalio/common';
 import type { Config } from './config.js';
+import type { TemporalTracing } from './tracing.js';
 import {
   SEARCH_ATTRIBUTES,
   WORKFLOW_TYPE,
@@ -21,11 +22,20 @@ import {
  */
 export async function connectTemporal(
   config: Pick<Config, 'TEMPORAL_ADDRESS' | 'TEMPORAL_NAMESPACE'>,
-  { lazy = false, retries = true }: { lazy?: boolean; retries?: boolean } = {},
+  {
+    lazy = false,
+    retries = true,
+    tracing,
+  }: { lazy?: boolean; retries?: boolean; tracing?: TemporalTracing | undefined } = {},
 ): Promise<Client> {
   const options = { address: config.TEMPORAL_ADDRESS, ...(retries ? {} : { interceptors: [] }) };
   const connection = lazy ? Connection.lazy(options) : await Connection.connect(options);
-  return new Client({ connection, namespace: config.TEMPORAL_NAMESPACE });
+  return new Client({
+    connection,
+    namespace: config.TEMPORAL_NAMESPACE,
+    // Tracing on: the start call's span goes to the workflow in its headers.
+    ...(tracing ? { interceptors: tracing.clientInterceptors() } : {}),
+  });
 }
 
 export type StartOutcome = 'started' | 'already-started';

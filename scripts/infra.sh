@@ -7,6 +7,8 @@
 #                              the wrapper .tools/bin/temporal-test-server
 #   Prometheus (+ promtool)    the Debian package's binaries (not its service), started with
 #                              deploy/prometheus/prometheus.yml, persisting to .data/prometheus
+#   Zipkin (TRACING=on only)   the trace viewer, scripts/zipkin.sh; not when OTEL_EXPORTER_OTLP_ENDPOINT
+#                              points the traces at a collector of yours
 # Idempotent: a second run with everything up changes nothing and takes about a second.
 #
 # Pointing at existing servers: when DATABASE_URL, AMQP_URL or TEMPORAL_ADDRESS is set, that piece is
@@ -190,7 +192,15 @@ prometheus_up() {
   log "Prometheus: up on http://localhost:$PROMETHEUS_PORT (targets: /targets, alerts: /alerts)"
 }
 
+# --- Zipkin (traces) ------------------------------------------------------------------------------
+zipkin_up() {
+  [ "${TRACING:-off}" = on ] || return 0
+  if [ -n "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ]; then log "Zipkin: traces go to OTEL_EXPORTER_OTLP_ENDPOINT, not starting it"; return; fi
+  bash "$ROOT/scripts/zipkin.sh" up
+}
+
 down() {
+  bash "$ROOT/scripts/zipkin.sh" down
   if [ -f "$DATA/prometheus.pid" ] && kill "$(cat "$DATA/prometheus.pid")" 2>/dev/null; then log "Prometheus stopped"; fi
   rm -f "$DATA/prometheus.pid"
   if [ -f "$DATA/temporal.pid" ] && kill "$(cat "$DATA/temporal.pid")" 2>/dev/null; then log "Temporal dev server stopped"; fi
@@ -205,13 +215,13 @@ down() {
 }
 
 status() {
-  for p in 5432:PostgreSQL 5672:RabbitMQ $TEMPORAL_PORT:Temporal $TEMPORAL_UI_PORT:Temporal-UI $PROMETHEUS_PORT:Prometheus; do
+  for p in 5432:PostgreSQL 5672:RabbitMQ $TEMPORAL_PORT:Temporal $TEMPORAL_UI_PORT:Temporal-UI $PROMETHEUS_PORT:Prometheus 9411:Zipkin; do
     port_open "${p%%:*}" && log "${p#*:}: listening on ${p%%:*}" || log "${p#*:}: not listening on ${p%%:*}"
   done
 }
 
 case "${1:-up}" in
-  up) postgres_up; rabbitmq_up; temporal_up; prometheus_up ;;
+  up) postgres_up; rabbitmq_up; temporal_up; prometheus_up; zipkin_up ;;
   # What the tests need besides the servers: the CLI (createLocal starts its own dev server from it),
   # the time-skipping test server, and promtool (checks deploy/prometheus). Installed even when
   # TEMPORAL_ADDRESS points elsewhere or PROMETHEUS=off.

@@ -3,14 +3,19 @@
 # Installs dependencies, brings up local PostgreSQL/RabbitMQ/Temporal (unless configured to use
 # existing ones), applies migrations and the seed catalogue, then runs every app process with its
 # output prefixed by its name. Ctrl-C / SIGTERM stops these processes; the servers keep running
-# (`npm run infra -- down` stops them).
+# (`npm run infra -- down` stops them). `TRACING=on npm run up` adds traces (lib/tracing.ts) and
+# starts the Zipkin viewer for them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/infra.sh up
 npx tsx db/cli.ts seed
 [ "${PROMETHEUS:-on}" = off ] && prometheus= || prometheus="  ·  Prometheus http://localhost:9090"
-echo "[up] API http://localhost:${PORT:-8000}  ·  Temporal Web UI ${TEMPORAL_UI_URL:-http://localhost:8233}$prometheus  ·  Ctrl-C to stop"
+traces=
+if [ "${TRACING:-off}" = on ]; then
+  [ -n "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ] && traces="  ·  traces to $OTEL_EXPORTER_OTLP_ENDPOINT" || traces="  ·  Zipkin http://localhost:9411/zipkin/"
+fi
+echo "[up] API http://localhost:${PORT:-8000}  ·  Temporal Web UI ${TEMPORAL_UI_URL:-http://localhost:8233}$prometheus$traces  ·  Ctrl-C to stop"
 exec npx concurrently --names api,outbox,bridge,worker,loyalty,analytics --prefix-colors blue,magenta,yellow,green,cyan,gray \
   --kill-others-on-fail --kill-signal SIGTERM \
   "node --import tsx api/main.ts" "node --import tsx workers/outbox-main.ts" \

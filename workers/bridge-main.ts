@@ -15,6 +15,7 @@ import { createRegistry } from '../lib/metrics.js';
 import { postgresProbe, rabbitmqProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { connectTemporal } from '../lib/temporal.js';
+import { startTracing, type Tracing } from '../lib/tracing.js';
 import { createPool } from '../db/pool.js';
 import { createBridge } from './bridge.js';
 
@@ -24,6 +25,7 @@ const PROBE_TIMEOUT_MS = 2_000;
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(NAME, config.LOG_LEVEL);
+  const tracing = await startTracing(config, 'acme-bridge', logger);
   const shutdown = waitForShutdownSignal();
 
   const amqp = connectAmqp(config, { name: `acme-${NAME}`, logger });
@@ -46,7 +48,7 @@ async function main(): Promise<void> {
       },
       logger,
     });
-    temporal = await connectTemporalPatiently(config, logger, shutdown);
+    temporal = await connectTemporalPatiently(config, tracing, logger, shutdown);
     if (!temporal) return;
     const bridge = createBridge({ amqp, temporal, pool, config, logger, registry });
     await Promise.race([bridge.start(), shutdown]);
@@ -64,6 +66,7 @@ async function main(): Promise<void> {
     await temporal?.connection
       .close()
       .catch((err: unknown) => logger.warn({ err }, 'closing Temporal failed'));
+    await tracing.shutdown();
   }
   logger.info('bridge stopped');
 }
@@ -74,6 +77,7 @@ async function main(): Promise<void> {
  */
 async function connectTemporalPatiently(
   config: Config,
+  tracing: Tracing,
   logger: Logger,
   shutdown: Promise<unknown>,
 ): Promise<Client | undefined> {
@@ -81,7 +85,7 @@ async function connectTemporalPatiently(
   void shutdown.then(() => (stop = true));
   for (let attempt = 1; !stop; attempt += 1) {
     try {
-      return await connectTemporal(config);
+      return await connectTemporal(config, { tracing: tracing.temporal });
     } catch (err) {
       const retryInMs = Math.min(1000 * 2 ** (attempt - 1), 15_000);
       logger.warn(

@@ -17,17 +17,24 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 export const WORKFLOWS_PATH = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
 const THIS_SCRIPT = fileURLToPath(import.meta.url);
 
-/** Writes the bundle to `out` (atomically: a reader never sees half a file). */
-export async function writeWorkflowBundle(out: string): Promise<void> {
-  const { code } = await bundleWorkflowCode({ workflowsPath: WORKFLOWS_PATH, logger: quietBundlerLogger });
+/**
+ * Writes the bundle to `out` (atomically: a reader never sees half a file), with the workflow
+ * interceptor modules given (tracing's).
+ */
+export async function writeWorkflowBundle(out: string, interceptorModules: string[] = []): Promise<void> {
+  const { code } = await bundleWorkflowCode({
+    workflowsPath: WORKFLOWS_PATH,
+    workflowInterceptorModules: interceptorModules,
+    logger: quietBundlerLogger,
+  });
   const partial = `${out}.${process.pid}.partial`;
   await writeFile(partial, code);
   await rename(partial, out);
 }
 
 /** Builds the bundle in a child process and returns its path, for `workflowBundle: { codePath }`. */
-export async function bundleInChildProcess(out: string): Promise<string> {
-  await promisify(execFile)(process.execPath, ['--import', 'tsx', THIS_SCRIPT, out], {
+export async function bundleInChildProcess(out: string, interceptorModules: string[] = []): Promise<string> {
+  await promisify(execFile)(process.execPath, ['--import', 'tsx', THIS_SCRIPT, out, ...interceptorModules], {
     cwd: path.dirname(path.dirname(THIS_SCRIPT)),
     maxBuffer: 16 * 1024 * 1024,
   });
@@ -45,12 +52,12 @@ export const quietBundlerLogger = {
 };
 
 if (process.argv[1] && path.resolve(process.argv[1]) === THIS_SCRIPT) {
-  const out = process.argv[2];
+  const [out, ...interceptorModules] = process.argv.slice(2);
   if (!out) {
-    console.error('usage: node --import tsx workers/bundle-workflows.ts <out.js>');
+    console.error('usage: node --import tsx workers/bundle-workflows.ts <out.js> [interceptor-module…]');
     process.exit(2);
   }
-  writeWorkflowBundle(out).catch((err: unknown) => {
+  writeWorkflowBundle(out, interceptorModules).catch((err: unknown) => {
     console.error(err);
     process.exit(1);
   });

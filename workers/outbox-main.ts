@@ -10,6 +10,7 @@ import { createLogger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { postgresProbe, rabbitmqProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
+import { startTracing } from '../lib/tracing.js';
 import { createPool } from '../db/pool.js';
 import { OutboxPublisher } from './outbox-publisher.js';
 
@@ -18,6 +19,7 @@ const NAME = 'outbox-publisher';
 async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(NAME, config.LOG_LEVEL);
+  const tracing = await startTracing(config, 'acme-outbox', logger);
   // One batch transaction at a time, a scrape's query, and headroom for a batch racing a shutdown.
   const pool = createPool(config.DATABASE_URL, Math.min(config.DATABASE_POOL_MAX, 4), `acme-${NAME}`);
   const amqp = connectAmqp(config, { name: `acme-${NAME}`, logger });
@@ -46,6 +48,7 @@ async function main(): Promise<void> {
     await probes?.close().catch((err: unknown) => logger.warn({ err }, 'closing the probe server failed'));
     await amqp.close().catch((err: unknown) => logger.warn({ err }, 'closing RabbitMQ failed'));
     await pool.end().catch((err: unknown) => logger.warn({ err }, 'closing PostgreSQL failed'));
+    await tracing.shutdown();
   }
   logger.info('outbox publisher stopped');
 }

@@ -31,6 +31,7 @@ import {
 } from '../db/outbox.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
 import { bridgeQueueSpec } from '../lib/amqp/topology.js';
+import { SpanKind, traceContextHeaders, withSpan } from '../lib/tracing.js';
 
 export type OutboxConfig = Pick<
   Config,
@@ -158,19 +159,32 @@ export class OutboxPublisher {
     return { claimed: rows.length, published: published.length, failed: failedIds.length };
   }
 
-  private async publishRow(row: OutboxRow): Promise<void> {
+  /** One `publish <type>` span per event, a child of the span that wrote the row. */
+  private publishRow(row: OutboxRow): Promise<void> {
     const payload = row.payload;
     const correlationId = stringOr(payload.correlationId) ?? stringOr(row.headers.correlationId);
     const occurredAt = stringOr(payload.occurredAt);
-    await this.events.publish(
-      {
-        id: row.event_id,
-        type: row.type,
-        correlationId,
-        occurredAt: occurredAt ? new Date(occurredAt) : row.created_at,
-        headers: row.headers,
-      },
-      Buffer.from(JSON.stringify(payload)),
+    const attributes = {
+      'messaging.system': 'rabbitmq',
+      'messaging.operation': 'publish',
+      'messaging.destination.name': this.config.AMQP_EXCHANGE,
+      'messaging.rabbitmq.destination.routing_key': row.type,
+      'messaging.message.id': row.event_id,
+      'acme.order_id': stringOr(payload.orderId) ?? '',
+    };
+    const publish = { kind: SpanKind.PRODUCER, attributes, carrier: row.headers };
+    return withSpan(`publish ${row.type}`, publish, () =>
+      this.events.publish(
+        {
+          id: row.event_id,
+          type: row.type,
+          correlationId,
+          occurredAt: occurredAt ? new Date(occurredAt) : row.created_at,
+          // The consumers' spans continue from this one (tracing off: the row's headers unchanged).
+          headers: { ...row.headers, ...traceContextHeaders() },
+        },
+        Buffer.from(JSON.stringify(payload)),
+      ),
     );
   }
 

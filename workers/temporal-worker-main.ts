@@ -23,6 +23,7 @@ import { createLogger, type Logger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { postgresProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
+import { startTracing } from '../lib/tracing.js';
 import { createPool } from '../db/pool.js';
 import { bundleInChildProcess } from './bundle-workflows.js';
 import { createOrderWorker, ensureSearchAttributes } from './temporal-worker.js';
@@ -82,6 +83,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('temporal-worker', config.LOG_LEVEL);
   installRuntime(logger, config);
+  const tracing = await startTracing(config, 'acme-worker', logger);
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-temporal-worker');
   const registry = createRegistry();
   let connection: NativeConnection | undefined;
@@ -108,7 +110,7 @@ async function main(): Promise<void> {
     await ensureSearchAttributes(connection, config.TEMPORAL_NAMESPACE, logger);
     // Bundled in a child process, so webpack's memory is not the worker's for its whole life.
     const bundlePath = path.join(tmpdir(), `acme-orders-workflows-${process.pid}.js`);
-    await bundleInChildProcess(bundlePath);
+    await bundleInChildProcess(bundlePath, tracing.temporal?.workflowInterceptorModules);
     try {
       worker = await createOrderWorker({
         config,
@@ -117,6 +119,7 @@ async function main(): Promise<void> {
         connection,
         registry,
         workflowBundle: { codePath: bundlePath },
+        tracing: tracing.temporal,
       });
     } finally {
       await rm(bundlePath, { force: true }); // read by Worker.create
@@ -141,6 +144,7 @@ async function main(): Promise<void> {
     await probes?.close().catch((err: unknown) => logger.warn({ err }, 'closing the probe server failed'));
     await connection?.close();
     await pool.end();
+    await tracing.shutdown();
   }
 }
 

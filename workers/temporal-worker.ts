@@ -7,6 +7,7 @@ import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/se
 import { Worker, type NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
+import type { TemporalTracing } from '../lib/tracing.js';
 import type { Registry } from '../lib/metrics.js';
 import type { Pool } from '../db/pool.js';
 import { createActivities, type Activities } from '../activities/index.js';
@@ -33,6 +34,11 @@ export interface OrderWorkerOptions {
   workflowBundle?: WorkflowBundleOption;
   /** The process's metrics registry, for the activities' metrics; default: one nobody scrapes. */
   registry?: Registry;
+  /**
+   * Tracing on: activity spans and the workflow-span sink. A prebuilt `workflowBundle` must then
+   * include `tracing.workflowInterceptorModules` (bundleInChildProcess does).
+   */
+  tracing?: TemporalTracing | undefined;
 }
 
 export async function createOrderWorker(options: OrderWorkerOptions): Promise<Worker> {
@@ -47,6 +53,8 @@ export async function createOrderWorker(options: OrderWorkerOptions): Promise<Wo
     }),
     ...options.activityOverrides,
   };
+  const traced = options.tracing?.workerOptions();
+  const workflowModules = options.workflowBundle ? [] : (options.tracing?.workflowInterceptorModules ?? []);
   return Worker.create({
     connection,
     namespace: config.TEMPORAL_NAMESPACE,
@@ -54,6 +62,7 @@ export async function createOrderWorker(options: OrderWorkerOptions): Promise<Wo
     ...(options.workflowBundle
       ? { workflowBundle: options.workflowBundle }
       : { workflowsPath: WORKFLOWS_PATH }),
+    ...(traced ? { sinks: traced.sinks, interceptors: { ...traced.interceptors, workflowModules } } : {}),
     activities,
     // On SIGTERM, in-flight activities get this long to finish before they are cancelled (and retried
     // elsewhere); they are short database steps and a gateway call.

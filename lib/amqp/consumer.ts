@@ -6,6 +6,7 @@ import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { z } from 'zod';
 import type { Logger } from '../logger.js';
 import { consumerMetrics, Registry } from '../metrics.js';
+import { SpanKind, withSpan } from '../tracing.js';
 import {
   createQueueInspector,
   safeReconnect,
@@ -187,7 +188,20 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
       attempt,
     });
     try {
-      await opts.handle(msg, { attempt });
+      // The span continues the publisher's trace (its context is in the headers).
+      const processing = {
+        kind: SpanKind.CONSUMER,
+        carrier: msg.properties.headers,
+        attributes: {
+          'messaging.system': 'rabbitmq',
+          'messaging.operation': 'process',
+          'messaging.destination.name': queue,
+          'messaging.rabbitmq.destination.routing_key': msg.fields.routingKey,
+          'messaging.message.id': String(msg.properties.messageId ?? ''),
+          'messaging.rabbitmq.delivery_attempt': attempt,
+        },
+      };
+      await withSpan(`${queue} process`, processing, () => opts.handle(msg, { attempt }));
       settle('ack', () => channel.ack(msg));
     } catch (err) {
       const reason = describeError(err);

@@ -16,6 +16,7 @@ import { startProbeServer, type ProbeServer } from '../../lib/http-probe-server.
 import { createRegistry, type Registry } from '../../lib/metrics.js';
 import { postgresProbe, rabbitmqProbe, temporalProbe } from '../../lib/probes.js';
 import { connectTemporal } from '../../lib/temporal.js';
+import type { TemporalTracing } from '../../lib/tracing.js';
 import { createBridge } from '../../workers/bridge.js';
 import { OutboxPublisher } from '../../workers/outbox-publisher.js';
 import { createOrderWorker } from '../../workers/temporal-worker.js';
@@ -54,7 +55,16 @@ export interface TestSystem {
 
 export async function startSystem(
   overrides: Record<string, string> = {},
-  { gateway, probeServers = false }: { gateway?: PaymentGateway; probeServers?: boolean } = {},
+  {
+    gateway,
+    probeServers = false,
+    tracing,
+  }: {
+    gateway?: PaymentGateway;
+    probeServers?: boolean;
+    /** Tracing on (lib/tracing-sdk.ts): Temporal's interceptors in the bridge's client and the worker. */
+    tracing?: TemporalTracing;
+  } = {},
 ): Promise<TestSystem> {
   const db = await createTestDatabase();
   const config = testConfig(shortId(), { DATABASE_URL: db.url, ...overrides });
@@ -73,7 +83,7 @@ export async function startSystem(
   };
   const publisher = new OutboxPublisher({ pool: db.pool, amqp, config, logger, registry: registries.outbox });
   publisher.start();
-  const temporal = await connectTemporal(config);
+  const temporal = await connectTemporal(config, { tracing });
   const bridge = createBridge({
     amqp,
     temporal,
@@ -91,6 +101,7 @@ export async function startSystem(
     connection,
     registry: registries.worker,
     ...(gateway ? { gateway } : {}),
+    tracing,
   });
   const workerRun = worker.run();
   const app = createApp({

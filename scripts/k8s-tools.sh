@@ -27,8 +27,8 @@ CRD_SOURCES=(
   "github.com/kedacore/keda/v2@v2.21.0 config/crd/bases/keda.sh_scaledobjects.yaml"
   "github.com/kedacore/keda/v2@v2.21.0 config/crd/bases/keda.sh_triggerauthentications.yaml"
   "github.com/rabbitmq/cluster-operator/v2@v2.16.0 config/crd/bases/rabbitmq.com_rabbitmqclusters.yaml"
-  "github.com/cloudnative-pg/cloudnative-pg@v1.27.0 config/crd/bases/postgresql.cnpg.io_clusters.yaml"
-  "github.com/cloudnative-pg/cloudnative-pg@v1.27.0 config/crd/bases/postgresql.cnpg.io_databases.yaml"
+  "github.com/cloudnative-pg/cloudnative-pg@v1.29.1 config/crd/bases/postgresql.cnpg.io_clusters.yaml"
+  "github.com/cloudnative-pg/cloudnative-pg@v1.29.1 config/crd/bases/postgresql.cnpg.io_databases.yaml"
   "github.com/prometheus-operator/prometheus-operator@v0.85.0 example/prometheus-operator-crd/monitoring.coreos.com_podmonitors.yaml"
 )
 # The KEDA scalers' sources: the test reads the trigger metadata names they accept from them.

@@ -225,10 +225,12 @@ function crossCheck(objects: K8sObject[]): string[] {
     const port = config[setting] as number;
     const portName = container.ports?.find((p) => p.containerPort === port)?.name;
     if (!portName) problems.push(`${where}: no container port ${port} (${setting})`);
+    // The API's readiness is /health: its /ready fails while RabbitMQ or Temporal is down, and
+    // the API takes orders through both (deploy/k8s/base/api.yaml).
     const probes = {
       startupProbe: '/health',
       livenessProbe: '/health',
-      readinessProbe: '/ready',
+      readinessProbe: entry === 'api/main.ts' ? '/health' : '/ready',
     } as const;
     for (const [probe, path] of Object.entries(probes)) {
       const get = container[probe as keyof typeof probes]?.httpGet;
@@ -315,6 +317,57 @@ function crossCheck(objects: K8sObject[]): string[] {
   return problems;
 }
 
+/**
+ * Connections the app may use. Production: what README "Running in production" asks of the external
+ * PostgreSQL's max_connections (less the superuser reserve). Local: the CloudNativePG cluster's
+ * max_connections less Temporal's pools (temporal-values.yaml) and the reserve.
+ */
+const RESERVED = 10;
+function connectionBudget(overlay: string, objects: K8sObject[]): number {
+  if (overlay === 'production') return 250;
+  const cluster = byKind(objects, 'Cluster')[0]!;
+  const maxConnections = Number(
+    (cluster.spec!.postgresql as { parameters: Record<string, string> }).parameters.max_connections,
+  );
+  const values = parse(readFileSync(`${root}deploy/k8s/overlays/local/temporal-values.yaml`, 'utf8')) as {
+    server: { config: { persistence: { datastores: Record<string, { sql: { maxConns: number } }> } } };
+  };
+  const temporal = Object.values(values.server.config.persistence.datastores).reduce(
+    (sum, store) => sum + store.sql.maxConns,
+    0,
+  );
+  return maxConnections - temporal - RESERVED;
+}
+/** Each process's pool size for DATABASE_POOL_MAX (workers/outbox-main.ts and bridge-main.ts cap theirs). */
+const POOL_OF: Record<string, (max: number) => number> = {
+  'workers/outbox-main.ts': (max) => Math.min(max, 4),
+  'workers/bridge-main.ts': (max) => Math.min(max, 4),
+  'db/cli.ts': () => 1,
+};
+
+/** PostgreSQL connections when every process runs at its upper scaling bound with a full pool. */
+function worstCaseConnections(objects: K8sObject[]): number {
+  let total = 0;
+  for (const workload of workloads(objects)) {
+    const entry = entryOf(appContainer(workload))!;
+    const config = loadConfig(environmentOf(objects, workload, []));
+    const name = workload.metadata.name;
+    const hpa = byKind(objects, 'HorizontalPodAutoscaler').find(
+      (h) => (h.spec!.scaleTargetRef as { name: string }).name === name,
+    );
+    const scaled = byKind(objects, 'ScaledObject').find(
+      (s) => (s.spec as unknown as ScaledObjectSpec).scaleTargetRef.name === name,
+    );
+    const replicas =
+      (hpa?.spec?.maxReplicas as number | undefined) ??
+      (scaled?.spec?.maxReplicaCount as number | undefined) ??
+      (workload.spec!.replicas as number | undefined) ??
+      1;
+    total += replicas * (POOL_OF[entry] ?? ((max) => max))(config.DATABASE_POOL_MAX);
+  }
+  return total;
+}
+
 function mebibytes(quantity: string | undefined): number {
   const match = /^(\d+)(Mi|Gi)$/.exec(quantity ?? '');
   if (!match) return 0;
@@ -369,6 +422,12 @@ describe.each(OVERLAYS)('deploy/k8s/overlays/%s', (overlay) => {
 
   it('agrees with lib/config.ts and the processes: settings, ports, probes, drains, scaling', () => {
     expect(crossCheck(built[overlay]!.objects)).toEqual([]);
+  });
+
+  it('stays within the PostgreSQL connections there are, at every scaling bound', () => {
+    const connections = worstCaseConnections(built[overlay]!.objects);
+    console.info(`${overlay}: at most ${connections} PostgreSQL connections at the scaling bounds`);
+    expect(connections).toBeLessThanOrEqual(connectionBudget(overlay, built[overlay]!.objects));
   });
 
   it('keeps connection URLs out of ConfigMaps', () => {

@@ -56,7 +56,8 @@ if [ "$(cat "$VENV/version" 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION" ]; t
   rm -rf "$VENV"
   python3 -m venv "$VENV" 2>/dev/null || {
     # Debian splits venv out of python3.
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    log "apt-get install python3-venv"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv "$VENV"
   }
   "$VENV/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"

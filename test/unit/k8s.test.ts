@@ -374,25 +374,30 @@ function mebibytes(quantity: string | undefined): number {
   return Number(match[1]) * (match[2] === 'Gi' ? 1024 : 1);
 }
 
-/** How long each process may take to drain on SIGTERM, read from the code that drains. */
+/**
+ * How long each process may take to drain on SIGTERM, read from the code that drains; a pattern that
+ * no longer matches (the code moved) fails the test rather than checking nothing.
+ */
 function drainSeconds(entry: string): number {
-  const source = (path: string) => readFileSync(`${root}${path}`, 'utf8');
-  const ms = (text: string, pattern: RegExp) => Number(pattern.exec(text)?.[1]?.replaceAll('_', '') ?? NaN);
+  const find = (path: string, pattern: RegExp, unit: 'ms' | 's') => {
+    const found = pattern.exec(readFileSync(`${root}${path}`, 'utf8'))?.[1];
+    if (found === undefined)
+      throw new Error(`${path} no longer matches ${String(pattern)}: update this test`);
+    return Number(found.replaceAll('_', '')) / (unit === 'ms' ? 1000 : 1);
+  };
+  const deadLetterConfirm = () => find('lib/amqp/consumer.ts', /deadLetterTimeoutMs \?\? ([\d_]+)/, 'ms');
   switch (entry) {
     case 'api/main.ts':
-      return ms(source('api/main.ts'), /DRAIN_TIMEOUT_MS = ([\d_]+)/) / 1000;
+      return find('api/main.ts', /DRAIN_TIMEOUT_MS = ([\d_]+)/, 'ms');
     case 'workers/temporal-worker-main.ts':
-      return Number(/shutdownGraceTime: '(\d+) seconds'/.exec(source('workers/temporal-worker.ts'))?.[1]);
+      return find('workers/temporal-worker.ts', /shutdownGraceTime: '(\d+) seconds'/, 's');
     case 'workers/outbox-main.ts':
       return loadConfig({}).OUTBOX_PUBLISH_TIMEOUT_MS / 1000;
     case 'workers/bridge-main.ts':
       // a workflow start's deadline, then a dead-letter copy's confirm
-      return (
-        ms(source('workers/bridge.ts'), /startTimeoutMs = ([\d_]+)/) / 1000 +
-        ms(source('lib/amqp.ts'), /deadLetterTimeoutMs \?\? ([\d_]+)/) / 1000
-      );
+      return find('workers/bridge.ts', /startTimeoutMs = ([\d_]+)/, 'ms') + deadLetterConfirm();
     default:
-      return ms(source('lib/amqp.ts'), /deadLetterTimeoutMs \?\? ([\d_]+)/) / 1000;
+      return deadLetterConfirm();
   }
 }
 

@@ -25,7 +25,6 @@ KUBERNETES_VALIDATE_VERSION=1.37.0
 # module@version  path-in-module  (each file is one CRD)
 CRD_SOURCES=(
   "github.com/kedacore/keda/v2@v2.21.0 config/crd/bases/keda.sh_scaledobjects.yaml"
-  "github.com/kedacore/keda/v2@v2.21.0 config/crd/bases/keda.sh_triggerauthentications.yaml"
   "github.com/rabbitmq/cluster-operator/v2@v2.16.0 config/crd/bases/rabbitmq.com_rabbitmqclusters.yaml"
   "github.com/cloudnative-pg/cloudnative-pg@v1.29.1 config/crd/bases/postgresql.cnpg.io_clusters.yaml"
   "github.com/cloudnative-pg/cloudnative-pg@v1.29.1 config/crd/bases/postgresql.cnpg.io_databases.yaml"

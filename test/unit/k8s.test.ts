@@ -433,6 +433,8 @@ describe.each(OVERLAYS)('deploy/k8s/overlays/%s', (overlay) => {
     const connections = worstCaseConnections(built[overlay]!.objects);
     console.info(`${overlay}: at most ${connections} PostgreSQL connections at the scaling bounds`);
     expect(connections).toBeLessThanOrEqual(connectionBudget(overlay, built[overlay]!.objects));
+    if (overlay === 'production')
+      expect(readFileSync(`${root}README.md`, 'utf8')).toContain(`holds at most ${connections} connections`);
   });
 
   it('keeps connection URLs out of ConfigMaps', () => {

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/infra.sh up
 bash scripts/infra.sh tools
+bash scripts/k8s-tools.sh # kustomize, kubernetes-validate and the CRDs for test/unit/k8s.test.ts
 echo "[test] typecheck"; npx tsc --noEmit
 echo "[test] lint"; npx eslint .
 echo "[test] format"; npx prettier --check . >/dev/null || { npx prettier --check .; exit 1; }

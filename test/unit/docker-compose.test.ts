@@ -1,7 +1,10 @@
 /**
  * docker-compose.yml cannot run on machines without Docker (CI here has none), so its structure is
- * checked instead: the services exist, the ports match the native path, every environment variable
- * the app services get is one lib/config.ts reads, and every command points at a real entry file.
+ * checked instead: the services exist, the ports match the native path and are published on
+ * 127.0.0.1 only, every long-running service has a healthcheck and every job is waited for until it
+ * completes, the images are supported and pinned (Temporal's server with its admin-tools schema setup,
+ * not the deprecated auto-setup), every environment variable the app services get is one
+ * lib/config.ts reads, and every command and mounted file exists.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
@@ -12,10 +15,13 @@ interface Service {
   image?: string;
   build?: unknown;
   command?: string[];
+  entrypoint?: string[];
   environment?: Record<string, string | number>;
   ports?: string[];
   depends_on?: Record<string, { condition: string }> | string[];
   volumes?: string[];
+  restart?: string;
+  healthcheck?: { test?: string[]; disable?: boolean };
 }
 
 const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8'), {
@@ -23,6 +29,23 @@ const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.me
 }) as { services: Record<string, Service> };
 const services = compose.services;
 const appServices = Object.entries(services).filter(([, s]) => s.build !== undefined);
+const dependencies = (s: Service) =>
+  Array.isArray(s.depends_on)
+    ? Object.fromEntries(s.depends_on.map((name) => [name, { condition: 'service_started' }]))
+    : (s.depends_on ?? {});
+/** Services another one waits for to finish (schemas, namespace, migrations): jobs, not servers. */
+const oneShots = new Set(
+  Object.values(services).flatMap((s) =>
+    Object.entries(dependencies(s))
+      .filter(([, d]) => d.condition === 'service_completed_successfully')
+      .map(([name]) => name),
+  ),
+);
+/** `127.0.0.1:8000:8000` -> { ip, host, container } */
+const parsePort = (spec: string) => {
+  const [ip, host, container, ...rest] = spec.split(':');
+  return { ip, host, container, rest };
+};
 
 describe('docker-compose.yml', () => {
   it('has the infrastructure from official images and every app process', () => {
@@ -35,11 +58,70 @@ describe('docker-compose.yml', () => {
     );
   });
 
-  it('publishes the same host ports as the native setup', () => {
-    const hostPorts = Object.values(services).flatMap((s) => (s.ports ?? []).map((p) => p.split(':')[0]));
-    for (const port of ['8000', '8233', '7233', '5432', '5672', '15672', '9090'])
+  it('publishes the same host ports as the native setup, on 127.0.0.1 only', () => {
+    const published = Object.values(services).flatMap((s) => (s.ports ?? []).map(parsePort));
+    for (const port of published) {
+      expect(port.ip, JSON.stringify(port)).toBe('127.0.0.1');
+      expect(port.rest).toEqual([]);
+    }
+    const hostPorts = published.map((p) => p.host);
+    for (const port of ['8000', '8233', '7233', '5432', '5672', '15672', '9090', '3000', '9411'])
       expect(hostPorts).toContain(port);
-    expect(services.api?.ports).toContain(`${loadConfig({}).PORT}:8000`);
+    expect(services.api?.ports).toContain(`127.0.0.1:${loadConfig({}).PORT}:8000`);
+  });
+
+  it('has a healthcheck on every long-running service, and waits only on checks that exist', () => {
+    for (const [name, service] of Object.entries(services)) {
+      if (oneShots.has(name)) {
+        // A job: restarted only on failure, so that "completed" means it succeeded.
+        expect(service.restart ?? 'no', name).toMatch(/^(no|on-failure(:\d+)?)$/);
+        continue;
+      }
+      expect(service.healthcheck?.disable, name).not.toBe(true);
+      expect(service.healthcheck?.test?.length, `${name} has no healthcheck`).toBeGreaterThan(1);
+    }
+    for (const [name, service] of Object.entries(services))
+      for (const [dependency, { condition }] of Object.entries(dependencies(service))) {
+        expect(services[dependency], `${name} -> ${dependency}`).toBeDefined();
+        expect(['service_healthy', 'service_completed_successfully'], `${name} -> ${dependency}`).toContain(
+          condition,
+        );
+        if (condition === 'service_healthy') expect(oneShots.has(dependency), dependency).toBe(false);
+      }
+  });
+
+  it('uses supported, pinned images: Temporal server + admin-tools schema setup, no auto-setup', () => {
+    for (const [name, service] of Object.entries(services)) {
+      if (service.build !== undefined) continue;
+      expect(service.image, name).toMatch(/^[\w./-]+:[\w.-]+$/);
+      expect(service.image, name).not.toMatch(/:latest$/);
+      expect(service.image, name).not.toMatch(/temporalio\/auto-setup/);
+    }
+    expect(services.temporal?.image).toMatch(/^temporalio\/server:/);
+    const schema = services['temporal-schema']!;
+    const namespace = services['temporal-namespace']!;
+    expect(schema.image).toMatch(/^temporalio\/admin-tools:/);
+    expect(namespace.image).toMatch(/^temporalio\/admin-tools:/);
+    // the schema tool of the same Temporal release as the server
+    expect(schema.image!.split(':')[1]).toBe(services.temporal!.image!.split(':')[1]);
+    expect(dependencies(services.temporal!)['temporal-schema']?.condition).toBe(
+      'service_completed_successfully',
+    );
+    expect(dependencies(namespace).temporal?.condition).toBe('service_healthy');
+    expect(namespace.environment?.NAMESPACE).toBe(loadConfig({}).TEMPORAL_NAMESPACE);
+    for (const job of [schema, namespace]) {
+      const script = job.entrypoint?.at(-1);
+      expect(job.volumes?.map((v) => v.split(':')[1])).toContain(script);
+    }
+  });
+
+  it('mounts only files of the repository that exist', () => {
+    for (const [name, service] of Object.entries(services))
+      for (const volume of service.volumes ?? []) {
+        const source = volume.split(':')[0]!;
+        if (!source.startsWith('./')) continue; // a named volume
+        expect(existsSync(new URL(`../../${source}`, import.meta.url)), `${name}: ${source}`).toBe(true);
+      }
   });
 
   it('gives app services only environment variables that lib/config.ts reads, all valid', () => {
@@ -60,10 +142,10 @@ describe('docker-compose.yml', () => {
       const entry = service.command?.find((arg) => arg.endsWith('.ts'));
       expect(entry, name).toBeDefined();
       expect(existsSync(new URL(`../../${entry}`, import.meta.url)), `${name}: ${entry}`).toBe(true);
-      if (name !== 'migrate')
-        expect((service.depends_on as Record<string, { condition: string }>)?.migrate?.condition).toBe(
-          'service_completed_successfully',
-        );
+      if (name !== 'migrate') {
+        expect(dependencies(service).migrate?.condition).toBe('service_completed_successfully');
+        expect(dependencies(service)['temporal-namespace']?.condition).toBe('service_completed_successfully');
+      }
     }
     expect(existsSync(new URL('../../Dockerfile', import.meta.url))).toBe(true);
   });
@@ -93,6 +175,25 @@ describe('docker-compose.yml: metrics', () => {
     expect(grafana.volumes).toContain(
       './deploy/grafana/acme-orders.json:/var/lib/grafana/dashboards/acme-orders.json:ro',
     );
+  });
+
+  it('runs Zipkin from its official image on 9411', () => {
+    expect(services.zipkin?.image).toMatch(/^openzipkin\/zipkin:/);
+    expect(services.zipkin?.ports).toContain('127.0.0.1:9411:9411');
+  });
+
+  it("asks each app service's own probe port for its health", () => {
+    const config = loadConfig({});
+    const portOf: Record<string, number> = {
+      api: config.PORT,
+      outbox: config.OUTBOX_HTTP_PORT,
+      bridge: config.BRIDGE_HTTP_PORT,
+      worker: config.WORKER_HTTP_PORT,
+      loyalty: config.LOYALTY_HTTP_PORT,
+      analytics: config.ANALYTICS_HTTP_PORT,
+    };
+    for (const [name, port] of Object.entries(portOf))
+      expect(services[name]?.healthcheck?.test?.join(' '), name).toContain(`http://127.0.0.1:${port}/health`);
   });
 });
 

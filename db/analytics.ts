@@ -215,3 +215,37 @@ export async function analyticsSummary(pool: Pool, window: SummaryWindow = {}): 
     }
   });
 }
+
+// ------------------------------------------------------------------------------------------ metrics
+
+/** What the analytics subscriber exports as gauges (all time; money in the currency's units). */
+export interface AnalyticsTotals {
+  ordersByStatus: Array<{ status: SummaryStatus; count: number }>;
+  revenue: Array<{ currency: string; captured: number; refunded: number }>;
+  failureReasons: Array<{ reason: string; count: number }>;
+}
+
+/**
+ * Totals over everything the subscriber has seen, for a scrape: three aggregates over its own
+ * tables (a sequential scan each; ~10 ms at 100 000 orders), no window. Money becomes a float here
+ * only because a Prometheus sample is one; the summary route keeps it exact.
+ */
+export async function analyticsTotals(pool: Pool): Promise<AnalyticsTotals> {
+  const [orders, revenue, reasons] = await Promise.all([
+    pool.query<{ status: SummaryStatus; count: number }>(
+      `select coalesce(final_status, 'IN_PROGRESS') as status, count(*)::int as count
+       from analytics_orders group by 1`,
+    ),
+    pool.query<{ currency: string; captured: number; refunded: number }>(
+      `select currency::text as currency,
+              coalesce(sum(amount) filter (where kind = 'captured'), 0)::float8 as captured,
+              coalesce(sum(amount) filter (where kind = 'refunded'), 0)::float8 as refunded
+       from analytics_payments group by 1`,
+    ),
+    pool.query<{ reason: string; count: number }>(
+      `select coalesce(failure_reason, lower(final_status)) as reason, count(*)::int as count
+       from analytics_orders where final_status <> 'COMPLETED' group by 1`,
+    ),
+  ]);
+  return { ordersByStatus: orders.rows, revenue: revenue.rows, failureReasons: reasons.rows };
+}

@@ -31,6 +31,10 @@ export const METRICS = {
   dlqMessages: 'acme_dlq_messages',
   consumerRedeliveries: 'acme_consumer_redeliveries_total',
   sagaStepDuration: 'acme_saga_step_duration_seconds',
+  analyticsOrders: 'acme_analytics_orders',
+  analyticsCaptured: 'acme_analytics_captured_amount',
+  analyticsRefunded: 'acme_analytics_refunded_amount',
+  analyticsFailures: 'acme_analytics_failed_orders',
 } as const;
 
 /** The statuses a run ends an order in: the `status` label of `acme_orders_finished_total`. */
@@ -248,6 +252,64 @@ export function consumerMetrics(registry: Registry, opts: { logger?: Logger } = 
       },
       redelivered: (queue) => redeliveries.inc({ queue }),
     };
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Analytics (the analytics subscriber): what it has learnt, read from its tables when scraped
+
+export interface AnalyticsTotalsSample {
+  ordersByStatus: ReadonlyArray<{ status: string; count: number }>;
+  revenue: ReadonlyArray<{ currency: string; captured: number; refunded: number }>;
+  failureReasons: ReadonlyArray<{ reason: string; count: number }>;
+}
+
+/** The `status` label of `acme_analytics_orders`: a final status, or still running. */
+export const ANALYTICS_STATUSES = [...FINISHED_STATUSES, 'IN_PROGRESS'] as const;
+
+export function analyticsMetrics(
+  registry: Registry,
+  opts: { totals: () => Promise<AnalyticsTotalsSample>; logger?: Logger },
+): void {
+  once(registry, 'analytics', () => {
+    // One read per scrape, shared by the four gauges.
+    const totals = sampler(opts.totals, 'analytics totals', opts.logger);
+    const orders = new Gauge({
+      name: METRICS.analyticsOrders,
+      help: "Orders the analytics subscriber has seen, by their latest run's status (IN_PROGRESS: not final yet).",
+      labelNames: ['status'] as const,
+      registers: [registry],
+      async collect() {
+        const t = await totals();
+        if (!t) return;
+        for (const status of ANALYTICS_STATUSES) this.set({ status }, 0);
+        for (const row of t.ordersByStatus) this.set({ status: row.status }, row.count);
+      },
+    });
+    for (const status of ANALYTICS_STATUSES) orders.set({ status }, 0);
+    const money = (name: string, help: string, pick: 'captured' | 'refunded') =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['currency'] as const,
+        registers: [registry],
+        async collect() {
+          const t = await totals();
+          for (const row of t?.revenue ?? []) this.set({ currency: row.currency }, row[pick]);
+        },
+      });
+    money(METRICS.analyticsCaptured, 'Money captured, by currency (payment.completed events).', 'captured');
+    money(METRICS.analyticsRefunded, 'Money refunded, by currency (payment.refunded events).', 'refunded');
+    new Gauge({
+      name: METRICS.analyticsFailures,
+      help: "Orders whose latest run ended other than COMPLETED, by reason (a short code such as 'declined').",
+      labelNames: ['reason'] as const,
+      registers: [registry],
+      async collect() {
+        const t = await totals();
+        for (const row of t?.failureReasons ?? []) this.set({ reason: row.reason }, row.count);
+      },
+    });
   });
 }
 

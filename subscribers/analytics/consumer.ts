@@ -17,8 +17,9 @@ import { analyticsQueueSpec } from '../../lib/amqp/topology.js';
 import type { Config } from '../../lib/config.js';
 import type { EventType } from '../../lib/events.js';
 import type { Logger } from '../../lib/logger.js';
-import type { Registry } from '../../lib/metrics.js';
+import { analyticsMetrics, type Registry } from '../../lib/metrics.js';
 import {
+  analyticsTotals,
   recordFinalStatus,
   recordOrderPlaced,
   recordPayment,
@@ -168,7 +169,10 @@ export interface AnalyticsSubscriberOptions {
   config: AnalyticsConfig;
   logger: Logger;
   retryDelayMs?: (attempt: number) => number;
-  /** The process's metrics registry (redeliveries, DLQ depth); default: one nobody scrapes. */
+  /**
+   * The process's metrics registry: redeliveries and DLQ depth, and what the subscriber has learnt
+   * (`acme_analytics_*`, read from its tables when scraped). Default: one nobody scrapes.
+   */
   registry?: Registry;
 }
 
@@ -180,6 +184,7 @@ export function createAnalyticsSubscriber({
   retryDelayMs,
   registry,
 }: AnalyticsSubscriberOptions): QueueConsumer {
+  if (registry) analyticsMetrics(registry, { totals: () => analyticsTotals(pool), logger });
   const handle = async (msg: ConsumeMessage) => {
     const event = parseOrderEvent(msg.content);
     const outcome = await applyOrderEvent(pool, event);

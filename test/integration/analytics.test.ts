@@ -16,6 +16,7 @@ import { DEAD_LETTER_HEADERS } from '../../lib/amqp/consumer.js';
 import { dlqName } from '../../lib/amqp/topology.js';
 import { eventPublishOptions } from '../../lib/amqp/publisher.js';
 import type { Config } from '../../lib/config.js';
+import { createRegistry } from '../../lib/metrics.js';
 import {
   buildEvent,
   runEventId,
@@ -36,6 +37,7 @@ import {
   waitFor,
   type Observer,
 } from '../helpers/amqp.js';
+import { parseExposition, sumOf, valueOf } from '../helpers/metrics.js';
 import { startSystem } from '../helpers/system.js';
 
 let db: TestDatabase;
@@ -76,7 +78,15 @@ afterEach(async () => {
 async function startSubscriber(cfg: Config = config, pool = db.pool) {
   const { logger, lines } = captureLogger();
   const amqp = connectAmqp(cfg, { name: `test-analytics-${id}`, logger });
-  const subscriber = createAnalyticsSubscriber({ amqp, pool, config: cfg, logger, retryDelayMs: () => 100 });
+  const registry = createRegistry({ defaultMetrics: false });
+  const subscriber = createAnalyticsSubscriber({
+    amqp,
+    pool,
+    config: cfg,
+    logger,
+    retryDelayMs: () => 100,
+    registry,
+  });
   let stopped = false;
   const stop = async () => {
     if (stopped) return;
@@ -88,7 +98,7 @@ async function startSubscriber(cfg: Config = config, pool = db.pool) {
   await subscriber.start();
   /** What the subscriber did with each message it handled, in the order it handled them. */
   const outcomes = () => lines.filter((l) => String(l.msg).startsWith('analytics:'));
-  return { lines, outcomes, stop };
+  return { lines, outcomes, stop, registry };
 }
 
 /** The hour this test's events happen in: its own, so that tests sharing the database don't mix. */
@@ -511,5 +521,22 @@ describe('through the whole system', () => {
     expect(sys.timeToFinal.count).toBe(ids.length);
     expect(sys.timeToFinal.p50Seconds).toBeGreaterThan(0);
     expect(sys.timeToFinal.p95Seconds).toBeGreaterThanOrEqual(sys.timeToFinal.p50Seconds!);
+
+    // The same figures as metrics on the subscriber's own registry (what Prometheus scrapes).
+    const samples = parseExposition(await running.registry.metrics());
+    for (const [status, n] of Object.entries(byStatus))
+      expect(valueOf(samples, 'acme_analytics_orders', { status }), status).toBe(n);
+    expect(valueOf(samples, 'acme_analytics_orders', { status: 'IN_PROGRESS' })).toBe(0);
+    for (const row of money.rows) {
+      expect(valueOf(samples, 'acme_analytics_captured_amount', { currency: row.currency })).toBeCloseTo(
+        Number(row.captured),
+        2,
+      );
+      expect(valueOf(samples, 'acme_analytics_refunded_amount', { currency: row.currency })).toBeCloseTo(
+        Number(row.refunded),
+        2,
+      );
+    }
+    expect(sumOf(samples, 'acme_analytics_failed_orders')).toBe(failed);
   }, 300_000);
 });

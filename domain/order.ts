@@ -119,8 +119,8 @@ export function mayBeRetried({ status, runOpen, payments, cancelRequested = fals
   }
   if (cancelRequested) {
     return refused(
-      `the customer cancelled this order (${status}); its cancel did not finish: reset the run so its ` +
-        'compensation runs again, rather than run the order again',
+      `the customer asked to cancel this order (${status}): it is not run again. If its cancel did not ` +
+        'finish, reset the run so its compensation runs again',
     );
   }
   const held = payments.filter(moneyIsHeld);

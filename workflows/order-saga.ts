@@ -80,6 +80,13 @@ export const PATCHES = {
    * attempts (a few minutes), leaving a charge unvoided or stock held with the run failed.
    */
   compensationsWaitOutOutages: 'compensations-wait-out-outages',
+  /**
+   * A cancel accepted while the charge was in flight, which then the gateway declined: the order
+   * ends PAYMENT_FAILED (the cancel is answered "too late"), but the customer's wish is kept on the
+   * order (`cancel_requested_at`, set by the compensations), so no retry can charge it later. Before
+   * this, a later retry (an operator's bulk retry after an outage) ran the order again.
+   */
+  declineKeepsCancel: 'decline-keeps-cancel',
 } as const;
 
 /** Retry and timeout profiles, named so a reader sees the intent of each call site. */
@@ -370,7 +377,8 @@ class OrderSaga {
       this.setStatus('PAYMENT_FAILED');
       // The customer learns the payment failed even if a compensation then fails (an operator's job).
       await db.notifyCustomer({ ...this.ids(), kind: 'payment-failed', reason });
-      await this.compensate(reason, { cancelled: false });
+      const cancelled = this.state.cancelRequested && patched(PATCHES.declineKeepsCancel);
+      await this.compensate(reason, { cancelled });
       return { orderId: this.input.orderId, status: 'PAYMENT_FAILED', reason };
     });
   }

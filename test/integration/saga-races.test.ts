@@ -9,6 +9,7 @@ import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PaymentDeclinedError } from '../../activities/payment-gateway.js';
+import { retryOrder } from '../../db/order-retries.js';
 import { createLogger } from '../../lib/logger.js';
 import { connectTemporal, startOrderSaga } from '../../lib/temporal.js';
 import { createOrderWorker } from '../../workers/temporal-worker.js';
@@ -120,5 +121,15 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
     });
     expect(await orderStatus(db.pool, order.orderId)).toBe('PAYMENT_FAILED');
     expect(await stockOf(db.pool, sku)).toBe(5);
+    // The customer asked to cancel: no retry may charge this order later (review finding: a bulk
+    // retry after an outage would have run it again under a new charge key).
+    const { rows } = await db.pool.query(
+      'select cancel_requested_at is not null as "cancelRequested" from orders where id = $1',
+      [order.orderId],
+    );
+    expect(rows[0]).toEqual({ cancelRequested: true });
+    expect(
+      await retryOrder(db.pool, order.orderId, { reason: 'after the outage', latest: undefined }),
+    ).toMatchObject({ kind: 'refused', reason: expect.stringContaining('the customer asked to cancel') });
   });
 });

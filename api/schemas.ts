@@ -142,11 +142,18 @@ export const CancelCodeSchema = z
   .enum(CANCEL_CODES, { error: `must be one of ${CANCEL_CODES.join(', ')}` })
   .openapi('CancelCode', { example: 'changed_mind' });
 
+/**
+ * Bidirectional embedding, override and isolate controls: invisible, they make stored text read
+ * otherwise than it is (in an operator's terminal or a support tool), and no note needs them.
+ */
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/;
+
 const cancelNote = () =>
   storableText()
     .trim()
     .min(1, 'must not be empty')
-    .max(LIMITS.maxReasonLength, `must be at most ${LIMITS.maxReasonLength} characters`);
+    .max(LIMITS.maxReasonLength, `must be at most ${LIMITS.maxReasonLength} characters`)
+    .refine((text) => !BIDI_CONTROLS.test(text), 'must not contain bidirectional control characters');
 
 export const CancelOrderBodySchema = z
   .strictObject({

@@ -33,7 +33,6 @@ export const OPENAPI_INFO = {
     'Writes are rate-limited per caller (429 with `Retry-After`).',
 };
 
-
 export function createApp(appDeps: AppDeps) {
   const metrics = apiMetrics(appDeps.registry ?? createRegistry({ defaultMetrics: false }));
   const deps = { ...appDeps, metrics };
@@ -62,7 +61,7 @@ export function createApp(appDeps: AppDeps) {
     standardHeaders: 'draft-6',
     keyGenerator: (c) => callerKey(c.var.principal),
     skip: (c) => c.req.method !== 'POST',
-    handler: (c) => {
+    handler: () => {
       throw new ApiError(
         429,
         'rate_limited',

@@ -11,15 +11,21 @@
  * other is a customer's, and its `sub` is the customer id.
  */
 import type { MiddlewareHandler } from 'hono';
-import { createLocalJWKSet, createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import {
+  createLocalJWKSet,
+  createRemoteJWKSet,
+  errors,
+  jwtVerify,
+  type JWTPayload,
+  type JWTVerifyGetKey,
+} from 'jose';
 import type { Config } from '../lib/config.js';
 import { ensureLocalKeyPair, type LocalKeyPair } from '../lib/auth-keys.js';
 import { ApiError } from './errors.js';
 import type { AppEnv } from './env.js';
 
 export type Principal =
-  | { kind: 'customer'; subject: string; customerId: string }
-  | { kind: 'operator'; subject: string };
+  { kind: 'customer'; subject: string; customerId: string } | { kind: 'operator'; subject: string };
 
 /** Turns a bearer token into a principal, or throws an `ApiError` (401, 403 or 503). */
 export type Authenticator = (token: string) => Promise<Principal>;
@@ -110,7 +116,8 @@ export function rolesOf(payload: JWTPayload, claimPath: string): string[] {
 
 /** jose's verdict as the client's 401, or a 503 when the key set itself could not be fetched. */
 function tokenError(err: unknown): ApiError {
-  const invalid = (why: string) => new ApiError(401, 'invalid_token', `The bearer token was refused: ${why}.`);
+  const invalid = (why: string) =>
+    new ApiError(401, 'invalid_token', `The bearer token was refused: ${why}.`);
   if (err instanceof errors.JWTExpired) return invalid('it has expired');
   if (err instanceof errors.JWTClaimValidationFailed) {
     return invalid(`its "${err.claim}" claim is not accepted here (${err.reason.replaceAll('_', ' ')})`);
@@ -120,11 +127,20 @@ function tokenError(err: unknown): ApiError {
   if (err instanceof errors.JWKSNoMatchingKey || err instanceof errors.JWKSMultipleMatchingKeys) {
     return invalid('it was not signed by a key this API trusts');
   }
-  if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid || !(err instanceof errors.JOSEError)) {
+  if (
+    err instanceof errors.JWKSTimeout ||
+    err instanceof errors.JWKSInvalid ||
+    !(err instanceof errors.JOSEError)
+  ) {
     // The identity provider did not answer (or answered nonsense): our outage, not the caller's fault.
-    return new ApiError(503, 'auth_unavailable', 'The identity provider could not be reached to check the token; retry shortly.', {
-      cause: err,
-    });
+    return new ApiError(
+      503,
+      'auth_unavailable',
+      'The identity provider could not be reached to check the token; retry shortly.',
+      {
+        cause: err,
+      },
+    );
   }
   return invalid('it is not a well-formed signed JWT');
 }
@@ -143,10 +159,18 @@ export function authenticate({ authenticator }: { authenticator: Authenticator }
     let principal: Principal;
     try {
       if (header === undefined || header === '') {
-        throw new ApiError(401, 'missing_token', 'Send "Authorization: Bearer <token>" (npm run -s token -- <customer-id>).');
+        throw new ApiError(
+          401,
+          'missing_token',
+          'Send "Authorization: Bearer <token>" (npm run -s token -- <customer-id>).',
+        );
       }
       if (!match || match[1]!.length > MAX_TOKEN_LENGTH) {
-        throw new ApiError(401, 'invalid_token', 'The Authorization header must be "Bearer <token>" with one JWT.');
+        throw new ApiError(
+          401,
+          'invalid_token',
+          'The Authorization header must be "Bearer <token>" with one JWT.',
+        );
       }
       principal = await authenticator(match[1]!);
     } catch (err) {

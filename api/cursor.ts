@@ -39,7 +39,14 @@ export interface CursorBinding {
 
 function bindingDigest(binding: CursorBinding): string {
   return createHash('sha256')
-    .update(JSON.stringify(['orders-cursor/v2', binding.caller, binding.status ?? null, binding.customerId ?? null]))
+    .update(
+      JSON.stringify([
+        'orders-cursor/v2',
+        binding.caller,
+        binding.status ?? null,
+        binding.customerId ?? null,
+      ]),
+    )
     .digest('base64url')
     .slice(0, 22);
 }
@@ -71,7 +78,8 @@ export function decodeCursor(raw: string, binding: CursorBinding): OrderCursor {
       fields: [
         {
           path: 'cursor',
-          message: 'was issued for another caller or other filters; pass the same filters, or start again without one',
+          message:
+            'was issued for another caller or other filters; pass the same filters, or start again without one',
         },
       ],
     });

@@ -158,25 +158,25 @@ const cancelNote = () =>
 export const CancelOrderBodySchema = z
   .strictObject({
     code: CancelCodeSchema.optional(),
-    note: cancelNote()
-      .optional()
-      .openapi({
-        description: 'Free text, stored with the order for the record; never e-mailed to anyone.',
-        example: 'ordered the wrong size',
-      }),
-    reason: cancelNote()
-      .optional()
-      .openapi({
-        deprecated: true,
-        description: 'The old form: taken as `note` with code `other`. Not together with `code` or `note`.',
-        example: 'changed my mind',
-      }),
+    note: cancelNote().optional().openapi({
+      description: 'Free text, stored with the order for the record; never e-mailed to anyone.',
+      example: 'ordered the wrong size',
+    }),
+    reason: cancelNote().optional().openapi({
+      deprecated: true,
+      description: 'The old form: taken as `note` with code `other`. Not together with `code` or `note`.',
+      example: 'changed my mind',
+    }),
   })
   .superRefine((body, ctx) => {
     if (body.reason === undefined) return;
     for (const key of ['code', 'note'] as const) {
       if (body[key] !== undefined)
-        ctx.addIssue({ code: 'custom', path: ['reason'], message: `cannot be sent with ${key}; send code and note` });
+        ctx.addIssue({
+          code: 'custom',
+          path: ['reason'],
+          message: `cannot be sent with ${key}; send code and note`,
+        });
     }
   })
   .openapi('CancelOrderRequest', {
@@ -210,7 +210,8 @@ export const ListOrdersQuerySchema = z.strictObject({
     .openapi({ param: { name: 'status', in: 'query' } }),
   customer_id: CustomerIdSchema.optional().openapi({
     param: { name: 'customer_id', in: 'query' },
-    description: "Operators: one customer's orders. A customer's token lists only its own (another id is a 403).",
+    description:
+      "Operators: one customer's orders. A customer's token lists only its own (another id is a 403).",
   }),
   limit: z.coerce
     .number({ error: 'must be a number' })

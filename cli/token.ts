@@ -19,13 +19,16 @@ export interface TokenCliIo {
   stderr: (text: string) => void;
 }
 
-/** Returns the exit code: 0 printed, 2 usage or configuration error. */
+/**
+ * Returns the exit code: 0 printed, 2 usage or configuration error. `env`: the variables to
+ * configure from (tests); by default the process's own, through loadConfig.
+ */
 export async function runTokenCli(
   argv: string[],
-  env: NodeJS.ProcessEnv,
+  env: NodeJS.ProcessEnv | undefined,
   io: TokenCliIo,
 ): Promise<number> {
-  const config = loadConfig(env);
+  const config = env === undefined ? loadConfig() : loadConfig(env);
   const [first, second, ...rest] = argv;
   if (first === undefined || first === '--help' || first === '-h' || rest.length > 0) {
     (first === '--help' || first === '-h' ? io.stdout : io.stderr)(`${USAGE}\n`);
@@ -60,7 +63,7 @@ function usage(io: TokenCliIo): number {
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  runTokenCli(process.argv.slice(2), process.env, {
+  runTokenCli(process.argv.slice(2), undefined, {
     stdout: (text) => process.stdout.write(text),
     stderr: (text) => process.stderr.write(text),
   }).then(

@@ -63,7 +63,10 @@ function readLocalKeyPair(file: string): LocalKeyPair {
   try {
     jwk = JSON.parse(readFileSync(file, 'utf8')) as JWK;
   } catch (err) {
-    throw new Error(`Cannot read the local signing key ${file} (${String(err)}); delete it to make a new one.`);
+    throw new Error(
+      `Cannot read the local signing key ${file} (${String(err)}); delete it to make a new one.`,
+      { cause: err },
+    );
   }
   if (jwk.kty !== 'EC' || jwk.crv !== 'P-256' || typeof jwk.d !== 'string') {
     throw new Error(`${file} is not an ES256 private key; delete it to make a new one.`);
@@ -90,11 +93,19 @@ export interface TokenRequest {
  * @example
  * const token = await signLocalToken(pair, config, { subject: 'C100', role: 'customer' });
  */
-export async function signLocalToken(pair: LocalKeyPair, config: AuthConfig, req: TokenRequest): Promise<string> {
+export async function signLocalToken(
+  pair: LocalKeyPair,
+  config: AuthConfig,
+  req: TokenRequest,
+): Promise<string> {
   const key = await importJWK(pair.privateJwk, LOCAL_ALGORITHM);
   const role = req.role === 'operator' ? config.AUTH_OPERATOR_ROLE : 'customer';
   return new SignJWT(nestClaim(config.AUTH_ROLE_CLAIM, [role]))
-    .setProtectedHeader({ alg: LOCAL_ALGORITHM, typ: 'JWT', ...(pair.privateJwk.kid ? { kid: pair.privateJwk.kid } : {}) })
+    .setProtectedHeader({
+      alg: LOCAL_ALGORITHM,
+      typ: 'JWT',
+      ...(pair.privateJwk.kid ? { kid: pair.privateJwk.kid } : {}),
+    })
     .setIssuer(config.AUTH_ISSUER)
     .setAudience(config.AUTH_AUDIENCE)
     .setSubject(req.subject)
@@ -106,7 +117,8 @@ export async function signLocalToken(pair: LocalKeyPair, config: AuthConfig, req
 
 /** `realm_access.roles`, value → `{ realm_access: { roles: value } }`. */
 function nestClaim(claimPath: string, value: unknown): Record<string, unknown> {
-  return claimPath
-    .split('.')
-    .reduceRight<unknown>((inner, key) => ({ [key]: inner }), value) as Record<string, unknown>;
+  return claimPath.split('.').reduceRight<unknown>((inner, key) => ({ [key]: inner }), value) as Record<
+    string,
+    unknown
+  >;
 }

@@ -87,7 +87,10 @@ const schema = z.object({
    * Where the roles are in the token: a claim name or a dotted path (`realm_access.roles` for
    * Keycloak), holding a string or an array of strings.
    */
-  AUTH_ROLE_CLAIM: z.string().regex(/^[^.\s]+(\.[^.\s]+)*$/, 'must be a claim name or a dotted path').default('roles'),
+  AUTH_ROLE_CLAIM: z
+    .string()
+    .regex(/^[^.\s]+(\.[^.\s]+)*$/, 'must be a claim name or a dotted path')
+    .default('roles'),
   /** The role that makes a caller an operator; every other authenticated caller is a customer. */
   AUTH_OPERATOR_ROLE: z.string().min(1).default('operator'),
   /** Local mode: the key pair's folder (git-ignored). */

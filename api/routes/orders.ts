@@ -160,7 +160,9 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     request: { query: ListOrdersQuerySchema },
     responses: {
       200: { description: 'One page.', content: { 'application/json': { schema: OrderPageSchema } } },
-      400: errorResponse('A query parameter is invalid (`fields` names it), or the cursor belongs elsewhere.'),
+      400: errorResponse(
+        'A query parameter is invalid (`fields` names it), or the cursor belongs elsewhere.',
+      ),
       ...authResponses,
     },
   });
@@ -218,8 +220,8 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     description:
       "If the order's saga is running, it is asked to cancel (it compensates: stock back). If the saga has " +
       'not started yet, the order is cancelled directly and the saga ends when it starts. Too late once paid. ' +
-      'The `code` picks the wording of the customer\'s e-mail; the `note` is stored with the order and never e-mailed. ' +
-      "A customer may cancel only its own orders; an operator any.",
+      "The `code` picks the wording of the customer's e-mail; the `note` is stored with the order and never e-mailed. " +
+      'A customer may cancel only its own orders; an operator any.',
     security,
     middleware: [jsonBody({ maxBytes, optional: true })],
     request: {
@@ -375,7 +377,11 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
 function orderingCustomer(principal: Principal, bodyCustomerId: string | undefined): string {
   if (principal.kind === 'customer') {
     if (bodyCustomerId !== undefined && bodyCustomerId !== principal.customerId) {
-      throw new ApiError(403, 'forbidden', "A customer orders only as itself: omit customer_id, or send the token's own.");
+      throw new ApiError(
+        403,
+        'forbidden',
+        "A customer orders only as itself: omit customer_id, or send the token's own.",
+      );
     }
     return principal.customerId;
   }
@@ -388,7 +394,10 @@ function orderingCustomer(principal: Principal, bodyCustomerId: string | undefin
 }
 
 /** The cancel body, old or new form, as a code and an optional note. */
-function cancelRequest(body: CancelOrderBody): { code: CancelOrderBody['code'] & string; note: string | undefined } {
+function cancelRequest(body: CancelOrderBody): {
+  code: CancelOrderBody['code'] & string;
+  note: string | undefined;
+} {
   if (body.reason !== undefined) return { code: LEGACY_REASON_CODE, note: body.reason };
   return { code: body.code ?? DEFAULT_CANCEL_CODE, note: body.note };
 }

@@ -46,7 +46,8 @@ async function makeTestAuth(): Promise<TestAuth> {
     pair,
     authenticator: localAuthenticator(pair, config),
     customerToken: (customerId) => signLocalToken(pair, config, { subject: customerId, role: 'customer' }),
-    operatorToken: (name = 'test-operator') => signLocalToken(pair, config, { subject: name, role: 'operator' }),
+    operatorToken: (name = 'test-operator') =>
+      signLocalToken(pair, config, { subject: name, role: 'operator' }),
     async signed(claims, { expiresIn = '1h', header = {}, pair: signer = pair } = {}) {
       const key = await importJWK(signer.privateJwk, 'ES256');
       const jwt = new SignJWT({ iss: config.AUTH_ISSUER, aud: config.AUTH_AUDIENCE, ...claims })

@@ -30,7 +30,11 @@ function build(overrides: Partial<AppDeps> = {}): App {
     pool: db.pool,
     logger: log.logger,
     workflows,
-    config: { TEMPORAL_UI_URL: 'http://localhost:8233', TEMPORAL_NAMESPACE: 'default', IDEMPOTENCY_KEY_RETENTION_HOURS: 24 },
+    config: {
+      TEMPORAL_UI_URL: 'http://localhost:8233',
+      TEMPORAL_NAMESPACE: 'default',
+      IDEMPOTENCY_KEY_RETENTION_HOURS: 24,
+    },
     checks: {},
     authenticator: auth.authenticator,
     ...overrides,
@@ -58,10 +62,19 @@ async function call(
 ) {
   const res = await on.request(path, {
     method,
-    headers: { ...bearer(token), ...(body === undefined ? {} : { 'content-type': 'application/json' }), ...headers },
+    headers: {
+      ...bearer(token),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      ...headers,
+    },
     ...(body === undefined ? {} : { body: JSON.stringify(body) }),
   });
-  return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, any> };
+  return {
+    status: res.status,
+    headers: res.headers,
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any -- answers of many shapes, read loosely
+    body: (await res.json()) as Record<string, any>,
+  };
 }
 
 const orderBody = (extra: Record<string, unknown> = {}) => ({
@@ -78,7 +91,11 @@ async function twoCustomers() {
   return { a, b, ops: await auth.operatorToken() };
 }
 
-async function place(token: string, extra: Record<string, unknown> = {}, headers: Record<string, string> = {}) {
+async function place(
+  token: string,
+  extra: Record<string, unknown> = {},
+  headers: Record<string, string> = {},
+) {
   const res = await call(token, 'POST', '/orders', orderBody(extra), headers);
   expect([200, 202]).toContain(res.status);
   return res.body.id as string;
@@ -106,7 +123,9 @@ describe('customer A and customer B', () => {
     expect((await call(a.token, 'GET', `/orders?customer_id=${a.id}`)).body.items).toHaveLength(1);
     expect((await call(a.token, 'GET', `/orders?customer_id=${b.id}`)).status).toBe(403);
     const listOps = await call(ops, 'GET', '/orders?limit=100');
-    expect(listOps.body.items.map((o: { id: string }) => o.id)).toEqual(expect.arrayContaining([orderA, orderB]));
+    expect(listOps.body.items.map((o: { id: string }) => o.id)).toEqual(
+      expect.arrayContaining([orderA, orderB]),
+    );
 
     // Order as B
     const asB = await call(a.token, 'POST', '/orders', orderBody({ customer_id: b.id }));
@@ -120,8 +139,12 @@ describe('customer A and customer B', () => {
     expect(rows).toEqual([{ status: 'PENDING' }]);
 
     // Their own cancel works; the operator may cancel anyone's.
-    expect((await call(a.token, 'POST', `/orders/${orderA}/cancel`, { code: 'changed_mind' })).status).toBe(200);
-    expect((await call(ops, 'POST', `/orders/${orderB}/cancel`, { code: 'suspected_fraud' })).status).toBe(200);
+    expect((await call(a.token, 'POST', `/orders/${orderA}/cancel`, { code: 'changed_mind' })).status).toBe(
+      200,
+    );
+    expect((await call(ops, 'POST', `/orders/${orderB}/cancel`, { code: 'suspected_fraud' })).status).toBe(
+      200,
+    );
     // An operator places an order for a named customer.
     const forB = await call(ops, 'POST', '/orders', orderBody({ customer_id: b.id }));
     expect(forB).toMatchObject({ status: 202, body: { customerId: b.id } });
@@ -189,11 +212,13 @@ describe('Idempotency-Key, per customer', () => {
     for (const secret of [orderA.body.id, orderB.body.id, a.id, b.id]) expect(text).not.toContain(secret);
   });
 
-  it('an operator and the customer share the customer\'s keys: the same request replays', async () => {
+  it("an operator and the customer share the customer's keys: the same request replays", async () => {
     const { a, ops } = await twoCustomers();
     const key = `k-${randomUUID()}`;
     const first = await call(a.token, 'POST', '/orders', orderBody(), { 'Idempotency-Key': key });
-    const again = await call(ops, 'POST', '/orders', orderBody({ customer_id: a.id }), { 'Idempotency-Key': key });
+    const again = await call(ops, 'POST', '/orders', orderBody({ customer_id: a.id }), {
+      'Idempotency-Key': key,
+    });
     expect(again).toMatchObject({ status: 200, body: { id: first.body.id } });
   });
 
@@ -210,10 +235,10 @@ describe('Idempotency-Key, per customer', () => {
     });
     expect(later.status).toBe(202);
     expect(later.body.id).not.toBe(first.body.id);
-    const { rows } = await db.pool.query('select order_id::text from idempotency_keys where customer_id = $1 and key = $2', [
-      a.id,
-      key,
-    ]);
+    const { rows } = await db.pool.query(
+      'select order_id::text from idempotency_keys where customer_id = $1 and key = $2',
+      [a.id, key],
+    );
     expect(rows).toEqual([{ order_id: later.body.id }]);
   });
 });
@@ -234,7 +259,9 @@ describe('limits', () => {
     expect((await call(a.token, 'POST', `/orders/${randomUUID()}/cancel`, {}, {}, limited)).status).toBe(429);
     expect((await call(a.token, 'GET', '/orders', undefined, {}, limited)).status).toBe(200);
     expect((await call(b.token, 'POST', '/orders', orderBody(), {}, limited)).status).toBe(202);
-    const { rows } = await db.pool.query('select count(*)::int as n from orders where customer_id = $1', [a.id]);
+    const { rows } = await db.pool.query('select count(*)::int as n from orders where customer_id = $1', [
+      a.id,
+    ]);
     expect(rows[0].n).toBe(3);
   });
 
@@ -282,7 +309,10 @@ describe('personal data in logs', () => {
     const { a } = await twoCustomers();
     const email = `private-${randomUUID().slice(0, 6)}@example.com`;
     const id = await place(a.token, { email });
-    await call(a.token, 'POST', `/orders/${id}/cancel`, { code: 'changed_mind', note: `mail me at ${email}` });
+    await call(a.token, 'POST', `/orders/${id}/cancel`, {
+      code: 'changed_mind',
+      note: `mail me at ${email}`,
+    });
     const logged = log.lines.filter((line) => (line.level as number) >= 30);
     expect(logged.length).toBeGreaterThan(0);
     expect(JSON.stringify(logged)).not.toContain(email);

@@ -130,8 +130,14 @@ describe('before the saga starts (no workflow yet)', () => {
     const res = await cancel(app, orderId, { code: 'changed_mind', note: 'ordered the wrong size' });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'database' });
-    expect(await statusOf(orderId)).toEqual({ status: 'CANCELLED', status_reason: cancelWording('changed_mind') });
-    expect(await cancelReasonOf(orderId)).toEqual({ cancel_code: 'changed_mind', cancel_note: 'ordered the wrong size' });
+    expect(await statusOf(orderId)).toEqual({
+      status: 'CANCELLED',
+      status_reason: cancelWording('changed_mind'),
+    });
+    expect(await cancelReasonOf(orderId)).toEqual({
+      cancel_code: 'changed_mind',
+      cancel_note: 'ordered the wrong size',
+    });
 
     const { rows } = await db.pool.query<{ type: string; payload: { correlationId: string; data: unknown } }>(
       'select type, payload from event_outbox where order_id = $1 order by id',
@@ -194,7 +200,9 @@ describe('refusals', () => {
     ] as const) {
       const res = await cancel(app, orderId, body);
       expect(res.status).toBe(400);
-      expect(((await res.json()) as { error: { fields: Array<{ path: string }> } }).error.fields[0]!.path).toBe(path);
+      expect(
+        ((await res.json()) as { error: { fields: Array<{ path: string }> } }).error.fields[0]!.path,
+      ).toBe(path);
     }
     const text = await app.request(`/orders/${orderId}/cancel`, {
       method: 'POST',

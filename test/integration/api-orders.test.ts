@@ -42,7 +42,10 @@ afterAll(async () => {
 
 const customer = () => `C-${randomUUID().slice(0, 8)}`;
 
-async function post(body: { customer_id: string } & Record<string, unknown>, headers: Record<string, string> = {}) {
+async function post(
+  body: { customer_id: string } & Record<string, unknown>,
+  headers: Record<string, string> = {},
+) {
   return app.request('/orders', {
     method: 'POST',
     headers: {
@@ -124,7 +127,9 @@ describe('POST /orders', () => {
       { status: 'PENDING', total: '40.28', currency: 'USD', correlation_id: `corr-${customerId}` },
     ]);
     // No Idempotency-Key, no key kept.
-    const { rows: keys } = await db.pool.query('select 1 from idempotency_keys where order_id = $1', [order.id]);
+    const { rows: keys } = await db.pool.query('select 1 from idempotency_keys where order_id = $1', [
+      order.id,
+    ]);
     expect(keys).toEqual([]);
     const { rows: outbox } = await db.pool.query<{
       type: string;

@@ -162,10 +162,13 @@ describe('cursor', () => {
     ['no status', { caller: 'customer:C1' }],
     ['a customer filter', { caller: 'customer:C1', status: 'PAID', customerId: 'C1' }],
   ])('refuses a cursor used by %s, with a 400 naming cursor', (_name, other) => {
-    const encoded = encodeCursor({ createdAt: '2025-01-31T12:00:00.123456', id: randomUUID() }, {
-      caller: 'customer:C1',
-      status: 'PAID',
-    });
+    const encoded = encodeCursor(
+      { createdAt: '2025-01-31T12:00:00.123456', id: randomUUID() },
+      {
+        caller: 'customer:C1',
+        status: 'PAID',
+      },
+    );
     expect(() => decodeCursor(encoded, other)).toThrowError(/Invalid query: check cursor/);
   });
 

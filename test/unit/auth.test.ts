@@ -16,7 +16,12 @@ import { createAuthenticator, rolesOf } from '../../api/auth.js';
 import { ApiError } from '../../api/errors.js';
 import { runTokenCli } from '../../cli/token.js';
 import type { Pool } from '../../db/pool.js';
-import { LOCAL_KEY_FILE, ensureLocalKeyPair, generateLocalKeyPair, signLocalToken } from '../../lib/auth-keys.js';
+import {
+  LOCAL_KEY_FILE,
+  ensureLocalKeyPair,
+  generateLocalKeyPair,
+  signLocalToken,
+} from '../../lib/auth-keys.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 
@@ -58,18 +63,31 @@ describe('npm run token', () => {
     expect({ code, stderr }).toEqual({ code: 0, stderr: '' });
     expect(stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
     const claims = decodeJwt(stdout.trim());
-    expect(claims).toMatchObject({ sub: 'C100', iss: 'acme-orders-local', aud: 'acme-orders-api', roles: ['customer'] });
+    expect(claims).toMatchObject({
+      sub: 'C100',
+      iss: 'acme-orders-local',
+      aud: 'acme-orders-api',
+      roles: ['customer'],
+    });
     expect(claims.exp! - claims.iat!).toBe(24 * 3600);
     expect(decodeProtectedHeader(stdout.trim()).alg).toBe('ES256');
 
     const authenticate = await createAuthenticator(loadConfig(env));
-    expect(await authenticate(stdout.trim())).toEqual({ kind: 'customer', subject: 'C100', customerId: 'C100' });
+    expect(await authenticate(stdout.trim())).toEqual({
+      kind: 'customer',
+      subject: 'C100',
+      customerId: 'C100',
+    });
     const operator = await run(['--operator'], env);
     expect(await authenticate(operator.stdout.trim())).toEqual({ kind: 'operator', subject: 'operator' });
   });
 
   it('puts the roles where AUTH_ROLE_CLAIM says, and the API reads them there', async () => {
-    const env = { AUTH_LOCAL_KEY_DIR: tempDir(), AUTH_ROLE_CLAIM: 'realm_access.roles', AUTH_OPERATOR_ROLE: 'acme-ops' };
+    const env = {
+      AUTH_LOCAL_KEY_DIR: tempDir(),
+      AUTH_ROLE_CLAIM: 'realm_access.roles',
+      AUTH_OPERATOR_ROLE: 'acme-ops',
+    };
     const { stdout } = await run(['--operator', 'alice'], env);
     expect(decodeJwt(stdout.trim())).toMatchObject({ sub: 'alice', realm_access: { roles: ['acme-ops'] } });
     expect(await (await createAuthenticator(loadConfig(env)))(stdout.trim())).toEqual({
@@ -90,7 +108,11 @@ describe('npm run token', () => {
 
   it('sends you to the provider when an OIDC provider is configured', async () => {
     const res = await run(['C1'], { AUTH_JWKS_URL: 'https://idp.example/jwks' });
-    expect(res).toMatchObject({ code: 2, stdout: '', stderr: expect.stringContaining('https://idp.example/jwks') });
+    expect(res).toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr: expect.stringContaining('https://idp.example/jwks'),
+    });
   });
 });
 
@@ -126,7 +148,12 @@ describe('with an OIDC provider (JWKS over HTTP)', () => {
   afterAll(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   const oidc = (jwksUrl: string) =>
-    loadConfig({ AUTH_JWKS_URL: jwksUrl, AUTH_ISSUER: 'https://idp.example/', AUTH_AUDIENCE: 'acme', AUTH_ROLE_CLAIM: 'realm_access.roles' });
+    loadConfig({
+      AUTH_JWKS_URL: jwksUrl,
+      AUTH_ISSUER: 'https://idp.example/',
+      AUTH_AUDIENCE: 'acme',
+      AUTH_ROLE_CLAIM: 'realm_access.roles',
+    });
 
   it("accepts the provider's tokens, fetching its key set once, and refuses the local key's", async () => {
     const config = oidc(url);
@@ -135,7 +162,10 @@ describe('with an OIDC provider (JWKS over HTTP)', () => {
     expect(await authenticate(token)).toEqual({ kind: 'customer', subject: 'C42', customerId: 'C42' });
     expect(await authenticate(token)).toMatchObject({ kind: 'customer' });
     expect(requests).toBe(1);
-    const other = await signLocalToken(await generateLocalKeyPair(), config, { subject: 'C42', role: 'operator' });
+    const other = await signLocalToken(await generateLocalKeyPair(), config, {
+      subject: 'C42',
+      role: 'operator',
+    });
     await expect(authenticate(other)).rejects.toMatchObject({ status: 401, code: 'invalid_token' });
   });
 
@@ -155,7 +185,11 @@ describe('the OpenAPI document', () => {
       pool: {} as Pool,
       logger: createLogger('auth-test', 'silent'),
       workflows: {} as never,
-      config: { TEMPORAL_UI_URL: 'http://localhost:8233', TEMPORAL_NAMESPACE: 'default', IDEMPOTENCY_KEY_RETENTION_HOURS: 24 },
+      config: {
+        TEMPORAL_UI_URL: 'http://localhost:8233',
+        TEMPORAL_NAMESPACE: 'default',
+        IDEMPOTENCY_KEY_RETENTION_HOURS: 24,
+      },
       checks: {},
       authenticator: () => Promise.reject(new Error('not used')),
     });
@@ -164,7 +198,11 @@ describe('the OpenAPI document', () => {
       components: { securitySchemes: Record<string, unknown> };
       paths: Record<string, Record<string, { security?: unknown; responses: Record<string, unknown> }>>;
     };
-    expect(doc.components.securitySchemes.bearerAuth).toMatchObject({ type: 'http', scheme: 'bearer', bearerFormat: 'JWT' });
+    expect(doc.components.securitySchemes.bearerAuth).toMatchObject({
+      type: 'http',
+      scheme: 'bearer',
+      bearerFormat: 'JWT',
+    });
     expect(doc.security).toEqual([{ bearerAuth: [] }]);
     expect(doc.paths['/health']!.get!.security).toEqual([]);
     expect(doc.paths['/ready']!.get!.security).toEqual([]);

@@ -4,10 +4,14 @@
  */
 import { OpenAPIHono } from '@hono/zod-openapi';
 import { HTTPException } from 'hono/http-exception';
+import { rateLimiter } from 'hono-rate-limiter';
+import { loadConfig } from '../lib/config.js';
 import { apiMetrics, createRegistry } from '../lib/metrics.js';
 import { isTransientDatabaseError } from '../db/pool.js';
+import { authenticate, callerKey } from './auth.js';
 import type { AppDeps, AppEnv } from './env.js';
 import { ApiError, codeForStatus, type ErrorBody } from './errors.js';
+import { BEARER_SCHEME } from './schemas.js';
 import { correlationId } from './middleware/correlation.js';
 import { requestLogger } from './middleware/request-logger.js';
 import { traceRoute } from './middleware/trace-route.js';
@@ -23,7 +27,10 @@ export const OPENAPI_INFO = {
   description:
     'Places and tracks orders processed by an event-driven, Temporal-orchestrated saga. Errors are ' +
     '`{"error":{"code","message","fields?"}}`; validation errors name each field (e.g. `items[0].qty`). ' +
-    'Unknown request fields are rejected. Every response carries `X-Correlation-Id` (yours, if you sent a valid one).',
+    'Unknown request fields are rejected. Every response carries `X-Correlation-Id` (yours, if you sent a valid one). ' +
+    'Every route but the probes, `/metrics` and the docs needs `Authorization: Bearer <JWT>`: a customer token ' +
+    '(`sub` = customer id) sees and changes only its own orders; an operator token sees all and alone may retry. ' +
+    'Writes are rate-limited per caller (429 with `Retry-After`).',
 };
 
 export function createApp(appDeps: AppDeps) {
@@ -36,6 +43,42 @@ export function createApp(appDeps: AppDeps) {
     requestLogger({ quietPaths: new Set(['/health', '/ready', '/metrics']) }),
     traceRoute(),
   );
+
+  // Everything that touches orders, the catalogue or the figures needs a token; the probes,
+  // `/metrics`, `/openapi.json` and `/docs` stay open (they say nothing about anyone's orders).
+  const auth = authenticate({ authenticator: deps.authenticator });
+  // (`/orders/*` also matches `/orders` itself: listing both would run the middleware twice.)
+  for (const path of ['/orders/*', '/products/*', '/analytics/*']) app.use(path, auth);
+  const limits = deps.rateLimit ?? {
+    writes: DEFAULT_LIMITS.RATE_LIMIT_WRITES,
+    windowMs: DEFAULT_LIMITS.RATE_LIMIT_WINDOW_MS,
+  };
+  // Per caller, not per address: behind a proxy every customer shares one address, and one token
+  // spread over many addresses is still one caller. Reads are cheap keyset queries and stay unlimited.
+  const writeLimiter = rateLimiter<AppEnv>({
+    windowMs: limits.windowMs,
+    limit: limits.writes,
+    standardHeaders: 'draft-6',
+    keyGenerator: (c) => callerKey(c.var.principal),
+    skip: (c) => c.req.method !== 'POST',
+    handler: () => {
+      throw new ApiError(
+        429,
+        'rate_limited',
+        `Too many writes: at most ${limits.writes} per ${limits.windowMs / 1000} s per caller; retry after the time in Retry-After.`,
+      );
+    },
+  });
+  app.use('/orders/*', writeLimiter);
+
+  app.openAPIRegistry.registerComponent('securitySchemes', BEARER_SCHEME, {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+    description:
+      'A JWT from the configured OIDC provider, or locally from `npm run -s token -- <customer-id>` ' +
+      '(or `-- --operator`).',
+  });
 
   // Prometheus scrapes this; open like /health (it says nothing about any one order).
   app.get('/metrics', async (c) => {
@@ -52,7 +95,13 @@ export function createApp(appDeps: AppDeps) {
   // Built on first request, then reused: the routes cannot change after start-up.
   let document: ReturnType<typeof app.getOpenAPIDocument> | undefined;
   app.get('/openapi.json', (c) => {
-    document ??= app.getOpenAPIDocument({ openapi: '3.0.3', info: OPENAPI_INFO, tags: TAGS });
+    document ??= app.getOpenAPIDocument({
+      openapi: '3.0.3',
+      info: OPENAPI_INFO,
+      tags: TAGS,
+      // Every operation needs the token unless it says otherwise (the probes declare `security: []`).
+      security: [{ [BEARER_SCHEME]: [] }],
+    });
     return c.json(document);
   });
 
@@ -119,6 +168,9 @@ const TAGS = [
 ];
 
 export type App = ReturnType<typeof createApp>;
+
+/** The configured defaults (parsed from no environment at all), for apps built without a config. */
+const DEFAULT_LIMITS = loadConfig({});
 
 /** Methods registered for `path` (middleware, registered for ALL, does not count). */
 function allowedMethods(routes: ReadonlyArray<{ method: string; path: string }>, path: string): string[] {

@@ -4,7 +4,13 @@
  * The cursor is the last row's key, base64url-encoded JSON, and opaque to clients. `createdAt` is
  * PostgreSQL's own microsecond text (UTC, no zone), not a JS Date: a Date keeps milliseconds only,
  * and rounding the key would skip or repeat rows that share a millisecond.
+ *
+ * A cursor is bound to the caller and the filter it was issued for (a digest of both, `b`): used by
+ * another caller or with other filters it is a 400, so a page can never continue another listing.
+ * The binding is a consistency check, not the access control: every page's query is confined to
+ * the caller's own orders whatever cursor it is given.
  */
+import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { ApiError } from './errors.js';
 
@@ -21,14 +27,39 @@ const cursorSchema = z.strictObject({
     // A real instant PostgreSQL accepts: the shape alone lets `2026-99-99T99:…` or year 0 through.
     .refine((t) => t >= '0001' && !Number.isNaN(Date.parse(`${t.slice(0, 23)}Z`))),
   i: z.guid(),
+  b: z.string().regex(/^[A-Za-z0-9_-]{22}$/),
 });
 
-export function encodeCursor(cursor: OrderCursor): string {
-  return Buffer.from(JSON.stringify({ t: cursor.createdAt, i: cursor.id }), 'utf8').toString('base64url');
+/** What a cursor is bound to: who listed, and with which filters (everything but the page size). */
+export interface CursorBinding {
+  caller: string;
+  status?: string | undefined;
+  customerId?: string | undefined;
 }
 
-/** Throws a 400 naming `cursor` for anything this API did not issue. */
-export function decodeCursor(raw: string): OrderCursor {
+function bindingDigest(binding: CursorBinding): string {
+  return createHash('sha256')
+    .update(
+      JSON.stringify([
+        'orders-cursor/v2',
+        binding.caller,
+        binding.status ?? null,
+        binding.customerId ?? null,
+      ]),
+    )
+    .digest('base64url')
+    .slice(0, 22);
+}
+
+export function encodeCursor(cursor: OrderCursor, binding: CursorBinding): string {
+  return Buffer.from(
+    JSON.stringify({ t: cursor.createdAt, i: cursor.id, b: bindingDigest(binding) }),
+    'utf8',
+  ).toString('base64url');
+}
+
+/** Throws a 400 naming `cursor` for anything this API did not issue for this caller and filter. */
+export function decodeCursor(raw: string, binding: CursorBinding): OrderCursor {
   let parsed: unknown;
   try {
     if (!/^[A-Za-z0-9_-]+$/.test(raw)) throw new Error('not base64url');
@@ -40,6 +71,17 @@ export function decodeCursor(raw: string): OrderCursor {
   if (!result.success) {
     throw new ApiError(400, 'validation_failed', 'Invalid query: check cursor.', {
       fields: [{ path: 'cursor', message: 'is not a cursor this API issued; start again without one' }],
+    });
+  }
+  if (result.data.b !== bindingDigest(binding)) {
+    throw new ApiError(400, 'validation_failed', 'Invalid query: check cursor.', {
+      fields: [
+        {
+          path: 'cursor',
+          message:
+            'was issued for another caller or other filters; pass the same filters, or start again without one',
+        },
+      ],
     });
   }
   return { createdAt: result.data.t, id: result.data.i };

@@ -8,6 +8,7 @@ import type { Registry } from '../lib/metrics.js';
 import type { Probe } from '../lib/probes.js';
 import type { Pool } from '../db/pool.js';
 import type { OrderWorkflows } from './order-workflows.js';
+import type { Authenticator, Principal } from './auth.js';
 
 export type { Probe } from '../lib/probes.js';
 
@@ -16,7 +17,7 @@ export interface AppDeps {
   logger: Logger;
   workflows: OrderWorkflows;
   /** For the Web UI link of each order's workflow. */
-  config: Pick<Config, 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE'>;
+  config: Pick<Config, 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE' | 'IDEMPOTENCY_KEY_RETENTION_HOURS'>;
   /** `GET /ready` is 200 only when every probe resolves; e.g. `{ postgres, rabbitmq, temporal }`. */
   checks: Record<string, Probe>;
   /** Per-probe deadline for `GET /ready`. Default 2000. */
@@ -28,6 +29,10 @@ export interface AppDeps {
   registry?: Registry;
   /** Largest accepted request body. Default `LIMITS.maxBodyBytes`. */
   maxBodyBytes?: number;
+  /** Verifies bearer tokens (api/auth.ts): the OIDC provider's JWKS or the local key pair. */
+  authenticator: Authenticator;
+  /** Writes (POST) per caller per window. Default: `RATE_LIMIT_WRITES` per `RATE_LIMIT_WINDOW_MS`. */
+  rateLimit?: { writes: number; windowMs: number };
 }
 
 export interface AppEnv {
@@ -35,5 +40,7 @@ export interface AppEnv {
     correlationId: string;
     /** The request's logger, bound to its correlation id. */
     log: Logger;
+    /** Who is calling; set by `authenticate` on every route but the open ones. */
+    principal: Principal;
   };
 }

@@ -15,6 +15,7 @@ import { connectTemporal } from '../lib/temporal.js';
 import { startTracing } from '../lib/tracing.js';
 import { createPool } from '../db/pool.js';
 import { createApp } from './app.js';
+import { createAuthenticator } from './auth.js';
 import { createTemporalOrderWorkflows } from './order-workflows.js';
 
 const PROBE_TIMEOUT_MS = 2_000;
@@ -26,7 +27,12 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('api', config.LOG_LEVEL);
   const tracing = await startTracing(config, 'acme-api', logger);
-  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-api');
+  // A request that cannot get a connection soon is answered 503 + Retry-After, not queued for long.
+  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-api', {
+    acquireTimeoutMs: config.DATABASE_POOL_ACQUIRE_TIMEOUT_MS,
+  });
+  // Before any connection: a missing or unreadable key stops the process with a message.
+  const authenticator = await createAuthenticator(config);
   // The API publishes nothing (the outbox publisher does): this one long-lived connection is only
   // what `/ready` looks at, instead of a connection opened per probe.
   const amqp = connectAmqp(config, { name: 'acme-api', logger });
@@ -46,10 +52,19 @@ async function main(): Promise<void> {
       },
       registry: createRegistry(),
       readyTimeoutMs: PROBE_TIMEOUT_MS,
+      authenticator,
+      rateLimit: { writes: config.RATE_LIMIT_WRITES, windowMs: config.RATE_LIMIT_WINDOW_MS },
     });
     const shutdown = waitForShutdownSignal();
     const server = await listen(app.fetch, config.PORT);
-    logger.info({ port: config.PORT, docs: `http://localhost:${config.PORT}/docs` }, 'api listening');
+    logger.info(
+      {
+        port: config.PORT,
+        docs: `http://localhost:${config.PORT}/docs`,
+        auth: config.AUTH_JWKS_URL ?? `local key pair in ${config.AUTH_LOCAL_KEY_DIR}`,
+      },
+      'api listening',
+    );
     const signal = await shutdown;
     logger.info({ signal }, 'stopping: no new connections, draining requests');
     await close(server, logger);

@@ -14,6 +14,7 @@ import { z } from '@hono/zod-openapi';
 import { ORDER_STATUSES } from '../domain/order.js';
 import { PAYMENT_STATUSES } from '../domain/payment.js';
 import { WITHOUT_CONTROL_CHARACTERS, textProblem } from '../domain/text.js';
+import { CANCEL_CODES } from '../domain/cancel.js';
 
 export const LIMITS = {
   /** Items per order. */
@@ -85,7 +86,11 @@ export const OrderItemInputSchema = z
 
 export const CreateOrderBodySchema = z
   .strictObject({
-    customer_id: CustomerIdSchema,
+    customer_id: CustomerIdSchema.optional().openapi({
+      description:
+        "Whose order this is. A customer's token decides it (omit it, or send the token's own `sub`: " +
+        'another is a 403); an operator placing an order for a customer must name them.',
+    }),
     email: z
       .email({ error: (issue) => (issue.input === undefined ? 'is required' : 'must be an e-mail address') })
       .max(254, 'must be at most 254 characters')
@@ -129,16 +134,55 @@ export const IdempotencyHeadersSchema = z.object({
     }),
 });
 
+/**
+ * Why an order is cancelled, from a fixed list: the customer's e-mail says the code's wording
+ * (domain/cancel.ts), never anything a client typed.
+ */
+export const CancelCodeSchema = z
+  .enum(CANCEL_CODES, { error: `must be one of ${CANCEL_CODES.join(', ')}` })
+  .openapi('CancelCode', { example: 'changed_mind' });
+
+/**
+ * Bidirectional embedding, override and isolate controls: invisible, they make stored text read
+ * otherwise than it is (in an operator's terminal or a support tool), and no note needs them.
+ */
+const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/;
+
+const cancelNote = () =>
+  storableText()
+    .trim()
+    .min(1, 'must not be empty')
+    .max(LIMITS.maxReasonLength, `must be at most ${LIMITS.maxReasonLength} characters`)
+    .refine((text) => !BIDI_CONTROLS.test(text), 'must not contain bidirectional control characters');
+
 export const CancelOrderBodySchema = z
   .strictObject({
-    reason: storableText()
-      .trim()
-      .min(1, 'must not be empty')
-      .max(LIMITS.maxReasonLength, `must be at most ${LIMITS.maxReasonLength} characters`)
-      .optional()
-      .openapi({ example: 'changed my mind' }),
+    code: CancelCodeSchema.optional(),
+    note: cancelNote().optional().openapi({
+      description: 'Free text, stored with the order for the record; never e-mailed to anyone.',
+      example: 'ordered the wrong size',
+    }),
+    reason: cancelNote().optional().openapi({
+      deprecated: true,
+      description: 'The old form: taken as `note` with code `other`. Not together with `code` or `note`.',
+      example: 'changed my mind',
+    }),
   })
-  .openapi('CancelOrderRequest');
+  .superRefine((body, ctx) => {
+    if (body.reason === undefined) return;
+    for (const key of ['code', 'note'] as const) {
+      if (body[key] !== undefined)
+        ctx.addIssue({
+          code: 'custom',
+          path: ['reason'],
+          message: `cannot be sent with ${key}; send code and note`,
+        });
+    }
+  })
+  .openapi('CancelOrderRequest', {
+    description: 'All optional: no body means code `customer_request` with no note.',
+  });
+export type CancelOrderBody = z.infer<typeof CancelOrderBodySchema>;
 
 export const RetryOrderBodySchema = z
   .strictObject({
@@ -164,7 +208,11 @@ export const ListOrdersQuerySchema = z.strictObject({
     .enum(ORDER_STATUSES, { error: `must be one of ${ORDER_STATUSES.join(', ')}` })
     .optional()
     .openapi({ param: { name: 'status', in: 'query' } }),
-  customer_id: CustomerIdSchema.optional().openapi({ param: { name: 'customer_id', in: 'query' } }),
+  customer_id: CustomerIdSchema.optional().openapi({
+    param: { name: 'customer_id', in: 'query' },
+    description:
+      "Operators: one customer's orders. A customer's token lists only its own (another id is a 403).",
+  }),
   limit: z.coerce
     .number({ error: 'must be a number' })
     .int('must be a whole number')
@@ -179,7 +227,9 @@ export const ListOrdersQuerySchema = z.strictObject({
     .optional()
     .openapi({
       param: { name: 'cursor', in: 'query' },
-      description: 'Opaque; pass the `nextCursor` of the previous page unchanged.',
+      description:
+        'Opaque; pass the `nextCursor` of the previous page unchanged, with the same filters and token ' +
+        '(a cursor is bound to both: another caller or filter is a 400).',
     }),
 });
 
@@ -422,3 +472,34 @@ export const errorResponse = (description: string) => ({
   description,
   content: { 'application/json': { schema: ErrorSchema } },
 });
+
+const retryAfterHeader = z.object({
+  'Retry-After': z.string().openapi({ example: '5', description: 'Seconds to wait before retrying.' }),
+});
+
+/** The OpenAPI name of the bearer scheme every protected route declares. */
+export const BEARER_SCHEME = 'bearerAuth';
+/** A route's `security`: a bearer token. */
+export const bearerSecurity = [{ [BEARER_SCHEME]: [] }];
+
+/** What every route behind a bearer token may also answer. */
+export const authResponses = {
+  401: errorResponse(
+    'No bearer token (`missing_token`), or one that is expired, wrongly signed, unsigned (`alg: none`), or ' +
+      'from another issuer or audience (`invalid_token`).',
+  ),
+  403: errorResponse('The token is valid but may not do this (`forbidden`).'),
+  503: {
+    ...errorResponse('A dependency (database, identity provider, workflow service) is unavailable; retry.'),
+    headers: retryAfterHeader,
+  },
+} as const;
+
+/** ...and every write: the per-caller rate limit. */
+export const writeResponses = {
+  ...authResponses,
+  429: {
+    ...errorResponse('Too many writes from this caller (`rate_limited`); wait for `Retry-After` seconds.'),
+    headers: retryAfterHeader,
+  },
+} as const;

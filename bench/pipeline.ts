@@ -31,6 +31,7 @@ import { TypedSearchAttributes, defineSearchAttributeKey } from '@temporalio/com
 import amqplib from 'amqplib';
 import { Command, InvalidArgumentError } from 'commander';
 import { CONFIG_KEYS, loadConfig } from '../lib/config.js';
+import { ensureLocalKeyPair, signLocalToken } from '../lib/auth-keys.js';
 import { apiIngest, findPgbench, orderBody, outboxDrain, runPgbench } from './lib/headroom.js';
 import {
   FinalEvents,
@@ -280,6 +281,16 @@ function withTimeout<T>(promise: Promise<T>, ms: number, abort: Abort): Promise<
 async function main(): Promise<void> {
   const opts = parseOptions();
   const config = loadConfig();
+  // One operator token places every bench order (for many customers), signed with the local key
+  // the bench's API verifies against; the per-caller rate limit's default lets this load through.
+  if (config.AUTH_JWKS_URL !== undefined) {
+    throw new Error('the bench signs its own token with the local key pair: unset AUTH_JWKS_URL to run it');
+  }
+  const authorization = `Bearer ${await signLocalToken(
+    await ensureLocalKeyPair(path.resolve(ROOT, config.AUTH_LOCAL_KEY_DIR)),
+    config,
+    { subject: 'bench', role: 'operator' },
+  )}`;
   const abort = new Abort();
   // Ctrl-C reaches this process twice (from the terminal and relayed by tsx): a second signal within
   // a second is the same stop; a later one quits at once, without cleaning up.
@@ -613,7 +624,7 @@ async function main(): Promise<void> {
     const PIPELINE: AppName[] = apps.map((a) => a.name);
     for (const name of PIPELINE) processes.start(name);
     expected = [...PIPELINE];
-    const http = new HttpClient(names.port, Math.max(...opts.concurrency, 64));
+    const http = new HttpClient(names.port, Math.max(...opts.concurrency, 64), authorization);
     cleanups.push(['http', async () => http.close()]);
     await waitForApi(http, abort);
 
@@ -807,7 +818,7 @@ async function main(): Promise<void> {
       processes.start('api');
       await waitForApi(http, abort);
       const ingest = await measure(() =>
-        apiIngest(names.port, names.databaseUrl, opts.headroomSeconds, opts.ingestConnections),
+        apiIngest(names.port, names.databaseUrl, opts.headroomSeconds, opts.ingestConnections, authorization),
       );
       run.headroom.ingest = ingest.value;
       run.phases.push({

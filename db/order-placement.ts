@@ -7,7 +7,10 @@ import { buildEvent, type OrderLine } from '../lib/events.js';
 import { enqueueEvent } from './outbox.js';
 import { isUniqueViolation, withTransaction, type Pool, type Queryable } from './pool.js';
 
-const IDEMPOTENCY_CONSTRAINT = 'orders_idempotency_key_key';
+const IDEMPOTENCY_CONSTRAINT = 'idempotency_keys_pkey';
+
+/** Thrown inside the transaction when the key is someone's already: rolls the new order back. */
+class KeyTaken extends Error {}
 
 export interface PlaceOrderInput {
   customerId: string;
@@ -16,6 +19,8 @@ export interface PlaceOrderInput {
   idempotencyKey: string | undefined;
   requestHash: string;
   correlationId: string;
+  /** How long a key is honoured (IDEMPOTENCY_KEY_RETENTION_HOURS); an older one is free again. */
+  keyRetentionHours: number;
 }
 
 export type PlaceOrderOutcome =
@@ -32,40 +37,56 @@ export type PlaceOrderOutcome =
  * Writes the order, its lines and its `order.placed` event in one transaction, with prices read
  * from `products` and the total summed by PostgreSQL in NUMERIC.
  *
- * Idempotency: a reused key is looked up first (the cheap, common case); two requests racing with
- * one key both get past that, and the unique constraint lets exactly one insert win. The loser's
+ * Idempotency: keys are the customer's own (`idempotency_keys (customer_id, key)`), honoured for
+ * `keyRetentionHours`. A reused key is looked up first (the cheap, common case); two requests racing
+ * with one key both get past that, and the primary key lets exactly one claim win. The loser's
  * transaction rolls back entirely and it answers with the winner's order.
  */
 export async function placeOrder(pool: Pool, input: PlaceOrderInput): Promise<PlaceOrderOutcome> {
   if (input.idempotencyKey !== undefined) {
-    const existing = await replayFor(pool, input.idempotencyKey, input.requestHash);
+    const existing = await replayFor(pool, input);
     if (existing) return existing;
   }
   try {
     return await withTransaction(pool, (client) => insertOrder(client, input));
   } catch (err) {
-    if (input.idempotencyKey !== undefined && isUniqueViolation(err, IDEMPOTENCY_CONSTRAINT)) {
-      const existing = await replayFor(pool, input.idempotencyKey, input.requestHash);
+    if (err instanceof KeyTaken || isUniqueViolation(err, IDEMPOTENCY_CONSTRAINT)) {
+      const existing = await replayFor(pool, input);
       if (existing) return existing;
     }
     throw err;
   }
 }
 
-async function replayFor(
-  db: Queryable,
-  idempotencyKey: string,
-  requestHash: string,
-): Promise<PlaceOrderOutcome | undefined> {
-  const { rows } = await db.query<{ id: string; request_hash: string | null }>(
-    'select id::text, request_hash from orders where idempotency_key = $1',
-    [idempotencyKey],
+/** The caller's live key, if any: only this customer's keys are ever looked at. */
+async function replayFor(db: Queryable, input: PlaceOrderInput): Promise<PlaceOrderOutcome | undefined> {
+  const { rows } = await db.query<{ order_id: string; request_hash: string }>(
+    `select order_id::text, request_hash
+       from idempotency_keys
+      where customer_id = $1 and key = $2 and created_at > now() - make_interval(hours => $3::int)`,
+    [input.customerId, input.idempotencyKey, input.keyRetentionHours],
   );
   const row = rows[0];
   if (!row) return undefined;
-  return row.request_hash === requestHash
-    ? { kind: 'replayed', orderId: row.id }
-    : { kind: 'idempotency_conflict', orderId: row.id };
+  return row.request_hash === input.requestHash
+    ? { kind: 'replayed', orderId: row.order_id }
+    : { kind: 'idempotency_conflict', orderId: row.order_id };
+}
+
+/**
+ * Claims the key for the new order, in its transaction. A live key of this customer's is not
+ * taken over (the caller rolls back and replays it); an expired one, not yet pruned, is.
+ */
+async function claimKey(db: Queryable, input: PlaceOrderInput, orderId: string): Promise<void> {
+  const { rowCount } = await db.query(
+    `insert into idempotency_keys (customer_id, key, request_hash, order_id)
+     values ($1, $2, $3, $4::uuid)
+     on conflict (customer_id, key) do update
+        set request_hash = excluded.request_hash, order_id = excluded.order_id, created_at = now()
+      where idempotency_keys.created_at <= now() - make_interval(hours => $5::int)`,
+    [input.customerId, input.idempotencyKey, input.requestHash, orderId, input.keyRetentionHours],
+  );
+  if (rowCount !== 1) throw new KeyTaken();
 }
 
 interface PricedLine {
@@ -95,21 +116,12 @@ async function insertOrder(db: Queryable, input: PlaceOrderInput): Promise<Place
 
   const orderId = randomUUID();
   const { rows: inserted } = await db.query<{ created_at: Date }>(
-    `insert into orders (id, customer_id, email, status, total, currency, idempotency_key, request_hash,
-                         correlation_id)
-     values ($1::uuid, $2, $3, 'PENDING', $4::numeric, $5, $6, $7, $8)
+    `insert into orders (id, customer_id, email, status, total, currency, correlation_id)
+     values ($1::uuid, $2, $3, 'PENDING', $4::numeric, $5, $6)
      returning created_at`,
-    [
-      orderId,
-      input.customerId,
-      input.email,
-      total,
-      currency,
-      input.idempotencyKey ?? null,
-      input.requestHash,
-      input.correlationId,
-    ],
+    [orderId, input.customerId, input.email, total, currency, input.correlationId],
   );
+  if (input.idempotencyKey !== undefined) await claimKey(db, input, orderId);
   await db.query(
     `insert into order_items (order_id, sku, qty, unit_price)
      select $1::uuid, sku, qty, unit_price from unnest($2::text[], $3::int[], $4::numeric[]) as t (sku, qty, unit_price)`,

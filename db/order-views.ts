@@ -13,9 +13,11 @@ const iso = (column: string) => `to_char(${column} at time zone 'utc', 'YYYY-MM-
 const cursorTime = (column: string) => `to_char(${column} at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US')`;
 
 /** The full view of one order: lines, payment, notifications, event timeline; one statement. */
+/** With `customerId`, only that customer's order: another customer's reads as no order at all. */
 export async function getOrder(
   db: Queryable,
   orderId: string,
+  { customerId }: { customerId?: string | undefined } = {},
 ): Promise<Omit<OrderView, 'workflow'> | undefined> {
   const { rows } = await db.query<Omit<OrderView, 'workflow'>>(
     `select o.id::text as "id", o.customer_id as "customerId", o.email, o.status,
@@ -42,8 +44,8 @@ export async function getOrder(
                         order by e.id)
                         from event_outbox e where e.order_id = o.id), '[]'::json) as events
        from orders o
-      where o.id = $1::uuid`,
-    [orderId],
+      where o.id = $1::uuid and ($2::text is null or o.customer_id = $2)`,
+    [orderId, customerId ?? null],
   );
   return rows[0];
 }

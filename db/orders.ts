@@ -71,11 +71,38 @@ export async function orderItems(db: Queryable, orderId: string): Promise<ItemRo
   return rows;
 }
 
-export async function getOrderStatus(db: Queryable, orderId: string): Promise<OrderStatus | undefined> {
-  const { rows } = await db.query<{ status: OrderStatus }>('select status from orders where id = $1::uuid', [
-    orderId,
-  ]);
+/**
+ * The order's status; with `customerId`, only if the order is that customer's (another customer's
+ * order reads as no order at all).
+ */
+export async function getOrderStatus(
+  db: Queryable,
+  orderId: string,
+  { customerId }: { customerId?: string | undefined } = {},
+): Promise<OrderStatus | undefined> {
+  const { rows } = await db.query<{ status: OrderStatus }>(
+    'select status from orders where id = $1::uuid and ($2::text is null or customer_id = $2)',
+    [orderId, customerId ?? null],
+  );
   return rows[0]?.status;
+}
+
+/**
+ * Records why an accepted cancel was asked for: the code and the caller's note, for the record only
+ * (never e-mailed). The first cancel's reason stands: a retried cancel joins the first one.
+ */
+export async function recordCancelReason(
+  db: Queryable,
+  orderId: string,
+  { code, note }: { code: string; note: string | undefined },
+): Promise<void> {
+  await db.query(
+    `update orders
+        set cancel_note = case when cancel_code is null then $3 else cancel_note end,
+            cancel_code = coalesce(cancel_code, $2)
+      where id = $1::uuid`,
+    [orderId, code, note ?? null],
+  );
 }
 
 export type TransitionResult =

@@ -10,14 +10,20 @@ export type PoolClient = pg.PoolClient;
 export type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 
 // NUMERIC comes back as a string (exact money); BIGINT (20) as a string too, which we keep.
-export function createPool(connectionString: string, max = 10, applicationName = 'acme-orders'): Pool {
+export function createPool(
+  connectionString: string,
+  max = 10,
+  applicationName = 'acme-orders',
+  { acquireTimeoutMs = 10_000 }: { acquireTimeoutMs?: number } = {},
+): Pool {
   const pool = new pg.Pool({
     connectionString,
     max,
     application_name: applicationName,
     // A server that stops answering (a dead host, a half-open connection) fails fast and is retried
-    // by the caller, instead of hanging a loop, a consumer or a shutdown for minutes.
-    connectionTimeoutMillis: 10_000,
+    // by the caller, instead of hanging a loop, a consumer or a shutdown for minutes. The same limit
+    // bounds the wait for a free client when every one is busy (pg-pool applies it to both).
+    connectionTimeoutMillis: acquireTimeoutMs,
     keepAlive: true,
     query_timeout: 60_000,
   });
@@ -93,6 +99,20 @@ export function isTransientDatabaseError(err: unknown): boolean {
     code.startsWith('08') || // connection exception
     ['57P01', '57P02', '57P03', '53300'].includes(code) || // shutting down, cannot connect now, too many clients
     ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code) ||
-    (typeof e?.message === 'string' && /Connection terminated/i.test(e.message))
+    (typeof e?.message === 'string' && /Connection terminated/i.test(e.message)) ||
+    isPoolExhausted(err)
+  );
+}
+
+/**
+ * pg-pool's own error when no client became free (or none could connect) within
+ * `connectionTimeoutMillis`: every connection is busy, so the work may well succeed a moment later.
+ */
+export function isPoolExhausted(err: unknown): boolean {
+  const e = err as { code?: unknown; message?: unknown } | null;
+  return (
+    e?.code === undefined &&
+    typeof e?.message === 'string' &&
+    /^timeout exceeded when trying to connect$/i.test(e.message)
   );
 }

@@ -73,6 +73,46 @@ const schema = z.object({
   ANALYTICS_PREFETCH: intFrom(1, 1000).default(32),
   ANALYTICS_MAX_DELIVERIES: intFrom(1, 100).default(5),
 
+  /**
+   * Authentication (api/auth.ts): bearer JWTs. With `AUTH_JWKS_URL` set, tokens are verified
+   * against that key set (any OIDC provider's `jwks_uri`); without it, against the local key pair
+   * that `npm run up` generates under `AUTH_LOCAL_KEY_DIR` (`npm run token` signs with it).
+   */
+  AUTH_JWKS_URL: z.url({ error: 'must be the https:// URL of a JWKS (an OIDC jwks_uri)' }).optional(),
+  /** The `iss` every accepted token must carry. */
+  AUTH_ISSUER: z.string().min(1).default('acme-orders-local'),
+  /** The `aud` every accepted token must carry (one of, when the token lists several). */
+  AUTH_AUDIENCE: z.string().min(1).default('acme-orders-api'),
+  /**
+   * Where the roles are in the token: a claim name or a dotted path (`realm_access.roles` for
+   * Keycloak), holding a string or an array of strings.
+   */
+  AUTH_ROLE_CLAIM: z
+    .string()
+    .regex(/^[^.\s]+(\.[^.\s]+)*$/, 'must be a claim name or a dotted path')
+    .default('roles'),
+  /** The role that makes a caller an operator; every other authenticated caller is a customer. */
+  AUTH_OPERATOR_ROLE: z.string().min(1).default('operator'),
+  /** Local mode: the key pair's folder (git-ignored). */
+  AUTH_LOCAL_KEY_DIR: z.string().min(1).default('.data/auth'),
+  /** Leeway for `exp`/`nbf`/`iat` against clock skew between the issuer and this server. */
+  AUTH_CLOCK_TOLERANCE_S: intFrom(0, 300).default(30),
+
+  /**
+   * Per-caller limit on writes (POST), counted per token subject in each API instance: at most
+   * RATE_LIMIT_WRITES per RATE_LIMIT_WINDOW_MS. The default (600/s) lets the benchmark's single
+   * caller through while a runaway client is stopped.
+   */
+  RATE_LIMIT_WRITES: intFrom(1, 10_000_000).default(6000),
+  RATE_LIMIT_WINDOW_MS: durationMs(1000, 3600_000).default(10_000),
+  /** How long a request waits for a free database connection before it is answered 503. */
+  DATABASE_POOL_ACQUIRE_TIMEOUT_MS: durationMs(100, 60_000).default(5000),
+  /**
+   * How long an Idempotency-Key (scoped to its customer) is honoured: a repeat within this window
+   * replays the first order; the retention job may delete keys older than this.
+   */
+  IDEMPOTENCY_KEY_RETENTION_HOURS: intFrom(1, 24 * 90).default(24),
+
   /** How long the saga keeps retrying a gateway that is down before it gives up and compensates. */
   PAYMENT_DEADLINE_MS: durationMs(1000, 7 * 24 * 3600_000).default(10 * 60_000),
   /** Simulated gateway: totals above this are declined (non-retryable). */

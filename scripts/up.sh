@@ -10,6 +10,17 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/infra.sh up
 npx tsx db/cli.ts seed
+# The local key pair the API verifies tokens with (idempotent; skipped when AUTH_JWKS_URL is set),
+# and a token of each kind, ready to paste.
+if [ -z "${AUTH_JWKS_URL:-}" ]; then
+  customer_token=$(npx tsx cli/token.ts C100)
+  operator_token=$(npx tsx cli/token.ts --operator)
+  echo "[up] tokens (24 h; more with npm run -s token -- <customer-id> | --operator):"
+  echo "[up]   export TOKEN=$customer_token          # customer C100"
+  echo "[up]   export OPS_TOKEN=$operator_token      # operator"
+else
+  echo "[up] authentication: tokens from ${AUTH_JWKS_URL} (issuer ${AUTH_ISSUER:-acme-orders-local})"
+fi
 [ "${PROMETHEUS:-on}" = off ] && prometheus= || prometheus="  ·  Prometheus http://localhost:9090"
 traces=
 if [ "${TRACING:-off}" = on ]; then

@@ -7,7 +7,14 @@ import { createRoute } from '@hono/zod-openapi';
 import type { AppDeps } from '../env.js';
 import { analyticsSummary } from '../../db/analytics.js';
 import { createRouter } from '../router.js';
-import { AnalyticsSummaryQuerySchema, AnalyticsSummarySchema, errorResponse } from '../schemas.js';
+import {
+  AnalyticsSummaryQuerySchema,
+  AnalyticsSummarySchema,
+  authResponses,
+  bearerSecurity,
+  errorResponse,
+} from '../schemas.js';
+import { requireOperator } from '../auth.js';
 
 export function analyticsRouter(deps: Pick<AppDeps, 'pool'>) {
   const router = createRouter();
@@ -16,11 +23,13 @@ export function analyticsRouter(deps: Pick<AppDeps, 'pool'>) {
     method: 'get',
     path: '/summary',
     tags: ['analytics'],
+    security: bearerSecurity,
     summary: 'Orders by hour and final status, revenue, failure reasons, time to final',
     description:
       'Orders (and their failure reasons and time to final) count when they were placed in ' +
       '[`from`, `to`); revenue counts payments made in it. A retried order counts once, with its ' +
-      "latest run's status. Computed from the events the analytics subscriber has received.",
+      "latest run's status. Computed from the events the analytics subscriber has received. " +
+      'Operators only: the figures span every customer.',
     request: { query: AnalyticsSummaryQuerySchema },
     responses: {
       200: {
@@ -28,9 +37,11 @@ export function analyticsRouter(deps: Pick<AppDeps, 'pool'>) {
         content: { 'application/json': { schema: AnalyticsSummarySchema } },
       },
       400: errorResponse('`from` or `to` is not an ISO 8601 timestamp, or `to` is not after `from`.'),
+      ...authResponses,
     },
   });
   router.openapi(summaryRoute, async (c) => {
+    requireOperator(c.var.principal, 'read the analytics');
     const { from, to } = c.req.valid('query');
     const summary = await analyticsSummary(deps.pool, {
       from: from === undefined ? undefined : new Date(from),

@@ -15,6 +15,7 @@ export function healthRouter(deps: Pick<AppDeps, 'checks' | 'readyTimeoutMs'>) {
   const healthRoute = createRoute({
     method: 'get',
     path: '/health',
+    security: [],
     tags: ['operations'],
     summary: 'Liveness: the process answers (no dependency is checked)',
     responses: { 200: { description: 'Alive.', content: { 'application/json': { schema: HealthSchema } } } },
@@ -24,6 +25,7 @@ export function healthRouter(deps: Pick<AppDeps, 'checks' | 'readyTimeoutMs'>) {
   const readyRoute = createRoute({
     method: 'get',
     path: '/ready',
+    security: [],
     tags: ['operations'],
     summary: 'Readiness: PostgreSQL, RabbitMQ and Temporal all answer',
     responses: {

@@ -7,6 +7,8 @@ import { workflowUiUrl } from '../../lib/temporal.js';
 import { DEFAULT_RETRY_REASON, isFinal, mayBeCancelledNow, type OrderStatus } from '../../domain/order.js';
 import { orderWorkflowId } from '../../workflows/contract.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
+import { callerKey, customerScope, requireOperator, type Principal } from '../auth.js';
+import { DEFAULT_CANCEL_CODE, LEGACY_REASON_CODE, cancelWording } from '../../domain/cancel.js';
 import type { ApiMetrics } from '../../lib/metrics.js';
 import type { AppDeps } from '../env.js';
 import { ApiError, notFound } from '../errors.js';
@@ -14,7 +16,7 @@ import { jsonBody } from '../middleware/json-body.js';
 import { placeOrder } from '../../db/order-placement.js';
 import { getOrder, listOrders } from '../../db/order-views.js';
 import { retryOrder } from '../../db/order-retries.js';
-import { cancelPendingOrder, getOrderStatus } from '../../db/orders.js';
+import { cancelPendingOrder, getOrderStatus, recordCancelReason } from '../../db/orders.js';
 import { orderRequestHash } from '../request-hash.js';
 import { createRouter } from '../router.js';
 import {
@@ -28,11 +30,15 @@ import {
   OrderPageSchema,
   OrderSchema,
   RetryOrderBodySchema,
+  authResponses,
+  bearerSecurity,
   errorResponse,
+  writeResponses,
+  type CancelOrderBody,
   type OrderView,
 } from '../schemas.js';
 
-const DEFAULT_CANCEL_REASON = 'cancelled on request';
+const security = bearerSecurity;
 
 const locationHeader = z.object({
   Location: z.string().openapi({ example: '/orders/0b7e6c1e-8f4e-4a7c-9a43-3f0f8f7c2b1d' }),
@@ -43,8 +49,9 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
   const maxBytes = deps.maxBodyBytes ?? LIMITS.maxBodyBytes;
   const router = createRouter();
 
-  async function orderView(orderId: string): Promise<OrderView | undefined> {
-    const order = await getOrder(deps.pool, orderId);
+  /** The order as the caller may see it: a customer sees only its own, an operator every one. */
+  async function orderView(orderId: string, principal: Principal): Promise<OrderView | undefined> {
+    const order = await getOrder(deps.pool, orderId, { customerId: customerScope(principal) });
     if (!order) return undefined;
     return { ...order, workflow: { id: orderWorkflowId(orderId), url: workflowUiUrl(deps.config, orderId) } };
   }
@@ -59,6 +66,7 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       'Stores the order (status PENDING) and its `order.placed` event in one transaction; the saga ' +
       'then reserves stock, charges and notifies. Prices come from the catalogue. With an ' +
       '`Idempotency-Key`, a retry of the same request returns the same order (200).',
+    security,
     middleware: [jsonBody({ maxBytes })],
     request: {
       headers: IdempotencyHeadersSchema,
@@ -80,19 +88,22 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       413: errorResponse('Body too large.'),
       415: errorResponse('Body is not application/json.'),
       422: errorResponse('An item names a SKU that is not in the catalogue.'),
+      ...writeResponses,
     },
   });
 
   router.openapi(placeRoute, async (c) => {
     const body = c.req.valid('json');
     const idempotencyKey = c.req.valid('header')['idempotency-key'];
+    const customerId = orderingCustomer(c.var.principal, body.customer_id);
     const outcome = await placeOrder(deps.pool, {
-      customerId: body.customer_id,
+      customerId,
       email: body.email,
       items: body.items,
       idempotencyKey,
-      requestHash: orderRequestHash(body),
+      requestHash: orderRequestHash({ ...body, customer_id: customerId }),
       correlationId: c.var.correlationId,
+      keyRetentionHours: deps.config.IDEMPOTENCY_KEY_RETENTION_HOURS,
     });
     switch (outcome.kind) {
       case 'unknown_skus':
@@ -123,7 +134,7 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           'This Idempotency-Key was already used for a different request; use a new key for a new order.',
         );
     }
-    const view = await orderView(outcome.orderId);
+    const view = await orderView(outcome.orderId, c.var.principal);
     if (!view) throw new Error(`order ${outcome.orderId} vanished right after it was written`);
     c.header('Location', `/orders/${view.id}`);
     if (outcome.kind === 'replayed') {
@@ -143,23 +154,38 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     tags: ['orders'],
     summary: 'List orders, newest first',
     description:
-      'Keyset pagination: follow `nextCursor` until it is null. Unknown query parameters are rejected.',
+      'Keyset pagination: follow `nextCursor` until it is null. Unknown query parameters are rejected. ' +
+      "A customer's token lists its own orders only; an operator's lists everyone's.",
+    security,
     request: { query: ListOrdersQuerySchema },
     responses: {
       200: { description: 'One page.', content: { 'application/json': { schema: OrderPageSchema } } },
-      400: errorResponse('A query parameter is invalid (`fields` names it).'),
+      400: errorResponse(
+        'A query parameter is invalid (`fields` names it), or the cursor belongs elsewhere.',
+      ),
+      ...authResponses,
     },
   });
 
   router.openapi(listRoute, async (c) => {
     const query = c.req.valid('query');
+    const principal = c.var.principal;
+    const own = customerScope(principal);
+    if (own !== undefined && query.customer_id !== undefined && query.customer_id !== own) {
+      throw new ApiError(403, 'forbidden', "A customer's token lists only its own orders; omit customer_id.");
+    }
+    const customerId = own ?? query.customer_id;
+    const binding = { caller: callerKey(principal), status: query.status, customerId: query.customer_id };
     const page = await listOrders(deps.pool, {
       status: query.status,
-      customerId: query.customer_id,
-      after: query.cursor === undefined ? undefined : decodeCursor(query.cursor),
+      customerId,
+      after: query.cursor === undefined ? undefined : decodeCursor(query.cursor, binding),
       limit: query.limit,
     });
-    return c.json({ items: page.orders, nextCursor: page.next ? encodeCursor(page.next) : null }, 200);
+    return c.json(
+      { items: page.orders, nextCursor: page.next ? encodeCursor(page.next, binding) : null },
+      200,
+    );
   });
 
   // ------------------------------------------------------------------------- GET /orders/{id}
@@ -168,17 +194,19 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     path: '/{id}',
     tags: ['orders'],
     summary: 'One order with items, payment, notifications, event timeline and workflow link',
+    security,
     request: { params: OrderIdParamsSchema },
     responses: {
       200: { description: 'The order.', content: orderJson },
       400: errorResponse('The id is not a UUID.'),
-      404: errorResponse('No such order.'),
+      404: errorResponse("No such order (or another customer's)."),
+      ...authResponses,
     },
   });
 
   router.openapi(getRoute, async (c) => {
     const { id } = c.req.valid('param');
-    const view = await orderView(id);
+    const view = await orderView(id, c.var.principal);
     if (!view) throw notFound('Order', id);
     return c.json(view, 200);
   });
@@ -191,7 +219,10 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     summary: 'Cancel an order before its payment is captured',
     description:
       "If the order's saga is running, it is asked to cancel (it compensates: stock back). If the saga has " +
-      'not started yet, the order is cancelled directly and the saga ends when it starts. Too late once paid.',
+      'not started yet, the order is cancelled directly and the saga ends when it starts. Too late once paid. ' +
+      "The `code` picks the wording of the customer's e-mail; the `note` is stored with the order and never e-mailed. " +
+      'A customer may cancel only its own orders; an operator any.',
+    security,
     middleware: [jsonBody({ maxBytes, optional: true })],
     request: {
       params: OrderIdParamsSchema,
@@ -203,20 +234,24 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
         content: { 'application/json': { schema: CancelResultSchema } },
       },
       400: errorResponse('The id is not a UUID, or the body is invalid.'),
-      404: errorResponse('No such order.'),
+      404: errorResponse("No such order (or another customer's)."),
       409: errorResponse(
         'Too late (already paid) or already final; `message` says why, `status` is current.',
       ),
+      ...writeResponses,
       503: errorResponse('The workflow service did not answer in time; retrying is safe.'),
     },
   });
 
   router.openapi(cancelRoute, async (c) => {
     const { id } = c.req.valid('param');
-    const reason = c.req.valid('json').reason ?? DEFAULT_CANCEL_REASON;
+    const { code, note } = cancelRequest(c.req.valid('json'));
+    // The saga, the status reason, the event and the e-mail get the code's fixed wording only.
+    const reason = cancelWording(code);
     const log = c.var.log.child({ orderId: id });
+    const recordReason = () => recordCancelReason(deps.pool, id, { code, note });
 
-    const status = await getOrderStatus(deps.pool, id);
+    const status = await getOrderStatus(deps.pool, id, { customerId: customerScope(c.var.principal) });
     if (status === undefined) throw notFound('Order', id);
     const verdict = mayBeCancelledNow(status);
     if (!verdict.ok) throw cancelRefused(status, verdict.reason);
@@ -226,7 +261,8 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       const outcome = await deps.workflows.cancel(id, reason);
       switch (outcome.kind) {
         case 'accepted':
-          log.info({ status: outcome.status }, 'cancel accepted by the saga');
+          log.info({ status: outcome.status, code }, 'cancel accepted by the saga');
+          await recordReason();
           return c.json({ id, status: outcome.status, via: 'workflow' as const }, 200);
         case 'rejected':
           log.info({ reason: outcome.reason }, 'cancel rejected by the saga');
@@ -244,7 +280,8 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
         case 'not_running': {
           const direct = await cancelPendingOrder(deps.pool, id, reason);
           if (direct.kind === 'cancelled') {
-            log.info('cancelled before the saga started');
+            log.info({ code }, 'cancelled before the saga started');
+            await recordReason();
             // The order ends here, not in a saga step (which will find it cancelled): count it here.
             deps.metrics.finished('CANCELLED', direct.placedAt);
             return c.json({ id, status: 'CANCELLED' as const, via: 'database' as const }, 200);
@@ -276,7 +313,8 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     description:
       'For a PAYMENT_FAILED order with no money taken, or an order a failed run left unfinished: the order ' +
       'goes back to PENDING as run n+1 with an `order.retried` event, and the saga runs again as a new run ' +
-      'of workflow `order-<id>`. Asking again while that retry is under way starts nothing more.',
+      'of workflow `order-<id>`. Asking again while that retry is under way starts nothing more. Operators only.',
+    security,
     middleware: [jsonBody({ maxBytes, optional: true })],
     request: {
       params: OrderIdParamsSchema,
@@ -290,12 +328,15 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       400: errorResponse('The id is not a UUID, or the body is invalid.'),
       404: errorResponse('No such order.'),
       409: errorResponse('The order may not be retried; `message` says why, `status` is current.'),
+      ...writeResponses,
+      403: errorResponse('Not an operator: only operators may retry (`forbidden`).'),
       503: errorResponse('The workflow service did not answer; retrying is safe.'),
     },
   });
 
   router.openapi(retryRoute, async (c) => {
     const { id } = c.req.valid('param');
+    requireOperator(c.var.principal, 'retry an order');
     const reason = c.req.valid('json').reason ?? DEFAULT_RETRY_REASON;
     const log = c.var.log.child({ orderId: id });
     const latest = await deps.workflows.latestRun(id);
@@ -321,12 +362,44 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       case 'already_retrying':
         log.info({ run: outcome.run }, 'retry already under way');
     }
-    const view = await orderView(id);
+    const view = await orderView(id, c.var.principal);
     if (!view) throw notFound('Order', id);
     return c.json(view, 202);
   });
 
   return router;
+}
+
+/**
+ * Whose order a POST places: a customer's own (a body naming another is a 403), or the customer an
+ * operator names.
+ */
+function orderingCustomer(principal: Principal, bodyCustomerId: string | undefined): string {
+  if (principal.kind === 'customer') {
+    if (bodyCustomerId !== undefined && bodyCustomerId !== principal.customerId) {
+      throw new ApiError(
+        403,
+        'forbidden',
+        "A customer orders only as itself: omit customer_id, or send the token's own.",
+      );
+    }
+    return principal.customerId;
+  }
+  if (bodyCustomerId === undefined) {
+    throw new ApiError(400, 'validation_failed', 'Invalid request body: check customer_id.', {
+      fields: [{ path: 'customer_id', message: 'is required when an operator places an order' }],
+    });
+  }
+  return bodyCustomerId;
+}
+
+/** The cancel body, old or new form, as a code and an optional note. */
+function cancelRequest(body: CancelOrderBody): {
+  code: CancelOrderBody['code'] & string;
+  note: string | undefined;
+} {
+  if (body.reason !== undefined) return { code: LEGACY_REASON_CODE, note: body.reason };
+  return { code: body.code ?? DEFAULT_CANCEL_CODE, note: body.note };
 }
 
 /** 409: a final order (`order_final`), or one the domain rule refuses now (`cancel_rejected`). */

@@ -118,6 +118,8 @@ export async function apiIngest(
   databaseUrl: string,
   seconds: number,
   connections: number,
+  /** `Bearer <operator token>`: one caller placing orders for many customers. */
+  authorization: string,
 ): Promise<IngestResult> {
   const before = await countOrders(databaseUrl);
   let i = 0;
@@ -126,7 +128,7 @@ export async function apiIngest(
     method: 'POST',
     connections,
     duration: seconds,
-    headers: { 'content-type': 'application/json' },
+    headers: { 'content-type': 'application/json', authorization },
     // A fresh body per request, like a real client (the same rotation as the load phases).
     setupClient: (client) => {
       client.setBody(orderBody(i++));
@@ -172,9 +174,8 @@ SELECT i.ord::int AS ord, i.sku, i.qty, p.price::text AS unit_price, p.currency:
   FROM unnest(ARRAY[(ARRAY[${SKUS.map((s) => `'${s}'`).join(', ')}])[:k]]::text[], ARRAY[1]::int[]) WITH ORDINALITY AS i (sku, qty, ord)
   LEFT JOIN products p ON p.sku = i.sku
  ORDER BY i.ord \\gset
-INSERT INTO orders (id, customer_id, email, status, total, currency, idempotency_key, request_hash, correlation_id)
-VALUES (:oid::uuid, 'BENCH-PGBENCH', 'pgbench@example.com', 'PENDING', :total::numeric, :currency::text, NULL,
-        '0000000000000000000000000000000000000000000000000000000000000000', 'pgbench')
+INSERT INTO orders (id, customer_id, email, status, total, currency, correlation_id)
+VALUES (:oid::uuid, 'BENCH-PGBENCH', 'pgbench@example.com', 'PENDING', :total::numeric, :currency::text, 'pgbench')
 RETURNING created_at;
 INSERT INTO order_items (order_id, sku, qty, unit_price)
 SELECT :oid::uuid, sku, qty, unit_price

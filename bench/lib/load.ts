@@ -97,6 +97,8 @@ export class HttpClient {
   constructor(
     private readonly port: number,
     maxSockets: number,
+    /** The `Authorization` header every request carries. */
+    private readonly authorization: string,
   ) {
     this.agent = new http.Agent({ keepAlive: true, maxSockets });
   }
@@ -111,8 +113,12 @@ export class HttpClient {
           path,
           agent: this.agent,
           headers: body
-            ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) }
-            : {},
+            ? {
+                authorization: this.authorization,
+                'content-type': 'application/json',
+                'content-length': Buffer.byteLength(body),
+              }
+            : { authorization: this.authorization },
         },
         (res) => {
           const chunks: Buffer[] = [];

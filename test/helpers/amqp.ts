@@ -106,18 +106,8 @@ export async function closeConnectionsNamed(name: string): Promise<number> {
   return pids.length;
 }
 
-export async function waitFor<T>(
-  check: () => Promise<T | undefined | false> | T | undefined | false,
-  { timeoutMs = 15_000, intervalMs = 50, what = 'condition' } = {},
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
-  }
-}
+/** Re-exported: the one waitFor lives in ./wait.ts. */
+export { waitFor } from './wait.js';
 
 /** A logger whose JSON lines are kept in `lines` (and printed too when LOG_LEVEL asks for it). */
 export function captureLogger(level = 'debug'): { logger: Logger; lines: Array<Record<string, unknown>> } {

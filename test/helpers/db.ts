@@ -55,7 +55,16 @@ export interface TestDatabase {
 
 export async function createTestDatabase(): Promise<TestDatabase> {
   const name = `acme_test_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
-  await adminQuery(`create database ${name} template ${TEMPLATE_DB}`);
+  try {
+    await adminQuery(`create database ${name} template ${TEMPLATE_DB}`);
+  } catch (err) {
+    // 3D000: the template is gone. A run of code with other migrations (another checkout on the same
+    // server) dropped it as "older"; build it again rather than fail every test file after that.
+    if ((err as { code?: string }).code !== '3D000') throw err;
+    const { default: buildTemplate } = await import('./global-setup.js');
+    await buildTemplate();
+    await adminQuery(`create database ${name} template ${TEMPLATE_DB}`);
+  }
   const url = databaseUrl(name);
   const pool = createPool(url, 20, 'acme-test');
   return {

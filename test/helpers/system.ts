@@ -22,6 +22,7 @@ import { OutboxPublisher } from '../../workers/outbox-publisher.js';
 import { createOrderWorker } from '../../workers/temporal-worker.js';
 import { FINAL_STATUSES, type OrderStatus } from '../../domain/order.js';
 import { captureLogger, deleteTopology, shortId, testConfig, waitFor } from './amqp.js';
+import { asCaller, bearer, testAuth, type TestAuth } from './auth.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 
 export interface OrderView {
@@ -37,7 +38,10 @@ export interface TestSystem {
   db: TestDatabase;
   config: Config;
   temporal: Client;
+  /** The API as an operator calls it (every request carries an operator token unless it sets its own). */
   app: ReturnType<typeof createApp>;
+  /** The test process's key pair, for tokens of other callers (customers, forged ones). */
+  auth: TestAuth;
   /** What the bridge logged, for asserting on its decisions. */
   bridgeLog: Array<Record<string, unknown>>;
   /** Each component's metrics registry, as if each ran in a process of its own. */
@@ -104,14 +108,19 @@ export async function startSystem(
     tracing,
   });
   const workerRun = worker.run();
-  const app = createApp({
-    pool: db.pool,
-    logger,
-    workflows: createTemporalOrderWorkflows(temporal, { timeoutMs: 5000 }),
-    config,
-    checks: {},
-    registry: registries.api,
-  });
+  const auth = await testAuth();
+  const app = asCaller(
+    createApp({
+      pool: db.pool,
+      logger,
+      workflows: createTemporalOrderWorkflows(temporal, { timeoutMs: 5000 }),
+      config,
+      checks: {},
+      registry: registries.api,
+      authenticator: auth.authenticator,
+    }),
+    await auth.operatorToken(),
+  );
   let probes: TestSystem['probes'];
   if (probeServers) {
     const serve = (
@@ -149,13 +158,17 @@ export async function startSystem(
     config,
     temporal,
     app,
+    auth,
     bridgeLog: bridgeCapture.lines,
     registries,
     ...(probes ? { probes } : {}),
     async placeOrder(body, headers = {}) {
+      // As the customer the body names (a customer orders as itself), else as the operator.
+      const customerId = (body as { customer_id?: unknown } | null)?.customer_id;
+      const caller = typeof customerId === 'string' ? bearer(await auth.customerToken(customerId)) : {};
       const res = await app.request('/orders', {
         method: 'POST',
-        headers: { 'content-type': 'application/json', ...headers },
+        headers: { 'content-type': 'application/json', ...caller, ...headers },
         body: JSON.stringify(body),
       });
       return { status: res.status, body: (await res.json()) as { id: string; status: string } };

@@ -27,6 +27,7 @@ import {
 import { createAnalyticsSubscriber, paymentFailureLabel } from '../../subscribers/analytics/consumer.js';
 import { FINAL_STATUSES } from '../../domain/order.js';
 import { orderWorkflowId } from '../../workflows/contract.js';
+import { asCaller, testAuth } from '../helpers/auth.js';
 import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import {
   captureLogger,
@@ -50,16 +51,26 @@ const cleanups: Array<() => Promise<unknown>> = [];
 beforeAll(async () => {
   db = await createTestDatabase();
   observer = await openObserver();
-  app = createApp({
-    pool: db.pool,
-    logger: captureLogger().logger,
-    workflows: {
-      cancel: () => Promise.reject(new Error('no Temporal here')),
-      latestRun: () => Promise.reject(new Error('no Temporal here')),
-    },
-    config: { TEMPORAL_UI_URL: 'http://localhost:8233', TEMPORAL_NAMESPACE: 'default' },
-    checks: {},
-  });
+  const auth = await testAuth();
+  // The figures span every customer: an operator's.
+  app = asCaller(
+    createApp({
+      pool: db.pool,
+      logger: captureLogger().logger,
+      workflows: {
+        cancel: () => Promise.reject(new Error('no Temporal here')),
+        latestRun: () => Promise.reject(new Error('no Temporal here')),
+      },
+      config: {
+        TEMPORAL_UI_URL: 'http://localhost:8233',
+        TEMPORAL_NAMESPACE: 'default',
+        IDEMPOTENCY_KEY_RETENTION_HOURS: 24,
+      },
+      checks: {},
+      authenticator: auth.authenticator,
+    }),
+    await auth.operatorToken(),
+  );
 });
 afterAll(async () => {
   await observer?.close();

@@ -21,16 +21,23 @@ import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { connectTemporal } from '../../lib/temporal.js';
 import type { OrderStatus } from '../../domain/order.js';
+import { cancelWording } from '../../domain/cancel.js';
 import { WORKFLOW_TYPE, orderWorkflowId } from '../../workflows/contract.js';
+import { asCaller, testAuth, type TestAuth } from '../helpers/auth.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 let db: TestDatabase;
 let temporal: Client;
+let auth: TestAuth;
+/** Every request here is the customer's own, on its own orders. */
+let customerToken: string;
 const startedWorkflows: string[] = [];
 
 beforeAll(async () => {
   db = await createTestDatabase();
   temporal = await connectTemporal(loadConfig());
+  auth = await testAuth();
+  customerToken = await auth.customerToken('C-CANCEL');
 });
 afterAll(async () => {
   for (const id of startedWorkflows)
@@ -47,10 +54,15 @@ function appWith(workflows: OrderWorkflows) {
     pool: db.pool,
     logger: createLogger('api-test', 'silent'),
     workflows,
-    config: { TEMPORAL_UI_URL: 'http://localhost:8233', TEMPORAL_NAMESPACE: 'default' },
+    config: {
+      TEMPORAL_UI_URL: 'http://localhost:8233',
+      TEMPORAL_NAMESPACE: 'default',
+      IDEMPOTENCY_KEY_RETENTION_HOURS: 24,
+    },
     checks: {},
+    authenticator: auth.authenticator,
   };
-  return createApp(deps);
+  return asCaller(createApp(deps), customerToken);
 }
 
 const realApp = () => appWith(createTemporalOrderWorkflows(temporal, { timeoutMs: 1_500 }));
@@ -94,6 +106,14 @@ async function statusOf(orderId: string) {
   return rows[0];
 }
 
+async function cancelReasonOf(orderId: string) {
+  const { rows } = await db.pool.query<{ cancel_code: string | null; cancel_note: string | null }>(
+    'select cancel_code, cancel_note from orders where id = $1',
+    [orderId],
+  );
+  return rows[0];
+}
+
 function cancel(app: ReturnType<typeof appWith>, orderId: string, body?: unknown) {
   return app.request(`/orders/${orderId}/cancel`, {
     method: 'POST',
@@ -104,20 +124,27 @@ function cancel(app: ReturnType<typeof appWith>, orderId: string, body?: unknown
 }
 
 describe('before the saga starts (no workflow yet)', () => {
-  it('cancels in the database with an order.cancelled event', async () => {
+  it('cancels in the database with an order.cancelled event carrying the code, never the note', async () => {
     const app = realApp();
     const orderId = await placeOrder(app);
-    const res = await cancel(app, orderId, { reason: 'changed my mind' });
+    const res = await cancel(app, orderId, { code: 'changed_mind', note: 'ordered the wrong size' });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'database' });
-    expect(await statusOf(orderId)).toEqual({ status: 'CANCELLED', status_reason: 'changed my mind' });
+    expect(await statusOf(orderId)).toEqual({
+      status: 'CANCELLED',
+      status_reason: cancelWording('changed_mind'),
+    });
+    expect(await cancelReasonOf(orderId)).toEqual({
+      cancel_code: 'changed_mind',
+      cancel_note: 'ordered the wrong size',
+    });
 
     const { rows } = await db.pool.query<{ type: string; payload: { correlationId: string; data: unknown } }>(
       'select type, payload from event_outbox where order_id = $1 order by id',
       [orderId],
     );
     expect(rows.map((r) => r.type)).toEqual(['order.placed', 'order.cancelled']);
-    expect(rows[1]!.payload.data).toEqual({ reason: 'changed my mind' });
+    expect(rows[1]!.payload.data).toEqual({ reason: cancelWording('changed_mind') });
     // The cancel joins the order's own trail.
     expect(rows[1]!.payload.correlationId).toBe(rows[0]!.payload.correlationId);
 
@@ -128,11 +155,20 @@ describe('before the saga starts (no workflow yet)', () => {
     });
   });
 
-  it('accepts no body, and an empty JSON body, with a default reason', async () => {
+  it('takes the seed-era {"reason"} as the note with code other', async () => {
+    const app = realApp();
+    const orderId = await placeOrder(app);
+    expect((await cancel(app, orderId, { reason: 'changed my mind' })).status).toBe(200);
+    expect(await statusOf(orderId)).toEqual({ status: 'CANCELLED', status_reason: cancelWording('other') });
+    expect(await cancelReasonOf(orderId)).toEqual({ cancel_code: 'other', cancel_note: 'changed my mind' });
+  });
+
+  it('accepts no body, and an empty JSON body, with the default code', async () => {
     const app = realApp();
     const bare = await placeOrder(app);
     expect((await cancel(app, bare)).status).toBe(200);
-    expect((await statusOf(bare))?.status_reason).toBeTruthy();
+    expect((await statusOf(bare))?.status_reason).toBe(cancelWording('customer_request'));
+    expect(await cancelReasonOf(bare)).toEqual({ cancel_code: 'customer_request', cancel_note: null });
 
     const empty = await placeOrder(app);
     const res = await app.request(`/orders/${empty}/cancel`, {
@@ -156,6 +192,18 @@ describe('refusals', () => {
       ((await tooLong.json()) as { error: { fields: Array<{ path: string }> } }).error.fields[0]!.path,
     ).toBe('reason');
     expect((await cancel(app, orderId, { why: 'typo' })).status).toBe(400);
+    for (const [body, path] of [
+      [{ code: 'because' }, 'code'],
+      [{ code: 'other', note: 'x'.repeat(501) }, 'note'],
+      [{ code: 'other', reason: 'both forms' }, 'reason'],
+      [{ note: '' }, 'note'],
+    ] as const) {
+      const res = await cancel(app, orderId, body);
+      expect(res.status).toBe(400);
+      expect(
+        ((await res.json()) as { error: { fields: Array<{ path: string }> } }).error.fields[0]!.path,
+      ).toBe(path);
+    }
     const text = await app.request(`/orders/${orderId}/cancel`, {
       method: 'POST',
       headers: { 'Content-Type': 'text/plain' },
@@ -186,10 +234,15 @@ describe('with a running saga', () => {
     const app = appWith(workflows);
     const orderId = await placeOrder(app);
     await setStatus(orderId, 'RESERVED');
-    const res = await cancel(app, orderId, { reason: 'too slow' });
+    const res = await cancel(app, orderId, { code: 'delivery_too_slow', note: 'call me: +1 555 0100' });
     expect(res.status).toBe(200);
     expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'workflow' });
-    expect(calls).toEqual([{ orderId, reason: 'too slow' }]);
+    // The saga (and so the e-mail) gets the code's wording; the note stays in the database.
+    expect(calls).toEqual([{ orderId, reason: cancelWording('delivery_too_slow') }]);
+    expect(await cancelReasonOf(orderId)).toEqual({
+      cancel_code: 'delivery_too_slow',
+      cancel_note: 'call me: +1 555 0100',
+    });
   });
 
   it("409 with the saga's reason when it refuses", async () => {

@@ -5,6 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { orderWorkflowId } from '../../workflows/contract.js';
+import { cancelWording } from '../../domain/cancel.js';
+import { bearer } from '../helpers/auth.js';
 import { waitFor } from '../helpers/amqp.js';
 import { createProduct } from '../helpers/db.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
@@ -18,11 +20,15 @@ afterAll(async () => {
   await system?.stop();
 });
 
-async function cancel(id: string, reason?: string) {
+/** As the operator (system.app), or as `customerId` when given; a string is the seed-era `reason`. */
+async function cancel(id: string, body?: string | Record<string, unknown>, customerId?: string) {
   const res = await system.app.request(`/orders/${id}/cancel`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(reason ? { reason } : {}),
+    headers: {
+      'content-type': 'application/json',
+      ...(customerId ? bearer(await system.auth.customerToken(customerId)) : {}),
+    },
+    body: JSON.stringify(typeof body === 'string' ? { reason: body } : (body ?? {})),
   });
   return { status: res.status, body: (await res.json()) as Record<string, unknown> };
 }
@@ -40,7 +46,9 @@ describe('cancel through the API, against the running saga', () => {
     });
     expect(await stockOf(system.db.pool, sku)).toBe(1);
 
-    const answer = await cancel(placed.body.id, 'changed my mind');
+    // The customer's own cancel, with a note meant for the record only.
+    const note = 'NOTE-FOR-THE-RECORD call me at +1 555 0100';
+    const answer = await cancel(placed.body.id, { code: 'changed_mind', note }, 'C500');
     expect(answer).toEqual({
       status: 200,
       body: { id: placed.body.id, status: 'CANCELLED', via: 'workflow' },
@@ -56,6 +64,24 @@ describe('cancel through the API, against the running saga', () => {
       'order.cancelled',
     ]);
     expect(order.notifications.map((n) => n.kind)).toEqual(['order-cancelled']);
+    // The e-mail says the code's wording; the note is stored, and in no e-mail or event (the saga
+    // never receives it: api-cancel.test.ts checks what the cancel Update carries).
+    const { rows: mail } = await system.db.pool.query<{ body: string }>(
+      'select body from notifications where order_id = $1',
+      [placed.body.id],
+    );
+    expect(mail[0]!.body).toContain(cancelWording('changed_mind'));
+    expect(mail[0]!.body).not.toContain('NOTE-FOR-THE-RECORD');
+    const { rows: stored } = await system.db.pool.query(
+      'select cancel_code, cancel_note from orders where id = $1',
+      [placed.body.id],
+    );
+    expect(stored).toEqual([{ cancel_code: 'changed_mind', cancel_note: note }]);
+    const { rows: events } = await system.db.pool.query<{ payload: unknown }>(
+      'select payload from event_outbox where order_id = $1',
+      [placed.body.id],
+    );
+    expect(JSON.stringify(events)).not.toContain('NOTE-FOR-THE-RECORD');
     const run = await system.temporal.workflow.getHandle(orderWorkflowId(placed.body.id)).describe();
     expect(run.status.name).toBe('COMPLETED'); // the saga ended normally, at CANCELLED
 

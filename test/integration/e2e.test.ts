@@ -165,7 +165,7 @@ describe('concurrency and duplicates', () => {
     const order = await system.waitForFinal(a.body.id);
     expect(order.status).toBe('COMPLETED');
     const { rows } = await system.db.pool.query(
-      'select count(*)::int as n from orders where idempotency_key = $1',
+      'select count(*)::int as n from idempotency_keys where key = $1',
       [key],
     );
     expect(rows[0].n).toBe(1);

@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { QueueConsumer } from '../../lib/amqp/consumer.js';
 import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import { startTracingSdk } from '../../lib/tracing-sdk.js';
+import { bearer } from '../helpers/auth.js';
 import type { Tracing } from '../../lib/tracing.js';
 import { createLoyaltySubscriber } from '../../subscribers/loyalty/consumer.js';
 import { captureLogger, waitFor } from '../helpers/amqp.js';
@@ -74,7 +75,7 @@ describe('an order traced end to end', () => {
   it('is one trace from the HTTP request to order.completed and the subscriber that reads it', async () => {
     const res = await fetch(`${baseUrl}/orders`, {
       method: 'POST',
-      headers: { 'content-type': 'application/json' },
+      headers: { 'content-type': 'application/json', ...bearer(await system.auth.customerToken('C-TRACED')) },
       body: JSON.stringify({
         customer_id: 'C-TRACED',
         email: 'traced@example.com',

@@ -35,7 +35,7 @@ describe('CreateOrderBodySchema', () => {
   });
 
   it.each([
-    ['missing customer_id', { ...valid(), customer_id: undefined }, 'customer_id', /required/],
+    ['customer_id not a string', { ...valid(), customer_id: 42 }, 'customer_id', /string/],
     ['missing email', { ...valid(), email: undefined }, 'email', /required/],
     ['missing items', { ...valid(), items: undefined }, 'items', /required/],
     ['bad e-mail', { ...valid(), email: 'not-an-email' }, 'email', /e-mail/],
@@ -150,9 +150,26 @@ describe('request hash', () => {
 describe('cursor', () => {
   it('round-trips and is url-safe', () => {
     const cursor = { createdAt: '2025-01-31T12:00:00.123456', id: randomUUID() };
-    const encoded = encodeCursor(cursor);
+    const binding = { caller: 'customer:C1', status: 'PAID' };
+    const encoded = encodeCursor(cursor, binding);
     expect(encoded).toMatch(/^[A-Za-z0-9_-]+$/);
-    expect(decodeCursor(encoded)).toEqual(cursor);
+    expect(decodeCursor(encoded, binding)).toEqual(cursor);
+  });
+
+  it.each([
+    ['another caller', { caller: 'customer:C2', status: 'PAID' }],
+    ['another status', { caller: 'customer:C1', status: 'PENDING' }],
+    ['no status', { caller: 'customer:C1' }],
+    ['a customer filter', { caller: 'customer:C1', status: 'PAID', customerId: 'C1' }],
+  ])('refuses a cursor used by %s, with a 400 naming cursor', (_name, other) => {
+    const encoded = encodeCursor(
+      { createdAt: '2025-01-31T12:00:00.123456', id: randomUUID() },
+      {
+        caller: 'customer:C1',
+        status: 'PAID',
+      },
+    );
+    expect(() => decodeCursor(encoded, other)).toThrowError(/Invalid query: check cursor/);
   });
 
   it.each([
@@ -167,7 +184,7 @@ describe('cursor', () => {
     Buffer.from(JSON.stringify({ t: '0000-01-01T00:00:00.000000', i: randomUUID() })).toString('base64url'),
   ])('refuses %s with a 400 naming cursor', (raw) => {
     try {
-      decodeCursor(raw);
+      decodeCursor(raw, { caller: 'operator:ops' });
       expect.unreachable();
     } catch (err) {
       expect(err).toBeInstanceOf(ApiError);

@@ -16,7 +16,8 @@ import * as workflows from '../../workflows/index.js';
 import { createProduct } from '../helpers/db.js';
 import { GatewayUnavailableError } from '../../activities/payment-gateway.js';
 import { downGateway, ledgerGateway } from './fixtures/gateways.js';
-import { createSagaHarness, waitFor, type SagaHarness } from './fixtures/harness.js';
+import { createSagaHarness, type SagaHarness } from './fixtures/harness.js';
+import { waitUntil } from '../helpers/wait.js';
 import {
   createOrder,
   notificationKinds,
@@ -259,10 +260,10 @@ describe('cancel', () => {
 
     await worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order));
-      await waitFor(
+      await waitUntil(
         () => handle.query(statusQuery),
         (s) => s.step === 'CHARGING_PAYMENT',
-        'the saga to be charging',
+        { what: 'the saga to be charging', timeoutMs: 20_000 },
       );
       const answer = await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] });
       expect(answer).toEqual({ accepted: true, status: 'CANCELLED' });
@@ -309,10 +310,10 @@ describe('cancel', () => {
 
     await worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order));
-      await waitFor(
+      await waitUntil(
         () => handle.query(statusQuery),
         (s) => s.status === 'PAID',
-        'the payment to be captured',
+        { what: 'the payment to be captured', timeoutMs: 20_000 },
       );
       const rejected = await handle.executeUpdate(cancelUpdate, { args: [{}] }).catch((err: unknown) => err);
       expect(rejected).toBeInstanceOf(WorkflowUpdateFailedError);
@@ -338,10 +339,10 @@ describe('cancel', () => {
 
     await worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order));
-      await waitFor(
+      await waitUntil(
         () => handle.query(statusQuery),
         (s) => s.step === 'CHARGING_PAYMENT',
-        'the saga to be charging',
+        { what: 'the saga to be charging', timeoutMs: 20_000 },
       );
       await handle.cancel();
       const failure = await handle.result().catch((err: unknown) => err);
@@ -421,10 +422,10 @@ describe('a failing compensation', () => {
       const handle = await h.start(worker, sagaInput(order));
       await inCompensation; // declined, compensating
       await handle.cancel(); // an operator cancels the run meanwhile
-      await waitFor(
+      await waitUntil(
         () => handle.query(statusQuery),
         (s) => s.cancelRequested || s.status === 'PAYMENT_FAILED',
-        'the cancel',
+        { what: 'the cancel', timeoutMs: 20_000 },
       );
       open();
       const failure = await handle.result().catch((err: unknown) => err);
@@ -460,21 +461,21 @@ describe('a failing compensation', () => {
 
     await worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order));
-      await waitFor(
+      await waitUntil(
         () => handle.query(statusQuery),
         (s) => s.step === 'CHARGING_PAYMENT',
-        'the saga to be charging',
+        { what: 'the saga to be charging', timeoutMs: 20_000 },
       );
-      await waitFor(
+      await waitUntil(
         async () => gateway.calls.charge.length,
         (n) => n >= 1,
-        'the first charge attempt',
+        { what: 'the first charge attempt', timeoutMs: 20_000 },
       );
       const answer = handle.executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] });
-      await waitFor(
+      await waitUntil(
         () => handle.query(statusQuery),
         (s) => s.cancelRequested,
-        'the cancel',
+        { what: 'the cancel', timeoutMs: 20_000 },
       );
       // Waiting on the result lets the test server skip the compensation's retry backoff.
       expect(await handle.result()).toMatchObject({ status: 'CANCELLED' });

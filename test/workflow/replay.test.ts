@@ -24,13 +24,8 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cancelUpdate, statusQuery, type OrderSagaResult } from '../../workflows/contract.js';
 import { createProduct } from '../helpers/db.js';
 import { downGateway } from './fixtures/gateways.js';
-import {
-  createSagaHarness,
-  quietTemporalRuntime,
-  sagaBundle,
-  waitFor,
-  type SagaHarness,
-} from './fixtures/harness.js';
+import { createSagaHarness, quietTemporalRuntime, sagaBundle, type SagaHarness } from './fixtures/harness.js';
+import { waitUntil } from '../helpers/wait.js';
 import { createOrder, sagaInput } from './fixtures/orders.js';
 
 const HISTORIES_DIR = fileURLToPath(new URL('./histories/', import.meta.url));
@@ -78,10 +73,10 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['sta
     const worker = await h.worker({ gateway: downGateway() });
     return worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order));
-      await waitFor(
+      await waitUntil(
         () => handle.query(statusQuery),
         (s) => s.step === 'CHARGING_PAYMENT',
-        'charging',
+        { what: 'charging', timeoutMs: 20_000 },
       );
       await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'recorded cancel' }] });
       const { status } = await handle.result();

@@ -242,8 +242,15 @@ export async function analyticsTotals(pool: Pool): Promise<AnalyticsTotals> {
               coalesce(sum(amount) filter (where kind = 'refunded'), 0)::float8 as refunded
        from analytics_payments group by 1`,
     ),
+    // The metric's reason is the coarse kind (ANALYTICS_FAILURE_KINDS), not the summary's label with
+    // its leading words: a Prometheus label must stay within a known, small set.
     pool.query<{ reason: string; count: number }>(
-      `select coalesce(failure_reason, lower(final_status)) as reason, count(*)::int as count
+      `select case final_status
+                when 'OUT_OF_STOCK' then 'out_of_stock'
+                when 'CANCELLED' then 'cancelled'
+                else lower(split_part(coalesce(failure_reason, 'unknown'), ':', 1))
+              end as reason,
+              count(*)::int as count
        from analytics_orders where final_status <> 'COMPLETED' group by 1`,
     ),
   ]);

@@ -266,6 +266,13 @@ export interface AnalyticsTotalsSample {
 
 /** The `status` label of `acme_analytics_orders`: a final status, or still running. */
 export const ANALYTICS_STATUSES = [...FINISHED_STATUSES, 'IN_PROGRESS'] as const;
+/** The `reason` label of `acme_analytics_failed_orders`: how a run ended other than COMPLETED. */
+export const ANALYTICS_FAILURE_KINDS = [
+  'declined',
+  'deadline_exceeded',
+  'out_of_stock',
+  'cancelled',
+] as const;
 
 export function analyticsMetrics(
   registry: Registry,
@@ -300,16 +307,20 @@ export function analyticsMetrics(
       });
     money(METRICS.analyticsCaptured, 'Money captured, by currency (payment.completed events).', 'captured');
     money(METRICS.analyticsRefunded, 'Money refunded, by currency (payment.refunded events).', 'refunded');
-    new Gauge({
+    const failures = new Gauge({
       name: METRICS.analyticsFailures,
-      help: "Orders whose latest run ended other than COMPLETED, by reason (a short code such as 'declined').",
+      help: 'Orders whose latest run ended other than COMPLETED, by kind (declined, deadline_exceeded, out_of_stock, cancelled).',
       labelNames: ['reason'] as const,
       registers: [registry],
       async collect() {
         const t = await totals();
-        for (const row of t?.failureReasons ?? []) this.set({ reason: row.reason }, row.count);
+        if (!t) return;
+        for (const reason of ANALYTICS_FAILURE_KINDS) this.set({ reason }, 0);
+        for (const row of t.failureReasons) this.set({ reason: row.reason }, row.count);
       },
     });
+    for (const reason of ANALYTICS_FAILURE_KINDS) failures.set({ reason }, 0);
+    // The money gauges are labelled by currency, which nobody knows before the first payment.
   });
 }
 

@@ -10,6 +10,8 @@ import type { AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import {
+  ANALYTICS_FAILURE_KINDS,
+  ANALYTICS_STATUSES,
   FINISHED_STATUSES,
   METRICS,
   STEP_OUTCOMES,
@@ -180,9 +182,23 @@ describe('metrics at start-up, before any event', async () => {
       [METRICS.sagaStepDuration, METRICS.ordersFinished, METRICS.orderDuration].sort(),
     );
     expect(ours(samples.loyalty)).toEqual([METRICS.consumerRedeliveries, METRICS.dlqMessages].sort());
-    expect(ours(samples.analytics)).toEqual([METRICS.consumerRedeliveries, METRICS.dlqMessages].sort());
+    expect(ours(samples.analytics)).toEqual(
+      [
+        METRICS.consumerRedeliveries,
+        METRICS.dlqMessages,
+        METRICS.analyticsOrders,
+        METRICS.analyticsFailures,
+      ].sort(),
+    );
+    // Every metric exists from start-up but the money gauges, labelled by a currency not known before
+    // the first payment (test/integration/analytics.test.ts reads them).
+    const byCurrency: string[] = [METRICS.analyticsCaptured, METRICS.analyticsRefunded];
     const all = new Set(Object.values(samples).flatMap((s) => ours(s)));
-    expect([...all].sort()).toEqual(Object.values(METRICS).sort());
+    expect([...all].sort()).toEqual(
+      Object.values(METRICS)
+        .filter((m) => !byCurrency.includes(m))
+        .sort(),
+    );
     for (const [process, s] of Object.entries(samples)) {
       expect(names(s).has('process_cpu_user_seconds_total'), process).toBe(true);
       expect(names(s).has('nodejs_eventloop_lag_seconds'), process).toBe(true);
@@ -191,7 +207,8 @@ describe('metrics at start-up, before any event', async () => {
 
   it('label values are few and known: statuses, steps, outcomes, queue names (never an order id)', () => {
     const allowed: Record<string, (value: string) => boolean> = {
-      status: (v) => (FINISHED_STATUSES as readonly string[]).includes(v),
+      status: (v) => (ANALYTICS_STATUSES as readonly string[]).includes(v),
+      reason: (v) => (ANALYTICS_FAILURE_KINDS as readonly string[]).includes(v),
       step: (v) => r.activityNames.includes(v),
       outcome: (v) => (STEP_OUTCOMES as readonly string[]).includes(v),
       queue: (v) => /^(orders\.bridge|loyalty\.points|analytics\.orders)(\.dlq)?$/.test(v),

@@ -24,11 +24,18 @@ const cursorSchema = z.strictObject({
   t: z
     .string()
     .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}$/)
-    // A real instant PostgreSQL accepts: the shape alone lets `2026-99-99T99:…` or year 0 through.
-    .refine((t) => t >= '0001' && !Number.isNaN(Date.parse(`${t.slice(0, 23)}Z`))),
+    // A real instant PostgreSQL accepts: the shape alone lets `2026-99-99T99:…` or year 0 through,
+    // and Date.parse alone takes 30 February (rolling it over to March), which PostgreSQL refuses.
+    .refine((t) => t >= '0001' && isCalendarInstant(t.slice(0, 23))),
   i: z.guid(),
   b: z.string().regex(/^[A-Za-z0-9_-]{22}$/),
 });
+
+/** `YYYY-MM-DDTHH:MM:SS.mmm` names an instant that exists, as written (no day rolled over). */
+function isCalendarInstant(isoMillis: string): boolean {
+  const at = new Date(`${isoMillis}Z`);
+  return !Number.isNaN(at.getTime()) && at.toISOString().slice(0, 23) === isoMillis;
+}
 
 /** What a cursor is bound to: who listed, and with which filters (everything but the page size). */
 export interface CursorBinding {

@@ -7,7 +7,7 @@ import { HTTPException } from 'hono/http-exception';
 import { rateLimiter } from 'hono-rate-limiter';
 import { loadConfig } from '../lib/config.js';
 import { apiMetrics, createRegistry } from '../lib/metrics.js';
-import { isTransientDatabaseError } from '../db/pool.js';
+import { isDataError, isTransientDatabaseError } from '../db/pool.js';
 import { authenticate, callerKey } from './auth.js';
 import type { AppDeps, AppEnv } from './env.js';
 import { ApiError, codeForStatus, type ErrorBody } from './errors.js';
@@ -143,6 +143,22 @@ export function createApp(appDeps: AppDeps) {
       return c.json<ErrorBody>(
         { error: { code: 'unavailable', message: 'The database is unavailable; retry shortly.' } },
         503,
+      );
+    }
+    if (isDataError(err)) {
+      // PostgreSQL refused a value only the request can have brought (validation should have caught
+      // it first: logged as the gap it is). The client's request is what is wrong, so a 400, never
+      // a 500 that a client could trigger at will.
+      log.error({ err, method: c.req.method, path: c.req.path }, 'request value refused by PostgreSQL');
+      return c.json<ErrorBody>(
+        {
+          error: {
+            code: 'validation_failed',
+            message:
+              'A value in the request cannot be stored or compared; check its dates, numbers and text.',
+          },
+        },
+        400,
       );
     }
     // A bug: log everything, tell the client nothing but the correlation id.

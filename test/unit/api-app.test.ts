@@ -292,6 +292,24 @@ describe('correlation ids and errors', () => {
     }
   });
 
+  it('answers 400, not 500, when PostgreSQL refuses a value (a data error the request must have brought)', async () => {
+    for (const code of ['22008', '22P02', '22021']) {
+      const refusing = {
+        query: () => Promise.reject(Object.assign(new Error('date/time field value out of range'), { code })),
+        connect: () =>
+          Promise.reject(Object.assign(new Error('date/time field value out of range'), { code })),
+      } as unknown as Pool;
+      const { app, lines } = build({ pool: refusing });
+      const res = await app.request('/products');
+      expect(res.status, code).toBe(400);
+      expect(await res.json()).toEqual({ error: { code: 'validation_failed', message: expect.any(String) } });
+      expect(
+        lines.some((l) => l.msg === 'request value refused by PostgreSQL'),
+        code,
+      ).toBe(true);
+    }
+  });
+
   it('turns an unexpected failure into a plain 500 and logs it with the correlation id', async () => {
     const { app, lines } = build();
     const res = await app.request('/products', { headers: { 'X-Correlation-Id': 'c-500' } });

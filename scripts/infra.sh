@@ -13,7 +13,8 @@
 #
 # Pointing at existing servers: when DATABASE_URL, AMQP_URL or TEMPORAL_ADDRESS is set, that piece is
 # neither installed nor started (the app reads the same variables, see lib/config.ts). PROMETHEUS=off
-# leaves Prometheus out of `up`.
+# leaves Prometheus out of `up`. TEMPORAL_SERVER=postgres runs the official Temporal server on the
+# local PostgreSQL, with its Web UI, instead of the dev server (scripts/temporal-postgres.sh).
 # Usage: scripts/infra.sh [up|tools|down|status]
 #   up     the servers (the main command runs this)
 #   tools  the Temporal CLI, the time-skipping test server and promtool for the tests (the test
@@ -113,6 +114,9 @@ temporal_cli_install() {
 }
 
 temporal_up() {
+  # TEMPORAL_SERVER=postgres: the official server on the local PostgreSQL instead of the dev server.
+  if [ "${TEMPORAL_SERVER:-dev}" = postgres ]; then bash "$ROOT/scripts/temporal-postgres.sh" up; return; fi
+  [ "${TEMPORAL_SERVER:-dev}" = dev ] || die "TEMPORAL_SERVER must be dev (the default) or postgres"
   if [ -n "${TEMPORAL_ADDRESS:-}" ]; then log "Temporal: using TEMPORAL_ADDRESS, not starting a dev server"; return; fi
   temporal_cli_install
   if ! port_open "$TEMPORAL_PORT"; then
@@ -205,6 +209,7 @@ down() {
   rm -f "$DATA/prometheus.pid"
   if [ -f "$DATA/temporal.pid" ] && kill "$(cat "$DATA/temporal.pid")" 2>/dev/null; then log "Temporal dev server stopped"; fi
   rm -f "$DATA/temporal.pid"
+  bash "$ROOT/scripts/temporal-postgres.sh" down # the server on PostgreSQL, if one was started
   if [ -z "${AMQP_URL:-}" ] && port_open 5672; then as_root rabbitmqctl -q stop && log "RabbitMQ stopped"; fi
   if [ -z "${DATABASE_URL:-}" ] && command -v pg_lsclusters >/dev/null; then
     pg_lsclusters -h | while read -r version cluster _ status _; do

@@ -5,8 +5,82 @@
 # output prefixed by its name. Ctrl-C / SIGTERM stops these processes; the servers keep running
 # (`npm run infra -- down` stops them). `TRACING=on npm run up` adds traces (lib/tracing.ts) and
 # starts the Zipkin viewer for them.
+#
+# Many instances of a process: `npm run up -- --scale worker=2,bridge=2,outbox=2` (or SCALE=…).
+# Instance n (from 1) of a process runs on its own ports: the API on PORT+n-1 (8000, 8001, …; Node
+# cannot share one listening port between processes without a cluster module), the probe and
+# metrics servers on their port + 100·(n-1) (outbox 9101, 9201, …; the worker's SDK metrics 9105,
+# 9205, …). Prometheus finds the further instances in .data/prometheus-targets/, written here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# The processes, in this order (bench/lib/stack.ts reads these two lists to start the same ones).
+NAMES=api,outbox,bridge,worker,loyalty,analytics
+COMMANDS=("node --import tsx api/main.ts" "node --import tsx workers/outbox-main.ts"
+  "node --import tsx workers/bridge-main.ts" "node --import tsx workers/temporal-worker-main.ts"
+  "node --import tsx subscribers/loyalty/main.ts" "node --import tsx subscribers/analytics/main.ts")
+COLORS=(blue magenta yellow green cyan gray)
+# Each process's own ports (lib/config.ts), with their defaults, and its Prometheus jobs.
+declare -A PORTS=([api]="PORT=8000" [outbox]="OUTBOX_HTTP_PORT=9101" [bridge]="BRIDGE_HTTP_PORT=9102"
+  [worker]="WORKER_HTTP_PORT=9103 WORKER_SDK_METRICS_PORT=9105" [loyalty]="LOYALTY_HTTP_PORT=9104"
+  [analytics]="ANALYTICS_HTTP_PORT=9106")
+declare -A JOB=([PORT]=api [OUTBOX_HTTP_PORT]=outbox [BRIDGE_HTTP_PORT]=bridge [WORKER_HTTP_PORT]=worker
+  [WORKER_SDK_METRICS_PORT]=worker-sdk [LOYALTY_HTTP_PORT]=loyalty [ANALYTICS_HTTP_PORT]=analytics)
+MAX_INSTANCES=10
+
+die() { printf '[up] ERROR: %s\n' "$*" >&2; exit 2; }
+
+scale=${SCALE:-} dry_run=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --scale) [ $# -ge 2 ] || die "--scale needs a value, e.g. --scale worker=2,bridge=2"; scale=$2; shift 2 ;;
+    --scale=*) scale=${1#--scale=}; shift ;;
+    --dry-run) dry_run=1; shift ;; # print the processes and their ports, start nothing
+    *) die "unknown argument $1 (usage: npm run up [-- --scale worker=2,bridge=2,outbox=2])" ;;
+  esac
+done
+declare -A COUNT=()
+IFS=, read -ra names <<<"$NAMES"
+for name in "${names[@]}"; do COUNT[$name]=1; done
+if [ -n "$scale" ]; then
+  IFS=, read -ra pairs <<<"$scale"
+  for pair in "${pairs[@]}"; do
+    name=${pair%%=*} n=${pair#*=}
+    [ -n "${COUNT[$name]:-}" ] || die "--scale: no process named '$name' (the processes: $NAMES)"
+    [[ "$n" =~ ^[0-9]+$ ]] && [ "$n" -ge 1 ] && [ "$n" -le $MAX_INSTANCES ] ||
+      die "--scale $name=$n: give a number of instances from 1 to $MAX_INSTANCES"
+    COUNT[$name]=$n
+  done
+fi
+
+# One command per instance; instance n > 1 gets its own ports through the environment.
+run_names=() run_colors=() run_commands=()
+declare -A EXTRA_TARGETS=()
+for i in "${!names[@]}"; do
+  name=${names[$i]}
+  for ((n = 1; n <= COUNT[$name]; n++)); do
+    env_prefix=""
+    for setting in ${PORTS[$name]}; do
+      key=${setting%%=*} base=${!key:-${setting#*=}}
+      port=$base
+      if [ "$base" != 0 ]; then
+        [ "$key" = PORT ] && port=$((base + n - 1)) || port=$((base + 100 * (n - 1)))
+        [ "$n" -gt 1 ] && EXTRA_TARGETS[${JOB[$key]}]+="\"127.0.0.1:$port\","
+      fi
+      [ "$n" -gt 1 ] && env_prefix+="$key=$port "
+    done
+    [ "$n" -gt 1 ] && run_names+=("$name$n") || run_names+=("$name")
+    run_colors+=("${COLORS[$i]}")
+    run_commands+=("${env_prefix:+env $env_prefix}${COMMANDS[$i]}")
+  done
+done
+
+if [ -n "$dry_run" ]; then
+  for i in "${!run_names[@]}"; do echo "${run_names[$i]}: ${run_commands[$i]}"; done
+  for job in "${!EXTRA_TARGETS[@]}"; do echo "prometheus $job: ${EXTRA_TARGETS[$job]%,}"; done
+  exit 0
+fi
+
 bash scripts/deps.sh
 bash scripts/infra.sh up
 npx tsx db/cli.ts seed
@@ -21,15 +95,29 @@ if [ -z "${AUTH_JWKS_URL:-}" ]; then
 else
   echo "[up] authentication: tokens from ${AUTH_JWKS_URL} (issuer ${AUTH_ISSUER:-acme-orders-local})"
 fi
+
+# Prometheus (deploy/prometheus/prometheus.yml) scrapes each process's first instance on its static
+# target and the further ones from these files, which it re-reads when they change.
+targets=.data/prometheus-targets
+for job in "${JOB[@]}"; do
+  mkdir -p "$targets/$job"
+  list=${EXTRA_TARGETS[$job]:-}
+  if [ -n "$list" ]; then
+    printf '[{"targets":[%s],"labels":{"scaled":"true"}}]\n' "${list%,}" >"$targets/$job/instances.json.tmp"
+  else
+    echo '[]' >"$targets/$job/instances.json.tmp"
+  fi
+  mv "$targets/$job/instances.json.tmp" "$targets/$job/instances.json" # atomic: Prometheus never reads half a file
+done
+
 [ "${PROMETHEUS:-on}" = off ] && prometheus= || prometheus="  ·  Prometheus http://localhost:9090"
+instances=
+for name in "${names[@]}"; do [ "${COUNT[$name]}" -gt 1 ] && instances+=" $name×${COUNT[$name]}"; done
 traces=
 if [ "${TRACING:-off}" = on ]; then
   [ -n "${OTEL_EXPORTER_OTLP_ENDPOINT:-}" ] && traces="  ·  traces to $OTEL_EXPORTER_OTLP_ENDPOINT" || traces="  ·  Zipkin http://localhost:9411/zipkin/"
 fi
 echo "[up] API http://localhost:${PORT:-8000}  ·  Temporal Web UI ${TEMPORAL_UI_URL:-http://localhost:8233}$prometheus$traces  ·  Ctrl-C to stop"
-exec npx concurrently --names api,outbox,bridge,worker,loyalty,analytics --prefix-colors blue,magenta,yellow,green,cyan,gray \
-  --kill-others-on-fail --kill-signal SIGTERM \
-  "node --import tsx api/main.ts" "node --import tsx workers/outbox-main.ts" \
-  "node --import tsx workers/bridge-main.ts" \
-  "node --import tsx workers/temporal-worker-main.ts" "node --import tsx subscribers/loyalty/main.ts" \
-  "node --import tsx subscribers/analytics/main.ts"
+[ -z "$instances" ] || echo "[up] instances:$instances (API on ports ${PORT:-8000}…$((${PORT:-8000} + COUNT[api] - 1)))"
+exec npx concurrently --names "$(IFS=,; echo "${run_names[*]}")" --prefix-colors "$(IFS=,; echo "${run_colors[*]}")" \
+  --kill-others-on-fail --kill-signal SIGTERM "${run_commands[@]}"

@@ -176,13 +176,13 @@ const KNOWN_APPS: App[] = [
 export const BARE_WORKER: App = { name: 'bare-worker', entry: 'bench/bare-worker.ts' };
 
 /**
- * The app processes `npm run up` starts, read from scripts/up.sh (its `--names a,b,…` and its
+ * The app processes `npm run up` starts, read from scripts/up.sh (its `NAMES=a,b,…` and its
  * `node --import tsx <entry>` commands, in the same order), so a process added there is benched too.
  */
 export function appsFromUpScript(): App[] {
   try {
     const script = readFileSync(path.join(ROOT, 'scripts/up.sh'), 'utf8');
-    const names = /--names\s+([\w,-]+)/.exec(script)?.[1]?.split(',') ?? [];
+    const names = /^NAMES=([\w,-]+)/m.exec(script)?.[1]?.split(',') ?? [];
     const entries = [...script.matchAll(/node --import tsx ([\w./-]+\.ts)/g)].map((m) => m[1]!);
     if (names.length > 0 && names.length === entries.length) {
       return names.map((name, i) => ({ name, entry: entries[i]! }));

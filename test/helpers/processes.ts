@@ -1,0 +1,144 @@
+/**
+ * The app's processes as real child processes, started the way `npm run up` starts them
+ * (`node --import tsx <entry>`, configured only through the variables of lib/config.ts), any number
+ * of instances of each, every instance on ports of its own. For tests that kill processes (SIGKILL
+ * leaves no chance to clean up, unlike stopping an in-process component) and for measuring what a
+ * second instance buys.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseExposition, sumOf } from './metrics.js';
+import { waitFor } from './amqp.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+/** Each process's entry, and the setting of its probe server's port (the API serves probes on PORT). */
+export const APP_PROCESSES = {
+  api: { entry: 'api/main.ts', portKey: 'PORT' },
+  outbox: { entry: 'workers/outbox-main.ts', portKey: 'OUTBOX_HTTP_PORT' },
+  bridge: { entry: 'workers/bridge-main.ts', portKey: 'BRIDGE_HTTP_PORT' },
+  worker: { entry: 'workers/temporal-worker-main.ts', portKey: 'WORKER_HTTP_PORT' },
+  loyalty: { entry: 'subscribers/loyalty/main.ts', portKey: 'LOYALTY_HTTP_PORT' },
+  analytics: { entry: 'subscribers/analytics/main.ts', portKey: 'ANALYTICS_HTTP_PORT' },
+} as const;
+export type AppProcess = keyof typeof APP_PROCESSES;
+
+export interface Instance {
+  process: AppProcess;
+  /** 1, 2, …: as `npm run up -- --scale` numbers them. */
+  n: number;
+  /** `${process}${n}`, e.g. `worker2`. */
+  name: string;
+  /** Its HTTP port: the API's PORT, or the probe server's (`/metrics`, `/health`, `/ready`). */
+  port: number;
+  child: ChildProcess;
+  exited: Promise<void>;
+  logFile: string;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Starts `count[process]` instances of each process with `env` (the test's database, exchange,
+ * queues and task queue) plus ports of their own; their output goes to files in `logDir`.
+ */
+export async function startInstances(
+  count: Partial<Record<AppProcess, number>>,
+  env: Record<string, string>,
+  logDir: string,
+): Promise<Instance[]> {
+  const instances: Instance[] = [];
+  for (const [process, n] of Object.entries(count) as Array<[AppProcess, number]>) {
+    for (let i = 1; i <= n; i++) instances.push(await startInstance(process, i, env, logDir));
+  }
+  return instances;
+}
+
+async function startInstance(
+  process: AppProcess,
+  n: number,
+  env: Record<string, string>,
+  logDir: string,
+): Promise<Instance> {
+  const { entry, portKey } = APP_PROCESSES[process];
+  const port = await freePort();
+  const name = `${process}${n}`;
+  const logFile = path.join(logDir, `${name}.log`);
+  const fd = openSync(logFile, 'a');
+  const child = spawn(globalThis.process.execPath, ['--import', 'tsx', entry], {
+    cwd: ROOT,
+    env: {
+      ...globalThis.process.env,
+      ...env,
+      [portKey]: String(port),
+      // Each instance's other side ports: none (the SDK exporter), or a free one.
+      WORKER_SDK_METRICS_PORT: '0',
+    },
+    stdio: ['ignore', fd, fd],
+  });
+  closeSync(fd);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  return { process, n, name, port, child, exited, logFile };
+}
+
+/** Waits until every instance answers `GET /ready` with 200 (its connections are up). */
+export async function waitReady(instances: Instance[], timeoutMs = 90_000): Promise<void> {
+  await Promise.all(
+    instances.map((instance) =>
+      waitFor(
+        async () => {
+          if (instance.child.exitCode !== null)
+            throw new Error(`${instance.name} exited:\n${tail(instance.logFile)}`);
+          return (await fetch(`http://127.0.0.1:${instance.port}/ready`).catch(() => undefined))?.ok;
+        },
+        { timeoutMs, intervalMs: 250, what: `${instance.name} to be ready` },
+      ),
+    ),
+  );
+}
+
+/** The sum of a metric on one instance's `/metrics`; undefined when it does not answer. */
+export async function scrape(instance: Instance, metric: string): Promise<number | undefined> {
+  const res = await fetch(`http://127.0.0.1:${instance.port}/metrics`).catch(() => undefined);
+  if (!res?.ok) return undefined;
+  return sumOf(parseExposition(await res.text()), metric);
+}
+
+/** SIGKILL: no drain, no goodbye to the broker or the database, as when a machine dies. */
+export async function kill(instance: Instance): Promise<void> {
+  if (instance.child.exitCode === null && instance.child.signalCode === null) instance.child.kill('SIGKILL');
+  await instance.exited;
+}
+
+/** SIGTERM (each drains), SIGKILL whatever is still there after `graceMs`. */
+export async function stopAll(instances: Instance[], graceMs = 15_000): Promise<void> {
+  await Promise.all(
+    instances.map(async (instance) => {
+      if (instance.child.exitCode !== null || instance.child.signalCode !== null) return;
+      instance.child.kill('SIGTERM');
+      const timer = setTimeout(() => instance.child.kill('SIGKILL'), graceMs);
+      await instance.exited;
+      clearTimeout(timer);
+    }),
+  );
+}
+
+export function tail(file: string, lines = 20): string {
+  try {
+    return readFileSync(file, 'utf8').split('\n').slice(-lines).join('\n');
+  } catch {
+    return '';
+  }
+}

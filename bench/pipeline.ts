@@ -67,6 +67,7 @@ import {
   deleteTopology,
   dropBenchDatabase,
   freePort,
+  postgresTemporalServerPid,
   tail,
   withDatabase,
   type AppName,
@@ -390,7 +391,7 @@ async function main(): Promise<void> {
       },
     );
     cleanups.push(['Temporal connection', () => connection.close()]);
-    run.machine.servers = await serverVersions(config.DATABASE_URL, config.AMQP_URL, connection);
+    run.machine.servers = await serverVersions(config.DATABASE_URL, config.AMQP_URL, connection, config.TEMPORAL_ADDRESS);
     log(
       `servers: ${Object.entries(run.machine.servers)
         .map(([k, v]) => `${k} ${v}`)
@@ -980,6 +981,7 @@ async function serverVersions(
   databaseUrl: string,
   amqpUrl: string,
   connection: Connection,
+  temporalAddress: string,
 ): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   try {
@@ -1004,7 +1006,8 @@ async function serverVersions(
   }
   try {
     const info = await connection.workflowService.getSystemInfo({});
-    out.Temporal = `${info.serverVersion || '?'} (dev server)`;
+    const port = Number(/:(\d+)$/.exec(temporalAddress)?.[1]);
+    out.Temporal = `${info.serverVersion || '?'} (${postgresTemporalServerPid(port) ? 'on PostgreSQL' : 'dev server'})`;
   } catch {
     out.Temporal = '?';
   }

@@ -144,12 +144,14 @@ server_up() {
     port_open "$p" && die "port $p is taken (the dev server on $F? stop it with: npm run infra -- down; or choose another port with TEMPORAL_ADDRESS=127.0.0.1:<port>)"
   done
   log "server $TEMPORAL_SERVER_VERSION: starting on $ADDRESS (PostgreSQL $PG_HOST:$PG_PORT/$DB, log $DATA/temporal-postgres.log)"
-  # setsid: the server outlives this script and the shell's Ctrl-C; `down` stops it.
-  (cd "$ROOT" && TEMPORAL_PG_HOST=$PG_HOST TEMPORAL_PG_DB_PORT=$PG_PORT TEMPORAL_PG_USER=$PG_USER \
+  # setsid: the server outlives this script and the shell's Ctrl-C; `down` stops it. (Its own
+  # command, so that $! is the server itself.)
+  cd "$ROOT"
+  TEMPORAL_PG_HOST=$PG_HOST TEMPORAL_PG_DB_PORT=$PG_PORT TEMPORAL_PG_USER=$PG_USER \
     TEMPORAL_PG_PASSWORD=$PG_PASSWORD TEMPORAL_PG_DB=$DB TEMPORAL_PG_VISIBILITY_DB=$VISIBILITY_DB \
     setsid nohup "$BIN/temporal-server" --root "$ROOT" --config deploy/temporal --env postgres \
     --allow-no-auth start >>"$DATA/temporal-postgres.log" 2>&1 </dev/null &
-    echo $! >"$SERVER_PID")
+  echo $! >"$SERVER_PID"
   wait_for 90 "Temporal server on $ADDRESS" cli operator cluster health
 }
 
@@ -157,26 +159,33 @@ namespace_up() {
   if ! cli operator namespace describe --namespace default >/dev/null 2>&1; then
     log "creating namespace default (retention $NAMESPACE_RETENTION)"
     cli operator namespace create --namespace default --retention "$NAMESPACE_RETENTION" >/dev/null
-    # The frontend's namespace cache refreshes every 2 s (system.namespaceCacheRefreshInterval).
-    wait_for 30 "namespace default" cli operator namespace describe --namespace default
+    # Usable once the frontend's namespace cache has it (refreshed every 2 s).
+    wait_for 30 "namespace default" cli operator search-attribute list --namespace default
   fi
-  local have args=() sa
-  have=$(cli operator search-attribute list --namespace default --output json 2>/dev/null || true)
-  for sa in "${SEARCH_ATTRIBUTES[@]}"; do
-    grep -q "\"$sa\"" <<<"$have" || args+=(--name "$sa" --type Keyword)
+  # One at a time, each given time to show: the server writes a new alias onto its cached copy of
+  # the namespace (refreshed every 2 s), so two registrations in quick succession can lose the
+  # first (seen here with v1.29 on PostgreSQL). Checked again until all are there.
+  local sa missing round
+  for ((round = 0; round < 10; round++)); do
+    missing=()
+    for sa in "${SEARCH_ATTRIBUTES[@]}"; do
+      cli operator search-attribute list --namespace default --output json | grep -q "\"$sa\"" || missing+=("$sa")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    log "registering search attribute ${missing[0]} (Keyword)"
+    cli operator search-attribute create --namespace default --name "${missing[0]}" --type Keyword >/dev/null
+    sleep 3
   done
-  if [ ${#args[@]} -gt 0 ]; then
-    log "registering search attributes: ${args[*]}"
-    cli operator search-attribute create --namespace default "${args[@]}" --yes >/dev/null
-  fi
+  die "search attributes ${missing[*]} did not stay registered (see $DATA/temporal-postgres.log)"
 }
 
 ui_up() {
   if running "$UI_PID"; then return; fi
   port_open "$UI_PORT" && die "port $UI_PORT is taken (the dev server's Web UI? stop it with: npm run infra -- down; or set TEMPORAL_UI_URL=http://localhost:<port>)"
-  (cd "$ROOT" && setsid nohup "$BIN/temporal-ui-server" --root "$ROOT" --config deploy/temporal/ui --env postgres start \
+  cd "$ROOT"
+  setsid nohup "$BIN/temporal-ui-server" --root "$ROOT" --config deploy/temporal/ui --env postgres start \
     >>"$DATA/temporal-ui.log" 2>&1 </dev/null &
-    echo $! >"$UI_PID")
+  echo $! >"$UI_PID"
   wait_for 30 "Web UI on port $UI_PORT" port_open "$UI_PORT"
 }
 

@@ -16,7 +16,7 @@ import {
   type GroupSample,
   type ProcessGroup,
 } from './procfs.js';
-import type { AppName, Processes } from './stack.js';
+import { postgresTemporalServerPid, type AppName, type Processes } from './stack.js';
 
 export interface GroupUsage {
   /** CPU-seconds used during the phase. */
@@ -93,7 +93,7 @@ export class Meter {
     for (const name of this.opts.apps)
       this.groups.push(singleProcess(name, () => this.opts.processes.pid(name)));
     this.groups.push(singleProcess('bench driver', () => process.pid));
-    this.groups.push(singleProcess('temporal dev server', () => this.servers.temporal));
+    this.groups.push(singleProcess('temporal server', () => this.servers.temporal));
     const postmaster = () => this.servers.postmaster;
     this.groups.push({
       name: 'postgres',
@@ -109,7 +109,7 @@ export class Meter {
     this.groups.push(singleProcess('rabbitmq (beam.smp)', () => this.servers.rabbit));
     await this.resolveServers();
     const { temporal, postmaster: pm, rabbit } = this.servers;
-    this.found['temporal dev server'] = temporal ? `pid ${temporal}` : 'not found on this machine';
+    this.found['temporal server'] = temporal ? `pid ${temporal}` : 'not found on this machine';
     this.found['postgres'] = pm ? `postmaster pid ${pm} and its children` : 'not found';
     this.found['rabbitmq'] = rabbit ? `beam.smp pid ${rabbit}` : 'not found on this machine';
   }
@@ -136,10 +136,11 @@ export class Meter {
 
   private async resolveServers(): Promise<void> {
     const port = this.opts.temporalPort;
+    // The CLI's dev server, or the official server on PostgreSQL (TEMPORAL_SERVER=postgres).
     this.servers.temporal = port
-      ? findProcesses(
+      ? (findProcesses(
           (cmd) => /\bstart-dev\b/.test(cmd) && new RegExp(`--port[= ]${port}(\\s|$)`).test(cmd),
-        )[0]
+        )[0] ?? postgresTemporalServerPid(port))
       : undefined;
     const rows = await this.query<{ pid: number }>('select pg_backend_pid() as pid');
     this.servers.postmaster = readStat(rows[0]!.pid)?.ppid;
@@ -250,7 +251,7 @@ export class Meter {
     const end = await this.snapshot();
     const groups: Record<string, GroupUsage> = {};
     const warnings: string[] = [];
-    for (const name of ['temporal dev server', 'postgres', 'rabbitmq (beam.smp)']) {
+    for (const name of ['temporal server', 'postgres', 'rabbitmq (beam.smp)']) {
       const before = start.groups.get(name)?.pids[0];
       const after = end.groups.get(name)?.pids[0];
       if (before !== after)

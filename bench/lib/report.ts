@@ -84,10 +84,10 @@ export interface RunResult {
   notes: string[];
 }
 
-const SERVER_GROUPS = ['temporal dev server', 'postgres', 'rabbitmq (beam.smp)'];
+const SERVER_GROUPS = ['temporal server', 'postgres', 'rabbitmq (beam.smp)'];
 const SHORT: Record<string, string> = {
   'bare-worker': 'bare-wkr',
-  'temporal dev server': 'temporal',
+  'temporal server': 'temporal',
   'postgres: bench db backends': '(bench-db)',
   'rabbitmq (beam.smp)': 'rabbitmq',
   'bench driver': 'driver',
@@ -98,7 +98,7 @@ function groupColumns(apps: string[]): Array<[string, string]> {
   return [
     ...apps,
     'bare-worker',
-    'temporal dev server',
+    'temporal server',
     'postgres',
     'postgres: bench db backends',
     'rabbitmq (beam.smp)',

@@ -109,23 +109,41 @@ export async function createNamespace(connection: Connection, namespace: string)
     workflowExecutionRetentionPeriod: msToTs('1 hour'),
   });
   const keyword = encodeSearchAttributeIndexedValueType('KEYWORD')!;
+  // Until all are listed: the namespace may not be visible yet, and the server on PostgreSQL can
+  // lose one of two registrations made within its namespace cache's refresh (2 s).
   for (let attempt = 0; ; attempt++) {
     try {
+      const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
+      const missing = SEARCH_ATTRIBUTES.filter((name) => !(name in (customAttributes ?? {})));
+      if (missing.length === 0) break;
       await connection.operatorService.addSearchAttributes({
         namespace,
-        searchAttributes: Object.fromEntries(SEARCH_ATTRIBUTES.map((name) => [name, keyword])),
+        searchAttributes: Object.fromEntries(missing.map((name) => [name, keyword])),
       });
-      break;
     } catch (err) {
-      if ((err as { code?: number }).code === 6) break; // already exists
-      if (attempt >= 50) throw err;
-      await new Promise((resolve) => setTimeout(resolve, 200)); // namespace not visible yet
+      if (attempt >= 100) throw err;
     }
+    if (attempt >= 100) throw new Error(`search attributes of ${namespace} not registered after 100 attempts`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
   }
 }
 
 export async function deleteNamespace(connection: Connection, namespace: string): Promise<void> {
   await connection.operatorService.deleteNamespace({ namespace });
+}
+
+/**
+ * The pid of the official Temporal server on PostgreSQL that scripts/temporal-postgres.sh started
+ * on this frontend port (it records one pid file per port), if it runs.
+ */
+export function postgresTemporalServerPid(port: number): number | undefined {
+  try {
+    const pid = Number(readFileSync(path.join(ROOT, `.data/temporal-postgres-${port}.pid`), 'utf8'));
+    process.kill(pid, 0);
+    return pid;
+  } catch {
+    return undefined;
+  }
 }
 
 // -------------------------------------------------------------------------------------- RabbitMQ

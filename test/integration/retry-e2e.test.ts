@@ -124,7 +124,8 @@ describe('retry', () => {
     expect([first.status, second.status]).toEqual([202, 202]);
     expect(((await first.json()) as { run: number }).run).toBe(2);
     expect((await system.waitForFinal(id)).status).toBe('COMPLETED');
-    expect(await runsOf(id)).toHaveLength(2);
+    // Visibility trails the run by a moment on a real server (on PostgreSQL, in Temporal Cloud).
+    await waitFor(async () => (await runsOf(id)).length === 2, { what: 'both runs to be listed' });
 
     // Completed now: refused, with the reason, over HTTP and from the CLI function.
     const again = await post();

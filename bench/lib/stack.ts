@@ -109,8 +109,9 @@ export async function createNamespace(connection: Connection, namespace: string)
     workflowExecutionRetentionPeriod: msToTs('1 hour'),
   });
   const keyword = encodeSearchAttributeIndexedValueType('KEYWORD')!;
-  // Until all are listed: the namespace may not be visible yet, and the server on PostgreSQL can
-  // lose one of two registrations made within its namespace cache's refresh (2 s).
+  // Until all are listed: the namespace may not be visible yet, and the server on PostgreSQL was
+  // seen to list a fresh namespace's attributes incompletely for a while (a cached copy, refreshed
+  // every 2 s); registering one that exists is harmless.
   for (let attempt = 0; ; attempt++) {
     try {
       const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });

@@ -14,6 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import amqplib from 'amqplib';
 import { Command } from 'commander';
+import { ensureLocalKeyPair, signLocalToken } from '../lib/auth-keys.js';
 import { loadConfig } from '../lib/config.js';
 import { deleteTopology } from '../test/helpers/amqp.js';
 import { startInstances, stopAll, waitReady, type Instance } from '../test/helpers/processes.js';
@@ -30,11 +31,14 @@ const opts = program.opts<{ instances: string; orders: string; warmup: string; c
 const PROCESSES = ['api', 'outbox', 'bridge', 'worker', 'loyalty', 'analytics'] as const;
 const FINAL = new Set(['COMPLETED', 'OUT_OF_STOCK', 'PAYMENT_FAILED', 'CANCELLED']);
 
+/** `Bearer <operator token>` signed with the run's own key pair (AUTH_LOCAL_KEY_DIR of its APIs). */
+let authorization = '';
+
 async function placeAndWait(api: Instance, i: number): Promise<number> {
   const started = performance.now();
   const res = await fetch(`http://127.0.0.1:${api.port}/orders`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json' },
+    headers: { authorization, 'content-type': 'application/json' },
     body: JSON.stringify({
       customer_id: `BENCH-${i}`,
       email: `bench${i}@example.com`,
@@ -45,9 +49,8 @@ async function placeAndWait(api: Instance, i: number): Promise<number> {
   const { id } = (await res.json()) as { id: string };
   for (;;) {
     await new Promise((resolve) => setTimeout(resolve, 50));
-    const order = (await (await fetch(`http://127.0.0.1:${api.port}/orders/${id}`)).json()) as {
-      status: string;
-    };
+    const res = await fetch(`http://127.0.0.1:${api.port}/orders/${id}`, { headers: { authorization } });
+    const order = (await res.json()) as { status: string };
     if (FINAL.has(order.status)) return performance.now() - started;
   }
 }
@@ -88,6 +91,11 @@ async function measure(n: number) {
   };
   const logDir = mkdtempSync(path.join(os.tmpdir(), 'acme-bench-scale-'));
   await createBenchDatabase(names);
+  const keyDir = path.join(logDir, 'auth');
+  authorization = `Bearer ${await signLocalToken(await ensureLocalKeyPair(keyDir), config, {
+    subject: 'bench-scale',
+    role: 'operator',
+  })}`;
   let instances: Instance[] = [];
   try {
     instances = await startInstances(
@@ -98,6 +106,7 @@ async function measure(n: number) {
         ...queues,
         TEMPORAL_TASK_QUEUE: `bench-${id}-orders`,
         LOG_LEVEL: 'warn',
+        AUTH_LOCAL_KEY_DIR: keyDir,
       },
       logDir,
     );

@@ -16,10 +16,10 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ConsumeMessage } from 'amqplib';
+import { ensureLocalKeyPair, signLocalToken } from '../../lib/auth-keys.js';
 import { connectTemporal } from '../../lib/temporal.js';
 import { METRICS } from '../../lib/metrics.js';
-import { ANALYTICS_ROUTING_KEYS } from '../../subscribers/analytics/consumer.js';
-import { LOYALTY_ROUTING_KEYS } from '../../subscribers/loyalty/consumer.js';
+import { ANALYTICS_ROUTING_KEYS, LOYALTY_ROUTING_KEYS } from '../../lib/amqp/topology.js';
 import { openObserver, shortId, testConfig, waitFor, type Observer } from '../helpers/amqp.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import {
@@ -49,11 +49,19 @@ let observer: Observer;
 let seen: ConsumeMessage[];
 let instances: Instance[] = [];
 let logDir: string;
+/** `Bearer <operator token>`: one caller placing orders for many customers, as the bench does. */
+let authorization: string;
 const config = testConfig(shortId());
 
 beforeAll(async () => {
   db = await createTestDatabase();
   logDir = mkdtempSync(path.join(tmpdir(), 'acme-scale-'));
+  // The APIs verify tokens with a key pair of this test's own (AUTH_LOCAL_KEY_DIR below).
+  const keyDir = path.join(logDir, 'auth');
+  authorization = `Bearer ${await signLocalToken(await ensureLocalKeyPair(keyDir), config, {
+    subject: 'scale-test',
+    role: 'operator',
+  })}`;
   observer = await openObserver(config.AMQP_URL);
   seen = await observer.observe(config.AMQP_EXCHANGE, '#');
   const env = {
@@ -67,6 +75,7 @@ beforeAll(async () => {
     ANALYTICS_QUEUE: config.ANALYTICS_QUEUE,
     TEMPORAL_TASK_QUEUE: config.TEMPORAL_TASK_QUEUE,
     LOG_LEVEL: 'warn',
+    AUTH_LOCAL_KEY_DIR: keyDir,
   };
   instances = await startInstances(Object.fromEntries(PROCESSES.map((p) => [p, 2])), env, logDir);
   await waitReady(instances, 180_000);
@@ -99,6 +108,7 @@ async function placeOrder(api: Instance, i: number): Promise<string> {
     const res = await fetch(`http://127.0.0.1:${api.port}/orders`, {
       method: 'POST',
       headers: {
+        authorization,
         'content-type': 'application/json',
         'idempotency-key': `scale-${config.AMQP_EXCHANGE}-${i}`,
       },

@@ -391,7 +391,12 @@ async function main(): Promise<void> {
       },
     );
     cleanups.push(['Temporal connection', () => connection.close()]);
-    run.machine.servers = await serverVersions(config.DATABASE_URL, config.AMQP_URL, connection, config.TEMPORAL_ADDRESS);
+    run.machine.servers = await serverVersions(
+      config.DATABASE_URL,
+      config.AMQP_URL,
+      connection,
+      config.TEMPORAL_ADDRESS,
+    );
     log(
       `servers: ${Object.entries(run.machine.servers)
         .map(([k, v]) => `${k} ${v}`)

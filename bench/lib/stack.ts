@@ -124,7 +124,8 @@ export async function createNamespace(connection: Connection, namespace: string)
     } catch (err) {
       if (attempt >= 100) throw err;
     }
-    if (attempt >= 100) throw new Error(`search attributes of ${namespace} not registered after 100 attempts`);
+    if (attempt >= 100)
+      throw new Error(`search attributes of ${namespace} not registered after 100 attempts`);
     await new Promise((resolve) => setTimeout(resolve, 300));
   }
 }

@@ -37,7 +37,7 @@ TEMPORAL_TEST_SERVER_VERSION=${TEMPORAL_TEST_SERVER_VERSION:-1.31.0}
 PG_USER=acme PG_PASSWORD=acme PG_DB=acme
 TEMPORAL_PORT=7233 TEMPORAL_UI_PORT=8233
 PROMETHEUS_PORT=9090
-SEARCH_ATTRIBUTES=(OrderId CustomerId OrderStatus)
+SEARCH_ATTRIBUTES=(OrderId CustomerId OrderStatus FailureReason)
 
 log() { printf '[infra] %s\n' "$*"; }
 die() { printf '[infra] ERROR: %s\n' "$*" >&2; exit 1; }

@@ -5,6 +5,8 @@
 import { defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
 import type { FinalStatus, OrderStatus } from '../domain/order.js';
+import type { PaymentFailureCode } from '../lib/events.js';
+import type { FailureType } from './failures.js';
 
 export const TASK_QUEUE = 'orders';
 export const WORKFLOW_TYPE = 'orderSaga';
@@ -19,7 +21,20 @@ export const SEARCH_ATTRIBUTES = {
   OrderId: defineSearchAttributeKey('OrderId', 'KEYWORD'),
   CustomerId: defineSearchAttributeKey('CustomerId', 'KEYWORD'),
   OrderStatus: defineSearchAttributeKey('OrderStatus', 'KEYWORD'),
+  /**
+   * Why the order did not complete (or, while the saga waits on a failing gateway, what the charge is
+   * failing with): a `FailureReason`, never free text, so a Web UI query such as
+   * `FailureReason = "DEADLINE_EXCEEDED"` finds every order of one kind. Absent on completed orders.
+   */
+  FailureReason: defineSearchAttributeKey('FailureReason', 'KEYWORD'),
 } as const;
+
+/**
+ * The FailureReason search attribute's values, a bounded set: how a payment failed, the business
+ * outcomes that are not a completion, and the failure type of a run that failed (workflows/failures.ts).
+ */
+export type FailureReason =
+  PaymentFailureCode | 'OUT_OF_STOCK' | 'CANCELLED' | FailureType | 'Timeout' | 'StepFailed';
 
 /**
  * Workflow input. No secrets and no personal data beyond ids: history is kept forever and shown in

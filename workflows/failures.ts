@@ -32,3 +32,5 @@ export const FAILURE_TYPES = {
   /** A cancel update arrived too late (payment captured or the order already ended). */
   CancelRejected: 'CancelRejected',
 } as const;
+
+export type FailureType = (typeof FAILURE_TYPES)[keyof typeof FAILURE_TYPES];

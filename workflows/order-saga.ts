@@ -20,17 +20,21 @@ import {
   ApplicationFailure,
   CancellationScope,
   CancelledFailure,
+  TimeoutFailure,
   allHandlersFinished,
   condition,
   isCancellation,
   log,
   patched,
   proxyActivities,
+  proxyLocalActivities,
   setHandler,
   sleep,
   upsertSearchAttributes,
   type ActivityOptions,
+  type LocalActivityOptions,
 } from '@temporalio/workflow';
+import type { SearchAttributeUpdatePair } from '@temporalio/common';
 import type * as activities from '../activities/index.js';
 import type { PaymentFailureCode } from '../lib/events.js';
 import { FINAL_STATUSES, mayBeCancelledNow, type OrderStatus } from '../domain/order.js';
@@ -41,6 +45,7 @@ import {
   statusQuery,
   type CancelAccepted,
   type CancelRequest,
+  type FailureReason,
   type OrderSagaInput,
   type OrderSagaResult,
   type OrderSagaState,
@@ -87,6 +92,24 @@ export const PATCHES = {
    * this, a later retry (an operator's bulk retry after an outage) ran the order again.
    */
   declineKeepsCancel: 'decline-keeps-cancel',
+  /**
+   * Fewer history events per order: the dev server's work grows with them, and it is most of the
+   * machine's CPU per order (README "Performance"). One patch for three changes, because every
+   * `patched()` call costs two events of its own (a marker and a TemporalChangeVersion upsert):
+   * - OrderStatus is upserted when the order ends (with FailureReason, unless it completed) and when
+   *   it starts waiting on a failing gateway; not at every intermediate status (RESERVED, PAID),
+   *   which the status query and the order row show. Before: one upsert per status change.
+   * - The two database steps of the happy path, reserveInventory and completeOrder, run as local
+   *   activities: one marker event each instead of an activity task and a workflow task (six
+   *   events). They keep the database profile's retry policy (an outage is waited out with backoff,
+   *   each failed attempt logged by the worker); backoffs past LOCAL_RETRY_THRESHOLD become durable
+   *   timers. The e-mail stays a regular activity: a real one calls a mail service, not PostgreSQL.
+   * - The payment-deadline timer starts only when the first charge attempt fails transiently (most
+   *   charges succeed at once; the timer's start and cancel were two events). The deadline keeps its
+   *   meaning, counted from the start of the charge step: the timer is started for what is left of
+   *   it, and the retries then race it as before (the first retry after the same 1 s backoff).
+   */
+  leanHistory: 'lean-history',
 } as const;
 
 /** Retry and timeout profiles, named so a reader sees the intent of each call site. */
@@ -131,12 +154,56 @@ export const ACTIVITY_PROFILES = {
     retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes' },
     cancellationType: 'WAIT_CANCELLATION_COMPLETED',
   },
+  /**
+   * The first charge attempt since PATCHES.leanHistory: one attempt, no deadline timer yet.
+   * A transient failure is then retried under `paymentRetry`, raced against the deadline.
+   */
+  paymentFirstAttempt: {
+    startToCloseTimeout: '30 seconds',
+    retry: { maximumAttempts: 1 },
+    cancellationType: 'WAIT_CANCELLATION_COMPLETED',
+  },
+  /**
+   * The charge's retries after a failed first attempt (since PATCHES.leanHistory): the
+   * workflow waits the first 1 s backoff itself, so these start at 2 s and double, as the `payment`
+   * profile's attempts 3, 4, … did.
+   */
+  paymentRetry: {
+    startToCloseTimeout: '30 seconds',
+    retry: { initialInterval: '2 seconds', backoffCoefficient: 2, maximumInterval: '1 minute' },
+    cancellationType: 'WAIT_CANCELLATION_COMPLETED',
+  },
 } as const satisfies Record<string, ActivityOptions>;
 
-const db = proxyActivities<Activities>(ACTIVITY_PROFILES.database);
-const gateway = proxyActivities<Activities>(ACTIVITY_PROFILES.payment);
-const undoForAWhile = proxyActivities<Activities>(ACTIVITY_PROFILES.compensation);
-const undoUntilDone = proxyActivities<Activities>(ACTIVITY_PROFILES.compensationUntilDone);
+/**
+ * A local step's retries wait in the worker up to this backoff; longer ones (a database outage) are
+ * durable timers, so a worker restart does not lose them and the workflow task is not held open.
+ */
+const LOCAL_RETRY_THRESHOLD = '10 seconds';
+
+/** Local activity profiles (PATCHES.leanHistory). */
+export const LOCAL_ACTIVITY_PROFILES = {
+  /** The happy path's database steps: the `database` profile's retries, run by the worker. */
+  database: {
+    startToCloseTimeout: '10 seconds',
+    retry: ACTIVITY_PROFILES.database.retry,
+    localRetryThreshold: LOCAL_RETRY_THRESHOLD,
+    cancellationType: 'WAIT_CANCELLATION_COMPLETED',
+  },
+} as const satisfies Record<string, LocalActivityOptions>;
+
+/** The charge's first retry waits this long, as the `payment` profile's second attempt did. */
+const FIRST_RETRY_BACKOFF_MS = 1_000;
+
+/**
+ * Activities of a profile, with the step's summary: what the Web UI shows on the activity instead
+ * of its bare type name (summaries are user metadata, not part of the replayed commands).
+ */
+const regular = (profile: ActivityOptions, summary: string) =>
+  proxyActivities<Activities>({ ...profile, summary });
+const local = (profile: LocalActivityOptions, summary: string) =>
+  proxyLocalActivities<Activities>({ ...profile, summary });
+type Steps = ReturnType<typeof regular>;
 
 /** Thin entry point: handlers, then the steps. */
 export async function orderSaga(input: OrderSagaInput): Promise<OrderSagaResult> {
@@ -155,7 +222,9 @@ export async function orderSaga(input: OrderSagaInput): Promise<OrderSagaResult>
 
 interface Compensation {
   name: string;
-  run(undo: typeof undoUntilDone, reason: string, cancelled: boolean): Promise<unknown>;
+  /** What the Web UI shows on the compensation's activity. */
+  summary: string;
+  run(undo: Steps, reason: string, cancelled: boolean): Promise<unknown>;
 }
 
 type PaymentOutcome = { kind: 'captured' } | { kind: 'failed'; code: PaymentFailureCode; reason: string };
@@ -168,8 +237,18 @@ class OrderSaga {
   private readonly work = new CancellationScope();
   private cancelledByUpdate = false;
   private finished = false;
+  /**
+   * PATCHES.leanHistory, decided once at the run's start (false when replaying a run recorded
+   * before it, so that run keeps its shape).
+   */
+  private readonly lean: boolean;
+  /** How the payment failed, for the FailureReason search attribute (PATCHES.leanHistory). */
+  private failureReason: FailureReason | undefined;
+  /** FailureReason is set in the run's search attributes (so a completion clears it). */
+  private failureReasonShown = false;
 
   constructor(private readonly input: OrderSagaInput) {
+    this.lean = patched(PATCHES.leanHistory);
     this.state = {
       orderId: input.orderId,
       status: 'PENDING',
@@ -254,6 +333,7 @@ class OrderSaga {
           this.compensate(`saga failed: ${describe(err)}`, { cancelled: false }),
         );
       }
+      this.showFailureReason(failureType(err));
       throw err;
     } finally {
       this.state.step = 'DONE';
@@ -267,9 +347,10 @@ class OrderSaga {
     this.setStep('RESERVING_INVENTORY');
     this.compensations.push({
       name: 'releaseInventory',
+      summary: 'compensation: release the stock',
       run: (undo, reason, cancelled) => undo.releaseInventory({ ...this.ids(), reason, cancelled }),
     });
-    const reservation = await db.reserveInventory(this.ids());
+    const reservation = await this.databaseStep('reserve stock', (a) => a.reserveInventory(this.ids()));
     if (reservation.outcome === 'CANCELLED') {
       this.compensations.length = 0; // nothing was reserved
       return this.finish('CANCELLED', 'order-cancelled', 'cancelled before processing started');
@@ -287,6 +368,7 @@ class OrderSaga {
     this.setStep('CHARGING_PAYMENT');
     this.compensations.push({
       name: 'refundPayment',
+      summary: 'compensation: refund or void the payment',
       run: (undo, reason, cancelled) => undo.refundPayment({ ...this.ids(), reason, cancelled }),
     });
     const payment = await this.chargeBeforeDeadline();
@@ -301,30 +383,79 @@ class OrderSaga {
     // 3. Paid: the order completes; a cancel is now "too late" and a workflow cancel waits for it.
     this.setStep('NOTIFYING');
     return CancellationScope.nonCancellable(async () => {
-      await db.notifyCustomer({ ...this.ids(), kind: 'order-completed' });
-      await db.completeOrder(this.ids());
+      await regular(ACTIVITY_PROFILES.database, 'e-mail the customer: order completed').notifyCustomer({
+        ...this.ids(),
+        kind: 'order-completed',
+      });
+      await this.databaseStep('mark the order completed', (a) => a.completeOrder(this.ids()));
       this.setStatus('COMPLETED');
       return { orderId: this.input.orderId, status: 'COMPLETED' };
     });
   }
 
+  /** A database step of the happy path: a local activity since PATCHES.leanHistory. */
+  private databaseStep<T>(summary: string, call: (a: Steps) => Promise<T>): Promise<T> {
+    return call(
+      this.lean
+        ? local(LOCAL_ACTIVITY_PROFILES.database, summary)
+        : regular(ACTIVITY_PROFILES.database, summary),
+    );
+  }
+
   /**
-   * Charges, unless the deadline (a durable timer, so it survives worker restarts and is skipped by
-   * the time-skipping test server) passes first; then the charge is cancelled and the payment fails.
-   * An attempt already in flight at the deadline is waited for (WAIT_CANCELLATION_COMPLETED): if it
-   * captures after all, the capture stands and the order goes on to complete.
+   * Charges, unless the payment deadline passes first; then the charge is cancelled and the payment
+   * fails. The deadline is a durable timer (it survives worker restarts and is skipped by the
+   * time-skipping test server) counted from the start of this step. Since
+   * PATCHES.leanHistory the first attempt runs without it, and the timer starts, for what is
+   * left of the deadline, only when that attempt failed transiently and retries begin.
    */
   private async chargeBeforeDeadline(): Promise<PaymentOutcome> {
+    const deadlineMs = this.input.paymentDeadlineMs;
+    if (!this.lean) {
+      return this.chargeRacingDeadline(
+        deadlineMs,
+        regular(ACTIVITY_PROFILES.payment, 'charge the payment'),
+        0,
+      );
+    }
+    const startedAt = workflowNow();
+    try {
+      await regular(ACTIVITY_PROFILES.paymentFirstAttempt, 'charge the payment').chargePayment(this.ids());
+      return { kind: 'captured' };
+    } catch (err) {
+      const decline = declineReason(err);
+      if (decline !== undefined) return { kind: 'failed', code: 'DECLINED', reason: decline };
+      // A cancel meanwhile, or a failure retrying cannot fix: handled as the old profile's were.
+      if (this.work.consideredCancelled || !isTransient(err)) throw err;
+      // The order now waits on the gateway: the Web UI shows it, with what the charge fails with.
+      this.showStatus(failureType(err));
+    }
+    const leftMs = deadlineMs - (workflowNow() - startedAt);
+    if (leftMs <= 0) return deadlineExceeded(deadlineMs);
+    return this.chargeRacingDeadline(
+      leftMs,
+      regular(ACTIVITY_PROFILES.paymentRetry, 'charge the payment (retries until the deadline)'),
+      FIRST_RETRY_BACKOFF_MS,
+    );
+  }
+
+  /**
+   * Charges through `charger`, after `backoffMs`, raced against a timer of `leftMs`. An attempt
+   * already in flight at the deadline is waited for (WAIT_CANCELLATION_COMPLETED): if it captures
+   * after all, the capture stands and the order goes on to complete.
+   */
+  private async chargeRacingDeadline(
+    leftMs: number,
+    charger: Steps,
+    backoffMs: number,
+  ): Promise<PaymentOutcome> {
+    const deadlineMs = this.input.paymentDeadlineMs;
     const charge = new CancellationScope();
     const timer = new CancellationScope();
     let deadlinePassed = false;
     void timer
       // The summary is what the Web UI shows for the timer ("payment deadline 10m", not "1 (10m)").
-      .run(() =>
-        sleep(this.input.paymentDeadlineMs, {
-          summary: `payment deadline ${humanDuration(this.input.paymentDeadlineMs)}`,
-        }),
-      )
+      .run(() => sleep(leftMs, { summary: `payment deadline ${humanDuration(deadlineMs)}` }))
       .then(
         () => {
           deadlinePassed = true;
@@ -333,7 +464,10 @@ class OrderSaga {
         () => undefined, // the charge settled first (or the saga was cancelled): the timer was cancelled
       );
     try {
-      await charge.run(() => gateway.chargePayment(this.ids()));
+      await charge.run(async () => {
+        if (backoffMs > 0) await sleep(backoffMs, { summary: 'backoff before retrying the charge' });
+        return charger.chargePayment(this.ids());
+      });
       return { kind: 'captured' };
     } catch (err) {
       const decline = declineReason(err);
@@ -342,11 +476,7 @@ class OrderSaga {
         !this.work.consideredCancelled &&
         (isCancellation(err) || (decline === undefined && patched(PATCHES.failedAttemptAfterCancel)))
       ) {
-        return {
-          kind: 'failed',
-          code: 'DEADLINE_EXCEEDED',
-          reason: `payment not captured within ${this.input.paymentDeadlineMs} ms`,
-        };
+        return deadlineExceeded(deadlineMs);
       }
       if (decline !== undefined) return { kind: 'failed', code: 'DECLINED', reason: decline };
       throw err;
@@ -361,11 +491,16 @@ class OrderSaga {
   ): Promise<OrderSagaResult | 'captured after all'> {
     this.setStep('COMPENSATING');
     this.state.reason = reason;
+    this.failureReason = code;
     return CancellationScope.nonCancellable(async () => {
-      const { status } = await db.failPayment({ ...this.ids(), code, reason });
+      const { status } = await regular(
+        ACTIVITY_PROFILES.database,
+        `record the payment failure: ${code}`,
+      ).failPayment({ ...this.ids(), code, reason });
       if (status === 'PAID') {
         if (patched(PATCHES.lateCaptureStands)) {
           this.state.reason = undefined;
+          this.failureReason = undefined;
           return 'captured after all';
         }
         // What failPayment itself threw before it reported PAID.
@@ -376,7 +511,11 @@ class OrderSaga {
       }
       this.setStatus('PAYMENT_FAILED');
       // The customer learns the payment failed even if a compensation then fails (an operator's job).
-      await db.notifyCustomer({ ...this.ids(), kind: 'payment-failed', reason });
+      await regular(ACTIVITY_PROFILES.database, 'e-mail the customer: payment failed').notifyCustomer({
+        ...this.ids(),
+        kind: 'payment-failed',
+        reason,
+      });
       const cancelled = this.state.cancelRequested && patched(PATCHES.declineKeepsCancel);
       await this.compensate(reason, { cancelled });
       return { orderId: this.input.orderId, status: 'PAYMENT_FAILED', reason };
@@ -392,9 +531,16 @@ class OrderSaga {
     if (FINAL_STATUSES.has(this.state.status)) throw err;
     await CancellationScope.nonCancellable(async () => {
       await this.compensate(reason, { cancelled: true });
-      await db.cancelOrder({ ...this.ids(), reason });
+      await regular(ACTIVITY_PROFILES.database, 'mark the order cancelled').cancelOrder({
+        ...this.ids(),
+        reason,
+      });
       this.setStatus('CANCELLED');
-      await db.notifyCustomer({ ...this.ids(), kind: 'order-cancelled', reason });
+      await regular(ACTIVITY_PROFILES.database, 'e-mail the customer: order cancelled').notifyCustomer({
+        ...this.ids(),
+        kind: 'order-cancelled',
+        reason,
+      });
     });
     if (this.cancelledByUpdate) return { orderId: this.input.orderId, status: 'CANCELLED', reason };
     throw err; // a workflow cancel ends the run as Cancelled, which is what the Web UI should show
@@ -407,10 +553,12 @@ class OrderSaga {
    */
   private async compensate(reason: string, { cancelled }: { cancelled: boolean }): Promise<void> {
     this.setStep('COMPENSATING');
-    const undo = patched(PATCHES.compensationsWaitOutOutages) ? undoUntilDone : undoForAWhile;
+    const undo = patched(PATCHES.compensationsWaitOutOutages)
+      ? ACTIVITY_PROFILES.compensationUntilDone
+      : ACTIVITY_PROFILES.compensation;
     for (let c = this.compensations.pop(); c; c = this.compensations.pop()) {
       try {
-        await c.run(undo, reason, cancelled);
+        await c.run(regular(undo, c.summary), reason, cancelled);
       } catch (err) {
         const failure = `${c.name}: ${describe(err)}`;
         this.state.compensationFailures.push(failure);
@@ -423,6 +571,7 @@ class OrderSaga {
     }
     const failures = this.state.compensationFailures;
     if (failures.length > 0) {
+      this.showFailureReason(FAILURE_TYPES.CompensationFailed);
       throw ApplicationFailure.nonRetryable(
         `order ${this.input.orderId}: compensation failed (${failures.join('; ')}); fix the cause, then re-drive the order`,
         FAILURE_TYPES.CompensationFailed,
@@ -439,7 +588,13 @@ class OrderSaga {
   ): Promise<OrderSagaResult> {
     this.setStatus(status);
     this.state.reason = reason;
-    await CancellationScope.nonCancellable(() => db.notifyCustomer({ ...this.ids(), kind, reason }));
+    await CancellationScope.nonCancellable(() =>
+      regular(ACTIVITY_PROFILES.database, `e-mail the customer: ${kind}`).notifyCustomer({
+        ...this.ids(),
+        kind,
+        reason,
+      }),
+    );
     return { orderId: this.input.orderId, status, reason };
   }
 
@@ -460,13 +615,76 @@ class OrderSaga {
     this.state.step = step;
   }
 
-  /** Mirrors the database status, and keeps the OrderStatus search attribute current for the Web UI. */
+  /**
+   * Mirrors the database status, and keeps the OrderStatus search attribute current for the Web UI:
+   * at every change before PATCHES.leanHistory; since, when the order ends.
+   */
   private setStatus(status: OrderStatus): void {
     if (this.state.status === status) return;
     this.state.status = status;
-    upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.OrderStatus, value: status }]);
+    if (!this.lean) {
+      upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.OrderStatus, value: status }]);
+    } else if (FINAL_STATUSES.has(status)) {
+      this.showStatus(status === 'COMPLETED' ? null : (this.failureReason ?? (status as FailureReason)));
+    }
     log.info('order status', { orderId: this.input.orderId, status });
   }
+
+  /**
+   * One upsert: OrderStatus, and FailureReason when given (null clears it). Since
+   * PATCHES.leanHistory only, so runs recorded before replay unchanged.
+   */
+  private showStatus(failure: FailureReason | null): void {
+    if (!this.lean) return;
+    const updates: SearchAttributeUpdatePair[] = [
+      { key: SEARCH_ATTRIBUTES.OrderStatus, value: this.state.status },
+    ];
+    if (failure !== null || this.failureReasonShown) {
+      updates.push({ key: SEARCH_ATTRIBUTES.FailureReason, value: failure });
+      this.failureReasonShown = failure !== null;
+    }
+    upsertSearchAttributes(updates);
+  }
+
+  /** A run that fails says why in FailureReason (since PATCHES.leanHistory). */
+  private showFailureReason(failure: FailureReason): void {
+    if (!this.lean) return;
+    this.failureReasonShown = true;
+    upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.FailureReason, value: failure }]);
+  }
+}
+
+/**
+ * The workflow's clock: the time of the current workflow task, the same on every replay. The
+ * deadline is counted from the charge step's start, which no workflowInfo() field records.
+ */
+function workflowNow(): number {
+  // eslint-disable-next-line no-restricted-properties -- deterministic in workflow code (see above)
+  return Date.now();
+}
+
+function deadlineExceeded(deadlineMs: number): PaymentOutcome {
+  return {
+    kind: 'failed',
+    code: 'DEADLINE_EXCEEDED',
+    reason: `payment not captured within ${deadlineMs} ms`,
+  };
+}
+
+/** A failed attempt that a retry could fix (an outage, a timeout), not a decline or a refusal. */
+function isTransient(err: unknown): boolean {
+  if (!(err instanceof ActivityFailure)) return false;
+  if (err.cause instanceof ApplicationFailure) return !err.cause.nonRetryable;
+  return err.cause instanceof TimeoutFailure;
+}
+
+/** A bounded name for a failure, for FailureReason: its type when it is one of ours. */
+function failureType(err: unknown): FailureReason {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (cause instanceof TimeoutFailure) return 'Timeout';
+  const type = cause instanceof ApplicationFailure ? cause.type : undefined;
+  const known = Object.values(FAILURE_TYPES) as string[];
+  return type && known.includes(type) ? (type as FailureReason) : 'StepFailed';
 }
 
 function declineReason(err: unknown): string | undefined {

@@ -95,7 +95,7 @@ export async function dropBenchDatabase(names: StackNames): Promise<void> {
 
 // -------------------------------------------------------------------------------------- Temporal
 
-const SEARCH_ATTRIBUTES = ['OrderId', 'CustomerId', 'OrderStatus'];
+const SEARCH_ATTRIBUTES = ['OrderId', 'CustomerId', 'OrderStatus', 'FailureReason'];
 
 /**
  * A namespace of the bench's own on the same dev server, so its workflows never show among the

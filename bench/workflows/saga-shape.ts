@@ -1,14 +1,15 @@
 /**
- * A bare copy of the order saga's shape (workflows/order-saga.ts, happy path), with no-op activities:
- * the same activity types in the same order with the same options, the payment-deadline timer
- * started before the charge and cancelled after it, and the same OrderStatus search-attribute
- * upserts, in the same order in history. What it leaves out is what the saga does besides Temporal:
- * the database, the broker, the gateway, logging, compensations, and the query/update handlers
- * (which write nothing to history).
+ * A bare copy of the order saga's shape (workflows/order-saga.ts, happy path, since its
+ * `lean-history` patch), with no-op activities: the same patch marker, the same activity types in
+ * the same order with the same options (reserveInventory and completeOrder local, the charge's first
+ * attempt and the e-mail regular), and the one OrderStatus upsert at the
+ * end. The payment-deadline timer is not started on the happy path (the saga starts it only when a
+ * first charge attempt fails), so it is not here either. What it leaves out is what the saga does
+ * besides Temporal: the database, the broker, the gateway, logging, compensations, and the
+ * query/update handlers (which write nothing to history).
  *
  * The code follows the saga's structure step by step (the same awaits between commands), because the
- * order of commands in one workflow task depends on it: a timer cancel, for one, reaches history
- * only after a few microtasks.
+ * order of commands in one workflow task depends on it.
  *
  * Keep it a copy: when the saga's shape changes, change this too. `npm run bench` compares the event
  * history of one pipeline saga with one run of this workflow and prints a warning when they differ.
@@ -17,25 +18,41 @@ import {
   CancellationScope,
   allHandlersFinished,
   condition,
+  patched,
   proxyActivities,
-  sleep,
+  proxyLocalActivities,
   upsertSearchAttributes,
   type ActivityOptions,
+  type LocalActivityOptions,
 } from '@temporalio/workflow';
 import { defineSearchAttributeKey } from '@temporalio/common';
 import type * as activities from './activities.js';
 
-/** Copied from ACTIVITY_PROFILES in workflows/order-saga.ts. */
+/** Copied from ACTIVITY_PROFILES and LOCAL_ACTIVITY_PROFILES in workflows/order-saga.ts. */
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' } as const;
 const database: ActivityOptions = {
   startToCloseTimeout: '30 seconds',
   retry,
   cancellationType: 'WAIT_CANCELLATION_COMPLETED',
 };
-const payment: ActivityOptions = database;
+const paymentFirstAttempt: ActivityOptions = {
+  startToCloseTimeout: '30 seconds',
+  retry: { maximumAttempts: 1 },
+  cancellationType: 'WAIT_CANCELLATION_COMPLETED',
+};
+const localDatabase: LocalActivityOptions = {
+  startToCloseTimeout: '10 seconds',
+  retry,
+  localRetryThreshold: '10 seconds',
+  cancellationType: 'WAIT_CANCELLATION_COMPLETED',
+};
 
-const db = proxyActivities<typeof activities>(database);
-const gateway = proxyActivities<typeof activities>(payment);
+/** The saga's PATCHES.leanHistory: the same marker (and TemporalChangeVersion upsert) in history. */
+const LEAN_HISTORY = 'lean-history';
+
+const local = (summary: string) => proxyLocalActivities<typeof activities>({ ...localDatabase, summary });
+const regular = (profile: ActivityOptions, summary: string) =>
+  proxyActivities<typeof activities>({ ...profile, summary });
 
 const OrderStatus = defineSearchAttributeKey('OrderStatus', 'KEYWORD');
 
@@ -47,13 +64,8 @@ export interface SagaShapeInput {
   run?: number;
 }
 
-interface StepIds {
-  orderId: string;
-  run: number;
-  correlationId: string;
-}
-
 export async function sagaShapeBare(input: SagaShapeInput): Promise<{ orderId: string; status: string }> {
+  patched(LEAN_HISTORY);
   const work = new CancellationScope();
   try {
     return await work.run(() => forward(input, work));
@@ -64,37 +76,21 @@ export async function sagaShapeBare(input: SagaShapeInput): Promise<{ orderId: s
 
 async function forward(input: SagaShapeInput, work: CancellationScope) {
   const ids = { orderId: input.orderId, run: input.run ?? 1, correlationId: input.correlationId };
-  await db.reserveInventory(ids);
-  upsertSearchAttributes([{ key: OrderStatus, value: 'RESERVED' }]);
+  await local('reserve stock').reserveInventory(ids);
   await throwIfCancelled(work);
 
-  await chargeBeforeDeadline(input, ids);
-  upsertSearchAttributes([{ key: OrderStatus, value: 'PAID' }]);
+  await regular(paymentFirstAttempt, 'charge the payment').chargePayment(ids);
   await throwIfCancelled(work);
 
   return CancellationScope.nonCancellable(async () => {
-    await db.notifyCustomer({ ...ids, kind: 'order-completed' });
-    await db.completeOrder(ids);
+    await regular(database, 'e-mail the customer: order completed').notifyCustomer({
+      ...ids,
+      kind: 'order-completed',
+    });
+    await local('mark the order completed').completeOrder(ids);
     upsertSearchAttributes([{ key: OrderStatus, value: 'COMPLETED' }]);
     return { orderId: input.orderId, status: 'COMPLETED' };
   });
-}
-
-async function chargeBeforeDeadline(input: SagaShapeInput, ids: StepIds): Promise<'captured'> {
-  const charge = new CancellationScope();
-  const timer = new CancellationScope();
-  void timer
-    .run(() => sleep(input.paymentDeadlineMs))
-    .then(
-      () => charge.cancel(),
-      () => undefined,
-    );
-  try {
-    await charge.run(() => gateway.chargePayment(ids));
-    return 'captured';
-  } finally {
-    timer.cancel();
-  }
 }
 
 async function throwIfCancelled(work: CancellationScope): Promise<void> {

@@ -11,6 +11,12 @@
  *   RECORD_HISTORIES=retried-run-payment-deadline npx vitest run --project workflow test/workflow/replay.test.ts
  *   npx prettier --write test/workflow/histories
  *
+ * The `*-lean.json` histories are the same scenarios recorded since the history-saving patches
+ * (`status-upserts-folded`, `local-database-steps`, `deadline-timer-on-retry`): local activity
+ * markers, one search-attribute upsert, the deadline timer only after a failed first charge attempt;
+ * `gateway-recovers-lean.json` covers a charge that fails once, then captures before the deadline.
+ * Record them alone with `RECORD_HISTORIES=completed-lean,out-of-stock-lean,…`.
+ *
  * `cancelled-during-failing-charge.json` is the exception: the time-skipping server cannot produce
  * it, so it was recorded on the dev server from the first scenario of
  * test/integration/saga-races.test.ts (it carries the `failed-attempt-after-cancel` patch marker).
@@ -23,7 +29,7 @@ import { Worker, type Worker as WorkerType } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { cancelUpdate, statusQuery, type OrderSagaResult } from '../../workflows/contract.js';
 import { createProduct } from '../helpers/db.js';
-import { downGateway } from './fixtures/gateways.js';
+import { downGateway, ledgerGateway } from './fixtures/gateways.js';
 import { createSagaHarness, quietTemporalRuntime, sagaBundle, type SagaHarness } from './fixtures/harness.js';
 import { waitUntil } from '../helpers/wait.js';
 import { createOrder, sagaInput } from './fixtures/orders.js';
@@ -80,11 +86,33 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['sta
       );
       await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'recorded cancel' }] });
       const { status } = await handle.result();
-      save('cancelled-by-update', await handle.fetchHistory());
+      save(current, await handle.fetchHistory());
       return status;
     });
   },
+  /** The first charge attempt fails (the gateway is down), the first retry captures. */
+  async 'gateway-recovers-lean'(h) {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
+    const gateway = ledgerGateway('down');
+    const charge = gateway.charge.bind(gateway);
+    gateway.charge = async (request) => {
+      if (gateway.calls.charge.length > 0) gateway.mode = 'up';
+      return charge(request);
+    };
+    return run(h, await h.worker({ gateway }), order);
+  },
 };
+/** The scenarios recorded again since the history-saving patches, under `<name>-lean`. */
+for (const name of [
+  'completed',
+  'out-of-stock',
+  'payment-declined',
+  'payment-deadline',
+  'cancelled-by-update',
+]) {
+  SCENARIOS[`${name}-lean`] = SCENARIOS[name]!;
+}
 
 let current = '';
 async function run(
@@ -124,7 +152,17 @@ describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
     'payment-deadline': 'PAYMENT_FAILED',
     'cancelled-by-update': 'CANCELLED',
     'retried-run-payment-deadline': 'PAYMENT_FAILED',
+    'gateway-recovers-lean': 'COMPLETED',
   };
+  for (const name of [
+    'completed',
+    'out-of-stock',
+    'payment-declined',
+    'payment-deadline',
+    'cancelled-by-update',
+  ]) {
+    expected[`${name}-lean`] = expected[name]!;
+  }
   for (const [name, scenario] of Object.entries(SCENARIOS)) {
     test.runIf(recording(name))(`records ${name}`, async () => {
       current = name;

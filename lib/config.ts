@@ -72,6 +72,12 @@ const schema = z.object({
   LOYALTY_MAX_DELIVERIES: intFrom(1, 100).default(5),
   ANALYTICS_PREFETCH: intFrom(1, 1000).default(32),
   ANALYTICS_MAX_DELIVERIES: intFrom(1, 100).default(5),
+  /**
+   * Workflow runs the Temporal worker keeps in memory between their tasks (the sticky cache). The
+   * SDK's default grows with the heap (about 2300 on a 4 GB heap), and a backlog of started sagas then
+   * holds the worker's memory far above what it needs; an evicted run is replayed on its next task.
+   */
+  WORKER_MAX_CACHED_WORKFLOWS: intFrom(2, 100_000).default(200),
 
   /**
    * Authentication (api/auth.ts): bearer JWTs. With `AUTH_JWKS_URL` set, tokens are verified

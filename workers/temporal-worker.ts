@@ -64,11 +64,20 @@ export async function createOrderWorker(options: OrderWorkerOptions): Promise<Wo
       : { workflowsPath: WORKFLOWS_PATH }),
     ...(traced ? { sinks: traced.sinks, interceptors: { ...traced.interceptors, workflowModules } } : {}),
     activities,
+    ...WORKER_TUNING(config),
     // On SIGTERM, in-flight activities get this long to finish before they are cancelled (and retried
     // elsewhere); they are short database steps and a gateway call.
     shutdownGraceTime: '10 seconds',
   });
 }
+
+/**
+ * Worker tuning, measured with `npm run bench` (README "Performance"): a bounded sticky cache keeps
+ * the worker's memory flat under a backlog (the SDK's default grows with the heap size).
+ */
+const WORKER_TUNING = (config: Config) => ({
+  maxCachedWorkflows: config.WORKER_MAX_CACHED_WORKFLOWS,
+});
 
 const ALREADY_EXISTS = 6; // gRPC status codes
 const UNIMPLEMENTED = 12;

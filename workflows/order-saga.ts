@@ -627,7 +627,9 @@ class OrderSaga {
     } else if (FINAL_STATUSES.has(status)) {
       this.showStatus(status === 'COMPLETED' ? null : (this.failureReason ?? (status as FailureReason)));
     }
-    log.info('order status', { orderId: this.input.orderId, status });
+    // Debug: every transition is logged at info by the activity that made it, with the order's ids;
+    // a workflow log line crosses from the workflow sandbox to the worker's logger on the hot path.
+    log.debug('order status', { orderId: this.input.orderId, status });
   }
 
   /**

@@ -97,6 +97,8 @@ const list = (v: string) => {
 
 /** The processes the phases stop and start by name (scripts/up.sh must start them). */
 const ROLES = ['api', 'outbox', 'bridge', 'worker'];
+/** The processes the scaling phases (`--scale`) run several of. */
+const SCALED = ['outbox', 'bridge', 'worker'];
 
 /**
  * The side ports of the app processes (`*_PORT` settings besides PORT, e.g. metrics and probe
@@ -151,6 +153,12 @@ const program = new Command('npm run bench --')
     positive,
     DEFAULTS.openSeconds,
   )
+  .option(
+    '--scale <list>',
+    'scaling phases: the pipeline at the largest concurrency with N outbox, bridge and worker processes each (e.g. 2,4)',
+    list,
+    [],
+  )
   .option('--warmup <n>', 'unmeasured units before the first phase of each kind', int, DEFAULTS.warmup)
   .option(
     '--backlog <n>',
@@ -179,11 +187,12 @@ const program = new Command('npm run bench --')
   .option('--keep', 'keep the database, namespace and queues after the run (to inspect them)')
   .addHelpText(
     'after',
-    '\nExamples:\n  npm run bench\n  npm run bench -- --quick\n  npm run bench -- --backlog 20000 --skip-baseline\n',
+    '\nExamples:\n  npm run bench\n  npm run bench -- --quick\n  npm run bench -- --backlog 20000 --skip-baseline\n  npm run bench -- --skip-baseline --scale 2,4 --backlog 0\n',
   );
 
 interface Options {
   orders: number;
+  scale: number[];
   concurrency: number[];
   rate: number;
   openSeconds: number;
@@ -690,6 +699,27 @@ async function main(): Promise<void> {
       run.shapeCheck = await compareShapes(client, `order-${pipelineIds[0]}`, bareShapeId);
       if (!run.shapeCheck.matches)
         log('  WARNING: the bare saga-shape copy no longer matches the saga (see report)');
+    }
+
+    // ------------------------------------------------------------------------------- scaling
+    const scales = opts.scale.filter((n) => n > 1);
+    if (scales.length > 0) {
+      const c = Math.max(...opts.concurrency);
+      log(`\n[2b/4] scaling: ${SCALED.join(', ')} as ${scales.join(', ')} processes each, c=${c}`);
+      for (const n of scales) {
+        for (const name of SCALED) await processes.stop(name);
+        for (const name of SCALED) {
+          processes.setReplicas(name, n);
+          processes.start(name);
+        }
+        await warmUp(`warm-up ×${n}`, orderUnit, orderOk, () => `pipeline ×${n} warm-up failed`);
+        await loadPhase(`pipeline c=${c} ×${n}`, 'pipeline', 'closed', c, orderUnit, orderOk);
+      }
+      for (const name of SCALED) {
+        await processes.stop(name);
+        processes.setReplicas(name, 1);
+        processes.start(name);
+      }
     }
 
     // ------------------------------------------------------------------------------- backlog

@@ -90,8 +90,9 @@ export class Meter {
 
   async init(): Promise<void> {
     await this.connect();
+    // Every process of the name (the scaling phases run several): CPU summed, RSS of the largest.
     for (const name of this.opts.apps)
-      this.groups.push(singleProcess(name, () => this.opts.processes.pid(name)));
+      this.groups.push({ name, members: () => ({ pids: this.opts.processes.pids(name) }) });
     this.groups.push(singleProcess('bench driver', () => process.pid));
     this.groups.push(singleProcess('temporal server', () => this.servers.temporal));
     const postmaster = () => this.servers.postmaster;

@@ -219,9 +219,15 @@ interface Running {
   logFile: string;
 }
 
-/** Starts and stops the app processes; each one's output goes to its own log file. */
+/**
+ * Starts and stops the app processes; each one's output goes to its own log file. A name can run as
+ * several processes (`setReplicas`, for the scaling phases): they share the bench's names (queues,
+ * task queue, database), and every replica after the first has its fixed side ports (`*_PORT`
+ * besides PORT and `*_HTTP_PORT`, e.g. the SDK's metrics exporter) switched off, so they never collide.
+ */
 export class Processes {
-  private readonly running = new Map<AppName, Running>();
+  private readonly running = new Map<AppName, Running[]>();
+  private readonly replicas = new Map<AppName, number>();
   /** Every log file written, newest last, so a failure can point at them. */
   readonly logFiles = new Map<AppName, string>();
 
@@ -235,9 +241,21 @@ export class Processes {
     this.entries = new Map([...apps, BARE_WORKER].map((a) => [a.name, a.entry]));
   }
 
+  /** How many processes `start(name)` starts from now on (1 unless set). */
+  setReplicas(name: AppName, n: number): void {
+    this.replicas.set(name, n);
+  }
+
+  /** The first live process of the name. */
   pid(name: AppName): number | undefined {
-    const running = this.running.get(name);
-    return running && running.child.exitCode === null ? running.child.pid : undefined;
+    return this.pids(name)[0];
+  }
+
+  /** Every live process of the name. */
+  pids(name: AppName): number[] {
+    return (this.running.get(name) ?? [])
+      .filter((r) => r.child.exitCode === null && r.child.pid !== undefined)
+      .map((r) => r.child.pid!);
   }
 
   isRunning(name: AppName): boolean {
@@ -246,42 +264,63 @@ export class Processes {
 
   start(name: AppName, extraEnv: Record<string, string> = {}): void {
     if (this.isRunning(name)) return;
-    const logFile = path.join(this.logDir, `${name}.log`);
-    const fd = openSync(logFile, 'a');
     const entry = this.entries.get(name);
     if (!entry)
       throw new Error(`no app process named ${name} (scripts/up.sh names: ${[...this.entries.keys()]})`);
-    const child = spawn(process.execPath, ['--import', 'tsx', entry], {
-      cwd: ROOT,
-      env: { ...this.env, ...extraEnv },
-      stdio: ['ignore', fd, fd],
-    });
-    closeSync(fd);
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    this.running.set(name, { child, exited, logFile });
-    this.logFiles.set(name, logFile);
+    const replicas = this.replicas.get(name) ?? 1;
+    const started: Running[] = [];
+    for (let i = 0; i < replicas; i++) {
+      const label = replicas > 1 ? `${name}-${i + 1}` : name;
+      const logFile = path.join(this.logDir, `${label}.log`);
+      const fd = openSync(logFile, 'a');
+      const sidePortsOff =
+        i === 0
+          ? {}
+          : Object.fromEntries(
+              Object.keys(this.env)
+                .filter((k) => k.endsWith('_PORT') && k !== 'PORT' && !k.endsWith('_HTTP_PORT'))
+                .map((k) => [k, '0']),
+            );
+      const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+        cwd: ROOT,
+        env: { ...this.env, ...sidePortsOff, ...extraEnv },
+        stdio: ['ignore', fd, fd],
+      });
+      closeSync(fd);
+      const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+      started.push({ child, exited, logFile });
+      this.logFiles.set(label, logFile);
+    }
+    this.running.set(name, started);
   }
 
   /** Throws naming the process (and the end of its log) if it has exited. */
   assertAlive(names: AppName[]): void {
     for (const name of names) {
-      const running = this.running.get(name);
-      if (running && running.child.exitCode !== null) {
-        throw new Error(`${name} exited with code ${running.child.exitCode}:\n${tail(running.logFile, 15)}`);
+      for (const running of this.running.get(name) ?? []) {
+        if (running.child.exitCode !== null) {
+          throw new Error(
+            `${name} exited with code ${running.child.exitCode}:\n${tail(running.logFile, 15)}`,
+          );
+        }
       }
     }
   }
 
   /** SIGTERM (the processes drain), then SIGKILL after `graceMs`. */
   async stop(name: AppName, graceMs = 15_000): Promise<void> {
-    const running = this.running.get(name);
-    if (!running) return;
+    const all = this.running.get(name);
+    if (!all) return;
     this.running.delete(name);
-    if (running.child.exitCode !== null || running.child.signalCode !== null) return;
-    running.child.kill('SIGTERM');
-    const timer = setTimeout(() => running.child.kill('SIGKILL'), graceMs);
-    await running.exited;
-    clearTimeout(timer);
+    await Promise.all(
+      all.map(async (running) => {
+        if (running.child.exitCode !== null || running.child.signalCode !== null) return;
+        running.child.kill('SIGTERM');
+        const timer = setTimeout(() => running.child.kill('SIGKILL'), graceMs);
+        await running.exited;
+        clearTimeout(timer);
+      }),
+    );
   }
 
   async stopAll(): Promise<void> {

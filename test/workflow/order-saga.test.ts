@@ -41,6 +41,16 @@ function eventTimeMs(event: temporal.api.history.v1.IHistoryEvent): number {
   return Number(t.seconds) * 1000 + Math.floor((t.nanos ?? 0) / 1e6);
 }
 
+/** The local activities a history ran, by type, in order (their markers). */
+function localActivities(history: temporal.api.history.v1.IHistory): string[] {
+  return (history.events ?? [])
+    .filter((e) => e.markerRecordedEventAttributes?.markerName === 'core_local_activity')
+    .map((e) => {
+      const data = e.markerRecordedEventAttributes!.details!['data']!.payloads![0]!.data!;
+      return (JSON.parse(Buffer.from(data).toString()) as { activity_type: string }).activity_type;
+    });
+}
+
 function scheduledActivities(history: temporal.api.history.v1.IHistory) {
   return (history.events ?? [])
     .filter((e) => e.activityTaskScheduledEventAttributes)
@@ -65,6 +75,19 @@ describe('happy path', () => {
       expect(state).toMatchObject({ status: 'COMPLETED', step: 'DONE', compensationFailures: [] });
       const description = await handle.describe();
       expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.OrderStatus)).toBe('COMPLETED');
+      expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.FailureReason)).toBeUndefined();
+
+      // The lean shape (PATCHES.leanHistory): the database steps local, the charge and the e-mail
+      // regular, no deadline timer for a charge that succeeds at once, one status upsert at the end.
+      const { events } = await handle.fetchHistory();
+      expect(scheduledActivities({ events }).map((a) => a.name)).toEqual(['chargePayment', 'notifyCustomer']);
+      expect(localActivities({ events })).toEqual(['reserveInventory', 'completeOrder']);
+      expect(events!.filter((e) => e.timerStartedEventAttributes)).toHaveLength(0);
+      const upserts = events!.filter((e) => e.upsertWorkflowSearchAttributesEventAttributes);
+      const upserted = upserts.map((e) =>
+        Object.keys(e.upsertWorkflowSearchAttributesEventAttributes!.searchAttributes!.indexedFields!),
+      );
+      expect(upserted).toEqual([['TemporalChangeVersion'], ['OrderStatus']]);
     });
 
     expect(await stockOf(h.db.pool, sku)).toBe(3);
@@ -151,6 +174,9 @@ describe('payment failure', () => {
         (e) => e.activityTaskStartedEventAttributes,
       )!.activityTaskStartedEventAttributes!;
       expect(attempts.attempt).toBe(1); // non-retryable: one attempt only
+      const description = await handle.describe();
+      expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.OrderStatus)).toBe('PAYMENT_FAILED');
+      expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.FailureReason)).toBe('DECLINED');
     });
 
     expect(await stockOf(h.db.pool, sku)).toBe(5);
@@ -186,6 +212,10 @@ describe('payment failure', () => {
         reason: `payment not captured within ${deadlineMs} ms`,
       });
       expect(wallMs).toBeLessThan(30_000); // ten virtual minutes, skipped
+      const description = await handle.describe();
+      expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.FailureReason)).toBe(
+        'DEADLINE_EXCEEDED',
+      );
 
       const history = await handle.fetchHistory();
       const startedAt = eventTimeMs(history.events![0]!);

@@ -216,6 +216,10 @@ describe('payment failure', () => {
       expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.FailureReason)).toBe(
         'DEADLINE_EXCEEDED',
       );
+      // The deadline timer, started when the first attempt failed, named for the Web UI.
+      const timer = (await handle.fetchHistory()).events!.find((e) => e.timerStartedEventAttributes)!;
+      const summary = timer.userMetadata?.summary?.data;
+      expect(summary && JSON.parse(Buffer.from(summary).toString())).toBe('payment deadline 10m');
 
       const history = await handle.fetchHistory();
       const startedAt = eventTimeMs(history.events![0]!);
@@ -369,14 +373,16 @@ describe('cancel', () => {
   test('a workflow cancel (handle.cancel) also compensates, and the run ends Cancelled', async () => {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 5 }] });
-    const worker = await h.worker({ gateway: downGateway() });
+    const gateway = downGateway();
+    const worker = await h.worker({ gateway });
 
     await worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order));
+      // Once the charge is being retried (see 'accepted before capture' for why).
       await waitUntil(
-        () => handle.query(statusQuery),
-        (s) => s.step === 'CHARGING_PAYMENT',
-        { what: 'the saga to be charging', timeoutMs: 20_000 },
+        async () => ({ step: (await handle.query(statusQuery)).step, attempts: gateway.attempts }),
+        (s) => s.step === 'CHARGING_PAYMENT' && s.attempts >= 2,
+        { what: 'the saga to be retrying the charge', timeoutMs: 20_000 },
       );
       await handle.cancel();
       const failure = await handle.result().catch((err: unknown) => err);

@@ -27,7 +27,7 @@ export const registerReplay: RegisterCommand = (program, runner) => {
     .argument('[orderIds...]', 'order ids (or workflow ids order-<id>); their latest run unless --all-runs')
     .option(
       '--query <visibility query>',
-      'every execution matching this query, e.g. \'OrderStatus = "PAID"\'',
+      'every execution matching this query, e.g. \'OrderStatus = "COMPLETED"\'',
     )
     .option('--all-runs', 'with order ids: every run of each order, not only the latest')
     .option(

@@ -102,7 +102,8 @@ describe('the seed scenarios, end to end', () => {
     // test/workflow/order-saga.test.ts.)
     expect(await description.staticSummary()).toBe('customer C100 · 1 × TSHIRT-BLK-M · 19.99 USD');
     const history = await handle.fetchHistory();
-    const summaries = history.events!.flatMap((e) => {
+    const steps = history.events!.filter((e) => !e.workflowExecutionStartedEventAttributes);
+    const summaries = steps.flatMap((e) => {
       const data = e.userMetadata?.summary?.data;
       return data ? [JSON.parse(Buffer.from(data).toString()) as string] : [];
     });

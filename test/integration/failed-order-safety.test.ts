@@ -442,7 +442,7 @@ describe('retrying a failed order', () => {
     // ... its release then failed for good: the order is left RESERVED, no run open.
     expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toMatchObject({
       kind: 'refused',
-      reason: expect.stringMatching(/customer cancelled/),
+      reason: expect.stringMatching(/customer asked to cancel/),
     });
   });
 

@@ -166,3 +166,52 @@ export function createSimulatedGateway(
     },
   };
 }
+
+/**
+ * The gateway took longer than the configured bound to answer. For a charge this leaves the outcome
+ * unknown (the intent stays CHARGING, and the compensation voids it); a void or a refund is retried
+ * under the same idempotency key.
+ */
+export class GatewayTimeoutError extends Error {
+  override name = 'GatewayTimeoutError';
+}
+
+/**
+ * Every call of `gateway` bounded by `timeoutMs`: the call's signal aborts at the deadline, and the
+ * call is abandoned then even if the gateway ignores its signal (a client stuck in a socket read), so
+ * no attempt outlives its activity's start-to-close timeout.
+ */
+export function withCallTimeout(gateway: PaymentGateway, timeoutMs: number): PaymentGateway {
+  const bounded = <T>(
+    operation: string,
+    call: (signal: AbortSignal) => Promise<T>,
+    outer: AbortSignal | undefined,
+  ): Promise<T> => {
+    const deadline = new AbortController();
+    const signal = outer ? AbortSignal.any([outer, deadline.signal]) : deadline.signal;
+    return new Promise<T>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        const err = new GatewayTimeoutError(
+          `payment gateway: ${operation} did not answer within ${timeoutMs} ms`,
+        );
+        deadline.abort(err);
+        reject(err);
+      }, timeoutMs);
+      call(signal).then(
+        (value) => {
+          clearTimeout(timer);
+          resolve(value);
+        },
+        (err: unknown) => {
+          clearTimeout(timer);
+          reject(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    });
+  };
+  return {
+    charge: (request, signal) => bounded('charge', (s) => gateway.charge(request, s), signal),
+    void: (request, signal) => bounded('void', (s) => gateway.void(request, s), signal),
+    refund: (request, signal) => bounded('refund', (s) => gateway.refund(request, s), signal),
+  };
+}

@@ -68,12 +68,6 @@ export interface RefundResult {
   skipped?: string;
 }
 
-/**
- * Bound on one gateway call; below the activities' 30 s start-to-close timeout, so an attempt gives
- * up (and is retried) before Temporal times it out.
- */
-const GATEWAY_TIMEOUT_MS = 20_000;
-
 export interface PaymentDeps {
   pool: Pool;
   gateway: PaymentGateway;
@@ -84,15 +78,16 @@ export interface PaymentDeps {
 
 const PAID_OR_LATER: ReadonlySet<OrderStatus> = new Set(['PAID', 'COMPLETED']);
 
-/** The running activity's cancellation (a cancel, or its timeout) and the gateway timeout. */
-function gatewaySignal(): AbortSignal {
-  let cancelled: AbortSignal;
+/**
+ * The running activity's cancellation (a cancel, or its timeout). The bound on each call is the
+ * gateway's own (`withCallTimeout`, PAYMENT_GATEWAY_TIMEOUT_MS), wrapped around it by the worker.
+ */
+function gatewaySignal(): AbortSignal | undefined {
   try {
-    cancelled = Context.current().cancellationSignal;
+    return Context.current().cancellationSignal;
   } catch {
-    cancelled = new AbortController().signal; // called directly, e.g. by a test
+    return undefined; // called directly, e.g. by a test
   }
-  return AbortSignal.any([cancelled, AbortSignal.timeout(GATEWAY_TIMEOUT_MS)]);
 }
 
 /** Gateway errors become Temporal failures: a decline is final, an outage is retried with backoff. */

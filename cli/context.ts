@@ -10,7 +10,7 @@ import { pino } from 'pino';
 import { loadConfig, type Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { connectTemporal } from '../lib/temporal.js';
-import { createPool, type Pool } from '../db/pool.js';
+import { createPool, type Pool, sessionLimits } from '../db/pool.js';
 
 export interface CliContext {
   config: Config;
@@ -95,7 +95,7 @@ export function createCliContext({
     },
     pool() {
       // Small: a command works through its batch a few orders at a time.
-      pool ??= createPool(config.DATABASE_URL, 4, 'acme-orders-cli');
+      pool ??= createPool(config.DATABASE_URL, 4, 'acme-orders-cli', { limits: sessionLimits(config) });
       return pool;
     },
     async close() {

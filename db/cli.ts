@@ -2,7 +2,7 @@
 import { readFile } from 'node:fs/promises';
 import { loadConfig } from '../lib/config.js';
 import { migrate } from './migrate.js';
-import { createPool } from './pool.js';
+import { createPool, sessionLimits } from './pool.js';
 
 const SEED_FILE = new URL('./seed.sql', import.meta.url);
 
@@ -11,7 +11,11 @@ async function main(command: string | undefined): Promise<void> {
     throw new Error('usage: tsx db/cli.ts migrate|seed');
   }
   const config = loadConfig();
-  const pool = createPool(config.DATABASE_URL, 1, 'acme-migrate');
+  // A migration may rightly run longer than any request (an index build, a backfill): no statement
+  // timeout; but it must not queue behind a long lock and stall the traffic queued behind it.
+  const pool = createPool(config.DATABASE_URL, 1, 'acme-migrate', {
+    limits: { ...sessionLimits(config), statementTimeoutMs: 0 },
+  });
   try {
     const applied = await migrate(pool);
     console.log(applied.length ? `applied migrations: ${applied.join(', ')}` : 'schema is up to date');

@@ -3,23 +3,61 @@
  * release the client, so a thrown error can never leak a connection.
  */
 import pg from 'pg';
+import type { Config } from '../lib/config.js';
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
 /** Anything that can run a query: the pool itself or a client inside a transaction. */
 export type Queryable = Pick<pg.Pool, 'query'> | pg.PoolClient;
 
+/**
+ * Limits the server enforces on every session of a pool, in milliseconds (0: none). Set in the
+ * connection's startup packet, so they hold for every statement, including a transaction someone
+ * forgot to end, whatever the client does afterwards.
+ */
+export interface SessionLimits {
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+}
+
+/** The limits of `lib/config.ts`'s defaults, for pools made without a config (tests, tools). */
+export const DEFAULT_SESSION_LIMITS: SessionLimits = Object.freeze({
+  statementTimeoutMs: 30_000,
+  lockTimeoutMs: 10_000,
+  idleInTransactionTimeoutMs: 60_000,
+});
+
+export function sessionLimits(
+  config: Pick<
+    Config,
+    'DATABASE_STATEMENT_TIMEOUT_MS' | 'DATABASE_LOCK_TIMEOUT_MS' | 'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS'
+  >,
+): SessionLimits {
+  return {
+    statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS,
+    lockTimeoutMs: config.DATABASE_LOCK_TIMEOUT_MS,
+    idleInTransactionTimeoutMs: config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+  };
+}
+
 // NUMERIC comes back as a string (exact money); BIGINT (20) as a string too, which we keep.
 export function createPool(
   connectionString: string,
   max = 10,
   applicationName = 'acme-orders',
-  { acquireTimeoutMs = 10_000 }: { acquireTimeoutMs?: number } = {},
+  {
+    acquireTimeoutMs = 10_000,
+    limits = DEFAULT_SESSION_LIMITS,
+  }: { acquireTimeoutMs?: number; limits?: SessionLimits } = {},
 ): Pool {
   const pool = new pg.Pool({
     connectionString,
     max,
     application_name: applicationName,
+    statement_timeout: limits.statementTimeoutMs,
+    lock_timeout: limits.lockTimeoutMs,
+    idle_in_transaction_session_timeout: limits.idleInTransactionTimeoutMs,
     // A server that stops answering (a dead host, a half-open connection) fails fast and is retried
     // by the caller, instead of hanging a loop, a consumer or a shutdown for minutes. The same limit
     // bounds the wait for a free client when every one is busy (pg-pool applies it to both).
@@ -98,6 +136,7 @@ export function isTransientDatabaseError(err: unknown): boolean {
   return (
     code.startsWith('08') || // connection exception
     ['57P01', '57P02', '57P03', '53300'].includes(code) || // shutting down, cannot connect now, too many clients
+    code === '55P03' || // lock_timeout: a lock held elsewhere, not a fault of this work
     ['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE'].includes(code) ||
     (typeof e?.message === 'string' && /Connection terminated/i.test(e.message)) ||
     isPoolExhausted(err)

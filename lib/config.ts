@@ -10,6 +10,7 @@ import { z } from 'zod';
 
 const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const durationMs = (min: number, max: number) => intFrom(min, max).describe('milliseconds');
+const DAY_MS = 24 * 3600_000;
 
 const schema = z.object({
   DATABASE_URL: z
@@ -17,6 +18,14 @@ const schema = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
     .default('postgres://acme:acme@127.0.0.1:5432/acme'),
   DATABASE_POOL_MAX: intFrom(1, 200).default(10),
+  /**
+   * Server-side limits set on every session of every pool (db/pool.ts), so a runaway query, a wait on
+   * a lock held by a stuck transaction, or a transaction left open by a hung process ends on the
+   * server's side instead of holding rows and connections; 0 turns one off.
+   */
+  DATABASE_STATEMENT_TIMEOUT_MS: durationMs(0, 3600_000).default(30_000),
+  DATABASE_LOCK_TIMEOUT_MS: durationMs(0, 3600_000).default(10_000),
+  DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: durationMs(0, 3600_000).default(60_000),
 
   AMQP_URL: z
     .string()
@@ -65,6 +74,23 @@ const schema = z.object({
   OUTBOX_BATCH_SIZE: intFrom(1, 1000).default(100),
   OUTBOX_POLL_INTERVAL_MS: durationMs(10, 60_000).default(1000),
   OUTBOX_PUBLISH_TIMEOUT_MS: durationMs(100, 120_000).default(5000),
+
+  /**
+   * Retention (db/retention.ts), run by the outbox publisher's process every RETENTION_INTERVAL_MS:
+   * published outbox rows, consumers' processed-event records and orders' idempotency keys older than
+   * their setting are removed; the order's event timeline (order_events) and the dead-letter queues
+   * are kept. Each age is checked against the longest window in which a duplicate can still arrive
+   * (`retentionProblems` below); a shorter one is refused at start-up.
+   */
+  RETENTION_INTERVAL_MS: durationMs(1000, DAY_MS).default(3600_000),
+  OUTBOX_RETENTION_MS: durationMs(60_000, 3650 * DAY_MS).default(7 * DAY_MS),
+  PROCESSED_EVENTS_RETENTION_MS: durationMs(60_000, 3650 * DAY_MS).default(30 * DAY_MS),
+  IDEMPOTENCY_KEY_RETENTION_MS: durationMs(60_000, 3650 * DAY_MS).default(7 * DAY_MS),
+  /**
+   * How long after an event operators may still re-drive a dead-lettered copy of it and count on its
+   * consumers' dedupe records: part of the duplicate window PROCESSED_EVENTS_RETENTION_MS must cover.
+   */
+  DLQ_REDRIVE_WINDOW_MS: durationMs(0, 3650 * DAY_MS).default(14 * DAY_MS),
 
   BRIDGE_PREFETCH: intFrom(1, 1000).default(32),
   BRIDGE_MAX_DELIVERIES: intFrom(1, 100).default(5),
@@ -123,6 +149,12 @@ const schema = z.object({
 
   /** How long the saga keeps retrying a gateway that is down before it gives up and compensates. */
   PAYMENT_DEADLINE_MS: durationMs(1000, 7 * 24 * 3600_000).default(10 * 60_000),
+  /**
+   * Bound on every payment gateway call (charge, void, refund), enforced even on a gateway that
+   * ignores its abort signal; below the activities' 30 s start-to-close timeout, so an attempt gives
+   * up (and is retried) before Temporal times it out.
+   */
+  PAYMENT_GATEWAY_TIMEOUT_MS: durationMs(100, 25_000).default(20_000),
   /** Simulated gateway: totals above this are declined (non-retryable). */
   PAYMENT_DECLINE_OVER: z.coerce.number().positive().default(10_000),
   /** Simulated gateway: customers with this id prefix are always declined. */
@@ -149,14 +181,85 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     CONFIG_KEYS.filter((key) => env[key] !== undefined && env[key] !== '').map((key) => [key, env[key]]),
   );
   const parsed = schema.safeParse(relevant);
-  if (!parsed.success) {
-    const lines = parsed.error.issues.map((issue) => {
-      const key = String(issue.path[0]);
-      return `  ${key}=${JSON.stringify(redact(env[key]))}: ${issue.message}`;
-    });
+  const issues = parsed.success
+    ? crossProblems(parsed.data)
+    : parsed.error.issues.map((issue) => ({ key: String(issue.path[0]), message: issue.message }));
+  if (!parsed.success || issues.length > 0) {
+    const lines = issues.map(
+      ({ key, message }) => `  ${key}=${JSON.stringify(redact(env[key]) ?? '(default)')}: ${message}`,
+    );
     throw new ConfigError(`Invalid configuration; set these environment variables:\n${lines.join('\n')}`);
   }
   return Object.freeze(parsed.data);
+}
+
+type Parsed = z.infer<typeof schema>;
+interface Problem {
+  key: keyof Parsed;
+  message: string;
+}
+
+/**
+ * How long a copy of an event can still reach a consumer after the first one, besides an operator's
+ * re-drive: a consumer's in-queue retries (up to the queue's broker-side delivery limit of 100, each
+ * held at most 30 s: lib/amqp.ts's DELIVERY_LIMIT_BACKSTOP and retry delay cap, checked equal by
+ * test/unit/config.test.ts) and the outbox's retry backoff cap (60 s) for a row confirmed but not yet
+ * marked published.
+ */
+export const REDELIVERY_WINDOW_MS = 100 * 30_000 + 60_000;
+
+/** The windows each retention setting must cover, in milliseconds, with what makes them up. */
+export function duplicateWindows(config: Pick<Parsed, 'PAYMENT_DEADLINE_MS' | 'DLQ_REDRIVE_WINDOW_MS'>) {
+  // A saga step retries (and rewrites its event, same id) until the payment deadline at the latest.
+  const retry = config.PAYMENT_DEADLINE_MS;
+  return {
+    /** A duplicate delivery of an event: retried, redelivered, then dead-lettered and re-driven. */
+    processedEvents: retry + REDELIVERY_WINDOW_MS + config.DLQ_REDRIVE_WINDOW_MS,
+    /** A retried step writing its event again, or the publisher sending a row again. */
+    outbox: retry + REDELIVERY_WINDOW_MS,
+    /** A client retrying a POST /orders with its Idempotency-Key: a day, whatever else is set. */
+    idempotencyKeys: DAY_MS,
+  };
+}
+
+/** Rules between settings, each naming the setting to change. */
+function crossProblems(config: Parsed): Problem[] {
+  const problems: Problem[] = [];
+  const windows = duplicateWindows(config);
+  const atLeast = (key: keyof Parsed, minMs: number, why: string) => {
+    if ((config[key] as number) < minMs) {
+      problems.push({
+        key,
+        message: `must be at least ${minMs} ms (${(minMs / 3600_000).toFixed(1)} h): ${why}`,
+      });
+    }
+  };
+  atLeast(
+    'PROCESSED_EVENTS_RETENTION_MS',
+    windows.processedEvents,
+    'a duplicate of an event can still arrive that long after it (PAYMENT_DEADLINE_MS + redelivery + DLQ_REDRIVE_WINDOW_MS), and its dedupe record must still be there',
+  );
+  atLeast(
+    'OUTBOX_RETENTION_MS',
+    windows.outbox,
+    'a retried saga step or the publisher may still write or send that event again within PAYMENT_DEADLINE_MS + redelivery',
+  );
+  atLeast(
+    'IDEMPOTENCY_KEY_RETENTION_MS',
+    windows.idempotencyKeys,
+    'clients may retry a POST /orders with the same Idempotency-Key for a day',
+  );
+  // The publisher keeps its claiming transaction open while the broker confirms the batch.
+  if (
+    config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS > 0 &&
+    config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS <= config.OUTBOX_PUBLISH_TIMEOUT_MS
+  ) {
+    problems.push({
+      key: 'DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS',
+      message: `must be 0 or above OUTBOX_PUBLISH_TIMEOUT_MS (${config.OUTBOX_PUBLISH_TIMEOUT_MS}): the outbox publisher holds its transaction while the broker confirms`,
+    });
+  }
+  return problems;
 }
 
 /** A URL's password never reaches a log or a terminal. */

@@ -12,7 +12,7 @@ import { createRegistry, type Registry } from '../lib/metrics.js';
 import { postgresProbe, rabbitmqProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { startTracing } from '../lib/tracing.js';
-import { createPool, type Pool } from '../db/pool.js';
+import { createPool, type Pool, sessionLimits } from '../db/pool.js';
 
 export interface SubscriberProcess {
   /** The process's name in logs, connection names (`acme-<name>`) and traces. */
@@ -39,7 +39,9 @@ async function main({ name, portSetting, queueSetting, create }: SubscriberProce
   const logger = createLogger(name, config.LOG_LEVEL);
   const tracing = await startTracing(config, `acme-${name}`, logger);
   const shutdown = waitForShutdownSignal();
-  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, `acme-${name}`);
+  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, `acme-${name}`, {
+    limits: sessionLimits(config),
+  });
   const amqp = connectAmqp(config, { name: `acme-${name}`, logger });
   const registry = createRegistry();
   const subscriber = create({ amqp, pool, config, logger, registry });

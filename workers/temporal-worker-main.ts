@@ -24,7 +24,7 @@ import { createRegistry } from '../lib/metrics.js';
 import { postgresProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { startTracing } from '../lib/tracing.js';
-import { createPool } from '../db/pool.js';
+import { createPool, sessionLimits } from '../db/pool.js';
 import { bundleInChildProcess } from './bundle-workflows.js';
 import { createOrderWorker, ensureSearchAttributes } from './temporal-worker.js';
 
@@ -84,7 +84,9 @@ async function main(): Promise<void> {
   const logger = createLogger('temporal-worker', config.LOG_LEVEL);
   installRuntime(logger, config);
   const tracing = await startTracing(config, 'acme-worker', logger);
-  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-temporal-worker');
+  const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-temporal-worker', {
+    limits: sessionLimits(config),
+  });
   const registry = createRegistry();
   let connection: NativeConnection | undefined;
   let worker: Worker | undefined;

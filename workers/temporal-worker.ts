@@ -11,7 +11,11 @@ import type { TemporalTracing } from '../lib/tracing.js';
 import type { Registry } from '../lib/metrics.js';
 import type { Pool } from '../db/pool.js';
 import { createActivities, type Activities } from '../activities/index.js';
-import { createSimulatedGateway, type PaymentGateway } from '../activities/payment-gateway.js';
+import {
+  createSimulatedGateway,
+  withCallTimeout,
+  type PaymentGateway,
+} from '../activities/payment-gateway.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/contract.js';
 import { WORKFLOWS_PATH } from './bundle-workflows.js';
 
@@ -43,7 +47,11 @@ export interface OrderWorkerOptions {
 
 export async function createOrderWorker(options: OrderWorkerOptions): Promise<Worker> {
   const { config, pool, logger, connection } = options;
-  const gateway = options.gateway ?? createSimulatedGateway(config);
+  // Every call bounded, whichever gateway is wired (an injected one in tests included).
+  const gateway = withCallTimeout(
+    options.gateway ?? createSimulatedGateway(config),
+    config.PAYMENT_GATEWAY_TIMEOUT_MS,
+  );
   const activities = {
     ...createActivities({
       pool,

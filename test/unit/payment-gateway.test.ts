@@ -1,9 +1,12 @@
 import { describe, expect, test } from 'vitest';
 import {
+  GatewayTimeoutError,
   GatewayUnavailableError,
   PaymentDeclinedError,
   createSimulatedGateway,
+  withCallTimeout,
   type ChargeRequest,
+  type PaymentGateway,
 } from '../../activities/payment-gateway.js';
 
 const config = {
@@ -96,5 +99,72 @@ describe('simulated payment gateway', () => {
   test('gives up on a charge whose signal has aborted (a cancelled or timed-out activity)', async () => {
     const gateway = createSimulatedGateway(config);
     await expect(gateway.charge(request(), AbortSignal.abort())).rejects.toThrow(/aborted/i);
+  });
+});
+
+describe('withCallTimeout', () => {
+  /** A gateway stuck in a read: it never answers and ignores its abort signal. */
+  const stuck: PaymentGateway = {
+    charge: () => new Promise(() => {}),
+    void: () => new Promise(() => {}),
+    refund: () => new Promise(() => {}),
+  };
+
+  test('every call (charge, void, refund) gives up at the bound even if the gateway ignores its signal', async () => {
+    const gateway = withCallTimeout(stuck, 50);
+    const refundRequest = {
+      idempotencyKey: 'refund-k',
+      chargeKey: 'k',
+      reference: 'r',
+      amount: '1.00',
+      currency: 'USD',
+    };
+    await expect(gateway.charge(request())).rejects.toThrow(GatewayTimeoutError);
+    await expect(gateway.void({ idempotencyKey: 'void-k', chargeKey: 'k' })).rejects.toThrow(
+      /void did not answer within 50 ms/,
+    );
+    await expect(gateway.refund(refundRequest)).rejects.toThrow(/refund did not answer within 50 ms/);
+  });
+
+  test('the call’s signal aborts at the bound, and an answer in time passes through unchanged', async () => {
+    let seen: AbortSignal | undefined;
+    const gateway = withCallTimeout(
+      {
+        ...stuck,
+        charge: (_req, signal) => {
+          seen = signal;
+          return new Promise(() => {});
+        },
+      },
+      30,
+    );
+    await expect(gateway.charge(request())).rejects.toThrow(GatewayTimeoutError);
+    expect(seen?.aborted).toBe(true);
+    const fast = withCallTimeout(createSimulatedGateway(config), 1000);
+    expect(await fast.charge(request())).toEqual({ reference: 'sim_ch_order-1' });
+    await expect(fast.charge(request({ customerId: 'DECLINE-1', idempotencyKey: 'd' }))).rejects.toThrow(
+      PaymentDeclinedError,
+    );
+  });
+
+  test('a cancelled activity aborts the call at once', async () => {
+    const cancel = new AbortController();
+    let seen: AbortSignal | undefined;
+    const gateway = withCallTimeout(
+      {
+        ...stuck,
+        charge: (_req, signal) => {
+          seen = signal;
+          return new Promise((_resolve, reject) =>
+            signal?.addEventListener('abort', () => reject(signal.reason)),
+          );
+        },
+      },
+      10_000,
+    );
+    const call = gateway.charge(request(), cancel.signal);
+    cancel.abort(new Error('activity cancelled'));
+    await expect(call).rejects.toThrow('activity cancelled');
+    expect(seen?.aborted).toBe(true);
   });
 });

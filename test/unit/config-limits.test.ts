@@ -1,0 +1,69 @@
+/**
+ * The settings of issue 11's limits and retention: refused at start-up when they would let a
+ * duplicate through or cut the outbox publisher's transaction, each refusal naming the setting.
+ */
+import { describe, expect, test } from 'vitest';
+import { DELIVERY_LIMIT_BACKSTOP, defaultRetryDelayMs } from '../../lib/amqp.js';
+import { ConfigError, REDELIVERY_WINDOW_MS, duplicateWindows, loadConfig } from '../../lib/config.js';
+
+const DAY = 24 * 3600_000;
+
+describe('retention settings', () => {
+  test('the defaults cover every duplicate window', () => {
+    const config = loadConfig({});
+    const windows = duplicateWindows(config);
+    expect(config.PROCESSED_EVENTS_RETENTION_MS).toBeGreaterThanOrEqual(windows.processedEvents);
+    expect(config.OUTBOX_RETENTION_MS).toBeGreaterThanOrEqual(windows.outbox);
+    expect(config.IDEMPOTENCY_KEY_RETENTION_MS).toBeGreaterThanOrEqual(windows.idempotencyKeys);
+  });
+
+  test('the redelivery window is the consumers’ own: delivery limit × longest retry delay, plus the outbox backoff', () => {
+    expect(REDELIVERY_WINDOW_MS).toBe(DELIVERY_LIMIT_BACKSTOP * defaultRetryDelayMs(1000) + 60_000);
+  });
+
+  test('processed events kept for less than deadline + redelivery + re-drive window: refused, naming the minimum', () => {
+    const env = { PAYMENT_DEADLINE_MS: String(600_000), DLQ_REDRIVE_WINDOW_MS: String(7 * DAY) };
+    const minimum = 600_000 + REDELIVERY_WINDOW_MS + 7 * DAY;
+    expect(() => loadConfig({ ...env, PROCESSED_EVENTS_RETENTION_MS: String(minimum - 1) })).toThrow(
+      new RegExp(`PROCESSED_EVENTS_RETENTION_MS="${minimum - 1}": must be at least ${minimum} ms`),
+    );
+    expect(
+      loadConfig({ ...env, PROCESSED_EVENTS_RETENTION_MS: String(minimum) }).PROCESSED_EVENTS_RETENTION_MS,
+    ).toBe(minimum);
+  });
+
+  test('a longer re-drive window raises the minimum of processed events, not of the outbox', () => {
+    const attempt = () => loadConfig({ DLQ_REDRIVE_WINDOW_MS: String(60 * DAY) }); // retention default: 30 days
+    expect(attempt).toThrow(ConfigError);
+    expect(attempt).toThrow(/PROCESSED_EVENTS_RETENTION_MS="\(default\)": must be at least/);
+    expect(attempt).not.toThrow(/OUTBOX_RETENTION_MS/);
+  });
+
+  test('outbox rows and idempotency keys have their own minimums', () => {
+    expect(() => loadConfig({ OUTBOX_RETENTION_MS: String(3600_000) })).toThrow(
+      /OUTBOX_RETENTION_MS="3600000": must be at least/,
+    );
+    expect(() => loadConfig({ IDEMPOTENCY_KEY_RETENTION_MS: String(DAY - 1) })).toThrow(
+      /IDEMPOTENCY_KEY_RETENTION_MS="86399999": must be at least 86400000 ms/,
+    );
+  });
+});
+
+describe('database session limits', () => {
+  test('defaults are on; 0 turns one off', () => {
+    const config = loadConfig({ DATABASE_LOCK_TIMEOUT_MS: '0' });
+    expect(config.DATABASE_STATEMENT_TIMEOUT_MS).toBe(30_000);
+    expect(config.DATABASE_LOCK_TIMEOUT_MS).toBe(0);
+    expect(config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS).toBe(60_000);
+  });
+
+  test('an idle-in-transaction timeout the outbox publisher’s confirm wait would hit is refused', () => {
+    expect(() =>
+      loadConfig({ DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: '5000', OUTBOX_PUBLISH_TIMEOUT_MS: '5000' }),
+    ).toThrow(/DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS="5000": must be 0 or above OUTBOX_PUBLISH_TIMEOUT_MS/);
+  });
+
+  test('a gateway timeout at or above the activities’ 30 s start-to-close is refused', () => {
+    expect(() => loadConfig({ PAYMENT_GATEWAY_TIMEOUT_MS: '30000' })).toThrow(/PAYMENT_GATEWAY_TIMEOUT_MS/);
+  });
+});

@@ -38,11 +38,14 @@ export async function getOrder(
                         'createdAt', ${iso('n.created_at')}) order by n.id)
                         from notifications n where n.order_id = o.id), '[]'::json) as notifications,
             coalesce((select json_agg(json_build_object(
-                        'eventId', e.event_id::text, 'type', e.type,
-                        'occurredAt', coalesce(e.payload ->> 'occurredAt', ${iso('e.created_at')}),
-                        'published', e.status = 'PUBLISHED', 'publishedAt', ${iso('e.published_at')})
-                        order by e.id)
-                        from event_outbox e where e.order_id = o.id), '[]'::json) as events
+                        'eventId', t.event_id::text, 'type', t.type,
+                        'occurredAt', ${iso('t.occurred_at')},
+                        'published', t.published_at is not null or e.status = 'PUBLISHED',
+                        'publishedAt', ${iso('coalesce(t.published_at, e.published_at)')})
+                        order by t.seq)
+                        -- The kept timeline; its outbox row, while there, says whether it was sent.
+                        from order_events t left join event_outbox e on e.event_id = t.event_id
+                       where t.order_id = o.id), '[]'::json) as events
        from orders o
       where o.id = $1::uuid and ($2::text is null or o.customer_id = $2)`,
     [orderId, customerId ?? null],

@@ -15,12 +15,15 @@ export const OUTBOX_CHANNEL = 'event_outbox';
  * Inserts the event unless one with the same id exists. Returns false for a duplicate, which is how
  * a retried activity (same deterministic event id) avoids publishing a second event. The row's
  * headers keep the active trace context (none with tracing off), so the event's trace continues from
- * the request or activity that wrote it, whenever it is published.
+ * the request or activity that wrote it, whenever it is published. The order's timeline
+ * (`order_events`, kept when published rows are pruned) is asked too, so an event id once written is
+ * never written again, however long ago its outbox row went.
  */
 export async function enqueueEvent(db: Queryable, event: EventEnvelope): Promise<boolean> {
   const { rowCount } = await db.query(
     `insert into event_outbox (event_id, type, order_id, payload, headers)
-     values ($1::uuid, $2, $3::uuid, $4::jsonb, $5::jsonb)
+     select $1::uuid, $2, $3::uuid, $4::jsonb, $5::jsonb
+      where not exists (select 1 from order_events where event_id = $1::uuid)
      on conflict (event_id) do nothing`,
     [
       event.id,

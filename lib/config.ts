@@ -77,15 +77,14 @@ const schema = z.object({
 
   /**
    * Retention (db/retention.ts), run by the outbox publisher's process every RETENTION_INTERVAL_MS:
-   * published outbox rows, consumers' processed-event records and orders' idempotency keys older than
-   * their setting are removed; the order's event timeline (order_events) and the dead-letter queues
+   * published outbox rows and consumers' processed-event records older than their setting, and
+   * idempotency keys older than IDEMPOTENCY_KEY_RETENTION_HOURS (no longer honoured then), are removed; the order's event timeline (order_events) and the dead-letter queues
    * are kept. Each age is checked against the longest window in which a duplicate can still arrive
    * (`retentionProblems` below); a shorter one is refused at start-up.
    */
   RETENTION_INTERVAL_MS: durationMs(1000, DAY_MS).default(3600_000),
   OUTBOX_RETENTION_MS: durationMs(60_000, 3650 * DAY_MS).default(7 * DAY_MS),
   PROCESSED_EVENTS_RETENTION_MS: durationMs(60_000, 3650 * DAY_MS).default(30 * DAY_MS),
-  IDEMPOTENCY_KEY_RETENTION_MS: durationMs(60_000, 3650 * DAY_MS).default(7 * DAY_MS),
   /**
    * How long after an event operators may still re-drive a dead-lettered copy of it and count on its
    * consumers' dedupe records: part of the duplicate window PROCESSED_EVENTS_RETENTION_MS must cover.
@@ -202,8 +201,8 @@ interface Problem {
 /**
  * How long a copy of an event can still reach a consumer after the first one, besides an operator's
  * re-drive: a consumer's in-queue retries (up to the queue's broker-side delivery limit of 100, each
- * held at most 30 s: lib/amqp.ts's DELIVERY_LIMIT_BACKSTOP and retry delay cap, checked equal by
- * test/unit/config.test.ts) and the outbox's retry backoff cap (60 s) for a row confirmed but not yet
+ * held at most 30 s: lib/amqp/topology.ts's DELIVERY_LIMIT_BACKSTOP and lib/amqp/consumer.ts's retry delay cap,
+ * checked equal by test/unit/config-limits.test.ts) and the outbox's retry backoff cap (60 s) for a row confirmed but not yet
  * marked published.
  */
 export const REDELIVERY_WINDOW_MS = 100 * 30_000 + 60_000;
@@ -217,8 +216,6 @@ export function duplicateWindows(config: Pick<Parsed, 'PAYMENT_DEADLINE_MS' | 'D
     processedEvents: retry + REDELIVERY_WINDOW_MS + config.DLQ_REDRIVE_WINDOW_MS,
     /** A retried step writing its event again, or the publisher sending a row again. */
     outbox: retry + REDELIVERY_WINDOW_MS,
-    /** A client retrying a POST /orders with its Idempotency-Key: a day, whatever else is set. */
-    idempotencyKeys: DAY_MS,
   };
 }
 
@@ -243,11 +240,6 @@ function crossProblems(config: Parsed): Problem[] {
     'OUTBOX_RETENTION_MS',
     windows.outbox,
     'a retried saga step or the publisher may still write or send that event again within PAYMENT_DEADLINE_MS + redelivery',
-  );
-  atLeast(
-    'IDEMPOTENCY_KEY_RETENTION_MS',
-    windows.idempotencyKeys,
-    'clients may retry a POST /orders with the same Idempotency-Key for a day',
   );
   // The publisher keeps its claiming transaction open while the broker confirms the batch.
   if (

@@ -1,7 +1,7 @@
 /**
  * Entry point of the outbox publisher (`npm run start:outbox`). Run as many as you like: they share
  * the outbox through `for update skip locked`. SIGTERM/SIGINT finish the current batch, then exit.
- * Serves `/metrics`, `/health` and `/ready` on OUTBOX_HTTP_PORT.
+ * Serves `/metrics`, `/health` and `/ready` on OUTBOX_HTTP_PORT, and runs the retention job.
  */
 import { connectAmqp } from '../lib/amqp/connection.js';
 import { loadConfig } from '../lib/config.js';
@@ -13,6 +13,7 @@ import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { startTracing } from '../lib/tracing.js';
 import { createPool, sessionLimits } from '../db/pool.js';
 import { OutboxPublisher } from './outbox-publisher.js';
+import { startRetentionJob, type RetentionJob } from './retention.js';
 
 const NAME = 'outbox-publisher';
 
@@ -28,6 +29,7 @@ async function main(): Promise<void> {
   const registry = createRegistry();
   const publisher = new OutboxPublisher({ pool, amqp, config, logger, registry });
   let probes: ProbeServer | undefined;
+  let retention: RetentionJob | undefined;
   try {
     probes = await startProbeServer({
       name: NAME,
@@ -39,6 +41,8 @@ async function main(): Promise<void> {
       logger,
     });
     publisher.start();
+    // Pruning runs with the publisher: see workers/retention.ts for why here.
+    retention = startRetentionJob({ pool, config, logger });
     logger.info(
       { exchange: config.AMQP_EXCHANGE, batchSize: config.OUTBOX_BATCH_SIZE },
       'outbox publisher started',
@@ -47,6 +51,7 @@ async function main(): Promise<void> {
     logger.info({ signal }, 'draining: finishing the current batch');
     await publisher.stop();
   } finally {
+    await retention?.stop().catch((err: unknown) => logger.warn({ err }, 'stopping retention failed'));
     await probes?.close().catch((err: unknown) => logger.warn({ err }, 'closing the probe server failed'));
     await amqp.close().catch((err: unknown) => logger.warn({ err }, 'closing RabbitMQ failed'));
     await pool.end().catch((err: unknown) => logger.warn({ err }, 'closing PostgreSQL failed'));

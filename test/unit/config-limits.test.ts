@@ -14,7 +14,6 @@ describe('retention settings', () => {
     const windows = duplicateWindows(config);
     expect(config.PROCESSED_EVENTS_RETENTION_MS).toBeGreaterThanOrEqual(windows.processedEvents);
     expect(config.OUTBOX_RETENTION_MS).toBeGreaterThanOrEqual(windows.outbox);
-    expect(config.IDEMPOTENCY_KEY_RETENTION_MS).toBeGreaterThanOrEqual(windows.idempotencyKeys);
   });
 
   test('the redelivery window is the consumers’ own: delivery limit × longest retry delay, plus the outbox backoff', () => {
@@ -39,12 +38,9 @@ describe('retention settings', () => {
     expect(attempt).not.toThrow(/OUTBOX_RETENTION_MS/);
   });
 
-  test('outbox rows and idempotency keys have their own minimums', () => {
+  test('outbox rows have their own minimum', () => {
     expect(() => loadConfig({ OUTBOX_RETENTION_MS: String(3600_000) })).toThrow(
       /OUTBOX_RETENTION_MS="3600000": must be at least/,
-    );
-    expect(() => loadConfig({ IDEMPOTENCY_KEY_RETENTION_MS: String(DAY - 1) })).toThrow(
-      /IDEMPOTENCY_KEY_RETENTION_MS="86399999": must be at least 86400000 ms/,
     );
   });
 });

@@ -3,7 +3,8 @@
  * duplicate through or cut the outbox publisher's transaction, each refusal naming the setting.
  */
 import { describe, expect, test } from 'vitest';
-import { DELIVERY_LIMIT_BACKSTOP, defaultRetryDelayMs } from '../../lib/amqp.js';
+import { defaultRetryDelayMs } from '../../lib/amqp/consumer.js';
+import { DELIVERY_LIMIT_BACKSTOP } from '../../lib/amqp/topology.js';
 import { ConfigError, REDELIVERY_WINDOW_MS, duplicateWindows, loadConfig } from '../../lib/config.js';
 
 const DAY = 24 * 3600_000;

@@ -65,6 +65,8 @@ export function createNotificationActivities({ pool, logger }: NotificationDeps)
     const outcome = await withTransaction(pool, async (tx) => {
       const order = await lockOrderFor(tx, args, 'notifyCustomer');
       if (!isCurrentRun(order, args)) return { sent: false, recipient: undefined };
+      // The customer's data was erased (`orders erase-customer`): there is no one to write to.
+      if (order.email === null) return { sent: false, recipient: null };
       const sent = await recordNotification(tx, {
         orderId: args.orderId,
         run: runOf(args),
@@ -77,6 +79,8 @@ export function createNotificationActivities({ pool, logger }: NotificationDeps)
     });
     if (outcome.recipient === undefined)
       log.warn({ kind: args.kind }, "not the order's current run: no e-mail");
+    else if (outcome.recipient === null)
+      log.info({ kind: args.kind }, "the customer's data was erased: no e-mail");
     else if (!outcome.sent) log.debug({ kind: args.kind }, 'e-mail already sent; not sending again');
     else {
       // The address is personal data: at debug level only.

@@ -308,7 +308,8 @@ export const OrderSchema = z
   .object({
     id: z.string(),
     customerId: z.string(),
-    email: z.string(),
+    /** null once the customer's personal data was erased (`orders erase-customer`). */
+    email: z.string().nullable(),
     status: StatusSchema,
     statusReason: z.string().nullable(),
     run: RunSchema,

@@ -5,6 +5,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { registerDlq } from './commands/dlq.js';
+import { registerEraseCustomer } from './commands/erase-customer.js';
 import { registerReconcile } from './commands/reconcile.js';
 import { registerReplay } from './commands/replay.js';
 import { registerReset } from './commands/reset.js';
@@ -17,6 +18,7 @@ export const COMMANDS: readonly RegisterCommand[] = [
   registerReset,
   registerDlq,
   registerReconcile,
+  registerEraseCustomer,
 ];
 
 export function buildProgram(runner: CommandRunner, io: CliIO): Command {

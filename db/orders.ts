@@ -21,7 +21,8 @@ export type Reservation =
 export interface OrderRow {
   id: string;
   customer_id: string;
-  email: string;
+  /** null once the customer's data was erased. */
+  email: string | null;
   status: OrderStatus;
   total: string;
   currency: string;

@@ -218,7 +218,7 @@ async function redriveOne(
 // ---------------------------------------------------------------------------------------------------
 // shared
 
-interface DlqVisit extends DeadLetterQueue {
+export interface DlqVisit extends DeadLetterQueue {
   channel: ConfirmChannel;
   /** How many messages to take from this DLQ (what is left of the limit, at most what it holds). */
   take: number;
@@ -228,7 +228,7 @@ interface DlqVisit extends DeadLetterQueue {
  * Visits each selected DLQ that exists, on its own confirm channel, taking at most the messages it
  * held when visited (so messages that come back meanwhile, dead-lettered again, are not taken twice).
  */
-async function eachDeadLetterQueue(
+export async function eachDeadLetterQueue(
   deps: DlqDeps,
   options: DlqReadOptions,
   visit: (v: DlqVisit) => Promise<void>,
@@ -279,7 +279,7 @@ async function queueState(
 }
 
 /** Returns held messages to the DLQ in their order, uncounted as failures (see the module comment). */
-function giveBack(channel: Channel, held: GetMessage[]): void {
+export function giveBack(channel: Channel, held: GetMessage[]): void {
   for (const msg of held) {
     try {
       channel.nack(msg, false, true);

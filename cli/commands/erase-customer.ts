@@ -1,0 +1,42 @@
+/** `orders erase-customer <id>`: one customer's personal data removed everywhere (ops/erase-customer.ts). */
+import type { Command } from 'commander';
+import { eraseCustomer } from '../../ops/erase-customer.js';
+import { pairs } from '../output.js';
+import type { RegisterCommand } from '../runner.js';
+
+export const registerEraseCustomer: RegisterCommand = (program, runner) => {
+  program
+    .command('erase-customer')
+    .summary("remove one customer's personal data (e-mails, notes), keeping their orders' amounts")
+    .description(
+      "clears the customer's e-mail addresses and the text they wrote from their orders, e-mails, outbox " +
+        'events and analytics, and re-publishes their dead letters scrubbed. Refused (exit 1) while one of ' +
+        'their orders is still under way',
+    )
+    .argument('<customerId>', 'the customer id, as in customer_id of their orders')
+    .action((customerId: string, _flags: unknown, command: Command) =>
+      runner.run(
+        command,
+        async (ctx, progress) =>
+          eraseCustomer(
+            {
+              pool: ctx.pool(),
+              connection: await ctx.amqp(),
+              config: ctx.config,
+              logger: ctx.logger,
+              progress,
+            },
+            customerId,
+          ),
+        (item) =>
+          pairs(item.details, [
+            'orders',
+            'notifications',
+            'outboxEvents',
+            'analyticsOrders',
+            'scrubbed',
+            'untouched',
+          ]),
+      ),
+    );
+};

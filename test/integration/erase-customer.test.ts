@@ -1,0 +1,221 @@
+/**
+ * `orders erase-customer` (issue 11 item 7): one customer's e-mail addresses and words gone from the
+ * orders, their e-mails, outbox, analytics and dead-letter queues; their amounts, lines, statuses and
+ * timelines kept; every other customer untouched.
+ */
+import { randomUUID } from 'node:crypto';
+import amqplib, { type ChannelModel, type GetMessage } from 'amqplib';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { runCli } from '../../cli/program.js';
+import { createCliContext } from '../../cli/context.js';
+import { DEAD_LETTER_HEADERS } from '../../lib/amqp/consumer.js';
+import { assertConsumerQueue, bridgeQueueSpec, dlqName } from '../../lib/amqp/topology.js';
+import type { Config } from '../../lib/config.js';
+import type { EventEnvelope } from '../../lib/events.js';
+import { createLogger } from '../../lib/logger.js';
+import { getOrder } from '../../db/order-views.js';
+import { placeOrder } from '../../db/order-placement.js';
+import { cancelPendingOrder, transitionOrder } from '../../db/orders.js';
+import { recordNotification } from '../../db/notifications.js';
+import { applyOrderEvent, parseOrderEvent } from '../../subscribers/analytics/consumer.js';
+import { eraseCustomer } from '../../ops/erase-customer.js';
+import { deleteTopology, shortId, testConfig } from '../helpers/amqp.js';
+import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
+
+let db: TestDatabase;
+let config: Config;
+let connection: ChannelModel;
+const logger = createLogger('erase-test', 'silent');
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  config = testConfig(shortId(), { DATABASE_URL: db.url });
+  connection = await amqplib.connect(config.AMQP_URL);
+  const channel = await connection.createConfirmChannel();
+  await assertConsumerQueue(channel, bridgeQueueSpec(config));
+  await channel.close();
+});
+afterAll(async () => {
+  await deleteTopology(connection, config.AMQP_EXCHANGE, [config.BRIDGE_QUEUE]);
+  await connection?.close();
+  await db?.drop();
+});
+
+async function place(customerId: string, email: string, sku: string): Promise<string> {
+  const outcome = await placeOrder(db.pool, {
+    customerId,
+    email,
+    items: [{ sku, qty: 2 }],
+    idempotencyKey: undefined,
+    requestHash: randomUUID(),
+    correlationId: `corr-${shortId()}`,
+  });
+  if (outcome.kind !== 'created') throw new Error(outcome.kind);
+  return outcome.orderId;
+}
+
+async function deadLetter(body: Buffer | string, messageId: string, reason: string): Promise<void> {
+  const channel = await connection.createConfirmChannel();
+  channel.publish('', dlqName(config.BRIDGE_QUEUE), Buffer.from(body), {
+    messageId,
+    persistent: true,
+    headers: { [DEAD_LETTER_HEADERS.reason]: reason, [DEAD_LETTER_HEADERS.queue]: config.BRIDGE_QUEUE },
+  });
+  await channel.waitForConfirms();
+  await channel.close();
+}
+
+async function drainDlq(): Promise<GetMessage[]> {
+  const channel = await connection.createChannel();
+  const all: GetMessage[] = [];
+  for (;;) {
+    const msg = await channel.get(dlqName(config.BRIDGE_QUEUE), { noAck: false });
+    if (!msg) break;
+    all.push(msg);
+  }
+  for (const msg of all) channel.nack(msg, false, true);
+  await channel.close();
+  return all;
+}
+
+const outboxPayloads = async (orderId: string) =>
+  (
+    await db.pool.query<{ type: string; payload: EventEnvelope }>(
+      'select type, payload from event_outbox where order_id = $1::uuid order by id',
+      [orderId],
+    )
+  ).rows;
+
+describe('erase-customer', () => {
+  test('erases one customer everywhere, keeps amounts and timelines, leaves others alone', async () => {
+    const sku = await createProduct(db.pool, { stock: 100, price: '12.50' });
+    const customer = `C-ERASE-${shortId()}`;
+    const other = `C-KEEP-${shortId()}`;
+    const mine = [
+      await place(customer, 'alice@example.com', sku),
+      await place(customer, 'alice.old@example.com', sku),
+    ];
+    const theirs = await place(other, 'bob@example.com', sku);
+
+    // Order 0 completed with its e-mail; order 1 cancelled with the customer's words everywhere.
+    await db.pool.query(`update orders set status = 'COMPLETED' where id = $1::uuid`, [mine[0]]);
+    await recordNotification(db.pool, {
+      orderId: mine[0]!,
+      run: 1,
+      kind: 'order-completed',
+      recipient: 'alice@example.com',
+      subject: `Your order ${mine[0]} is confirmed`,
+      body: 'Thank you!',
+    });
+    expect((await cancelPendingOrder(db.pool, mine[1]!, 'call me on +44 7700 900123')).kind).toBe(
+      'cancelled',
+    );
+    await recordNotification(db.pool, {
+      orderId: mine[1]!,
+      run: 1,
+      kind: 'order-cancelled',
+      recipient: 'alice.old@example.com',
+      subject: `Your order ${mine[1]} was cancelled`,
+      body: 'Reason: call me on +44 7700 900123.',
+    });
+    await transitionOrder(db.pool, theirs, 'CANCELLED', { reason: 'bob changed his mind' });
+    for (const id of [...mine, theirs])
+      for (const { payload } of await outboxPayloads(id))
+        await applyOrderEvent(db.pool, parseOrderEvent(Buffer.from(JSON.stringify(payload))));
+
+    // The DLQ holds: Alice's order.placed, a malformed body with her address, Bob's order.placed.
+    const [alicePlaced] = await outboxPayloads(mine[0]!);
+    const [bobPlaced] = await outboxPayloads(theirs);
+    await deadLetter(JSON.stringify(alicePlaced!.payload), alicePlaced!.payload.id, 'bridge refused it');
+    await deadLetter('{"email":"alice@example.com", broken', 'malformed-1', 'body is not JSON: …');
+    await deadLetter(JSON.stringify(bobPlaced!.payload), bobPlaced!.payload.id, 'bridge refused it');
+    const timelinesBefore = await Promise.all(mine.map(async (id) => (await getOrder(db.pool, id))!.events));
+    const bobBefore = await getOrder(db.pool, theirs);
+
+    const result = await eraseCustomer({ pool: db.pool, connection, config, logger }, customer);
+    expect(result.ok).toBe(true);
+    expect(result.items[0]).toMatchObject({
+      id: customer,
+      outcome: 'erased',
+      details: { orders: 2, notifications: 2, analyticsOrders: 1, ordersOfCustomer: 2 },
+    });
+    expect(result.items.find((i) => i.id === dlqName(config.BRIDGE_QUEUE))).toMatchObject({
+      outcome: 'scrubbed',
+      details: { scrubbed: 2, untouched: 1 },
+    });
+
+    // The orders keep their money, lines, statuses and timelines; no address, no words.
+    for (const [i, id] of mine.entries()) {
+      const view = (await getOrder(db.pool, id))!;
+      expect(view).toMatchObject({ email: null, total: '25.00', customerId: customer });
+      expect(view.items).toEqual([{ sku, qty: 2, unitPrice: '12.50', lineTotal: '25.00' }]);
+      expect(view.events).toEqual(timelinesBefore[i]);
+      expect(view.notifications.every((n) => n.recipient === null)).toBe(true);
+    }
+    expect((await getOrder(db.pool, mine[1]!))!).toMatchObject({
+      status: 'CANCELLED',
+      statusReason: '(erased)',
+    });
+    const { rows: stored } = await db.pool.query<{ text: string }>(
+      `select concat_ws(' ', o.email, o.status_reason,
+                 (select string_agg(concat_ws(' ', n.recipient, n.body), ' ') from notifications n where n.order_id = o.id),
+                 (select string_agg(e.payload::text, ' ') from event_outbox e where e.order_id = o.id),
+                 (select a.failure_detail from analytics_orders a where a.order_id = o.id)) as text
+         from orders o where o.customer_id = $1`,
+      [customer],
+    );
+    for (const { text } of stored) {
+      expect(text).not.toMatch(/alice|7700/);
+    }
+    const placedNow = (await outboxPayloads(mine[0]!))[0]!.payload as EventEnvelope<'order.placed'>;
+    expect(placedNow.data).toMatchObject({ customerId: customer, total: '25.00', currency: 'USD' });
+    expect(placedNow.data).not.toHaveProperty('email');
+
+    // Bob untouched, in the database and in the DLQ.
+    expect(await getOrder(db.pool, theirs)).toEqual(bobBefore);
+    const dlq = await drainDlq();
+    const byId = (id: string) => dlq.find((m) => m.properties.messageId === id)!;
+    expect(dlq.map((m) => m.properties.messageId).sort()).toEqual(
+      [bobPlaced!.payload.id, alicePlaced!.payload.id, 'malformed-1'].sort(),
+    );
+    expect(byId(bobPlaced!.payload.id).content.toString()).toBe(JSON.stringify(bobPlaced!.payload));
+    // Alice's dead letters: still there with their reason, scrubbed, her order.placed still an event.
+    const alice = byId(alicePlaced!.payload.id);
+    const scrubbed = JSON.parse(alice.content.toString()) as EventEnvelope<'order.placed'>;
+    expect(scrubbed).toMatchObject({
+      id: alicePlaced!.payload.id,
+      orderId: mine[0],
+      data: { customerId: customer },
+    });
+    expect(scrubbed.data).not.toHaveProperty('email');
+    expect(alice.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('bridge refused it');
+    expect(alice.properties.headers?.['x-erased-at']).toEqual(expect.any(String));
+    expect(byId('malformed-1').content.length).toBe(0);
+    expect(byId('malformed-1').properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('body is not JSON: …');
+
+    // Again: nothing more to change.
+    const again = await eraseCustomer({ pool: db.pool, connection, config, logger }, customer);
+    expect(again.items[0]).toMatchObject({
+      details: { orders: 0, notifications: 0, outboxEvents: 0, analyticsOrders: 0 },
+    });
+  });
+
+  test('refused while an order of the customer is under way (exit 1), changing nothing', async () => {
+    const sku = await createProduct(db.pool, { stock: 10 });
+    const customer = `C-OPEN-${shortId()}`;
+    const open = await place(customer, 'carol@example.com', sku);
+    const out: string[] = [];
+    const io = {
+      stdout: { write: (s: string) => out.push(s) },
+      stderr: { write: (s: string) => out.push(s) },
+    };
+    const code = await runCli(['erase-customer', customer, '--json'], io as never, ({ verbose }) =>
+      createCliContext({ verbose, config }),
+    );
+    expect(code).toBe(1);
+    const result = JSON.parse(out.join('')) as { items: Array<{ outcome: string; reason: string }> };
+    expect(result.items[0]).toMatchObject({ outcome: 'refused' });
+    expect(result.items[0]!.reason).toContain(open);
+    expect((await getOrder(db.pool, open))!.email).toBe('carol@example.com');
+  });
+});

@@ -28,3 +28,17 @@ export function chargeKey(orderId: string, run: number): string {
 /** Void and refund are separate operations at the gateway, with keys of their own. */
 export const voidKey = (charge: string): string => `void-${charge}`;
 export const refundKey = (charge: string): string => `refund-${charge}`;
+
+/**
+ * Why an amount carried by an event is not one this system could have produced, or undefined when
+ * it could: a non-negative decimal with at most 2 decimals, at most `max` (EVENT_MAX_AMOUNT). An
+ * event outside these bounds is refused outright (dead-lettered), never applied.
+ */
+export function implausibleAmount(amount: string, max: number): string | undefined {
+  if (!/^\d{1,13}(\.\d{1,2})?$/.test(amount))
+    return `amount ${JSON.stringify(amount.slice(0, 40))} is not a decimal with at most 2 decimals`;
+  // A bound check, not arithmetic: a float is exact enough to compare against the bound.
+  if (Number(amount) > max)
+    return `amount ${amount} is above the plausible maximum of ${max} (EVENT_MAX_AMOUNT)`;
+  return undefined;
+}

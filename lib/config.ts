@@ -32,6 +32,23 @@ const schema = z.object({
     .regex(/^amqps?:\/\//, 'must be an amqp:// URL')
     .default('amqp://guest:guest@127.0.0.1:5672'),
   AMQP_EXCHANGE: z.string().min(1).default('acme.events'),
+  /**
+   * Broker users whose events the subscribers accept (comma-separated): the outbox publisher's and
+   * the operators' (re-drive). Each publishes with RabbitMQ's `user_id` property set to its login,
+   * which the broker refuses unless it is that login, so a message is from whom it says.
+   */
+  AMQP_TRUSTED_PUBLISHERS: z
+    .string()
+    .regex(
+      /^[^,\s]+(,[^,\s]+)*$/,
+      'must be broker user names separated by commas, e.g. acme-outbox,acme-operator',
+    )
+    .default('acme-outbox,acme-operator')
+    .transform((value) => Object.freeze(value.split(','))),
+  /** Larger messages go to the consumer's DLQ at once, unread (every consumer). */
+  AMQP_MAX_MESSAGE_BYTES: intFrom(1024, 16 * 1024 * 1024).default(64 * 1024),
+  /** Events carrying an amount above this (or with more than 2 decimals) go to the DLQ at once. */
+  EVENT_MAX_AMOUNT: z.coerce.number().positive().max(9_999_999_999).default(10_000_000),
   /** The bridge's durable queue, bound to `order.placed`; its dead letters go to `<queue>.dlq`. */
   BRIDGE_QUEUE: z.string().min(1).default('orders.bridge'),
   LOYALTY_QUEUE: z.string().min(1).default('loyalty.points'),

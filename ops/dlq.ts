@@ -18,6 +18,7 @@
  * consumers tolerate (they deduplicate by message id, the event id).
  */
 import type { Channel, ChannelModel, ConfirmChannel, GetMessage, MessageProperties, Options } from 'amqplib';
+import { amqpUser } from '../lib/amqp/connection.js';
 import { DEAD_LETTER_HEADERS } from '../lib/amqp/consumer.js';
 import { dlqName } from '../lib/amqp/topology.js';
 import type { Config } from '../lib/config.js';
@@ -34,7 +35,12 @@ import {
 export interface DlqDeps {
   /** A plain amqplib connection; the caller opens and closes it. */
   connection: ChannelModel;
-  config: Pick<Config, 'BRIDGE_QUEUE' | 'LOYALTY_QUEUE' | 'ANALYTICS_QUEUE'>;
+  /**
+   * AMQP_URL names the operator's broker login, stamped as `user_id` on what a re-drive publishes;
+   * AMQP_TRUSTED_PUBLISHERS, whose messages keep their trust through a re-drive.
+   */
+  config: Pick<Config, 'BRIDGE_QUEUE' | 'LOYALTY_QUEUE' | 'ANALYTICS_QUEUE'> &
+    Partial<Pick<Config, 'AMQP_URL' | 'AMQP_TRUSTED_PUBLISHERS'>>;
   logger: Logger;
   progress?: Progress;
 }
@@ -158,6 +164,11 @@ export async function redriveDeadLetters(
 ): Promise<CommandResult> {
   const items: ItemResult[] = [];
   const confirmTimeoutMs = options.confirmTimeoutMs ?? 10_000;
+  const trust: RedriveTrust = {
+    operator: amqpUser(deps.config.AMQP_URL ?? ''),
+    publishers: deps.config.AMQP_TRUSTED_PUBLISHERS,
+    requiredBy: new Set([deps.config.LOYALTY_QUEUE, deps.config.ANALYTICS_QUEUE]),
+  };
   await eachDeadLetterQueue(deps, options, async ({ channel, dlq, queue, take }) => {
     const kept: GetMessage[] = [];
     const moved = new Set<string>();
@@ -165,7 +176,15 @@ export async function redriveDeadLetters(
       for (let n = 0; n < take; n++) {
         const msg = await channel.get(dlq, { noAck: false });
         if (!msg) break;
-        const item = await redriveOne(channel, msg, { dlq, queue, n, moved, options, confirmTimeoutMs });
+        const item = await redriveOne(channel, msg, {
+          dlq,
+          queue,
+          n,
+          moved,
+          options,
+          confirmTimeoutMs,
+          trust,
+        });
         if (item.outcome === 'redriven') channel.ack(msg);
         else kept.push(msg);
         items.push(item);
@@ -179,6 +198,26 @@ export async function redriveDeadLetters(
   return commandResult(options.dryRun ? 'dlq redrive --dry-run' : 'dlq redrive', items);
 }
 
+interface RedriveTrust {
+  /** The operator's broker login, stamped as `user_id` on a trusted message. */
+  operator: string;
+  publishers: readonly string[] | undefined;
+  /** The consumer queues that accept only trusted producers' messages (the subscribers'). */
+  requiredBy: ReadonlySet<string>;
+}
+
+/**
+ * Who first sent a dead letter, as the broker validated it: the consumer records it when it
+ * dead-letters (`x-original-user-id`); the broker's own dead-lettering keeps the property itself.
+ */
+export function originalSender(msg: Pick<GetMessage, 'properties'>): string | undefined {
+  const recorded: unknown = msg.properties.headers?.[DEAD_LETTER_HEADERS.userId];
+  if (typeof recorded === 'string' && recorded !== '') return recorded;
+  if (Buffer.isBuffer(recorded) && recorded.length > 0) return recorded.toString('utf8');
+  const own = msg.properties.userId as unknown;
+  return typeof own === 'string' && own !== '' ? own : undefined;
+}
+
 async function redriveOne(
   channel: ConfirmChannel,
   msg: GetMessage,
@@ -189,6 +228,7 @@ async function redriveOne(
     moved: Set<string>;
     options: RedriveOptions;
     confirmTimeoutMs: number;
+    trust: RedriveTrust;
   },
 ): Promise<ItemResult> {
   const id = messageKey(msg, ctx.dlq, ctx.n);
@@ -205,9 +245,34 @@ async function redriveOne(
       `redriven a moment ago by this command and dead-lettered again: ${ctx.queue}'s consumer still refuses it ` +
         `(${String(details.reason ?? 'see its reason')}); fix that first`,
     );
+  // Trust travels with the message, never further: one a trusted producer sent is published again
+  // under the operator's own (broker-validated) login, which the subscribers trust too; one that
+  // came from anyone else stays untrusted, and the subscribers that require trust would only
+  // dead-letter it again.
+  const sender = originalSender(msg);
+  const trusted = ctx.trust.publishers;
+  const trustedSender = sender !== undefined && trusted !== undefined && trusted.includes(sender);
+  if (ctx.trust.requiredBy.has(ctx.queue) && trusted) {
+    if (!trustedSender)
+      return keep(
+        `not sent by a trusted producer (${sender ? `user_id ${sender}` : 'no user_id'}; trusted: ${trusted.join(', ')}): ` +
+          `${ctx.queue}'s consumer accepts no other; not moved (inspect it with dlq show)`,
+      );
+    if (!trusted.includes(ctx.trust.operator))
+      return keep(
+        `your broker login ${ctx.trust.operator} is not one of AMQP_TRUSTED_PUBLISHERS (${trusted.join(', ')}): ` +
+          `${ctx.queue}'s consumer would refuse the message; re-drive with the operators' login`,
+      );
+  }
   if (ctx.options.dryRun) return { id, ok: true, outcome: 'would-redrive', details };
   try {
-    await publishConfirmed(channel, target, msg, ctx.confirmTimeoutMs);
+    await publishConfirmed(
+      channel,
+      target,
+      msg,
+      ctx.confirmTimeoutMs,
+      trustedSender ? ctx.trust.operator : undefined,
+    );
   } catch (err) {
     return keep(`not moved, still in ${ctx.dlq}: ${(err as Error).message}`);
   }
@@ -334,7 +399,13 @@ export function redriveProperties(p: MessageProperties): Options.Publish {
  * makes a message no queue took (the queue was deleted) come back as a return instead of being
  * confirmed and dropped; messages go one at a time, so a return belongs to this one.
  */
-function publishConfirmed(channel: ConfirmChannel, queue: string, msg: GetMessage, timeoutMs: number) {
+function publishConfirmed(
+  channel: ConfirmChannel,
+  queue: string,
+  msg: GetMessage,
+  timeoutMs: number,
+  userId: string | undefined,
+) {
   return new Promise<void>((resolve, reject) => {
     let returned = false;
     const onReturn = () => (returned = true);
@@ -350,7 +421,8 @@ function publishConfirmed(channel: ConfirmChannel, queue: string, msg: GetMessag
     );
     channel.on('return', onReturn);
     try {
-      channel.publish('', queue, msg.content, redriveProperties(msg.properties), (err: unknown) => {
+      const properties = { ...redriveProperties(msg.properties), ...(userId ? { userId } : {}) };
+      channel.publish('', queue, msg.content, properties, (err: unknown) => {
         if (err) done(new Error(`the broker refused it (nack): ${String(err)}`));
         else if (returned)
           done(

@@ -65,6 +65,7 @@ const requestedRun = (event: RunRequestEnvelope): number =>
 export type BridgeConfig = Pick<
   Config,
   | 'AMQP_EXCHANGE'
+  | 'AMQP_MAX_MESSAGE_BYTES'
   | 'BRIDGE_QUEUE'
   | 'BRIDGE_PREFETCH'
   | 'BRIDGE_MAX_DELIVERIES'
@@ -161,6 +162,7 @@ export function createBridge({
     handle,
     // Temporal or PostgreSQL down is an outage to wait out, not a reason to give up on the order.
     isTransient: (err) => isTemporalUnavailable(err) || isTransientDatabaseError(err),
+    maxMessageBytes: config.AMQP_MAX_MESSAGE_BYTES,
     ...(retryDelayMs ? { retryDelayMs } : {}),
     registry,
   });

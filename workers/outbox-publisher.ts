@@ -17,6 +17,7 @@ import pg from 'pg';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { outboxMetrics, Registry, type OutboxMetrics } from '../lib/metrics.js';
+import { amqpUser } from '../lib/amqp/connection.js';
 import { createEventPublisher, type EventPublisher } from '../lib/amqp/publisher.js';
 import { describeError } from '../lib/amqp/consumer.js';
 import { type AmqpConnectionManager } from '../lib/amqp/connection.js';
@@ -36,6 +37,7 @@ import { SpanKind, traceContextHeaders, withSpan } from '../lib/tracing.js';
 export type OutboxConfig = Pick<
   Config,
   | 'DATABASE_URL'
+  | 'AMQP_URL'
   | 'AMQP_EXCHANGE'
   | 'BRIDGE_QUEUE'
   | 'OUTBOX_BATCH_SIZE'
@@ -96,6 +98,8 @@ export class OutboxPublisher {
       timeoutMs: opts.config.OUTBOX_PUBLISH_TIMEOUT_MS,
       logger: opts.logger,
       appId: 'acme-outbox',
+      // Its own login as `user_id`, validated by the broker: what the subscribers trust.
+      userId: amqpUser(opts.config.AMQP_URL),
       // The saga's own entry queue must exist before the first order.placed is published.
       queues: [bridgeQueueSpec(opts.config)],
     });

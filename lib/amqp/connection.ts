@@ -59,6 +59,19 @@ export function connectAmqp(
   return manager;
 }
 
+/**
+ * The broker user an AMQP URL logs in as (amqplib's default, `guest`, when it names none): the
+ * `user_id` the broker lets this connection stamp on what it publishes.
+ */
+export function amqpUser(url: string): string {
+  try {
+    const user = decodeURIComponent(new URL(url).username);
+    return user === '' ? 'guest' : user;
+  } catch {
+    return 'guest';
+  }
+}
+
 function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);

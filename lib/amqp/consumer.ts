@@ -66,6 +66,14 @@ export interface ConsumerOptions extends ConsumerQueueSpec {
   isTransient?: (err: unknown) => boolean;
   /** How long to wait for the broker to confirm a dead-lettered copy. */
   deadLetterTimeoutMs?: number;
+  /** Larger bodies are dead-lettered at once, unread (config.AMQP_MAX_MESSAGE_BYTES). */
+  maxMessageBytes?: number;
+  /**
+   * When set, only messages whose broker-validated `user_id` is one of these are handed to `handle`;
+   * any other (none, or another user's) is dead-lettered at once: it was not sent by a producer of
+   * these events (config.AMQP_TRUSTED_PUBLISHERS).
+   */
+  trustedPublishers?: readonly string[];
   /**
    * Where the consumer's metrics go: redeliveries of `queue`, and the depth of `<queue>.dlq` read at
    * scrape time. Default: a registry nobody scrapes.
@@ -90,6 +98,7 @@ export const DEAD_LETTER_HEADERS = {
   routingKey: 'x-original-routing-key',
   queue: 'x-original-queue',
   at: 'x-dead-lettered-at',
+  userId: 'x-original-user-id',
 } as const;
 
 /**
@@ -157,6 +166,10 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
       [DEAD_LETTER_HEADERS.queue]: queue,
       [DEAD_LETTER_HEADERS.at]: new Date().toISOString(),
     });
+    // Who sent it, as the broker validated it, never what the sender wrote in a header: the re-drive
+    // keeps the trust of a trusted producer's message and of nothing else.
+    delete headers[DEAD_LETTER_HEADERS.userId];
+    if (msg.properties.userId) headers[DEAD_LETTER_HEADERS.userId] = msg.properties.userId;
     try {
       await confirmPublish(
         channel,
@@ -179,6 +192,18 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
     }
   };
 
+  /** Why the message is not even read: too large, or not from a trusted producer. */
+  const refuse = (msg: ConsumeMessage): string | undefined => {
+    if (opts.maxMessageBytes !== undefined && msg.content.length > opts.maxMessageBytes)
+      return `message too large: ${msg.content.length} bytes, more than the ${opts.maxMessageBytes} allowed (AMQP_MAX_MESSAGE_BYTES)`;
+    const trusted = opts.trustedPublishers;
+    if (trusted && !trusted.includes(msg.properties.userId ?? '')) {
+      const who = msg.properties.userId ? `user_id ${JSON.stringify(msg.properties.userId)}` : 'no user_id';
+      return `untrusted publisher: ${who}; only ${trusted.join(', ')} may send these events (AMQP_TRUSTED_PUBLISHERS)`;
+    }
+    return undefined;
+  };
+
   const handleDelivery = async (channel: ConfirmChannel, msg: ConsumeMessage) => {
     const attempt = deliveryCount(msg) + 1;
     if (attempt > 1 || msg.fields.redelivered) metrics.redelivered(queue);
@@ -187,6 +212,15 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
       routingKey: msg.fields.routingKey,
       attempt,
     });
+    const refusal = refuse(msg);
+    if (refusal) {
+      log.error(
+        { reason: refusal, userId: msg.properties.userId },
+        `refused: moving it to ${dlqName(queue)} unread`,
+      );
+      await deadLetter(channel, msg, refusal, attempt);
+      return;
+    }
     try {
       // The span continues the publisher's trace (its context is in the headers).
       const processing = {

@@ -16,8 +16,11 @@ export interface OutgoingEvent {
   headers?: Record<string, unknown> | undefined;
 }
 
-/** The AMQP properties every event carries (ARCHITECTURE.md, "Events"). */
-export function eventPublishOptions(event: OutgoingEvent, appId?: string): Options.Publish {
+/**
+ * The AMQP properties every event carries (ARCHITECTURE.md, "Events"). `userId` is the publisher's
+ * own broker login: the broker refuses the publish unless it is, so consumers can trust it.
+ */
+export function eventPublishOptions(event: OutgoingEvent, appId?: string, userId?: string): Options.Publish {
   return {
     messageId: event.id,
     type: event.type,
@@ -29,6 +32,7 @@ export function eventPublishOptions(event: OutgoingEvent, appId?: string): Optio
     timestamp: Math.floor((event.occurredAt ?? new Date()).getTime() / 1000),
     headers: event.headers ?? {},
     ...(appId ? { appId } : {}),
+    ...(userId ? { userId } : {}),
   };
 }
 
@@ -55,6 +59,8 @@ export function createEventPublisher(
     timeoutMs: number;
     logger: Logger;
     appId?: string;
+    /** Stamped as `user_id` on every message: the login of `manager`'s connection (amqpUser). */
+    userId?: string;
     /**
      * Queues that must exist before anything is published: a topic exchange confirms a message no
      * queue is bound to and drops it. The core declares its own consumer's queue here, so an
@@ -81,7 +87,12 @@ export function createEventPublisher(
   return {
     async publish(event, body) {
       try {
-        await wrapper.publish(opts.exchange, event.type, body, eventPublishOptions(event, opts.appId));
+        await wrapper.publish(
+          opts.exchange,
+          event.type,
+          body,
+          eventPublishOptions(event, opts.appId, opts.userId),
+        );
       } catch (err) {
         if (err instanceof Error && err.message === 'timeout')
           throw new PublishTimeoutError(

@@ -11,7 +11,12 @@
  */
 import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
-import { createConsumer, parseMessage, type QueueConsumer } from '../../lib/amqp/consumer.js';
+import {
+  createConsumer,
+  parseMessage,
+  PoisonMessageError,
+  type QueueConsumer,
+} from '../../lib/amqp/consumer.js';
 import type { AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import { analyticsQueueSpec } from '../../lib/amqp/topology.js';
 import type { Config } from '../../lib/config.js';
@@ -28,6 +33,7 @@ import {
 } from '../../db/analytics.js';
 import { isTransientDatabaseError, withTransaction, type Pool, type Queryable } from '../../db/pool.js';
 import { markProcessed } from '../../db/processed-events.js';
+import { implausibleAmount } from '../../domain/payment.js';
 
 export const ANALYTICS_CONSUMER = 'analytics';
 
@@ -160,7 +166,13 @@ function orderTotalIn(event: OrderEvent): { amount?: string; currency?: string }
 
 export type AnalyticsConfig = Pick<
   Config,
-  'AMQP_EXCHANGE' | 'ANALYTICS_QUEUE' | 'ANALYTICS_PREFETCH' | 'ANALYTICS_MAX_DELIVERIES'
+  | 'AMQP_EXCHANGE'
+  | 'ANALYTICS_QUEUE'
+  | 'ANALYTICS_PREFETCH'
+  | 'ANALYTICS_MAX_DELIVERIES'
+  | 'AMQP_TRUSTED_PUBLISHERS'
+  | 'AMQP_MAX_MESSAGE_BYTES'
+  | 'EVENT_MAX_AMOUNT'
 >;
 
 export interface AnalyticsSubscriberOptions {
@@ -187,6 +199,9 @@ export function createAnalyticsSubscriber({
   if (registry) analyticsMetrics(registry, { totals: () => analyticsTotals(pool), logger });
   const handle = async (msg: ConsumeMessage) => {
     const event = parseOrderEvent(msg.content);
+    const { amount } = orderTotalIn(event);
+    const implausible = amount === undefined ? undefined : implausibleAmount(amount, config.EVENT_MAX_AMOUNT);
+    if (implausible) throw new PoisonMessageError(`${event.type} ${event.id}: ${implausible}`);
     const outcome = await applyOrderEvent(pool, event);
     const fields = {
       orderId: event.orderId,
@@ -209,6 +224,9 @@ export function createAnalyticsSubscriber({
     logger,
     handle,
     isTransient: isTransientDatabaseError, // the database down is an outage to wait out
+    // Revenue figures count only what the outbox (or an operator's re-drive) sent.
+    trustedPublishers: config.AMQP_TRUSTED_PUBLISHERS,
+    maxMessageBytes: config.AMQP_MAX_MESSAGE_BYTES,
     ...(retryDelayMs ? { retryDelayMs } : {}),
     ...(registry ? { registry } : {}),
   });

@@ -11,7 +11,12 @@
  */
 import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
-import { createConsumer, parseMessage, type QueueConsumer } from '../../lib/amqp/consumer.js';
+import {
+  createConsumer,
+  parseMessage,
+  PoisonMessageError,
+  type QueueConsumer,
+} from '../../lib/amqp/consumer.js';
 import type { AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import { loyaltyQueueSpec } from '../../lib/amqp/topology.js';
 import type { Config } from '../../lib/config.js';
@@ -20,6 +25,7 @@ import type { Registry } from '../../lib/metrics.js';
 import { isTransientDatabaseError, withTransaction, type Pool } from '../../db/pool.js';
 import { awardOrderPoints, revokeOrderPoints } from '../../db/loyalty-points.js';
 import { markProcessed } from '../../db/processed-events.js';
+import { implausibleAmount } from '../../domain/payment.js';
 
 export const LOYALTY_CONSUMER = 'loyalty';
 export const LOYALTY_ROUTING_KEY = 'payment.completed';
@@ -92,7 +98,13 @@ export async function revokePoints(pool: Pool, event: PaymentRefunded): Promise<
 
 export type LoyaltyConfig = Pick<
   Config,
-  'AMQP_EXCHANGE' | 'LOYALTY_QUEUE' | 'LOYALTY_PREFETCH' | 'LOYALTY_MAX_DELIVERIES'
+  | 'AMQP_EXCHANGE'
+  | 'LOYALTY_QUEUE'
+  | 'LOYALTY_PREFETCH'
+  | 'LOYALTY_MAX_DELIVERIES'
+  | 'AMQP_TRUSTED_PUBLISHERS'
+  | 'AMQP_MAX_MESSAGE_BYTES'
+  | 'EVENT_MAX_AMOUNT'
 >;
 
 export interface LoyaltySubscriberOptions {
@@ -115,6 +127,11 @@ export function createLoyaltySubscriber({
 }: LoyaltySubscriberOptions): QueueConsumer {
   const handle = async (msg: ConsumeMessage) => {
     const event = parseLoyaltyEvent(msg.content);
+    const implausible =
+      'amount' in event.data
+        ? implausibleAmount(String(event.data.amount), config.EVENT_MAX_AMOUNT)
+        : undefined;
+    if (implausible) throw new PoisonMessageError(`${event.type} ${event.id}: ${implausible}`);
     if (event.type === 'payment.refunded') {
       const outcome = await revokePoints(pool, event);
       logger.info(
@@ -147,6 +164,9 @@ export function createLoyaltySubscriber({
     logger,
     handle,
     isTransient: isTransientDatabaseError, // the database down is an outage to wait out
+    // Points are money's worth: only what the outbox (or an operator's re-drive) sent counts.
+    trustedPublishers: config.AMQP_TRUSTED_PUBLISHERS,
+    maxMessageBytes: config.AMQP_MAX_MESSAGE_BYTES,
     ...(retryDelayMs ? { retryDelayMs } : {}),
     ...(registry ? { registry } : {}),
   });

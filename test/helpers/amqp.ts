@@ -10,16 +10,26 @@ import { promisify } from 'node:util';
 import amqplib, { type Channel, type ChannelModel, type ConsumeMessage, type Message } from 'amqplib';
 import { pino, type Logger } from 'pino';
 import { loadConfig, type Config } from '../../lib/config.js';
+import { amqpUser } from '../../lib/amqp/connection.js';
 import { dlqName, dlxName } from '../../lib/amqp/topology.js';
 
 const run = promisify(execFile);
 
+/** The broker user the tests log in as: what they stamp as `user_id` when they play the outbox. */
+export const TEST_PUBLISHER = amqpUser(loadConfig({ AMQP_URL: process.env.AMQP_URL }).AMQP_URL);
+
 export const shortId = (): string => randomUUID().replaceAll('-', '').slice(0, 10);
 
-/** Config whose exchange, queues and task queue belong to this test alone. */
+/**
+ * Config whose exchange, queues and task queue belong to this test alone. The tests publish as their
+ * own login (the admin URL), which is then the trusted publisher, as the outbox user is in a
+ * deployment; a test of trust itself overrides AMQP_TRUSTED_PUBLISHERS.
+ */
 export function testConfig(id: string, overrides: Record<string, string> = {}): Config {
+  const url = overrides.AMQP_URL ?? loadConfig({ AMQP_URL: process.env.AMQP_URL }).AMQP_URL;
   return loadConfig({
     ...process.env,
+    AMQP_TRUSTED_PUBLISHERS: amqpUser(url),
     AMQP_EXCHANGE: `test.${id}`,
     BRIDGE_QUEUE: `test.${id}.bridge`,
     LOYALTY_QUEUE: `test.${id}.loyalty`,

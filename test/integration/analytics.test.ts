@@ -34,6 +34,7 @@ import {
   deleteTopology,
   openObserver,
   shortId,
+  TEST_PUBLISHER,
   testConfig,
   waitFor,
   type Observer,
@@ -169,7 +170,7 @@ function publish(event: EventEnvelope | { type: string; body: Buffer; id: string
     config.AMQP_EXCHANGE,
     event.type,
     content,
-    eventPublishOptions({ id: event.id, type: event.type }),
+    eventPublishOptions({ id: event.id, type: event.type }, undefined, TEST_PUBLISHER),
   );
 }
 

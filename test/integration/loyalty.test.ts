@@ -14,7 +14,15 @@ import { enqueueEvent } from '../../db/outbox.js';
 import { createLoyaltySubscriber, pointsFor } from '../../subscribers/loyalty/consumer.js';
 import { OutboxPublisher } from '../../workers/outbox-publisher.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { captureLogger, openObserver, shortId, testConfig, waitFor, type Observer } from '../helpers/amqp.js';
+import {
+  captureLogger,
+  openObserver,
+  shortId,
+  TEST_PUBLISHER,
+  testConfig,
+  waitFor,
+  type Observer,
+} from '../helpers/amqp.js';
 
 let db: TestDatabase;
 let observer: Observer;
@@ -86,7 +94,12 @@ function paymentRefunded(completed: EventEnvelope<'payment.completed'>): EventEn
 
 function publish(event: EventEnvelope | Buffer, messageId: string, type = 'payment.completed'): void {
   const content = Buffer.isBuffer(event) ? event : Buffer.from(JSON.stringify(event));
-  observer.channel.publish(config.AMQP_EXCHANGE, type, content, eventPublishOptions({ id: messageId, type }));
+  observer.channel.publish(
+    config.AMQP_EXCHANGE,
+    type,
+    content,
+    eventPublishOptions({ id: messageId, type }, undefined, TEST_PUBLISHER),
+  );
 }
 
 async function pointsOf(orderId: string): Promise<number | undefined> {

@@ -41,6 +41,25 @@ export function parseMessage<S extends z.ZodType>(schema: S, content: Buffer, wh
   return parsed.data;
 }
 
+/**
+ * An event is routed by its type (routing key = type, AMQP `type` = type): a body whose `type`
+ * disagrees with how it was routed or labelled was not published by our outbox, and is poison. A
+ * re-drive arrives through the default exchange (routing key = the queue's name) with its `type`
+ * property kept, so only that is checked then.
+ */
+export function assertRoutedAs(msg: Pick<ConsumeMessage, 'fields' | 'properties'>, type: string): void {
+  const routed = msg.fields.exchange === '' ? undefined : msg.fields.routingKey;
+  if (routed !== undefined && routed !== type)
+    throw new PoisonMessageError(
+      `routing key ${JSON.stringify(routed)} does not match the event type ${JSON.stringify(type)}`,
+    );
+  const labelled: unknown = msg.properties.type;
+  if (labelled !== undefined && labelled !== null && labelled !== type)
+    throw new PoisonMessageError(
+      `AMQP type ${JSON.stringify(labelled)} does not match the event type ${JSON.stringify(type)}`,
+    );
+}
+
 export interface DeliveryContext {
   /** 1 for the first delivery; from the quorum queue's `x-delivery-count`. */
   attempt: number;

@@ -12,6 +12,7 @@
 import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
 import {
+  assertRoutedAs,
   createConsumer,
   parseMessage,
   PoisonMessageError,
@@ -199,6 +200,7 @@ export function createAnalyticsSubscriber({
   if (registry) analyticsMetrics(registry, { totals: () => analyticsTotals(pool), logger });
   const handle = async (msg: ConsumeMessage) => {
     const event = parseOrderEvent(msg.content);
+    assertRoutedAs(msg, event.type);
     const { amount } = orderTotalIn(event);
     const implausible = amount === undefined ? undefined : implausibleAmount(amount, config.EVENT_MAX_AMOUNT);
     if (implausible) throw new PoisonMessageError(`${event.type} ${event.id}: ${implausible}`);

@@ -12,6 +12,7 @@
 import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
 import {
+  assertRoutedAs,
   createConsumer,
   parseMessage,
   PoisonMessageError,
@@ -127,6 +128,7 @@ export function createLoyaltySubscriber({
 }: LoyaltySubscriberOptions): QueueConsumer {
   const handle = async (msg: ConsumeMessage) => {
     const event = parseLoyaltyEvent(msg.content);
+    assertRoutedAs(msg, event.type);
     const implausible =
       'amount' in event.data
         ? implausibleAmount(String(event.data.amount), config.EVENT_MAX_AMOUNT)

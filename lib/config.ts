@@ -59,6 +59,24 @@ const schema = z.object({
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),
   TEMPORAL_TASK_QUEUE: z.string().min(1).default('orders'),
   TEMPORAL_UI_URL: z.url().default('http://localhost:8233'),
+  /**
+   * Secure connections to Temporal (lib/temporal.ts: the clients and the worker): mTLS with a client
+   * certificate and key (PEM files; a self-hosted cluster, or Temporal Cloud with mTLS), or an API
+   * key (Temporal Cloud), which implies TLS. TEMPORAL_TLS_CA_FILE trusts a private CA;
+   * TEMPORAL_TLS_SERVER_NAME overrides the name checked in the server's certificate.
+   */
+  TEMPORAL_TLS_CERT_FILE: z.string().min(1).optional(),
+  TEMPORAL_TLS_KEY_FILE: z.string().min(1).optional(),
+  TEMPORAL_TLS_CA_FILE: z.string().min(1).optional(),
+  TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
+  TEMPORAL_API_KEY: z.string().min(1).optional(),
+  /**
+   * `production` refuses the built-in default credentials (RabbitMQ's guest/guest, PostgreSQL's
+   * postgres/postgres, this repository's local acme/acme). PostgreSQL TLS is DATABASE_URL's
+   * `sslmode` (e.g. `?sslmode=verify-full&sslrootcert=/etc/ssl/pg-ca.pem`); RabbitMQ TLS is an
+   * `amqps://` AMQP_URL.
+   */
+  NODE_ENV: z.enum(['development', 'test', 'production']).default('development'),
 
   PORT: intFrom(1, 65535).default(8000),
   /**
@@ -258,6 +276,25 @@ function crossProblems(config: Parsed): Problem[] {
     windows.outbox,
     'a retried saga step or the publisher may still write or send that event again within PAYMENT_DEADLINE_MS + redelivery',
   );
+  if ((config.TEMPORAL_TLS_CERT_FILE === undefined) !== (config.TEMPORAL_TLS_KEY_FILE === undefined)) {
+    problems.push({
+      key: config.TEMPORAL_TLS_CERT_FILE === undefined ? 'TEMPORAL_TLS_CERT_FILE' : 'TEMPORAL_TLS_KEY_FILE',
+      message: 'mTLS needs both TEMPORAL_TLS_CERT_FILE and TEMPORAL_TLS_KEY_FILE',
+    });
+  }
+  if (config.NODE_ENV === 'production') {
+    for (const [key, url] of [
+      ['DATABASE_URL', config.DATABASE_URL],
+      ['AMQP_URL', config.AMQP_URL],
+    ] as const) {
+      const login = defaultLogin(url);
+      if (login)
+        problems.push({
+          key,
+          message: `uses the built-in default login ${login}, refused when NODE_ENV=production: give each service its own user (README, Least privilege)`,
+        });
+    }
+  }
   // The publisher keeps its claiming transaction open while the broker confirms the batch.
   if (
     config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS > 0 &&
@@ -269,6 +306,22 @@ function crossProblems(config: Parsed): Problem[] {
     });
   }
   return problems;
+}
+
+/** Logins everyone knows: RabbitMQ's and PostgreSQL's built-in ones, and this repository's local one. */
+const DEFAULT_LOGINS = ['guest:guest', 'postgres:postgres', 'acme:acme', 'postgres:'];
+
+/** `user:password` when `url` logs in with a default login (a URL without one means guest for AMQP). */
+function defaultLogin(url: string): string | undefined {
+  try {
+    const parsed = new URL(url);
+    const user = decodeURIComponent(parsed.username);
+    const login = `${user}:${decodeURIComponent(parsed.password)}`;
+    if (parsed.protocol.startsWith('amqp') && user === '') return 'guest:guest (none given)';
+    return DEFAULT_LOGINS.includes(login) ? login : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A URL's password never reaches a log or a terminal. */

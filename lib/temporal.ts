@@ -2,6 +2,7 @@
  * The Temporal client side, shared by the bridge (starts sagas) and the API (cancels, links).
  * One client per process, created in `main()` and closed on shutdown; never one per request.
  */
+import { readFileSync } from 'node:fs';
 import { Client, Connection, ServiceError, WorkflowExecutionAlreadyStartedError } from '@temporalio/client';
 import { TypedSearchAttributes, WorkflowNotFoundError } from '@temporalio/common';
 import type { Config } from './config.js';
@@ -20,15 +21,49 @@ import {
  * itself (the API's 503). The SDK schedules those retries on timers that closing the connection
  * does not cancel; one firing after shutdown throws from the timer and crashes the process.
  */
+export type TemporalConnectionConfig = Pick<
+  Config,
+  | 'TEMPORAL_ADDRESS'
+  | 'TEMPORAL_TLS_CERT_FILE'
+  | 'TEMPORAL_TLS_KEY_FILE'
+  | 'TEMPORAL_TLS_CA_FILE'
+  | 'TEMPORAL_TLS_SERVER_NAME'
+  | 'TEMPORAL_API_KEY'
+>;
+
+/**
+ * Address, TLS and API key for `Connection` (clients) and `NativeConnection` (the worker), from
+ * config: plain TCP unless a client certificate, a CA or an API key is configured. The files are read
+ * here, once, when the process connects.
+ */
+export function temporalConnectionOptions(
+  config: Partial<TemporalConnectionConfig> & Pick<Config, 'TEMPORAL_ADDRESS'>,
+) {
+  const { TEMPORAL_TLS_CERT_FILE: cert, TEMPORAL_TLS_KEY_FILE: key, TEMPORAL_TLS_CA_FILE: ca } = config;
+  const tls =
+    cert || ca || config.TEMPORAL_API_KEY || config.TEMPORAL_TLS_SERVER_NAME
+      ? {
+          ...(config.TEMPORAL_TLS_SERVER_NAME ? { serverNameOverride: config.TEMPORAL_TLS_SERVER_NAME } : {}),
+          ...(ca ? { serverRootCACertificate: readFileSync(ca) } : {}),
+          ...(cert && key ? { clientCertPair: { crt: readFileSync(cert), key: readFileSync(key) } } : {}),
+        }
+      : undefined;
+  return {
+    address: config.TEMPORAL_ADDRESS,
+    ...(tls ? { tls } : {}),
+    ...(config.TEMPORAL_API_KEY ? { apiKey: config.TEMPORAL_API_KEY } : {}),
+  };
+}
+
 export async function connectTemporal(
-  config: Pick<Config, 'TEMPORAL_ADDRESS' | 'TEMPORAL_NAMESPACE'>,
+  config: Pick<Config, 'TEMPORAL_ADDRESS' | 'TEMPORAL_NAMESPACE'> & Partial<TemporalConnectionConfig>,
   {
     lazy = false,
     retries = true,
     tracing,
   }: { lazy?: boolean; retries?: boolean; tracing?: TemporalTracing | undefined } = {},
 ): Promise<Client> {
-  const options = { address: config.TEMPORAL_ADDRESS, ...(retries ? {} : { interceptors: [] }) };
+  const options = { ...temporalConnectionOptions(config), ...(retries ? {} : { interceptors: [] }) };
   const connection = lazy ? Connection.lazy(options) : await Connection.connect(options);
   return new Client({
     connection,

@@ -25,6 +25,7 @@ import { postgresProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { startTracing } from '../lib/tracing.js';
 import { createPool, sessionLimits } from '../db/pool.js';
+import { temporalConnectionOptions } from '../lib/temporal.js';
 import { bundleInChildProcess } from './bundle-workflows.js';
 import { createOrderWorker, ensureSearchAttributes } from './temporal-worker.js';
 
@@ -108,7 +109,7 @@ async function main(): Promise<void> {
       },
       logger,
     });
-    connection = await NativeConnection.connect({ address: config.TEMPORAL_ADDRESS });
+    connection = await NativeConnection.connect(temporalConnectionOptions(config));
     await ensureSearchAttributes(connection, config.TEMPORAL_NAMESPACE, logger);
     // Bundled in a child process, so webpack's memory is not the worker's for its whole life.
     const bundlePath = path.join(tmpdir(), `acme-orders-workflows-${process.pid}.js`);

@@ -64,3 +64,64 @@ describe('database session limits', () => {
     expect(() => loadConfig({ PAYMENT_GATEWAY_TIMEOUT_MS: '30000' })).toThrow(/PAYMENT_GATEWAY_TIMEOUT_MS/);
   });
 });
+
+describe('production credentials and secure connections', () => {
+  test('NODE_ENV=production refuses the built-in default logins, naming each variable', () => {
+    const attempt = () => loadConfig({ NODE_ENV: 'production' }); // defaults: acme:acme, guest:guest
+    expect(attempt).toThrow(/DATABASE_URL="\(default\)": uses the built-in default login acme:acme/);
+    expect(attempt).toThrow(/AMQP_URL="\(default\)": uses the built-in default login guest:guest/);
+    expect(() =>
+      loadConfig({
+        NODE_ENV: 'production',
+        DATABASE_URL: 'postgres://postgres:postgres@db:5432/acme?sslmode=verify-full',
+        AMQP_URL: 'amqps://acme-outbox:s3cret@mq:5671',
+      }),
+    ).toThrow(/DATABASE_URL=".*\*\*\*@db.*": uses the built-in default login postgres:postgres/);
+    expect(() =>
+      loadConfig({
+        NODE_ENV: 'production',
+        AMQP_URL: 'amqps://mq:5671',
+        DATABASE_URL: 'postgres://app:x@db/acme',
+      }),
+    ).toThrow(/AMQP_URL.*guest:guest \(none given\)/);
+    const ok = loadConfig({
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgres://acme_app:s3cret@db:5432/acme?sslmode=verify-full',
+      AMQP_URL: 'amqps://acme-outbox:s3cret@mq:5671',
+    });
+    expect(ok.NODE_ENV).toBe('production');
+  });
+
+  test('the same defaults are fine outside production (the local setup and the tests)', () => {
+    expect(loadConfig({}).NODE_ENV).toBe('development');
+  });
+
+  test('mTLS needs a certificate and its key together', () => {
+    expect(() => loadConfig({ TEMPORAL_TLS_CERT_FILE: '/etc/temporal/client.pem' })).toThrow(
+      /TEMPORAL_TLS_KEY_FILE.*needs both/,
+    );
+  });
+});
+
+describe('Temporal connection options', () => {
+  test('plain by default; TLS with the files read, or an API key, when configured', async () => {
+    const { temporalConnectionOptions } = await import('../../lib/temporal.js');
+    expect(temporalConnectionOptions({ TEMPORAL_ADDRESS: 'h:7233' })).toEqual({ address: 'h:7233' });
+    const file = new URL('../../package.json', import.meta.url).pathname;
+    const mtls = temporalConnectionOptions({
+      TEMPORAL_ADDRESS: 'ns.acct.tmprl.cloud:7233',
+      TEMPORAL_TLS_CERT_FILE: file,
+      TEMPORAL_TLS_KEY_FILE: file,
+      TEMPORAL_TLS_SERVER_NAME: 'temporal.internal',
+    });
+    expect(mtls.tls).toMatchObject({
+      serverNameOverride: 'temporal.internal',
+      clientCertPair: { crt: expect.any(Buffer) },
+    });
+    expect(temporalConnectionOptions({ TEMPORAL_ADDRESS: 'h:7233', TEMPORAL_API_KEY: 'k' })).toEqual({
+      address: 'h:7233',
+      tls: {},
+      apiKey: 'k',
+    });
+  });
+});

@@ -21,7 +21,8 @@ describe('README', () => {
     for (const key of CONFIG_KEYS) {
       const row = tableRows.find((r) => r.startsWith(`| \`${key}\``));
       expect(row, key).toBeDefined();
-      expect(row, key).toContain(`\`${String(defaults[key])}\``);
+      // An optional setting with no default reads "(unset)".
+      expect(row, key).toContain(defaults[key] === undefined ? '(unset)' : `\`${String(defaults[key])}\``);
     }
   });
 

@@ -40,19 +40,22 @@ export interface ErasedCounts {
 }
 
 /**
- * Clears the addresses and the customer's words from the orders, their e-mails, their outbox rows
- * and the analytics record of their cancel. Idempotent: a second run changes nothing more.
+ * Clears the addresses and the customer's words (the cancel note) from the orders, their e-mails,
+ * their outbox rows and the analytics record of their cancel. Idempotent: a second run changes nothing more.
  */
 export async function eraseCustomerData(tx: Queryable, orderIds: string[]): Promise<ErasedCounts> {
   const ids = orderIds;
   const orders = await tx.query(
     `update orders
-        set email = null, erased_at = coalesce(erased_at, now()),
-            -- A cancelled order's reason is its customer's text; other reasons are the system's.
-            status_reason = case when status = 'CANCELLED' and status_reason is not null
+        set email = null, erased_at = coalesce(erased_at, now()), cancel_note = null,
+            -- Before cancel codes (000009) a cancelled order's status reason was its customer's own
+            -- text; since then it is the code's wording, the system's, and stays.
+            status_reason = case when status = 'CANCELLED' and cancel_code is null and status_reason is not null
                                  then $2 else status_reason end
-      where id = any($1::uuid[]) and (email is not null or erased_at is null
-             or (status = 'CANCELLED' and status_reason is distinct from $2 and status_reason is not null))`,
+      where id = any($1::uuid[])
+        and (email is not null or erased_at is null or cancel_note is not null
+             or (status = 'CANCELLED' and cancel_code is null and status_reason is distinct from $2
+                 and status_reason is not null))`,
     [ids, ERASED],
   );
   const notifications = await tx.query(

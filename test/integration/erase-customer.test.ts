@@ -15,7 +15,7 @@ import type { EventEnvelope } from '../../lib/events.js';
 import { createLogger } from '../../lib/logger.js';
 import { getOrder } from '../../db/order-views.js';
 import { placeOrder } from '../../db/order-placement.js';
-import { cancelPendingOrder, transitionOrder } from '../../db/orders.js';
+import { cancelPendingOrder, recordCancelReason, transitionOrder } from '../../db/orders.js';
 import { recordNotification } from '../../db/notifications.js';
 import { applyOrderEvent, parseOrderEvent } from '../../subscribers/analytics/consumer.js';
 import { eraseCustomer } from '../../ops/erase-customer.js';
@@ -47,6 +47,7 @@ async function place(customerId: string, email: string, sku: string): Promise<st
     email,
     items: [{ sku, qty: 2 }],
     idempotencyKey: undefined,
+    keyRetentionHours: 24,
     requestHash: randomUUID(),
     correlationId: `corr-${shortId()}`,
   });
@@ -107,9 +108,7 @@ describe('erase-customer', () => {
       subject: `Your order ${mine[0]} is confirmed`,
       body: 'Thank you!',
     });
-    expect((await cancelPendingOrder(db.pool, mine[1]!, 'call me on +44 7700 900123')).kind).toBe(
-      'cancelled',
-    );
+    expect((await cancelPendingOrder(db.pool, mine[1]!, 'changed my mind')).kind).toBe('cancelled');
     await recordNotification(db.pool, {
       orderId: mine[1]!,
       run: 1,
@@ -157,7 +156,7 @@ describe('erase-customer', () => {
       statusReason: '(erased)',
     });
     const { rows: stored } = await db.pool.query<{ text: string }>(
-      `select concat_ws(' ', o.email, o.status_reason,
+      `select concat_ws(' ', o.email, o.status_reason, o.cancel_note,
                  (select string_agg(concat_ws(' ', n.recipient, n.body), ' ') from notifications n where n.order_id = o.id),
                  (select string_agg(e.payload::text, ' ') from event_outbox e where e.order_id = o.id),
                  (select a.failure_detail from analytics_orders a where a.order_id = o.id)) as text

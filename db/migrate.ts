@@ -8,6 +8,7 @@
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { DEFAULT_APP_ROLE, grantAppRole } from './access.js';
 import { withClient, type Pool } from './pool.js';
 
 export const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), 'migrations');
@@ -30,8 +31,15 @@ export async function loadMigrations(dir = MIGRATIONS_DIR): Promise<Migration[]>
   );
 }
 
-/** Applies pending migrations; returns the names of those it applied. */
-export async function migrate(pool: Pool, dir = MIGRATIONS_DIR): Promise<string[]> {
+/**
+ * Applies pending migrations; returns the names of those it applied. Then grants the app role
+ * (`appRole`, when it exists) the rows of every table: db/access.ts.
+ */
+export async function migrate(
+  pool: Pool,
+  dir = MIGRATIONS_DIR,
+  appRole = DEFAULT_APP_ROLE,
+): Promise<string[]> {
   const migrations = await loadMigrations(dir);
   return withClient(pool, async (client) => {
     await client.query('select pg_advisory_lock($1)', [LOCK_KEY]);
@@ -60,6 +68,7 @@ export async function migrate(pool: Pool, dir = MIGRATIONS_DIR): Promise<string[
         }
         done.push(m.name);
       }
+      await grantAppRole(client, appRole);
       return done;
     } finally {
       await client.query('select pg_advisory_unlock($1)', [LOCK_KEY]);

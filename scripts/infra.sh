@@ -226,7 +226,7 @@ status() {
 }
 
 case "${1:-up}" in
-  up) postgres_up; rabbitmq_up; temporal_up; prometheus_up; zipkin_up ;;
+  up) postgres_up; rabbitmq_up; bash "$ROOT/scripts/provision-access.sh"; temporal_up; prometheus_up; zipkin_up ;;
   # What the tests need besides the servers: the CLI (createLocal starts its own dev server from it),
   # the time-skipping test server, and promtool (checks deploy/prometheus). Installed even when
   # TEMPORAL_ADDRESS points elsewhere or PROMETHEUS=off.

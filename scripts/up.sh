@@ -71,7 +71,8 @@ for i in "${!names[@]}"; do
     done
     [ "$n" -gt 1 ] && run_names+=("$name$n") || run_names+=("$name")
     run_colors+=("${COLORS[$i]}")
-    run_commands+=("${env_prefix:+env $env_prefix}${COMMANDS[$i]}")
+    # As its own service's PostgreSQL and RabbitMQ user (scripts/as.sh, .data/access/<name>.env).
+    run_commands+=("${env_prefix:+env $env_prefix}bash scripts/as.sh $name ${COMMANDS[$i]}")
   done
 done
 
@@ -83,7 +84,7 @@ fi
 
 bash scripts/deps.sh
 bash scripts/infra.sh up
-npx tsx db/cli.ts seed
+npx tsx db/cli.ts seed # as the schema's owner (acme); each process below as its own user (scripts/as.sh)
 # The local key pair the API verifies tokens with (idempotent; skipped when AUTH_JWKS_URL is set),
 # and a token of each kind, ready to paste.
 if [ -z "${AUTH_JWKS_URL:-}" ]; then

@@ -23,6 +23,8 @@ export const TEMPLATE_DB = (() => {
   for (const file of readdirSync(MIGRATIONS_DIR).sort())
     hash.update(readFileSync(path.join(MIGRATIONS_DIR, file)));
   hash.update(readFileSync(SEED_FILE));
+  // The app role's grants are part of the template (db/access.ts): a change to them, a new template.
+  hash.update(readFileSync(new URL('../../db/access.ts', import.meta.url)));
   return TEMPLATE_PREFIX + hash.digest('hex').slice(0, 12);
 })();
 

@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Least privilege on the local servers, the way a deployment sets it up (README, Least privilege):
+#   PostgreSQL  acme       owns the schema and runs the migrations (and creates the tests' databases)
+#               acme_app   what every app process logs in as: reads and writes rows, changes no schema
+#                          (its table rights are granted by each migration run: db/access.ts)
+#   RabbitMQ    one user per service, each with only the permissions its setup and work need; only
+#               acme-outbox may publish to the events exchange (and acme-operator, re-driving, to the
+#               queues through the default exchange); acme-admin is the management UI's login
+# Passwords are generated once into .data/access/ (git-ignored, mode 600); each service's connection
+# URLs go to .data/access/<service>.env, which scripts/as.sh loads before starting it.
+# Idempotent. A server given by DATABASE_URL / AMQP_URL is left alone (its operators provision it).
+set -euo pipefail
+umask 077 # passwords and the files that hold them: this user only
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+ACCESS="$ROOT/.data/access"
+mkdir -p "$ACCESS" && chmod 700 "$ACCESS"
+EXCHANGE=${AMQP_EXCHANGE:-acme.events}
+BRIDGE=${BRIDGE_QUEUE:-orders.bridge} LOYALTY=${LOYALTY_QUEUE:-loyalty.points} ANALYTICS=${ANALYTICS_QUEUE:-analytics.orders}
+SERVICES=(api outbox bridge worker loyalty analytics operator)
+
+log() { printf '[access] %s\n' "$*"; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
+secret() { # name: its password, made once
+  local file="$ACCESS/.$1.secret"
+  [ -s "$file" ] || { (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '+/=' | head -c 24 >"$file"); }
+  cat "$file"
+}
+rx() { printf '%s' "$1" | sed 's/[.]/\\./g'; } # a name as a regex
+
+# --- PostgreSQL ----------------------------------------------------------------------------------
+if [ -z "${DATABASE_URL:-}" ]; then
+  pg_admin() { (cd / && as_root runuser -u postgres -- psql -v ON_ERROR_STOP=1 -qtAX "$@"); }
+  app_password=$(secret pg-acme_app)
+  if [ "$(pg_admin -c "select 1 from pg_roles where rolname = 'acme_app'")" != 1 ]; then
+    log "PostgreSQL: creating role acme_app (rows only)"
+    pg_admin -c "create role acme_app login"
+  fi
+  pg_admin -c "alter role acme_app login nocreatedb nocreaterole password '$app_password'"
+  # The schema stays the owner's: nobody else may create in it (PostgreSQL 15's default, made sure).
+  pg_admin -d acme -c "revoke create on schema public from public"
+  for svc in "${SERVICES[@]}"; do
+    echo "DATABASE_URL=postgres://acme_app:$app_password@127.0.0.1:5432/acme" >"$ACCESS/$svc.env.pg"
+  done
+  log "PostgreSQL: acme owns the schema (migrations), acme_app reads and writes rows"
+fi
+
+# --- RabbitMQ ------------------------------------------------------------------------------------
+if [ -z "${AMQP_URL:-}" ]; then
+  ctl() { as_root rabbitmqctl -q "$@"; }
+  ex=$(rx "$EXCHANGE") dlx=$(rx "$EXCHANGE.dlx")
+  own() { local q; q=$(rx "$1"); printf '%s' "$q|$q\\.dlq"; } # a consumer's queue and its DLQ
+  # user  configure  write  read   (regexes; publishing needs write on the exchange, binding a queue
+  # needs write on the queue and read on the exchange, declaring needs configure)
+  declare -A CONF WRITE READ
+  CONF[api]='^$' WRITE[api]='^$' READ[api]='^$'
+  CONF[worker]='^$' WRITE[worker]='^$' READ[worker]='^$'
+  CONF[outbox]="^($ex|$dlx|$(own "$BRIDGE"))\$" WRITE[outbox]="^($ex|$(own "$BRIDGE"))\$" READ[outbox]="^($ex|$dlx)\$"
+  for pair in bridge:"$BRIDGE" loyalty:"$LOYALTY" analytics:"$ANALYTICS"; do
+    svc=${pair%%:*} queue=${pair#*:}
+    CONF[$svc]="^($ex|$dlx|$(own "$queue"))\$"
+    WRITE[$svc]="^($dlx|$(own "$queue"))\$" # its dead letters, to the DLX only: never the events exchange
+    READ[$svc]="^($ex|$dlx|$(own "$queue"))\$"
+  done
+  queues="$(own "$BRIDGE")|$(own "$LOYALTY")|$(own "$ANALYTICS")"
+  CONF[operator]='^$' WRITE[operator]='^amq\.default$' READ[operator]="^($queues)\$"
+  existing=$(ctl list_users --no-table-headers 2>/dev/null | awk '{print $1}')
+  for svc in "${SERVICES[@]}" admin; do
+    user="acme-$svc" password=$(secret "mq-$user")
+    grep -qx "$user" <<<"$existing" || { log "RabbitMQ: creating user $user"; ctl add_user "$user" "$password" >/dev/null; }
+    ctl change_password "$user" "$password" >/dev/null
+    if [ "$svc" = admin ]; then
+      ctl set_user_tags "$user" administrator >/dev/null
+      ctl set_permissions -p / "$user" '.*' '.*' '.*' >/dev/null
+      continue
+    fi
+    ctl set_user_tags "$user" >/dev/null
+    ctl set_permissions -p / "$user" "${CONF[$svc]}" "${WRITE[$svc]}" "${READ[$svc]}" >/dev/null
+    echo "AMQP_URL=amqp://$user:$password@127.0.0.1:5672" >"$ACCESS/$svc.env.mq"
+  done
+  log "RabbitMQ: one user per service; management UI login acme-admin (password: .data/access/.mq-acme-admin.secret)"
+fi
+
+for svc in "${SERVICES[@]}"; do
+  (umask 077 && cat "$ACCESS/$svc.env.pg" "$ACCESS/$svc.env.mq" 2>/dev/null >"$ACCESS/$svc.env" || true)
+done

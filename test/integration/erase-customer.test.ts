@@ -109,6 +109,7 @@ describe('erase-customer', () => {
       body: 'Thank you!',
     });
     expect((await cancelPendingOrder(db.pool, mine[1]!, 'changed my mind')).kind).toBe('cancelled');
+    await recordCancelReason(db.pool, mine[1]!, { code: 'changed_mind', note: 'call me on +44 7700 900123' });
     await recordNotification(db.pool, {
       orderId: mine[1]!,
       run: 1,
@@ -151,10 +152,13 @@ describe('erase-customer', () => {
       expect(view.events).toEqual(timelinesBefore[i]);
       expect(view.notifications.every((n) => n.recipient === null)).toBe(true);
     }
+    // The status reason is the cancel code's wording (the system's); the customer's note is gone.
     expect((await getOrder(db.pool, mine[1]!))!).toMatchObject({
       status: 'CANCELLED',
-      statusReason: '(erased)',
+      statusReason: 'changed my mind',
     });
+    const { rows: notes } = await db.pool.query('select cancel_note from orders where id = $1', [mine[1]]);
+    expect(notes).toEqual([{ cancel_note: null }]);
     const { rows: stored } = await db.pool.query<{ text: string }>(
       `select concat_ws(' ', o.email, o.status_reason, o.cancel_note,
                  (select string_agg(concat_ws(' ', n.recipient, n.body), ' ') from notifications n where n.order_id = o.id),

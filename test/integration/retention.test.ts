@@ -11,6 +11,7 @@ import { enqueueEvent } from '../../db/outbox.js';
 import { parseOrderEvent, applyOrderEvent } from '../../subscribers/analytics/consumer.js';
 import { awardPoints, parseLoyaltyEvent, revokePoints } from '../../subscribers/loyalty/consumer.js';
 import { runRetention } from '../../workers/retention.js';
+import { orderWorkflowId } from '../../workflows/contract.js';
 import { createProduct } from '../helpers/db.js';
 import { startSystem, type OrderView, type TestSystem } from '../helpers/system.js';
 
@@ -69,7 +70,16 @@ describe('retention', () => {
     const ids = placed.map((p) => p.body.id);
     const finals = await Promise.all(ids.map((id) => system.waitForFinal(id)));
     expect(finals.map((o) => o.status)).toEqual(['COMPLETED', 'OUT_OF_STOCK', 'PAYMENT_FAILED']);
-    // Every event published before we age them (the publisher marks them in the background).
+    // Every run ended (a failed payment's compensation and e-mail come after its final status) and
+    // every event published before we age them (the publisher marks them in the background).
+    await Promise.all(
+      ids.map((id) =>
+        system.temporal.workflow
+          .getHandle(orderWorkflowId(id))
+          .result()
+          .catch(() => {}),
+      ),
+    );
     await waitForPublished(ids);
 
     // An order still under way whose order.placed went out long ago: its row must stay for reconcile.

@@ -30,6 +30,7 @@ import { Client, Connection, WorkflowIdReusePolicy } from '@temporalio/client';
 import { TypedSearchAttributes, defineSearchAttributeKey } from '@temporalio/common';
 import amqplib from 'amqplib';
 import { Command, InvalidArgumentError } from 'commander';
+import { amqpUser } from '../lib/amqp/connection.js';
 import { CONFIG_KEYS, loadConfig } from '../lib/config.js';
 import { ensureLocalKeyPair, signLocalToken } from '../lib/auth-keys.js';
 import { apiIngest, findPgbench, orderBody, outboxDrain, runPgbench } from './lib/headroom.js';
@@ -349,6 +350,8 @@ async function main(): Promise<void> {
     ...(await ownPorts()),
     DATABASE_URL: names.databaseUrl,
     AMQP_EXCHANGE: names.exchange,
+    // Every process here logs in as the one AMQP_URL user, which is then the outbox's too.
+    AMQP_TRUSTED_PUBLISHERS: amqpUser(config.AMQP_URL),
     ...names.queues,
     TEMPORAL_TASK_QUEUE: names.taskQueue,
     TEMPORAL_NAMESPACE: names.namespace,

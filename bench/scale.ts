@@ -15,6 +15,7 @@ import path from 'node:path';
 import amqplib from 'amqplib';
 import { Command } from 'commander';
 import { ensureLocalKeyPair, signLocalToken } from '../lib/auth-keys.js';
+import { amqpUser } from '../lib/amqp/connection.js';
 import { loadConfig } from '../lib/config.js';
 import { deleteTopology } from '../test/helpers/amqp.js';
 import { startInstances, stopAll, waitReady, type Instance } from '../test/helpers/processes.js';
@@ -103,6 +104,8 @@ async function measure(n: number) {
       {
         DATABASE_URL: names.databaseUrl,
         AMQP_EXCHANGE: exchange,
+        // Every instance logs in as the one AMQP_URL user, which is then the outbox's too.
+        AMQP_TRUSTED_PUBLISHERS: amqpUser(config.AMQP_URL),
         ...queues,
         TEMPORAL_TASK_QUEUE: `bench-${id}-orders`,
         LOG_LEVEL: 'warn',

@@ -70,6 +70,8 @@ beforeAll(async () => {
     // and other tests): 3 each is plenty for this load.
     DATABASE_POOL_MAX: '3',
     AMQP_EXCHANGE: config.AMQP_EXCHANGE,
+    // The processes log in as the test's user, which is then the outbox's too (testConfig).
+    AMQP_TRUSTED_PUBLISHERS: config.AMQP_TRUSTED_PUBLISHERS.join(','),
     BRIDGE_QUEUE: config.BRIDGE_QUEUE,
     LOYALTY_QUEUE: config.LOYALTY_QUEUE,
     ANALYTICS_QUEUE: config.ANALYTICS_QUEUE,

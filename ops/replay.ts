@@ -202,6 +202,15 @@ function replayItem(entry: Fetched, error: Error | undefined): ItemResult {
   };
 }
 
+/** A `patched()` marker (SDK core's `core_patch`) whose payloads mention `change`. */
+function markerNames(event: NonNullable<History['events']>[number], change: string): boolean {
+  const marker = event.markerRecordedEventAttributes;
+  if (marker?.markerName !== 'core_patch') return false;
+  return Object.values(marker.details ?? {}).some((payloads) =>
+    (payloads.payloads ?? []).some((p) => p.data && Buffer.from(p.data).toString('utf8').includes(change)),
+  );
+}
+
 /**
  * The SDK core's own sentence from the replay error ("[TMPRL1100] Nondeterminism error: Activity
  * type of scheduled event 'reserveInventory' does not match …"), without the wrapping around it.
@@ -212,7 +221,8 @@ function coreMessage(message: string): string {
 
 /**
  * The history event a nondeterminism message points at: one it names by id ("HistoryEvent(id: 5,
- * …)", "event 5"), or the first scheduling of the activity type it names ("scheduled event 'x'").
+ * …)", "event 5"), the first scheduling of the activity type it names ("scheduled event 'x'"), or
+ * the marker of the `patched()` change it names ("patch marker encountered for change x").
  */
 function mismatchingEvent(
   message: string,
@@ -221,10 +231,13 @@ function mismatchingEvent(
   const events = history.events ?? [];
   const byId = /(?:HistoryEvent\(id: |event(?: id)? #?)(\d+)/i.exec(message);
   const activity = /scheduled event '([^']+)'/.exec(message);
+  const patch = /patch marker encountered for change ([^\s,!]+)/i.exec(message);
   const event = byId
     ? events.find((e) => Number(e.eventId) === Number(byId[1]))
     : activity
       ? events.find((e) => e.activityTaskScheduledEventAttributes?.activityType?.name === activity[1])
-      : undefined;
+      : patch
+        ? events.find((e) => markerNames(e, patch[1]!))
+        : undefined;
   return event ? { eventId: Number(event.eventId), eventType: eventTypeName(event.eventType) } : undefined;
 }

@@ -4,6 +4,8 @@
  * that what this test runner itself loads does not count.
  */
 import { execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 
@@ -53,5 +55,41 @@ describe('tracing off', () => {
     expect(result.enabled).toBe(true);
     expect(result.sdk.length).toBeGreaterThan(0);
     expect(result.headers.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/);
+  }, 30_000);
+
+  it('exports to an OTLP/HTTP collector at <OTEL_EXPORTER_OTLP_ENDPOINT>/v1/traces when one is set', async () => {
+    // A stand-in collector: it records what reaches it, as Jaeger's or Tempo's OTLP receiver would.
+    const received: Array<{ url: string | undefined; body: string }> = [];
+    const collector = createServer((req, res) => {
+      let body = '';
+      req.on('data', (chunk: Buffer) => (body += chunk.toString('utf8')));
+      req.on('end', () => {
+        received.push({ url: req.url, body });
+        res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+      });
+    });
+    await new Promise<void>((resolve) => collector.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(collector.address() as AddressInfo).port}`;
+    const script = `
+      const tracing = await import('./lib/tracing.ts');
+      const quiet = { info() {}, warn() {}, error() {} };
+      const handle = await tracing.startTracing(
+        { TRACING: 'on', ZIPKIN_URL: 'http://127.0.0.1:9/unused', OTEL_EXPORTER_OTLP_ENDPOINT: '${endpoint}' },
+        'acme-otlp-probe',
+        quiet,
+      );
+      await tracing.withSpan('publish order.placed', { kind: tracing.SpanKind.PRODUCER }, async () => {});
+      await handle.shutdown();
+    `;
+    try {
+      await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+        cwd: process.cwd(),
+      });
+    } finally {
+      collector.close();
+    }
+    expect(received.map((r) => r.url)).toEqual(['/v1/traces']);
+    expect(received[0]!.body).toContain('publish order.placed');
+    expect(received[0]!.body).toContain('acme-otlp-probe');
   }, 30_000);
 });

@@ -282,8 +282,9 @@ describe('two instances of every process, one of each killed mid-flight', () => 
     console.log(
       `[scale] shares before the kill: ${[...lastSeen].map(([name, value]) => `${name} ${value}`).join(', ')}; outbox1 at the end ${survivorPublished}`,
     );
+    // Not a sum against the total: the killed publisher may publish a few more rows between its last
+    // scrape and the kill, which no counter then shows (the observer above saw them all).
     expect(lastSeen.get('outbox2')).toBeGreaterThan(0);
     expect(survivorPublished).toBeGreaterThan(0);
-    expect(survivorPublished + lastSeen.get('outbox2')!).toBeGreaterThanOrEqual(eventIds.length);
   }, 420_000);
 });

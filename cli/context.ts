@@ -7,6 +7,7 @@ import type { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import amqplib, { type ChannelModel } from 'amqplib';
 import { pino } from 'pino';
+import { redactUrl } from '../lib/amqp/connection.js';
 import { loadConfig, type Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { connectTemporal } from '../lib/temporal.js';
@@ -85,7 +86,7 @@ export function createCliContext({
           return connection;
         } catch (err) {
           throw new Error(
-            `cannot reach RabbitMQ at ${withoutPassword(config.AMQP_URL)}: ${(err as Error).message}. ` +
+            `cannot reach RabbitMQ at ${redactUrl(config.AMQP_URL)}: ${(err as Error).message}. ` +
               'Is it running (npm run infra -- up)? Otherwise set AMQP_URL.',
             { cause: err },
           );
@@ -125,15 +126,5 @@ function quietWorkerRuntime(verbose: boolean): void {
     });
   } catch {
     // already installed: keep it
-  }
-}
-
-function withoutPassword(url: string): string {
-  try {
-    const parsed = new URL(url);
-    if (parsed.password) parsed.password = '***';
-    return parsed.toString();
-  } catch {
-    return '<invalid AMQP_URL>';
   }
 }

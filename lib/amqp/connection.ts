@@ -72,7 +72,8 @@ export function amqpUser(url: string): string {
   }
 }
 
-function redactUrl(url: string): string {
+/** The URL with its password replaced, for logs and error messages. */
+export function redactUrl(url: string): string {
   try {
     const parsed = new URL(url);
     if (parsed.password) parsed.password = '***';

@@ -1,8 +1,8 @@
 /**
  * A bare copy of the order saga's shape (workflows/order-saga.ts, happy path, since its
- * `lean-history` patch), with no-op activities: the same patch marker, the same activity types in
- * the same order with the same options (reserveInventory and completeOrder local, the charge's first
- * attempt and the e-mail regular), and the one OrderStatus upsert at the
+ * `lean-history` and `notify-locally` patches), with no-op activities: the same patch markers, the
+ * same activity types in the same order with the same options (reserveInventory, the e-mail and
+ * completeOrder local, the charge's first attempt regular), and the one OrderStatus upsert at the
  * end. The payment-deadline timer is not started on the happy path (the saga starts it only when a
  * first charge attempt fails), so it is not here either. What it leaves out is what the saga does
  * besides Temporal: the database, the broker, the gateway, logging, compensations, and the
@@ -30,11 +30,6 @@ import type * as activities from './activities.js';
 
 /** Copied from ACTIVITY_PROFILES and LOCAL_ACTIVITY_PROFILES in workflows/order-saga.ts. */
 const retry = { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '1 minute' } as const;
-const database: ActivityOptions = {
-  startToCloseTimeout: '30 seconds',
-  retry,
-  cancellationType: 'WAIT_CANCELLATION_COMPLETED',
-};
 const paymentFirstAttempt: ActivityOptions = {
   startToCloseTimeout: '30 seconds',
   retry: { maximumAttempts: 1 },
@@ -47,8 +42,9 @@ const localDatabase: LocalActivityOptions = {
   cancellationType: 'WAIT_CANCELLATION_COMPLETED',
 };
 
-/** The saga's PATCHES.leanHistory: the same marker (and TemporalChangeVersion upsert) in history. */
+/** The saga's PATCHES.leanHistory and .notifyLocally: the same markers (and upserts) in history. */
 const LEAN_HISTORY = 'lean-history';
+const NOTIFY_LOCALLY = 'notify-locally';
 
 const local = (summary: string) => proxyLocalActivities<typeof activities>({ ...localDatabase, summary });
 const regular = (profile: ActivityOptions, summary: string) =>
@@ -66,6 +62,7 @@ export interface SagaShapeInput {
 
 export async function sagaShapeBare(input: SagaShapeInput): Promise<{ orderId: string; status: string }> {
   patched(LEAN_HISTORY);
+  patched(NOTIFY_LOCALLY);
   const work = new CancellationScope();
   try {
     return await work.run(() => forward(input, work));
@@ -83,7 +80,7 @@ async function forward(input: SagaShapeInput, work: CancellationScope) {
   await throwIfCancelled(work);
 
   return CancellationScope.nonCancellable(async () => {
-    await regular(database, 'e-mail the customer: order completed').notifyCustomer({
+    await local('e-mail the customer: order completed').notifyCustomer({
       ...ids,
       kind: 'order-completed',
     });

@@ -77,17 +77,19 @@ describe('happy path', () => {
       expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.OrderStatus)).toBe('COMPLETED');
       expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.FailureReason)).toBeUndefined();
 
-      // The lean shape (PATCHES.leanHistory): the database steps local, the charge and the e-mail
-      // regular, no deadline timer for a charge that succeeds at once, one status upsert at the end.
+      // The lean shape (PATCHES.leanHistory, .notifyLocally): the database steps and the e-mail
+      // local, only the charge regular, no deadline timer for a charge that succeeds at once, one
+      // status upsert at the end; two workflow tasks in all.
       const { events } = await handle.fetchHistory();
-      expect(scheduledActivities({ events }).map((a) => a.name)).toEqual(['chargePayment', 'notifyCustomer']);
-      expect(localActivities({ events })).toEqual(['reserveInventory', 'completeOrder']);
+      expect(scheduledActivities({ events }).map((a) => a.name)).toEqual(['chargePayment']);
+      expect(localActivities({ events })).toEqual(['reserveInventory', 'notifyCustomer', 'completeOrder']);
+      expect(events!.filter((e) => e.workflowTaskCompletedEventAttributes)).toHaveLength(2);
       expect(events!.filter((e) => e.timerStartedEventAttributes)).toHaveLength(0);
       const upserts = events!.filter((e) => e.upsertWorkflowSearchAttributesEventAttributes);
       const upserted = upserts.map((e) =>
         Object.keys(e.upsertWorkflowSearchAttributesEventAttributes!.searchAttributes!.indexedFields!),
       );
-      expect(upserted).toEqual([['TemporalChangeVersion'], ['OrderStatus']]);
+      expect(upserted).toEqual([['TemporalChangeVersion'], ['TemporalChangeVersion'], ['OrderStatus']]);
     });
 
     expect(await stockOf(h.db.pool, sku)).toBe(3);

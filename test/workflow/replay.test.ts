@@ -15,7 +15,8 @@
  * (`status-upserts-folded`, `local-database-steps`, `deadline-timer-on-retry`): local activity
  * markers, one search-attribute upsert, the deadline timer only after a failed first charge attempt;
  * `gateway-recovers-lean.json` covers a charge that fails once, then captures before the deadline.
- * Record them alone with `RECORD_HISTORIES=completed-lean,out-of-stock-lean,…`.
+ * Record them alone with `RECORD_HISTORIES=completed-lean,out-of-stock-lean,…`. The
+ * `*-local-email.json` histories add `notify-locally`: every e-mail a local activity.
  *
  * `cancelled-during-failing-charge.json` is the exception: the time-skipping server cannot produce
  * it, so it was recorded on the dev server from the first scenario of
@@ -103,15 +104,16 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['sta
     return run(h, await h.worker({ gateway }), order);
   },
 };
-/** The scenarios recorded again since the history-saving patches, under `<name>-lean`. */
-for (const name of [
-  'completed',
-  'out-of-stock',
-  'payment-declined',
-  'payment-deadline',
-  'cancelled-by-update',
-]) {
-  SCENARIOS[`${name}-lean`] = SCENARIOS[name]!;
+/**
+ * The scenarios recorded again after a change of the saga's shape: `<name>-lean` since
+ * `lean-history`, `<name>-local-email` since `notify-locally` (every kind of e-mail it sends).
+ */
+const RERECORDED = {
+  lean: ['completed', 'out-of-stock', 'payment-declined', 'payment-deadline', 'cancelled-by-update'],
+  'local-email': ['completed', 'out-of-stock', 'payment-declined', 'cancelled-by-update'],
+};
+for (const [suffix, names] of Object.entries(RERECORDED)) {
+  for (const name of names) SCENARIOS[`${name}-${suffix}`] = SCENARIOS[name]!;
 }
 
 let current = '';
@@ -154,14 +156,8 @@ describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
     'retried-run-payment-deadline': 'PAYMENT_FAILED',
     'gateway-recovers-lean': 'COMPLETED',
   };
-  for (const name of [
-    'completed',
-    'out-of-stock',
-    'payment-declined',
-    'payment-deadline',
-    'cancelled-by-update',
-  ]) {
-    expected[`${name}-lean`] = expected[name]!;
+  for (const [suffix, names] of Object.entries(RERECORDED)) {
+    for (const name of names) expected[`${name}-${suffix}`] = expected[name]!;
   }
   for (const [name, scenario] of Object.entries(SCENARIOS)) {
     test.runIf(recording(name))(`records ${name}`, async () => {

@@ -7,8 +7,10 @@ ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund
 COPY . .
+# The processes run compiled JavaScript (dist/), not TypeScript through a loader: ~40 MB less each.
+RUN node scripts/build.mjs
 USER node
 EXPOSE 8000
 # node itself is PID 1's child (compose sets `init: true`) and gets SIGTERM directly: `npx` or the
-# `tsx` CLI in between would swallow it, and the process would be killed without draining.
-CMD ["node", "--import", "tsx", "api/main.ts"]
+# `npm` in between would swallow it, and the process would be killed without draining.
+CMD ["node", "dist/api/main.js"]

@@ -61,6 +61,7 @@ import {
   ROOT,
   adminQuery,
   appsFromUpScript,
+  buildApp,
   BARE_WORKER,
   createBenchDatabase,
   createNamespace,
@@ -342,6 +343,7 @@ async function main(): Promise<void> {
     port: await freePort(),
   };
   const apps = appsFromUpScript();
+  buildApp(); // the app processes run from dist/, as `npm run up` runs them
   for (const role of ROLES) {
     if (!apps.some((a) => a.name === role)) throw new Error(`scripts/up.sh starts no process named ${role}`);
   }

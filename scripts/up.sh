@@ -16,9 +16,10 @@ cd "$(dirname "$0")/.."
 
 # The processes, in this order (bench/lib/stack.ts reads these two lists to start the same ones).
 NAMES=api,outbox,bridge,worker,loyalty,analytics
-COMMANDS=("node --import tsx api/main.ts" "node --import tsx workers/outbox-main.ts"
-  "node --import tsx workers/bridge-main.ts" "node --import tsx workers/temporal-worker-main.ts"
-  "node --import tsx subscribers/loyalty/main.ts" "node --import tsx subscribers/analytics/main.ts")
+# Compiled by `npm run build` (below): plain node, no TypeScript loader in the processes.
+COMMANDS=("node dist/api/main.js" "node dist/workers/outbox-main.js"
+  "node dist/workers/bridge-main.js" "node dist/workers/temporal-worker-main.js"
+  "node dist/subscribers/loyalty/main.js" "node dist/subscribers/analytics/main.js")
 COLORS=(blue magenta yellow green cyan gray)
 # Each process's own ports (lib/config.ts), with their defaults, and its Prometheus jobs.
 declare -A PORTS=([api]="PORT=8000" [outbox]="OUTBOX_HTTP_PORT=9101" [bridge]="BRIDGE_HTTP_PORT=9102"
@@ -83,6 +84,7 @@ if [ -n "$dry_run" ]; then
 fi
 
 bash scripts/deps.sh
+node scripts/build.mjs # dist/ from the current sources (well under a second)
 bash scripts/infra.sh up
 npx tsx db/cli.ts seed # as the schema's owner (acme); each process below as its own user (scripts/as.sh)
 # The local key pair the API verifies tokens with (idempotent; skipped when AUTH_JWKS_URL is set),

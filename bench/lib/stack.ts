@@ -2,7 +2,7 @@
  * The bench's own slice of the local stack, made at the start of a run and removed at its end:
  * a database built by the project's migrations and seed (db/cli.ts), a Temporal namespace with the
  * saga's search attributes, RabbitMQ names of its own, and the app processes started as
- * scripts/up.sh starts them (`node --import tsx <entry>`), pointed at all of these through the
+ * scripts/up.sh starts them (`node dist/<entry>.js`, compiled by `npm run build`), pointed at all of these through the
  * configuration variables of lib/config.ts. A running `npm run up` is never touched.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -175,7 +175,11 @@ export async function deleteTopology(amqpUrl: string, names: StackNames): Promis
 
 // ------------------------------------------------------------------------------------- processes
 
-/** An app process: its name (as scripts/up.sh names it) and its entry file. */
+/**
+ * An app process: its name (as scripts/up.sh names it) and its entry file: compiled JavaScript in
+ * dist/ for the app (run by `node` alone, as up.sh runs it), TypeScript (run through tsx) for the
+ * bench's own bare worker.
+ */
 export type AppName = string;
 
 export interface App {
@@ -185,25 +189,35 @@ export interface App {
 
 /** What scripts/up.sh started when this bench was written; used if up.sh cannot be read. */
 const KNOWN_APPS: App[] = [
-  { name: 'api', entry: 'api/main.ts' },
-  { name: 'outbox', entry: 'workers/outbox-main.ts' },
-  { name: 'bridge', entry: 'workers/bridge-main.ts' },
-  { name: 'worker', entry: 'workers/temporal-worker-main.ts' },
-  { name: 'loyalty', entry: 'subscribers/loyalty/main.ts' },
+  { name: 'api', entry: 'dist/api/main.js' },
+  { name: 'outbox', entry: 'dist/workers/outbox-main.js' },
+  { name: 'bridge', entry: 'dist/workers/bridge-main.js' },
+  { name: 'worker', entry: 'dist/workers/temporal-worker-main.js' },
+  { name: 'loyalty', entry: 'dist/subscribers/loyalty/main.js' },
 ];
+
+/** `npm run build`: dist/ from the current sources, before any app process is started. */
+export function buildApp(): void {
+  const result = spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: ROOT, encoding: 'utf8' });
+  if (result.status !== 0) {
+    throw new Error(`scripts/build.mjs failed (exit ${result.status}):\n${result.stdout}${result.stderr}`);
+  }
+}
+
+const nodeArgs = (entry: string): string[] => (entry.endsWith('.ts') ? ['--import', 'tsx', entry] : [entry]);
 
 /** The bench's own process, not part of the system. */
 export const BARE_WORKER: App = { name: 'bare-worker', entry: 'bench/bare-worker.ts' };
 
 /**
  * The app processes `npm run up` starts, read from scripts/up.sh (its `NAMES=a,b,…` and its
- * `node --import tsx <entry>` commands, in the same order), so a process added there is benched too.
+ * `node dist/<entry>.js` commands, in the same order), so a process added there is benched too.
  */
 export function appsFromUpScript(): App[] {
   try {
     const script = readFileSync(path.join(ROOT, 'scripts/up.sh'), 'utf8');
     const names = /^NAMES=([\w,-]+)/m.exec(script)?.[1]?.split(',') ?? [];
-    const entries = [...script.matchAll(/node --import tsx ([\w./-]+\.ts)/g)].map((m) => m[1]!);
+    const entries = [...script.matchAll(/node (dist\/[\w./-]+\.js)/g)].map((m) => m[1]!);
     if (names.length > 0 && names.length === entries.length) {
       return names.map((name, i) => ({ name, entry: entries[i]! }));
     }
@@ -281,7 +295,7 @@ export class Processes {
                 .filter((k) => k.endsWith('_PORT') && k !== 'PORT' && !k.endsWith('_HTTP_PORT'))
                 .map((k) => [k, '0']),
             );
-      const child = spawn(process.execPath, ['--import', 'tsx', entry], {
+      const child = spawn(process.execPath, nodeArgs(entry), {
         cwd: ROOT,
         env: { ...this.env, ...sidePortsOff, ...extraEnv },
         stdio: ['ignore', fd, fd],

@@ -1,11 +1,12 @@
 /**
- * The app's processes as real child processes, started the way `npm run up` starts them
- * (`node --import tsx <entry>`, configured only through the variables of lib/config.ts), any number
+ * The app's processes as real child processes, started the way `npm run up` starts them (compiled
+ * by `npm run build`, `node dist/<entry>.js`, configured only through the variables of
+ * lib/config.ts), any number
  * of instances of each, every instance on ports of its own. For tests that kill processes (SIGKILL
  * leaves no chance to clean up, unlike stopping an in-process component) and for measuring what a
  * second instance buys.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
@@ -17,13 +18,25 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 /** Each process's entry, and the setting of its probe server's port (the API serves probes on PORT). */
 export const APP_PROCESSES = {
-  api: { entry: 'api/main.ts', portKey: 'PORT' },
-  outbox: { entry: 'workers/outbox-main.ts', portKey: 'OUTBOX_HTTP_PORT' },
-  bridge: { entry: 'workers/bridge-main.ts', portKey: 'BRIDGE_HTTP_PORT' },
-  worker: { entry: 'workers/temporal-worker-main.ts', portKey: 'WORKER_HTTP_PORT' },
-  loyalty: { entry: 'subscribers/loyalty/main.ts', portKey: 'LOYALTY_HTTP_PORT' },
-  analytics: { entry: 'subscribers/analytics/main.ts', portKey: 'ANALYTICS_HTTP_PORT' },
+  api: { entry: 'dist/api/main.js', portKey: 'PORT' },
+  outbox: { entry: 'dist/workers/outbox-main.js', portKey: 'OUTBOX_HTTP_PORT' },
+  bridge: { entry: 'dist/workers/bridge-main.js', portKey: 'BRIDGE_HTTP_PORT' },
+  worker: { entry: 'dist/workers/temporal-worker-main.js', portKey: 'WORKER_HTTP_PORT' },
+  loyalty: { entry: 'dist/subscribers/loyalty/main.js', portKey: 'LOYALTY_HTTP_PORT' },
+  analytics: { entry: 'dist/subscribers/analytics/main.js', portKey: 'ANALYTICS_HTTP_PORT' },
 } as const;
+
+/** dist/ compiled from the sources under test, once per test process (scripts/build.mjs, < 1 s). */
+let built = false;
+function buildOnce(): void {
+  if (built) return;
+  const result = spawnSync(globalThis.process.execPath, ['scripts/build.mjs'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
+  if (result.status !== 0) throw new Error(`scripts/build.mjs failed:\n${result.stdout}${result.stderr}`);
+  built = true;
+}
 export type AppProcess = keyof typeof APP_PROCESSES;
 
 export interface Instance {
@@ -59,6 +72,7 @@ export async function startInstances(
   env: Record<string, string>,
   logDir: string,
 ): Promise<Instance[]> {
+  buildOnce();
   const instances: Instance[] = [];
   for (const [process, n] of Object.entries(count) as Array<[AppProcess, number]>) {
     for (let i = 1; i <= n; i++) instances.push(await startInstance(process, i, env, logDir));
@@ -77,7 +91,7 @@ async function startInstance(
   const name = `${process}${n}`;
   const logFile = path.join(logDir, `${name}.log`);
   const fd = openSync(logFile, 'a');
-  const child = spawn(globalThis.process.execPath, ['--import', 'tsx', entry], {
+  const child = spawn(globalThis.process.execPath, [entry], {
     cwd: ROOT,
     env: {
       ...globalThis.process.env,

@@ -92,7 +92,7 @@ afterAll(async () => {
   ]);
   await observer?.close();
   await db?.drop();
-  if (logDir) rmSync(logDir, { recursive: true, force: true });
+  if (logDir && !process.env.KEEP_LOGS) rmSync(logDir, { recursive: true, force: true });
 });
 
 const instance = (process: AppProcess, n: number) =>
@@ -135,10 +135,12 @@ describe('two instances of every process, one of each killed mid-flight', () => 
     let placing = true;
     let apis = [instance('api', 1), instance('api', 2)];
     let placed = 0;
+    let batchInFlight: Promise<unknown> = Promise.resolve();
     const placer = (async () => {
       while (placing) {
         const batch = Array.from({ length: 4 }, () => placed++);
-        await Promise.all(batch.map((i) => placeOrder(apis[i % apis.length]!, i)));
+        batchInFlight = Promise.all(batch.map((i) => placeOrder(apis[i % apis.length]!, i)));
+        await batchInFlight;
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     })();
@@ -170,7 +172,7 @@ describe('two instances of every process, one of each killed mid-flight', () => 
     // One of each dies, with orders in flight. The API first leaves the rotation (a client's load
     // balancer would notice the dead instance the same way: its connection refused).
     apis = [instance('api', 1)];
-    await new Promise((resolve) => setTimeout(resolve, 150)); // the placer's current batch settles
+    await batchInFlight; // the batch that may still use api2 has its answers (a sleep here raced it)
     for (const process of PROCESSES) {
       const victim = instance(process, 2);
       const metric = WORK_METRIC[process];

@@ -139,9 +139,11 @@ describe('docker-compose.yml', () => {
 
   it('runs entry files that exist, after migrations and healthy dependencies', () => {
     for (const [name, service] of appServices) {
-      const entry = service.command?.find((arg) => arg.endsWith('.ts'));
+      // Compiled in the image (`npm run build`): dist/api/main.js is built from api/main.ts.
+      const entry = service.command?.find((arg) => /^dist\/.+\.js$/.test(arg));
       expect(entry, name).toBeDefined();
-      expect(existsSync(new URL(`../../${entry}`, import.meta.url)), `${name}: ${entry}`).toBe(true);
+      const source = entry!.replace(/^dist\//, '').replace(/\.js$/, '.ts');
+      expect(existsSync(new URL(`../../${source}`, import.meta.url)), `${name}: ${source}`).toBe(true);
       if (name !== 'migrate') {
         expect(dependencies(service).migrate?.condition).toBe('service_completed_successfully');
         expect(dependencies(service)['temporal-namespace']?.condition).toBe('service_completed_successfully');

@@ -137,7 +137,12 @@ function scalerMetadataNames(scaler: string): Set<string> {
   return names;
 }
 
-const entryOf = (container: Container) => container.command?.find((arg) => arg.endsWith('.ts'));
+/** The source file a container runs: `node dist/api/main.js` runs api/main.ts (npm run build). */
+const sourceOf = (arg: string) => arg.replace(/^dist\//, '').replace(/\.js$/, '.ts');
+const entryOf = (container: Container) => {
+  const compiled = container.command?.find((arg) => /^dist\/.+\.js$/.test(arg));
+  return compiled === undefined ? undefined : sourceOf(compiled);
+};
 const byKind = (objects: K8sObject[], kind: string) => objects.filter((o) => o.kind === kind);
 const workloads = (objects: K8sObject[]) =>
   objects.filter((o) => o.kind === 'Deployment' || o.kind === 'Job');
@@ -310,7 +315,7 @@ function crossCheck(objects: K8sObject[]): string[] {
 
   // Every process `npm run up` starts runs here too, and the migrations Job.
   const upScript = readFileSync(`${root}scripts/up.sh`, 'utf8');
-  const started = [...upScript.matchAll(/node --import tsx (\S+\.ts)/g)].map((m) => m[1]!);
+  const started = [...upScript.matchAll(/node (dist\/\S+\.js)/g)].map((m) => sourceOf(m[1]!));
   if (started.length < Object.keys(PORT_SETTING).length)
     problems.push('scripts/up.sh no longer names its processes as this test reads them: update the test');
   for (const entry of started)

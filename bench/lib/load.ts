@@ -103,7 +103,12 @@ export class HttpClient {
     this.agent = new http.Agent({ keepAlive: true, maxSockets });
   }
 
-  request(method: string, path: string, body?: string): Promise<HttpAnswer> {
+  request(
+    method: string,
+    path: string,
+    body?: string,
+    headers: Record<string, string> = {},
+  ): Promise<HttpAnswer> {
     return new Promise((resolve, reject) => {
       const req = http.request(
         {
@@ -114,11 +119,12 @@ export class HttpClient {
           agent: this.agent,
           headers: body
             ? {
+                ...headers,
                 authorization: this.authorization,
                 'content-type': 'application/json',
                 'content-length': Buffer.byteLength(body),
               }
-            : { authorization: this.authorization },
+            : { ...headers, authorization: this.authorization },
         },
         (res) => {
           const chunks: Buffer[] = [];

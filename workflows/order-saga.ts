@@ -201,7 +201,7 @@ export const LOCAL_ACTIVITY_PROFILES = {
   },
 } as const satisfies Record<string, LocalActivityOptions>;
 
-/** What the Web UI's summary of each e-mail says (the same words as before PATCHES.notifyLocally). */
+/** What the Web UI's summary of each e-mail step says after `e-mail the customer: `. */
 const NOTIFICATION_SUMMARIES: Record<activities.NotificationKind, string> = {
   'order-completed': 'order completed',
   'payment-failed': 'payment failed',

@@ -1,10 +1,9 @@
 /**
  * The app's processes as real child processes, started the way `npm run up` starts them (compiled
  * by `npm run build`, `node dist/<entry>.js`, configured only through the variables of
- * lib/config.ts), any number
- * of instances of each, every instance on ports of its own. For tests that kill processes (SIGKILL
- * leaves no chance to clean up, unlike stopping an in-process component) and for measuring what a
- * second instance buys.
+ * lib/config.ts), any number of instances of each, every instance on ports of its own. For tests
+ * that kill processes (SIGKILL leaves no chance to clean up, unlike stopping an in-process
+ * component) and for measuring what a second instance buys.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
@@ -25,6 +24,7 @@ export const APP_PROCESSES = {
   loyalty: { entry: 'dist/subscribers/loyalty/main.js', portKey: 'LOYALTY_HTTP_PORT' },
   analytics: { entry: 'dist/subscribers/analytics/main.js', portKey: 'ANALYTICS_HTTP_PORT' },
 } as const;
+export type AppProcess = keyof typeof APP_PROCESSES;
 
 /** dist/ compiled from the sources under test, once per test process (scripts/build.mjs, < 1 s). */
 let built = false;
@@ -37,7 +37,6 @@ function buildOnce(): void {
   if (result.status !== 0) throw new Error(`scripts/build.mjs failed:\n${result.stdout}${result.stderr}`);
   built = true;
 }
-export type AppProcess = keyof typeof APP_PROCESSES;
 
 export interface Instance {
   process: AppProcess;

@@ -128,6 +128,12 @@ const schema = z.object({
 
   BRIDGE_PREFETCH: intFrom(1, 1000).default(32),
   BRIDGE_MAX_DELIVERIES: intFrom(1, 100).default(5),
+  /**
+   * The bridge starts no more sagas while this many run (Temporal's count; 0: no limit), so a backlog
+   * drains at the steady rate instead of thrashing the workers' sticky caches (workers/bridge-admission.ts).
+   * About the workers' total WORKER_MAX_CACHED_WORKFLOWS; a message waits at most 5 minutes for it.
+   */
+  BRIDGE_MAX_RUNNING_SAGAS: intFrom(0, 1_000_000).default(100),
   LOYALTY_PREFETCH: intFrom(1, 1000).default(32),
   LOYALTY_MAX_DELIVERIES: intFrom(1, 100).default(5),
   ANALYTICS_PREFETCH: intFrom(1, 1000).default(32),

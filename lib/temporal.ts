@@ -75,6 +75,12 @@ export async function connectTemporal(
 
 export type StartOutcome = 'started' | 'already-started';
 
+/** Order sagas running on `taskQueue`, as Temporal's visibility counts them (the bridge's window). */
+export async function countRunningSagas(client: Client, taskQueue: string): Promise<number> {
+  const query = `WorkflowType = '${WORKFLOW_TYPE}' AND TaskQueue = '${taskQueue}' AND ExecutionStatus = 'Running'`;
+  return (await client.workflow.count(query)).count;
+}
+
 /**
  * Starts run `input.run` (default 1) of `order-<id>`. Each run is started once:
  * - run 1 with reject-duplicate: a second start (a duplicate `order.placed`) is refused by the server;

@@ -29,10 +29,11 @@ import { bridgeQueueSpec } from '../lib/amqp/topology.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { bridgeMetrics, Registry } from '../lib/metrics.js';
-import { isTemporalUnavailable, startOrderSaga } from '../lib/temporal.js';
+import { countRunningSagas, isTemporalUnavailable, startOrderSaga } from '../lib/temporal.js';
 import { findOrder, markRunStarted, orderItems, type ItemRow, type OrderRow } from '../db/orders.js';
 import { isTransientDatabaseError, type Pool } from '../db/pool.js';
 import { orderWorkflowId } from '../workflows/contract.js';
+import { createAdmissionGate, type AdmissionGate } from './bridge-admission.js';
 
 const envelope = {
   id: z.uuid(),
@@ -69,6 +70,7 @@ export type BridgeConfig = Pick<
   | 'BRIDGE_QUEUE'
   | 'BRIDGE_PREFETCH'
   | 'BRIDGE_MAX_DELIVERIES'
+  | 'BRIDGE_MAX_RUNNING_SAGAS'
   | 'PAYMENT_DEADLINE_MS'
   | 'TEMPORAL_TASK_QUEUE'
 >;
@@ -88,6 +90,8 @@ export interface BridgeOptions {
    * nobody scrapes.
    */
   registry?: Registry;
+  /** Default: BRIDGE_MAX_RUNNING_SAGAS running sagas, counted by Temporal on the task queue. */
+  admission?: AdmissionGate;
 }
 
 export function createBridge({
@@ -99,6 +103,15 @@ export function createBridge({
   startTimeoutMs = 10_000,
   retryDelayMs,
   registry = new Registry(),
+  admission = createAdmissionGate({
+    maxRunning: config.BRIDGE_MAX_RUNNING_SAGAS,
+    // Bounded like a start: Temporal unreachable fails the count, and the gate then admits.
+    countRunning: () =>
+      temporal.withDeadline(Date.now() + startTimeoutMs, () =>
+        countRunningSagas(temporal, config.TEMPORAL_TASK_QUEUE),
+      ),
+    logger,
+  }),
 }: BridgeOptions): QueueConsumer {
   const metrics = bridgeMetrics(registry);
   const handle = async (msg: ConsumeMessage, { attempt }: { attempt: number }) => {
@@ -126,6 +139,7 @@ export function createBridge({
       return;
     }
     const summary = runSummary(order, await orderItems(pool, order.id), run);
+    await admission.admit();
     try {
       const outcome = await temporal.withDeadline(Date.now() + startTimeoutMs, () =>
         startOrderSaga(

@@ -152,6 +152,30 @@ describe('bridge', () => {
     expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(0);
   });
 
+  it('starts no more sagas than BRIDGE_MAX_RUNNING_SAGAS while they run (Temporal counts them); the next once one ends', async () => {
+    await startBridge({ config: { ...config, BRIDGE_MAX_RUNNING_SAGAS: 2 } });
+    const events = [await orderPlaced(), await orderPlaced(), await orderPlaced()];
+    for (const event of events) publish(event, { id: event.id });
+    const started = async () => {
+      const found = await Promise.all(events.map((e) => describeWorkflow(orderWorkflowId(e.orderId))));
+      return events.filter((_, i) => found[i] !== undefined);
+    };
+    const firstTwo = await waitFor(async () => ((await started()).length >= 2 ? started() : undefined), {
+      what: 'two sagas started',
+    });
+    // No worker polls this task queue: both stay running, and the third order waits (its message
+    // unacknowledged) well past the window's refresh and grace.
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    expect(await started()).toHaveLength(2);
+    expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(0);
+
+    await temporal.workflow.getHandle(orderWorkflowId(firstTwo[0]!.orderId)).terminate('a run ends');
+    await waitFor(async () => ((await started()).length === 3 ? true : undefined), {
+      what: 'the third saga, once a run ended',
+      timeoutMs: 15_000,
+    });
+  });
+
   it('treats a duplicate delivery as success: one workflow run, both messages acked', async () => {
     const running = await startBridge();
     const event = await orderPlaced();

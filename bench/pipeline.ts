@@ -670,7 +670,8 @@ async function main(): Promise<void> {
           return { status: res.status, sentAt, acceptedAt };
         }
         return { id: (JSON.parse(res.body) as { id: string }).id, status: res.status, sentAt, acceptedAt };
-      } catch {
+      } catch (err) {
+        firstHttpError ??= `no answer: ${err instanceof Error ? err.message : String(err)}`;
         return { status: 0, sentAt, acceptedAt: now() };
       }
     };
@@ -704,6 +705,7 @@ async function main(): Promise<void> {
       await loadPhase(`pipeline ${opts.rate}/s`, 'pipeline', 'open', opts.rate, orderUnit, orderOk);
     }
     run.eventsPerOrder = await eventsPerOrder(names.databaseUrl);
+    if (firstHttpError) log(`  first POST /orders that failed: ${firstHttpError}`);
 
     if (bareShapeId && pipelineIds[0]) {
       run.shapeCheck = await compareShapes(client, `order-${pipelineIds[0]}`, bareShapeId);

@@ -10,6 +10,8 @@
  * - otherwise the run is started as workflow `order-<orderId>` and the start recorded; Temporal
  *   refusing a second start of the same run (reject-duplicate, or the run found in the latest
  *   execution's memo) is a duplicate too. Never a second run from a duplicate.
+ * At most BRIDGE_MAX_RUNNING_SAGAS sagas run at once (workers/bridge-admission.ts): a message past
+ * that window waits here, unacked, until runs end.
  * A message is acked only after Temporal accepted the start; a malformed one goes straight to
  * `<queue>.dlq`; Temporal or PostgreSQL unreachable is waited out; any other failure is retried with
  * a growing delay and dead-lettered with its reason after BRIDGE_MAX_DELIVERIES.
@@ -33,7 +35,7 @@ import { countRunningSagas, isTemporalUnavailable, startOrderSaga } from '../lib
 import { findOrder, markRunStarted, orderItems, type ItemRow, type OrderRow } from '../db/orders.js';
 import { isTransientDatabaseError, type Pool } from '../db/pool.js';
 import { orderWorkflowId } from '../workflows/contract.js';
-import { createAdmissionGate, type AdmissionGate } from './bridge-admission.js';
+import { createAdmissionGate } from './bridge-admission.js';
 
 const envelope = {
   id: z.uuid(),
@@ -90,8 +92,6 @@ export interface BridgeOptions {
    * nobody scrapes.
    */
   registry?: Registry;
-  /** Default: BRIDGE_MAX_RUNNING_SAGAS running sagas, counted by Temporal on the task queue. */
-  admission?: AdmissionGate;
 }
 
 export function createBridge({
@@ -103,7 +103,9 @@ export function createBridge({
   startTimeoutMs = 10_000,
   retryDelayMs,
   registry = new Registry(),
-  admission = createAdmissionGate({
+}: BridgeOptions): QueueConsumer {
+  const metrics = bridgeMetrics(registry);
+  const admission = createAdmissionGate({
     maxRunning: config.BRIDGE_MAX_RUNNING_SAGAS,
     // Bounded like a start: Temporal unreachable fails the count, and the gate then admits.
     countRunning: () =>
@@ -111,9 +113,7 @@ export function createBridge({
         countRunningSagas(temporal, config.TEMPORAL_TASK_QUEUE),
       ),
     logger,
-  }),
-}: BridgeOptions): QueueConsumer {
-  const metrics = bridgeMetrics(registry);
+  });
   const handle = async (msg: ConsumeMessage, { attempt }: { attempt: number }) => {
     const event = parseRunRequest(msg.content);
     const run = requestedRun(event);

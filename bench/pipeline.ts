@@ -61,7 +61,6 @@ import {
   ROOT,
   adminQuery,
   appsFromUpScript,
-  buildApp,
   BARE_WORKER,
   createBenchDatabase,
   createNamespace,
@@ -78,6 +77,7 @@ import {
 import { stageBreakdown } from './lib/stages.js';
 import { figures, series } from './lib/stats.js';
 import { renderChart } from './lib/svg.js';
+import { buildOnce } from '../test/helpers/processes.js';
 
 // ------------------------------------------------------------------------------------------ options
 
@@ -343,7 +343,7 @@ async function main(): Promise<void> {
     port: await freePort(),
   };
   const apps = appsFromUpScript();
-  buildApp(); // the app processes run from dist/, as `npm run up` runs them
+  buildOnce(); // the app processes run from dist/, as `npm run up` runs them
   for (const role of ROLES) {
     if (!apps.some((a) => a.name === role)) throw new Error(`scripts/up.sh starts no process named ${role}`);
   }

@@ -196,14 +196,6 @@ const KNOWN_APPS: App[] = [
   { name: 'loyalty', entry: 'dist/subscribers/loyalty/main.js' },
 ];
 
-/** `npm run build`: dist/ from the current sources, before any app process is started. */
-export function buildApp(): void {
-  const result = spawnSync(process.execPath, ['scripts/build.mjs'], { cwd: ROOT, encoding: 'utf8' });
-  if (result.status !== 0) {
-    throw new Error(`scripts/build.mjs failed (exit ${result.status}):\n${result.stdout}${result.stderr}`);
-  }
-}
-
 const nodeArgs = (entry: string): string[] => (entry.endsWith('.ts') ? ['--import', 'tsx', entry] : [entry]);
 
 /** The bench's own process, not part of the system. */

@@ -26,9 +26,12 @@ export const APP_PROCESSES = {
 } as const;
 export type AppProcess = keyof typeof APP_PROCESSES;
 
-/** dist/ compiled from the sources under test, once per test process (scripts/build.mjs, < 1 s). */
+/**
+ * dist/ compiled from the current sources, once per process (scripts/build.mjs, < 1 s): before the
+ * app's processes are started from it, here and by the bench.
+ */
 let built = false;
-function buildOnce(): void {
+export function buildOnce(): void {
   if (built) return;
   const result = spawnSync(globalThis.process.execPath, ['scripts/build.mjs'], {
     cwd: ROOT,

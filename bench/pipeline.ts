@@ -23,13 +23,13 @@
  */
 import { spawnSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Client, Connection, WorkflowIdReusePolicy } from '@temporalio/client';
 import { TypedSearchAttributes, defineSearchAttributeKey } from '@temporalio/common';
 import amqplib from 'amqplib';
-import { Command, InvalidArgumentError } from 'commander';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { amqpUser } from '../lib/amqp/connection.js';
 import { CONFIG_KEYS, loadConfig } from '../lib/config.js';
 import { ensureLocalKeyPair, signLocalToken } from '../lib/auth-keys.js';
@@ -69,6 +69,7 @@ import {
   dropBenchDatabase,
   freePort,
   postgresTemporalServerPid,
+  startOwnTemporal,
   tail,
   withDatabase,
   type AppName,
@@ -186,6 +187,15 @@ const program = new Command('npm run bench --')
   .option('--quick', 'a short run for checking the bench itself (about a minute)')
   .option('--log-level <level>', 'LOG_LEVEL of the app processes (npm run up uses info)', 'info')
   .option('--order-timeout <s>', 'give up on one order (or bare workflow) after this long', positive, 120)
+  .addOption(
+    new Option(
+      '--temporal <where>',
+      'own: a throwaway dev server of the bench, started with the flags of npm run up (an empty history every run); ' +
+        'shared: the server TEMPORAL_ADDRESS names, in a namespace of the bench (default when TEMPORAL_ADDRESS is set)',
+    )
+      .choices(['own', 'shared'])
+      .default(process.env.TEMPORAL_ADDRESS ? 'shared' : 'own'),
+  )
   .option('--keep', 'keep the database, namespace and queues after the run (to inspect them)')
   .addHelpText(
     'after',
@@ -208,6 +218,7 @@ interface Options {
   quick?: boolean;
   logLevel: string;
   orderTimeout: number;
+  temporal: 'own' | 'shared';
   keep?: boolean;
 }
 
@@ -323,6 +334,7 @@ async function main(): Promise<void> {
   const resultsDir = path.join(ROOT, 'bench/results', stamp);
   mkdirSync(resultsDir, { recursive: true });
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'acme-bench-'));
+  const temporalLog = path.join(workDir, 'temporal.log');
   const id = randomUUID().replaceAll('-', '').slice(0, 8);
   const database = `acme_bench_${id}`;
   const names: StackNames = {
@@ -396,20 +408,26 @@ async function main(): Promise<void> {
   let meterRef: Meter | undefined;
   try {
     // ---------------------------------------------------------------------------------- setup
-    const connection = await Connection.connect({ address: config.TEMPORAL_ADDRESS }).catch(
-      (err: unknown) => {
-        throw new Error(
-          `cannot reach Temporal at ${config.TEMPORAL_ADDRESS} (${String(err)}): start the servers with npm run infra`,
-          { cause: err },
-        );
-      },
-    );
+    let temporalAddress = config.TEMPORAL_ADDRESS;
+    if (opts.temporal === 'own') {
+      log('starting the bench\'s own Temporal dev server');
+      const own = await startOwnTemporal(workDir, temporalLog);
+      cleanups.push(['own Temporal dev server', () => own.stop()]);
+      temporalAddress = appEnv.TEMPORAL_ADDRESS = own.address;
+    }
+    const connection = await Connection.connect({ address: temporalAddress }).catch((err: unknown) => {
+      throw new Error(
+        `cannot reach Temporal at ${temporalAddress} (${String(err)}): start the servers with npm run infra`,
+        { cause: err },
+      );
+    });
     cleanups.push(['Temporal connection', () => connection.close()]);
     run.machine.servers = await serverVersions(
       config.DATABASE_URL,
       config.AMQP_URL,
       connection,
-      config.TEMPORAL_ADDRESS,
+      temporalAddress,
+      opts.temporal,
     );
     log(
       `servers: ${Object.entries(run.machine.servers)
@@ -418,10 +436,10 @@ async function main(): Promise<void> {
     );
 
     await createNamespace(connection, names.namespace);
-    cleanups.push([
-      'namespace',
-      () => (opts.keep ? Promise.resolve() : deleteNamespace(connection, names.namespace)),
-    ]);
+    // The own server goes with all its history; a shared one deletes the namespace's executions.
+    if (opts.temporal === 'shared' && !opts.keep) {
+      cleanups.push(['namespace', () => deleteNamespace(connection, names.namespace)]);
+    }
     const client = new Client({ connection, namespace: names.namespace });
 
     cleanups.push(['database', () => (opts.keep ? Promise.resolve() : dropBenchDatabase(names))]);
@@ -437,7 +455,7 @@ async function main(): Promise<void> {
     await finals.connect(config.AMQP_URL, names.exchange);
     cleanups.push(['subscriber', () => finals.close()]);
 
-    const temporalPort = Number(/:(\d+)$/.exec(config.TEMPORAL_ADDRESS)?.[1]) || undefined;
+    const temporalPort = Number(/:(\d+)$/.exec(temporalAddress)?.[1]) || undefined;
     const meter = new Meter({
       processes,
       apps: [...apps.map((a) => a.name), BARE_WORKER.name],
@@ -919,6 +937,9 @@ async function main(): Promise<void> {
   for (const [name, file] of processes.logFiles) {
     writeFileSync(path.join(resultsDir, 'logs', `${name}.tail.log`), tail(file, 200));
   }
+  if (existsSync(temporalLog)) {
+    writeFileSync(path.join(resultsDir, 'logs', 'temporal.tail.log'), tail(temporalLog, 200));
+  }
   rmSync(workDir, { recursive: true, force: true });
 
   if (run.phases.length > 0) {
@@ -1033,6 +1054,7 @@ async function serverVersions(
   amqpUrl: string,
   connection: Connection,
   temporalAddress: string,
+  temporal: Options['temporal'],
 ): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
   try {
@@ -1058,7 +1080,8 @@ async function serverVersions(
   try {
     const info = await connection.workflowService.getSystemInfo({});
     const port = Number(/:(\d+)$/.exec(temporalAddress)?.[1]);
-    out.Temporal = `${info.serverVersion || '?'} (${postgresTemporalServerPid(port) ? 'on PostgreSQL' : 'dev server'})`;
+    const kind = postgresTemporalServerPid(port) ? 'on PostgreSQL' : 'dev server';
+    out.Temporal = `${info.serverVersion || '?'} (${temporal === 'own' ? "the bench's own dev server" : kind})`;
   } catch {
     out.Temporal = '?';
   }
@@ -1241,7 +1264,9 @@ function summarize(run: RunResult, opts: Options): void {
   });
 
   run.notes.push(
-    'Temporal, PostgreSQL and RabbitMQ are shared servers: their CPU includes anything else using them during a phase (see "other" for the rest of the machine).',
+    opts.temporal === 'own'
+      ? "Temporal is the bench's own dev server (an empty history at the start of the run); PostgreSQL and RabbitMQ are shared servers: their CPU includes anything else using them during a phase (see \"other\" for the rest of the machine)."
+      : 'Temporal, PostgreSQL and RabbitMQ are shared servers: their CPU includes anything else using them during a phase (see "other" for the rest of the machine).',
     'Bare runs are started and awaited by the bench driver (start + long-poll for the result); pipeline orders are started by the bridge and seen done through RabbitMQ.',
     'VmHWM includes start-up (the worker bundles its workflows with webpack when it starts).',
   );

@@ -15,10 +15,12 @@
 # neither installed nor started (the app reads the same variables, see lib/config.ts). PROMETHEUS=off
 # leaves Prometheus out of `up`. TEMPORAL_SERVER=postgres runs the official Temporal server on the
 # local PostgreSQL, with its Web UI, instead of the dev server (scripts/temporal-postgres.sh).
-# Usage: scripts/infra.sh [up|tools|down|status]
+# Usage: scripts/infra.sh [up|tools|down|status|dev-server]
 #   up     the servers (the main command runs this)
 #   tools  the Temporal CLI, the time-skipping test server and promtool for the tests (the test
 #          command runs this too)
+#   dev-server <port> <db-file>
+#          a throwaway dev server in the foreground with up's flags, no Web UI (the bench's own)
 #   down   stops the local servers: every PostgreSQL cluster and the RabbitMQ node on this machine
 #          (unless DATABASE_URL / AMQP_URL are set), and the dev server and Prometheus this checkout
 #          started
@@ -113,6 +115,16 @@ temporal_cli_install() {
   echo "$TEMPORAL_CLI_VERSION" >"$TOOLS/temporal.version"
 }
 
+# The dev server's flags, in DEV_SERVER_ARGS, for `up` and for the bench's own server (`dev-server`).
+dev_server_args() { # port db-file
+  DEV_SERVER_ARGS=(server start-dev --ip 127.0.0.1 --port "$1" --db-filename "$2" --log-level warn
+    # WAL and no fsync per write, as Temporal's own stress CI runs it: a dev box trades durability
+    # against power loss (not process crashes) for several times the throughput.
+    --sqlite-pragma journal_mode=WAL --sqlite-pragma synchronous=OFF)
+  local sa
+  for sa in "${SEARCH_ATTRIBUTES[@]}"; do DEV_SERVER_ARGS+=(--search-attribute "$sa=Keyword"); done
+}
+
 temporal_up() {
   # TEMPORAL_SERVER=postgres: the official server on the local PostgreSQL instead of the dev server.
   if [ "${TEMPORAL_SERVER:-dev}" = postgres ]; then bash "$ROOT/scripts/temporal-postgres.sh" up; return; fi
@@ -121,14 +133,10 @@ temporal_up() {
   temporal_cli_install
   if ! port_open "$TEMPORAL_PORT"; then
     log "Temporal dev server: starting (history in $DATA/temporal.db)"
-    local args=(server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$TEMPORAL_UI_PORT"
-      --db-filename "$DATA/temporal.db" --log-level warn
-      # WAL and no fsync per write, as Temporal's own stress CI runs it: a dev box trades durability
-      # against power loss (not process crashes) for several times the throughput.
-      --sqlite-pragma journal_mode=WAL --sqlite-pragma synchronous=OFF)
-    for sa in "${SEARCH_ATTRIBUTES[@]}"; do args+=(--search-attribute "$sa=Keyword"); done
+    dev_server_args "$TEMPORAL_PORT" "$DATA/temporal.db"
+    DEV_SERVER_ARGS+=(--ui-port "$TEMPORAL_UI_PORT")
     # setsid: the server outlives this script and the shell's Ctrl-C; `scripts/infra.sh down` stops it.
-    setsid nohup "$BIN/temporal" "${args[@]}" >>"$DATA/temporal.log" 2>&1 </dev/null &
+    setsid nohup "$BIN/temporal" "${DEV_SERVER_ARGS[@]}" >>"$DATA/temporal.log" 2>&1 </dev/null &
     echo $! >"$DATA/temporal.pid"
     wait_port "$TEMPORAL_PORT" "Temporal dev server" 60
     wait_port "$TEMPORAL_UI_PORT" "Temporal Web UI" 30
@@ -233,5 +241,13 @@ case "${1:-up}" in
   tools) temporal_cli_install; test_server_install; prometheus_install ;;
   down) down ;;
   status) status ;;
-  *) die "usage: scripts/infra.sh [up|tools|down|status]" ;;
+  # A throwaway dev server in the foreground, with up's flags but no Web UI, on its own port and
+  # file: `npm run bench` runs one per run (bench/lib/stack.ts), so its load and its deletions never
+  # reach the developer's server and every run starts from an empty history.
+  dev-server)
+    [ $# -eq 3 ] || die "usage: scripts/infra.sh dev-server <port> <db-file>"
+    temporal_cli_install
+    dev_server_args "$2" "$3"
+    exec "$BIN/temporal" "${DEV_SERVER_ARGS[@]}" --headless ;;
+  *) die "usage: scripts/infra.sh [up|tools|down|status|dev-server <port> <db-file>]" ;;
 esac

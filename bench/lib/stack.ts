@@ -1,9 +1,10 @@
 /**
  * The bench's own slice of the local stack, made at the start of a run and removed at its end:
- * a database built by the project's migrations and seed (db/cli.ts), a Temporal namespace with the
- * saga's search attributes, RabbitMQ names of its own, and the app processes started as
- * scripts/up.sh starts them (`node dist/<entry>.js`, compiled by `npm run build`), pointed at all of these through the
- * configuration variables of lib/config.ts. A running `npm run up` is never touched.
+ * a database built by the project's migrations and seed (db/cli.ts), a Temporal dev server of its
+ * own (or a namespace on the configured server), RabbitMQ names of its own, and the app processes
+ * started as scripts/up.sh starts them (`node dist/<entry>.js`, compiled by `npm run build`),
+ * pointed at all of these through the configuration variables of lib/config.ts. A running
+ * `npm run up` is never touched.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { openSync, closeSync, readFileSync, existsSync } from 'node:fs';
@@ -95,12 +96,57 @@ export async function dropBenchDatabase(names: StackNames): Promise<void> {
 
 // -------------------------------------------------------------------------------------- Temporal
 
+export interface OwnTemporal {
+  address: string;
+  port: number;
+  /** Stops the server; its history file goes with the bench's work folder. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A dev server of the bench's own (`scripts/infra.sh dev-server`: the flags `npm run up` gives its
+ * server, no Web UI), its history in `workDir`. Each run then starts from an empty history, so
+ * figures from different days compare (the shared server's SQLite file slows as it grows), and
+ * neither its load nor the deletion of its executions lands on the developer's server: deleting a
+ * namespace of 20 000 runs was seen to wedge the shared dev server's SQLite for good.
+ */
+export async function startOwnTemporal(workDir: string, logFile: string): Promise<OwnTemporal> {
+  const port = await freePort();
+  const address = `127.0.0.1:${port}`;
+  const out = openSync(logFile, 'a');
+  const server = spawn(
+    'bash',
+    [path.join(ROOT, 'scripts/infra.sh'), 'dev-server', String(port), path.join(workDir, 'temporal.db')],
+    { cwd: ROOT, stdio: ['ignore', out, out] },
+  );
+  closeSync(out);
+  const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+  const stop = async () => {
+    if (server.exitCode === null && server.signalCode === null) server.kill('SIGTERM');
+    await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
+    if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+  };
+  for (let attempt = 0; attempt < 600; attempt++) {
+    if (server.exitCode !== null) break;
+    try {
+      const connection = await Connection.connect({ address, connectTimeout: 500 });
+      await connection.workflowService.getSystemInfo({});
+      await connection.close();
+      return { address, port, stop };
+    } catch {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  await stop();
+  throw new Error(`the bench's own Temporal dev server did not start on ${address}: see ${logFile}`);
+}
+
 const SEARCH_ATTRIBUTES = ['OrderId', 'CustomerId', 'OrderStatus', 'FailureReason'];
 
 /**
- * A namespace of the bench's own on the same dev server, so its workflows never show among the
- * developer's, and deleting it at the end removes them (the server deletes its executions in the
- * background). The saga's search attributes are registered in it.
+ * A namespace of the bench's own, with the saga's search attributes. On a shared server
+ * (`--temporal shared`) its workflows then never show among anyone else's, and deleting it at the
+ * end removes them (the server deletes its executions in the background).
  */
 export async function createNamespace(connection: Connection, namespace: string): Promise<void> {
   await connection.workflowService.registerNamespace({

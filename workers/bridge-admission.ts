@@ -33,8 +33,11 @@ export interface AdmissionGateOptions {
 }
 
 export interface AdmissionGate {
-  /** Resolves when one more run may start; every call is one admission. */
-  admit(): Promise<void>;
+  /**
+   * Resolves when one more run may start; every call is one admission. Rejects once `signal` is
+   * aborted (the bridge stopping), so a waiting message goes back to the queue at once.
+   */
+  admit(signal?: AbortSignal): Promise<void>;
 }
 
 export function createAdmissionGate({
@@ -73,10 +76,11 @@ export function createAdmissionGate({
       }));
 
   return {
-    async admit() {
+    async admit(signal) {
       if (maxRunning <= 0) return;
       const since = Date.now();
       for (;;) {
+        signal?.throwIfAborted();
         if (Date.now() - countedAt >= refreshMs) await refresh();
         if (running() < maxRunning || Date.now() - since >= maxWaitMs) {
           recent.push(Date.now());
@@ -93,8 +97,21 @@ export function createAdmissionGate({
             'admission window full: new sagas wait for running ones to end',
           );
         }
-        await new Promise((resolve) => setTimeout(resolve, refreshMs));
+        await sleep(refreshMs, signal);
       }
     },
   };
+}
+
+/** Waits `ms`, or less if `signal` is aborted meanwhile (the loop then sees it). */
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
 }

@@ -11,7 +11,7 @@
  *   refusing a second start of the same run (reject-duplicate, or the run found in the latest
  *   execution's memo) is a duplicate too. Never a second run from a duplicate.
  * At most BRIDGE_MAX_RUNNING_SAGAS sagas run at once (workers/bridge-admission.ts): a message past
- * that window waits here, unacked, until runs end.
+ * that window waits here, unacked, until runs end (or the bridge stops: it then goes back to the queue).
  * A message is acked only after Temporal accepted the start; a malformed one goes straight to
  * `<queue>.dlq`; Temporal or PostgreSQL unreachable is waited out; any other failure is retried with
  * a growing delay and dead-lettered with its reason after BRIDGE_MAX_DELIVERIES.
@@ -23,6 +23,7 @@ import {
   PoisonMessageError,
   createConsumer,
   describeError,
+  type DeliveryContext,
   parseMessage,
   type QueueConsumer,
 } from '../lib/amqp/consumer.js';
@@ -114,7 +115,7 @@ export function createBridge({
       ),
     logger,
   });
-  const handle = async (msg: ConsumeMessage, { attempt }: { attempt: number }) => {
+  const handle = async (msg: ConsumeMessage, { attempt, stopping }: DeliveryContext) => {
     const event = parseRunRequest(msg.content);
     const run = requestedRun(event);
     const log = logger.child({
@@ -139,7 +140,7 @@ export function createBridge({
       return;
     }
     const summary = runSummary(order, await orderItems(pool, order.id), run);
-    await admission.admit();
+    await admission.admit(stopping);
     try {
       const outcome = await temporal.withDeadline(Date.now() + startTimeoutMs, () =>
         startOrderSaga(

@@ -63,6 +63,11 @@ export function assertRoutedAs(msg: Pick<ConsumeMessage, 'fields' | 'properties'
 export interface DeliveryContext {
   /** 1 for the first delivery; from the quorum queue's `x-delivery-count`. */
   attempt: number;
+  /**
+   * Aborted when the consumer stops: a handler that waits (the bridge's admission window) gives up
+   * and throws, and its message goes back to the queue, not to the DLQ.
+   */
+  stopping: AbortSignal;
 }
 
 export type MessageHandler = (message: ConsumeMessage, context: DeliveryContext) => Promise<void>;
@@ -141,6 +146,7 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
   const inFlight = new Set<Promise<void>>();
   const waits = new Set<() => void>();
   let stopping = false;
+  const stop = new AbortController();
   let current: { channel: ConfirmChannel; consumerTag: string } | undefined;
   let wrapper: ChannelWrapper | undefined;
   let stopped!: () => void;
@@ -254,11 +260,17 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
           'messaging.rabbitmq.delivery_attempt': attempt,
         },
       };
-      await withSpan(`${queue} process`, processing, () => opts.handle(msg, { attempt }));
+      await withSpan(`${queue} process`, processing, () =>
+        opts.handle(msg, { attempt, stopping: stop.signal }),
+      );
       settle('ack', () => channel.ack(msg));
     } catch (err) {
       const reason = describeError(err);
-      if (err instanceof PoisonMessageError) {
+      if (stopping && !(err instanceof PoisonMessageError)) {
+        // Cut short by the stop (or failing during it): back to the queue for the next consumer.
+        log.info({ reason }, 'stopping: message returned to the queue');
+        settle('requeue', () => channel.nack(msg, false, true));
+      } else if (err instanceof PoisonMessageError) {
         log.error({ reason }, `malformed message: moving it to ${dlqName(queue)} without retrying`);
         await deadLetter(channel, msg, reason, attempt);
       } else if (attempt >= opts.maxDeliveries && !opts.isTransient?.(err)) {
@@ -313,6 +325,7 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
     async stop() {
       if (stopping) return;
       stopping = true;
+      stop.abort();
       stopped();
       for (const done of [...waits]) done();
       if (current) {

@@ -176,6 +176,33 @@ describe('bridge', () => {
     });
   });
 
+  it('stops at once while a message waits for the window: the message goes back to the queue, not to the DLQ', async () => {
+    const windowOf1 = { ...config, BRIDGE_MAX_RUNNING_SAGAS: 1 };
+    const first = await startBridge({ config: windowOf1 });
+    const [running, waiting] = [await orderPlaced(), await orderPlaced()];
+    publish(running, { id: running.id });
+    await waitFor(() => describeWorkflow(orderWorkflowId(running.orderId)), { what: 'the first saga' });
+    publish(waiting, { id: waiting.id });
+    await waitFor(() => first.lines.some((l) => l.msg?.toString().startsWith('admission window full')), {
+      what: 'the second message waiting for the window',
+    });
+
+    const stoppingAt = performance.now();
+    await first.stop();
+    // Before: the stop waited for the message's admission, up to 5 minutes.
+    expect(performance.now() - stoppingAt).toBeLessThan(5_000);
+    expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(0);
+    expect(await describeWorkflow(orderWorkflowId(waiting.orderId))).toBeUndefined();
+
+    // The next bridge gets it and starts it once the window has room.
+    await temporal.workflow.getHandle(orderWorkflowId(running.orderId)).terminate('a run ends');
+    await startBridge({ config: windowOf1 });
+    await waitFor(() => describeWorkflow(orderWorkflowId(waiting.orderId)), {
+      what: 'the waiting order, started by the next bridge',
+      timeoutMs: 15_000,
+    });
+  });
+
   it('treats a duplicate delivery as success: one workflow run, both messages acked', async () => {
     const running = await startBridge();
     const event = await orderPlaced();

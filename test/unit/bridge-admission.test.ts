@@ -39,6 +39,26 @@ describe('admission window', () => {
     expect(admitted).toHaveLength(4);
   });
 
+  it('gives up waiting at once when the bridge stops (the message then goes back to the queue)', async () => {
+    const gate = createAdmissionGate({
+      maxRunning: 1,
+      countRunning: async () => 1,
+      logger,
+      refreshMs: 10_000,
+    });
+    const stopping = new AbortController();
+    const waiting = gate.admit(stopping.signal);
+    let settled = false;
+    void waiting.catch(() => (settled = true));
+    await tick(50);
+    expect(settled).toBe(false); // the window is full: it waits
+    const abortedAt = performance.now();
+    stopping.abort();
+    await expect(waiting).rejects.toThrow();
+    expect(performance.now() - abortedAt).toBeLessThan(100); // not the 10 s refresh
+    await expect(gate.admit(stopping.signal)).rejects.toThrow(); // nor does a later one wait
+  });
+
   it('admits everything with no window, and without counting', async () => {
     let counts = 0;
     const gate = createAdmissionGate({

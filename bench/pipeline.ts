@@ -61,7 +61,7 @@ import {
   ROOT,
   adminQuery,
   appsFromUpScript,
-  BARE_WORKER,
+  BARE_WORKER_NAME,
   createBenchDatabase,
   createNamespace,
   deleteNamespace,
@@ -410,7 +410,7 @@ async function main(): Promise<void> {
     // ---------------------------------------------------------------------------------- setup
     let temporalAddress = config.TEMPORAL_ADDRESS;
     if (opts.temporal === 'own') {
-      log('starting the bench\'s own Temporal dev server');
+      log("starting the bench's own Temporal dev server");
       const own = await startOwnTemporal(workDir, temporalLog);
       cleanups.push(['own Temporal dev server', () => own.stop()]);
       temporalAddress = appEnv.TEMPORAL_ADDRESS = own.address;
@@ -458,7 +458,7 @@ async function main(): Promise<void> {
     const temporalPort = Number(/:(\d+)$/.exec(temporalAddress)?.[1]) || undefined;
     const meter = new Meter({
       processes,
-      apps: [...apps.map((a) => a.name), BARE_WORKER.name],
+      apps: [...apps.map((a) => a.name), BARE_WORKER_NAME],
       adminUrl: names.adminUrl,
       database,
       temporalPort,
@@ -590,8 +590,8 @@ async function main(): Promise<void> {
     let bareShapeId: string | undefined;
     if (!opts.skipBaseline) {
       log('\n[1/4] bare baselines (no-op activities, started directly by a client)');
-      processes.start('bare-worker', { TEMPORAL_TASK_QUEUE: names.bareTaskQueue });
-      expected = ['bare-worker'];
+      processes.start(BARE_WORKER_NAME, { TEMPORAL_TASK_QUEUE: names.bareTaskQueue });
+      expected = [BARE_WORKER_NAME];
       let seq = 0;
       const bareUnit =
         (shape: 'naive' | 'shape'): StartUnit =>
@@ -654,7 +654,7 @@ async function main(): Promise<void> {
         await loadPhase(`shape bare ${opts.rate}/s`, 'shape', 'open', opts.rate, bareUnit('shape'), bareOk);
       }
       expected = [];
-      await processes.stop('bare-worker');
+      await processes.stop(BARE_WORKER_NAME);
     }
 
     // ------------------------------------------------------------------------------ pipeline
@@ -1265,7 +1265,7 @@ function summarize(run: RunResult, opts: Options): void {
 
   run.notes.push(
     opts.temporal === 'own'
-      ? "Temporal is the bench's own dev server (an empty history at the start of the run); PostgreSQL and RabbitMQ are shared servers: their CPU includes anything else using them during a phase (see \"other\" for the rest of the machine)."
+      ? 'Temporal is the bench\'s own dev server (an empty history at the start of the run); PostgreSQL and RabbitMQ are shared servers: their CPU includes anything else using them during a phase (see "other" for the rest of the machine).'
       : 'Temporal, PostgreSQL and RabbitMQ are shared servers: their CPU includes anything else using them during a phase (see "other" for the rest of the machine).',
     'Bare runs are started and awaited by the bench driver (start + long-poll for the result); pipeline orders are started by the bridge and seen done through RabbitMQ.',
     'VmHWM includes start-up (the worker bundles its workflows with webpack when it starts).',

@@ -16,6 +16,7 @@ import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/se
 import { msToTs } from '@temporalio/common/lib/time.js';
 import amqplib, { type Channel } from 'amqplib';
 import pg from 'pg';
+import { upScriptCommands } from '../../test/helpers/processes.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -222,15 +223,16 @@ export async function deleteTopology(amqpUrl: string, names: StackNames): Promis
 // ------------------------------------------------------------------------------------- processes
 
 /**
- * An app process: its name (as scripts/up.sh names it) and its entry file: compiled JavaScript in
- * dist/ for the app (run by `node` alone, as up.sh runs it), TypeScript (run through tsx) for the
- * bench's own bare worker.
+ * An app process: its name (as scripts/up.sh names it), its entry file and node's flags for it:
+ * compiled JavaScript in dist/ for the app (run by `node` alone, as up.sh runs it), TypeScript (run
+ * through tsx) for the bench's own bare worker.
  */
 export type AppName = string;
 
 export interface App {
   name: AppName;
   entry: string;
+  nodeFlags?: string[];
 }
 
 /** What scripts/up.sh started when this bench was written; used if up.sh cannot be read. */
@@ -238,26 +240,35 @@ const KNOWN_APPS: App[] = [
   { name: 'api', entry: 'dist/api/main.js' },
   { name: 'outbox', entry: 'dist/workers/outbox-main.js' },
   { name: 'bridge', entry: 'dist/workers/bridge-main.js' },
-  { name: 'worker', entry: 'dist/workers/temporal-worker-main.js' },
+  { name: 'worker', entry: 'dist/workers/temporal-worker-main.js', nodeFlags: ['--max-old-space-size=96'] },
   { name: 'loyalty', entry: 'dist/subscribers/loyalty/main.js' },
 ];
 
-const nodeArgs = (entry: string): string[] => (entry.endsWith('.ts') ? ['--import', 'tsx', entry] : [entry]);
+const nodeArgs = ({ entry, nodeFlags = [] }: App): string[] =>
+  entry.endsWith('.ts') ? [...nodeFlags, '--import', 'tsx', entry] : [...nodeFlags, entry];
 
 /** The bench's own process, not part of the system. */
-export const BARE_WORKER: App = { name: 'bare-worker', entry: 'bench/bare-worker.ts' };
+export const BARE_WORKER_NAME = 'bare-worker';
+
+/** The bare worker runs with the worker's node flags: the same worker settings. */
+const bareWorker = (apps: App[]): App => ({
+  name: BARE_WORKER_NAME,
+  entry: 'bench/bare-worker.ts',
+  nodeFlags: apps.find((a) => a.name === 'worker')?.nodeFlags ?? [],
+});
 
 /**
  * The app processes `npm run up` starts, read from scripts/up.sh (its `NAMES=a,b,…` and its
- * `node dist/<entry>.js` commands, in the same order), so a process added there is benched too.
+ * `node [--flag …] dist/<entry>.js` commands, in the same order), so a process added there is
+ * benched too, with the same flags.
  */
 export function appsFromUpScript(): App[] {
   try {
     const script = readFileSync(path.join(ROOT, 'scripts/up.sh'), 'utf8');
     const names = /^NAMES=([\w,-]+)/m.exec(script)?.[1]?.split(',') ?? [];
-    const entries = [...script.matchAll(/node (dist\/[\w./-]+\.js)/g)].map((m) => m[1]!);
-    if (names.length > 0 && names.length === entries.length) {
-      return names.map((name, i) => ({ name, entry: entries[i]! }));
+    const commands = upScriptCommands();
+    if (names.length > 0 && names.length === commands.length) {
+      return names.map((name, i) => ({ name, ...commands[i]! }));
     }
   } catch {
     // fall through
@@ -283,14 +294,14 @@ export class Processes {
   /** Every log file written, newest last, so a failure can point at them. */
   readonly logFiles = new Map<AppName, string>();
 
-  private readonly entries: Map<AppName, string>;
+  private readonly apps: Map<AppName, App>;
 
   constructor(
     private readonly env: NodeJS.ProcessEnv,
     private readonly logDir: string,
     apps: App[],
   ) {
-    this.entries = new Map([...apps, BARE_WORKER].map((a) => [a.name, a.entry]));
+    this.apps = new Map([...apps, bareWorker(apps)].map((a) => [a.name, a]));
   }
 
   /** How many processes `start(name)` starts from now on (1 unless set). */
@@ -316,9 +327,8 @@ export class Processes {
 
   start(name: AppName, extraEnv: Record<string, string> = {}): void {
     if (this.isRunning(name)) return;
-    const entry = this.entries.get(name);
-    if (!entry)
-      throw new Error(`no app process named ${name} (scripts/up.sh names: ${[...this.entries.keys()]})`);
+    const app = this.apps.get(name);
+    if (!app) throw new Error(`no app process named ${name} (scripts/up.sh names: ${[...this.apps.keys()]})`);
     const replicas = this.replicas.get(name) ?? 1;
     const started: Running[] = [];
     for (let i = 0; i < replicas; i++) {
@@ -333,7 +343,7 @@ export class Processes {
                 .filter((k) => k.endsWith('_PORT') && k !== 'PORT' && !k.endsWith('_HTTP_PORT'))
                 .map((k) => [k, '0']),
             );
-      const child = spawn(process.execPath, nodeArgs(entry), {
+      const child = spawn(process.execPath, nodeArgs(app), {
         cwd: ROOT,
         env: { ...this.env, ...sidePortsOff, ...extraEnv },
         stdio: ['ignore', fd, fd],

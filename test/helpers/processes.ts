@@ -27,6 +27,19 @@ export const APP_PROCESSES = {
 export type AppProcess = keyof typeof APP_PROCESSES;
 
 /**
+ * How scripts/up.sh starts each process, in its order: `node [--flag …] dist/<entry>.js` (the
+ * worker's heap cap is such a flag). Processes started here and by the bench get the same flags,
+ * and the deployment tests check that Compose and the manifests give them too.
+ */
+export function upScriptCommands(): Array<{ nodeFlags: string[]; entry: string }> {
+  const script = readFileSync(path.join(ROOT, 'scripts/up.sh'), 'utf8');
+  return [...script.matchAll(/node ((?:--\S+ )*)(dist\/[\w./-]+\.js)/g)].map((m) => ({
+    nodeFlags: m[1]!.split(' ').filter(Boolean),
+    entry: m[2]!,
+  }));
+}
+
+/**
  * dist/ compiled from the current sources, once per process (scripts/build.mjs, < 1 s): before the
  * app's processes are started from it, here and by the bench.
  */
@@ -89,11 +102,12 @@ async function startInstance(
   logDir: string,
 ): Promise<Instance> {
   const { entry, portKey } = APP_PROCESSES[process];
+  const nodeFlags = upScriptCommands().find((c) => c.entry === entry)?.nodeFlags ?? [];
   const port = await freePort();
   const name = `${process}${n}`;
   const logFile = path.join(logDir, `${name}.log`);
   const fd = openSync(logFile, 'a');
-  const child = spawn(globalThis.process.execPath, [entry], {
+  const child = spawn(globalThis.process.execPath, [...nodeFlags, entry], {
     cwd: ROOT,
     env: {
       ...globalThis.process.env,

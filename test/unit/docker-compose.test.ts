@@ -10,6 +10,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { CONFIG_KEYS, loadConfig } from '../../lib/config.js';
+import { upScriptCommands } from '../helpers/processes.js';
 
 interface Service {
   image?: string;
@@ -134,6 +135,18 @@ describe('docker-compose.yml', () => {
       expect(new URL(config.DATABASE_URL).hostname).toBe('postgres');
       expect(new URL(config.AMQP_URL).hostname).toBe('rabbitmq');
       expect(config.TEMPORAL_ADDRESS).toBe('temporal:7233');
+    }
+  });
+
+  it("gives each process the node flags scripts/up.sh gives it (the worker's heap cap)", () => {
+    const commands = upScriptCommands();
+    expect(commands.some((c) => c.nodeFlags.length > 0)).toBe(true);
+    for (const { entry, nodeFlags } of commands) {
+      const services = appServices.filter(([, s]) => s.command?.includes(entry));
+      expect(services, entry).not.toHaveLength(0);
+      for (const [name, service] of services) {
+        expect(service.command!.slice(1, service.command!.indexOf(entry)), name).toEqual(nodeFlags);
+      }
     }
   });
 

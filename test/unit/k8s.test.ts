@@ -14,6 +14,7 @@ import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { CONFIG_KEYS, loadConfig, type Config } from '../../lib/config.js';
+import { upScriptCommands } from '../helpers/processes.js';
 
 const run = promisify(execFile);
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -313,13 +314,28 @@ function crossCheck(objects: K8sObject[]): string[] {
     }
   }
 
-  // Every process `npm run up` starts runs here too, and the migrations Job.
-  const upScript = readFileSync(`${root}scripts/up.sh`, 'utf8');
-  const started = [...upScript.matchAll(/node (dist\/\S+\.js)/g)].map((m) => sourceOf(m[1]!));
+  // Every process `npm run up` starts runs here too, with the same node flags (the worker's heap
+  // cap), and the migrations Job.
+  const started = upScriptCommands().map(({ nodeFlags, entry }) => ({
+    flags: nodeFlags,
+    entry: sourceOf(entry),
+  }));
   if (started.length < Object.keys(PORT_SETTING).length)
     problems.push('scripts/up.sh no longer names its processes as this test reads them: update the test');
-  for (const entry of started)
+  for (const { entry, flags } of started) {
     if (!runs.has(entry)) problems.push(`no Deployment runs ${entry} (scripts/up.sh starts it)`);
+    for (const o of workloads(objects).filter((w) => entryOf(appContainer(w)) === entry)) {
+      const command = appContainer(o).command!;
+      const given = command.slice(
+        1,
+        command.findIndex((arg) => /^dist\/.+\.js$/.test(arg)),
+      );
+      if (given.join(' ') !== flags.join(' '))
+        problems.push(
+          `${o.metadata.name}: node ${given.join(' ')}, but scripts/up.sh gives ${flags.join(' ')}`,
+        );
+    }
+  }
   const migrate = byKind(objects, 'Job').find((j) => entryOf(appContainer(j)) === 'db/cli.ts');
   if (!migrate) problems.push('no Job runs the migrations (db/cli.ts)');
   return problems;

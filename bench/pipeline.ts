@@ -196,7 +196,10 @@ const program = new Command('npm run bench --')
       .choices(['own', 'shared'])
       .default(process.env.TEMPORAL_ADDRESS ? 'shared' : 'own'),
   )
-  .option('--keep', 'keep the database, namespace and queues after the run (to inspect them)')
+  .option(
+    '--keep',
+    'keep the database and queues after the run (to inspect them), and with --temporal shared the namespace',
+  )
   .addHelpText(
     'after',
     '\nExamples:\n  npm run bench\n  npm run bench -- --quick\n  npm run bench -- --backlog 20000 --skip-baseline\n  npm run bench -- --skip-baseline --scale 2,4 --backlog 0\n',

@@ -191,10 +191,11 @@ const program = new Command('npm run bench --')
     new Option(
       '--temporal <where>',
       'own: a throwaway dev server of the bench, started with the flags of npm run up (an empty history every run); ' +
-        'shared: the server TEMPORAL_ADDRESS names, in a namespace of the bench (default when TEMPORAL_ADDRESS is set)',
+        'shared: the server TEMPORAL_ADDRESS names, in a namespace of the bench (the default when TEMPORAL_ADDRESS is set ' +
+        'or TEMPORAL_SERVER=postgres)',
     )
       .choices(['own', 'shared'])
-      .default(process.env.TEMPORAL_ADDRESS ? 'shared' : 'own'),
+      .default(process.env.TEMPORAL_ADDRESS || process.env.TEMPORAL_SERVER === 'postgres' ? 'shared' : 'own'),
   )
   .option(
     '--keep',

@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 NAMES=api,outbox,bridge,worker,loyalty,analytics
 # Compiled by `npm run build` (below): plain node, no TypeScript loader in the processes. The worker's
 # V8 heaps (its main thread's and its workflow thread's) are capped at 96 MB of old generation each:
-# uncapped, they grew through a long drain (255 → 300 MB RSS over 3000 orders), capped they stay flat
+# uncapped, they grew through a long drain (281 → 301 MB RSS over 3000 orders), capped they stay flat
 # at no measured CPU cost (README "Memory"). The same flag is in Docker Compose and the manifests.
 COMMANDS=("node dist/api/main.js" "node dist/workers/outbox-main.js"
   "node dist/workers/bridge-main.js" "node --max-old-space-size=96 dist/workers/temporal-worker-main.js"

@@ -81,7 +81,11 @@ export function createAdmissionGate({
       const since = Date.now();
       for (;;) {
         signal?.throwIfAborted();
-        if (Date.now() - countedAt >= refreshMs) await refresh();
+        if (Date.now() - countedAt >= refreshMs) {
+          // A count can take up to the start timeout; a stop does not wait for it.
+          await untilAborted(refresh(), signal);
+          signal?.throwIfAborted();
+        }
         if (running() < maxRunning || Date.now() - since >= maxWaitMs) {
           recent.push(Date.now());
           if (waiting) {
@@ -97,21 +101,23 @@ export function createAdmissionGate({
             'admission window full: new sagas wait for running ones to end',
           );
         }
-        await sleep(refreshMs, signal);
+        await untilAborted(delay(refreshMs), signal);
       }
     },
   };
 }
 
-/** Waits `ms`, or less if `signal` is aborted meanwhile (the loop then sees it). */
-function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+/** Resolves when `work` settles, or sooner if `signal` is aborted (the loop then sees it). */
+function untilAborted(work: Promise<unknown>, signal: AbortSignal | undefined): Promise<void> {
   return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
     const done = () => {
-      clearTimeout(timer);
       signal?.removeEventListener('abort', done);
       resolve();
     };
-    const timer = setTimeout(done, ms);
     signal?.addEventListener('abort', done, { once: true });
+    work.then(done, done);
   });
 }
+
+const delay = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms).unref());

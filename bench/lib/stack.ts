@@ -115,20 +115,28 @@ export async function startOwnTemporal(workDir: string, logFile: string): Promis
   const port = await freePort();
   const address = `127.0.0.1:${port}`;
   const out = openSync(logFile, 'a');
+  // Its own process group: Ctrl-C reaches the bench, which stops the app processes first and this
+  // server last, not all of them at once.
   const server = spawn(
     'bash',
     [path.join(ROOT, 'scripts/infra.sh'), 'dev-server', String(port), path.join(workDir, 'temporal.db')],
-    { cwd: ROOT, stdio: ['ignore', out, out] },
+    { cwd: ROOT, stdio: ['ignore', out, out], detached: true },
   );
   closeSync(out);
-  const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+  let failed: Error | undefined;
+  server.once('error', (err) => (failed = err));
+  const running = () => server.exitCode === null && server.signalCode === null && !failed;
+  const killOnExit = () => running() && server.kill('SIGKILL'); // the bench quitting without cleanup
+  process.once('exit', killOnExit);
+  const exited = new Promise<void>((resolve) => server.once('close', () => resolve()));
   const stop = async () => {
-    if (server.exitCode === null && server.signalCode === null) server.kill('SIGTERM');
+    process.removeListener('exit', killOnExit);
+    if (running()) server.kill('SIGTERM');
     await Promise.race([exited, new Promise((resolve) => setTimeout(resolve, 10_000))]);
-    if (server.exitCode === null && server.signalCode === null) server.kill('SIGKILL');
+    if (running()) server.kill('SIGKILL');
   };
   for (let attempt = 0; attempt < 600; attempt++) {
-    if (server.exitCode !== null) break;
+    if (!running()) break;
     try {
       const connection = await Connection.connect({ address, connectTimeout: 500 });
       await connection.workflowService.getSystemInfo({});

@@ -2,6 +2,7 @@
  * Consuming a queue with bounded retries and a dead-letter queue (topology.ts), settling each message
  * on the channel that delivered it (connection.ts says why).
  */
+import { setMaxListeners } from 'node:events';
 import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { z } from 'zod';
 import type { Logger } from '../logger.js';
@@ -147,6 +148,8 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
   const waits = new Set<() => void>();
   let stopping = false;
   const stop = new AbortController();
+  // Every message held in a handler (up to the prefetch) may listen for the stop at once.
+  setMaxListeners(0, stop.signal);
   let current: { channel: ConfirmChannel; consumerTag: string } | undefined;
   let wrapper: ChannelWrapper | undefined;
   let stopped!: () => void;

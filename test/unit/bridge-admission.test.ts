@@ -59,6 +59,21 @@ describe('admission window', () => {
     await expect(gate.admit(stopping.signal)).rejects.toThrow(); // nor does a later one wait
   });
 
+  it('does not hold a stop for a count in flight (one may take up to the start timeout)', async () => {
+    const gate = createAdmissionGate({
+      maxRunning: 1,
+      countRunning: () => new Promise<number>(() => {}), // Temporal not answering
+      logger,
+    });
+    const stopping = new AbortController();
+    const waiting = gate.admit(stopping.signal);
+    await tick(50);
+    const abortedAt = performance.now();
+    stopping.abort();
+    await expect(waiting).rejects.toThrow();
+    expect(performance.now() - abortedAt).toBeLessThan(100);
+  });
+
   it('admits everything with no window, and without counting', async () => {
     let counts = 0;
     const gate = createAdmissionGate({

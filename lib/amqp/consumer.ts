@@ -132,7 +132,10 @@ export const DEAD_LETTER_HEADERS = {
  * - handler throws `PoisonMessageError`: a copy goes to `<queue>.dlq` with the reason, then ack;
  * - handler throws anything else: hold the message `retryDelayMs(attempt)` (no hot loop), then
  *   nack-requeue; the quorum queue counts the delivery, and delivery number `maxDeliveries` that
- *   fails is dead-lettered like a poison message.
+ *   fails is dead-lettered like a poison message;
+ * - the consumer stopping: `context.stopping` is aborted, and a handler that throws now (one that
+ *   gave up waiting, say) has its message requeued at once, for the next consumer, never
+ *   dead-lettered for it.
  * If the dead-letter copy cannot be confirmed, the message is kept (requeued after a delay) and
  * dead-lettered on a later delivery: never dropped. Settling on a channel that has since closed is
  * skipped: the broker redelivers.

@@ -43,7 +43,10 @@ async function dryRun(...args: string[]) {
     const [, name, command] = /^(\w+): (.*)$/.exec(line)!;
     instances.set(
       name!,
-      Object.fromEntries([...command!.matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1], Number(m[2])])),
+      // The command's settings (`WORKER_HTTP_PORT=9203`), not node's flags (`--max-old-space-size=96`).
+      Object.fromEntries(
+        [...command!.matchAll(/\b([A-Z][A-Z0-9_]*)=(\d+)/g)].map((m) => [m[1], Number(m[2])]),
+      ),
     );
   }
   return { instances, targets };

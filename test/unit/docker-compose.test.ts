@@ -138,15 +138,22 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it("gives each process the node flags scripts/up.sh gives it (the worker's heap cap)", () => {
+  it("gives each process the node flags scripts/up.sh gives it (the worker's heap cap), as npm run start:* does", () => {
     const commands = upScriptCommands();
     expect(commands.some((c) => c.nodeFlags.length > 0)).toBe(true);
+    const { scripts } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+      scripts: Record<string, string>;
+    };
     for (const { entry, nodeFlags } of commands) {
       const services = appServices.filter(([, s]) => s.command?.includes(entry));
       expect(services, entry).not.toHaveLength(0);
       for (const [name, service] of services) {
         expect(service.command!.slice(1, service.command!.indexOf(entry)), name).toEqual(nodeFlags);
       }
+      const start = Object.entries(scripts).find(
+        ([key, cmd]) => key.startsWith('start:') && cmd.includes(entry),
+      );
+      expect(start?.[1], `npm run start:* for ${entry}`).toContain(['node', ...nodeFlags, entry].join(' '));
     }
   });
 

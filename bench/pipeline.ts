@@ -1268,9 +1268,7 @@ function summarize(run: RunResult, opts: Options): void {
   });
 
   run.notes.push(
-    opts.temporal === 'own'
-      ? 'Temporal is the bench\'s own dev server (an empty history at the start of the run); PostgreSQL and RabbitMQ are shared servers: their CPU includes anything else using them during a phase (see "other" for the rest of the machine).'
-      : 'Temporal, PostgreSQL and RabbitMQ are shared servers: their CPU includes anything else using them during a phase (see "other" for the rest of the machine).',
+    `${opts.temporal === 'own' ? "Temporal is the bench's own dev server (an empty history at the start of the run); PostgreSQL and RabbitMQ are" : 'Temporal, PostgreSQL and RabbitMQ are'} shared servers: their CPU includes anything else using them during a phase (see "other" for the rest of the machine).`,
     'Bare runs are started and awaited by the bench driver (start + long-poll for the result); pipeline orders are started by the bridge and seen done through RabbitMQ.',
     'VmHWM includes start-up (the worker bundles its workflows with webpack when it starts).',
   );

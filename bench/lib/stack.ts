@@ -243,15 +243,6 @@ export interface App {
   nodeFlags?: string[];
 }
 
-/** What scripts/up.sh started when this bench was written; used if up.sh cannot be read. */
-const KNOWN_APPS: App[] = [
-  { name: 'api', entry: 'dist/api/main.js' },
-  { name: 'outbox', entry: 'dist/workers/outbox-main.js' },
-  { name: 'bridge', entry: 'dist/workers/bridge-main.js' },
-  { name: 'worker', entry: 'dist/workers/temporal-worker-main.js', nodeFlags: ['--max-old-space-size=96'] },
-  { name: 'loyalty', entry: 'dist/subscribers/loyalty/main.js' },
-];
-
 const nodeArgs = ({ entry, nodeFlags = [] }: App): string[] =>
   entry.endsWith('.ts') ? [...nodeFlags, '--import', 'tsx', entry] : [...nodeFlags, entry];
 
@@ -271,17 +262,15 @@ const bareWorker = (apps: App[]): App => ({
  * benched too, with the same flags.
  */
 export function appsFromUpScript(): App[] {
-  try {
-    const script = readFileSync(path.join(ROOT, 'scripts/up.sh'), 'utf8');
-    const names = /^NAMES=([\w,-]+)/m.exec(script)?.[1]?.split(',') ?? [];
-    const commands = upScriptCommands();
-    if (names.length > 0 && names.length === commands.length) {
-      return names.map((name, i) => ({ name, ...commands[i]! }));
-    }
-  } catch {
-    // fall through
+  const script = readFileSync(path.join(ROOT, 'scripts/up.sh'), 'utf8');
+  const names = /^NAMES=([\w,-]+)/m.exec(script)?.[1]?.split(',') ?? [];
+  const commands = upScriptCommands();
+  if (names.length === 0 || names.length !== commands.length) {
+    throw new Error(
+      `scripts/up.sh: ${names.length} NAMES but ${commands.length} \`node … dist/<entry>.js\` commands; the bench reads both`,
+    );
   }
-  return KNOWN_APPS;
+  return names.map((name, i) => ({ name, ...commands[i]! }));
 }
 
 interface Running {

@@ -120,14 +120,14 @@ export function mayBeRetried({ status, runOpen, payments, cancelRequested = fals
   if (cancelRequested) {
     return refused(
       `the customer asked to cancel this order (${status}): it is not run again. If its cancel did not ` +
-        'finish, reset the run so its compensation runs again',
+        'finish, reset the run so its compensation runs again (orders reset <id> --closed --reason …)',
     );
   }
   const held = payments.filter(moneyIsHeld);
   if (held.length > 0) {
     return refused(
       `a payment of this order is ${held.join(', ')}: money is held or its fate unknown; ` +
-        'settle it (reset the run to let its compensation run) before retrying',
+        'settle it before retrying (orders reset <id> --closed --reason … runs its compensation again)',
     );
   }
   return allowed;

@@ -6,8 +6,14 @@
  * the run and starts a new one from its history up to the reset point, which the fixed code
  * replays and continues.
  *
+ * The same command gives a run whose compensation failed (`CompensationFailed`: stock still held, a
+ * charge not refunded) another go at it, once the cause is fixed: replaying the failure from history
+ * would only fail again, so such a run is reset to just before its first failed compensation, which
+ * then runs again, followed by every compensation after it (each is idempotent for its run).
+ *
  * Rules (each refusal is an item with its reason, and the command exits 1):
- * - The reset point is the run's last completed workflow task (the last WORKFLOW_TASK_COMPLETED):
+ * - The reset point is the workflow task that scheduled the run's first failed compensation, if one
+ *   failed; otherwise the run's last completed workflow task (the last WORKFLOW_TASK_COMPLETED):
  *   that task and everything after it are run again by the current code. A run that never completed
  *   one is reset to its first workflow task, as the Temporal CLI's `FirstWorkflowTask` does.
  * - Only open runs, and only those whose last workflow task failed or timed out (stuck), unless
@@ -23,6 +29,7 @@ import type { Client } from '@temporalio/client';
 // A CommonJS module: its namespaces come through the default import under ESM.
 import proto from '@temporalio/proto';
 import type { Logger } from '../lib/logger.js';
+import { COMPENSATION_ACTIVITIES } from '../workflows/contract.js';
 import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
 import {
   UsageError,
@@ -127,6 +134,7 @@ async function resetOne(
       previousStatus: status,
       resetToEventId: Number(point.eventId),
       resetToEventType: eventTypeName(point.eventType),
+      resetTo: point.why,
     };
     if (options.dryRun) return { id: run.orderId, ok: true, outcome: 'would-reset', details };
 
@@ -153,18 +161,57 @@ async function resetOne(
   }
 }
 
+export interface ResetPoint {
+  eventId: number;
+  eventType: number;
+  /** Why this event, for the operator: which compensation runs again, or which task. */
+  why: string;
+}
+
 /**
- * The last WORKFLOW_TASK_COMPLETED; without one, the first WORKFLOW_TASK_STARTED (a run whose
- * every task failed, the bug being in its first step).
+ * The workflow task that scheduled the first compensation that failed, if one did; otherwise the
+ * last WORKFLOW_TASK_COMPLETED; without one, the first WORKFLOW_TASK_STARTED (a run whose every
+ * task failed, the bug being in its first step).
  */
-export function resetPoint(
-  events: readonly HistoryEvent[],
-): { eventId: number; eventType: number } | undefined {
+export function resetPoint(events: readonly HistoryEvent[]): ResetPoint | undefined {
+  const undo = firstFailedCompensation(events);
+  if (undo) return undo;
   const ofType = (type: number) => events.filter((e) => e.eventType === type);
   const completed = ofType(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED).at(-1);
   const point = completed ?? ofType(EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED)[0];
   if (!point?.eventId || point.eventType == null) return undefined;
-  return { eventId: Number(point.eventId), eventType: point.eventType };
+  return {
+    eventId: Number(point.eventId),
+    eventType: point.eventType,
+    why: completed ? 'the last completed workflow task' : 'the first workflow task',
+  };
+}
+
+/**
+ * A compensation that failed for good (its retries exhausted or a non-retryable error) is recorded
+ * as ACTIVITY_TASK_FAILED (or TIMED_OUT) of one of COMPENSATION_ACTIVITIES; the point to reset to is
+ * the workflow task that scheduled it, so the new run schedules it again.
+ */
+function firstFailedCompensation(events: readonly HistoryEvent[]): ResetPoint | undefined {
+  const scheduled = new Map<number, HistoryEvent>();
+  for (const event of events) {
+    if (event.eventType === EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+      scheduled.set(Number(event.eventId), event);
+    const ended =
+      event.activityTaskFailedEventAttributes?.scheduledEventId ??
+      event.activityTaskTimedOutEventAttributes?.scheduledEventId;
+    if (ended == null) continue;
+    const attributes = scheduled.get(Number(ended))?.activityTaskScheduledEventAttributes;
+    const activity = attributes?.activityType?.name ?? '';
+    const byTask = Number(attributes?.workflowTaskCompletedEventId ?? 0);
+    if (!(COMPENSATION_ACTIVITIES as readonly string[]).includes(activity) || byTask <= 0) continue;
+    return {
+      eventId: byTask,
+      eventType: EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED,
+      why: `just before the failed compensation ${activity} (event ${Number(ended)}), which runs again`,
+    };
+  }
+  return undefined;
 }
 
 /** The last workflow task of the history failed or timed out: a task that keeps failing shows so. */

@@ -4,6 +4,7 @@
  */
 import { defineSearchAttributeKey } from '@temporalio/common';
 import { defineQuery, defineUpdate } from '@temporalio/workflow';
+import type { Activities } from '../activities/index.js';
 import type { FinalStatus, OrderStatus } from '../domain/order.js';
 import type { PaymentFailureCode } from '../lib/events.js';
 import type { FailureType } from './failures.js';
@@ -54,6 +55,16 @@ export interface OrderSagaInput {
 }
 
 /** Where the saga is; the status query returns this and the API shows it. */
+/**
+ * The activities the saga runs to undo its steps, in the order it registers them (they run in
+ * reverse). `orders reset` resets a run to just before the first of them that failed, so the
+ * compensation runs again (ops/reset.ts); the saga's compensations are typed by this list.
+ */
+export const COMPENSATION_ACTIVITIES = ['releaseInventory', 'refundPayment'] as const satisfies ReadonlyArray<
+  keyof Activities
+>;
+export type CompensationActivity = (typeof COMPENSATION_ACTIVITIES)[number];
+
 export type SagaStep = 'RESERVING_INVENTORY' | 'CHARGING_PAYMENT' | 'NOTIFYING' | 'COMPENSATING' | 'DONE';
 
 export interface OrderSagaState {

@@ -45,6 +45,7 @@ import {
   statusQuery,
   type CancelAccepted,
   type CancelRequest,
+  type CompensationActivity,
   type FailureReason,
   type OrderSagaInput,
   type OrderSagaResult,
@@ -238,7 +239,8 @@ export async function orderSaga(input: OrderSagaInput): Promise<OrderSagaResult>
 }
 
 interface Compensation {
-  name: string;
+  /** The activity it runs: `orders reset` finds a failed compensation in the history by it. */
+  name: CompensationActivity;
   /** What the Web UI shows on the compensation's activity. */
   summary: string;
   run(undo: Steps, reason: string, cancelled: boolean): Promise<unknown>;
@@ -591,7 +593,7 @@ class OrderSaga {
     if (failures.length > 0) {
       this.showFailureReason(FAILURE_TYPES.CompensationFailed);
       throw ApplicationFailure.nonRetryable(
-        `order ${this.input.orderId}: compensation failed (${failures.join('; ')}); fix the cause, then re-drive the order`,
+        `order ${this.input.orderId}: compensation failed (${failures.join('; ')}); fix the cause, then run it again: orders reset ${this.input.orderId} --closed --reason …`,
         FAILURE_TYPES.CompensationFailed,
         { failures },
       );

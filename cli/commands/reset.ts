@@ -18,10 +18,11 @@ interface ResetFlags {
 export const registerReset: RegisterCommand = (program, runner) => {
   program
     .command('reset')
-    .summary('reset stuck order sagas to their last completed workflow task')
+    .summary('reset stuck order sagas, or failed compensations, so they run again')
     .description(
       "reset each order saga's current run to its last completed workflow task (after a bad deploy, once the " +
-        'fix is deployed); only open runs stuck on a failing workflow task unless --healthy / --closed',
+        'fix is deployed), or a run whose compensation failed to just before it, so it runs again; only open ' +
+        'runs stuck on a failing workflow task unless --healthy / --closed',
     )
     .argument('[orderIds...]', 'order ids (or workflow ids order-<id>)')
     .option('--query <visibility query>', 'every current run matching this query')
@@ -32,7 +33,8 @@ export const registerReset: RegisterCommand = (program, runner) => {
     .option('--concurrency <n>', 'runs reset at once', positiveInt, DEFAULT_CONCURRENCY)
     .addHelpText(
       'after',
-      '\nExample:\n  npm run orders -- reset --query \'ExecutionStatus = "Running" AND OrderStatus = "RESERVED"\' --reason "bad deploy 1.4.2, fixed in 1.4.3" --dry-run',
+      '\nExamples:\n  npm run orders -- reset --query \'ExecutionStatus = "Running" AND OrderStatus = "RESERVED"\' --reason "bad deploy 1.4.2, fixed in 1.4.3" --dry-run' +
+        '\n  npm run orders -- reset <order id> --closed --reason "stock service fixed"   # its compensation failed',
     )
     .action((orderIds: string[], flags: ResetFlags, command: Command) =>
       runner.run(

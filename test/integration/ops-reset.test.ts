@@ -1,7 +1,8 @@
 /**
  * `orders reset` (ops/reset.ts) against the real Temporal dev server: a run stuck on a workflow task
  * that a bad deploy makes fail on every attempt is reset to its last completed workflow task, and
- * the new run completes on the fixed code. Test workflows on this file's own task queue; the
+ * the new run completes on the fixed code; a real saga whose compensation failed is reset to just
+ * before it, and the compensation runs again. Test workflows on this file's own task queue; the
  * workflow ids have the order form (`order-<uuid>`) the command selects by.
  */
 import { randomUUID } from 'node:crypto';
@@ -9,15 +10,21 @@ import { fileURLToPath } from 'node:url';
 import type { Client } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { NativeConnection, Worker, bundleWorkflowCode, type WorkflowBundle } from '@temporalio/worker';
+import { ApplicationFailure } from '@temporalio/common';
 import { afterAll, beforeAll, expect, test } from 'vitest';
+import { createActivities } from '../../activities/index.js';
+import { createSimulatedGateway } from '../../activities/payment-gateway.js';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
-import { connectTemporal } from '../../lib/temporal.js';
+import { connectTemporal, startOrderSaga } from '../../lib/temporal.js';
 import { resetOrders } from '../../ops/reset.js';
-import { orderWorkflowId } from '../../workflows/contract.js';
+import { createOrderWorker } from '../../workers/temporal-worker.js';
+import { orderWorkflowId, type OrderSagaResult } from '../../workflows/contract.js';
 import * as activities from '../fixtures/bare-activities.js';
 import { waitFor } from '../helpers/amqp.js';
-import { quietTemporalRuntime } from '../workflow/fixtures/harness.js';
+import { createProduct, createTestDatabase } from '../helpers/db.js';
+import { quietTemporalRuntime, sagaBundle } from '../workflow/fixtures/harness.js';
+import { createOrder, orderStatus, outboxTypes, sagaInput, stockOf } from '../workflow/fixtures/orders.js';
 
 const { EventType } = proto.temporal.api.enums.v1;
 const workflowsPath = (name: string) => fileURLToPath(new URL(`../fixtures/${name}`, import.meta.url));
@@ -171,4 +178,86 @@ test('refuses runs that are not stuck or have not started a task, and reports un
   await expect(
     resetOrders({ client, logger }, { selection: { orderIds: [waiting] }, reason: ' ' }),
   ).rejects.toThrow(/needs a reason/);
+});
+
+test('a saga whose compensation failed is reset to just before it: the compensation runs again and the stock comes back', async () => {
+  const db = await createTestDatabase();
+  const sagaQueue = `ops-reset-saga-${randomUUID()}`;
+  try {
+    const real = createActivities({ pool: db.pool, gateway: createSimulatedGateway(config), logger });
+    let broken = true; // the stock service refuses for good, until an operator fixes it
+    // A worker runs once: one for the failed run, another for the run after the reset.
+    const sagaWorker = async () =>
+      createOrderWorker({
+        config,
+        pool: db.pool,
+        logger,
+        connection,
+        taskQueue: sagaQueue,
+        workflowBundle: await sagaBundle(),
+        activityOverrides: {
+          releaseInventory: async (args) => {
+            if (broken) throw ApplicationFailure.nonRetryable('simulated: stock service refuses');
+            return real.releaseInventory(args);
+          },
+        },
+      });
+    const sku = await createProduct(db.pool, { stock: 5 });
+    const order = await createOrder(db.pool, {
+      items: [{ sku, qty: 2 }],
+      customerId: `${config.PAYMENT_DECLINE_CUSTOMER_PREFIX}-reset-${Date.now()}`,
+    });
+    const workflowId = orderWorkflowId(order.orderId);
+    started.push(workflowId);
+
+    // Declined, and the stock's release failed: the run fails, the stock is still held.
+    await (
+      await sagaWorker()
+    ).runUntil(async () => {
+      await startOrderSaga(client, sagaInput(order), sagaQueue);
+      const failure = await client.workflow
+        .getHandle(workflowId)
+        .result()
+        .catch((err: unknown) => err);
+      expect(String((failure as Error).cause)).toMatch(/CompensationFailed|compensation failed/);
+    });
+    expect(await stockOf(db.pool, sku)).toBe(3);
+    const failedRunId = (await client.workflow.getHandle(workflowId).describe()).runId;
+
+    broken = false;
+    const result = await resetOrders(
+      { client, logger },
+      { selection: { orderIds: [order.orderId] }, reason: 'test: stock service fixed', closed: true },
+    );
+    expect(result.items).toEqual([
+      expect.objectContaining({
+        ok: true,
+        outcome: 'reset',
+        details: expect.objectContaining({
+          previousRunId: failedRunId,
+          previousStatus: 'FAILED',
+        }),
+      }),
+    ]);
+    const newRunId = result.items[0]!.details!.newRunId as string;
+
+    // The new run releases the stock this time and ends as the decline should have.
+    const outcome = await (
+      await sagaWorker()
+    ).runUntil(client.workflow.getHandle(workflowId, newRunId).result() as Promise<OrderSagaResult>);
+    expect(outcome).toMatchObject({ orderId: order.orderId, status: 'PAYMENT_FAILED' });
+    expect(await stockOf(db.pool, sku)).toBe(5);
+    expect(await orderStatus(db.pool, order.orderId)).toBe('PAYMENT_FAILED');
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'payment.failed',
+      'inventory.released',
+    ]);
+    // Reset to its last task instead, the new run would replay the failure and fail again.
+    expect(result.items[0]!.details!.resetTo).toMatch(
+      /^just before the failed compensation releaseInventory/,
+    );
+  } finally {
+    await db.drop();
+  }
 });

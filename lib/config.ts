@@ -54,6 +54,15 @@ const schema = z.object({
   LOYALTY_QUEUE: z.string().min(1).default('loyalty.points'),
   /** The analytics subscriber's queue, bound to every order event. */
   ANALYTICS_QUEUE: z.string().min(1).default('analytics.orders'),
+  /**
+   * The broker login each consumer reads its queue with (the user of its own AMQP_URL). A consumer
+   * stamps its dead letters with its login, which the broker validates; `dlq redrive` believes the
+   * sender recorded on a dead letter (`x-original-user-id`) only when the copy came from the login
+   * that reads that queue, not from another service able to publish to the dead-letter exchange.
+   */
+  BRIDGE_AMQP_USER: z.string().min(1).default('acme-bridge'),
+  LOYALTY_AMQP_USER: z.string().min(1).default('acme-loyalty'),
+  ANALYTICS_AMQP_USER: z.string().min(1).default('acme-analytics'),
 
   TEMPORAL_ADDRESS: z.string().min(1).default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('default'),

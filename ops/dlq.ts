@@ -37,10 +37,20 @@ export interface DlqDeps {
   connection: ChannelModel;
   /**
    * AMQP_URL names the operator's broker login, stamped as `user_id` on what a re-drive publishes;
-   * AMQP_TRUSTED_PUBLISHERS, whose messages keep their trust through a re-drive.
+   * AMQP_TRUSTED_PUBLISHERS, whose messages keep their trust through a re-drive; *_AMQP_USER, the
+   * login that reads each queue, the only one whose record of a dead letter's sender is believed.
    */
   config: Pick<Config, 'BRIDGE_QUEUE' | 'LOYALTY_QUEUE' | 'ANALYTICS_QUEUE'> &
-    Partial<Pick<Config, 'AMQP_URL' | 'AMQP_TRUSTED_PUBLISHERS'>>;
+    Partial<
+      Pick<
+        Config,
+        | 'AMQP_URL'
+        | 'AMQP_TRUSTED_PUBLISHERS'
+        | 'BRIDGE_AMQP_USER'
+        | 'LOYALTY_AMQP_USER'
+        | 'ANALYTICS_AMQP_USER'
+      >
+    >;
   logger: Logger;
   progress?: Progress;
 }
@@ -70,6 +80,8 @@ export interface RedriveOptions extends DlqReadOptions {
 interface DeadLetterQueue {
   queue: string;
   dlq: string;
+  /** The login that reads `queue` and dead-letters its messages (config *_AMQP_USER), if known. */
+  reader: string | undefined;
 }
 
 /** The DLQs to act on. @throws UsageError for a queue that is not one of ours, naming those that are. */
@@ -77,10 +89,13 @@ export function resolveDeadLetterQueues(
   config: DlqDeps['config'],
   { queue }: DlqSelection = {},
 ): DeadLetterQueue[] {
-  const all = [config.BRIDGE_QUEUE, config.LOYALTY_QUEUE, config.ANALYTICS_QUEUE].map((q) => ({
-    queue: q,
-    dlq: dlqName(q),
-  }));
+  const all = (
+    [
+      [config.BRIDGE_QUEUE, config.BRIDGE_AMQP_USER],
+      [config.LOYALTY_QUEUE, config.LOYALTY_AMQP_USER],
+      [config.ANALYTICS_QUEUE, config.ANALYTICS_AMQP_USER],
+    ] as const
+  ).map(([queue, reader]) => ({ queue, dlq: dlqName(queue), reader }));
   if (queue === undefined) return all;
   const match = all.filter((q) => q.queue === queue || q.dlq === queue);
   if (match.length === 0)
@@ -169,7 +184,7 @@ export async function redriveDeadLetters(
     publishers: deps.config.AMQP_TRUSTED_PUBLISHERS,
     requiredBy: new Set([deps.config.LOYALTY_QUEUE, deps.config.ANALYTICS_QUEUE]),
   };
-  await eachDeadLetterQueue(deps, options, async ({ channel, dlq, queue, take }) => {
+  await eachDeadLetterQueue(deps, options, async ({ channel, dlq, queue, reader, take }) => {
     const kept: GetMessage[] = [];
     const moved = new Set<string>();
     try {
@@ -179,6 +194,7 @@ export async function redriveDeadLetters(
         const item = await redriveOne(channel, msg, {
           dlq,
           queue,
+          reader,
           n,
           moved,
           options,
@@ -207,15 +223,25 @@ interface RedriveTrust {
 }
 
 /**
- * Who first sent a dead letter, as the broker validated it: the consumer records it when it
- * dead-letters (`x-original-user-id`); the broker's own dead-lettering keeps the property itself.
+ * Who first sent a dead letter, as the broker validated it. The consumer records it when it
+ * dead-letters (`x-original-user-id`) on a copy it publishes under its own login (`user_id`, which
+ * the broker validates); that record is believed only on a copy from `reader`, the login that reads
+ * the queue: any other service allowed to publish to the dead-letter exchange could write the header
+ * too. Without a believed record, the copy's own `user_id` is the sender (the broker's own
+ * dead-lettering keeps the original message's).
  */
-export function originalSender(msg: Pick<GetMessage, 'properties'>): string | undefined {
-  const recorded: unknown = msg.properties.headers?.[DEAD_LETTER_HEADERS.userId];
-  if (typeof recorded === 'string' && recorded !== '') return recorded;
-  if (Buffer.isBuffer(recorded) && recorded.length > 0) return recorded.toString('utf8');
+export function originalSender(
+  msg: Pick<GetMessage, 'properties'>,
+  reader: string | undefined,
+): string | undefined {
   const own = msg.properties.userId as unknown;
-  return typeof own === 'string' && own !== '' ? own : undefined;
+  const copiedBy = typeof own === 'string' && own !== '' ? own : undefined;
+  const recorded: unknown = msg.properties.headers?.[DEAD_LETTER_HEADERS.userId];
+  if (reader !== undefined && copiedBy === reader) {
+    if (typeof recorded === 'string' && recorded !== '') return recorded;
+    if (Buffer.isBuffer(recorded) && recorded.length > 0) return recorded.toString('utf8');
+  }
+  return copiedBy;
 }
 
 async function redriveOne(
@@ -224,6 +250,7 @@ async function redriveOne(
   ctx: {
     dlq: string;
     queue: string;
+    reader: string | undefined;
     n: number;
     moved: Set<string>;
     options: RedriveOptions;
@@ -249,14 +276,18 @@ async function redriveOne(
   // under the operator's own (broker-validated) login, which the subscribers trust too; one that
   // came from anyone else stays untrusted, and the subscribers that require trust would only
   // dead-letter it again.
-  const sender = originalSender(msg);
+  const sender = originalSender(msg, ctx.reader);
   const trusted = ctx.trust.publishers;
   const trustedSender = sender !== undefined && trusted !== undefined && trusted.includes(sender);
   if (ctx.trust.requiredBy.has(ctx.queue) && trusted) {
     if (!trustedSender)
       return keep(
         `not sent by a trusted producer (${sender ? `user_id ${sender}` : 'no user_id'}; trusted: ${trusted.join(', ')}): ` +
-          `${ctx.queue}'s consumer accepts no other; not moved (inspect it with dlq show)`,
+          `${ctx.queue}'s consumer accepts no other; not moved (inspect it with dlq show)` +
+          (msg.properties.headers?.[DEAD_LETTER_HEADERS.userId] === undefined
+            ? ''
+            : `; the sender recorded in its ${DEAD_LETTER_HEADERS.userId} is believed only on a copy published ` +
+              `by ${ctx.reader ?? 'the login'} that reads ${ctx.queue} (config *_AMQP_USER)`),
       );
     if (!trusted.includes(ctx.trust.operator))
       return keep(

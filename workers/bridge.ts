@@ -27,7 +27,7 @@ import {
   parseMessage,
   type QueueConsumer,
 } from '../lib/amqp/consumer.js';
-import type { AmqpConnectionManager } from '../lib/amqp/connection.js';
+import { amqpUser, type AmqpConnectionManager } from '../lib/amqp/connection.js';
 import { bridgeQueueSpec } from '../lib/amqp/topology.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
@@ -68,6 +68,7 @@ const requestedRun = (event: RunRequestEnvelope): number =>
 
 export type BridgeConfig = Pick<
   Config,
+  | 'AMQP_URL'
   | 'AMQP_EXCHANGE'
   | 'AMQP_MAX_MESSAGE_BYTES'
   | 'BRIDGE_QUEUE'
@@ -170,6 +171,7 @@ export function createBridge({
 
   return createConsumer({
     manager: amqp,
+    user: amqpUser(config.AMQP_URL),
     ...bridgeQueueSpec(config),
     prefetch: config.BRIDGE_PREFETCH,
     maxDeliveries: config.BRIDGE_MAX_DELIVERIES,

@@ -94,6 +94,12 @@ export interface ConsumerOptions extends ConsumerQueueSpec {
   /** Larger bodies are dead-lettered at once, unread (config.AMQP_MAX_MESSAGE_BYTES). */
   maxMessageBytes?: number;
   /**
+   * The broker login this consumer connects as (`amqpUser(AMQP_URL)`), stamped as `user_id` on its
+   * dead-letter copies: the broker validates it, so a re-drive can tell a copy this consumer made
+   * (and the sender it recorded) from one another service published to the dead-letter exchange.
+   */
+  user: string;
+  /**
    * When set, only messages whose broker-validated `user_id` is one of these are handed to `handle`;
    * any other (none, or another user's) is dead-lettered at once: it was not sent by a producer of
    * these events (config.AMQP_TRUSTED_PUBLISHERS).
@@ -198,7 +204,8 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
       [DEAD_LETTER_HEADERS.at]: new Date().toISOString(),
     });
     // Who sent it, as the broker validated it, never what the sender wrote in a header: the re-drive
-    // keeps the trust of a trusted producer's message and of nothing else.
+    // keeps the trust of a trusted producer's message and of nothing else. The copy itself carries
+    // our own login, so the re-drive believes this header only on copies made by this queue's reader.
     delete headers[DEAD_LETTER_HEADERS.userId];
     if (msg.properties.userId) headers[DEAD_LETTER_HEADERS.userId] = msg.properties.userId;
     try {
@@ -207,7 +214,7 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
         dlxName(opts.exchange),
         queue,
         msg.content,
-        { ...copyProperties(msg), headers },
+        { ...copyProperties(msg), headers, userId: opts.user },
         deadLetterTimeoutMs,
       );
       settle('ack dead-lettered', () => channel.ack(msg));
@@ -357,7 +364,7 @@ export function describeError(err: unknown): string {
   return `${err.name}: ${err.message}${cause}`;
 }
 
-/** The original message's properties for its dead-letter copy (no expiry; userId must match us). */
+/** The original message's properties for its dead-letter copy (no expiry; userId is ours, set by the caller). */
 function copyProperties(msg: ConsumeMessage): Options.Publish {
   const p = msg.properties;
   const out: Options.Publish = { persistent: true };

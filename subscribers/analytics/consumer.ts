@@ -18,7 +18,7 @@ import {
   PoisonMessageError,
   type QueueConsumer,
 } from '../../lib/amqp/consumer.js';
-import type { AmqpConnectionManager } from '../../lib/amqp/connection.js';
+import { amqpUser, type AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import { analyticsQueueSpec } from '../../lib/amqp/topology.js';
 import type { Config } from '../../lib/config.js';
 import type { EventType } from '../../lib/events.js';
@@ -167,6 +167,7 @@ function orderTotalIn(event: OrderEvent): { amount?: string; currency?: string }
 
 export type AnalyticsConfig = Pick<
   Config,
+  | 'AMQP_URL'
   | 'AMQP_EXCHANGE'
   | 'ANALYTICS_QUEUE'
   | 'ANALYTICS_PREFETCH'
@@ -220,6 +221,7 @@ export function createAnalyticsSubscriber({
 
   return createConsumer({
     manager: amqp,
+    user: amqpUser(config.AMQP_URL),
     ...analyticsQueueSpec(config),
     prefetch: config.ANALYTICS_PREFETCH,
     maxDeliveries: config.ANALYTICS_MAX_DELIVERIES,

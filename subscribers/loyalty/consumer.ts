@@ -18,7 +18,7 @@ import {
   PoisonMessageError,
   type QueueConsumer,
 } from '../../lib/amqp/consumer.js';
-import type { AmqpConnectionManager } from '../../lib/amqp/connection.js';
+import { amqpUser, type AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import { loyaltyQueueSpec } from '../../lib/amqp/topology.js';
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
@@ -99,6 +99,7 @@ export async function revokePoints(pool: Pool, event: PaymentRefunded): Promise<
 
 export type LoyaltyConfig = Pick<
   Config,
+  | 'AMQP_URL'
   | 'AMQP_EXCHANGE'
   | 'LOYALTY_QUEUE'
   | 'LOYALTY_PREFETCH'
@@ -160,6 +161,7 @@ export function createLoyaltySubscriber({
 
   return createConsumer({
     manager: amqp,
+    user: amqpUser(config.AMQP_URL),
     ...loyaltyQueueSpec(config),
     prefetch: config.LOYALTY_PREFETCH,
     maxDeliveries: config.LOYALTY_MAX_DELIVERIES,

@@ -6,7 +6,8 @@
  * launders a forged message nor takes a trusted one's trust away.
  *
  * Two throwaway broker users are made for it through the management API: a forger with the right
- * to publish to this test's exchange (as a compromised service would have), and an operator.
+ * to publish to this test's exchange and its dead-letter exchange (as a compromised service would
+ * have), and an operator.
  */
 import { randomUUID } from 'node:crypto';
 import amqplib, { type ChannelModel, type ConsumeMessage, type Options } from 'amqplib';
@@ -15,7 +16,7 @@ import type { Client } from '@temporalio/client';
 import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import { DEAD_LETTER_HEADERS, type QueueConsumer } from '../../lib/amqp/consumer.js';
 import { eventPublishOptions } from '../../lib/amqp/publisher.js';
-import { dlqName, dlxName } from '../../lib/amqp/topology.js';
+import { dlxName } from '../../lib/amqp/topology.js';
 import type { Config } from '../../lib/config.js';
 import { buildEvent, type EventEnvelope } from '../../lib/events.js';
 import { connectTemporal } from '../../lib/temporal.js';
@@ -74,8 +75,12 @@ beforeAll(async () => {
   db = await createTestDatabase();
   config = testConfig(id, {
     DATABASE_URL: db.url,
-    // The test's own login plays the outbox publisher; the operator's login is trusted too.
+    // The test's own login plays the outbox publisher and reads every queue; the operator's login
+    // is trusted too.
     AMQP_TRUSTED_PUBLISHERS: `${TEST_PUBLISHER},${OPERATOR}`,
+    BRIDGE_AMQP_USER: TEST_PUBLISHER,
+    LOYALTY_AMQP_USER: TEST_PUBLISHER,
+    ANALYTICS_AMQP_USER: TEST_PUBLISHER,
     AMQP_MAX_MESSAGE_BYTES: String(16 * 1024),
     LOYALTY_MAX_DELIVERIES: '1',
     ANALYTICS_MAX_DELIVERIES: '1',
@@ -83,10 +88,11 @@ beforeAll(async () => {
   observer = await openObserver();
   for (const user of [FORGER, OPERATOR]) {
     await management('PUT', `users/${user}`, { password: PASSWORD, tags: '' });
-    // The forger may publish to this test's exchange only; the operator to its queues too.
+    // The forger may publish to this test's exchange and its dead-letter exchange only (as a
+    // compromised subscriber could, for its own dead letters); the operator to its queues too.
     const write =
       user === FORGER
-        ? `^${config.AMQP_EXCHANGE.replaceAll('.', '\\.')}$`
+        ? `^${config.AMQP_EXCHANGE.replaceAll('.', '\\.')}(\\.dlx)?$`
         : `^(test\\.${id}.*|amq\\.default)$`;
     await management('PUT', `permissions/%2F/${user}`, { configure: '', write, read: `^test\\.${id}.*` });
   }
@@ -150,11 +156,12 @@ async function publishAs(
   routingKey: string,
   body: Buffer | object,
   options: Options.Publish,
+  exchange = config.AMQP_EXCHANGE,
 ): Promise<void> {
   const channel = await channelOwner.createConfirmChannel();
   try {
     channel.publish(
-      config.AMQP_EXCHANGE,
+      exchange,
       routingKey,
       Buffer.isBuffer(body) ? body : Buffer.from(JSON.stringify(body)),
       options,
@@ -458,12 +465,12 @@ describe('hostile AMQP messages', () => {
   });
 
   test('a re-drive keeps a trusted message’s trust and never launders a forged one', async () => {
-    // A trusted payment.completed that loyalty could not take when it came (its DLQ, by the broker's
-    // rules or ours), next to the forged one of case 3 still there.
+    // A trusted payment.completed that loyalty could not take when it came, as loyalty dead-letters
+    // it: a copy under loyalty's own login recording the sender (the test's login reads the queues).
     const good = payment('12.00');
     const channel = await observer.admin.createConfirmChannel();
-    channel.publish('', dlqName(config.LOYALTY_QUEUE), Buffer.from(JSON.stringify(good)), {
-      ...eventPublishOptions({ id: good.id, type: good.type }, 'acme-outbox'),
+    channel.publish(dlxName(config.AMQP_EXCHANGE), config.LOYALTY_QUEUE, Buffer.from(JSON.stringify(good)), {
+      ...eventPublishOptions({ id: good.id, type: good.type }, 'acme-outbox', TEST_PUBLISHER),
       headers: {
         [DEAD_LETTER_HEADERS.reason]: 'database was down too long',
         [DEAD_LETTER_HEADERS.queue]: config.LOYALTY_QUEUE,
@@ -472,6 +479,7 @@ describe('hostile AMQP messages', () => {
     });
     await channel.waitForConfirms();
     await channel.close();
+    // Next to it, a forged payment.completed loyalty refused (case 3's way) …
     const forged = payment('700.00');
     await publishAs(
       forger,
@@ -480,6 +488,32 @@ describe('hostile AMQP messages', () => {
       eventPublishOptions({ id: forged.id, type: forged.type }, 'acme-outbox', FORGER),
     );
     await deadLettersOf(forged.id, 2);
+    // … loyalty's copy is its own (user_id = the login that reads the queue) and records the forger …
+    const copy = onDlx.find(
+      (m) =>
+        m.properties.messageId === forged.id &&
+        m.properties.headers?.[DEAD_LETTER_HEADERS.queue] === config.LOYALTY_QUEUE,
+    );
+    expect(copy?.properties.userId).toBe(TEST_PUBLISHER);
+    expect(String(copy?.properties.headers?.[DEAD_LETTER_HEADERS.userId])).toBe(FORGER);
+    // … and one the forger put straight into loyalty's DLQ through the dead-letter exchange, dressed
+    // as a dead letter of a trusted producer's event (a compromised service may publish there).
+    const planted = payment('900.00');
+    await publishAs(
+      forger,
+      config.LOYALTY_QUEUE,
+      planted,
+      {
+        ...eventPublishOptions({ id: planted.id, type: planted.type }, 'acme-outbox', FORGER),
+        headers: {
+          [DEAD_LETTER_HEADERS.reason]: 'database was down too long',
+          [DEAD_LETTER_HEADERS.queue]: config.LOYALTY_QUEUE,
+          [DEAD_LETTER_HEADERS.userId]: TEST_PUBLISHER,
+        },
+      },
+      dlxName(config.AMQP_EXCHANGE),
+    );
+    await deadLettersOf(planted.id, 1);
     const connection = await amqplib.connect(userUrl(OPERATOR));
     try {
       const result = await redriveDeadLetters(
@@ -497,6 +531,11 @@ describe('hostile AMQP messages', () => {
         outcome: 'kept',
         reason: expect.stringMatching(new RegExp(`not sent by a trusted producer \\(user_id ${FORGER}`)),
       });
+      expect(byId[planted.id]).toMatchObject({
+        ok: false,
+        outcome: 'kept',
+        reason: expect.stringMatching(new RegExp(`not sent by a trusted producer \\(user_id ${FORGER}`)),
+      });
     } finally {
       await connection.close();
     }
@@ -510,5 +549,12 @@ describe('hostile AMQP messages', () => {
       { what: 'the re-driven award' },
     );
     expect(points.points).toBe(12);
+    expect(
+      (
+        await db.pool.query('select 1 from loyalty_points where order_id = any($1::uuid[])', [
+          [forged.orderId, planted.orderId],
+        ])
+      ).rows,
+    ).toEqual([]);
   });
 });

@@ -4,7 +4,7 @@
  * flow, then each `/metrics` is scraped the way Prometheus does; `/health` and `/ready` answer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connectAmqp } from '../../lib/amqp/connection.js';
+import { amqpUser, connectAmqp } from '../../lib/amqp/connection.js';
 import { createConsumer } from '../../lib/amqp/consumer.js';
 import { dlqName } from '../../lib/amqp/topology.js';
 import { startProbeServer, type ProbeServer } from '../../lib/http-probe-server.js';
@@ -175,6 +175,7 @@ describe('orders flowing, as each process counts them', () => {
     let calls = 0;
     const consumer = createConsumer({
       manager: amqp,
+      user: amqpUser(system.config.AMQP_URL),
       exchange: system.config.AMQP_EXCHANGE,
       queue,
       routingKeys: ['test.flaky'],

@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import amqplib, { type ChannelModel } from 'amqplib';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from 'vitest';
 import { DEAD_LETTER_HEADERS, PoisonMessageError, createConsumer } from '../../lib/amqp/consumer.js';
-import { connectAmqp } from '../../lib/amqp/connection.js';
+import { amqpUser, connectAmqp } from '../../lib/amqp/connection.js';
 import { dlqName } from '../../lib/amqp/topology.js';
 import { eventPublishOptions } from '../../lib/amqp/publisher.js';
 import type { Config } from '../../lib/config.js';
@@ -47,6 +47,7 @@ async function deadLetter(count: number): Promise<Placed[]> {
   const amqp = connectAmqp(config, { name: `test-ops-dlq-${config.AMQP_EXCHANGE}`, logger });
   const consumer = createConsumer({
     manager: amqp,
+    user: amqpUser(config.AMQP_URL),
     exchange: config.AMQP_EXCHANGE,
     queue: config.BRIDGE_QUEUE,
     routingKeys: ['order.placed'],

@@ -68,9 +68,13 @@ export const CustomerIdSchema = z
   .regex(/^[A-Za-z0-9][A-Za-z0-9._:-]*$/, 'may contain only letters, digits and . _ : - (no spaces)')
   .openapi({ example: 'C100' });
 
-export const OrderIdSchema = z.guid({ error: 'must be a UUID' }).openapi({
-  example: '0b7e6c1e-8f4e-4a7c-9a43-3f0f8f7c2b1d',
-});
+/** Lower-cased, as PostgreSQL prints it, so one order has one spelling (and one workflow id). */
+export const OrderIdSchema = z
+  .guid({ error: 'must be a UUID' })
+  .overwrite((id) => id.toLowerCase())
+  .openapi({
+    example: '0b7e6c1e-8f4e-4a7c-9a43-3f0f8f7c2b1d',
+  });
 
 export const OrderItemInputSchema = z
   .strictObject({

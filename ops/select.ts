@@ -24,7 +24,10 @@ const WORKFLOW_ID_PREFIX = orderWorkflowId('');
  * @throws UsageError naming each id that is neither.
  */
 export function parseOrderIds(raw: readonly string[]): string[] {
-  const ids = raw.map((id) => (id.startsWith(WORKFLOW_ID_PREFIX) ? id.slice(WORKFLOW_ID_PREFIX.length) : id));
+  // Lower case, as PostgreSQL prints a uuid and as the workflow id has it.
+  const ids = raw.map((id) =>
+    (id.startsWith(WORKFLOW_ID_PREFIX) ? id.slice(WORKFLOW_ID_PREFIX.length) : id).toLowerCase(),
+  );
   const bad = raw.filter((_, i) => !UUID.test(ids[i]!));
   if (bad.length > 0)
     throw new UsageError(

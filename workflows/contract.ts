@@ -12,9 +12,13 @@ import type { FailureType } from './failures.js';
 export const TASK_QUEUE = 'orders';
 export const WORKFLOW_TYPE = 'orderSaga';
 
-/** The business key is the workflow id: one order, one workflow, found in the Web UI by this id. */
+/**
+ * The business key is the workflow id: one order, one workflow, found in the Web UI by this id.
+ * Lower case, as PostgreSQL prints a uuid: it finds `0B7E…` as `0b7e…`, but Temporal's ids are
+ * case-sensitive, and an id typed in capitals must not miss the order's running saga.
+ */
 export function orderWorkflowId(orderId: string): string {
-  return `order-${orderId}`;
+  return `order-${orderId.toLowerCase()}`;
 }
 
 /** Custom search attributes, registered at start-up (scripts/infra.sh and the worker) and kept current. */

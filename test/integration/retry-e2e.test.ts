@@ -150,13 +150,23 @@ describe('retry', () => {
     await waitFor(async () => (await system.getOrder(placed.body.id)).status === 'RESERVED', {
       what: 'reserved',
     });
-    const res = await retryOrders(deps(), { selection: { orderIds: [placed.body.id] }, reason: 'too early' });
-    expect(res.items[0]).toMatchObject({
-      ok: false,
-      outcome: 'refused',
-      reason: expect.stringMatching(/still going/),
-    });
+    // Typed in capitals too: still the same order, whose run is still going.
+    for (const id of [placed.body.id, placed.body.id.toUpperCase()]) {
+      const res = await retryOrders(deps(), { selection: { orderIds: [id] }, reason: 'too early' });
+      expect(res.items[0], id).toMatchObject({
+        ok: false,
+        outcome: 'refused',
+        reason: expect.stringMatching(/still going/),
+      });
+      const viaApi = await system.app.request(`/orders/${id}/retry`, { method: 'POST' });
+      expect(viaApi.status, id).toBe(409);
+      expect(await viaApi.json()).toMatchObject({
+        error: { code: 'retry_refused', message: expect.stringMatching(/still going/) },
+      });
+    }
     await system.waitForFinal(placed.body.id);
+    const { rows } = await system.db.pool.query('select run from orders where id = $1', [placed.body.id]);
+    expect(rows).toEqual([{ run: 1 }]); // never retried
   });
 });
 

@@ -14,8 +14,11 @@ import {
   CreateOrderBodySchema,
   LIMITS,
   ListOrdersQuerySchema,
+  OrderIdParamsSchema,
   type CreateOrderBody,
 } from '../../api/schemas.js';
+import { parseOrderIds } from '../../ops/select.js';
+import { orderWorkflowId } from '../../workflows/contract.js';
 
 const valid = (): CreateOrderBody => ({
   customer_id: 'C100',
@@ -79,6 +82,19 @@ describe('CreateOrderBodySchema', () => {
       ],
     });
     expect(fields).toEqual([{ path: 'items[2].sku', message: expect.stringContaining('items[0].sku') }]);
+  });
+});
+
+describe('an order id in capitals', () => {
+  // PostgreSQL finds the order whatever the case; Temporal's workflow ids are case-sensitive, so a
+  // second spelling would miss the order's running saga (a retry would not see it still going).
+  const id = '0B7E6C1E-8F4E-4A7C-9A43-3F0F8F7C2B1D';
+  const canonical = id.toLowerCase();
+
+  it('is one order, one workflow: the API, the CLI and the workflow id all lower-case it', () => {
+    expect(OrderIdParamsSchema.parse({ id })).toEqual({ id: canonical });
+    expect(parseOrderIds([id, `order-${id}`, canonical])).toEqual([canonical]);
+    expect(orderWorkflowId(id)).toBe(`order-${canonical}`);
   });
 });
 

@@ -4,7 +4,7 @@
  * command that works on runs (replay, reset, and later retry and reconcile).
  */
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
-import { SEARCH_ATTRIBUTES, orderWorkflowId } from '../workflows/contract.js';
+import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, orderWorkflowId } from '../workflows/contract.js';
 import { UsageError } from './result.js';
 
 export type OrderSelection = { orderIds: string[] } | { query: string };
@@ -62,7 +62,7 @@ export async function selectRuns(
   selection: OrderSelection,
   { allRuns = false }: { allRuns?: boolean } = {},
 ): Promise<SelectedRun[]> {
-  if ('query' in selection) return listRuns(client, selection.query);
+  if ('query' in selection) return listRuns(client, ofOrderSagas(selection.query));
   if (!allRuns)
     return selection.orderIds.map((orderId) => ({ orderId, workflowId: orderWorkflowId(orderId) }));
   const runs: SelectedRun[] = [];
@@ -72,6 +72,19 @@ export async function selectRuns(
     runs.push(...(found.length > 0 ? found : [{ orderId, workflowId: orderWorkflowId(orderId) }]));
   }
   return runs;
+}
+
+/**
+ * The operator's query narrowed to order sagas: a namespace may hold other workflows, and
+ * `reset --query 'ExecutionStatus = "Running"'` must not reset them (nor retry hand their ids to the
+ * orders table). An `ORDER BY` stays at the end, where the syntax wants it.
+ */
+export function ofOrderSagas(query: string): string {
+  const orderBy = /\border\s+by\b/i.exec(query);
+  const where = (orderBy ? query.slice(0, orderBy.index) : query).trim();
+  const tail = orderBy ? ` ${query.slice(orderBy.index).trim()}` : '';
+  const type = `WorkflowType = ${JSON.stringify(WORKFLOW_TYPE)}`;
+  return `${where === '' ? type : `${type} AND (${where})`}${tail}`;
 }
 
 const INVALID_ARGUMENT = 3; // gRPC status code

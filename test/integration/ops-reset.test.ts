@@ -180,6 +180,20 @@ test('refuses runs that are not stuck or have not started a task, and reports un
   ).rejects.toThrow(/needs a reason/);
 });
 
+test('--query acts on order sagas only, whatever else the namespace runs', async () => {
+  // A workflow of another type with an order-like id: the query matches it, the command must not.
+  const other = orderWorkflowId(await startSaga(`ops-reset-nobody-polls-${randomUUID()}`));
+  const query = `WorkflowId = "${other}"`;
+  await waitFor(async () => (await client.workflow.count(query)).count === 1, {
+    what: 'the other workflow in visibility',
+  });
+  const result = await resetOrders(
+    { client, logger },
+    { selection: { query }, reason: REASON, dryRun: true, healthy: true },
+  );
+  expect(result.items).toEqual([]);
+});
+
 test('a saga whose compensation failed is reset to just before it: the compensation runs again and the stock comes back', async () => {
   const db = await createTestDatabase();
   const sagaQueue = `ops-reset-saga-${randomUUID()}`;

@@ -17,7 +17,7 @@ import {
   OrderIdParamsSchema,
   type CreateOrderBody,
 } from '../../api/schemas.js';
-import { parseOrderIds } from '../../ops/select.js';
+import { ofOrderSagas, parseOrderIds } from '../../ops/select.js';
 import { orderWorkflowId } from '../../workflows/contract.js';
 
 const valid = (): CreateOrderBody => ({
@@ -247,5 +247,17 @@ describe('classifyCancelError', () => {
 
   it('rethrows what it does not know', () => {
     expect(() => classifyCancelError(new RangeError('bug'))).toThrow(RangeError);
+  });
+});
+
+describe('an operator query', () => {
+  it('is narrowed to order sagas, its ORDER BY kept at the end', () => {
+    expect(ofOrderSagas('ExecutionStatus = "Running"')).toBe(
+      'WorkflowType = "orderSaga" AND (ExecutionStatus = "Running")',
+    );
+    expect(ofOrderSagas('OrderStatus = "PENDING" OR CustomerId = "C1" order by StartTime DESC')).toBe(
+      'WorkflowType = "orderSaga" AND (OrderStatus = "PENDING" OR CustomerId = "C1") order by StartTime DESC',
+    );
+    expect(ofOrderSagas('ORDER BY StartTime')).toBe('WorkflowType = "orderSaga" ORDER BY StartTime');
   });
 });

@@ -161,7 +161,9 @@ const schema = z.object({
    * against that key set (any OIDC provider's `jwks_uri`); without it, against the local key pair
    * that `npm run up` generates under `AUTH_LOCAL_KEY_DIR` (`npm run token` signs with it).
    */
-  AUTH_JWKS_URL: z.url({ error: 'must be the https:// URL of a JWKS (an OIDC jwks_uri)' }).optional(),
+  AUTH_JWKS_URL: z
+    .url({ protocol: /^https?$/, error: 'must be the https:// URL of a JWKS (an OIDC jwks_uri)' })
+    .optional(),
   /** The `iss` every accepted token must carry. */
   AUTH_ISSUER: z.string().min(1).default('acme-orders-local'),
   /** The `aud` every accepted token must carry (one of, when the token lists several). */
@@ -226,8 +228,12 @@ export class ConfigError extends Error {
  * Empty strings count as unset, so `FOO= npm run up` falls back to the default.
  */
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // Surrounding blanks dropped, and a blank value is unset like an empty one: a stray space in an
+  // env file must not coerce to 0 (a timeout off, a random port) or become part of a login.
   const relevant = Object.fromEntries(
-    CONFIG_KEYS.filter((key) => env[key] !== undefined && env[key] !== '').map((key) => [key, env[key]]),
+    CONFIG_KEYS.map((key) => [key, env[key]?.trim()] as const).filter(
+      ([, value]) => value !== undefined && value !== '',
+    ),
   );
   const parsed = schema.safeParse(relevant);
   const issues = parsed.success
@@ -298,6 +304,12 @@ function crossProblems(config: Parsed): Problem[] {
     });
   }
   if (config.NODE_ENV === 'production') {
+    if (config.AUTH_JWKS_URL?.startsWith('http:'))
+      problems.push({
+        key: 'AUTH_JWKS_URL',
+        message:
+          'must be https:// when NODE_ENV=production: over plain HTTP anyone on the way can swap the keys and sign operator tokens',
+      });
     for (const [key, url] of [
       ['DATABASE_URL', config.DATABASE_URL],
       ['AMQP_URL', config.AMQP_URL],

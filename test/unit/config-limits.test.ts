@@ -46,6 +46,22 @@ describe('retention settings', () => {
   });
 });
 
+describe('blank values', () => {
+  test('are unset, not 0: a stray space does not switch a timeout off or pick a random port', () => {
+    const config = loadConfig({
+      DATABASE_STATEMENT_TIMEOUT_MS: ' ',
+      BRIDGE_MAX_RUNNING_SAGAS: '\t',
+      OUTBOX_HTTP_PORT: ' ',
+    });
+    const defaults = loadConfig({});
+    expect(config.DATABASE_STATEMENT_TIMEOUT_MS).toBe(defaults.DATABASE_STATEMENT_TIMEOUT_MS);
+    expect(config.DATABASE_STATEMENT_TIMEOUT_MS).toBeGreaterThan(0);
+    expect(config.BRIDGE_MAX_RUNNING_SAGAS).toBe(defaults.BRIDGE_MAX_RUNNING_SAGAS);
+    expect(config.OUTBOX_HTTP_PORT).toBe(defaults.OUTBOX_HTTP_PORT);
+    expect(loadConfig({ PORT: ' 8080 ' }).PORT).toBe(8080);
+  });
+});
+
 describe('database session limits', () => {
   test('defaults are on; 0 turns one off', () => {
     const config = loadConfig({ DATABASE_LOCK_TIMEOUT_MS: '0' });
@@ -94,6 +110,23 @@ describe('production credentials and secure connections', () => {
 
   test('the same defaults are fine outside production (the local setup and the tests)', () => {
     expect(loadConfig({}).NODE_ENV).toBe('development');
+  });
+
+  test('the token keys come over https: no other scheme, and not plain http in production', () => {
+    for (const url of ['file:///etc/jwks.json', 'ftp://idp/jwks'])
+      expect(() => loadConfig({ AUTH_JWKS_URL: url }), url).toThrow(/AUTH_JWKS_URL.*https:\/\//);
+    expect(loadConfig({ AUTH_JWKS_URL: 'http://127.0.0.1:9999/jwks' }).AUTH_JWKS_URL).toMatch(/^http:/);
+    const production = {
+      NODE_ENV: 'production',
+      DATABASE_URL: 'postgres://acme_app:s3cret@db:5432/acme?sslmode=verify-full',
+      AMQP_URL: 'amqps://acme-outbox:s3cret@mq:5671',
+    };
+    expect(() => loadConfig({ ...production, AUTH_JWKS_URL: 'http://idp/jwks' })).toThrow(
+      /AUTH_JWKS_URL.*must be https:\/\/ when NODE_ENV=production/,
+    );
+    expect(loadConfig({ ...production, AUTH_JWKS_URL: 'https://idp/jwks' }).AUTH_JWKS_URL).toBe(
+      'https://idp/jwks',
+    );
   });
 
   test('mTLS needs a certificate and its key together', () => {

@@ -12,8 +12,10 @@
  * an empty body: it cannot be scrubbed field by field. The copies go to the DLQ's tail.
  *
  * Refused while one of the customer's orders is still under way: its saga may still need the address
- * to send the customer its e-mail. Idempotent: run it again after a failure (the database part is
- * matched by customer id, the dead letters by order id as well as by address).
+ * to send the customer its e-mail. Idempotent: run it again after a failure. The dead letters are
+ * scrubbed before the database is erased, because finding them needs the addresses the database
+ * still holds: a run that fails in the dead-letter step has erased nothing yet, and the next run
+ * finds every address again (the database part is matched by customer id).
  */
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import type { ChannelModel } from 'amqplib';
@@ -44,13 +46,7 @@ export interface EraseCustomerDeps {
 export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string): Promise<CommandResult> {
   if (customerId.trim() === '') throw new UsageError('erase-customer takes a customer id, e.g. C100');
   const progress = deps.progress ?? noProgress;
-  const database = await withTransaction(deps.pool, async (tx) => {
-    const footprint = await customerFootprint(tx, customerId);
-    if (footprint.openOrderIds.length > 0) return { footprint, refused: true as const };
-    return { footprint, refused: false as const, counts: await eraseCustomerData(tx, footprint.orderIds) };
-  });
-  const { footprint } = database;
-  if (database.refused) {
+  const refusal = (footprint: CustomerFootprint): CommandResult => {
     const item: ItemResult = {
       id: customerId,
       ok: false,
@@ -62,18 +58,12 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
     };
     progress.advance(item);
     return commandResult('erase-customer', [item]);
-  }
-  const items: ItemResult[] = [
-    {
-      id: customerId,
-      ok: true,
-      outcome: 'erased',
-      details: { ...database.counts, ordersOfCustomer: footprint.orderIds.length },
-    },
-  ];
-  progress.advance(items[0]!);
-  deps.logger.info({ customerId, ...database.counts }, 'customer data erased from the database');
+  };
+  const footprint = await withTransaction(deps.pool, (tx) => customerFootprint(tx, customerId));
+  if (footprint.openOrderIds.length > 0) return refusal(footprint);
 
+  // The dead letters first, while the database still knows the addresses to look for.
+  const scrubs: ItemResult[] = [];
   await eachDeadLetterQueue({ ...deps, progress: noProgress }, {}, async ({ channel, dlq, take }) => {
     const kept: GetMessage[] = [];
     let scrubbed = 0;
@@ -93,16 +83,29 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
     } finally {
       giveBack(channel, kept);
     }
-    const item: ItemResult = {
-      id: dlq,
-      ok: true,
-      outcome: 'scrubbed',
-      details: { scrubbed, untouched: kept.length },
-    };
-    items.push(item);
-    progress.advance(item);
+    scrubs.push({ id: dlq, ok: true, outcome: 'scrubbed', details: { scrubbed, untouched: kept.length } });
   });
-  return commandResult('erase-customer', items);
+
+  const database = await withTransaction(deps.pool, async (tx) => {
+    // Taken again under the transaction: an order placed meanwhile is erased (or refuses) too.
+    const now = await customerFootprint(tx, customerId);
+    if (now.openOrderIds.length > 0) return { kind: 'refused' as const, footprint: now };
+    return {
+      kind: 'erased' as const,
+      counts: await eraseCustomerData(tx, now.orderIds),
+      orders: now.orderIds.length,
+    };
+  });
+  if (database.kind === 'refused') return refusal(database.footprint);
+  const erased: ItemResult = {
+    id: customerId,
+    ok: true,
+    outcome: 'erased',
+    details: { ...database.counts, ordersOfCustomer: database.orders },
+  };
+  deps.logger.info({ customerId, ...database.counts }, 'customer data erased from the database');
+  for (const item of [erased, ...scrubs]) progress.advance(item);
+  return commandResult('erase-customer', [erased, ...scrubs]);
 }
 
 /** The message to put back in the DLQ instead of `msg`, or undefined when it is not about the customer. */

@@ -203,6 +203,28 @@ describe('erase-customer', () => {
     });
   });
 
+  test('a run that fails in the dead-letter step erases nothing yet, so the next one still finds the addresses', async () => {
+    const sku = await createProduct(db.pool, { stock: 10 });
+    const customer = `C-RETRY-${shortId()}`;
+    const orderId = await place(customer, 'dave@example.com', sku);
+    await db.pool.query(`update orders set status = 'COMPLETED' where id = $1::uuid`, [orderId]);
+    // A malformed dead letter that names the customer by address only.
+    await deadLetter('{"email":"dave@example.com", broken', `malformed-${shortId()}`, 'body is not JSON: …');
+
+    const lost = await amqplib.connect(config.AMQP_URL);
+    await lost.close(); // the broker connection drops
+    await expect(
+      eraseCustomer({ pool: db.pool, connection: lost, config, logger }, customer),
+    ).rejects.toThrow();
+    expect((await getOrder(db.pool, orderId))!.email).toBe('dave@example.com');
+
+    const result = await eraseCustomer({ pool: db.pool, connection, config, logger }, customer);
+    expect(result.ok).toBe(true);
+    expect((await getOrder(db.pool, orderId))!.email).toBeNull();
+    const left = (await drainDlq()).map((m) => m.content.toString('utf8'));
+    expect(left.some((body) => body.includes('dave@example.com'))).toBe(false);
+  });
+
   test('refused while an order of the customer is under way (exit 1), changing nothing', async () => {
     const sku = await createProduct(db.pool, { stock: 10 });
     const customer = `C-OPEN-${shortId()}`;

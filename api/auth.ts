@@ -32,7 +32,12 @@ export type Authenticator = (token: string) => Promise<Principal>;
 
 export type VerifierConfig = Pick<
   Config,
-  'AUTH_ISSUER' | 'AUTH_AUDIENCE' | 'AUTH_ROLE_CLAIM' | 'AUTH_OPERATOR_ROLE' | 'AUTH_CLOCK_TOLERANCE_S'
+  | 'AUTH_ISSUER'
+  | 'AUTH_AUDIENCE'
+  | 'AUTH_ROLE_CLAIM'
+  | 'AUTH_OPERATOR_ROLE'
+  | 'AUTH_CUSTOMER_CLAIM'
+  | 'AUTH_CLOCK_TOLERANCE_S'
 >;
 
 /** Asymmetric only: a symmetric (HS*) or unsigned (`none`) token is refused before any key is tried. */
@@ -92,26 +97,40 @@ function authenticatorFor(keys: JWTVerifyGetKey, config: VerifierConfig): Authen
     if (rolesOf(payload, config.AUTH_ROLE_CLAIM).includes(config.AUTH_OPERATOR_ROLE)) {
       return { kind: 'operator', subject };
     }
-    if (!CUSTOMER_ID.test(subject)) {
+    const customerId = claimAt(payload, config.AUTH_CUSTOMER_CLAIM);
+    if (typeof customerId !== 'string' || !CUSTOMER_ID.test(customerId)) {
       throw new ApiError(
         403,
         'forbidden',
-        'The token is valid, but its subject is not a customer id (letters, digits and . _ : -, at most 64) and it carries no operator role.',
+        `The token is valid, but its "${config.AUTH_CUSTOMER_CLAIM}" claim is not a customer id (letters, digits and . _ : -, at most 64) and it carries no operator role.`,
       );
     }
-    return { kind: 'customer', subject, customerId: subject };
+    return { kind: 'customer', subject, customerId };
   };
 }
 
 /** The roles at a claim name or dotted path: a string, an array of strings, or nothing. */
 export function rolesOf(payload: JWTPayload, claimPath: string): string[] {
-  let value: unknown = payload;
-  for (const key of claimPath.split('.')) {
-    value = value !== null && typeof value === 'object' ? (value as Record<string, unknown>)[key] : undefined;
-  }
+  const value = claimAt(payload, claimPath);
   if (typeof value === 'string') return value.split(' ').filter(Boolean);
   if (Array.isArray(value)) return value.filter((role): role is string => typeof role === 'string');
   return [];
+}
+
+/**
+ * A claim by its name, which may hold dots (namespaced claims such as Auth0's
+ * `https://acme.example/roles`), or else by a dotted path into nested claims (`realm_access.roles`).
+ */
+export function claimAt(payload: JWTPayload, claimPath: string): unknown {
+  if (Object.hasOwn(payload, claimPath)) return payload[claimPath];
+  let value: unknown = payload;
+  for (const key of claimPath.split('.')) {
+    value =
+      value !== null && typeof value === 'object' && Object.hasOwn(value, key)
+        ? (value as Record<string, unknown>)[key]
+        : undefined;
+  }
+  return value;
 }
 
 /** jose's verdict as the client's 401, or a 503 when the key set itself could not be fetched. */

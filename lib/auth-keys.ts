@@ -25,7 +25,8 @@ export interface LocalKeyPair {
 export type AuthConfig = Pick<
   Config,
   'AUTH_ISSUER' | 'AUTH_AUDIENCE' | 'AUTH_ROLE_CLAIM' | 'AUTH_OPERATOR_ROLE' | 'AUTH_LOCAL_KEY_DIR'
->;
+> &
+  Partial<Pick<Config, 'AUTH_CUSTOMER_CLAIM'>>;
 
 /** A fresh key pair in memory (tests; and the first step of `ensureLocalKeyPair`). */
 export async function generateLocalKeyPair(): Promise<LocalKeyPair> {
@@ -100,7 +101,13 @@ export async function signLocalToken(
 ): Promise<string> {
   const key = await importJWK(pair.privateJwk, LOCAL_ALGORITHM);
   const role = req.role === 'operator' ? config.AUTH_OPERATOR_ROLE : 'customer';
-  return new SignJWT(nestClaim(config.AUTH_ROLE_CLAIM, [role]))
+  // The subject is the customer id; a customer claim of another name carries it too.
+  const customerClaim = config.AUTH_CUSTOMER_CLAIM ?? 'sub';
+  const claims = {
+    ...nestClaim(config.AUTH_ROLE_CLAIM, [role]),
+    ...(customerClaim === 'sub' ? {} : { [customerClaim]: req.subject }),
+  };
+  return new SignJWT(claims)
     .setProtectedHeader({
       alg: LOCAL_ALGORITHM,
       typ: 'JWT',

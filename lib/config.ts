@@ -178,6 +178,15 @@ const schema = z.object({
     .default('roles'),
   /** The role that makes a caller an operator; every other authenticated caller is a customer. */
   AUTH_OPERATOR_ROLE: z.string().min(1).default('operator'),
+  /**
+   * Where a customer's id is in their token: `sub`, or a claim of the provider's for providers whose
+   * `sub` is not one (Auth0's `auth0|5f7c…`): a claim name, namespaced URLs included
+   * (`https://acme.example/customer_id`), or a dotted path into a nested claim.
+   */
+  AUTH_CUSTOMER_CLAIM: z
+    .string()
+    .regex(/^\S+$/, 'must be a claim name or a dotted path, without spaces')
+    .default('sub'),
   /** Local mode: the key pair's folder (git-ignored). */
   AUTH_LOCAL_KEY_DIR: z.string().min(1).default('.data/auth'),
   /** Leeway for `exp`/`nbf`/`iat` against clock skew between the issuer and this server. */

@@ -9,7 +9,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { decodeJwt, decodeProtectedHeader } from 'jose';
+import { SignJWT, decodeJwt, decodeProtectedHeader, importJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app.js';
 import { createAuthenticator, rolesOf } from '../../api/auth.js';
@@ -124,6 +124,8 @@ describe('roles at a claim path', () => {
     [{ realm_access: 'operator' }, 'realm_access.roles', []],
     [{ roles: [1, 'operator', null] }, 'roles', ['operator']],
     [{}, 'roles', []],
+    [{ 'https://acme.example/roles': ['operator'] }, 'https://acme.example/roles', ['operator']],
+    [{ realm_access: {} }, 'realm_access.constructor', []],
   ])('%j at %s', (payload, claim, roles) => {
     expect(rolesOf(payload, claim)).toEqual(roles);
   });
@@ -167,6 +169,33 @@ describe('with an OIDC provider (JWKS over HTTP)', () => {
       role: 'operator',
     });
     await expect(authenticate(other)).rejects.toMatchObject({ status: 401, code: 'invalid_token' });
+  });
+
+  it('finds the customer id in a claim of its own when the provider’s sub is not one (Auth0)', async () => {
+    const claim = 'https://acme.example/customer_id'; // a namespaced claim: its dots are not a path
+    const sign = async (claims: Record<string, unknown>) =>
+      new SignJWT({ realm_access: { roles: ['customer'] }, ...claims })
+        .setProtectedHeader({ alg: 'ES256', kid: (await provider).privateJwk.kid! })
+        .setIssuer('https://idp.example/')
+        .setAudience('acme')
+        .setSubject('auth0|5f7c8ec7c33c6c004bbafe82')
+        .setExpirationTime('5m')
+        .sign(await importJWK((await provider).privateJwk, 'ES256'));
+    const token = await sign({ [claim]: 'C42' });
+
+    const bySub = await createAuthenticator(oidc(url));
+    await expect(bySub(token)).rejects.toMatchObject({
+      status: 403,
+      message: expect.stringContaining('"sub" claim is not a customer id'),
+    });
+    const byClaim = await createAuthenticator({ ...oidc(url), AUTH_CUSTOMER_CLAIM: claim });
+    expect(await byClaim(token)).toEqual({
+      kind: 'customer',
+      subject: 'auth0|5f7c8ec7c33c6c004bbafe82',
+      customerId: 'C42',
+    });
+    await expect(byClaim(await sign({ [claim]: 'C 42' }))).rejects.toMatchObject({ status: 403 });
+    await expect(byClaim(await sign({}))).rejects.toMatchObject({ status: 403 });
   });
 
   it('is a 503, not a 401, when the provider cannot be reached', async () => {

@@ -76,7 +76,7 @@ import {
   type StackNames,
 } from './lib/stack.js';
 import { stageBreakdown } from './lib/stages.js';
-import { figures, series } from './lib/stats.js';
+import { figures, maxOf, minOf, series } from './lib/stats.js';
 import { renderChart } from './lib/svg.js';
 import { buildOnce } from '../test/helpers/processes.js';
 
@@ -828,8 +828,8 @@ async function main(): Promise<void> {
       });
       const done = drain.value.filter((r) => orderOk(r.outcome));
       const drainFigures = figures(drain.value, orderOk);
-      const firstDone = Math.min(...done.map((r) => r.doneAt));
-      const lastDone = Math.max(...done.map((r) => r.doneAt));
+      const firstDone = minOf(done.map((r) => r.doneAt));
+      const lastDone = maxOf(done.map((r) => r.doneAt));
       run.phases.push({
         name: 'backlog drain',
         kind: 'backlog-drain',
@@ -1147,7 +1147,10 @@ function memoryTrend(
   for (const name of groups) {
     const e = median(early.map((p) => p.rssMb[name]).filter((v): v is number => v !== undefined));
     const l = median(late.map((p) => p.rssMb[name]).filter((v): v is number => v !== undefined));
-    const peak = Math.max(0, ...points.map((p) => p.rssMb[name] ?? 0));
+    const peak = maxOf(
+      points.map((p) => p.rssMb[name] ?? 0),
+      0,
+    );
     if (Number.isNaN(e) || Number.isNaN(l)) continue;
     const growth = round(l - e, 1);
     // Flat: the last quarter within 20 MB or 15 % of the first.

@@ -161,7 +161,11 @@ export async function createNamespace(connection: Connection, namespace: string)
   await connection.workflowService.registerNamespace({
     namespace,
     description: 'npm run bench (deleted when the run ends)',
-    workflowExecutionRetentionPeriod: msToTs('1 hour'),
+    // Longer than any run: nothing is deleted while the bench measures. With 1 hour, a 100 000-order
+    // backlog's first runs came due for deletion 1 h into the drain, and the dev server's SQLite
+    // store, deleting thousands of histories while serving the drain, failed every operation with
+    // `interrupted (9)` half an hour later (the way a deleted bench namespace wedged the shared one).
+    workflowExecutionRetentionPeriod: msToTs('7 days'),
   });
   const keyword = encodeSearchAttributeIndexedValueType('KEYWORD')!;
   // Until all are listed: the namespace may not be visible yet, and the server on PostgreSQL was

@@ -1,6 +1,20 @@
 /** Percentiles, throughput and per-second time series of unit results. */
 import type { UnitResult } from './load.js';
 
+/** Math.max over any number of values: spreading a long run's 100 000 into Math.max overflows the stack. */
+export function maxOf(values: readonly number[], floor = -Infinity): number {
+  let max = floor;
+  for (const v of values) if (v > max) max = v;
+  return max;
+}
+
+/** Math.min over any number of values (see maxOf). */
+export function minOf(values: readonly number[], ceiling = Infinity): number {
+  let min = ceiling;
+  for (const v of values) if (v < min) min = v;
+  return min;
+}
+
 export interface LatencyStats {
   p50: number;
   p95: number;
@@ -57,8 +71,8 @@ export function figures(records: UnitResult[], ok: (outcome: string) => boolean)
   const outcomes: Record<string, number> = {};
   for (const r of records) outcomes[r.outcome] = (outcomes[r.outcome] ?? 0) + 1;
   const done = records.filter((r) => ok(r.outcome));
-  const first = Math.min(...records.map((r) => r.sentAt));
-  const last = Math.max(...done.map((r) => r.doneAt));
+  const first = minOf(records.map((r) => r.sentAt));
+  const last = maxOf(done.map((r) => r.doneAt));
   const seconds = done.length > 0 ? (last - first) / 1000 : NaN;
   const accept = records.filter((r) => r.acceptMs !== undefined).map((r) => r.acceptMs!);
   return {

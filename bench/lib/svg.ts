@@ -4,7 +4,7 @@
  * with each phase shaded and named.
  */
 import type { MemoryPoint } from './meter.js';
-import type { SeriesPoint } from './stats.js';
+import { maxOf, minOf, type SeriesPoint } from './stats.js';
 
 export interface ChartPhase {
   label: string;
@@ -38,7 +38,7 @@ const COLORS = [
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 
 export function renderChart(title: string, phases: ChartPhase[], memory: MemoryPoint[]): string {
-  const tMax = Math.max(1, ...phases.map((p) => p.end), ...memory.map((m) => m.t));
+  const tMax = Math.max(1, maxOf(phases.map((p) => p.end)), maxOf(memory.map((m) => m.t)));
   const plotW = W - LEFT - RIGHT;
   const x = (t: number) => LEFT + (t / tMax) * plotW;
   const out: string[] = [];
@@ -63,7 +63,12 @@ export function renderChart(title: string, phases: ChartPhase[], memory: MemoryP
 
   // Panel 1: completions per second.
   const points = phases.flatMap((p) => p.series);
-  const maxDone = niceMax(Math.max(1, ...points.map((s) => s.done)));
+  const maxDone = niceMax(
+    maxOf(
+      points.map((s) => s.done),
+      1,
+    ),
+  );
   panel(out, panelTop(0), 'completed / s', maxDone, (v) => String(v), false);
   for (const p of phases) {
     const y = (v: number) => panelTop(0) + PANEL_H - (v / maxDone) * PANEL_H;
@@ -78,8 +83,8 @@ export function renderChart(title: string, phases: ChartPhase[], memory: MemoryP
 
   // Panel 2: latency, log scale.
   const lat = points.flatMap((s) => [s.p50 ?? 0, s.p95 ?? 0]).filter((v) => v > 0);
-  const lo = Math.pow(10, Math.floor(Math.log10(Math.max(1, Math.min(...lat, 10)))));
-  const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(lo * 10, ...lat))));
+  const lo = Math.pow(10, Math.floor(Math.log10(Math.max(1, minOf(lat, 10)))));
+  const hi = Math.pow(10, Math.ceil(Math.log10(maxOf(lat, lo * 10))));
   const ly = (v: number) =>
     panelTop(1) + PANEL_H - ((Math.log10(v) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * PANEL_H;
   panel(out, panelTop(1), 'latency ms (log)', hi, (v) => String(v), true, lo);
@@ -106,7 +111,12 @@ export function renderChart(title: string, phases: ChartPhase[], memory: MemoryP
   const names = [...new Set(memory.flatMap((m) => Object.keys(m.rssMb)))].filter(
     (n) => n !== 'postgres: bench db backends',
   );
-  const maxRss = niceMax(Math.max(10, ...memory.flatMap((m) => Object.values(m.rssMb))));
+  const maxRss = niceMax(
+    maxOf(
+      memory.flatMap((m) => Object.values(m.rssMb)),
+      10,
+    ),
+  );
   panel(out, panelTop(2), 'RSS MB (largest process)', maxRss, (v) => String(v), false);
   const my = (v: number) => panelTop(2) + PANEL_H - (v / maxRss) * PANEL_H;
   if (RSS_TARGET_MB < maxRss) {

@@ -357,7 +357,8 @@ export async function eachDeadLetterQueue(
 }
 
 /** Message and consumer counts, or undefined when the queue does not exist (checked on a throwaway channel: a 404 closes it). */
-async function queueState(
+/** A queue's ready messages and consumers; undefined when it does not exist. */
+export async function queueState(
   connection: ChannelModel,
   queue: string,
 ): Promise<{ messages: number; consumers: number } | undefined> {

@@ -6,19 +6,23 @@
  * - its run was never started and the event asking for it is unpublished: the outbox publisher is
  *   down or backing off: the event is made due now;
  * - the event was published but no run started (dead-lettered, or lost): it is sent again (same
- *   event id; the bridge starts the run once, whatever it receives);
+ *   event id; the bridge starts the run once, whatever it receives). Unless messages still wait in
+ *   the bridge's queue: in a backlog the event is most likely among them, so the order is reported
+ *   `queued` (ok) and nothing is sent again, which would only lengthen the queue;
  * - the event is gone, or the run was started and is no longer running (it failed, was terminated,
  *   or Temporal forgot it): the order is retried as a new run if the domain allows it
  *   (`mayBeRetried`); otherwise the reason is reported (money held: reset the run instead).
  * Exit status (through `ok`): without `fix`, every stalled order found is an item that is not ok.
  */
 import type { Client } from '@temporalio/client';
+import type { ChannelModel } from 'amqplib';
 import type { Logger } from '../lib/logger.js';
 import { latestOrderRun, type LatestRun } from '../lib/temporal.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import { findStalledOrders, republishEvent, type StalledOrder } from '../db/reconcile.js';
 import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
 import { commandResult, noProgress, type CommandResult, type ItemResult, type Progress } from './result.js';
+import { queueState } from './dlq.js';
 import { retryOne } from './retry.js';
 
 export interface ReconcileDeps {
@@ -26,6 +30,11 @@ export interface ReconcileDeps {
   client: Client;
   logger: Logger;
   progress?: Progress;
+  /**
+   * The bridge's queue (`orders reconcile` passes it): how many messages wait there tells a backlog
+   * from a lost event. Without it, every published event whose run did not start counts as stalled.
+   */
+  bridgeQueue?: { connection: () => Promise<ChannelModel>; queue: string };
 }
 
 export interface ReconcileOptions {
@@ -38,7 +47,7 @@ export interface ReconcileOptions {
 }
 
 type Diagnosis =
-  | { stalled: false }
+  | { stalled: false; queued?: string }
   | { stalled: true; cause: 'unpublished' | 'not-started' | 'no-request' | 'run-ended'; reason: string };
 
 export async function reconcileOrders(
@@ -51,13 +60,23 @@ export async function reconcileOrders(
     limit: options.limit ?? 1000,
   });
   progress.start(candidates.length);
+  const waiting = candidates.length > 0 ? await bridgeBacklog(deps) : 0;
   const items = await mapBounded(
     candidates,
     options.concurrency ?? DEFAULT_CONCURRENCY,
     async (order) => {
       try {
-        const diagnosis = diagnose(order, await latestOrderRun(deps.client, order.id));
-        if (!diagnosis.stalled) return undefined;
+        const diagnosis = diagnose(order, await latestOrderRun(deps.client, order.id), waiting);
+        if (!diagnosis.stalled)
+          return diagnosis.queued === undefined
+            ? undefined
+            : {
+                id: order.id,
+                ok: true,
+                outcome: 'queued',
+                reason: diagnosis.queued,
+                details: { status: order.status, run: order.run },
+              };
         if (!options.fix) return stalledItem(order, diagnosis.cause, diagnosis.reason);
         return await fix(deps, order, diagnosis);
       } catch (err) {
@@ -72,7 +91,22 @@ export async function reconcileOrders(
   );
 }
 
-export function diagnose(order: StalledOrder, latest: LatestRun | undefined): Diagnosis {
+/** Messages waiting in the bridge's queue; 0 when unknown (no queue given, or it cannot be read). */
+async function bridgeBacklog({ bridgeQueue, logger }: ReconcileDeps): Promise<number> {
+  if (!bridgeQueue) return 0;
+  try {
+    return (await queueState(await bridgeQueue.connection(), bridgeQueue.queue))?.messages ?? 0;
+  } catch (err) {
+    logger.warn(
+      { queue: bridgeQueue.queue, err: (err as Error).message },
+      "cannot read the bridge's queue: a backlog there will look like lost events",
+    );
+    return 0;
+  }
+}
+
+/** `waiting`: messages in the bridge's queue (a backlog the order's event may still be in). */
+export function diagnose(order: StalledOrder, latest: LatestRun | undefined, waiting = 0): Diagnosis {
   if (latest?.open && latest.run === order.run) return { stalled: false };
   const since = `since ${order.updatedAt}`;
   if ((order.startedRun ?? 0) < order.run) {
@@ -88,6 +122,11 @@ export function diagnose(order: StalledOrder, latest: LatestRun | undefined): Di
         stalled: true,
         cause: 'unpublished',
         reason: `its ${request.type} is unpublished ${since}${request.lastError ? ` (last error: ${request.lastError})` : ''}: is the outbox publisher running?`,
+      };
+    if (waiting > 0)
+      return {
+        stalled: false,
+        queued: `its ${request.type} was published and run ${order.run} has not started ${since}, but ${waiting} message(s) still wait in the bridge's queue, most likely it among them: not sent again (run reconcile once the backlog has drained)`,
       };
     return {
       stalled: true,

@@ -28,7 +28,14 @@ export const registerReconcile: RegisterCommand = (program, runner) => {
         command,
         async (ctx, progress) =>
           reconcileOrders(
-            { pool: ctx.pool(), client: await ctx.temporal(), logger: ctx.logger, progress },
+            {
+              pool: ctx.pool(),
+              client: await ctx.temporal(),
+              logger: ctx.logger,
+              progress,
+              // RabbitMQ only to tell a backlog from lost events: reconcile works without it.
+              bridgeQueue: { connection: () => ctx.amqp(), queue: ctx.config.BRIDGE_QUEUE },
+            },
             { olderThanMs: flags.olderThan, fix: flags.fix ?? false, limit: flags.limit },
           ),
         (item) => pairs(item.details, ['cause', 'status', 'run', 'newRun']),

@@ -252,6 +252,32 @@ describe('reconcile', () => {
       { id: order.orderId, outcome: 'stalled', details: { cause: 'not-started' } },
     ]);
 
+    // While messages wait in the bridge's queue (a backlog), the event is most likely among them:
+    // reported queued, and --fix sends nothing again.
+    const backlog = `test.reconcile.backlog.${randomUUID()}`;
+    const channel = await observer.admin.createChannel();
+    await channel.assertQueue(backlog, { durable: false });
+    channel.sendToQueue(backlog, Buffer.from('{}'));
+    const bridgeQueue = { connection: async () => observer.admin, queue: backlog };
+    try {
+      await waitFor(async () => (await channel.checkQueue(backlog)).messageCount === 1, {
+        what: 'the backlog',
+      });
+      for (const fix of [false, true]) {
+        const queued = await reconcileOrders({ ...deps(), bridgeQueue }, { olderThanMs: 5 * 60_000, fix });
+        expect(queued).toMatchObject({ ok: true, items: [{ id: order.orderId, outcome: 'queued' }] });
+        expect(queued.items[0]!.reason).toMatch(/1 message\(s\) still wait in the bridge's queue/);
+      }
+      const { rows } = await system.db.pool.query(
+        `select status, attempts from event_outbox where event_id = $1::uuid`,
+        [event.id],
+      );
+      expect(rows).toEqual([{ status: 'PUBLISHED', attempts: 0 }]); // not made due again
+    } finally {
+      await channel.deleteQueue(backlog);
+      await channel.close();
+    }
+
     const fixed = await reconcileOrders(deps(), { olderThanMs: 5 * 60_000, fix: true });
     expect(fixed).toMatchObject({ ok: true, items: [{ id: order.orderId, outcome: 'republished' }] });
     expect((await system.waitForFinal(order.orderId)).status).toBe('COMPLETED');

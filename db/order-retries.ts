@@ -19,15 +19,32 @@ export interface LatestRunFacts {
 export type RetryOutcome =
   /** A new run was set going (or, with `dryRun`, would be). */
   | { kind: 'retried'; run: number; previousStatus: OrderStatus }
-  /** A retry is already under way: its run is waiting to be started, or running. Nothing more. */
+  /** A run is already under way (a retry's, or the first): waiting to be started, or running. Nothing more. */
   | { kind: 'already_retrying'; run: number; status: OrderStatus }
   | { kind: 'refused'; reason: string; status: OrderStatus }
   | { kind: 'not_found' };
 
-/** A retried run that the bridge has not started yet, or that is running now. */
-function retryUnderWay(order: OrderRow, latest: LatestRunFacts | undefined): boolean {
-  if (order.run === 1) return false;
+/**
+ * A run of the order that the bridge has not started yet, or that is running now. The first run is
+ * waiting while its `order.placed` is (in the outbox, or queued behind a backlog at the bridge): a
+ * retry then would make a run 2 of an order nothing failed, and the bridge's run 1 a stale one. Its
+ * event gone (`orders reconcile` finds such an order), nothing will start run 1: a retry may.
+ */
+function runUnderWay(
+  order: OrderRow,
+  latest: LatestRunFacts | undefined,
+  firstRunRequested: boolean,
+): boolean {
+  if (order.run === 1) return firstRunRequested && (order.started_run ?? 0) < 1;
   return (order.started_run ?? 0) < order.run || (latest?.open === true && latest.run === order.run);
+}
+
+async function hasPlacedEvent(tx: Queryable, orderId: string): Promise<boolean> {
+  const { rows } = await tx.query<{ placed: boolean }>(
+    `select exists (select 1 from event_outbox where order_id = $1::uuid and type = 'order.placed') as placed`,
+    [orderId],
+  );
+  return rows[0]?.placed === true;
 }
 
 /**
@@ -46,7 +63,7 @@ export async function retryOrder(
   return withTransaction(pool, async (tx) => {
     const order = await findOrder(tx, orderId, { lock: true });
     if (!order) return { kind: 'not_found' };
-    if (retryUnderWay(order, latest))
+    if (runUnderWay(order, latest, order.run === 1 && (await hasPlacedEvent(tx, orderId))))
       return { kind: 'already_retrying', run: order.run, status: order.status };
     const verdict = mayBeRetried({
       status: order.status,

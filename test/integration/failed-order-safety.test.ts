@@ -413,6 +413,28 @@ describe('a second attempt cannot lose the first one’s doubt', () => {
 });
 
 describe('retrying a failed order', () => {
+  test('an order whose first run is still waiting to start is not retried: nothing failed', async () => {
+    const sku = await createProduct(db.pool, { stock: 5 });
+    const order = await createOrder(db.pool, { items: [{ sku, qty: 1 }] });
+    // Its order.placed waits (the bridge is down, or behind a backlog): run 1 will start.
+    await db.pool.query(
+      `insert into event_outbox (event_id, type, order_id, payload) values (gen_random_uuid(), 'order.placed', $1::uuid, '{}')`,
+      [order.orderId],
+    );
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toEqual({
+      kind: 'already_retrying',
+      run: 1,
+      status: 'PENDING',
+    });
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual(['order.placed']);
+    // Its event gone, nothing would start run 1: a retry (reconcile's fix) sets the order going.
+    await db.pool.query(`delete from event_outbox where order_id = $1::uuid`, [order.orderId]);
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toMatchObject({
+      kind: 'retried',
+      run: 2,
+    });
+  });
+
   test('a retried order cancelled before its new run reserves gives its stock back', async () => {
     const acts = activitiesWith(ledgerGateway());
     const { sku, order } = await reserved(acts, { qty: 2, stock: 5 });

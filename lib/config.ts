@@ -331,6 +331,13 @@ function crossProblems(config: Parsed): Problem[] {
         });
     }
   }
+  // Every capture's event must get past the subscribers' amount check: the simulated gateway
+  // captures totals up to PAYMENT_DECLINE_OVER, and larger ones would be dead-lettered unapplied.
+  if (config.EVENT_MAX_AMOUNT < config.PAYMENT_DECLINE_OVER)
+    problems.push({
+      key: 'EVENT_MAX_AMOUNT',
+      message: `must be at least PAYMENT_DECLINE_OVER (${config.PAYMENT_DECLINE_OVER}): payments up to that are captured, and the subscribers would dead-letter their events`,
+    });
   // The publisher keeps its claiming transaction open while the broker confirms the batch.
   if (
     config.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS > 0 &&

@@ -62,6 +62,17 @@ describe('blank values', () => {
   });
 });
 
+describe('event amounts', () => {
+  test('the subscribers accept every amount the gateway captures', () => {
+    expect(() => loadConfig({ EVENT_MAX_AMOUNT: '5000' })).toThrow(
+      /EVENT_MAX_AMOUNT.*must be at least PAYMENT_DECLINE_OVER \(10000\)/,
+    );
+    expect(loadConfig({ EVENT_MAX_AMOUNT: '5000', PAYMENT_DECLINE_OVER: '5000' }).EVENT_MAX_AMOUNT).toBe(
+      5000,
+    );
+  });
+});
+
 describe('database session limits', () => {
   test('defaults are on; 0 turns one off', () => {
     const config = loadConfig({ DATABASE_LOCK_TIMEOUT_MS: '0' });

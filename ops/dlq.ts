@@ -280,15 +280,17 @@ async function redriveOne(
   const trusted = ctx.trust.publishers;
   const trustedSender = sender !== undefined && trusted !== undefined && trusted.includes(sender);
   if (ctx.trust.requiredBy.has(ctx.queue) && trusted) {
-    if (!trustedSender)
+    if (!trustedSender) {
+      const recordIgnored =
+        msg.properties.headers?.[DEAD_LETTER_HEADERS.userId] === undefined
+          ? ''
+          : `; the sender recorded in its ${DEAD_LETTER_HEADERS.userId} is believed only on a copy published ` +
+            `by ${ctx.reader ?? 'the login'} that reads ${ctx.queue} (config *_AMQP_USER)`;
       return keep(
         `not sent by a trusted producer (${sender ? `user_id ${sender}` : 'no user_id'}; trusted: ${trusted.join(', ')}): ` +
-          `${ctx.queue}'s consumer accepts no other; not moved (inspect it with dlq show)` +
-          (msg.properties.headers?.[DEAD_LETTER_HEADERS.userId] === undefined
-            ? ''
-            : `; the sender recorded in its ${DEAD_LETTER_HEADERS.userId} is believed only on a copy published ` +
-              `by ${ctx.reader ?? 'the login'} that reads ${ctx.queue} (config *_AMQP_USER)`),
+          `${ctx.queue}'s consumer accepts no other; not moved (inspect it with dlq show)${recordIgnored}`,
       );
+    }
     if (!trusted.includes(ctx.trust.operator))
       return keep(
         `your broker login ${ctx.trust.operator} is not one of AMQP_TRUSTED_PUBLISHERS (${trusted.join(', ')}): ` +

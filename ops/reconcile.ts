@@ -68,15 +68,7 @@ export async function reconcileOrders(
       try {
         const diagnosis = diagnose(order, await latestOrderRun(deps.client, order.id), waiting);
         if (!diagnosis.stalled)
-          return diagnosis.queued === undefined
-            ? undefined
-            : {
-                id: order.id,
-                ok: true,
-                outcome: 'queued',
-                reason: diagnosis.queued,
-                details: { status: order.status, run: order.run },
-              };
+          return diagnosis.queued === undefined ? undefined : queuedItem(order, diagnosis.queued);
         if (!options.fix) return stalledItem(order, diagnosis.cause, diagnosis.reason);
         return await fix(deps, order, diagnosis);
       } catch (err) {
@@ -138,6 +130,17 @@ export function diagnose(order: StalledOrder, latest: LatestRun | undefined, wai
     stalled: true,
     cause: 'run-ended',
     reason: `run ${order.run} is not running (${latest ? `its workflow is ${latest.status}` : 'Temporal has no workflow for it'}) and left the order ${order.status} ${since}`,
+  };
+}
+
+/** Not stalled: its event is most likely still in the bridge's backlog. */
+function queuedItem(order: StalledOrder, reason: string): ItemResult {
+  return {
+    id: order.id,
+    ok: true,
+    outcome: 'queued',
+    reason,
+    details: { status: order.status, run: order.run },
   };
 }
 

@@ -6,7 +6,7 @@
  *     the NAIVE shape (4 no-op activities, a timer started after the first and cancelled after the
  *     second; fixed for good) and a bare copy of the saga's shape; closed loop at each concurrency and
  *     open loop at the fixed rate, started directly by a client.
- *  2. The pipeline (API, outbox publisher, bridge, worker, loyalty, started as scripts/up.sh does):
+ *  2. The pipeline (API, outbox publisher, bridge, worker, loyalty, analytics: scripts/up.sh's processes):
  *     POST /orders closed loop at each concurrency and open loop at the rate; an order is done when
  *     its final event (order.completed, order.out_of_stock, payment.failed, order.cancelled) reaches
  *     the bench's own queue bound to the bench's exchange.

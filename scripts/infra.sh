@@ -88,12 +88,12 @@ rabbitmq_up() {
   command -v rabbitmq-server >/dev/null || apt_install rabbitmq-server
   if ! port_open 5672; then
     log "RabbitMQ: starting"
-    # The management UI (http://localhost:15672, guest/guest) is how people look at acme.events.
+    # The management UI (http://localhost:15672) is how people look at acme.events.
     as_root rabbitmq-plugins enable --offline rabbitmq_management >/dev/null
     as_root rabbitmq-server -detached
     wait_port 5672 RabbitMQ 90
   fi
-  log "RabbitMQ: up on 127.0.0.1:5672 (guest/guest), management UI on http://localhost:15672"
+  log "RabbitMQ: up on 127.0.0.1:5672, management UI on http://localhost:15672 (its login: [access] below)"
 }
 
 # --- Temporal CLI (dev server + Web UI) ----------------------------------------------------------

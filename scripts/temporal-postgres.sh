@@ -38,7 +38,7 @@ mkdir -p "$BIN" "$DATA"
 TEMPORAL_SERVER_VERSION=${TEMPORAL_SERVER_VERSION:-v1.29.1} # the release the dev server (CLI v1.5.1) bundles
 TEMPORAL_UI_SERVER_VERSION=${TEMPORAL_UI_SERVER_VERSION:-v2.42.1}
 # workflows/contract.ts SEARCH_ATTRIBUTES, as scripts/infra.sh registers them on the dev server.
-SEARCH_ATTRIBUTES=(OrderId CustomerId OrderStatus)
+SEARCH_ATTRIBUTES=(OrderId CustomerId OrderStatus FailureReason)
 NAMESPACE_RETENTION=${TEMPORAL_PG_RETENTION:-72h}
 
 log() { printf '[temporal-pg] %s\n' "$*"; }

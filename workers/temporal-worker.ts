@@ -105,7 +105,7 @@ async function registeredSearchAttributes(
 }
 
 /**
- * Registers the saga's custom search attributes (OrderId, CustomerId, OrderStatus) that are missing.
+ * Registers the saga's custom search attributes (SEARCH_ATTRIBUTES in the contract) that are missing.
  * A saga started with an unregistered attribute is rejected, so the worker does this before serving.
  * One request per attribute, "already exists" counting as success: safe for many workers at once.
  *

@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { CONFIG_KEYS, loadConfig } from '../../lib/config.js';
+import { SEARCH_ATTRIBUTES } from '../../workflows/contract.js';
 
 const read = (path: string) => readFileSync(new URL(`../../${path}`, import.meta.url), 'utf8');
 /** `{{ env "X" | default "Y" }}` → Y: the file as the server renders it with nothing set. */
@@ -93,5 +94,18 @@ describe('Temporal on PostgreSQL (deploy/temporal)', () => {
     expect(parse(read('deploy/temporal/dynamicconfig.yaml'))).toMatchObject({
       'system.forceSearchAttributesCacheRefreshOnRead': [{ value: true }],
     });
+  });
+
+  // A saga that upserts an unregistered attribute fails its workflow task, and the worker may not be
+  // allowed to register it: both setup scripts register every attribute the saga uses.
+  it('registers every search attribute the saga uses, as the dev server setup does', () => {
+    const registered = (path: string) =>
+      read(path)
+        .match(/^SEARCH_ATTRIBUTES=\(([^)]*)\)$/m)?.[1]
+        ?.split(/\s+/)
+        .sort();
+    const saga = Object.keys(SEARCH_ATTRIBUTES).sort();
+    expect(registered('scripts/temporal-postgres.sh')).toEqual(saga);
+    expect(registered('scripts/infra.sh')).toEqual(saga);
   });
 });

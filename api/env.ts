@@ -16,8 +16,11 @@ export interface AppDeps {
   pool: Pool;
   logger: Logger;
   workflows: OrderWorkflows;
-  /** For the Web UI link of each order's workflow. */
-  config: Pick<Config, 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE' | 'IDEMPOTENCY_KEY_RETENTION_HOURS'>;
+  /** The Web UI link of each order's workflow; how long idempotency keys hold; the largest order total. */
+  config: Pick<
+    Config,
+    'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE' | 'IDEMPOTENCY_KEY_RETENTION_HOURS' | 'EVENT_MAX_AMOUNT'
+  >;
   /** `GET /ready` is 200 only when every probe resolves; e.g. `{ postgres, rabbitmq, temporal }`. */
   checks: Record<string, Probe>;
   /** Per-probe deadline for `GET /ready`. Default 2000. */

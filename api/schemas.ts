@@ -292,7 +292,8 @@ export const NotificationSchema = z
   .object({
     kind: z.string(),
     run: RunSchema,
-    recipient: z.string(),
+    /** null once the customer's data was erased (`orders erase-customer`). */
+    recipient: z.string().nullable(),
     subject: z.string(),
     createdAt: Timestamp,
   })

@@ -15,8 +15,10 @@ export function formatHuman(result: CommandResult, summarize: ItemSummary = () =
   const lines: string[] = [];
   for (const item of result.items) {
     const summary = summarize(item);
-    lines.push(`${item.ok ? 'ok  ' : 'FAIL'} ${item.id}  ${item.outcome}${summary ? `  ${summary}` : ''}`);
-    if (item.reason) lines.push(`     ${item.reason}`);
+    lines.push(
+      printable(`${item.ok ? 'ok  ' : 'FAIL'} ${item.id}  ${item.outcome}${summary ? `  ${summary}` : ''}`),
+    );
+    if (item.reason) lines.push(`     ${printable(item.reason)}`);
   }
   const bad = result.items.filter((item) => !item.ok).length;
   lines.push(
@@ -25,6 +27,19 @@ export function formatHuman(result: CommandResult, summarize: ItemSummary = () =
       : `${result.command}: ${result.items.length} item(s), ${result.items.length - bad} ok, ${bad} refused or failed`,
   );
   return `${lines.join('\n')}\n`;
+}
+
+/**
+ * Control characters (C0, DEL, C1) and bidirectional overrides as visible escapes: a dead letter's id,
+ * type and reason are bytes anyone who could publish chose, and a terminal obeys an escape sequence
+ * in them (one could hide the line that says a message is untrusted). --json escapes them anyway.
+ */
+export function printable(text: string): string {
+  return text.replace(
+    // eslint-disable-next-line no-control-regex -- matching control characters is the point
+    /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
+  );
 }
 
 /** `key=value` pairs for the details worth a glance, skipping the absent ones. */

@@ -21,6 +21,11 @@ export interface PlaceOrderInput {
   correlationId: string;
   /** How long a key is honoured (IDEMPOTENCY_KEY_RETENTION_HOURS); an older one is free again. */
   keyRetentionHours: number;
+  /**
+   * The largest total taken (EVENT_MAX_AMOUNT): the subscribers dead-letter an event with an amount
+   * above it as implausible, so an order over it could never be followed, only raise alerts.
+   */
+  maxTotal: number;
 }
 
 export type PlaceOrderOutcome =
@@ -31,7 +36,8 @@ export type PlaceOrderOutcome =
   | { kind: 'idempotency_conflict'; orderId: string }
   /** Indexes into `items` whose SKU is not in the catalogue. */
   | { kind: 'unknown_skus'; indexes: number[] }
-  | { kind: 'mixed_currencies'; currencies: string[] };
+  | { kind: 'mixed_currencies'; currencies: string[] }
+  | { kind: 'total_too_large'; total: string; max: number };
 
 /**
  * Writes the order, its lines and its `order.placed` event in one transaction, with prices read
@@ -113,6 +119,7 @@ async function insertOrder(db: Queryable, input: PlaceOrderInput): Promise<Place
   if (currencies.length !== 1) return { kind: 'mixed_currencies', currencies };
   const currency = currencies[0]!;
   const total = lines[0]!.total;
+  if (Number(total) > input.maxTotal) return { kind: 'total_too_large', total, max: input.maxTotal };
 
   const orderId = randomUUID();
   const { rows: inserted } = await db.query<{ created_at: Date }>(

@@ -70,6 +70,7 @@ export async function retryOrder(
       runOpen: latest?.open ?? false,
       payments: await paymentStatuses(tx, orderId),
       cancelRequested: order.cancel_requested,
+      customerErased: order.erased,
     });
     if (!verdict.ok) return { kind: 'refused', reason: verdict.reason, status: order.status };
     const run = order.run + 1;

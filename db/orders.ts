@@ -7,7 +7,7 @@
  * status. That makes every step safe to retry and concurrent writers (a cancel racing a reservation)
  * harmless. Steps of the saga also pass their run, so a stray run cannot move the order.
  */
-import { GUARDED_TRANSITIONS, TRANSITIONS, type OrderStatus } from '../domain/order.js';
+import { GUARDED_TRANSITIONS, NEVER_RETRIED, TRANSITIONS, type OrderStatus } from '../domain/order.js';
 import { buildEvent, runEventId, type EventData } from '../lib/events.js';
 import { enqueueEvent } from './outbox.js';
 import { lockProducts, returnStock } from './products.js';
@@ -37,8 +37,10 @@ export interface OrderRow {
   started_run: number | null;
   /** The highest run whose compensation has begun: no forward step of that run may act any more. */
   undo_run: number | null;
-  /** The customer asked to cancel (kept with the order, so a retry never revives it). */
+  /** The customer asked to cancel, even if too late (kept with the order, so a retry never revives it). */
   cancel_requested: boolean;
+  /** The customer's personal data was erased (`orders erase-customer`). */
+  erased: boolean;
   /** When the order was placed. */
   created_at: Date;
 }
@@ -57,7 +59,8 @@ export async function findOrder(
   const { rows } = await db.query<OrderRow>(
     `select id, customer_id, email, status, total::text as total, currency, correlation_id, run, stock_run,
             (stock_reserved_at is not null and stock_released_at is null) as stock_held, reservation,
-            started_run, undo_run, cancel_requested_at is not null as cancel_requested, created_at
+            started_run, undo_run, cancel_requested_at is not null as cancel_requested,
+            erased_at is not null as erased, created_at
        from orders where id = $1::uuid ${lock ? 'for update' : ''}`,
     [orderId],
   );
@@ -89,8 +92,22 @@ export async function getOrderStatus(
 }
 
 /**
+ * A customer's cancel, whatever its answer: once asked, the order is never run again by a retry (a
+ * cancel refused as too late, or one its stopped saga could not take, would otherwise be overridden
+ * by an operator's retry charging the customer). Left alone: orders that can never run again.
+ */
+export async function recordCancelRequest(db: Queryable, orderId: string): Promise<void> {
+  await db.query(
+    `update orders set cancel_requested_at = coalesce(cancel_requested_at, now())
+      where id = $1::uuid and status <> all($2::text[])`,
+    [orderId, NEVER_RETRIED],
+  );
+}
+
+/**
  * Records why an accepted cancel was asked for: the code and the caller's note, for the record only
- * (never e-mailed). The first cancel's reason stands: a retried cancel joins the first one.
+ * (never e-mailed). The first cancel's reason stands: a retried cancel joins the first one. Not once
+ * the customer's data is erased: the erasure may have run between the cancel and this.
  */
 export async function recordCancelReason(
   db: Queryable,
@@ -101,7 +118,7 @@ export async function recordCancelReason(
     `update orders
         set cancel_note = case when cancel_code is null then $3 else cancel_note end,
             cancel_code = coalesce(cancel_code, $2)
-      where id = $1::uuid`,
+      where id = $1::uuid and erased_at is null`,
     [orderId, code, note ?? null],
   );
 }

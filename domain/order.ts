@@ -98,9 +98,14 @@ export interface RetryFacts {
   runOpen: boolean;
   /** The status of every payment intent of every run of the order. */
   payments: readonly PaymentStatus[];
-  /** The customer asked to cancel the order (its cancel may not have finished). */
+  /** The customer asked to cancel the order (its cancel may not have finished, or was refused). */
   cancelRequested?: boolean;
+  /** The customer's personal data was erased: they can no longer be told about a new run. */
+  customerErased?: boolean;
 }
+
+/** Orders an operator's retry never runs again: there is nothing to retry. */
+export const NEVER_RETRIED: readonly OrderStatus[] = ['COMPLETED', 'CANCELLED', 'OUT_OF_STOCK'];
 
 /**
  * May an operator run the order again? Yes for a payment that failed with no money taken, and for an
@@ -109,10 +114,14 @@ export interface RetryFacts {
  * A retry starts a new run (its own charge key, events and notifications); stock still held by the
  * failed run is taken over by the new one, not reserved twice.
  */
-export function mayBeRetried({ status, runOpen, payments, cancelRequested = false }: RetryFacts): Verdict {
-  if (status === 'COMPLETED' || status === 'CANCELLED' || status === 'OUT_OF_STOCK') {
-    return refused(`order is ${status}: there is nothing to retry`);
-  }
+export function mayBeRetried({
+  status,
+  runOpen,
+  payments,
+  cancelRequested = false,
+  customerErased = false,
+}: RetryFacts): Verdict {
+  if (NEVER_RETRIED.includes(status)) return refused(`order is ${status}: there is nothing to retry`);
   if (runOpen) return refused(`the order's run is still going (${status}); wait for it to end`);
   if (!(GUARDED_TRANSITIONS.retry.from as readonly OrderStatus[]).includes(status)) {
     return refused(`order is ${status}: a new run cannot start from there; reset its run instead`);
@@ -121,6 +130,12 @@ export function mayBeRetried({ status, runOpen, payments, cancelRequested = fals
     return refused(
       `the customer asked to cancel this order (${status}): it is not run again. If its cancel did not ` +
         'finish, reset the run so its compensation runs again (orders reset <id> --closed --reason …)',
+    );
+  }
+  if (customerErased) {
+    return refused(
+      `the customer's personal data was erased (${status}): a new run would charge someone it can no ` +
+        'longer e-mail; it is not run again',
     );
   }
   const held = payments.filter(moneyIsHeld);

@@ -47,8 +47,12 @@ const schema = z.object({
     .transform((value) => Object.freeze(value.split(','))),
   /** Larger messages go to the consumer's DLQ at once, unread (every consumer). */
   AMQP_MAX_MESSAGE_BYTES: intFrom(1024, 16 * 1024 * 1024).default(64 * 1024),
-  /** Events carrying an amount above this (or with more than 2 decimals) go to the DLQ at once. */
-  EVENT_MAX_AMOUNT: z.coerce.number().positive().max(9_999_999_999).default(10_000_000),
+  /**
+   * Events carrying an amount above this (or with more than 2 decimals) go to the DLQ at once, and the
+   * API takes no order whose total is above it. At most 2^31 − 1: loyalty stores one point per whole
+   * unit of a capture in an integer column.
+   */
+  EVENT_MAX_AMOUNT: z.coerce.number().positive().max(2_147_483_647).default(10_000_000),
   /** The bridge's durable queue, bound to `order.placed`; its dead letters go to `<queue>.dlq`. */
   BRIDGE_QUEUE: z.string().min(1).default('orders.bridge'),
   LOYALTY_QUEUE: z.string().min(1).default('loyalty.points'),

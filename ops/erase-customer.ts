@@ -9,9 +9,14 @@
  * watches it, the reason and the order id tell an operator what to fix, and it can still be
  * re-driven), and nothing in it needs the person's data. A body that is not an event (malformed,
  * which is often why it is there) and that holds one of their addresses or order ids is replaced by
- * an empty body: it cannot be scrubbed field by field. The copies go to the DLQ's tail.
+ * an empty body: it cannot be scrubbed field by field; so is an event still naming them after its
+ * fields were scrubbed. The copies go to the DLQ's tail. A copy keeps the trust of the message it
+ * replaces, no more: one a trusted producer sent is published under the operator's login (as a
+ * re-drive would), so `dlq redrive` can still move it; any other without a sender, so it stays
+ * untrusted. Addresses are matched whole (erasing ann@example.co leaves ann@example.com alone).
  *
- * Refused while one of the customer's orders is still under way: its saga may still need the address
+ * A customer id with no orders is reported `not_found` (exit 1): ids are exact, and an erasure that
+ * matched nothing must not read as done. Refused while one of the customer's orders is still under way: its saga may still need the address
  * to send the customer its e-mail. Idempotent: run it again after a failure. The dead letters are
  * scrubbed before the database is erased, because finding them needs the addresses the database
  * still holds: a run that fails in the dead-letter step has erased nothing yet, and the next run
@@ -20,11 +25,11 @@
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import type { ChannelModel } from 'amqplib';
 import { ERASED, scrubEvent } from '../domain/personal-data.js';
-import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { customerFootprint, eraseCustomerData, type CustomerFootprint } from '../db/erasure.js';
 import { withTransaction, type Pool } from '../db/pool.js';
-import { eachDeadLetterQueue, giveBack } from './dlq.js';
+import { amqpUser } from '../lib/amqp/connection.js';
+import { eachDeadLetterQueue, giveBack, originalSender, type DlqDeps } from './dlq.js';
 import {
   commandResult,
   noProgress,
@@ -38,7 +43,8 @@ export interface EraseCustomerDeps {
   pool: Pool;
   /** A plain amqplib connection; the caller opens and closes it. */
   connection: ChannelModel;
-  config: Pick<Config, 'BRIDGE_QUEUE' | 'LOYALTY_QUEUE' | 'ANALYTICS_QUEUE'>;
+  /** As for `dlq redrive` (DlqDeps): the queues, who reads each, and whose messages are trusted. */
+  config: DlqDeps['config'];
   logger: Logger;
   progress?: Progress;
 }
@@ -60,18 +66,33 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
     return commandResult('erase-customer', [item]);
   };
   const footprint = await withTransaction(deps.pool, (tx) => customerFootprint(tx, customerId));
+  if (footprint.orderIds.length === 0) {
+    const item: ItemResult = {
+      id: customerId,
+      ok: false,
+      outcome: 'not_found',
+      reason: 'no orders of this customer: nothing erased (customer ids are exact, letters case included)',
+    };
+    progress.advance(item);
+    return commandResult('erase-customer', [item]);
+  }
   if (footprint.openOrderIds.length > 0) return refusal(footprint);
+  const operator = amqpUser(deps.config.AMQP_URL ?? '');
+  const trusted = deps.config.AMQP_TRUSTED_PUBLISHERS;
 
   // The dead letters first, while the database still knows the addresses to look for.
   const scrubs: ItemResult[] = [];
-  await eachDeadLetterQueue({ ...deps, progress: noProgress }, {}, async ({ channel, dlq, take }) => {
+  await eachDeadLetterQueue({ ...deps, progress: noProgress }, {}, async ({ channel, dlq, reader, take }) => {
     const kept: GetMessage[] = [];
     let scrubbed = 0;
     try {
       for (let n = 0; n < take; n++) {
         const msg = await channel.get(dlq, { noAck: false });
         if (!msg) break;
-        const copy = scrubbedCopy(msg, customerId, footprint);
+        const sender = originalSender(msg, reader);
+        const copy = scrubbedCopy(msg, customerId, footprint, {
+          userId: sender !== undefined && trusted?.includes(sender) ? operator : undefined,
+        });
         if (!copy) {
           kept.push(msg);
           continue;
@@ -108,15 +129,21 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
   return commandResult('erase-customer', [erased, ...scrubs]);
 }
 
-/** The message to put back in the DLQ instead of `msg`, or undefined when it is not about the customer. */
+/**
+ * The message to put back in the DLQ instead of `msg`, or undefined when it is not about the customer.
+ * `userId`: the login to publish it under, given only when the original's sender was trusted.
+ */
 export function scrubbedCopy(
   msg: Pick<GetMessage, 'content' | 'properties'>,
   customerId: string,
   footprint: Pick<CustomerFootprint, 'orderIds' | 'emails'>,
+  { userId }: { userId?: string | undefined } = {},
 ): { content: Buffer; options: Options.Publish } | undefined {
   const text = msg.content.toString('utf8');
+  const addresses = addressPattern(footprint.emails);
+  const emails = new Set(footprint.emails.map((e) => e.toLowerCase()));
   const mentions = (s: string) =>
-    footprint.emails.some((e) => s.includes(e)) || footprint.orderIds.some((id) => s.includes(id));
+    (addresses !== undefined && addresses.test(s)) || footprint.orderIds.some((id) => s.includes(id));
   let event: unknown;
   try {
     event = JSON.parse(text);
@@ -129,11 +156,15 @@ export function scrubbedCopy(
   const about = isEvent
     ? footprint.orderIds.includes(String(envelope.orderId)) ||
       envelope.data?.customerId === customerId ||
-      footprint.emails.includes(String(envelope.data?.email)) ||
+      emails.has(String(envelope.data?.email).toLowerCase()) ||
       mentions(text)
     : mentions(text);
   if (!about) return undefined;
-  const content = isEvent ? Buffer.from(JSON.stringify(scrubEvent(event))) : Buffer.alloc(0);
+  // An event is scrubbed field by field; if an address is still in it (in a field no event has, or
+  // a `data` that is not an object), or the body is not an event at all, nothing of it is kept.
+  const scrubbed = isEvent ? JSON.stringify(scrubEvent(event)) : undefined;
+  const stillNamed = scrubbed === undefined || (addresses !== undefined && addresses.test(scrubbed));
+  const content = scrubbed === undefined || stillNamed ? Buffer.alloc(0) : Buffer.from(scrubbed);
   // Still a dead letter, with its reason and origin; the addresses gone from the headers too.
   const headers = Object.fromEntries(
     Object.entries(msg.properties.headers ?? {})
@@ -142,7 +173,12 @@ export function scrubbedCopy(
   );
   headers['x-erased-at'] = new Date().toISOString();
   const p = msg.properties;
-  const options: Options.Publish = { headers, persistent: true, mandatory: true };
+  const options: Options.Publish = {
+    headers,
+    persistent: true,
+    mandatory: true,
+    ...(userId ? { userId } : {}),
+  };
   for (const key of [
     'contentType',
     'contentEncoding',
@@ -158,7 +194,20 @@ export function scrubbedCopy(
 }
 
 function scrubText(value: string, emails: string[]): string {
-  return emails.reduce((text, email) => text.split(email).join(ERASED), value);
+  const addresses = addressPattern(emails, 'g');
+  return addresses === undefined ? value : value.replace(addresses, ERASED);
+}
+
+/**
+ * The addresses as whole addresses, any case: not inside a longer one (`ann@example.co` is not in
+ * `ann@example.com` or `joann@example.co`), a full stop after one still ending it. Rarer local-part
+ * characters (`=`, `'`, `/`, …) count as delimiters: `to=ann@example.co` is hers, and scrubbing an
+ * `o'ann@example.co` too is the safer mistake.
+ */
+export function addressPattern(emails: readonly string[], flags = ''): RegExp | undefined {
+  if (emails.length === 0) return undefined;
+  const escaped = emails.map((e) => e.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')).join('|');
+  return new RegExp(`(?<![\\w.+-])(?:${escaped})(?![\\w-]|\\.[\\w-])`, `i${flags}`);
 }
 
 function publishConfirmed(channel: ConfirmChannel, queue: string, content: Buffer, options: Options.Publish) {

@@ -16,7 +16,12 @@ import { jsonBody } from '../middleware/json-body.js';
 import { placeOrder } from '../../db/order-placement.js';
 import { getOrder, listOrders } from '../../db/order-views.js';
 import { retryOrder } from '../../db/order-retries.js';
-import { cancelPendingOrder, getOrderStatus, recordCancelReason } from '../../db/orders.js';
+import {
+  cancelPendingOrder,
+  getOrderStatus,
+  recordCancelReason,
+  recordCancelRequest,
+} from '../../db/orders.js';
 import { orderRequestHash } from '../request-hash.js';
 import { createRouter } from '../router.js';
 import {
@@ -87,7 +92,9 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       409: errorResponse('The Idempotency-Key was already used with a different request.'),
       413: errorResponse('Body too large.'),
       415: errorResponse('Body is not application/json.'),
-      422: errorResponse('An item names a SKU that is not in the catalogue.'),
+      422: errorResponse(
+        'An item names a SKU that is not in the catalogue, the items mix currencies, or the total is above the limit.',
+      ),
       ...writeResponses,
     },
   });
@@ -104,6 +111,7 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       requestHash: orderRequestHash({ ...body, customer_id: customerId }),
       correlationId: c.var.correlationId,
       keyRetentionHours: deps.config.IDEMPOTENCY_KEY_RETENTION_HOURS,
+      maxTotal: deps.config.EVENT_MAX_AMOUNT,
     });
     switch (outcome.kind) {
       case 'unknown_skus':
@@ -125,6 +133,15 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           'All items of one order must be priced in one currency.',
           {
             fields: [{ path: 'items', message: `mixes ${outcome.currencies.join(', ')}` }],
+          },
+        );
+      case 'total_too_large':
+        throw new ApiError(
+          422,
+          'total_too_large',
+          `The order's total is more than ${outcome.max} can be taken.`,
+          {
+            fields: [{ path: 'items', message: `total ${outcome.total} is above the limit ${outcome.max}` }],
           },
         );
       case 'idempotency_conflict':
@@ -253,6 +270,8 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
 
     const status = await getOrderStatus(deps.pool, id, { customerId: customerScope(c.var.principal) });
     if (status === undefined) throw notFound('Order', id);
+    // Before the answer is known: refused or lost, the customer's word still stops any later retry.
+    await recordCancelRequest(deps.pool, id);
     const verdict = mayBeCancelledNow(status);
     if (!verdict.ok) throw cancelRefused(status, verdict.reason);
 

@@ -22,6 +22,7 @@ import { createLogger } from '../../lib/logger.js';
 import { connectTemporal } from '../../lib/temporal.js';
 import type { OrderStatus } from '../../domain/order.js';
 import { cancelWording } from '../../domain/cancel.js';
+import { retryOrder } from '../../db/order-retries.js';
 import { WORKFLOW_TYPE, orderWorkflowId } from '../../workflows/contract.js';
 import { asCaller, testAuth, type TestAuth } from '../helpers/auth.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -58,6 +59,7 @@ function appWith(workflows: OrderWorkflows) {
       TEMPORAL_UI_URL: 'http://localhost:8233',
       TEMPORAL_NAMESPACE: 'default',
       IDEMPOTENCY_KEY_RETENTION_HOURS: 24,
+      EVENT_MAX_AMOUNT: 10_000_000,
     },
     checks: {},
     authenticator: auth.authenticator,
@@ -225,6 +227,33 @@ describe('refusals', () => {
       status: 'COMPLETED',
     });
     expect(calls).toHaveLength(0);
+  });
+
+  it("a refused cancel still stands against a later retry: the customer's word is kept", async () => {
+    const { workflows } = scripted(); // no saga runs for either order
+    const app = appWith(workflows);
+    // Declined (409 order_final), and stalled with its saga gone (409 cancel_unavailable): both are
+    // orders an operator's retry would otherwise run, and charge, again.
+    const declined = await placeOrder(app);
+    const stalled = await placeOrder(app);
+    await db.pool.query(`update orders set status = 'PAYMENT_FAILED', started_run = 1 where id = $1`, [
+      declined,
+    ]);
+    await db.pool.query(`update orders set status = 'RESERVED', started_run = 1 where id = $1`, [stalled]);
+    for (const [orderId, code] of [
+      [declined, 'order_final'],
+      [stalled, 'cancel_unavailable'],
+    ] as const) {
+      const res = await cancel(app, orderId);
+      expect(res.status).toBe(409);
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe(code);
+      expect(await retryOrder(db.pool, orderId, { reason: 'gateway back', latest: undefined })).toMatchObject(
+        {
+          kind: 'refused',
+          reason: expect.stringMatching(/customer asked to cancel/),
+        },
+      );
+    }
   });
 });
 

@@ -30,6 +30,7 @@ beforeAll(async () => {
       TEMPORAL_UI_URL: 'http://localhost:8233/',
       TEMPORAL_NAMESPACE: 'default',
       IDEMPOTENCY_KEY_RETENTION_HOURS: 24,
+      EVENT_MAX_AMOUNT: 10_000_000,
     },
     checks: { postgres: async () => void (await db.pool.query('select 1')) },
     authenticator: auth.authenticator,
@@ -183,6 +184,30 @@ describe('POST /orders', () => {
       },
     });
     expect(await countFor(customerId)).toEqual({ orders: 0, items: 0, events: 0 });
+  });
+
+  it('refuses a total above EVENT_MAX_AMOUNT with 422, so no customer can make the subscribers dead-letter an order', async () => {
+    const customerId = customer();
+    const pricey = await createProduct(db.pool, { stock: 1000, price: '20000.00' });
+    const res = await post({
+      customer_id: customerId,
+      email: 'a@example.com',
+      items: [{ sku: pricey, qty: 501 }],
+    });
+    expect(res.status).toBe(422);
+    expect(await res.json()).toEqual({
+      error: {
+        code: 'total_too_large',
+        message: expect.any(String),
+        fields: [{ path: 'items', message: 'total 10020000.00 is above the limit 10000000' }],
+      },
+    });
+    expect(await countFor(customerId)).toEqual({ orders: 0, items: 0, events: 0 });
+    // At the limit it is taken.
+    expect(
+      (await post({ customer_id: customerId, email: 'a@example.com', items: [{ sku: pricey, qty: 500 }] }))
+        .status,
+    ).toBe(202);
   });
 
   it.each([

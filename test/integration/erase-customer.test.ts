@@ -9,17 +9,19 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runCli } from '../../cli/program.js';
 import { createCliContext } from '../../cli/context.js';
 import { DEAD_LETTER_HEADERS } from '../../lib/amqp/consumer.js';
-import { assertConsumerQueue, bridgeQueueSpec, dlqName } from '../../lib/amqp/topology.js';
+import { assertConsumerQueue, bridgeQueueSpec, dlqName, loyaltyQueueSpec } from '../../lib/amqp/topology.js';
 import type { Config } from '../../lib/config.js';
-import type { EventEnvelope } from '../../lib/events.js';
+import { buildEvent, type EventEnvelope } from '../../lib/events.js';
 import { createLogger } from '../../lib/logger.js';
 import { getOrder } from '../../db/order-views.js';
 import { placeOrder } from '../../db/order-placement.js';
+import { retryOrder } from '../../db/order-retries.js';
 import { cancelPendingOrder, recordCancelReason, transitionOrder } from '../../db/orders.js';
 import { recordNotification } from '../../db/notifications.js';
 import { applyOrderEvent, parseOrderEvent } from '../../subscribers/analytics/consumer.js';
+import { redriveDeadLetters } from '../../ops/dlq.js';
 import { eraseCustomer } from '../../ops/erase-customer.js';
-import { deleteTopology, shortId, testConfig } from '../helpers/amqp.js';
+import { deleteTopology, shortId, TEST_PUBLISHER, testConfig } from '../helpers/amqp.js';
 import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 let db: TestDatabase;
@@ -29,14 +31,16 @@ const logger = createLogger('erase-test', 'silent');
 
 beforeAll(async () => {
   db = await createTestDatabase();
-  config = testConfig(shortId(), { DATABASE_URL: db.url });
+  // The test's login reads loyalty's queue, and is the trusted publisher and the operator.
+  config = testConfig(shortId(), { DATABASE_URL: db.url, LOYALTY_AMQP_USER: TEST_PUBLISHER });
   connection = await amqplib.connect(config.AMQP_URL);
   const channel = await connection.createConfirmChannel();
   await assertConsumerQueue(channel, bridgeQueueSpec(config));
+  await assertConsumerQueue(channel, loyaltyQueueSpec(config));
   await channel.close();
 });
 afterAll(async () => {
-  await deleteTopology(connection, config.AMQP_EXCHANGE, [config.BRIDGE_QUEUE]);
+  await deleteTopology(connection, config.AMQP_EXCHANGE, [config.BRIDGE_QUEUE, config.LOYALTY_QUEUE]);
   await connection?.close();
   await db?.drop();
 });
@@ -48,6 +52,7 @@ async function place(customerId: string, email: string, sku: string): Promise<st
     items: [{ sku, qty: 2 }],
     idempotencyKey: undefined,
     keyRetentionHours: 24,
+    maxTotal: 10_000_000,
     requestHash: randomUUID(),
     correlationId: `corr-${shortId()}`,
   });
@@ -66,11 +71,29 @@ async function deadLetter(body: Buffer | string, messageId: string, reason: stri
   await channel.close();
 }
 
-async function drainDlq(): Promise<GetMessage[]> {
+/** A dead letter as loyalty makes one: its own copy, recording who sent the event first. */
+async function loyaltyDeadLetter(event: EventEnvelope, sentBy: string): Promise<void> {
+  const channel = await connection.createConfirmChannel();
+  channel.publish('', dlqName(config.LOYALTY_QUEUE), Buffer.from(JSON.stringify(event)), {
+    messageId: event.id,
+    type: event.type,
+    userId: TEST_PUBLISHER,
+    persistent: true,
+    headers: {
+      [DEAD_LETTER_HEADERS.reason]: 'database was down too long',
+      [DEAD_LETTER_HEADERS.queue]: config.LOYALTY_QUEUE,
+      [DEAD_LETTER_HEADERS.userId]: sentBy,
+    },
+  });
+  await channel.waitForConfirms();
+  await channel.close();
+}
+
+async function drainDlq(queue = config.BRIDGE_QUEUE): Promise<GetMessage[]> {
   const channel = await connection.createChannel();
   const all: GetMessage[] = [];
   for (;;) {
-    const msg = await channel.get(dlqName(config.BRIDGE_QUEUE), { noAck: false });
+    const msg = await channel.get(dlqName(queue), { noAck: false });
     if (!msg) break;
     all.push(msg);
   }
@@ -223,6 +246,91 @@ describe('erase-customer', () => {
     expect((await getOrder(db.pool, orderId))!.email).toBeNull();
     const left = (await drainDlq()).map((m) => m.content.toString('utf8'));
     expect(left.some((body) => body.includes('dave@example.com'))).toBe(false);
+  });
+
+  test('scrubbed dead letters keep their trust, no more; another address that merely contains hers is left alone', async () => {
+    const sku = await createProduct(db.pool, { stock: 10, price: '12.50' });
+    const customer = `C-TRUST-${shortId()}`;
+    const orderId = await place(customer, 'ann@example.co', sku);
+    const neighbour = await place(`C-NEXT-${shortId()}`, 'ann@example.com', sku);
+    await db.pool.query(`update orders set status = 'COMPLETED' where id = any($1::uuid[])`, [
+      [orderId, neighbour],
+    ]);
+    const payment = (amount: string) =>
+      buildEvent('payment.completed', {
+        id: randomUUID(),
+        orderId,
+        correlationId: `corr-${shortId()}`,
+        data: { amount, currency: 'USD', reference: `ref-${shortId()}`, customerId: customer },
+      });
+    const trusted = payment('25.00');
+    const forged = payment('900.00');
+    await loyaltyDeadLetter(trusted, TEST_PUBLISHER);
+    await loyaltyDeadLetter(forged, 'mallory');
+    const [neighbourPlaced] = await outboxPayloads(neighbour);
+    await deadLetter(
+      JSON.stringify(neighbourPlaced!.payload),
+      neighbourPlaced!.payload.id,
+      'bridge refused it',
+    );
+    await deadLetter('to=ANN@example.co; bounced', `note-${shortId()}`, 'body is not JSON: …');
+
+    const result = await eraseCustomer({ pool: db.pool, connection, config, logger }, customer);
+    expect(result.ok).toBe(true);
+    expect(result.items.find((i) => i.id === dlqName(config.LOYALTY_QUEUE))).toMatchObject({
+      details: { scrubbed: 2, untouched: 0 },
+    });
+
+    // The trusted award can still be re-driven once loyalty is fixed; the forged one still cannot.
+    const redrive = await redriveDeadLetters(
+      { connection, config, logger },
+      { queue: config.LOYALTY_QUEUE, dryRun: true },
+    );
+    const byId = Object.fromEntries(redrive.items.map((i) => [i.id, i]));
+    expect(byId[trusted.id]).toMatchObject({ ok: true, outcome: 'would-redrive' });
+    expect(byId[forged.id]).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/not sent by a trusted producer/),
+    });
+    // ann@example.com is someone else: her dead letter is as it was; the note naming Ann (any case) is emptied.
+    const bridgeDlq = await drainDlq();
+    const theirs = bridgeDlq.find((m) => m.properties.messageId === neighbourPlaced!.payload.id)!;
+    expect(theirs.content.toString()).toBe(JSON.stringify(neighbourPlaced!.payload));
+    expect(theirs.properties.headers?.['x-erased-at']).toBeUndefined();
+    expect(bridgeDlq.some((m) => /ann@example\.co\b(?!m)/i.test(m.content.toString()))).toBe(false);
+    expect((await getOrder(db.pool, neighbour))!.email).toBe('ann@example.com');
+  });
+
+  test('after the erasure no retry charges the customer, and a late cancel note is not stored', async () => {
+    const sku = await createProduct(db.pool, { stock: 10 });
+    const customer = `C-GONE-${shortId()}`;
+    const orderId = await place(customer, 'erin@example.com', sku);
+    // Declined, nothing charged: an operator's bulk retry of PAYMENT_FAILED orders would pick it.
+    await db.pool.query(`update orders set status = 'PAYMENT_FAILED', started_run = 1 where id = $1::uuid`, [
+      orderId,
+    ]);
+    expect((await eraseCustomer({ pool: db.pool, connection, config, logger }, customer)).ok).toBe(true);
+    expect(await retryOrder(db.pool, orderId, { reason: 'gateway back', latest: undefined })).toMatchObject({
+      kind: 'refused',
+      reason: expect.stringMatching(/erased/),
+    });
+    // A cancel that was answered just before the erasure records its note just after it.
+    await recordCancelReason(db.pool, orderId, { code: 'changed_mind', note: 'erin: +44 7700 900456' });
+    const { rows } = await db.pool.query('select cancel_note, status, run from orders where id = $1', [
+      orderId,
+    ]);
+    expect(rows).toEqual([{ cancel_note: null, status: 'PAYMENT_FAILED', run: 1 }]);
+  });
+
+  test('an id with no orders is reported not found (exit 1), not erased', async () => {
+    const result = await eraseCustomer(
+      { pool: db.pool, connection, config, logger },
+      `c-nobody-${shortId()}`,
+    );
+    expect(result.ok).toBe(false);
+    expect(result.items).toMatchObject([
+      { outcome: 'not_found', reason: expect.stringMatching(/no orders/) },
+    ]);
   });
 
   test('refused while an order of the customer is under way (exit 1), changing nothing', async () => {

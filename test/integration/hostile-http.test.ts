@@ -64,6 +64,7 @@ beforeAll(async () => {
       TEMPORAL_UI_URL: 'http://localhost:8233',
       TEMPORAL_NAMESPACE: 'default',
       IDEMPOTENCY_KEY_RETENTION_HOURS: 24,
+      EVENT_MAX_AMOUNT: 10_000_000,
     },
     checks: {},
     authenticator: auth.authenticator,

@@ -66,6 +66,7 @@ describe('PostgreSQL: the app role', () => {
       items: [{ sku: 'MUG-WHT', qty: 1 }],
       idempotencyKey: `lp-${randomUUID()}`,
       keyRetentionHours: 24,
+      maxTotal: 10_000_000,
       requestHash: 'h',
       correlationId: 'corr-lp',
     });

@@ -50,6 +50,7 @@ function build(overrides: Partial<AppDeps> = {}) {
       TEMPORAL_UI_URL: 'http://localhost:8233',
       TEMPORAL_NAMESPACE: 'default',
       IDEMPOTENCY_KEY_RETENTION_HOURS: 24,
+      EVENT_MAX_AMOUNT: 10_000_000,
     },
     checks: { postgres: up, rabbitmq: up, temporal: up },
     authenticator: auth.authenticator,

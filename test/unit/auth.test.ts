@@ -218,6 +218,7 @@ describe('the OpenAPI document', () => {
         TEMPORAL_UI_URL: 'http://localhost:8233',
         TEMPORAL_NAMESPACE: 'default',
         IDEMPOTENCY_KEY_RETENTION_HOURS: 24,
+        EVENT_MAX_AMOUNT: 10_000_000,
       },
       checks: {},
       authenticator: () => Promise.reject(new Error('not used')),

@@ -71,6 +71,11 @@ describe('event amounts', () => {
       5000,
     );
   });
+
+  test("no larger than loyalty's integer points can hold (one point per whole unit)", () => {
+    expect(() => loadConfig({ EVENT_MAX_AMOUNT: '2147483648' })).toThrow(/EVENT_MAX_AMOUNT/);
+    expect(loadConfig({ EVENT_MAX_AMOUNT: '2147483647' }).EVENT_MAX_AMOUNT).toBe(2_147_483_647);
+  });
 });
 
 describe('database session limits', () => {

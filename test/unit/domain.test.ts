@@ -104,6 +104,18 @@ describe('may be retried', () => {
     });
     expect(mayBeRetried({ ...facts, status: 'PAID', payments: ['CAPTURED'] })).toMatchObject({ ok: false });
   });
+
+  it("refuses an order whose customer asked to cancel it, or whose customer's data was erased", () => {
+    const failed = { ...facts, status: 'PAYMENT_FAILED' as const, payments: ['DECLINED' as const] };
+    expect(mayBeRetried({ ...failed, cancelRequested: true })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/asked to cancel/),
+    });
+    expect(mayBeRetried({ ...failed, customerErased: true })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/erased/),
+    });
+  });
 });
 
 describe('payment keys', () => {

@@ -7,8 +7,9 @@ import type { CommandResult, ItemResult } from '../ops/result.js';
 /** The part of an item's line after its id and outcome, per command (run ids, counts, where it went). */
 export type ItemSummary = (item: ItemResult) => string | undefined;
 
+/** JSON.stringify escapes C0 controls only; DEL, C1 and bidi overrides are escaped too (still JSON). */
 export function formatJson(result: CommandResult): string {
-  return `${JSON.stringify(result, null, 2)}\n`;
+  return `${JSON.stringify(result, null, 2).replace(INVISIBLE_OUTSIDE_C0, escapeChar)}\n`;
 }
 
 export function formatHuman(result: CommandResult, summarize: ItemSummary = () => undefined): string {
@@ -32,15 +33,15 @@ export function formatHuman(result: CommandResult, summarize: ItemSummary = () =
 /**
  * Control characters (C0, DEL, C1) and bidirectional overrides as visible escapes: a dead letter's id,
  * type and reason are bytes anyone who could publish chose, and a terminal obeys an escape sequence
- * in them (one could hide the line that says a message is untrusted). --json escapes them anyway.
+ * in them (one could hide the line that says a message is untrusted).
  */
 export function printable(text: string): string {
-  return text.replace(
-    // eslint-disable-next-line no-control-regex -- matching control characters is the point
-    /[\u0000-\u001f\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g,
-    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`,
-  );
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  return text.replace(/[\u0000-\u001f]/g, escapeChar).replace(INVISIBLE_OUTSIDE_C0, escapeChar);
 }
+
+const INVISIBLE_OUTSIDE_C0 = /[\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const escapeChar = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 
 /** `key=value` pairs for the details worth a glance, skipping the absent ones. */
 export function pairs(details: Record<string, unknown> | undefined, keys: readonly string[]): string {

@@ -12,7 +12,7 @@ import type { Command } from 'commander';
 import { ConfigError } from '../lib/config.js';
 import { UsageError, type CommandResult, type Progress } from '../ops/result.js';
 import { createCliContext, type CliContext } from './context.js';
-import { formatHuman, formatJson, type ItemSummary } from './output.js';
+import { formatHuman, formatJson, printable, type ItemSummary } from './output.js';
 import { progressBar } from './progress.js';
 
 export const EXIT = { ok: 0, notOk: 1, usage: 2 } as const;
@@ -61,7 +61,10 @@ export class CommandRunner {
         verbose && !usage && err instanceof Error && err.stack
           ? err.stack
           : String((err as Error).message ?? err);
-      this.io.stderr.write(`error: ${detail}\n${usage ? `(see: npm run orders -- ${name} --help)\n` : ''}`);
+      // An error may quote what a dead letter carried: each line printable, the lines kept.
+      this.io.stderr.write(
+        `error: ${detail.split('\n').map(printable).join('\n')}\n${usage ? `(see: npm run orders -- ${name} --help)\n` : ''}`,
+      );
       this.exitCode = usage ? EXIT.usage : EXIT.notOk;
     } finally {
       await ctx?.close();

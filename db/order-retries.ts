@@ -71,6 +71,7 @@ export async function retryOrder(
       payments: await paymentStatuses(tx, orderId),
       cancelRequested: order.cancel_requested,
       customerErased: order.erased,
+      runUndone: (order.undo_run ?? 0) >= order.run,
     });
     if (!verdict.ok) return { kind: 'refused', reason: verdict.reason, status: order.status };
     const run = order.run + 1;

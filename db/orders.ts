@@ -92,16 +92,27 @@ export async function getOrderStatus(
 }
 
 /**
- * A customer's cancel, whatever its answer: once asked, the order is never run again by a retry (a
+ * A cancel asked for, whatever its answer: once asked, the order is never run again by a retry (a
  * cancel refused as too late, or one its stopped saga could not take, would otherwise be overridden
- * by an operator's retry charging the customer). Left alone: orders that can never run again.
+ * by an operator's retry charging the customer). Orders that can never run again are left unmarked.
+ *
+ * @returns the order's status as of the mark (with `customerId`, only if the order is theirs): the
+ * cancel is judged on it, so a retry that committed just before is seen, and one just after refuses.
  */
-export async function recordCancelRequest(db: Queryable, orderId: string): Promise<void> {
-  await db.query(
-    `update orders set cancel_requested_at = coalesce(cancel_requested_at, now())
-      where id = $1::uuid and status <> all($2::text[])`,
-    [orderId, NEVER_RETRIED],
+export async function recordCancelRequest(
+  db: Queryable,
+  orderId: string,
+  { customerId }: { customerId?: string | undefined } = {},
+): Promise<OrderStatus | undefined> {
+  const { rows } = await db.query<{ status: OrderStatus }>(
+    `update orders
+        set cancel_requested_at = case when status <> all($3::text[])
+                                       then coalesce(cancel_requested_at, now()) else cancel_requested_at end
+      where id = $1::uuid and ($2::text is null or customer_id = $2)
+      returning status`,
+    [orderId, customerId ?? null, NEVER_RETRIED],
   );
+  return rows[0]?.status;
 }
 
 /**

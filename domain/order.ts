@@ -102,6 +102,8 @@ export interface RetryFacts {
   cancelRequested?: boolean;
   /** The customer's personal data was erased: they can no longer be told about a new run. */
   customerErased?: boolean;
+  /** The current run's compensation has begun (`undo_run`): it took a cancel, if one was asked. */
+  runUndone?: boolean;
 }
 
 /** Orders an operator's retry never runs again: there is nothing to retry. */
@@ -120,6 +122,7 @@ export function mayBeRetried({
   payments,
   cancelRequested = false,
   customerErased = false,
+  runUndone = false,
 }: RetryFacts): Verdict {
   if (NEVER_RETRIED.includes(status)) return refused(`order is ${status}: there is nothing to retry`);
   if (runOpen) return refused(`the order's run is still going (${status}); wait for it to end`);
@@ -127,9 +130,13 @@ export function mayBeRetried({
     return refused(`order is ${status}: a new run cannot start from there; reset its run instead`);
   }
   if (cancelRequested) {
+    // Only a run whose compensation began took the cancel: resetting it re-runs that compensation.
+    // Any other run would resume its forward steps after a reset, the charge among them.
     return refused(
-      `the customer asked to cancel this order (${status}): it is not run again. If its cancel did not ` +
-        'finish, reset the run so its compensation runs again (orders reset <id> --closed --reason …)',
+      `the customer asked to cancel this order (${status}): it is not run again. ` +
+        (runUndone
+          ? 'If its cancel did not finish, reset the run so its compensation runs again (orders reset <id> --closed --reason …)'
+          : 'Its run never took the cancel, so do not reset it either: a reset resumes its forward steps, the charge among them'),
     );
   }
   if (customerErased) {

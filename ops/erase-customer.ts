@@ -79,6 +79,19 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
   if (footprint.openOrderIds.length > 0) return refusal(footprint);
   const operator = amqpUser(deps.config.AMQP_URL ?? '');
   const trusted = deps.config.AMQP_TRUSTED_PUBLISHERS;
+  if (trusted !== undefined && !trusted.includes(operator)) {
+    // As `dlq redrive` refuses: a trusted dead letter copied under this login would lose its trust.
+    const item: ItemResult = {
+      id: customerId,
+      ok: false,
+      outcome: 'refused',
+      reason:
+        `your broker login ${operator} is not one of AMQP_TRUSTED_PUBLISHERS (${trusted.join(', ')}): the ` +
+        "scrubbed copies of trusted dead letters could no longer be re-driven; run it with the operators' login",
+    };
+    progress.advance(item);
+    return commandResult('erase-customer', [item]);
+  }
 
   // The dead letters first, while the database still knows the addresses to look for.
   const scrubs: ItemResult[] = [];

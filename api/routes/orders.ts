@@ -253,7 +253,8 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       400: errorResponse('The id is not a UUID, or the body is invalid.'),
       404: errorResponse("No such order (or another customer's)."),
       409: errorResponse(
-        'Too late (already paid) or already final; `message` says why, `status` is current.',
+        'Too late (already paid or being undone), already final, or no saga running; `message` says why, ' +
+          '`status` is current. A refused cancel still stops any later retry of the order.',
       ),
       ...writeResponses,
       503: errorResponse('The workflow service did not answer in time; retrying is safe.'),
@@ -268,10 +269,9 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     const log = c.var.log.child({ orderId: id });
     const recordReason = () => recordCancelReason(deps.pool, id, { code, note });
 
-    const status = await getOrderStatus(deps.pool, id, { customerId: customerScope(c.var.principal) });
+    // Marked before the answer is known: refused or lost, the cancel still stops any later retry.
+    const status = await recordCancelRequest(deps.pool, id, { customerId: customerScope(c.var.principal) });
     if (status === undefined) throw notFound('Order', id);
-    // Before the answer is known: refused or lost, the customer's word still stops any later retry.
-    await recordCancelRequest(deps.pool, id);
     const verdict = mayBeCancelledNow(status);
     if (!verdict.ok) throw cancelRefused(status, verdict.reason);
 

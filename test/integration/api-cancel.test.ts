@@ -229,6 +229,31 @@ describe('refusals', () => {
     expect(calls).toHaveLength(0);
   });
 
+  it("a cancel racing an operator's retry is judged on the order as the retry left it", async () => {
+    const { workflows } = scripted(); // run 2 not started yet: the API cancels it directly
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await db.pool.query(`update orders set status = 'PAYMENT_FAILED', started_run = 1 where id = $1`, [
+      orderId,
+    ]);
+    const retry = await db.pool.connect();
+    try {
+      // The retry holds the order's row (as retryOrder does) while the customer's cancel arrives.
+      await retry.query('begin');
+      await retry.query('select 1 from orders where id = $1 for update', [orderId]);
+      const answer = cancel(app, orderId);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await retry.query(`update orders set status = 'PENDING', run = 2 where id = $1`, [orderId]);
+      await retry.query('commit');
+      // Judged on PAYMENT_FAILED it would be 409 "final", and run 2 would charge the customer.
+      const res = await answer;
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'database' });
+    } finally {
+      retry.release();
+    }
+  });
+
   it("a refused cancel still stands against a later retry: the customer's word is kept", async () => {
     const { workflows } = scripted(); // no saga runs for either order
     const app = appWith(workflows);

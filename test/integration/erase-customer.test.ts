@@ -322,6 +322,21 @@ describe('erase-customer', () => {
     expect(rows).toEqual([{ cancel_note: null, status: 'PAYMENT_FAILED', run: 1 }]);
   });
 
+  test('refused under a login that is not trusted (its copies would lose their trust), erasing nothing', async () => {
+    const sku = await createProduct(db.pool, { stock: 10 });
+    const customer = `C-LOGIN-${shortId()}`;
+    const orderId = await place(customer, 'gus@example.com', sku);
+    await db.pool.query(`update orders set status = 'COMPLETED' where id = $1::uuid`, [orderId]);
+    const result = await eraseCustomer(
+      { pool: db.pool, connection, config: { ...config, AMQP_TRUSTED_PUBLISHERS: ['acme-outbox'] }, logger },
+      customer,
+    );
+    expect(result.items).toMatchObject([
+      { ok: false, outcome: 'refused', reason: expect.stringMatching(/not one of AMQP_TRUSTED_PUBLISHERS/) },
+    ]);
+    expect((await getOrder(db.pool, orderId))!.email).toBe('gus@example.com');
+  });
+
   test('an id with no orders is reported not found (exit 1), not erased', async () => {
     const result = await eraseCustomer(
       { pool: db.pool, connection, config, logger },

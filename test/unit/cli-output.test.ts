@@ -3,7 +3,7 @@
  * are whatever its publisher chose. No byte of theirs may drive the operator's terminal.
  */
 import { describe, expect, it } from 'vitest';
-import { formatHuman, pairs } from '../../cli/output.js';
+import { formatHuman, formatJson, pairs } from '../../cli/output.js';
 import { commandResult } from '../../ops/result.js';
 
 describe('formatHuman', () => {
@@ -28,6 +28,16 @@ describe('formatHuman', () => {
       'dlq redrive: 1 item(s), 0 ok, 1 refused or failed',
       '',
     ]);
+  });
+
+  it('--json escapes what JSON.stringify leaves raw (DEL, C1, bidi), and stays the same JSON', () => {
+    const result = commandResult('dlq show', [
+      { id: 'm\u009b2J', ok: true, outcome: 'dead-lettered', reason: 'x\u007f\u202e\u001b' },
+    ]);
+    const out = formatJson(result);
+    // eslint-disable-next-line no-control-regex -- no control character but the line breaks
+    expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e]/);
+    expect(JSON.parse(out)).toEqual(result);
   });
 
   it('leaves ordinary text, accents and emoji alone', () => {

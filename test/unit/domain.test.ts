@@ -109,7 +109,12 @@ describe('may be retried', () => {
     const failed = { ...facts, status: 'PAYMENT_FAILED' as const, payments: ['DECLINED' as const] };
     expect(mayBeRetried({ ...failed, cancelRequested: true })).toMatchObject({
       ok: false,
-      reason: expect.stringMatching(/asked to cancel/),
+      reason: expect.stringMatching(/asked to cancel.*do not reset it/),
+    });
+    // A run that took the cancel (its compensation began) is reset to finish that compensation.
+    expect(mayBeRetried({ ...failed, cancelRequested: true, runUndone: true })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/asked to cancel.*reset the run so its compensation runs again/),
     });
     expect(mayBeRetried({ ...failed, customerErased: true })).toMatchObject({
       ok: false,

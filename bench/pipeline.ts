@@ -49,7 +49,6 @@ import { Meter, round, type PhaseUsage } from './lib/meter.js';
 import {
   systemGroups,
   formatReport,
-  type BacklogResult,
   type PhaseKind,
   type PhaseResult,
   type RunResult,
@@ -76,7 +75,7 @@ import {
   type StackNames,
 } from './lib/stack.js';
 import { stageBreakdown } from './lib/stages.js';
-import { figures, maxOf, minOf, series } from './lib/stats.js';
+import { figures, maxOf, memoryTrend, minOf, series } from './lib/stats.js';
 import { renderChart } from './lib/svg.js';
 import { buildOnce } from '../test/helpers/processes.js';
 
@@ -849,10 +848,10 @@ async function main(): Promise<void> {
         steadyPerSecond: round(done.length / Math.max(0.001, (lastDone - firstDone) / 1000), 1),
         completed: done.length,
         outcomes: drainFigures.outcomes,
-        ...memoryTrend(meter, systemGroups(run.apps), firstDone / 1000, lastDone / 1000),
+        ...memoryTrend(meter.memory, systemGroups(run.apps), run.apps, firstDone / 1000, lastDone / 1000),
       };
       log(
-        `  backlog: accepted at ${run.backlog.acceptPerSecond}/s; drained ${done.length} in ${run.backlog.drainSeconds} s = ${run.backlog.drainPerSecond}/s (${run.backlog.steadyPerSecond}/s after start-up); memory ${run.backlog.flat ? 'flat' : 'GROWING'}`,
+        `  backlog: accepted at ${run.backlog.acceptPerSecond}/s; drained ${done.length} in ${run.backlog.drainSeconds} s = ${run.backlog.drainPerSecond}/s (${run.backlog.steadyPerSecond}/s after start-up); the app's memory ${run.backlog.flat ? 'flat' : 'GROWING'}`,
       );
     }
 
@@ -1124,40 +1123,6 @@ async function compareShapes(client: Client, sagaId: string, bareId: string): Pr
     sagaWorkflowTasks: saga.tasks,
     bareWorkflowTasks: bare.tasks,
   };
-}
-
-/** Median RSS in the first and last quarter of [from, to] (seconds), per system process. */
-function memoryTrend(
-  meter: Meter,
-  groups: string[],
-  from: number,
-  to: number,
-): Pick<BacklogResult, 'memory' | 'flat'> {
-  const points = meter.memory.filter((p) => p.t >= from && p.t <= to);
-  // Quarters, but at least a second each so a short drain still has samples to compare.
-  const q = Math.max((to - from) / 4, 1);
-  const early = points.filter((p) => p.t <= from + q);
-  const late = points.filter((p) => p.t >= to - q);
-  const median = (values: number[]) => {
-    const s = [...values].sort((a, b) => a - b);
-    return s.length ? s[Math.floor(s.length / 2)]! : NaN;
-  };
-  const memory: BacklogResult['memory'] = {};
-  let flat = true;
-  for (const name of groups) {
-    const e = median(early.map((p) => p.rssMb[name]).filter((v): v is number => v !== undefined));
-    const l = median(late.map((p) => p.rssMb[name]).filter((v): v is number => v !== undefined));
-    const peak = maxOf(
-      points.map((p) => p.rssMb[name] ?? 0),
-      0,
-    );
-    if (Number.isNaN(e) || Number.isNaN(l)) continue;
-    const growth = round(l - e, 1);
-    // Flat: the last quarter within 20 MB or 15 % of the first.
-    if (growth > Math.max(20, e * 0.15)) flat = false;
-    memory[name] = { early: e, late: l, peak, growth };
-  }
-  return { memory, flat };
 }
 
 function summarize(run: RunResult, opts: Options): void {

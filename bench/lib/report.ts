@@ -38,6 +38,7 @@ export interface BacklogResult {
   outcomes: Record<string, number>;
   /** Median RSS over the first and the last quarter of the drain, per process, MB. */
   memory: Record<string, { early: number; late: number; peak: number; growth: number }>;
+  /** Every process of the app within 20 MB or 15 % of where it started (the servers are not judged). */
   flat: boolean;
 }
 
@@ -268,7 +269,9 @@ export function formatReport(run: RunResult): string {
     out.push(
       `memory during the drain (median RSS MB, first quarter → last quarter, peak): ${Object.entries(b.memory)
         .map(([k, v]) => `${k} ${v.early}→${v.late} (peak ${v.peak})`)
-        .join('; ')}  => ${b.flat ? 'flat' : 'GROWING'}`,
+        .join(
+          '; ',
+        )}  => the app's processes ${b.flat ? 'flat' : 'GROWING'} (the servers hold the data: not judged)`,
     );
     out.push('');
   }

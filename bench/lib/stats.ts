@@ -114,3 +114,59 @@ export function series(records: UnitResult[], ok: (outcome: string) => boolean):
 function r1(v: number): number {
   return Math.round(v * 10) / 10;
 }
+
+/** RSS samples of named processes over time (bench/lib/meter.ts MemoryPoint). */
+export interface RssPoint {
+  /** Seconds since the run's start. */
+  t: number;
+  rssMb: Record<string, number>;
+}
+
+export interface MemoryTrend {
+  /** Median RSS over the first and the last quarter, per process, MB; growth = late − early. */
+  memory: Record<string, { early: number; late: number; peak: number; growth: number }>;
+  /** Every process of `judged` within 20 MB or 15 % of its first quarter in its last. */
+  flat: boolean;
+}
+
+/**
+ * Median RSS in the first and last quarter of [from, to] (seconds) for each of `groups`, and whether
+ * memory held flat. Only `judged` (the app's processes) decide `flat`: the servers hold the data the
+ * run writes (a store of 100 000 histories grows, and should), so their growth is reported, not judged.
+ */
+export function memoryTrend(
+  samples: readonly RssPoint[],
+  groups: readonly string[],
+  judged: readonly string[],
+  from: number,
+  to: number,
+): MemoryTrend {
+  const points = samples.filter((p) => p.t >= from && p.t <= to);
+  // Quarters, but at least a second each so a short drain still has samples to compare.
+  const q = Math.max((to - from) / 4, 1);
+  const early = points.filter((p) => p.t <= from + q);
+  const late = points.filter((p) => p.t >= to - q);
+  const median = (values: number[]) => {
+    const s = [...values].sort((a, b) => a - b);
+    return s.length ? s[Math.floor(s.length / 2)]! : NaN;
+  };
+  const memory: MemoryTrend['memory'] = {};
+  let flat = true;
+  for (const name of groups) {
+    const e = median(early.map((p) => p.rssMb[name]).filter((v): v is number => v !== undefined));
+    const l = median(late.map((p) => p.rssMb[name]).filter((v): v is number => v !== undefined));
+    if (Number.isNaN(e) || Number.isNaN(l)) continue;
+    const growth = r1(l - e);
+    if (judged.includes(name) && growth > Math.max(20, e * 0.15)) flat = false;
+    memory[name] = {
+      early: e,
+      late: l,
+      peak: maxOf(
+        points.map((p) => p.rssMb[name] ?? 0),
+        0,
+      ),
+      growth,
+    };
+  }
+  return { memory, flat };
+}

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { UnitResult } from '../../bench/lib/load.js';
-import { figures, series } from '../../bench/lib/stats.js';
+import { figures, memoryTrend, series } from '../../bench/lib/stats.js';
 import { renderChart } from '../../bench/lib/svg.js';
 
 describe('a 100 000-order run', () => {
@@ -30,5 +30,28 @@ describe('a 100 000-order run', () => {
       memory,
     );
     expect(svg).toMatch(/^<svg[\s\S]*<\/svg>\s*$/);
+  });
+});
+
+describe('memory over a long drain', () => {
+  // 1 000 s, a sample a second: the app's worker flat, the dev server growing with the data it holds.
+  const samples = Array.from({ length: 1_000 }, (_, t) => ({
+    t,
+    rssMb: { worker: 270 + (t % 5), 'temporal server': 320 + t / 5, api: 95 },
+  }));
+  const groups = ['worker', 'temporal server', 'api'];
+
+  it("judges the app's processes only; the servers' growth is reported", () => {
+    const trend = memoryTrend(samples, groups, ['worker', 'api'], 0, 999);
+    expect(trend.flat).toBe(true);
+    expect(trend.memory['temporal server']!.growth).toBeGreaterThan(100);
+    expect(trend.memory.worker).toMatchObject({ early: 272, late: 272, peak: 274, growth: 0 });
+  });
+
+  it('a process of the app that keeps growing is not flat', () => {
+    const leaking = samples.map((p) => ({ ...p, rssMb: { ...p.rssMb, api: 95 + p.t / 10 } }));
+    const trend = memoryTrend(leaking, groups, ['worker', 'api'], 0, 999);
+    expect(trend.flat).toBe(false);
+    expect(trend.memory.api!.growth).toBeGreaterThan(20);
   });
 });

@@ -13,7 +13,7 @@ import { chargeKey, refundKey, voidKey } from '../domain/payment.js';
 import type { OrderStatus } from '../domain/order.js';
 import { buildEvent, runEventId, type PaymentFailureCode } from '../lib/events.js';
 import type { Logger } from '../lib/logger.js';
-import type { OrderOutcomeMetrics } from '../lib/metrics.js';
+import type { SagaMetrics } from '../lib/metrics.js';
 import { enqueueEvent } from '../db/outbox.js';
 import { markRunUndone, transitionOrder } from '../db/orders.js';
 import {
@@ -72,8 +72,8 @@ export interface PaymentDeps {
   pool: Pool;
   gateway: PaymentGateway;
   logger: Logger;
-  /** Counts an order `failPayment` ended, once (not when a retried attempt finds it ended). */
-  metrics: OrderOutcomeMetrics;
+  /** Counts an order `failPayment` ended, once (not when a retried attempt finds it ended), and why. */
+  metrics: Pick<SagaMetrics, 'finished' | 'paymentFailed'>;
 }
 
 const PAID_OR_LATER: ReadonlySet<OrderStatus> = new Set(['PAID', 'COMPLETED']);
@@ -254,7 +254,11 @@ export function createPaymentActivities({ pool, gateway, logger, metrics }: Paym
       failedNow = { placedAt: order.created_at };
       return 'PAYMENT_FAILED';
     });
-    if (failedNow) metrics.finished('PAYMENT_FAILED', failedNow.placedAt); // committed
+    if (failedNow) {
+      // committed
+      metrics.finished('PAYMENT_FAILED', failedNow.placedAt);
+      metrics.paymentFailed(args.code);
+    }
     log.info({ code: args.code, reason: args.reason }, 'payment failed');
     return { status };
   }

@@ -15,6 +15,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { FINAL_STATUSES, type FinalStatus } from '../domain/order.js';
 import type { Logger } from './logger.js';
+import type { PaymentFailureCode } from './events.js';
 
 export { Registry };
 
@@ -23,6 +24,7 @@ export const METRICS = {
   ordersAccepted: 'acme_orders_accepted_total',
   ordersFinished: 'acme_orders_finished_total',
   orderDuration: 'acme_order_duration_seconds',
+  paymentFailures: 'acme_payment_failures_total',
   outboxPending: 'acme_outbox_pending_events',
   outboxOldestPendingAge: 'acme_outbox_oldest_pending_age_seconds',
   outboxPublished: 'acme_outbox_published_total',
@@ -327,7 +329,15 @@ export function analyticsMetrics(
 // ---------------------------------------------------------------------------------------------------
 // Saga activities (the Temporal worker)
 
+/** The `code` label of `acme_payment_failures_total`: a bounded set, never the gateway's text. */
+export const PAYMENT_FAILURE_CODES: readonly PaymentFailureCode[] = ['DECLINED', 'DEADLINE_EXCEEDED'];
+
 export interface SagaMetrics extends OrderOutcomeMetrics {
+  /**
+   * This call ended the order PAYMENT_FAILED, for `code`: a decline is one customer's card, a
+   * deadline passed is the gateway unreachable or failing (what pages someone).
+   */
+  paymentFailed(code: PaymentFailureCode): void;
   /** Declares the activities: each one's series exist at 0 from now, for both outcomes. */
   steps(names: readonly string[]): void;
   /** One attempt of activity `step` took `seconds`. */
@@ -343,9 +353,17 @@ export function sagaMetrics(registry: Registry): SagaMetrics {
       buckets: STEP_BUCKETS,
       registers: [registry],
     });
+    const paymentFailures = new Counter({
+      name: METRICS.paymentFailures,
+      help: 'Orders whose payment failed, by code: DECLINED (by the gateway) or DEADLINE_EXCEEDED (no capture in time).',
+      labelNames: ['code'] as const,
+      registers: [registry],
+    });
+    for (const code of PAYMENT_FAILURE_CODES) paymentFailures.inc({ code }, 0);
     const outcomes = orderOutcomeMetrics(registry);
     return {
       finished: outcomes.finished,
+      paymentFailed: (code) => paymentFailures.inc({ code }),
       steps(names) {
         for (const step of names) for (const outcome of STEP_OUTCOMES) stepDuration.zero({ step, outcome });
       },

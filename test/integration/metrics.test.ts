@@ -124,6 +124,9 @@ describe('orders flowing, as each process counts them', () => {
     expect(valueOf(worker, METRICS.ordersFinished, { status: 'PAYMENT_FAILED' })).toBe(1);
     expect(valueOf(worker, METRICS.ordersFinished, { status: 'OUT_OF_STOCK' })).toBe(1);
     expect(valueOf(worker, METRICS.ordersFinished, { status: 'CANCELLED' })).toBe(0);
+    // The decline is the customer's card, not the gateway's health: counted as such.
+    expect(valueOf(worker, METRICS.paymentFailures, { code: 'DECLINED' })).toBe(1);
+    expect(valueOf(worker, METRICS.paymentFailures, { code: 'DEADLINE_EXCEEDED' })).toBe(0);
     expect(valueOf(worker, `${METRICS.orderDuration}_count`, { status: 'COMPLETED' })).toBe(2);
     expect(valueOf(worker, `${METRICS.orderDuration}_sum`, { status: 'COMPLETED' })).toBeGreaterThan(0);
     expect(sumOf(worker, `${METRICS.sagaStepDuration}_count`, { outcome: 'ok' })).toBeGreaterThan(8);

@@ -14,6 +14,7 @@ import {
   ANALYTICS_STATUSES,
   FINISHED_STATUSES,
   METRICS,
+  PAYMENT_FAILURE_CODES,
   STEP_OUTCOMES,
   bridgeMetrics,
   consumerMetrics,
@@ -179,7 +180,12 @@ describe('metrics at start-up, before any event', async () => {
       [METRICS.bridgeStartLag, METRICS.consumerRedeliveries, METRICS.dlqMessages].sort(),
     );
     expect(ours(samples.worker)).toEqual(
-      [METRICS.sagaStepDuration, METRICS.ordersFinished, METRICS.orderDuration].sort(),
+      [
+        METRICS.sagaStepDuration,
+        METRICS.ordersFinished,
+        METRICS.orderDuration,
+        METRICS.paymentFailures,
+      ].sort(),
     );
     expect(ours(samples.loyalty)).toEqual([METRICS.consumerRedeliveries, METRICS.dlqMessages].sort());
     expect(ours(samples.analytics)).toEqual(
@@ -211,6 +217,7 @@ describe('metrics at start-up, before any event', async () => {
       reason: (v) => (ANALYTICS_FAILURE_KINDS as readonly string[]).includes(v),
       step: (v) => r.activityNames.includes(v),
       outcome: (v) => (STEP_OUTCOMES as readonly string[]).includes(v),
+      code: (v) => (PAYMENT_FAILURE_CODES as readonly string[]).includes(v),
       queue: (v) => /^(orders\.bridge|loyalty\.points|analytics\.orders)(\.dlq)?$/.test(v),
       le: (v) => v === '+Inf' || Number.isFinite(Number(v)),
     };

@@ -11,6 +11,7 @@
  */
 import { createRequire } from 'node:module';
 import { diag, DiagLogLevel, type Attributes } from '@opentelemetry/api';
+import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { ZipkinExporter } from '@opentelemetry/exporter-zipkin';
 import { registerInstrumentations } from '@opentelemetry/instrumentation';
@@ -18,7 +19,9 @@ import { HttpInstrumentation } from '@opentelemetry/instrumentation-http';
 import { PgInstrumentation } from '@opentelemetry/instrumentation-pg';
 import { Resource } from '@opentelemetry/resources';
 import {
+  AlwaysOnSampler,
   BatchSpanProcessor,
+  ParentBasedSampler,
   SimpleSpanProcessor,
   type SpanExporter,
   type SpanProcessor,
@@ -66,8 +69,18 @@ export function startTracingSdk(
     ? new SimpleSpanProcessor(exporter)
     : new BatchSpanProcessor(exporter);
 
-  const provider = new NodeTracerProvider({ resource, spanProcessors: [processor] });
-  provider.register(); // W3C trace context + baggage propagator, AsyncLocalStorage context manager
+  const provider = new NodeTracerProvider({
+    resource,
+    spanProcessors: [processor],
+    // Every order is traced: a caller's traceparent saying "not sampled" cannot switch that off.
+    sampler: new ParentBasedSampler({
+      root: new AlwaysOnSampler(),
+      remoteParentNotSampled: new AlwaysOnSampler(),
+    }),
+  });
+  // W3C trace context only, no baggage: a caller's baggage (kilobytes of it) would otherwise ride in
+  // every outbox row, message and workflow header of its order. AsyncLocalStorage context manager.
+  provider.register({ propagator: new W3CTraceContextPropagator() });
   const unregister = registerInstrumentations({
     tracerProvider: provider,
     instrumentations: [

@@ -124,6 +124,44 @@ describe('an order traced end to end', () => {
     expect(completed.attributes['acme.order_id']).toBe(id);
   });
 
+  it("traces an order whatever the caller's trace headers say, and carries none of its baggage", async () => {
+    const callerTrace = 'c'.repeat(32);
+    const res = await fetch(`${baseUrl}/orders`, {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        ...bearer(await system.auth.customerToken('C-UNSAMPLED')),
+        traceparent: `00-${callerTrace}-${'d'.repeat(16)}-00`, // "not sampled"
+        baggage: `filler=${'x'.repeat(4000)}`,
+      },
+      body: JSON.stringify({
+        customer_id: 'C-UNSAMPLED',
+        email: 'unsampled@example.com',
+        items: [{ sku: 'TSHIRT-GRY-S', qty: 1 }],
+      }),
+    });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await system.waitForFinal(id);
+    const request = await waitFor(
+      () =>
+        exporter
+          .getFinishedSpans()
+          .find((s) => s.name === 'POST /orders' && s.spanContext().traceId === callerTrace),
+      { what: 'the request span, recorded although the caller said not sampled' },
+    );
+    expect(descendantsOf(request).some((s) => s.name === 'RunWorkflow:orderSaga')).toBe(true);
+    const { rows } = await system.db.pool.query<{ headers: Record<string, string> }>(
+      'select headers from event_outbox where order_id = $1',
+      [id],
+    );
+    expect(rows.length).toBeGreaterThan(0);
+    for (const { headers } of rows) {
+      expect(headers).not.toHaveProperty('baggage');
+      expect(headers.traceparent).toMatch(new RegExp(`^00-${callerTrace}-[0-9a-f]{16}-01$`));
+    }
+  });
+
   it('keeps probes and scrapes out of traces', async () => {
     const before = exporter.getFinishedSpans().length;
     expect((await fetch(`${baseUrl}/health`)).status).toBe(200);

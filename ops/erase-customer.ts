@@ -16,11 +16,12 @@
  * untrusted. Addresses are matched whole (erasing ann@example.co leaves ann@example.com alone).
  *
  * A customer id with no orders is reported `not_found` (exit 1): ids are exact, and an erasure that
- * matched nothing must not read as done. Refused while one of the customer's orders is still under way: its saga may still need the address
- * to send the customer its e-mail. Idempotent: run it again after a failure. The dead letters are
- * scrubbed before the database is erased, because finding them needs the addresses the database
- * still holds: a run that fails in the dead-letter step has erased nothing yet, and the next run
- * finds every address again (the database part is matched by customer id).
+ * matched nothing must not read as done. Refused while one of the customer's orders is still under
+ * way (its saga may still need the address to send the customer its e-mail), and under a broker
+ * login that is not trusted (as `dlq redrive` is). Idempotent: run it again after a failure. The
+ * dead letters are scrubbed before the database is erased, because finding them needs the addresses
+ * the database still holds: a run that fails in the dead-letter step has erased nothing yet, and the
+ * next run finds every address again (the database part is matched by customer id).
  */
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import type { ChannelModel } from 'amqplib';
@@ -52,46 +53,35 @@ export interface EraseCustomerDeps {
 export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string): Promise<CommandResult> {
   if (customerId.trim() === '') throw new UsageError('erase-customer takes a customer id, e.g. C100');
   const progress = deps.progress ?? noProgress;
-  const refusal = (footprint: CustomerFootprint): CommandResult => {
-    const item: ItemResult = {
-      id: customerId,
-      ok: false,
-      outcome: 'refused',
-      reason:
-        `orders still under way: ${footprint.openOrderIds.join(', ')}; their saga may still e-mail the ` +
-        'customer. Erase once they have ended (cancel them first if the customer asked to stop)',
-      details: { orders: footprint.orderIds.length, openOrders: footprint.openOrderIds },
-    };
+  /** The command's one item when it does nothing: not found, or refused with the reason. */
+  const endWith = (outcome: string, reason: string, details?: Record<string, unknown>): CommandResult => {
+    const item: ItemResult = { id: customerId, ok: false, outcome, reason, ...(details ? { details } : {}) };
     progress.advance(item);
     return commandResult('erase-customer', [item]);
   };
+  const refusal = (footprint: CustomerFootprint): CommandResult =>
+    endWith(
+      'refused',
+      `orders still under way: ${footprint.openOrderIds.join(', ')}; their saga may still e-mail the ` +
+        'customer. Erase once they have ended (cancel them first if the customer asked to stop)',
+      { orders: footprint.orderIds.length, openOrders: footprint.openOrderIds },
+    );
   const footprint = await withTransaction(deps.pool, (tx) => customerFootprint(tx, customerId));
-  if (footprint.orderIds.length === 0) {
-    const item: ItemResult = {
-      id: customerId,
-      ok: false,
-      outcome: 'not_found',
-      reason: 'no orders of this customer: nothing erased (customer ids are exact, letters case included)',
-    };
-    progress.advance(item);
-    return commandResult('erase-customer', [item]);
-  }
+  if (footprint.orderIds.length === 0)
+    return endWith(
+      'not_found',
+      'no orders of this customer: nothing erased (customer ids are exact, letters case included)',
+    );
   if (footprint.openOrderIds.length > 0) return refusal(footprint);
   const operator = amqpUser(deps.config.AMQP_URL ?? '');
   const trusted = deps.config.AMQP_TRUSTED_PUBLISHERS;
-  if (trusted !== undefined && !trusted.includes(operator)) {
-    // As `dlq redrive` refuses: a trusted dead letter copied under this login would lose its trust.
-    const item: ItemResult = {
-      id: customerId,
-      ok: false,
-      outcome: 'refused',
-      reason:
-        `your broker login ${operator} is not one of AMQP_TRUSTED_PUBLISHERS (${trusted.join(', ')}): the ` +
+  // As `dlq redrive` refuses: a trusted dead letter copied under this login would lose its trust.
+  if (trusted !== undefined && !trusted.includes(operator))
+    return endWith(
+      'refused',
+      `your broker login ${operator} is not one of AMQP_TRUSTED_PUBLISHERS (${trusted.join(', ')}): the ` +
         "scrubbed copies of trusted dead letters could no longer be re-driven; run it with the operators' login",
-    };
-    progress.advance(item);
-    return commandResult('erase-customer', [item]);
-  }
+    );
 
   // The dead letters first, while the database still knows the addresses to look for.
   const scrubs: ItemResult[] = [];
@@ -156,7 +146,7 @@ export function scrubbedCopy(
   const addresses = addressPattern(footprint.emails);
   const emails = new Set(footprint.emails.map((e) => e.toLowerCase()));
   const mentions = (s: string) =>
-    (addresses !== undefined && addresses.test(s)) || footprint.orderIds.some((id) => s.includes(id));
+    addresses?.test(s) === true || footprint.orderIds.some((id) => s.includes(id));
   let event: unknown;
   try {
     event = JSON.parse(text);
@@ -176,8 +166,8 @@ export function scrubbedCopy(
   // An event is scrubbed field by field; if an address is still in it (in a field no event has, or
   // a `data` that is not an object), or the body is not an event at all, nothing of it is kept.
   const scrubbed = isEvent ? JSON.stringify(scrubEvent(event)) : undefined;
-  const stillNamed = scrubbed === undefined || (addresses !== undefined && addresses.test(scrubbed));
-  const content = scrubbed === undefined || stillNamed ? Buffer.alloc(0) : Buffer.from(scrubbed);
+  const content =
+    scrubbed !== undefined && addresses?.test(scrubbed) !== true ? Buffer.from(scrubbed) : Buffer.alloc(0);
   // Still a dead letter, with its reason and origin; the addresses gone from the headers too.
   const headers = Object.fromEntries(
     Object.entries(msg.properties.headers ?? {})

@@ -254,8 +254,8 @@ export function createPaymentActivities({ pool, gateway, logger, metrics }: Paym
       failedNow = { placedAt: order.created_at };
       return 'PAYMENT_FAILED';
     });
+    // Counted once committed: an attempt whose transaction rolled back counts nothing.
     if (failedNow) {
-      // committed
       metrics.finished('PAYMENT_FAILED', failedNow.placedAt);
       metrics.paymentFailed(args.code);
     }

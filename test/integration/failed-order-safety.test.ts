@@ -435,6 +435,20 @@ describe('retrying a failed order', () => {
     });
   });
 
+  test('a completed order is refused even while Temporal still lists its run as open', async () => {
+    const sku = await createProduct(db.pool, { stock: 5 });
+    const order = await createOrder(db.pool, { items: [{ sku, qty: 1 }] });
+    // Run 2 (a retry's) has just completed the order; visibility trails it and still says open.
+    await db.pool.query(
+      `update orders set run = 2, started_run = 2, status = 'COMPLETED' where id = $1::uuid`,
+      [order.orderId],
+    );
+    expect(
+      await retryOrder(db.pool, order.orderId, { reason: 'test', latest: { run: 2, open: true } }),
+    ).toMatchObject({ kind: 'refused', reason: expect.stringMatching(/COMPLETED/) });
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual([]);
+  });
+
   test('a retried order cancelled before its new run reserves gives its stock back', async () => {
     const acts = activitiesWith(ledgerGateway());
     const { sku, order } = await reserved(acts, { qty: 2, stock: 5 });

@@ -138,7 +138,7 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it("gives each process the node flags scripts/up.sh gives it (the worker's heap cap), as npm run start:* does", () => {
+  it("gives each process the node flags scripts/up.sh gives it (the worker's heap cap), as npm run start:* does, under its own login", () => {
     const commands = upScriptCommands();
     expect(commands.some((c) => c.nodeFlags.length > 0)).toBe(true);
     const { scripts } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
@@ -150,10 +150,14 @@ describe('docker-compose.yml', () => {
       for (const [name, service] of services) {
         expect(service.command!.slice(1, service.command!.indexOf(entry)), name).toEqual(nodeFlags);
       }
-      const start = Object.entries(scripts).find(
-        ([key, cmd]) => key.startsWith('start:') && cmd.includes(entry),
+      const [script = 'start:?', command = ''] =
+        Object.entries(scripts).find(([key, cmd]) => key.startsWith('start:') && cmd.includes(entry)) ?? [];
+      // Under its own service's logins (scripts/as.sh), as `npm run up` starts it: under the default
+      // RabbitMQ login the outbox would stamp every event with a sender the subscribers do not trust.
+      const service = script.slice('start:'.length);
+      expect(command, `npm run ${script} for ${entry}`).toContain(
+        ['bash scripts/as.sh', service, 'node', ...nodeFlags, entry].join(' '),
       );
-      expect(start?.[1], `npm run start:* for ${entry}`).toContain(['node', ...nodeFlags, entry].join(' '));
     }
   });
 

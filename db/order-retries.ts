@@ -3,7 +3,7 @@
  * run and its `order.retried` event goes into the outbox, so the bridge starts the new run from that
  * event exactly as it starts a new order's, and a retry survives any crash the same way.
  */
-import { GUARDED_TRANSITIONS, mayBeRetried, NEVER_RETRIED, type OrderStatus } from '../domain/order.js';
+import { GUARDED_TRANSITIONS, isFinal, mayBeRetried, type OrderStatus } from '../domain/order.js';
 import { buildEvent, runEventId } from '../lib/events.js';
 import { findOrder, type OrderRow } from './orders.js';
 import { enqueueEvent } from './outbox.js';
@@ -63,10 +63,14 @@ export async function retryOrder(
   return withTransaction(pool, async (tx) => {
     const order = await findOrder(tx, orderId, { lock: true });
     if (!order) return { kind: 'not_found' };
-    // A final order is refused whatever Temporal says of its latest run: visibility can list the run
-    // that just completed it as open for a moment, and "already retrying" would answer 202 for nothing.
-    const final = NEVER_RETRIED.includes(order.status);
-    if (!final && runUnderWay(order, latest, order.run === 1 && (await hasPlacedEvent(tx, orderId))))
+    // A run that ended the order (COMPLETED, PAYMENT_FAILED, …) is not under way even while Temporal
+    // lists it as open: visibility trails a completion by a moment, and a failed run stays open while
+    // its compensation waits out a gateway outage. "Already retrying" would answer 202 for nothing;
+    // the domain judges it instead (refused: final, or its run still going).
+    if (
+      !isFinal(order.status) &&
+      runUnderWay(order, latest, order.run === 1 && (await hasPlacedEvent(tx, orderId)))
+    )
       return { kind: 'already_retrying', run: order.run, status: order.status };
     const verdict = mayBeRetried({
       status: order.status,

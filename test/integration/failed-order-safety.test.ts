@@ -449,6 +449,20 @@ describe('retrying a failed order', () => {
     expect(await outboxTypes(db.pool, order.orderId)).toEqual([]);
   });
 
+  test('a failed run still open (its refund waits out a gateway outage) is refused as still going, not "already retrying"', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const { order } = await reserved(acts);
+    await acts.chargePayment(step(order));
+    // Run 2 (a retry's) failed its payment; its compensation is still retrying, so the run is open.
+    await db.pool.query(
+      `update orders set run = 2, started_run = 2, status = 'PAYMENT_FAILED' where id = $1::uuid`,
+      [order.orderId],
+    );
+    expect(
+      await retryOrder(db.pool, order.orderId, { reason: 'test', latest: { run: 2, open: true } }),
+    ).toMatchObject({ kind: 'refused', reason: expect.stringMatching(/still going/) });
+  });
+
   test('a retried order cancelled before its new run reserves gives its stock back', async () => {
     const acts = activitiesWith(ledgerGateway());
     const { sku, order } = await reserved(acts, { qty: 2, stock: 5 });

@@ -62,14 +62,22 @@ export async function openChargeAttempt(
 
 /**
  * The gateway said this attempt did not reach it: one fewer in doubt. When none is left, no attempt
- * can have taken money and the intent is removed; while an earlier attempt (a lost answer, a crash)
- * is still in doubt, the intent stays CHARGING, for the compensation to void. The caller holds the
- * order's row lock, so this cannot interleave with another attempt opening.
+ * can have taken money: the intent is removed, or, when the run's payment already failed (a deadline
+ * recorded while this attempt was out), settled DECLINED with that failure's reason kept for the
+ * operator. While an earlier attempt (a lost answer, a crash) is still in doubt, the intent stays
+ * CHARGING, for the compensation to void. The caller holds the order's row lock, so this cannot
+ * interleave with another attempt opening.
  */
 export async function endAttemptNotReached(db: Queryable, orderId: string, run: number): Promise<void> {
   await db.query(
     `update payments set attempts_in_doubt = attempts_in_doubt - 1, updated_at = now()
      where order_id = $1::uuid and run = $2 and status = 'CHARGING' and attempts_in_doubt > 0`,
+    [orderId, run],
+  );
+  await db.query(
+    `update payments set status = 'DECLINED', updated_at = now()
+     where order_id = $1::uuid and run = $2 and status = 'CHARGING' and attempts_in_doubt = 0
+       and failure_reason is not null`,
     [orderId, run],
   );
   await db.query(

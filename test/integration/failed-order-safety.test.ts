@@ -412,6 +412,39 @@ describe('a second attempt cannot lose the first one’s doubt', () => {
   });
 });
 
+describe('a late "not reached" keeps the failure on record', () => {
+  test('an attempt that ends "not reached" after the deadline failed the payment leaves the reason, not nothing', async () => {
+    // The attempt waits at the gateway past its deadline; the saga fails the payment meanwhile.
+    const gateway = ledgerGateway();
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let atGateway!: () => void;
+    const attemptAtGateway = new Promise<void>((resolve) => (atGateway = resolve));
+    gateway.charge = async () => {
+      atGateway();
+      await gate;
+      throw new GatewayUnavailableError('simulated: not reached');
+    };
+    const acts = activitiesWith(gateway);
+    const { order } = await reserved(acts);
+    const attempt = acts.chargePayment(step(order)).catch((err: unknown) => err);
+    await attemptAtGateway;
+    await acts.failPayment({ ...step(order), code: 'DEADLINE_EXCEEDED', reason: 'payment deadline passed' });
+    openGate();
+    expect(await attempt).toMatchObject({ type: 'GatewayUnavailable' });
+
+    // Nothing reached the gateway, so nothing is held; but why the payment failed is still there.
+    const { rows } = await db.pool.query<{ status: string; failure_reason: string | null }>(
+      'select status, failure_reason from payments where order_id = $1::uuid',
+      [order.orderId],
+    );
+    expect(rows).toEqual([{ status: 'DECLINED', failure_reason: expect.stringMatching(/deadline/) }]);
+    expect(
+      await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined, dryRun: true }),
+    ).toMatchObject({ kind: 'retried' });
+  });
+});
+
 describe('retrying a failed order', () => {
   test('an order whose first run is still waiting to start is not retried: nothing failed', async () => {
     const sku = await createProduct(db.pool, { stock: 5 });

@@ -159,7 +159,11 @@ export function createPaymentActivities({ pool, gateway, logger, metrics }: Paym
       // attempt's doubt: an earlier attempt may have reached the gateway and taken the money, and
       // then the intent stays CHARGING for the compensation to void. Anything else (a timeout, a
       // lost answer) leaves this attempt in doubt too.
-      if (err instanceof PaymentDeclinedError) {
+      if (err instanceof PaymentDeclinedError && err.code === 'VOIDED') {
+        // The compensation voided this key at the gateway and may not have recorded it yet: it was a
+        // void, whichever of the two writes first.
+        await markVoided(pool, args.orderId, run);
+      } else if (err instanceof PaymentDeclinedError) {
         await markDeclined(pool, args.orderId, run, `${err.code}: ${err.message}`);
       } else if (err instanceof GatewayUnavailableError) {
         await withTransaction(pool, async (tx) => {

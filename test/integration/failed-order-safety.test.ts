@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createActivities, type Activities } from '../../activities/index.js';
 import { GatewayUnavailableError } from '../../activities/payment-gateway.js';
 import { retryOrder } from '../../db/order-retries.js';
+import { chargeKey, voidKey } from '../../domain/payment.js';
 import { cancelPendingOrder } from '../../db/orders.js';
 import { createLogger } from '../../lib/logger.js';
 import { waitFor } from '../helpers/amqp.js';
@@ -442,6 +443,38 @@ describe('a late "not reached" keeps the failure on record', () => {
     expect(
       await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined, dryRun: true }),
     ).toMatchObject({ kind: 'retried' });
+  });
+});
+
+describe('a charge that finds its key voided', () => {
+  test('records the void the compensation made, not a decline', async () => {
+    const gateway = ledgerGateway();
+    let openGate!: () => void;
+    const gate = new Promise<void>((resolve) => (openGate = resolve));
+    let atGateway!: () => void;
+    const attemptAtGateway = new Promise<void>((resolve) => (atGateway = resolve));
+    gateway.hooks.beforeDecision = () => {
+      atGateway();
+      return gate;
+    };
+    const acts = activitiesWith(gateway);
+    const { order } = await reserved(acts);
+    const attempt = acts.chargePayment(step(order)).catch((err: unknown) => err);
+    await attemptAtGateway;
+    // The compensation voids the charge key at the gateway; its own record of the void comes after.
+    const key = chargeKey(order.orderId, 1);
+    expect(await gateway.void({ idempotencyKey: voidKey(key), chargeKey: key })).toEqual({
+      outcome: 'voided',
+    });
+    openGate();
+    expect(await attempt).toMatchObject({ type: 'PaymentDeclined' });
+
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('VOIDED');
+    expect(await acts.refundPayment({ ...step(order), reason: 'deadline' })).toEqual({
+      refunded: false,
+      voided: true,
+    });
+    expect(gateway.captures).toBe(0);
   });
 });
 

@@ -24,7 +24,6 @@
  *   the current run, which is never what was meant.
  * Signals and updates received after the reset point are re-applied (Temporal's default).
  */
-import { randomUUID } from 'node:crypto';
 import type { Client } from '@temporalio/client';
 // A CommonJS module: its namespaces come through the default import under ESM.
 import proto from '@temporalio/proto';
@@ -144,8 +143,10 @@ async function resetOne(
       reason: options.reason,
       // The event's own id handed back as decoded (protobufjs encodes a Long or a number alike).
       workflowTaskFinishEventId: point.eventId as unknown as ResetRequest['workflowTaskFinishEventId'],
-      // One id per reset: the client's own retries of this RPC then reset once, not twice.
-      requestId: randomUUID(),
+      // One id per base run: the client's own retries of this RPC, and a second operator who read
+      // the same run before this reset, get the run this reset made (Temporal dedups a reset whose id
+      // created the current run) instead of terminating it for another.
+      requestId: `reset-of-${current.runId}`,
       identity: client.options.identity,
     }) as Promise<proto.temporal.api.workflowservice.v1.IResetWorkflowExecutionResponse>);
     logger.info({ ...details, newRunId: runId }, 'order saga reset');

@@ -160,6 +160,30 @@ test('a run stuck on a failing workflow task is reset to its last completed task
   });
 });
 
+test('two operators resetting the same stuck run at once make one new run, not a reset of the reset', async () => {
+  const orderId = await startSaga();
+  const workflowId = orderWorkflowId(orderId);
+  await (
+    await worker(broken)
+  ).runUntil(
+    waitFor(async () => (await eventTypes(workflowId)).includes(EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED), {
+      what: 'the broken workflow task to fail',
+      intervalMs: 100,
+    }),
+  );
+  const reset = () => resetOrders({ client, logger }, { selection: { orderIds: [orderId] }, reason: REASON });
+  const results = await Promise.all([reset(), reset()]);
+  const newRuns = new Set(results.flatMap((r) => r.items.map((i) => i.details?.newRunId)).filter(Boolean));
+  expect(newRuns.size).toBe(1);
+  const [newRunId] = [...newRuns] as string[];
+  // The run the first reset made is the current one, still open: nobody terminated it.
+  const current = await client.workflow.getHandle(workflowId).describe();
+  expect({ runId: current.runId, status: current.status.name }).toEqual({
+    runId: newRunId,
+    status: 'RUNNING',
+  });
+});
+
 test('refuses runs that are not stuck or have not started a task, and reports unknown orders', async () => {
   const waiting = await startSaga(`ops-reset-nobody-polls-${randomUUID()}`);
   const unknown = randomUUID();

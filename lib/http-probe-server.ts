@@ -22,7 +22,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import type { Registry } from 'prom-client';
 import type { Logger } from './logger.js';
-import { checkReadiness, type Probe } from './probes.js';
+import { sharedReadiness, type Probe } from './probes.js';
 
 export interface ProbeServerOptions {
   /** For logs: which process this is. */
@@ -51,6 +51,7 @@ export interface ProbeServer {
 export async function startProbeServer(opts: ProbeServerOptions): Promise<ProbeServer> {
   const { registry, checks, logger, readyTimeoutMs = 2_000 } = opts;
   const log = logger.child({ component: 'probe-server' });
+  const readiness = sharedReadiness(checks, readyTimeoutMs);
 
   const routes: Record<string, (res: ServerResponse) => Promise<void>> = {
     async '/metrics'(res) {
@@ -62,7 +63,7 @@ export async function startProbeServer(opts: ProbeServerOptions): Promise<ProbeS
       json(res, 200, { status: 'ok' });
     },
     async '/ready'(res) {
-      const { ready, checks: results } = await checkReadiness(checks, readyTimeoutMs, log);
+      const { ready, checks: results } = await readiness(log);
       json(res, ready ? 200 : 503, { status: ready ? 'ready' : 'not_ready', checks: results });
     },
   };

@@ -52,6 +52,29 @@ export interface Readiness {
   checks: Record<string, ProbeResult>;
 }
 
+/**
+ * Readiness as every caller of `/ready` sees it: one check at a time, however many ask, and its answer
+ * reused for `maxAgeMs`. `/ready` needs no token, so a flood of it must not cost a `select 1` and a
+ * Temporal call each, nor take the pool connections real requests need.
+ */
+export function sharedReadiness(
+  checks: Record<string, Probe>,
+  timeoutMs: number,
+  { maxAgeMs = 1_000 }: { maxAgeMs?: number } = {},
+): (log: Logger) => Promise<Readiness> {
+  let inFlight: Promise<Readiness> | undefined;
+  let last: { at: number; readiness: Readiness } | undefined;
+  return (log) => {
+    if (last && performance.now() - last.at < maxAgeMs) return Promise.resolve(last.readiness);
+    // checkReadiness never rejects: every probe's failure is a result.
+    return (inFlight ??= checkReadiness(checks, timeoutMs, log).then((readiness) => {
+      last = { at: performance.now(), readiness };
+      inFlight = undefined;
+      return readiness;
+    }));
+  };
+}
+
 /** Runs every probe at once; ready when all are up. */
 export async function checkReadiness(
   checks: Record<string, Probe>,

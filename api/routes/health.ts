@@ -1,16 +1,17 @@
 /**
  * Probes for orchestrators: `/health` says the process is alive (no I/O, so a slow database never
- * gets a healthy process killed); `/ready` says it can serve, i.e. every dependency answers.
+ * gets a healthy process killed); `/ready` says it can serve, i.e. every dependency answers (checked
+ * at most once a second, however many ask: lib/probes.ts sharedReadiness).
  */
 import { createRoute } from '@hono/zod-openapi';
-import { checkReadiness } from '../../lib/probes.js';
+import { sharedReadiness } from '../../lib/probes.js';
 import type { AppDeps } from '../env.js';
 import { createRouter } from '../router.js';
 import { HealthSchema, ReadinessSchema } from '../schemas.js';
 
 export function healthRouter(deps: Pick<AppDeps, 'checks' | 'readyTimeoutMs'>) {
   const router = createRouter();
-  const timeoutMs = deps.readyTimeoutMs ?? 2_000;
+  const readiness = sharedReadiness(deps.checks, deps.readyTimeoutMs ?? 2_000);
 
   const healthRoute = createRoute({
     method: 'get',
@@ -40,7 +41,7 @@ export function healthRouter(deps: Pick<AppDeps, 'checks' | 'readyTimeoutMs'>) {
     },
   });
   router.openapi(readyRoute, async (c) => {
-    const { ready, checks } = await checkReadiness(deps.checks, timeoutMs, c.var.log);
+    const { ready, checks } = await readiness(c.var.log);
     c.header('Cache-Control', 'no-store');
     return ready
       ? c.json({ status: 'ready' as const, checks }, 200)

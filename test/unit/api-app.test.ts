@@ -82,6 +82,19 @@ describe('probes', () => {
     expect(Object.keys(body.checks).sort()).toEqual(['postgres', 'rabbitmq', 'temporal']);
   });
 
+  it('GET /ready checks once for many callers: a flood costs the dependencies one probe each', async () => {
+    let probed = 0;
+    const counting: Probe = async () => {
+      probed += 1;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    };
+    const { app } = build({ checks: { postgres: counting } });
+    const answers = await Promise.all(Array.from({ length: 50 }, () => app.request('/ready')));
+    expect(answers.map((r) => r.status)).toEqual(Array(50).fill(200));
+    expect((await app.request('/ready')).status).toBe(200); // just after: the same answer
+    expect(probed).toBe(1);
+  });
+
   it('GET /ready is 503 naming the failed and the hanging dependency, without their errors', async () => {
     let aborted = false;
     const hanging: Probe = (signal) =>

@@ -21,6 +21,9 @@ import { healthRouter } from './routes/health.js';
 import { ordersRouter } from './routes/orders.js';
 import { productsRouter } from './routes/products.js';
 
+/** Seconds a 503 tells its client to wait (`Retry-After`): an outage, retried after a while. */
+const RETRY_AFTER_S = '5';
+
 export const OPENAPI_INFO = {
   title: 'Acme orders API',
   version: '1.0.0',
@@ -127,7 +130,11 @@ export function createApp(appDeps: AppDeps) {
   });
 
   app.onError((err, c) => {
-    if (err instanceof ApiError) return c.json(err.toBody(), err.status);
+    if (err instanceof ApiError) {
+      // Every 503 is an outage a client should retry after a while, as the OpenAPI document says.
+      if (err.status === 503) c.header('Retry-After', RETRY_AFTER_S);
+      return c.json(err.toBody(), err.status);
+    }
     if (err instanceof HTTPException && err.status < 500) {
       // Raised by Hono itself (e.g. its validator's "Malformed JSON"): already safe to show.
       return c.json<ErrorBody>(
@@ -139,7 +146,7 @@ export function createApp(appDeps: AppDeps) {
     if (isTransientDatabaseError(err)) {
       // An outage, not a bug: say so, and that retrying is the answer (with Idempotency-Key, safely).
       log.warn({ err, method: c.req.method, path: c.req.path }, 'database unavailable');
-      c.header('Retry-After', '5');
+      c.header('Retry-After', RETRY_AFTER_S);
       return c.json<ErrorBody>(
         { error: { code: 'unavailable', message: 'The database is unavailable; retry shortly.' } },
         503,

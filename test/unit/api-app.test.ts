@@ -7,6 +7,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app.js';
+import { ApiError } from '../../api/errors.js';
 import { asCaller, testAuth, type TestAuth } from '../helpers/auth.js';
 import type { AppDeps, Probe } from '../../api/env.js';
 import type { Pool } from '../../db/pool.js';
@@ -122,6 +123,19 @@ describe('probes', () => {
       },
     });
     expect(aborted).toBe(true);
+  });
+});
+
+describe('outages', () => {
+  it('every 503 carries Retry-After, as the OpenAPI document promises (here: the identity provider is down)', async () => {
+    const { app } = build({
+      authenticator: () =>
+        Promise.reject(new ApiError(503, 'auth_unavailable', 'The identity provider is down.')),
+    });
+    const res = await app.request('/orders', { headers: { Authorization: 'Bearer x.y.z' } });
+    expect(res.status).toBe(503);
+    expect(res.headers.get('retry-after')).toBe('5');
+    expect(await res.json()).toMatchObject({ error: { code: 'auth_unavailable' } });
   });
 });
 

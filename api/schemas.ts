@@ -13,7 +13,7 @@
 import { z } from '@hono/zod-openapi';
 import { ORDER_STATUSES } from '../domain/order.js';
 import { PAYMENT_STATUSES } from '../domain/payment.js';
-import { WITHOUT_CONTROL_CHARACTERS, textProblem } from '../domain/text.js';
+import { BIDI_CONTROLS, MAX_NOTE_LENGTH, WITHOUT_CONTROL_CHARACTERS, textProblem } from '../domain/text.js';
 import { CANCEL_CODES } from '../domain/cancel.js';
 
 export const LIMITS = {
@@ -22,7 +22,7 @@ export const LIMITS = {
   /** Units per line. */
   maxQty: 1000,
   maxIdempotencyKeyLength: 255,
-  maxReasonLength: 500,
+  maxReasonLength: MAX_NOTE_LENGTH,
   /** Orders per page of `GET /orders`. */
   maxPageSize: 100,
   defaultPageSize: 20,
@@ -146,13 +146,8 @@ export const CancelCodeSchema = z
   .enum(CANCEL_CODES, { error: `must be one of ${CANCEL_CODES.join(', ')}` })
   .openapi('CancelCode', { example: 'changed_mind' });
 
-/**
- * Bidirectional embedding, override and isolate controls: invisible, they make stored text read
- * otherwise than it is (in an operator's terminal or a support tool), and no note needs them.
- */
-const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/;
-
-const cancelNote = () =>
+/** A note people will read: a cancel note, a retry's reason (domain/text.ts noteProblem). */
+const note = () =>
   storableText()
     .trim()
     .min(1, 'must not be empty')
@@ -162,11 +157,11 @@ const cancelNote = () =>
 export const CancelOrderBodySchema = z
   .strictObject({
     code: CancelCodeSchema.optional(),
-    note: cancelNote().optional().openapi({
+    note: note().optional().openapi({
       description: 'Free text, stored with the order for the record; never e-mailed to anyone.',
       example: 'ordered the wrong size',
     }),
-    reason: cancelNote().optional().openapi({
+    reason: note().optional().openapi({
       deprecated: true,
       description: 'The old form: taken as `note` with code `other`. Not together with `code` or `note`.',
       example: 'changed my mind',
@@ -190,12 +185,7 @@ export type CancelOrderBody = z.infer<typeof CancelOrderBodySchema>;
 
 export const RetryOrderBodySchema = z
   .strictObject({
-    reason: storableText()
-      .trim()
-      .min(1, 'must not be empty')
-      .max(LIMITS.maxReasonLength, `must be at most ${LIMITS.maxReasonLength} characters`)
-      .optional()
-      .openapi({ example: 'payment gateway is back' }),
+    reason: note().optional().openapi({ example: 'payment gateway is back' }),
   })
   .openapi('RetryOrderRequest');
 

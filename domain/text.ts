@@ -2,7 +2,8 @@
  * Text a client sends that the system stores, logs or shows to someone: it must be text PostgreSQL
  * can store (no NUL byte, well-formed Unicode: no lone UTF-16 surrogates, which JSON can carry but
  * UTF-8 cannot) and free of control characters (which forge log lines and terminal output). One
- * rule for the API's validation and the saga's update validator. Pure and deterministic.
+ * rule for the API's validation and the saga's update validator; a note shown to people (a cancel
+ * note, a retry's reason) follows `noteProblem` besides. Pure and deterministic.
  */
 
 // C0 and C1 control characters and DEL (Unicode category Cc), line breaks included: every text field
@@ -19,4 +20,21 @@ export function textProblem(text: string): string | undefined {
   if (LONE_SURROGATE.test(text)) return 'must be well-formed Unicode (it holds a lone surrogate)';
   if (CONTROL.test(text)) return 'must not contain control characters';
   return undefined;
+}
+
+/**
+ * Bidirectional embedding, override and isolate controls: invisible, they make stored text read
+ * otherwise than it is (in an operator's terminal, a support tool, the customer's order page), and no
+ * note needs them.
+ */
+export const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/;
+
+/** The longest note anyone may store: a cancel note, a retry's reason. */
+export const MAX_NOTE_LENGTH = 500;
+
+/** `textProblem`, for a note people will read: also not too long, and no bidirectional controls. */
+export function noteProblem(text: string): string | undefined {
+  if (text.length > MAX_NOTE_LENGTH) return `must be at most ${MAX_NOTE_LENGTH} characters`;
+  if (BIDI_CONTROLS.test(text)) return 'must not contain bidirectional control characters';
+  return textProblem(text);
 }

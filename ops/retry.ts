@@ -9,6 +9,7 @@
  */
 import type { Client } from '@temporalio/client';
 import type { Logger } from '../lib/logger.js';
+import { noteProblem } from '../domain/text.js';
 import { latestOrderRun } from '../lib/temporal.js';
 import { retryOrder, type RetryOutcome } from '../db/order-retries.js';
 import type { Pool } from '../db/pool.js';
@@ -43,6 +44,9 @@ export interface RetryOptions {
 
 export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promise<CommandResult> {
   if (options.reason.trim() === '') throw new UsageError('--reason is empty: say what was fixed');
+  // Kept on the order, where its customer reads it: the API's rule for a retry's reason.
+  const problem = noteProblem(options.reason.trim());
+  if (problem !== undefined) throw new UsageError(`--reason ${problem}`);
   const progress = deps.progress ?? noProgress;
   // A query matches runs; an order with several failed runs is retried once.
   const orderIds = [...new Set((await selectRuns(deps.client, options.selection)).map((r) => r.orderId))];

@@ -120,7 +120,11 @@ dev_server_args() { # port db-file
   DEV_SERVER_ARGS=(server start-dev --ip 127.0.0.1 --port "$1" --db-filename "$2" --log-level warn
     # WAL and no fsync per write, as Temporal's own stress CI runs it: a dev box trades durability
     # against power loss (not process crashes) for several times the throughput.
-    --sqlite-pragma journal_mode=WAL --sqlite-pragma synchronous=OFF)
+    --sqlite-pragma journal_mode=WAL --sqlite-pragma synchronous=OFF
+    # Eager activity dispatch (off by default in server 1.29): an activity the workflow task schedules
+    # on the worker's own task queue comes back in the reply to that task, skipping a trip through
+    # matching. The charge is one: 7-10 % fewer dev-server CPU ms per order (README "Performance").
+    --dynamic-config-value system.enableActivityEagerExecution=true)
   local sa
   for sa in "${SEARCH_ATTRIBUTES[@]}"; do DEV_SERVER_ARGS+=(--search-attribute "$sa=Keyword"); done
 }

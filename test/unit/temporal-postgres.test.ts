@@ -96,6 +96,15 @@ describe('Temporal on PostgreSQL (deploy/temporal)', () => {
     });
   });
 
+  it('dispatches activities eagerly, as the dev server setup does (the same server behaviour on both)', () => {
+    expect(parse(read('deploy/temporal/dynamicconfig.yaml'))).toMatchObject({
+      'system.enableActivityEagerExecution': [{ value: true }],
+    });
+    expect(read('scripts/infra.sh')).toContain(
+      '--dynamic-config-value system.enableActivityEagerExecution=true',
+    );
+  });
+
   // A saga that upserts an unregistered attribute fails its workflow task, and the worker may not be
   // allowed to register it: both setup scripts register every attribute the saga uses.
   it('registers every search attribute the saga uses, as the dev server setup does', () => {

@@ -89,6 +89,12 @@ export interface ConsumerOptions extends ConsumerQueueSpec {
    * delivery limit (DELIVERY_LIMIT_BACKSTOP) still ends a message that fails for hours.
    */
   isTransient?: (err: unknown) => boolean;
+  /**
+   * Failures no retry can fix, besides `PoisonMessageError`: a value the database refuses to store
+   * (a NUL byte in a trusted sender's text). Dead-lettered at once, as a malformed message is, instead
+   * of holding a prefetch slot through every backed-off retry.
+   */
+  isPoison?: (err: unknown) => boolean;
   /** How long to wait for the broker to confirm a dead-lettered copy. */
   deadLetterTimeoutMs?: number;
   /** Larger bodies are dead-lettered at once, unread (config.AMQP_MAX_MESSAGE_BYTES). */
@@ -279,11 +285,12 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
       settle('ack', () => channel.ack(msg));
     } catch (err) {
       const reason = describeError(err);
-      if (stopping && !(err instanceof PoisonMessageError)) {
+      const poison = err instanceof PoisonMessageError || opts.isPoison?.(err) === true;
+      if (stopping && !poison) {
         // Cut short by the stop (or failing during it): back to the queue for the next consumer.
         log.info({ reason }, 'stopping: message returned to the queue');
         settle('requeue', () => channel.nack(msg, false, true));
-      } else if (err instanceof PoisonMessageError) {
+      } else if (poison) {
         log.error({ reason }, `malformed message: moving it to ${dlqName(queue)} without retrying`);
         await deadLetter(channel, msg, reason, attempt);
       } else if (attempt >= opts.maxDeliveries && !opts.isTransient?.(err)) {

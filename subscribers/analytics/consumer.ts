@@ -32,7 +32,13 @@ import {
   recordRunStarted,
   touchAnalyticsOrder,
 } from '../../db/analytics.js';
-import { isTransientDatabaseError, withTransaction, type Pool, type Queryable } from '../../db/pool.js';
+import {
+  isDataError,
+  isTransientDatabaseError,
+  withTransaction,
+  type Pool,
+  type Queryable,
+} from '../../db/pool.js';
 import { markProcessed } from '../../db/processed-events.js';
 import { implausibleAmount } from '../../domain/payment.js';
 
@@ -228,6 +234,7 @@ export function createAnalyticsSubscriber({
     logger,
     handle,
     isTransient: isTransientDatabaseError, // the database down is an outage to wait out
+    isPoison: isDataError, // a value the database refuses is refused on every retry
     // Revenue figures count only what the outbox (or an operator's re-drive) sent.
     trustedPublishers: config.AMQP_TRUSTED_PUBLISHERS,
     maxMessageBytes: config.AMQP_MAX_MESSAGE_BYTES,

@@ -23,7 +23,7 @@ import { loyaltyQueueSpec } from '../../lib/amqp/topology.js';
 import type { Config } from '../../lib/config.js';
 import type { Logger } from '../../lib/logger.js';
 import type { Registry } from '../../lib/metrics.js';
-import { isTransientDatabaseError, withTransaction, type Pool } from '../../db/pool.js';
+import { isDataError, isTransientDatabaseError, withTransaction, type Pool } from '../../db/pool.js';
 import { awardOrderPoints, revokeOrderPoints } from '../../db/loyalty-points.js';
 import { markProcessed } from '../../db/processed-events.js';
 import { implausibleAmount } from '../../domain/payment.js';
@@ -168,6 +168,7 @@ export function createLoyaltySubscriber({
     logger,
     handle,
     isTransient: isTransientDatabaseError, // the database down is an outage to wait out
+    isPoison: isDataError, // a value the database refuses is refused on every retry
     // Points are money's worth: only what the outbox (or an operator's re-drive) sent counts.
     trustedPublishers: config.AMQP_TRUSTED_PUBLISHERS,
     maxMessageBytes: config.AMQP_MAX_MESSAGE_BYTES,

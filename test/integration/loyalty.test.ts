@@ -157,6 +157,25 @@ describe('loyalty subscriber', () => {
     expect(points.rowCount).toBe(0);
   });
 
+  it('dead-letters at its first delivery a trusted event whose text PostgreSQL cannot store, not after every retry', async () => {
+    const running = await startSubscriber();
+    const event = paymentCompleted();
+    // Valid by the schema; refused by PostgreSQL (a NUL byte in text) on every attempt.
+    publish(
+      Buffer.from(JSON.stringify({ ...event, data: { ...event.data, customerId: 'C\u0000' } })),
+      event.id,
+    );
+
+    await waitFor(async () => (await observer.messageCount(dlqName(config.LOYALTY_QUEUE))) === 1, {
+      what: 'the message in the DLQ',
+    });
+    await running.stop();
+    const [dead] = await observer.drain(dlqName(config.LOYALTY_QUEUE));
+    expect(dead!.properties.headers![DEAD_LETTER_HEADERS.attempts]).toBe(1);
+    expect(dead!.properties.headers![DEAD_LETTER_HEADERS.reason]).toMatch(/invalid byte sequence/);
+    expect(await pointsOf(event.orderId)).toBeUndefined();
+  });
+
   it('receives events from the outbox publisher end to end', async () => {
     const running = await startSubscriber();
     const event = paymentCompleted('120.00');

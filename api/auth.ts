@@ -23,6 +23,7 @@ import type { Config } from '../lib/config.js';
 import { ensureLocalKeyPair, type LocalKeyPair } from '../lib/auth-keys.js';
 import { ApiError } from './errors.js';
 import type { AppEnv } from './env.js';
+import { CUSTOMER_ID } from '../domain/order.js'; // a customer's `sub` must have its shape
 
 export type Principal =
   { kind: 'customer'; subject: string; customerId: string } | { kind: 'operator'; subject: string };
@@ -57,8 +58,6 @@ export const ACCEPTED_ALGORITHMS = [
 /** RFC 6750 b64token; longer than any real token is refused unparsed. */
 const BEARER = /^Bearer +([A-Za-z0-9\-._~+/]+=*) *$/i;
 const MAX_TOKEN_LENGTH = 8192;
-/** The shape of a customer id (api/schemas.ts `CustomerIdSchema`), which a customer's `sub` must have. */
-const CUSTOMER_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 
 /** The authenticator for this process: the OIDC provider's JWKS, or the local key pair. */
 export async function createAuthenticator(

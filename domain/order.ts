@@ -106,6 +106,12 @@ export interface RetryFacts {
   runUndone?: boolean;
 }
 
+/**
+ * The shape of a customer id (a customer token's subject, the API's `customerId`): letters, digits and
+ * `. _ : -`, so it is safe to quote in a Temporal visibility query.
+ */
+export const CUSTOMER_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
+
 /** Orders an operator's retry never runs again: there is nothing to retry. */
 export const NEVER_RETRIED: readonly OrderStatus[] = ['COMPLETED', 'CANCELLED', 'OUT_OF_STOCK'];
 

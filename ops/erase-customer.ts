@@ -17,20 +17,25 @@
  *
  * A customer id with no orders is reported `not_found` (exit 1): ids are exact, and an erasure that
  * matched nothing must not read as done. Refused while one of the customer's orders is still under
- * way (its saga may still need the address to send the customer its e-mail), and under a broker
- * login that is not trusted (as `dlq redrive` is). Idempotent: run it again after a failure. The
- * dead letters are scrubbed before the database is erased, because finding them needs the addresses
- * the database still holds: a run that fails in the dead-letter step has erased nothing yet, and the
- * next run finds every address again (the database part is matched by customer id).
+ * way (its saga may still need the address to send the customer its e-mail): not final in the
+ * database, or its saga still running in Temporal (it records a failed or cancelled order's status
+ * before the e-mail that says so). Refused under a broker login that is not trusted (as `dlq
+ * redrive` is). Idempotent: run it again after a failure. The dead letters are scrubbed before the
+ * database is erased, because finding them needs the addresses the database still holds: a run that
+ * fails in the dead-letter step has erased nothing yet, and the next run finds every address again
+ * (the database part is matched by customer id).
  */
+import type { Client } from '@temporalio/client';
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import type { ChannelModel } from 'amqplib';
+import { CUSTOMER_ID } from '../domain/order.js';
 import { ERASED, scrubEvent } from '../domain/personal-data.js';
 import type { Logger } from '../lib/logger.js';
 import { customerFootprint, eraseCustomerData, type CustomerFootprint } from '../db/erasure.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import { amqpUser } from '../lib/amqp/connection.js';
 import { eachDeadLetterQueue, giveBack, originalSender, type DlqDeps } from './dlq.js';
+import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, orderWorkflowId } from '../workflows/contract.js';
 import {
   commandResult,
   noProgress,
@@ -44,6 +49,8 @@ export interface EraseCustomerDeps {
   pool: Pool;
   /** A plain amqplib connection; the caller opens and closes it. */
   connection: ChannelModel;
+  /** Temporal: an order saga still running for the customer refuses the erasure. */
+  client: Client;
   /** As for `dlq redrive` (DlqDeps): the queues, who reads each, and whose messages are trusted. */
   config: DlqDeps['config'];
   logger: Logger;
@@ -51,7 +58,10 @@ export interface EraseCustomerDeps {
 }
 
 export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string): Promise<CommandResult> {
-  if (customerId.trim() === '') throw new UsageError('erase-customer takes a customer id, e.g. C100');
+  if (!CUSTOMER_ID.test(customerId))
+    throw new UsageError(
+      `not a customer id: ${JSON.stringify(customerId)} (letters, digits and . _ : -, as in customer_id, e.g. C100)`,
+    );
   const progress = deps.progress ?? noProgress;
   /** The command's one item when it does nothing: not found, or refused with the reason. */
   const endWith = (outcome: string, reason: string, details?: Record<string, unknown>): CommandResult => {
@@ -73,6 +83,10 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
       'no orders of this customer: nothing erased (customer ids are exact, letters case included)',
     );
   if (footprint.openOrderIds.length > 0) return refusal(footprint);
+  // A final status is not an ended saga: the saga records PAYMENT_FAILED, CANCELLED or OUT_OF_STOCK
+  // before the e-mail that tells the customer, and that e-mail needs the address.
+  const running = await runningSagas(deps.client, customerId);
+  if (running.length > 0) return refusal({ ...footprint, openOrderIds: running });
   const operator = amqpUser(deps.config.AMQP_URL ?? '');
   const trusted = deps.config.AMQP_TRUSTED_PUBLISHERS;
   // As `dlq redrive` refuses: a trusted dead letter copied under this login would lose its trust.
@@ -130,6 +144,20 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
   deps.logger.info({ customerId, ...database.counts }, 'customer data erased from the database');
   for (const item of [erased, ...scrubs]) progress.advance(item);
   return commandResult('erase-customer', [erased, ...scrubs]);
+}
+
+/** The orders of the customer whose saga Temporal lists as running (its visibility: a moment behind). */
+async function runningSagas(client: Client, customerId: string): Promise<string[]> {
+  // Quoted as is: CUSTOMER_ID allows no quote or backslash.
+  const query =
+    `WorkflowType = "${WORKFLOW_TYPE}" AND ExecutionStatus = "Running" AND ` +
+    `${SEARCH_ATTRIBUTES.CustomerId.name} = "${customerId}"`;
+  const prefix = orderWorkflowId('');
+  const orderIds: string[] = [];
+  for await (const run of client.workflow.list({ query })) {
+    if (run.workflowId.startsWith(prefix)) orderIds.push(run.workflowId.slice(prefix.length));
+  }
+  return orderIds;
 }
 
 /**

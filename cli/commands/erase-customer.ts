@@ -22,6 +22,7 @@ export const registerEraseCustomer: RegisterCommand = (program, runner) => {
             {
               pool: ctx.pool(),
               connection: await ctx.amqp(),
+              client: await ctx.temporal(),
               config: ctx.config,
               logger: ctx.logger,
               progress,

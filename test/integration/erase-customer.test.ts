@@ -4,6 +4,7 @@
  * timelines kept; every other customer untouched.
  */
 import { randomUUID } from 'node:crypto';
+import type { Client } from '@temporalio/client';
 import amqplib, { type ChannelModel, type GetMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { runCli } from '../../cli/program.js';
@@ -13,6 +14,8 @@ import { assertConsumerQueue, bridgeQueueSpec, dlqName, loyaltyQueueSpec } from 
 import type { Config } from '../../lib/config.js';
 import { buildEvent, type EventEnvelope } from '../../lib/events.js';
 import { createLogger } from '../../lib/logger.js';
+import { connectTemporal, startOrderSaga } from '../../lib/temporal.js';
+import { orderWorkflowId } from '../../workflows/contract.js';
 import { getOrder } from '../../db/order-views.js';
 import { placeOrder } from '../../db/order-placement.js';
 import { retryOrder } from '../../db/order-retries.js';
@@ -21,12 +24,13 @@ import { recordNotification } from '../../db/notifications.js';
 import { applyOrderEvent, parseOrderEvent } from '../../subscribers/analytics/consumer.js';
 import { redriveDeadLetters } from '../../ops/dlq.js';
 import { eraseCustomer } from '../../ops/erase-customer.js';
-import { deleteTopology, shortId, TEST_PUBLISHER, testConfig } from '../helpers/amqp.js';
+import { deleteTopology, shortId, TEST_PUBLISHER, testConfig, waitFor } from '../helpers/amqp.js';
 import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 
 let db: TestDatabase;
 let config: Config;
 let connection: ChannelModel;
+let client: Client;
 const logger = createLogger('erase-test', 'silent');
 
 beforeAll(async () => {
@@ -34,6 +38,7 @@ beforeAll(async () => {
   // The test's login reads loyalty's queue, and is the trusted publisher and the operator.
   config = testConfig(shortId(), { DATABASE_URL: db.url, LOYALTY_AMQP_USER: TEST_PUBLISHER });
   connection = await amqplib.connect(config.AMQP_URL);
+  client = await connectTemporal(config);
   const channel = await connection.createConfirmChannel();
   await assertConsumerQueue(channel, bridgeQueueSpec(config));
   await assertConsumerQueue(channel, loyaltyQueueSpec(config));
@@ -42,6 +47,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await deleteTopology(connection, config.AMQP_EXCHANGE, [config.BRIDGE_QUEUE, config.LOYALTY_QUEUE]);
   await connection?.close();
+  await client?.connection.close();
   await db?.drop();
 });
 
@@ -155,7 +161,7 @@ describe('erase-customer', () => {
     const timelinesBefore = await Promise.all(mine.map(async (id) => (await getOrder(db.pool, id))!.events));
     const bobBefore = await getOrder(db.pool, theirs);
 
-    const result = await eraseCustomer({ pool: db.pool, connection, config, logger }, customer);
+    const result = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
     expect(result.ok).toBe(true);
     expect(result.items[0]).toMatchObject({
       id: customer,
@@ -220,7 +226,7 @@ describe('erase-customer', () => {
     expect(byId('malformed-1').properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('body is not JSON: …');
 
     // Again: nothing more to change.
-    const again = await eraseCustomer({ pool: db.pool, connection, config, logger }, customer);
+    const again = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
     expect(again.items[0]).toMatchObject({
       details: { orders: 0, notifications: 0, outboxEvents: 0, analyticsOrders: 0 },
     });
@@ -237,11 +243,11 @@ describe('erase-customer', () => {
     const lost = await amqplib.connect(config.AMQP_URL);
     await lost.close(); // the broker connection drops
     await expect(
-      eraseCustomer({ pool: db.pool, connection: lost, config, logger }, customer),
+      eraseCustomer({ pool: db.pool, connection: lost, client, config, logger }, customer),
     ).rejects.toThrow();
     expect((await getOrder(db.pool, orderId))!.email).toBe('dave@example.com');
 
-    const result = await eraseCustomer({ pool: db.pool, connection, config, logger }, customer);
+    const result = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
     expect(result.ok).toBe(true);
     expect((await getOrder(db.pool, orderId))!.email).toBeNull();
     const left = (await drainDlq()).map((m) => m.content.toString('utf8'));
@@ -275,7 +281,7 @@ describe('erase-customer', () => {
     );
     await deadLetter('to=ANN@example.co; bounced', `note-${shortId()}`, 'body is not JSON: …');
 
-    const result = await eraseCustomer({ pool: db.pool, connection, config, logger }, customer);
+    const result = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
     expect(result.ok).toBe(true);
     expect(result.items.find((i) => i.id === dlqName(config.LOYALTY_QUEUE))).toMatchObject({
       details: { scrubbed: 2, untouched: 0 },
@@ -309,7 +315,9 @@ describe('erase-customer', () => {
     await db.pool.query(`update orders set status = 'PAYMENT_FAILED', started_run = 1 where id = $1::uuid`, [
       orderId,
     ]);
-    expect((await eraseCustomer({ pool: db.pool, connection, config, logger }, customer)).ok).toBe(true);
+    expect((await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer)).ok).toBe(
+      true,
+    );
     expect(await retryOrder(db.pool, orderId, { reason: 'gateway back', latest: undefined })).toMatchObject({
       kind: 'refused',
       reason: expect.stringMatching(/erased/),
@@ -328,7 +336,13 @@ describe('erase-customer', () => {
     const orderId = await place(customer, 'gus@example.com', sku);
     await db.pool.query(`update orders set status = 'COMPLETED' where id = $1::uuid`, [orderId]);
     const result = await eraseCustomer(
-      { pool: db.pool, connection, config: { ...config, AMQP_TRUSTED_PUBLISHERS: ['acme-outbox'] }, logger },
+      {
+        pool: db.pool,
+        connection,
+        client,
+        config: { ...config, AMQP_TRUSTED_PUBLISHERS: ['acme-outbox'] },
+        logger,
+      },
       customer,
     );
     expect(result.items).toMatchObject([
@@ -339,13 +353,54 @@ describe('erase-customer', () => {
 
   test('an id with no orders is reported not found (exit 1), not erased', async () => {
     const result = await eraseCustomer(
-      { pool: db.pool, connection, config, logger },
+      { pool: db.pool, connection, client, config, logger },
       `c-nobody-${shortId()}`,
     );
     expect(result.ok).toBe(false);
     expect(result.items).toMatchObject([
       { outcome: 'not_found', reason: expect.stringMatching(/no orders/) },
     ]);
+  });
+
+  test('refused while a saga of the customer still runs, though its order is final in the database', async () => {
+    const sku = await createProduct(db.pool, { stock: 10 });
+    const customer = `C-SAGA-${shortId()}`;
+    const orderId = await place(customer, 'hal@example.com', sku);
+    // The saga recorded PAYMENT_FAILED and is about to e-mail the customer: its run is still open
+    // (here a run nobody works on, on a task queue of its own).
+    await db.pool.query(`update orders set status = 'PAYMENT_FAILED' where id = $1::uuid`, [orderId]);
+    const input = {
+      orderId,
+      customerId: customer,
+      correlationId: `corr-${shortId()}`,
+      run: 1,
+      paymentDeadlineMs: 60_000,
+    };
+    expect(await startOrderSaga(client, input, `erase-nobody-polls-${shortId()}`)).toBe('started');
+    const running = `WorkflowId = "${orderWorkflowId(orderId)}" AND ExecutionStatus = "Running"`;
+    try {
+      await waitFor(async () => (await client.workflow.count(running)).count === 1, {
+        what: 'the running saga in visibility',
+      });
+      const refused = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
+      expect(refused.items).toMatchObject([
+        { ok: false, outcome: 'refused', reason: expect.stringContaining(orderId) },
+      ]);
+      expect((await getOrder(db.pool, orderId))!.email).toBe('hal@example.com');
+    } finally {
+      await client.workflow.getHandle(orderWorkflowId(orderId)).terminate('test: the saga ended');
+    }
+    await waitFor(async () => (await client.workflow.count(running)).count === 0, {
+      what: 'the ended saga in visibility',
+    });
+    const erased = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
+    expect(erased.items[0]).toMatchObject({ ok: true, outcome: 'erased' });
+  });
+
+  test('a customer id that cannot be one is a usage error', async () => {
+    await expect(
+      eraseCustomer({ pool: db.pool, connection, client, config, logger }, 'C100" OR CustomerId != "'),
+    ).rejects.toThrow(/not a customer id/);
   });
 
   test('refused while an order of the customer is under way (exit 1), changing nothing', async () => {

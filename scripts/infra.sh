@@ -92,6 +92,12 @@ rabbitmq_up() {
     as_root rabbitmq-plugins enable --offline rabbitmq_management >/dev/null
     as_root rabbitmq-server -detached
     wait_port 5672 RabbitMQ 90
+  elif ! port_open 15672; then
+    # Already running without its UI: a host whose package install started the broker itself
+    # (systemd on a normal Debian), so the branch above never enabled the plugin. Enabled online.
+    log "RabbitMQ: enabling the management UI"
+    as_root rabbitmq-plugins enable rabbitmq_management >/dev/null
+    wait_port 15672 "RabbitMQ management UI" 60
   fi
   log "RabbitMQ: up on 127.0.0.1:5672, management UI on http://localhost:15672 (its login: [access] below)"
 }

@@ -35,6 +35,8 @@ KEDA_SCALERS="github.com/kedacore/keda/v2@v2.21.0 pkg/scalers/rabbitmq_scaler.go
 
 log() { printf '[k8s-tools] %s\n' "$*"; }
 die() { printf '[k8s-tools] ERROR: %s\n' "$*" >&2; exit 1; }
+# As scripts/infra.sh does: root runs it, anyone else needs passwordless sudo.
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@" || die "needs root (or passwordless sudo) for: $*"; fi; }
 
 need_go() {
   command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"
@@ -56,7 +58,7 @@ if [ "$(cat "$VENV/version" 2>/dev/null)" != "$KUBERNETES_VALIDATE_VERSION" ]; t
   python3 -m venv "$VENV" 2>/dev/null || {
     # Debian splits venv out of python3.
     log "apt-get install python3-venv"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+    as_root apt-get update -qq && as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
     python3 -m venv "$VENV"
   }
   "$VENV/bin/pip" install -q --disable-pip-version-check "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION"

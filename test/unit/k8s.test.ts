@@ -494,6 +494,15 @@ describe('deploy/k8s/overlays/local: the dependencies on one cluster', () => {
     }
   });
 
+  it('runs the RabbitMQ image Docker Compose runs (the operator default would be a 4.1: ops/dlq.ts)', () => {
+    const rabbit = byKind(objects(), 'RabbitmqCluster')[0]!;
+    const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.meta.url), 'utf8')) as {
+      services: Record<string, { image?: string }>;
+    };
+    expect(rabbit.spec?.image).toBe(compose.services.rabbitmq!.image);
+    expect(rabbit.spec?.image).toMatch(/^rabbitmq:3\.13-management$/);
+  });
+
   it("points Temporal's Helm values at this overlay's PostgreSQL, databases and Secret", () => {
     const cluster = byKind(objects(), 'Cluster')[0]!;
     const databases = byKind(objects(), 'Database').map((d) => d.spec!.name);

@@ -245,6 +245,8 @@ export interface App {
   name: AppName;
   entry: string;
   nodeFlags?: string[];
+  /** Variables its scripts/up.sh command sets (`env VAR=value node …`). */
+  env?: Record<string, string>;
 }
 
 const nodeArgs = ({ entry, nodeFlags = [] }: App): string[] =>
@@ -253,17 +255,21 @@ const nodeArgs = ({ entry, nodeFlags = [] }: App): string[] =>
 /** The bench's own process, not part of the system. */
 export const BARE_WORKER_NAME = 'bare-worker';
 
-/** The bare worker runs with the worker's node flags: the same worker settings. */
-const bareWorker = (apps: App[]): App => ({
-  name: BARE_WORKER_NAME,
-  entry: 'bench/bare-worker.ts',
-  nodeFlags: apps.find((a) => a.name === 'worker')?.nodeFlags ?? [],
-});
+/** The bare worker runs with the worker's node flags and variables: the same worker settings. */
+const bareWorker = (apps: App[]): App => {
+  const worker = apps.find((a) => a.name === 'worker');
+  return {
+    name: BARE_WORKER_NAME,
+    entry: 'bench/bare-worker.ts',
+    nodeFlags: worker?.nodeFlags ?? [],
+    env: worker?.env ?? {},
+  };
+};
 
 /**
  * The app processes `npm run up` starts, read from scripts/up.sh (its `NAMES=a,b,…` and its
- * `node [--flag …] dist/<entry>.js` commands, in the same order), so a process added there is
- * benched too, with the same flags.
+ * `[env VAR=value …] node [--flag …] dist/<entry>.js` commands, in the same order), so a process
+ * added there is benched too, with the same variables and flags.
  */
 export function appsFromUpScript(): App[] {
   const script = readFileSync(path.join(ROOT, 'scripts/up.sh'), 'utf8');
@@ -274,7 +280,10 @@ export function appsFromUpScript(): App[] {
       `scripts/up.sh: ${names.length} NAMES but ${commands.length} \`node … dist/<entry>.js\` commands; the bench reads both`,
     );
   }
-  return names.map((name, i) => ({ name, ...commands[i]! }));
+  return names.map((name, i) => {
+    const { entry, nodeFlags, env } = commands[i]!;
+    return { name, entry, nodeFlags, env };
+  });
 }
 
 interface Running {
@@ -346,7 +355,7 @@ export class Processes {
             );
       const child = spawn(process.execPath, nodeArgs(app), {
         cwd: ROOT,
-        env: { ...this.env, ...sidePortsOff, ...extraEnv },
+        env: { ...this.env, ...app.env, ...sidePortsOff, ...extraEnv },
         stdio: ['ignore', fd, fd],
       });
       closeSync(fd);

@@ -27,16 +27,34 @@ export const APP_PROCESSES = {
 export type AppProcess = keyof typeof APP_PROCESSES;
 
 /**
- * How scripts/up.sh starts each process, in its order: `node [--flag …] dist/<entry>.js` (the
- * worker's heap cap is such a flag). Processes started here and by the bench get the same flags,
- * and the deployment tests check that Compose and the manifests give them too.
+ * How scripts/up.sh starts each process, in its order: `[env VAR=value …] node [--flag …]
+ * dist/<entry>.js` (the worker's allocator setting and heap cap are such). Processes started here and
+ * by the bench get the same environment and flags, and the deployment tests check that Compose and
+ * the manifests run the same command (`command`: the words before the entry file).
  */
-export function upScriptCommands(): Array<{ nodeFlags: string[]; entry: string }> {
+export interface UpScriptCommand {
+  env: Record<string, string>;
+  nodeFlags: string[];
+  entry: string;
+  command: string[];
+}
+
+export function upScriptCommands(): UpScriptCommand[] {
   const script = readFileSync(path.join(ROOT, 'scripts/up.sh'), 'utf8');
-  return [...script.matchAll(/node ((?:--\S+ )*)(dist\/[\w./-]+\.js)/g)].map((m) => ({
-    nodeFlags: m[1]!.split(' ').filter(Boolean),
-    entry: m[2]!,
-  }));
+  return [
+    ...script.matchAll(/(?:env ((?:[A-Z][A-Z0-9_]*=\S+ )+))?node ((?:--\S+ )*)(dist\/[\w./-]+\.js)/g),
+  ].map((m) => {
+    const assignments = (m[1] ?? '').split(' ').filter(Boolean);
+    const nodeFlags = m[2]!.split(' ').filter(Boolean);
+    return {
+      env: Object.fromEntries(
+        assignments.map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)]),
+      ),
+      nodeFlags,
+      entry: m[3]!,
+      command: [...(assignments.length > 0 ? ['env', ...assignments] : []), 'node', ...nodeFlags],
+    };
+  });
 }
 
 /**
@@ -102,15 +120,16 @@ async function startInstance(
   logDir: string,
 ): Promise<Instance> {
   const { entry, portKey } = APP_PROCESSES[process];
-  const nodeFlags = upScriptCommands().find((c) => c.entry === entry)?.nodeFlags ?? [];
+  const started = upScriptCommands().find((c) => c.entry === entry);
   const port = await freePort();
   const name = `${process}${n}`;
   const logFile = path.join(logDir, `${name}.log`);
   const fd = openSync(logFile, 'a');
-  const child = spawn(globalThis.process.execPath, [...nodeFlags, entry], {
+  const child = spawn(globalThis.process.execPath, [...(started?.nodeFlags ?? []), entry], {
     cwd: ROOT,
     env: {
       ...globalThis.process.env,
+      ...started?.env,
       ...env,
       [portKey]: String(port),
       // Each instance's other side ports: none (the SDK exporter), or a free one.

@@ -138,17 +138,18 @@ describe('docker-compose.yml', () => {
     }
   });
 
-  it("gives each process the node flags scripts/up.sh gives it (the worker's heap cap), as npm run start:* does, under its own login", () => {
+  it("runs each process with the command scripts/up.sh runs (the worker's arenas and heap cap), as npm run start:* does, under its own login", () => {
     const commands = upScriptCommands();
     expect(commands.some((c) => c.nodeFlags.length > 0)).toBe(true);
+    expect(commands.some((c) => Object.keys(c.env).length > 0)).toBe(true);
     const { scripts } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
       scripts: Record<string, string>;
     };
-    for (const { entry, nodeFlags } of commands) {
+    for (const { entry, command: upCommand } of commands) {
       const services = appServices.filter(([, s]) => s.command?.includes(entry));
       expect(services, entry).not.toHaveLength(0);
       for (const [name, service] of services) {
-        expect(service.command!.slice(1, service.command!.indexOf(entry)), name).toEqual(nodeFlags);
+        expect(service.command!.slice(0, service.command!.indexOf(entry)), name).toEqual(upCommand);
       }
       const [script = 'start:?', command = ''] =
         Object.entries(scripts).find(([key, cmd]) => key.startsWith('start:') && cmd.includes(entry)) ?? [];
@@ -156,7 +157,7 @@ describe('docker-compose.yml', () => {
       // RabbitMQ login the outbox would stamp every event with a sender the subscribers do not trust.
       const service = script.slice('start:'.length);
       expect(command, `npm run ${script} for ${entry}`).toContain(
-        ['bash scripts/as.sh', service, 'node', ...nodeFlags, entry].join(' '),
+        ['bash scripts/as.sh', service, ...upCommand, entry].join(' '),
       );
     }
   });

@@ -316,8 +316,8 @@ function crossCheck(objects: K8sObject[]): string[] {
 
   // Every process `npm run up` starts runs here too, with the same node flags (the worker's heap
   // cap), and the migrations Job.
-  const started = upScriptCommands().map(({ nodeFlags, entry }) => ({
-    flags: nodeFlags,
+  const started = upScriptCommands().map(({ command, entry }) => ({
+    flags: command,
     entry: sourceOf(entry),
   }));
   if (started.length < Object.keys(PORT_SETTING).length)
@@ -327,13 +327,11 @@ function crossCheck(objects: K8sObject[]): string[] {
     for (const o of workloads(objects).filter((w) => entryOf(appContainer(w)) === entry)) {
       const command = appContainer(o).command!;
       const given = command.slice(
-        1,
+        0,
         command.findIndex((arg) => /^dist\/.+\.js$/.test(arg)),
       );
       if (given.join(' ') !== flags.join(' '))
-        problems.push(
-          `${o.metadata.name}: node ${given.join(' ')}, but scripts/up.sh gives ${flags.join(' ')}`,
-        );
+        problems.push(`${o.metadata.name}: ${given.join(' ')}, but scripts/up.sh runs ${flags.join(' ')}`);
     }
   }
   const migrate = byKind(objects, 'Job').find((j) => entryOf(appContainer(j)) === 'db/cli.ts');

@@ -43,9 +43,12 @@ async function dryRun(...args: string[]) {
     const [, name, command] = /^(\w+): (.*)$/.exec(line)!;
     instances.set(
       name!,
-      // The command's settings (`WORKER_HTTP_PORT=9203`), not node's flags (`--max-old-space-size=96`).
+      // The command's port settings (`WORKER_HTTP_PORT=9203`), not node's flags (`--max-old-space-size=96`)
+      // nor the worker's allocator setting (`MALLOC_ARENA_MAX=2`).
       Object.fromEntries(
-        [...command!.matchAll(/\b([A-Z][A-Z0-9_]*)=(\d+)/g)].map((m) => [m[1], Number(m[2])]),
+        [...command!.matchAll(/\b([A-Z][A-Z0-9_]*)=(\d+)/g)]
+          .filter((m) => (PORT_KEYS as readonly string[]).includes(m[1]!))
+          .map((m) => [m[1], Number(m[2])]),
       ),
     );
   }

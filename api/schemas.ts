@@ -319,7 +319,10 @@ export const OrderSchema = z
     events: z.array(OrderEventSchema).openapi({ description: 'The outbox timeline, oldest first.' }),
     workflow: z.object({
       id: z.string().openapi({ example: 'order-0b7e6c1e-8f4e-4a7c-9a43-3f0f8f7c2b1d' }),
-      url: z.string().openapi({ description: 'The workflow in the Temporal Web UI.' }),
+      url: z
+        .string()
+        .optional()
+        .openapi({ description: 'The workflow in the Temporal Web UI; for operators only.' }),
     }),
   })
   .openapi('Order');

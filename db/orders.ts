@@ -222,6 +222,21 @@ export async function markStockReleased(db: Queryable, orderId: string, run: num
   return rowCount === 1;
 }
 
+/**
+ * Orders whose current run has not started: PENDING (placed or retried) and not marked started by the
+ * bridge. How long the oldest has waited is counted from when it became PENDING (`updated_at`).
+ * Served by orders_status_idx: PENDING orders are few unless the pipeline is stuck or behind.
+ */
+export async function notStartedStats(db: Queryable): Promise<{ waiting: number; oldestAgeSeconds: number }> {
+  const { rows } = await db.query<{ waiting: number; oldestAgeSeconds: number }>(
+    `select count(*)::int as "waiting",
+            coalesce(extract(epoch from now() - min(updated_at)), 0)::float8 as "oldestAgeSeconds"
+       from orders
+      where status = 'PENDING' and coalesce(started_run, 0) < run`,
+  );
+  return rows[0]!;
+}
+
 /** The bridge started `run`'s workflow (Temporal accepted it, or had it already). */
 export async function markRunStarted(db: Queryable, orderId: string, run: number): Promise<void> {
   await db.query(

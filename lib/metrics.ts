@@ -30,6 +30,8 @@ export const METRICS = {
   outboxPublished: 'acme_outbox_published_total',
   outboxPublishFailures: 'acme_outbox_publish_failures_total',
   bridgeStartLag: 'acme_bridge_start_lag_seconds',
+  ordersNotStarted: 'acme_orders_not_started',
+  ordersOldestNotStartedAge: 'acme_orders_oldest_not_started_age_seconds',
   dlqMessages: 'acme_dlq_messages',
   consumerRedeliveries: 'acme_consumer_redeliveries_total',
   sagaStepDuration: 'acme_saga_step_duration_seconds',
@@ -194,13 +196,48 @@ export interface BridgeMetrics {
   runStarted(occurredAt: Date, at?: Date): void;
 }
 
-export function bridgeMetrics(registry: Registry): BridgeMetrics {
+/** Orders waiting for their run to start (PENDING, the run not started yet), from the database. */
+export interface NotStartedStats {
+  waiting: number;
+  oldestAgeSeconds: number;
+}
+
+/**
+ * `notStarted`: read at scrape time. Orders accepted whose saga has not started are invisible to
+ * Temporal and to the start lag (recorded only once a run starts): while Temporal is down, or the
+ * bridge cannot start runs, these gauges are what shows orders piling up.
+ */
+export function bridgeMetrics(
+  registry: Registry,
+  opts: { notStarted?: () => Promise<NotStartedStats>; logger?: Logger } = {},
+): BridgeMetrics {
   return once(registry, 'bridge', () => {
     const lag = new Histogram({
       name: METRICS.bridgeStartLag,
       help: "Seconds from an order.placed / order.retried event's occurredAt to its workflow run being started.",
       buckets: START_LAG_BUCKETS,
       registers: [registry],
+    });
+    const stats = opts.notStarted
+      ? sampler(opts.notStarted, 'orders not started', opts.logger)
+      : async () => undefined;
+    new Gauge({
+      name: METRICS.ordersNotStarted,
+      help: 'Orders accepted (or retried) whose saga run has not started yet (read from the database at scrape time).',
+      registers: [registry],
+      async collect() {
+        const s = await stats();
+        if (s) this.set(s.waiting);
+      },
+    });
+    new Gauge({
+      name: METRICS.ordersOldestNotStartedAge,
+      help: 'Seconds the longest-waiting of those orders has waited for its run to start; 0 when none.',
+      registers: [registry],
+      async collect() {
+        const s = await stats();
+        if (s) this.set(s.oldestAgeSeconds);
+      },
     });
     return {
       runStarted(occurredAt, at = new Date()) {

@@ -33,7 +33,14 @@ import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { bridgeMetrics, Registry } from '../lib/metrics.js';
 import { countRunningSagas, isTemporalUnavailable, startOrderSaga } from '../lib/temporal.js';
-import { findOrder, markRunStarted, orderItems, type ItemRow, type OrderRow } from '../db/orders.js';
+import {
+  findOrder,
+  markRunStarted,
+  notStartedStats,
+  orderItems,
+  type ItemRow,
+  type OrderRow,
+} from '../db/orders.js';
 import { isTransientDatabaseError, type Pool } from '../db/pool.js';
 import { orderWorkflowId } from '../workflows/contract.js';
 import { createAdmissionGate } from './bridge-admission.js';
@@ -106,7 +113,7 @@ export function createBridge({
   retryDelayMs,
   registry = new Registry(),
 }: BridgeOptions): QueueConsumer {
-  const metrics = bridgeMetrics(registry);
+  const metrics = bridgeMetrics(registry, { notStarted: () => notStartedStats(pool), logger });
   const admission = createAdmissionGate({
     maxRunning: config.BRIDGE_MAX_RUNNING_SAGAS,
     // Bounded like a start: Temporal unreachable fails the count, and the gate then admits.

@@ -54,11 +54,18 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
   const maxBytes = deps.maxBodyBytes ?? LIMITS.maxBodyBytes;
   const router = createRouter();
 
-  /** The order as the caller may see it: a customer sees only its own, an operator every one. */
+  /**
+   * The order as the caller may see it: a customer sees only its own, an operator every one. The
+   * link into the Temporal Web UI is an operator's: it names an internal host, and the UI shows every
+   * customer's workflows.
+   */
   async function orderView(orderId: string, principal: Principal): Promise<OrderView | undefined> {
     const order = await getOrder(deps.pool, orderId, { customerId: customerScope(principal) });
     if (!order) return undefined;
-    return { ...order, workflow: { id: orderWorkflowId(orderId), url: workflowUiUrl(deps.config, orderId) } };
+    const id = orderWorkflowId(orderId);
+    const workflow =
+      principal.kind === 'operator' ? { id, url: workflowUiUrl(deps.config, orderId) } : { id };
+    return { ...order, workflow };
   }
 
   // ---------------------------------------------------------------------------- POST /orders

@@ -99,10 +99,14 @@ describe('POST /orders', () => {
       correlationId: `corr-${customerId}`,
       payment: null,
       notifications: [],
-      workflow: {
-        id: `order-${order.id}`,
-        url: `http://localhost:8233/namespaces/default/workflows/order-${order.id}`,
-      },
+      workflow: { id: `order-${order.id}` },
+    });
+    // The Web UI link (an internal host, every customer's workflows) is an operator's alone.
+    expect(order.workflow).not.toHaveProperty('url');
+    const asOperator = (await (await app.request(`/orders/${order.id}`)).json()) as OrderView;
+    expect(asOperator.workflow).toEqual({
+      id: `order-${order.id}`,
+      url: `http://localhost:8233/namespaces/default/workflows/order-${order.id}`,
     });
     expect(order.items).toEqual(
       [

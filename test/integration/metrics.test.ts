@@ -14,6 +14,7 @@ import { createLoyaltySubscriber } from '../../subscribers/loyalty/consumer.js';
 import { captureLogger, openObserver, waitFor, type Observer } from '../helpers/amqp.js';
 import { parseExposition, sumOf, valueOf, type Sample } from '../helpers/metrics.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
+import { createOrder } from '../workflow/fixtures/orders.js';
 
 let system: TestSystem;
 let observer: Observer;
@@ -96,6 +97,36 @@ describe('probe servers', () => {
     }
     const worker = (await (await fetch(`${system.probes!.worker.url}/ready`)).json()) as { checks: object };
     expect(Object.keys(worker.checks).sort()).toEqual(['postgres', 'temporal', 'worker']);
+  });
+});
+
+describe('orders that do not start', () => {
+  it("show in the bridge's gauges, read from the database, until their run starts", async () => {
+    // An order whose order.placed never reached the bridge (Temporal down, a lost event): PENDING,
+    // its run not started, for ten minutes.
+    const order = await createOrder(system.db.pool, { items: [{ sku: 'TSHIRT-BLK-M', qty: 1 }] });
+    await system.db.pool.query(
+      `update orders set updated_at = now() - interval '10 minutes' where id = $1::uuid`,
+      [order.orderId],
+    );
+    const gauges = async () => {
+      const s = await scrape(system.probes!.bridge.url);
+      return {
+        waiting: valueOf(s, METRICS.ordersNotStarted) ?? 0,
+        oldest: valueOf(s, METRICS.ordersOldestNotStartedAge) ?? 0,
+      };
+    };
+    const stuck = await waitFor(async () => ((await gauges()).waiting >= 1 ? gauges() : undefined), {
+      what: 'the waiting order in the gauge',
+      intervalMs: 250,
+    });
+    expect(stuck.oldest).toBeGreaterThanOrEqual(600);
+
+    await system.db.pool.query(`update orders set started_run = 1 where id = $1::uuid`, [order.orderId]);
+    await waitFor(async () => (await gauges()).oldest < 600, {
+      what: 'the gauge to let it go',
+      intervalMs: 250,
+    });
   });
 });
 

@@ -177,7 +177,13 @@ describe('metrics at start-up, before any event', async () => {
       ].sort(),
     );
     expect(ours(samples.bridge)).toEqual(
-      [METRICS.bridgeStartLag, METRICS.consumerRedeliveries, METRICS.dlqMessages].sort(),
+      [
+        METRICS.bridgeStartLag,
+        METRICS.ordersNotStarted,
+        METRICS.ordersOldestNotStartedAge,
+        METRICS.consumerRedeliveries,
+        METRICS.dlqMessages,
+      ].sort(),
     );
     expect(ours(samples.worker)).toEqual(
       [

@@ -123,6 +123,14 @@ export function createPaymentActivities({ pool, gateway, logger, metrics }: Paym
       }
       if (order.status !== 'RESERVED') throw invalidStatus(args.orderId, 'chargePayment', order.status);
       assertNotUndone(order, args, 'chargePayment');
+      if (order.cancel_requested) {
+        // The customer asked to cancel and this run never took it (the update was lost to an outage,
+        // or the run was reset since): no charge; the saga cancels the order as asked.
+        throw ApplicationFailure.nonRetryable(
+          `chargePayment: the customer asked to cancel order ${args.orderId}; not charging`,
+          FAILURE_TYPES.CancelRequested,
+        );
+      }
       const intent = await openChargeAttempt(tx, {
         orderId: args.orderId,
         run,

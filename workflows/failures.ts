@@ -31,6 +31,12 @@ export const FAILURE_TYPES = {
   DataError: 'DataError',
   /** A cancel update arrived too late (payment captured or the order already ended). */
   CancelRejected: 'CancelRejected',
+  /**
+   * The charge refused because the customer's cancel is recorded on the order (`cancel_requested_at`)
+   * though the run never took it (the update was lost to an outage, or the run was reset): the saga
+   * cancels the order instead (PATCHES.recordedCancelStopsCharge). Nothing was charged.
+   */
+  CancelRequested: 'CancelRequested',
 } as const;
 
 export type FailureType = (typeof FAILURE_TYPES)[keyof typeof FAILURE_TYPES];

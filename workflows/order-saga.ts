@@ -120,6 +120,13 @@ export const PATCHES = {
    * this patch's own marker and upsert included).
    */
   notifyLocally: 'notify-locally',
+  /**
+   * The charge refuses when the customer's cancel is recorded on the order but this run never took
+   * it (the update lost to an outage, so the API answered 503; or the run reset since): the saga then
+   * cancels the order, compensating as for an accepted cancel. Before this, such a run charged the
+   * customer who had asked to cancel. Only runs whose charge refused this way reach the patch.
+   */
+  recordedCancelStopsCharge: 'recorded-cancel-stops-charge',
 } as const;
 
 /** Retry and timeout profiles, named so a reader sees the intent of each call site. */
@@ -347,6 +354,19 @@ class OrderSaga {
           error: describe(err),
         });
         return await this.onCancelled(new CancelledFailure('cancelled while a step was in flight'));
+      }
+      if (
+        failureType(err) === FAILURE_TYPES.CancelRequested &&
+        this.state.compensationFailures.length === 0 &&
+        patched(PATCHES.recordedCancelStopsCharge)
+      ) {
+        log.warn('the customer asked to cancel (recorded on the order); cancelling instead of charging', {
+          orderId: this.input.orderId,
+        });
+        this.state.cancelRequested = true;
+        this.cancelledByUpdate = true; // the customer's request, not a workflow cancel: a CANCELLED result
+        this.state.reason ??= 'cancelled by the customer';
+        return await this.onCancelled(new CancelledFailure('cancel recorded on the order'));
       }
       // Unexpected failure of a step: undo what was done, then fail with the original error.
       if (this.state.compensationFailures.length === 0) {

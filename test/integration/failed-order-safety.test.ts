@@ -9,7 +9,7 @@ import { createActivities, type Activities } from '../../activities/index.js';
 import { GatewayUnavailableError } from '../../activities/payment-gateway.js';
 import { retryOrder } from '../../db/order-retries.js';
 import { chargeKey, voidKey } from '../../domain/payment.js';
-import { cancelPendingOrder } from '../../db/orders.js';
+import { cancelPendingOrder, recordCancelRequest } from '../../db/orders.js';
 import { createLogger } from '../../lib/logger.js';
 import { waitFor } from '../helpers/amqp.js';
 import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -443,6 +443,23 @@ describe('a late "not reached" keeps the failure on record', () => {
     expect(
       await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined, dryRun: true }),
     ).toMatchObject({ kind: 'retried' });
+  });
+});
+
+describe("a customer's recorded cancel", () => {
+  test('stops the charge of a run that never took it (the update lost to an outage): nothing charged', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { order } = await reserved(acts);
+    // The API recorded the cancel; the update never reached the saga (503 to the customer).
+    expect(await recordCancelRequest(db.pool, order.orderId)).toBe('RESERVED');
+    await expect(acts.chargePayment(step(order))).rejects.toMatchObject({
+      type: 'CancelRequested',
+      nonRetryable: true,
+    });
+    expect(gateway.calls.charge).toEqual([]);
+    expect(await paymentStatus(db.pool, order.orderId)).toBeUndefined();
+    expect(await orderStatus(db.pool, order.orderId)).toBe('RESERVED'); // the saga cancels it next
   });
 });
 

@@ -13,6 +13,7 @@ import { createNotificationActivities } from '../../activities/notification.js';
 import { createSimulatedGateway } from '../../activities/payment-gateway.js';
 import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, cancelUpdate, statusQuery } from '../../workflows/contract.js';
 import * as workflows from '../../workflows/index.js';
+import { recordCancelRequest } from '../../db/orders.js';
 import { createProduct } from '../helpers/db.js';
 import { GatewayUnavailableError } from '../../activities/payment-gateway.js';
 import { downGateway, ledgerGateway } from './fixtures/gateways.js';
@@ -321,6 +322,36 @@ describe('cancel', () => {
     expect(await stockOf(h.db.pool, sku)).toBe(5);
     expect(await orderStatus(h.db.pool, order.orderId)).toBe('CANCELLED');
     expect(await paymentStatus(h.db.pool, order.orderId)).toBeUndefined();
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'inventory.released',
+      'order.cancelled',
+    ]);
+    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-cancelled']);
+  });
+
+  test('recorded on the order but never delivered (the update lost to an outage): no charge, the order ends CANCELLED', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
+    // The API recorded the customer's cancel, then could not reach the saga (it answered 503).
+    expect(await recordCancelRequest(h.db.pool, order.orderId)).toBe('PENDING');
+    const gateway = ledgerGateway();
+    const worker = await h.worker({ gateway });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order));
+      expect(await handle.result()).toEqual({
+        orderId: order.orderId,
+        status: 'CANCELLED',
+        reason: 'cancelled by the customer',
+      });
+      expect(await handle.query(statusQuery)).toMatchObject({ status: 'CANCELLED', cancelRequested: true });
+    });
+
+    expect(gateway.calls.charge).toEqual([]);
+    expect(await paymentStatus(h.db.pool, order.orderId)).toBeUndefined();
+    expect(await stockOf(h.db.pool, sku)).toBe(5);
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('CANCELLED');
     expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
       'inventory.reserved',
       'inventory.released',

@@ -270,7 +270,10 @@ function progressLine(label: string, total: number): Progress {
   const tty = process.stdout.isTTY;
   const render = (done: number, records: UnitResult[], final: boolean) => {
     const elapsed = (now() - started) / 1000;
-    const recent = records.slice(-200).map((r) => r.doneAt - r.sentAt);
+    const recent = records
+      .filter((r) => r.outcome !== 'aborted')
+      .slice(-200)
+      .map((r) => r.doneAt - r.sentAt);
     recent.sort((a, b) => a - b);
     const p50 = recent.length ? recent[Math.floor(recent.length / 2)]! : 0;
     const line = `  ${label}: ${done}/${total} · ${(done / Math.max(elapsed, 0.001)).toFixed(1)}/s · p50 ${p50.toFixed(0)} ms (last 200)`;
@@ -287,8 +290,8 @@ function progressLine(label: string, total: number): Progress {
         render(done, records, false);
       }
     },
-    finish(records) {
-      render(records.length, records, true);
+    finish(records, done = records.length) {
+      render(done, records, true);
     },
   };
 }
@@ -825,7 +828,7 @@ async function main(): Promise<void> {
             if (final !== 'aborted') drainProgress.update(++settled, records);
           }),
         );
-        drainProgress.finish(records);
+        drainProgress.finish(records, settled);
         return records;
       });
       const done = drain.value.filter((r) => orderOk(r.outcome));

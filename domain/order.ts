@@ -137,12 +137,14 @@ export function mayBeRetried({
   }
   if (cancelRequested) {
     // Only a run whose compensation began took the cancel: resetting it re-runs that compensation.
-    // Any other run would resume its forward steps after a reset, the charge among them.
+    // Any other run resumes its forward steps after a reset; its charge refuses the recorded cancel
+    // (PATCHES.recordedCancelStopsCharge) and the run cancels the order.
     return refused(
       `the customer asked to cancel this order (${status}): it is not run again. ` +
         (runUndone
           ? 'If its cancel did not finish, reset the run so its compensation runs again (orders reset <id> --closed --reason …)'
-          : 'Its run never took the cancel, so do not reset it either: a reset resumes its forward steps, the charge among them'),
+          : 'Its run never took the cancel: a reset (orders reset <id> --closed --reason …) resumes its forward ' +
+            'steps, and a charge not made yet refuses the recorded cancel, so the run then cancels the order'),
     );
   }
   if (customerErased) {

@@ -66,12 +66,16 @@ export function sharedReadiness(
   let last: { at: number; readiness: Readiness } | undefined;
   return (log) => {
     if (last && performance.now() - last.at < maxAgeMs) return Promise.resolve(last.readiness);
-    // checkReadiness never rejects: every probe's failure is a result.
-    return (inFlight ??= checkReadiness(checks, timeoutMs, log).then((readiness) => {
-      last = { at: performance.now(), readiness };
-      inFlight = undefined;
-      return readiness;
-    }));
+    // checkReadiness never rejects (every probe's failure is a result); were it to, the next caller
+    // would check again rather than inherit the failure.
+    return (inFlight ??= checkReadiness(checks, timeoutMs, log)
+      .then((readiness) => {
+        last = { at: performance.now(), readiness };
+        return readiness;
+      })
+      .finally(() => {
+        inFlight = undefined;
+      }));
   };
 }
 

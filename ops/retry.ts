@@ -43,9 +43,11 @@ export interface RetryOptions {
 }
 
 export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promise<CommandResult> {
-  if (options.reason.trim() === '') throw new UsageError('--reason is empty: say what was fixed');
-  // Kept on the order, where its customer reads it: the API's rule for a retry's reason.
-  const problem = noteProblem(options.reason.trim());
+  // Kept on the order, where its customer reads it: the API's rule for a retry's reason, checked on
+  // the very text that is stored.
+  const reason = options.reason.trim();
+  if (reason === '') throw new UsageError('--reason is empty: say what was fixed');
+  const problem = noteProblem(reason);
   if (problem !== undefined) throw new UsageError(`--reason ${problem}`);
   const progress = deps.progress ?? noProgress;
   // A query matches runs; an order with several failed runs is retried once.
@@ -56,10 +58,14 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
     options.concurrency ?? DEFAULT_CONCURRENCY,
     async (orderId) => {
       try {
-        return toItem(orderId, await retryOne(deps, orderId, options), options.dryRun ?? false);
+        return toItem(
+          orderId,
+          await retryOne(deps, orderId, { ...options, reason }),
+          options.dryRun ?? false,
+        );
       } catch (err) {
-        const reason = runFailureReason(err, { orderId, workflowId: orderWorkflowId(orderId) });
-        return { id: orderId, ok: false, outcome: 'failed', reason };
+        const failure = runFailureReason(err, { orderId, workflowId: orderWorkflowId(orderId) });
+        return { id: orderId, ok: false, outcome: 'failed', reason: failure };
       }
     },
     (item) => progress.advance(item),

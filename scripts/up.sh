@@ -20,8 +20,9 @@ NAMES=api,outbox,bridge,worker,loyalty,analytics
 # V8 heaps (its main thread's and its workflow thread's) are capped at 96 MB of old generation each:
 # uncapped, they grew through a long drain (281 → 301 MB RSS over 3000 orders), capped they stay flat
 # at no measured CPU cost. And glibc gives it 2 malloc arenas instead of one per thread of the SDK's
-# Rust core: 224-228 MB RSS instead of 266-271 at saturation, for 7-10 % more worker CPU (README
-# "Memory"). The same command is in Docker Compose and the manifests.
+# Rust core: 224-237 MB RSS instead of 253-271 at saturation, for 5-14 % more worker CPU (README
+# "Memory"). The same command is in npm run start:worker, Docker Compose and the manifest (their
+# tests hold all four equal).
 COMMANDS=("node dist/api/main.js" "node dist/workers/outbox-main.js"
   "node dist/workers/bridge-main.js" "env MALLOC_ARENA_MAX=2 node --max-old-space-size=96 dist/workers/temporal-worker-main.js"
   "node dist/subscribers/loyalty/main.js" "node dist/subscribers/analytics/main.js")

@@ -27,7 +27,8 @@ export type StartUnit = (i: number, scheduledAt: number) => Promise<UnitResult>;
 
 export interface Progress {
   update(done: number, records: UnitResult[]): void;
-  finish(records: UnitResult[]): void;
+  /** `done`: how many are done, when not every record is (a stopped run's aborted ones are not). */
+  finish(records: UnitResult[], done?: number): void;
 }
 
 export interface LoopControl {

@@ -109,7 +109,7 @@ describe('may be retried', () => {
     const failed = { ...facts, status: 'PAYMENT_FAILED' as const, payments: ['DECLINED' as const] };
     expect(mayBeRetried({ ...failed, cancelRequested: true })).toMatchObject({
       ok: false,
-      reason: expect.stringMatching(/asked to cancel.*do not reset it/),
+      reason: expect.stringMatching(/asked to cancel.*charge not made yet refuses the recorded cancel/),
     });
     // A run that took the cancel (its compensation began) is reset to finish that compensation.
     expect(mayBeRetried({ ...failed, cancelRequested: true, runUndone: true })).toMatchObject({

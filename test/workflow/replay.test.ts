@@ -17,6 +17,8 @@
  * `gateway-recovers-lean.json` covers a charge that fails once, then captures before the deadline.
  * Record them alone with `RECORD_HISTORIES=completed-lean,out-of-stock-lean,…`. The
  * `*-local-email.json` histories add `notify-locally`: every e-mail a local activity.
+ * `cancel-recorded-not-delivered.json` carries `recorded-cancel-stops-charge`: a cancel recorded on
+ * the order that never reached the saga, whose charge then refused.
  *
  * `cancelled-during-failing-charge.json` is the exception: the time-skipping server cannot produce
  * it, so it was recorded on the dev server from the first scenario of
@@ -28,6 +30,7 @@ import { fileURLToPath } from 'node:url';
 import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker, type Worker as WorkerType } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { recordCancelRequest } from '../../db/orders.js';
 import { cancelUpdate, statusQuery, type OrderSagaResult } from '../../workflows/contract.js';
 import { createProduct } from '../helpers/db.js';
 import { downGateway, ledgerGateway } from './fixtures/gateways.js';
@@ -90,6 +93,16 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['sta
       save(current, await handle.fetchHistory());
       return status;
     });
+  },
+  /**
+   * The customer's cancel was recorded on the order but never reached the saga (the update lost to
+   * an outage): the charge refuses and the saga cancels (`recorded-cancel-stops-charge`).
+   */
+  async 'cancel-recorded-not-delivered'(h) {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
+    await recordCancelRequest(h.db.pool, order.orderId);
+    return run(h, await h.worker(), order);
   },
   /** The first charge attempt fails (the gateway is down), the first retry captures. */
   async 'gateway-recovers-lean'(h) {
@@ -155,6 +168,7 @@ describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
     'cancelled-by-update': 'CANCELLED',
     'retried-run-payment-deadline': 'PAYMENT_FAILED',
     'gateway-recovers-lean': 'COMPLETED',
+    'cancel-recorded-not-delivered': 'CANCELLED',
   };
   for (const [suffix, names] of Object.entries(RERECORDED)) {
     for (const name of names) expected[`${name}-${suffix}`] = expected[name]!;

@@ -150,7 +150,10 @@ describe('an order traced end to end', () => {
           .find((s) => s.name === 'POST /orders' && s.spanContext().traceId === callerTrace),
       { what: 'the request span, recorded although the caller said not sampled' },
     );
-    expect(descendantsOf(request).some((s) => s.name === 'RunWorkflow:orderSaga')).toBe(true);
+    // The saga's spans end with its run, a moment after the order's final status is written.
+    await waitFor(() => descendantsOf(request).some((s) => s.name === 'RunWorkflow:orderSaga'), {
+      what: "the saga's run in the caller's trace",
+    });
     const { rows } = await system.db.pool.query<{ headers: Record<string, string> }>(
       'select headers from event_outbox where order_id = $1',
       [id],

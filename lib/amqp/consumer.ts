@@ -291,7 +291,10 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
         log.info({ reason }, 'stopping: message returned to the queue');
         settle('requeue', () => channel.nack(msg, false, true));
       } else if (poison) {
-        log.error({ reason }, `malformed message: moving it to ${dlqName(queue)} without retrying`);
+        log.error(
+          { reason },
+          `message can never be applied: moving it to ${dlqName(queue)} without retrying`,
+        );
         await deadLetter(channel, msg, reason, attempt);
       } else if (attempt >= opts.maxDeliveries && !opts.isTransient?.(err)) {
         log.error({ reason }, `message failed ${attempt} times: moving it to ${dlqName(queue)}`);

@@ -35,7 +35,8 @@ import { customerFootprint, eraseCustomerData, type CustomerFootprint } from '..
 import { withTransaction, type Pool } from '../db/pool.js';
 import { amqpUser } from '../lib/amqp/connection.js';
 import { eachDeadLetterQueue, giveBack, originalSender, type DlqDeps } from './dlq.js';
-import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, orderWorkflowId } from '../workflows/contract.js';
+import { selectRuns } from './select.js';
+import { SEARCH_ATTRIBUTES } from '../workflows/contract.js';
 import {
   commandResult,
   noProgress,
@@ -149,15 +150,8 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
 /** The orders of the customer whose saga Temporal lists as running (its visibility: a moment behind). */
 async function runningSagas(client: Client, customerId: string): Promise<string[]> {
   // Quoted as is: CUSTOMER_ID allows no quote or backslash.
-  const query =
-    `WorkflowType = "${WORKFLOW_TYPE}" AND ExecutionStatus = "Running" AND ` +
-    `${SEARCH_ATTRIBUTES.CustomerId.name} = "${customerId}"`;
-  const prefix = orderWorkflowId('');
-  const orderIds: string[] = [];
-  for await (const run of client.workflow.list({ query })) {
-    if (run.workflowId.startsWith(prefix)) orderIds.push(run.workflowId.slice(prefix.length));
-  }
-  return orderIds;
+  const query = `ExecutionStatus = "Running" AND ${SEARCH_ATTRIBUTES.CustomerId.name} = "${customerId}"`;
+  return (await selectRuns(client, { query })).map((run) => run.orderId);
 }
 
 /**

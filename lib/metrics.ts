@@ -156,27 +156,18 @@ export function outboxMetrics(
       registers: [registry],
     });
     // Read from the database when scraped: one cheap query per scrape, shared by both gauges.
-    const stats = opts.pendingStats
-      ? sampler(opts.pendingStats, 'outbox pending stats', opts.logger)
-      : async () => undefined;
-    new Gauge({
-      name: METRICS.outboxPending,
-      help: 'Events in the outbox not yet published (read from the database at scrape time).',
-      registers: [registry],
-      async collect() {
-        const s = await stats();
-        if (s) this.set(s.pending);
+    sampledGauges(registry, opts.pendingStats, 'outbox pending stats', opts.logger, [
+      {
+        name: METRICS.outboxPending,
+        help: 'Events in the outbox not yet published (read from the database at scrape time).',
+        value: (s) => s.pending,
       },
-    });
-    new Gauge({
-      name: METRICS.outboxOldestPendingAge,
-      help: 'Age in seconds of the oldest unpublished outbox event; 0 when none (read at scrape time).',
-      registers: [registry],
-      async collect() {
-        const s = await stats();
-        if (s) this.set(s.oldestAgeSeconds);
+      {
+        name: METRICS.outboxOldestPendingAge,
+        help: 'Age in seconds of the oldest unpublished outbox event; 0 when none (read at scrape time).',
+        value: (s) => s.oldestAgeSeconds,
       },
-    });
+    ]);
     return {
       published(count) {
         if (count > 0) published.inc(count);
@@ -218,27 +209,18 @@ export function bridgeMetrics(
       buckets: START_LAG_BUCKETS,
       registers: [registry],
     });
-    const stats = opts.notStarted
-      ? sampler(opts.notStarted, 'orders not started', opts.logger)
-      : async () => undefined;
-    new Gauge({
-      name: METRICS.ordersNotStarted,
-      help: 'Orders accepted (or retried) whose saga run has not started yet (read from the database at scrape time).',
-      registers: [registry],
-      async collect() {
-        const s = await stats();
-        if (s) this.set(s.waiting);
+    sampledGauges(registry, opts.notStarted, 'orders not started', opts.logger, [
+      {
+        name: METRICS.ordersNotStarted,
+        help: 'Orders accepted (or retried) whose saga run has not started yet (read from the database at scrape time).',
+        value: (s) => s.waiting,
       },
-    });
-    new Gauge({
-      name: METRICS.ordersOldestNotStartedAge,
-      help: 'Seconds the longest-waiting of those orders has waited for its run to start; 0 when none.',
-      registers: [registry],
-      async collect() {
-        const s = await stats();
-        if (s) this.set(s.oldestAgeSeconds);
+      {
+        name: METRICS.ordersOldestNotStartedAge,
+        help: 'Seconds the longest-waiting of those orders has waited for its run to start; 0 when none.',
+        value: (s) => s.oldestAgeSeconds,
       },
-    });
+    ]);
     return {
       runStarted(occurredAt, at = new Date()) {
         lag.observe(Math.max(0, (at.getTime() - occurredAt.getTime()) / 1000));
@@ -420,6 +402,32 @@ const SAMPLE_MAX_AGE_MS = 1_000;
  * `read`, at most once a second and never longer than 2 s; undefined when it fails, so the gauge
  * keeps its last value. A failure is logged once when it starts and once when it ends, not per scrape.
  */
+/**
+ * Gauges read together from one source when scraped (a backlog's size and its oldest item's age):
+ * `read` runs at most once per scrape for all of them (`sampler`), and a failing read leaves each at
+ * its last value. Without `read` (a process that does not own the source) they stay at 0.
+ */
+function sampledGauges<T>(
+  registry: Registry,
+  read: (() => Promise<T>) | undefined,
+  what: string,
+  logger: Logger | undefined,
+  gauges: Array<{ name: string; help: string; value: (stats: T) => number }>,
+): void {
+  const stats = read ? sampler(read, what, logger) : async () => undefined;
+  for (const { name, help, value } of gauges) {
+    new Gauge({
+      name,
+      help,
+      registers: [registry],
+      async collect() {
+        const s = await stats();
+        if (s) this.set(value(s));
+      },
+    });
+  }
+}
+
 function sampler<T>(read: () => Promise<T>, what: string, logger?: Logger): () => Promise<T | undefined> {
   let last: { at: number; value: Promise<T | undefined> } | undefined;
   let failing = false;

@@ -52,6 +52,25 @@ async function reserved(
   return { sku, order };
 }
 
+/**
+ * A point where a test holds a call in flight: the call awaits `hold()`, the test awaits `reached`
+ * (the call got there), does what it must meanwhile, then `open()`s it.
+ */
+function holdPoint() {
+  let arrive!: () => void;
+  let open!: () => void;
+  const reached = new Promise<void>((resolve) => (arrive = resolve));
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return {
+    reached,
+    open,
+    hold: () => {
+      arrive();
+      return opened;
+    },
+  };
+}
+
 /** Everything a stray run could disturb, to compare before and after. */
 async function snapshot(order: TestOrder, sku: string) {
   return {
@@ -359,16 +378,12 @@ describe('a second attempt cannot lose the first one’s doubt', () => {
     // Charge #1 waits at a gate, then is "not reached"; charge #2 takes the money and its answer is lost.
     const gateway = ledgerGateway();
     let calls = 0;
-    let openGate!: () => void;
-    const gate = new Promise<void>((resolve) => (openGate = resolve));
-    let atGateway!: () => void;
-    const firstAtGateway = new Promise<void>((resolve) => (atGateway = resolve));
+    const gate = holdPoint();
     const charge = gateway.charge.bind(gateway);
     gateway.charge = async (request, signal) => {
       calls += 1;
       if (calls === 1) {
-        atGateway();
-        await gate;
+        await gate.hold();
         throw new GatewayUnavailableError('simulated: not reached');
       }
       gateway.mode = 'lose-answers';
@@ -377,7 +392,7 @@ describe('a second attempt cannot lose the first one’s doubt', () => {
     const acts = activitiesWith(gateway);
     const { order } = await reserved(acts);
     const a = acts.chargePayment(step(order)).catch((err: unknown) => err);
-    await firstAtGateway;
+    await gate.reached;
 
     // Order the two writers with a third connection holding the intent's row: A's "not reached"
     // queues first, B's opening second.
@@ -395,7 +410,7 @@ describe('a second attempt cannot lose the first one’s doubt', () => {
           },
           { what: `${n} lock waiter(s)` },
         );
-      openGate();
+      gate.open();
       await waiters(1);
       const b = acts.chargePayment(step(order)).catch((err: unknown) => err);
       await waiters(2);
@@ -417,21 +432,17 @@ describe('a late "not reached" keeps the failure on record', () => {
   test('an attempt that ends "not reached" after the deadline failed the payment leaves the reason, not nothing', async () => {
     // The attempt waits at the gateway past its deadline; the saga fails the payment meanwhile.
     const gateway = ledgerGateway();
-    let openGate!: () => void;
-    const gate = new Promise<void>((resolve) => (openGate = resolve));
-    let atGateway!: () => void;
-    const attemptAtGateway = new Promise<void>((resolve) => (atGateway = resolve));
+    const gate = holdPoint();
     gateway.charge = async () => {
-      atGateway();
-      await gate;
+      await gate.hold();
       throw new GatewayUnavailableError('simulated: not reached');
     };
     const acts = activitiesWith(gateway);
     const { order } = await reserved(acts);
     const attempt = acts.chargePayment(step(order)).catch((err: unknown) => err);
-    await attemptAtGateway;
+    await gate.reached;
     await acts.failPayment({ ...step(order), code: 'DEADLINE_EXCEEDED', reason: 'payment deadline passed' });
-    openGate();
+    gate.open();
     expect(await attempt).toMatchObject({ type: 'GatewayUnavailable' });
 
     // Nothing reached the gateway, so nothing is held; but why the payment failed is still there.
@@ -466,24 +477,20 @@ describe("a customer's recorded cancel", () => {
 describe('a charge that finds its key voided', () => {
   test('records the void the compensation made, not a decline', async () => {
     const gateway = ledgerGateway();
-    let openGate!: () => void;
-    const gate = new Promise<void>((resolve) => (openGate = resolve));
-    let atGateway!: () => void;
-    const attemptAtGateway = new Promise<void>((resolve) => (atGateway = resolve));
+    const gate = holdPoint();
     gateway.hooks.beforeDecision = () => {
-      atGateway();
-      return gate;
+      return gate.hold();
     };
     const acts = activitiesWith(gateway);
     const { order } = await reserved(acts);
     const attempt = acts.chargePayment(step(order)).catch((err: unknown) => err);
-    await attemptAtGateway;
+    await gate.reached;
     // The compensation voids the charge key at the gateway; its own record of the void comes after.
     const key = chargeKey(order.orderId, 1);
     expect(await gateway.void({ idempotencyKey: voidKey(key), chargeKey: key })).toEqual({
       outcome: 'voided',
     });
-    openGate();
+    gate.open();
     expect(await attempt).toMatchObject({ type: 'PaymentDeclined' });
 
     expect(await paymentStatus(db.pool, order.orderId)).toBe('VOIDED');

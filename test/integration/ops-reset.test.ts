@@ -91,9 +91,8 @@ async function startSaga(queue = taskQueue): Promise<string> {
 const eventTypes = async (workflowId: string, runId?: string) =>
   ((await client.workflow.getHandle(workflowId, runId).fetchHistory()).events ?? []).map((e) => e.eventType);
 
-test('a run stuck on a failing workflow task is reset to its last completed task and completes on the fixed code', async () => {
-  const orderId = await startSaga();
-  const workflowId = orderWorkflowId(orderId);
+/** Runs the saga on the broken code until its workflow task fails: the run is stuck. */
+async function stuckOnBrokenTask(workflowId: string): Promise<void> {
   await (
     await worker(broken)
   ).runUntil(
@@ -102,6 +101,12 @@ test('a run stuck on a failing workflow task is reset to its last completed task
       intervalMs: 100,
     }),
   );
+}
+
+test('a run stuck on a failing workflow task is reset to its last completed task and completes on the fixed code', async () => {
+  const orderId = await startSaga();
+  const workflowId = orderWorkflowId(orderId);
+  await stuckOnBrokenTask(workflowId);
   const stuckRunId = (await client.workflow.getHandle(workflowId).describe()).runId;
 
   const dryRun = await resetOrders(
@@ -163,14 +168,7 @@ test('a run stuck on a failing workflow task is reset to its last completed task
 test('two operators resetting the same stuck run at once make one new run, not a reset of the reset', async () => {
   const orderId = await startSaga();
   const workflowId = orderWorkflowId(orderId);
-  await (
-    await worker(broken)
-  ).runUntil(
-    waitFor(async () => (await eventTypes(workflowId)).includes(EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED), {
-      what: 'the broken workflow task to fail',
-      intervalMs: 100,
-    }),
-  );
+  await stuckOnBrokenTask(workflowId);
   const reset = () => resetOrders({ client, logger }, { selection: { orderIds: [orderId] }, reason: REASON });
   const results = await Promise.all([reset(), reset()]);
   const newRuns = new Set(results.flatMap((r) => r.items.map((i) => i.details?.newRunId)).filter(Boolean));

@@ -39,6 +39,7 @@ export type VerifierConfig = Pick<
   | 'AUTH_OPERATOR_ROLE'
   | 'AUTH_CUSTOMER_CLAIM'
   | 'AUTH_CLOCK_TOLERANCE_S'
+  | 'AUTH_TOKEN_TYPE'
 >;
 
 /** Asymmetric only: a symmetric (HS*) or unsigned (`none`) token is refused before any key is tried. */
@@ -88,6 +89,7 @@ function authenticatorFor(keys: JWTVerifyGetKey, config: VerifierConfig): Authen
         algorithms: ACCEPTED_ALGORITHMS,
         clockTolerance: config.AUTH_CLOCK_TOLERANCE_S,
         requiredClaims: ['sub', 'exp'],
+        ...(config.AUTH_TOKEN_TYPE !== undefined ? { typ: config.AUTH_TOKEN_TYPE } : {}),
       }));
     } catch (err) {
       throw tokenError(err);

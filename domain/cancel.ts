@@ -17,6 +17,18 @@ export const CANCEL_CODES = [
 ] as const;
 export type CancelCode = (typeof CANCEL_CODES)[number];
 
+/**
+ * Codes only an operator may give: their wording speaks for the shop ("cancelled by our team for
+ * your protection"), and it reaches the customer's e-mail, the order's status reason and the
+ * `order.cancelled` event that other services read. A customer choosing one would put the shop's
+ * words, a fraud flag included, on their own cancel.
+ */
+const STAFF_CODES: ReadonlySet<CancelCode> = new Set<CancelCode>(['payment_issue', 'suspected_fraud']);
+
+export function isStaffCancelCode(code: CancelCode): boolean {
+  return STAFF_CODES.has(code);
+}
+
 /** What a cancel without a body means. */
 export const DEFAULT_CANCEL_CODE: CancelCode = 'customer_request';
 /** What the seed-era `{"reason": "..."}` body becomes: the reason is kept as the note. */

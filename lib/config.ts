@@ -193,6 +193,12 @@ const schema = z.object({
     .default('sub'),
   /** Local mode: the key pair's folder (git-ignored). */
   AUTH_LOCAL_KEY_DIR: z.string().min(1).default('.data/auth'),
+  /**
+   * The `typ` header every accepted token must carry, when set: `at+jwt` for a provider that issues
+   * RFC 9068 access tokens, so that its ID tokens for the same audience (typed `JWT`, or not at all)
+   * are refused as bearer tokens. Unset, the header is not checked (the local tokens say `JWT`).
+   */
+  AUTH_TOKEN_TYPE: z.string().regex(/^\S+$/, 'must be a media type such as at+jwt').optional(),
   /** Leeway for `exp`/`nbf`/`iat` against clock skew between the issuer and this server. */
   AUTH_CLOCK_TOLERANCE_S: intFrom(0, 300).default(30),
 

@@ -8,7 +8,12 @@ import { DEFAULT_RETRY_REASON, isFinal, mayBeCancelledNow, type OrderStatus } fr
 import { orderWorkflowId } from '../../workflows/contract.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { callerKey, customerScope, requireOperator, type Principal } from '../auth.js';
-import { DEFAULT_CANCEL_CODE, LEGACY_REASON_CODE, cancelWording } from '../../domain/cancel.js';
+import {
+  DEFAULT_CANCEL_CODE,
+  LEGACY_REASON_CODE,
+  cancelWording,
+  isStaffCancelCode,
+} from '../../domain/cancel.js';
 import type { ApiMetrics } from '../../lib/metrics.js';
 import type { AppDeps } from '../env.js';
 import { ApiError, notFound } from '../errors.js';
@@ -245,7 +250,8 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       "If the order's saga is running, it is asked to cancel (it compensates: stock back). If the saga has " +
       'not started yet, the order is cancelled directly and the saga ends when it starts. Too late once paid. ' +
       "The `code` picks the wording of the customer's e-mail; the `note` is stored with the order and never e-mailed. " +
-      'A customer may cancel only its own orders; an operator any.',
+      'A customer may cancel only its own orders, and not with the staff codes `payment_issue` and `suspected_fraud`; ' +
+      'an operator any order, with any code.',
     security,
     middleware: [jsonBody({ maxBytes, optional: true })],
     request: {
@@ -264,6 +270,7 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           '`status` is current. A refused cancel still stops any later retry of the order.',
       ),
       ...writeResponses,
+      403: errorResponse('A customer gave a staff-only `code` (`forbidden`, naming `code`).'),
       503: errorResponse('The workflow service did not answer in time; retrying is safe.'),
     },
   });
@@ -271,6 +278,12 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
   router.openapi(cancelRoute, async (c) => {
     const { id } = c.req.valid('param');
     const { code, note } = cancelRequest(c.req.valid('json'));
+    if (c.var.principal.kind === 'customer' && isStaffCancelCode(code)) {
+      // Before anything is recorded: a refused request must not mark the order as cancel-requested.
+      throw new ApiError(403, 'forbidden', `Only an operator may cancel with code ${code}.`, {
+        fields: [{ path: 'code', message: 'is for operators only' }],
+      });
+    }
     // The saga, the status reason, the event and the e-mail get the code's fixed wording only.
     const reason = cancelWording(code);
     const log = c.var.log.child({ orderId: id });

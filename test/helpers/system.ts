@@ -193,7 +193,13 @@ export async function startSystem(
       await connection.close();
       await temporal.connection.close();
       const admin = await amqplib.connect(config.AMQP_URL);
-      await deleteTopology(admin, config.AMQP_EXCHANGE, [config.BRIDGE_QUEUE]);
+      // The subscribers' queues too: a test that runs one on this system (tracing's loyalty) would
+      // otherwise leave it and its DLQ on the shared broker, one pair per run.
+      await deleteTopology(admin, config.AMQP_EXCHANGE, [
+        config.BRIDGE_QUEUE,
+        config.LOYALTY_QUEUE,
+        config.ANALYTICS_QUEUE,
+      ]);
       await admin.close();
       await db.drop();
     },

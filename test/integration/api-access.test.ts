@@ -151,6 +151,31 @@ describe('customer A and customer B', () => {
     expect(forB).toMatchObject({ status: 202, body: { customerId: b.id } });
   });
 
+  it('a customer cannot cancel with the staff codes, whose wording speaks for the shop; an operator can', async () => {
+    const { a, ops } = await twoCustomers();
+    const mine = await place(a.token);
+    for (const code of ['suspected_fraud', 'payment_issue']) {
+      const refused = await call(a.token, 'POST', `/orders/${mine}/cancel`, { code });
+      expect(refused).toMatchObject({
+        status: 403,
+        body: { error: { code: 'forbidden', fields: [{ path: 'code' }] } },
+      });
+    }
+    // Refused before anything was recorded: no cancel mark, no code, the order untouched.
+    const { rows } = await db.pool.query(
+      'select status, cancel_requested_at, cancel_code from orders where id = $1',
+      [mine],
+    );
+    expect(rows).toEqual([{ status: 'PENDING', cancel_requested_at: null, cancel_code: null }]);
+    // The customer's own codes still work, and the operator may use a staff code on the same kind of order.
+    expect((await call(a.token, 'POST', `/orders/${mine}/cancel`, { code: 'duplicate_order' })).status).toBe(
+      200,
+    );
+    const other = await place(a.token);
+    const byOps = await call(ops, 'POST', `/orders/${other}/cancel`, { code: 'suspected_fraud' });
+    expect(byOps).toMatchObject({ status: 200, body: { status: 'CANCELLED' } });
+  });
+
   it('cursors page on for their own caller and filter only', async () => {
     const { a, b, ops } = await twoCustomers();
     for (let i = 0; i < 3; i++) await place(a.token);

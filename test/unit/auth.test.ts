@@ -198,6 +198,31 @@ describe('with an OIDC provider (JWKS over HTTP)', () => {
     await expect(byClaim(await sign({}))).rejects.toMatchObject({ status: 403 });
   });
 
+  it('with AUTH_TOKEN_TYPE, refuses an ID token of the same audience and accepts the typed access token', async () => {
+    const sign = async (typ: string | undefined) =>
+      new SignJWT({ realm_access: { roles: ['customer'] } })
+        .setProtectedHeader({ alg: 'ES256', kid: (await provider).privateJwk.kid!, ...(typ ? { typ } : {}) })
+        .setIssuer('https://idp.example/')
+        .setAudience('acme')
+        .setSubject('C42')
+        .setExpirationTime('5m')
+        .sign(await importJWK((await provider).privateJwk, 'ES256'));
+    const typed = await createAuthenticator({ ...oidc(url), AUTH_TOKEN_TYPE: 'at+jwt' });
+    expect(await typed(await sign('at+jwt'))).toMatchObject({ kind: 'customer', customerId: 'C42' });
+    expect(await typed(await sign('application/at+jwt'))).toMatchObject({ kind: 'customer' }); // RFC 7515's long form
+    for (const idToken of [await sign('JWT'), await sign(undefined)]) {
+      await expect(typed(idToken)).rejects.toMatchObject({
+        status: 401,
+        code: 'invalid_token',
+        message: expect.stringContaining('"typ"'),
+      });
+    }
+    // Unset (the default), the header is not looked at.
+    expect(await (await createAuthenticator(oidc(url)))(await sign('JWT'))).toMatchObject({
+      kind: 'customer',
+    });
+  });
+
   it('is a 503, not a 401, when the provider cannot be reached', async () => {
     const config = oidc('http://127.0.0.1:9/jwks.json'); // discard port: nothing listens
     const authenticate = await createAuthenticator(config);

@@ -53,7 +53,7 @@ const schema = z.object({
    * unit of a capture in an integer column.
    */
   EVENT_MAX_AMOUNT: z.coerce.number().positive().max(2_147_483_647).default(10_000_000),
-  /** The bridge's durable queue, bound to `order.placed`; its dead letters go to `<queue>.dlq`. */
+  /** The bridge's durable queue, bound to `order.placed` and `order.retried`; dead letters go to `<queue>.dlq`. */
   BRIDGE_QUEUE: z.string().min(1).default('orders.bridge'),
   LOYALTY_QUEUE: z.string().min(1).default('loyalty.points'),
   /** The analytics subscriber's queue, bound to every order event. */

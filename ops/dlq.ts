@@ -38,9 +38,10 @@ export interface DlqDeps {
   /**
    * AMQP_URL names the operator's broker login, stamped as `user_id` on what a re-drive publishes;
    * AMQP_TRUSTED_PUBLISHERS, whose messages keep their trust through a re-drive; *_AMQP_USER, the
-   * login that reads each queue, the only one whose record of a dead letter's sender is believed.
+   * login that reads each queue, the only one whose record of a dead letter's sender is believed;
+   * DLQ_REDRIVE_WINDOW_MS, how old a dead letter may be and still be re-driven.
    */
-  config: Pick<Config, 'BRIDGE_QUEUE' | 'LOYALTY_QUEUE' | 'ANALYTICS_QUEUE'> &
+  config: Pick<Config, 'BRIDGE_QUEUE' | 'LOYALTY_QUEUE' | 'ANALYTICS_QUEUE' | 'DLQ_REDRIVE_WINDOW_MS'> &
     Partial<
       Pick<
         Config,
@@ -200,6 +201,7 @@ export async function redriveDeadLetters(
           options,
           confirmTimeoutMs,
           trust,
+          windowMs: deps.config.DLQ_REDRIVE_WINDOW_MS,
         });
         if (item.outcome === 'redriven') channel.ack(msg);
         else kept.push(msg);
@@ -256,6 +258,7 @@ async function redriveOne(
     options: RedriveOptions;
     confirmTimeoutMs: number;
     trust: RedriveTrust;
+    windowMs: number;
   },
 ): Promise<ItemResult> {
   const id = messageKey(msg, ctx.dlq, ctx.n);
@@ -271,6 +274,18 @@ async function redriveOne(
     return keep(
       `redriven a moment ago by this command and dead-lettered again: ${ctx.queue}'s consumer still refuses it ` +
         `(${String(details.reason ?? 'see its reason')}); fix that first`,
+    );
+  // The consumers' dedupe records (processed_events) are kept for this window after an event and no
+  // longer: an older dead letter, re-driven, might be applied a second time unnoticed.
+  const published = msg.properties.timestamp as unknown;
+  if (typeof published !== 'number')
+    return keep('it has no timestamp, so its age is unknown: not moved (inspect it with dlq show)');
+  const ageMs = Date.now() - published * 1000;
+  if (ageMs > ctx.windowMs)
+    return keep(
+      `published ${new Date(published * 1000).toISOString()}, longer ago than DLQ_REDRIVE_WINDOW_MS ` +
+        `(${Math.round(ctx.windowMs / 86_400_000)} d): its consumer's record of having applied it may be pruned ` +
+        'already, so a re-drive could apply it twice; not moved (inspect it with dlq show)',
     );
   // Trust travels with the message, never further: one a trusted producer sent is published again
   // under the operator's own (broker-validated) login, which the subscribers trust too; one that

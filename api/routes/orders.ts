@@ -1,5 +1,5 @@
 /**
- * /orders: place, read, list and cancel orders. The saga does the rest (ARCHITECTURE.md); this
+ * /orders: place, read, list and cancel orders. The saga does the rest (README "Architecture"); this
  * router only writes the order with its `order.placed` event, and reads what the saga recorded.
  */
 import { createRoute, z } from '@hono/zod-openapi';

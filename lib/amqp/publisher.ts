@@ -17,7 +17,7 @@ export interface OutgoingEvent {
 }
 
 /**
- * The AMQP properties every event carries (ARCHITECTURE.md, "Events"). `userId` is the publisher's
+ * The AMQP properties every event carries (README "Events"). `userId` is the publisher's
  * own broker login: the broker refuses the publish unless it is, so consumers can trust it.
  */
 export function eventPublishOptions(event: OutgoingEvent, appId?: string, userId?: string): Options.Publish {

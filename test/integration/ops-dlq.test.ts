@@ -176,6 +176,21 @@ test('redrive takes at most --limit messages, and keeps a message whose queue is
   expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(1);
 });
 
+test('redrive keeps a dead letter older than DLQ_REDRIVE_WINDOW_MS: its dedupe record may be gone', async () => {
+  const [event] = await deadLetter(1);
+  await new Promise((resolve) => setTimeout(resolve, 1100)); // a whole second old, by its timestamp
+  const tooOld = await redriveDeadLetters({ ...deps(), config: { ...config, DLQ_REDRIVE_WINDOW_MS: 0 } }, {});
+  expect(tooOld.ok).toBe(false);
+  expect(tooOld.items).toMatchObject([{ id: event!.id, ok: false, outcome: 'kept' }]);
+  expect(tooOld.items[0]!.reason).toMatch(/longer ago than DLQ_REDRIVE_WINDOW_MS .* could apply it twice/);
+  expect(await counts()).toEqual({ queue: 0, dlq: 1 });
+
+  // Within the window (the default, 14 days) the same message goes back.
+  const redriven = await redriveDeadLetters(deps(), {});
+  expect(redriven.items.map((i) => [i.id, i.outcome])).toEqual([[event!.id, 'redriven']]);
+  expect(await counts()).toEqual({ queue: 1, dlq: 0 });
+});
+
 test('an unknown --queue is a usage error naming the queues there are', async () => {
   await expect(showDeadLetters(deps(), { queue: 'orders.nope' })).rejects.toThrow(
     new RegExp(`${config.BRIDGE_QUEUE}.*${config.LOYALTY_QUEUE}`),

@@ -2,6 +2,7 @@
  * Consuming a queue with bounded retries and a dead-letter queue (topology.ts), settling each message
  * on the channel that delivered it (connection.ts says why).
  */
+import { randomUUID } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
 import type { ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { z } from 'zod';
@@ -15,7 +16,7 @@ import {
   type AmqpConnectionManager,
   type ChannelWrapper,
 } from './connection.js';
-import { confirmPublish } from './publisher.js';
+import { confirmPublish, UnroutableError } from './publisher.js';
 import { assertConsumerQueue, dlqName, dlxName, type ConsumerQueueSpec } from './topology.js';
 
 /** Thrown by a handler for a message that can never succeed (malformed): dead-lettered at once. */
@@ -136,6 +137,8 @@ export const DEAD_LETTER_HEADERS = {
   queue: 'x-original-queue',
   at: 'x-dead-lettered-at',
   userId: 'x-original-user-id',
+  /** This copy's own id: tells its return from others' if the DLQ is gone (confirmPublish's mustRoute). */
+  copyId: 'x-dead-letter-copy-id',
 } as const;
 
 /**
@@ -215,6 +218,8 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
     delete headers[DEAD_LETTER_HEADERS.userId];
     if (msg.properties.userId) headers[DEAD_LETTER_HEADERS.userId] = msg.properties.userId;
     try {
+      // Mandatory: with the DLQ deleted (or its binding), the copy would be confirmed and dropped, and
+      // the ack below would lose the message.
       await confirmPublish(
         channel,
         dlxName(opts.exchange),
@@ -222,9 +227,22 @@ export function createConsumer(opts: ConsumerOptions): QueueConsumer {
         msg.content,
         { ...copyProperties(msg), headers, userId: opts.user },
         deadLetterTimeoutMs,
+        { header: DEAD_LETTER_HEADERS.copyId, tag: randomUUID() },
       );
       settle('ack dead-lettered', () => channel.ack(msg));
     } catch (err) {
+      if (err instanceof UnroutableError) {
+        // Declared again (as at start-up), so the next delivery of this message has a DLQ to go to.
+        await assertConsumerQueue(channel, opts).then(
+          () =>
+            logger.error({ queue, dlq: dlqName(queue) }, 'the dead-letter queue was gone: declared it again'),
+          (declareErr: unknown) =>
+            logger.error(
+              { err: (declareErr as Error).message },
+              'the dead-letter queue is gone and cannot be declared',
+            ),
+        );
+      }
       // Not rejected to the broker's own dead-lettering: for quorum queues that is at-most-once
       // by default. Kept instead, and tried again later: never lost.
       logger.error(

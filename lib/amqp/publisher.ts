@@ -108,7 +108,35 @@ export function createEventPublisher(
   };
 }
 
-/** Publishes on `channel` and resolves on the broker's confirm; rejects on a nack or after `timeoutMs`. */
+/** A `mandatory` publish that no queue took: the broker returned it (and then confirmed it). */
+export class UnroutableError extends Error {
+  override name = 'UnroutableError';
+}
+
+/** Per channel, the tags of the mandatory publishes the broker returned (see `confirmPublish`). */
+const returnedTags = new WeakMap<ConfirmChannel, Set<string>>();
+
+function returnsOf(channel: ConfirmChannel, header: string): Set<string> {
+  let tags = returnedTags.get(channel);
+  if (!tags) {
+    const seen = new Set<string>();
+    channel.on('return', (msg: { properties: { headers?: Record<string, unknown> } }) => {
+      const tag = msg.properties.headers?.[header];
+      if (typeof tag === 'string') seen.add(tag);
+    });
+    returnedTags.set(channel, (tags = seen));
+  }
+  return tags;
+}
+
+/**
+ * Publishes on `channel` and resolves on the broker's confirm; rejects on a nack or after `timeoutMs`.
+ *
+ * With `mustRoute` the publish is `mandatory`: a message no queue takes is returned instead of being
+ * confirmed into the void, and this rejects with UnroutableError. RabbitMQ sends the return before
+ * the confirm, so the confirm callback knows. Many publishes share a busy channel, so each carries a
+ * tag of its own in the header `mustRoute.header` to tell its return from the others'.
+ */
 export function confirmPublish(
   channel: ConfirmChannel,
   exchange: string,
@@ -116,16 +144,23 @@ export function confirmPublish(
   content: Buffer,
   options: Options.Publish,
   timeoutMs: number,
+  mustRoute?: { header: string; tag: string },
 ): Promise<void> {
+  const returned = mustRoute ? returnsOf(channel, mustRoute.header) : undefined;
+  const properties: Options.Publish = mustRoute
+    ? { ...options, mandatory: true, headers: { ...options.headers, [mustRoute.header]: mustRoute.tag } }
+    : options;
   return new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new PublishTimeoutError(`no publisher confirm within ${timeoutMs} ms`)),
-      timeoutMs,
-    );
+    const timer = setTimeout(() => {
+      if (mustRoute) returned?.delete(mustRoute.tag);
+      reject(new PublishTimeoutError(`no publisher confirm within ${timeoutMs} ms`));
+    }, timeoutMs);
     try {
-      channel.publish(exchange, routingKey, content, options, (err: unknown) => {
+      channel.publish(exchange, routingKey, content, properties, (err: unknown) => {
         clearTimeout(timer);
         if (err) reject(err instanceof Error ? err : new Error(String(err)));
+        else if (mustRoute && returned?.delete(mustRoute.tag))
+          reject(new UnroutableError(`no queue is bound to ${exchange} for ${routingKey}`));
         else resolve();
       });
     } catch (err) {

@@ -191,6 +191,59 @@ test('redrive keeps a dead letter older than DLQ_REDRIVE_WINDOW_MS: its dedupe r
   expect(await counts()).toEqual({ queue: 1, dlq: 0 });
 });
 
+test('a consumer whose DLQ was deleted keeps the message, declares the DLQ again, and dead-letters it there', async () => {
+  const amqp = connectAmqp(config, { name: `test-ops-dlq-gone-${config.AMQP_EXCHANGE}`, logger });
+  const consumer = createConsumer({
+    manager: amqp,
+    user: amqpUser(config.AMQP_URL),
+    exchange: config.AMQP_EXCHANGE,
+    queue: config.BRIDGE_QUEUE,
+    routingKeys: ['order.placed'],
+    prefetch: 10,
+    maxDeliveries: 3,
+    retryDelayMs: () => 50,
+    logger,
+    handle: async () => {
+      throw new PoisonMessageError('invalid order.placed envelope');
+    },
+  });
+  await consumer.start();
+  /** The queue's depth, or undefined when it does not exist (on a channel of its own: a 404 closes it). */
+  const depth = async (queue: string) => {
+    const channel = await observer.admin.createChannel();
+    channel.on('error', () => {});
+    const found = await channel.checkQueue(queue).then(
+      (q) => q.messageCount,
+      () => undefined,
+    );
+    await channel.close().catch(() => {});
+    return found;
+  };
+  try {
+    await waitFor(async () => (await depth(dlqName(config.BRIDGE_QUEUE))) === 0, {
+      what: 'the DLQ declared',
+    });
+    await observer.channel.deleteQueue(dlqName(config.BRIDGE_QUEUE));
+    const id = randomUUID();
+    observer.channel.publish(
+      config.AMQP_EXCHANGE,
+      'order.placed',
+      Buffer.from(JSON.stringify({ id, type: 'order.placed', version: 1, data: {} })),
+      eventPublishOptions({ id, type: 'order.placed' }, 'test'),
+    );
+    // Not acked into the void: kept, and dead-lettered on its next delivery into the DLQ declared again.
+    await waitFor(async () => (await depth(dlqName(config.BRIDGE_QUEUE))) === 1, {
+      what: 'the message in the DLQ declared again',
+    });
+    const [shown] = (await showDeadLetters(deps(), { queue: config.BRIDGE_QUEUE })).items;
+    expect(shown).toMatchObject({ id, outcome: 'dead-lettered' });
+    expect(await depth(config.BRIDGE_QUEUE)).toBe(0);
+  } finally {
+    await consumer.stop();
+    await amqp.close();
+  }
+});
+
 test('an unknown --queue is a usage error naming the queues there are', async () => {
   await expect(showDeadLetters(deps(), { queue: 'orders.nope' })).rejects.toThrow(
     new RegExp(`${config.BRIDGE_QUEUE}.*${config.LOYALTY_QUEUE}`),

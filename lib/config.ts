@@ -45,8 +45,12 @@ const schema = z.object({
     )
     .default('acme-outbox,acme-operator')
     .transform((value) => Object.freeze(value.split(','))),
-  /** Larger messages go to the consumer's DLQ at once, unread (every consumer). */
-  AMQP_MAX_MESSAGE_BYTES: intFrom(1024, 16 * 1024 * 1024).default(64 * 1024),
+  /**
+   * Larger messages go to the consumer's DLQ at once, unread (every consumer). At least 16 KiB: the
+   * largest order.placed the API can produce (50 lines of 64-character SKUs, a 254-character e-mail)
+   * is about 7 KiB, and a lower limit would send valid orders to the DLQ, never started.
+   */
+  AMQP_MAX_MESSAGE_BYTES: intFrom(16 * 1024, 16 * 1024 * 1024).default(64 * 1024),
   /**
    * Events carrying an amount above this (or with more than 2 decimals) go to the DLQ at once, and the
    * API takes no order whose total is above it. At most 2^31 − 1: loyalty stores one point per whole

@@ -6,6 +6,8 @@ import { describe, expect, test } from 'vitest';
 import { defaultRetryDelayMs } from '../../lib/amqp/consumer.js';
 import { DELIVERY_LIMIT_BACKSTOP } from '../../lib/amqp/topology.js';
 import { ConfigError, REDELIVERY_WINDOW_MS, duplicateWindows, loadConfig } from '../../lib/config.js';
+import { buildEvent } from '../../lib/events.js';
+import { LIMITS } from '../../api/schemas.js';
 
 const DAY = 24 * 3600_000;
 
@@ -172,5 +174,31 @@ describe('Temporal connection options', () => {
       tls: {},
       apiKey: 'k',
     });
+  });
+});
+
+describe('the message size limit', () => {
+  test('its floor holds the largest order.placed the API can produce, with room to spare', () => {
+    const largest = buildEvent('order.placed', {
+      id: '00000000-0000-4000-8000-000000000000',
+      orderId: '00000000-0000-4000-8000-000000000001',
+      correlationId: 'c'.repeat(128),
+      data: {
+        customerId: 'C'.repeat(64),
+        email: `${'e'.repeat(64)}@${'d'.repeat(185)}.com`,
+        items: Array.from({ length: LIMITS.maxItems }, (_, i) => ({
+          sku: `${i}`.padStart(64, 'S'),
+          qty: LIMITS.maxQty,
+          unitPrice: '99999999.99',
+        })),
+        total: '99999999999.99',
+        currency: 'EUR',
+      },
+    });
+    const bytes = Buffer.byteLength(JSON.stringify(largest));
+    const floor = 16 * 1024;
+    expect(bytes * 2).toBeLessThan(floor);
+    expect(() => loadConfig({ AMQP_MAX_MESSAGE_BYTES: String(floor - 1) })).toThrow(/AMQP_MAX_MESSAGE_BYTES/);
+    expect(loadConfig({ AMQP_MAX_MESSAGE_BYTES: String(floor) }).AMQP_MAX_MESSAGE_BYTES).toBe(floor);
   });
 });

@@ -217,6 +217,25 @@ describe('loyalty subscriber', () => {
     const retried = { ...paymentCompleted('42.99'), orderId: first.orderId };
     publish(retried, retried.id);
     await waitFor(async () => (await pointsOf(first.orderId)) === 42, { what: 'the new run’s award' });
+
+    // Run 1's refund overtook its capture; run 2 captured and refunded; then run 1's payment.completed
+    // arrives at last. Its capture was refunded: it earns nothing, though the order's own tombstone
+    // is run 2's now.
+    const run1 = paymentCompleted('20.00');
+    const run1Refund = paymentRefunded(run1);
+    publish(run1Refund, run1Refund.id, 'payment.refunded');
+    await waitFor(async () => (await pointsOf(run1.orderId)) === 0, { what: 'run 1’s tombstone' });
+    const run2 = { ...paymentCompleted('30.00'), orderId: run1.orderId };
+    publish(run2, run2.id);
+    await waitFor(async () => (await pointsOf(run1.orderId)) === 30, { what: 'run 2’s award' });
+    const run2Refund = paymentRefunded(run2);
+    publish(run2Refund, run2Refund.id, 'payment.refunded');
+    await waitFor(async () => (await pointsOf(run1.orderId)) === 0, { what: 'run 2’s points taken back' });
+    publish(run1, run1.id);
+    await waitFor(() => running.lines.some((l) => l.eventId === run1.id), {
+      what: 'run 1’s late award handled',
+    });
+    expect(await pointsOf(run1.orderId)).toBe(0);
     await running.stop();
     expect(await observer.messageCount(dlqName(config.LOYALTY_QUEUE))).toBe(0);
   });

@@ -30,8 +30,7 @@ import { Client, Connection, WorkflowIdReusePolicy } from '@temporalio/client';
 import { TypedSearchAttributes, defineSearchAttributeKey } from '@temporalio/common';
 import amqplib from 'amqplib';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { amqpUser } from '../lib/amqp/connection.js';
-import { CONFIG_KEYS, loadConfig } from '../lib/config.js';
+import { loadConfig } from '../lib/config.js';
 import { ensureLocalKeyPair, signLocalToken } from '../lib/auth-keys.js';
 import { apiIngest, findPgbench, orderBody, outboxDrain, runPgbench } from './lib/headroom.js';
 import {
@@ -61,6 +60,8 @@ import {
   adminQuery,
   appsFromUpScript,
   BARE_WORKER_NAME,
+  benchAppEnv,
+  benchNames,
   createBenchDatabase,
   createNamespace,
   deleteNamespace,
@@ -70,9 +71,7 @@ import {
   postgresTemporalServerPid,
   startOwnTemporal,
   tail,
-  withDatabase,
   type AppName,
-  type StackNames,
 } from './lib/stack.js';
 import { stageBreakdown } from './lib/stages.js';
 import { figures, maxOf, memoryTrend, minOf, series } from './lib/stats.js';
@@ -101,19 +100,6 @@ const list = (v: string) => {
 const ROLES = ['api', 'outbox', 'bridge', 'worker'];
 /** The processes the scaling phases (`--scale`) run several of. */
 const SCALED = ['outbox', 'bridge', 'worker'];
-
-/**
- * The side ports of the app processes (`*_PORT` settings besides PORT, e.g. metrics and probe
- * servers): `*_HTTP_PORT` 0 (a free port, as the tests use), any other a free port picked here, so
- * the bench's processes never collide with a running `npm run up`.
- */
-async function ownPorts(): Promise<Record<string, string>> {
-  const out: Record<string, string> = {};
-  for (const key of CONFIG_KEYS.filter((k) => k.endsWith('_PORT') && k !== 'PORT')) {
-    out[key] = key.endsWith('_HTTP_PORT') ? '0' : String(await freePort());
-  }
-  return out;
-}
 
 /** A machine busier than this between phases is doing someone else's work. */
 const QUIET_CORES = 0.35;
@@ -342,42 +328,14 @@ async function main(): Promise<void> {
   const workDir = mkdtempSync(path.join(os.tmpdir(), 'acme-bench-'));
   const temporalLog = path.join(workDir, 'temporal.log');
   const id = randomUUID().replaceAll('-', '').slice(0, 8);
-  const database = `acme_bench_${id}`;
-  const names: StackNames = {
-    id,
-    database,
-    databaseUrl: withDatabase(config.DATABASE_URL, database),
-    adminUrl: config.DATABASE_URL,
-    namespace: `acme-bench-${id}`,
-    exchange: `bench.${id}.events`,
-    queues: Object.fromEntries(
-      CONFIG_KEYS.filter((key) => key.endsWith('_QUEUE') && key !== 'TEMPORAL_TASK_QUEUE').map((key) => [
-        key,
-        `bench.${id}.${key.replace(/_QUEUE$/, '').toLowerCase()}`,
-      ]),
-    ),
-    taskQueue: `bench-${id}-orders`,
-    bareTaskQueue: `bench-${id}-bare`,
-    port: await freePort(),
-  };
+  const names = benchNames(id, config.DATABASE_URL, await freePort());
+  const { database } = names;
   const apps = appsFromUpScript();
   buildOnce(); // the app processes run from dist/, as `npm run up` runs them
   for (const role of ROLES) {
     if (!apps.some((a) => a.name === role)) throw new Error(`scripts/up.sh starts no process named ${role}`);
   }
-  const appEnv: NodeJS.ProcessEnv = {
-    ...process.env,
-    ...(await ownPorts()),
-    DATABASE_URL: names.databaseUrl,
-    AMQP_EXCHANGE: names.exchange,
-    // Every process here logs in as the one AMQP_URL user, which is then the outbox's too.
-    AMQP_TRUSTED_PUBLISHERS: amqpUser(config.AMQP_URL),
-    ...names.queues,
-    TEMPORAL_TASK_QUEUE: names.taskQueue,
-    TEMPORAL_NAMESPACE: names.namespace,
-    PORT: String(names.port),
-    LOG_LEVEL: opts.logLevel,
-  };
+  const appEnv = await benchAppEnv(names, config.AMQP_URL, opts.logLevel);
 
   const source = describeSource();
   const machineBase = describeMachine();

@@ -16,6 +16,8 @@ import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/se
 import { msToTs } from '@temporalio/common/lib/time.js';
 import amqplib, { type Channel } from 'amqplib';
 import pg from 'pg';
+import { amqpUser } from '../../lib/amqp/connection.js';
+import { CONFIG_KEYS } from '../../lib/config.js';
 import { upScriptCommands } from '../../test/helpers/processes.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -33,6 +35,60 @@ export interface StackNames {
   taskQueue: string;
   bareTaskQueue: string;
   port: number;
+}
+
+/**
+ * The names of bench run `id` (printed at its start as `own names: database acme_bench_<id> …`): the
+ * same id always gives the same names, which is how `npm run bench:resume` finds a kept run again.
+ */
+export function benchNames(id: string, databaseUrl: string, port: number): StackNames {
+  const database = `acme_bench_${id}`;
+  return {
+    id,
+    database,
+    databaseUrl: withDatabase(databaseUrl, database),
+    adminUrl: databaseUrl,
+    namespace: `acme-bench-${id}`,
+    exchange: `bench.${id}.events`,
+    queues: Object.fromEntries(
+      CONFIG_KEYS.filter((key) => key.endsWith('_QUEUE') && key !== 'TEMPORAL_TASK_QUEUE').map((key) => [
+        key,
+        `bench.${id}.${key.replace(/_QUEUE$/, '').toLowerCase()}`,
+      ]),
+    ),
+    taskQueue: `bench-${id}-orders`,
+    bareTaskQueue: `bench-${id}-bare`,
+    port,
+  };
+}
+
+/**
+ * The environment of the bench's app processes: the configuration of lib/config.ts pointed at the
+ * run's names, side ports of their own (`*_HTTP_PORT` 0: a free port, as the tests use; any other
+ * `*_PORT` a free port picked here), so they never collide with a running `npm run up`.
+ */
+export async function benchAppEnv(
+  names: StackNames,
+  amqpUrl: string,
+  logLevel: string,
+): Promise<NodeJS.ProcessEnv> {
+  const ports: Record<string, string> = {};
+  for (const key of CONFIG_KEYS.filter((k) => k.endsWith('_PORT') && k !== 'PORT')) {
+    ports[key] = key.endsWith('_HTTP_PORT') ? '0' : String(await freePort());
+  }
+  return {
+    ...process.env,
+    ...ports,
+    DATABASE_URL: names.databaseUrl,
+    AMQP_EXCHANGE: names.exchange,
+    // Every process here logs in as the one AMQP_URL user, which is then the outbox's too.
+    AMQP_TRUSTED_PUBLISHERS: amqpUser(amqpUrl),
+    ...names.queues,
+    TEMPORAL_TASK_QUEUE: names.taskQueue,
+    TEMPORAL_NAMESPACE: names.namespace,
+    PORT: String(names.port),
+    LOG_LEVEL: logLevel,
+  };
 }
 
 export function withDatabase(url: string, database: string): string {
@@ -72,13 +128,18 @@ export async function adminQuery<R extends pg.QueryResultRow>(
 /** Creates the database and applies migrations and the seed catalogue with the project's own CLI. */
 export async function createBenchDatabase(names: StackNames): Promise<void> {
   await adminQuery(names.adminUrl, `create database ${names.database}`);
-  const result = spawnSync(process.execPath, ['--import', 'tsx', 'db/cli.ts', 'seed'], {
+  dbCli(names, 'seed');
+}
+
+/** `db/cli.ts migrate` (or `seed`: migrations, then the catalogue) on the run's database. */
+export function dbCli(names: StackNames, command: 'migrate' | 'seed'): void {
+  const result = spawnSync(process.execPath, ['--import', 'tsx', 'db/cli.ts', command], {
     cwd: ROOT,
     env: { ...process.env, DATABASE_URL: names.databaseUrl },
     encoding: 'utf8',
   });
   if (result.status !== 0) {
-    throw new Error(`db/cli.ts seed failed (exit ${result.status}):\n${result.stdout}${result.stderr}`);
+    throw new Error(`db/cli.ts ${command} failed (exit ${result.status}):\n${result.stdout}${result.stderr}`);
   }
 }
 

@@ -46,19 +46,20 @@ export interface OutboxRow {
 }
 
 /**
- * Claims up to `limit` due events, oldest first, locked until the caller's transaction ends;
- * `skip locked` lets several publishers share the table without waiting on each other.
+ * Up to $1 due events, oldest first, locked until the transaction ends; `skip locked` lets several
+ * publishers share the table without waiting on each other. Read through the partial index
+ * `event_outbox_pending_id_idx` (migration 000013), in the order it keeps.
  */
-export async function claimDueEvents(tx: Queryable, limit: number): Promise<OutboxRow[]> {
-  const { rows } = await tx.query<OutboxRow>(
-    `select id, event_id, type, payload, headers, created_at
+export const CLAIM_DUE_EVENTS = `select id, event_id, type, payload, headers, created_at
      from event_outbox
      where status = 'PENDING' and available_at <= now()
      order by id
      limit $1
-     for update skip locked`,
-    [limit],
-  );
+     for update skip locked`;
+
+/** Claims up to `limit` due events (CLAIM_DUE_EVENTS). */
+export async function claimDueEvents(tx: Queryable, limit: number): Promise<OutboxRow[]> {
+  const { rows } = await tx.query<OutboxRow>(CLAIM_DUE_EVENTS, [limit]);
   return rows;
 }
 
@@ -98,7 +99,7 @@ export interface PendingStats {
 
 /**
  * How far the publisher is behind, for the metrics scrape: a count over the pending rows (the partial
- * index `event_outbox_pending_idx` holds only those), which stay few while the publisher keeps up.
+ * index `event_outbox_pending_id_idx` holds only those), which stay few while the publisher keeps up.
  */
 export async function pendingStats(db: Queryable): Promise<PendingStats> {
   const { rows } = await db.query<PendingStats>(

@@ -26,7 +26,7 @@ export type AuthConfig = Pick<
   Config,
   'AUTH_ISSUER' | 'AUTH_AUDIENCE' | 'AUTH_ROLE_CLAIM' | 'AUTH_OPERATOR_ROLE' | 'AUTH_LOCAL_KEY_DIR'
 > &
-  Partial<Pick<Config, 'AUTH_CUSTOMER_CLAIM'>>;
+  Partial<Pick<Config, 'AUTH_CUSTOMER_CLAIM' | 'AUTH_TOKEN_TYPE'>>;
 
 /** A fresh key pair in memory (tests; and the first step of `ensureLocalKeyPair`). */
 export async function generateLocalKeyPair(): Promise<LocalKeyPair> {
@@ -110,7 +110,8 @@ export async function signLocalToken(
   return new SignJWT(claims)
     .setProtectedHeader({
       alg: LOCAL_ALGORITHM,
-      typ: 'JWT',
+      // The type the API checks when AUTH_TOKEN_TYPE is set, so local tokens pass that check too.
+      typ: config.AUTH_TOKEN_TYPE ?? 'JWT',
       ...(pair.privateJwk.kid ? { kid: pair.privateJwk.kid } : {}),
     })
     .setIssuer(config.AUTH_ISSUER)

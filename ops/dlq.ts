@@ -275,18 +275,6 @@ async function redriveOne(
       `redriven a moment ago by this command and dead-lettered again: ${ctx.queue}'s consumer still refuses it ` +
         `(${String(details.reason ?? 'see its reason')}); fix that first`,
     );
-  // The consumers' dedupe records (processed_events) are kept for this window after an event and no
-  // longer: an older dead letter, re-driven, might be applied a second time unnoticed.
-  const published = msg.properties.timestamp as unknown;
-  if (typeof published !== 'number')
-    return keep('it has no timestamp, so its age is unknown: not moved (inspect it with dlq show)');
-  const ageMs = Date.now() - published * 1000;
-  if (ageMs > ctx.windowMs)
-    return keep(
-      `published ${new Date(published * 1000).toISOString()}, longer ago than DLQ_REDRIVE_WINDOW_MS ` +
-        `(${Math.round(ctx.windowMs / 86_400_000)} d): its consumer's record of having applied it may be pruned ` +
-        'already, so a re-drive could apply it twice; not moved (inspect it with dlq show)',
-    );
   // Trust travels with the message, never further: one a trusted producer sent is published again
   // under the operator's own (broker-validated) login, which the subscribers trust too; one that
   // came from anyone else stays untrusted, and the subscribers that require trust would only
@@ -312,6 +300,14 @@ async function redriveOne(
           `${ctx.queue}'s consumer would refuse the message; re-drive with the operators' login`,
       );
   }
+  // The consumers' dedupe records (processed_events) are kept for this window after an event and no
+  // longer; past it, only each effect's own key stands between a re-driven copy and a second effect.
+  const since = sentAt(msg);
+  if (since !== undefined && Date.now() - since.getTime() > ctx.windowMs)
+    return keep(
+      `sent ${since.toISOString()}, longer ago than DLQ_REDRIVE_WINDOW_MS (${ctx.windowMs} ms): its ` +
+        "consumer's record of having applied it may be pruned already; not moved (inspect it with dlq show)",
+    );
   if (ctx.options.dryRun) return { id, ok: true, outcome: 'would-redrive', details };
   try {
     await publishConfirmed(
@@ -326,6 +322,18 @@ async function redriveOne(
   }
   ctx.moved.add(id);
   return { id, ok: true, outcome: 'redriven', details };
+}
+
+/**
+ * When a dead letter was first sent: its timestamp (every event the outbox publishes has one), else
+ * when it was dead-lettered, which is later; undefined when it says neither.
+ */
+function sentAt(msg: GetMessage): Date | undefined {
+  const published = msg.properties.timestamp as unknown;
+  if (typeof published === 'number') return new Date(published * 1000);
+  const deadLettered = msg.properties.headers?.[DEAD_LETTER_HEADERS.at] as unknown;
+  const at = typeof deadLettered === 'string' ? new Date(deadLettered) : undefined;
+  return at && !Number.isNaN(at.getTime()) ? at : undefined;
 }
 
 // ---------------------------------------------------------------------------------------------------

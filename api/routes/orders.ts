@@ -270,7 +270,9 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           '`status` is current. A refused cancel still stops any later retry of the order.',
       ),
       ...writeResponses,
-      403: errorResponse('A customer gave a staff-only `code` (`forbidden`, naming `code`).'),
+      403: errorResponse(
+        'The token is valid but may not do this (`forbidden`); a customer giving a staff-only `code` names it.',
+      ),
       503: errorResponse('The workflow service did not answer in time; retrying is safe.'),
     },
   });

@@ -12,7 +12,7 @@ import path from 'node:path';
 import { SignJWT, decodeJwt, decodeProtectedHeader, importJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app.js';
-import { createAuthenticator, rolesOf } from '../../api/auth.js';
+import { createAuthenticator, localAuthenticator, rolesOf } from '../../api/auth.js';
 import { ApiError } from '../../api/errors.js';
 import { runTokenCli } from '../../cli/token.js';
 import type { Pool } from '../../db/pool.js';
@@ -220,6 +220,17 @@ describe('with an OIDC provider (JWKS over HTTP)', () => {
     // Unset (the default), the header is not looked at.
     expect(await (await createAuthenticator(oidc(url)))(await sign('JWT'))).toMatchObject({
       kind: 'customer',
+    });
+  });
+
+  it('local tokens carry AUTH_TOKEN_TYPE when it is set, so the local API accepts them', async () => {
+    const pair = await generateLocalKeyPair();
+    const config = loadConfig({ AUTH_TOKEN_TYPE: 'at+jwt' });
+    const token = await signLocalToken(pair, config, { subject: 'C42', role: 'customer' });
+    expect(decodeProtectedHeader(token).typ).toBe('at+jwt');
+    expect(await localAuthenticator(pair, config)(token)).toMatchObject({
+      kind: 'customer',
+      customerId: 'C42',
     });
   });
 

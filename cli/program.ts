@@ -40,7 +40,7 @@ export function buildProgram(runner: CommandRunner, io: CliIO): Command {
         '\nTEMPORAL_NAMESPACE, TEMPORAL_UI_URL, TEMPORAL_TLS_* and TEMPORAL_API_KEY (a remote Temporal),' +
         '\nDATABASE_URL, AMQP_URL, BRIDGE_QUEUE, LOYALTY_QUEUE, ANALYTICS_QUEUE, and who may send what' +
         '\n(AMQP_TRUSTED_PUBLISHERS, BRIDGE_AMQP_USER, LOYALTY_AMQP_USER, ANALYTICS_AMQP_USER: a dead' +
-        '\nletter from anyone else is never redriven).' +
+        '\nletter from anyone else is never redriven), and DLQ_REDRIVE_WINDOW_MS (no older dead letter is).' +
         '\nExit codes: 0 every item ended as asked, 1 something was refused or failed, 2 usage error.',
     );
   for (const register of COMMANDS) register(program, runner);

@@ -71,7 +71,8 @@ export const registerDlq: RegisterCommand = (program, runner) => {
     .command('redrive')
     .description(
       'move dead-lettered messages back onto their original queue, unchanged (same message id, body and ' +
-        'properties, without the dead-letter headers); fix the cause first',
+        'properties, without the dead-letter headers); fix the cause first. One sent longer ago than ' +
+        'DLQ_REDRIVE_WINDOW_MS stays: its consumer may no longer remember having applied it',
     )
     .option('--queue <name>', QUEUE_HELP)
     .option('--limit <n>', 'at most this many messages (default: all there are when it starts)', positiveInt)

@@ -36,11 +36,23 @@ export const timeSkippingServerPath = () =>
 /** The Temporal CLI (for its dev server), or undefined to let the SDK download one. */
 export const temporalCliPath = () => findExecutable('TEMPORAL_CLI_PATH', 'temporal');
 
+/**
+ * The SDK gives the Java test server 5 s to open its port, a fixed limit; a JVM starting on a busy
+ * 2-core machine (the suites in parallel, a benchmark beside them) can take longer, which failed a
+ * whole workflow suite once. A start that timed out is tried again, twice at most.
+ */
 export async function createTimeSkippingEnv(): Promise<TestWorkflowEnvironment> {
   const executable = timeSkippingServerPath();
-  return TestWorkflowEnvironment.createTimeSkipping(
-    executable ? { server: { executable: { type: 'existing-path', path: executable } } } : {},
-  );
+  const options = executable
+    ? { server: { executable: { type: 'existing-path' as const, path: executable } } }
+    : {};
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await TestWorkflowEnvironment.createTimeSkipping(options);
+    } catch (err) {
+      if (attempt >= 3 || !/did not start within/.test(String(err))) throw err;
+    }
+  }
 }
 
 export async function createLocalEnv(): Promise<TestWorkflowEnvironment> {

@@ -39,6 +39,30 @@ describe('admission window', () => {
     expect(admitted).toHaveLength(4);
   });
 
+  it('waits ten times as long as a count took before the next, and holds the window meanwhile', async () => {
+    const admitted: number[] = [];
+    let counts = 0;
+    const gate = createAdmissionGate({
+      maxRunning: 2,
+      // A slow count (a large visibility store) that never sees the runs admitted since it began.
+      countRunning: async () => {
+        counts += 1;
+        await tick(50);
+        return 0;
+      },
+      logger,
+      refreshMs: 20,
+      graceMs: 10,
+    });
+    const waiters = [1, 2, 3, 4].map((i) => gate.admit().then(() => admitted.push(i)));
+    await tick(300);
+    // One count, not one per 20 ms; and the two admitted since it began still fill the window.
+    expect(counts).toBe(1);
+    expect(admitted).toHaveLength(2);
+    await Promise.all(waiters); // the next count, ~500 ms after the first, lets the others in
+    expect(counts).toBe(2);
+  });
+
   it('gives up waiting at once when the bridge stops (the message then goes back to the queue)', async () => {
     const gate = createAdmissionGate({
       maxRunning: 1,

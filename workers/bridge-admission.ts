@@ -17,10 +17,12 @@
  * let a burst through (some of those are in the count already: the window is then a little smaller
  * for a moment). A count is a query over the visibility store, whose cost grows with the executions
  * it holds (36 ms of the dev server's CPU at 22 000, twice a second through a backlog), so the next
- * one waits at least COUNT_SPACING times as long as the last one took. Only an outage can keep a message waiting longer than
- * `maxWaitMs`: then it is admitted anyway (the window is a limit on work, never a reason to hold an
- * order back indefinitely, nor to hold a message past the broker's consumer timeout). A count that
- * fails (Temporal unreachable) admits: the start itself then meets the outage and waits it out.
+ * one waits at least COUNT_SPACING times as long as the last successful one took.
+ *
+ * Only an outage can keep a message waiting longer than `maxWaitMs`: then it is admitted anyway (the
+ * window is a limit on work, never a reason to hold an order back indefinitely, nor to hold a message
+ * past the broker's consumer timeout). A count that fails (Temporal unreachable) admits: the start
+ * itself then meets the outage and waits it out.
  */
 import type { Logger } from '../lib/logger.js';
 
@@ -76,6 +78,8 @@ export function createAdmissionGate({
       .then((n) => {
         counted = n;
         countBeganAt = began;
+        // A failed count's time (up to the start timeout, in an outage) says nothing of the store's size.
+        lastCountMs = Date.now() - began;
       })
       .catch((err: unknown) => {
         logger.warn({ err }, 'cannot count the running sagas; admitting without the window');
@@ -83,7 +87,6 @@ export function createAdmissionGate({
       })
       .finally(() => {
         countedAt = Date.now();
-        lastCountMs = countedAt - began;
         counting = undefined;
       }));
   };

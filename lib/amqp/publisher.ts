@@ -64,32 +64,20 @@ export function createEventPublisher(
     /**
      * Queues that must exist before anything is published: a topic exchange confirms a message no
      * queue is bound to and drops it. The core declares its own consumer's queue here, so an
-     * `order.placed` published before the bridge ever connected still reaches it. Events with these
-     * queues' routing keys are published `mandatory`: should the queue be deleted while this runs,
-     * such an event comes back (UnroutableError, so its outbox row is tried again), and the queues
-     * are declared again at once, instead of being confirmed into the void.
+     * `order.placed` published before the bridge ever connected still reaches it.
      */
     queues?: readonly ConsumerQueueSpec[];
   },
 ): EventPublisher {
   let closing = false;
-  const mustRoute = new Set((opts.queues ?? []).flatMap((q) => q.routingKeys));
-  /** Message ids (event ids) the broker returned, until their confirm is seen. */
-  const returned = new Set<string>();
-  let current: ConfirmChannel | undefined;
   const wrapper = manager.createChannel({
     name: `publish:${opts.exchange}`,
     confirm: true,
     publishTimeout: opts.timeoutMs,
     setup: async (channel: ConfirmChannel) => {
       watchChannel(manager, channel, opts.logger, () => closing);
-      // RabbitMQ returns a mandatory message before it confirms it: the confirm then finds it here.
-      channel.on('return', (msg: { properties: { messageId?: unknown } }) => {
-        if (typeof msg.properties.messageId === 'string') returned.add(msg.properties.messageId);
-      });
       await assertEventExchange(channel, opts.exchange);
       for (const queue of opts.queues ?? []) await assertConsumerQueue(channel, queue);
-      current = channel;
     },
   });
   wrapper.on('error', (err: Error) =>
@@ -98,32 +86,19 @@ export function createEventPublisher(
 
   return {
     async publish(event, body) {
-      const mandatory = mustRoute.has(event.type);
       try {
-        await wrapper.publish(opts.exchange, event.type, body, {
-          ...eventPublishOptions(event, opts.appId, opts.userId),
-          ...(mandatory ? { mandatory } : {}),
-        });
+        await wrapper.publish(
+          opts.exchange,
+          event.type,
+          body,
+          eventPublishOptions(event, opts.appId, opts.userId),
+        );
       } catch (err) {
-        returned.delete(event.id);
         if (err instanceof Error && err.message === 'timeout')
           throw new PublishTimeoutError(
             `no publisher confirm for event ${event.id} within ${opts.timeoutMs} ms (is RabbitMQ reachable?)`,
           );
         throw err;
-      }
-      if (mandatory && returned.delete(event.id)) {
-        opts.logger.error(
-          { eventId: event.id, type: event.type },
-          'no queue took the event (its queue was deleted): declaring the queues again',
-        );
-        const channel = current;
-        if (channel)
-          for (const queue of opts.queues ?? [])
-            await assertConsumerQueue(channel, queue).catch((err: unknown) =>
-              opts.logger.error({ err: (err as Error).message }, 'declaring the queue again failed'),
-            );
-        throw new UnroutableError(`no queue took ${event.type} ${event.id}: its queue was gone`);
       }
     },
     async close() {

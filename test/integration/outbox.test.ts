@@ -181,36 +181,6 @@ describe('outbox publisher', () => {
     }
   });
 
-  it('publishes an order.placed whose queue was deleted under it again, once the queue is back: not into the void', async () => {
-    /** The queue's depth, or undefined when it does not exist (a channel of its own: a 404 closes it). */
-    const depth = async (queue: string) => {
-      const channel = await observer.admin.createChannel();
-      channel.on('error', () => {});
-      const found = await channel.checkQueue(queue).then(
-        (q) => q.messageCount,
-        () => undefined,
-      );
-      await channel.close().catch(() => {});
-      return found;
-    };
-    const { publisher, lines } = newPublisher();
-    publisher.start();
-    await waitFor(async () => (await depth(config.BRIDGE_QUEUE)) === 0, {
-      what: 'the bridge queue declared',
-    });
-    await observer.channel.deleteQueue(config.BRIDGE_QUEUE);
-
-    const event = placedEvent();
-    await insertEvents(db.pool, [event]);
-    await waitFor(async () => (await depth(config.BRIDGE_QUEUE)) === 1, {
-      what: 'the event in the bridge queue declared again',
-    });
-    expect(await outboxCounts()).toEqual({ pending: 0, published: 1 });
-    const [message] = await observer.drain(config.BRIDGE_QUEUE);
-    expect(message!.properties.messageId).toBe(event.id);
-    expect(lines.some((l) => String(l.msg).startsWith('no queue took the event'))).toBe(true);
-  });
-
   it('wakes on NOTIFY long before the poll interval', async () => {
     config = testConfig(id, { DATABASE_URL: db.url, OUTBOX_POLL_INTERVAL_MS: '60000' });
     const seen = await observer.observe(config.AMQP_EXCHANGE, '#');

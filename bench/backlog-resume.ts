@@ -22,7 +22,7 @@ import { loadConfig } from '../lib/config.js';
 import { FINAL_STATUSES } from '../domain/order.js';
 import { buildOnce } from '../test/helpers/processes.js';
 import { describeMachine } from './lib/machine.js';
-import { Meter, round } from './lib/meter.js';
+import { Meter, perUnit, round } from './lib/meter.js';
 import { systemGroups } from './lib/report.js';
 import {
   Processes,
@@ -217,12 +217,7 @@ async function main(opts: Options): Promise<void> {
 
     const drained = after.final - before.final;
     const seconds = Math.max(0.001, (end || now() / 1000) - start);
-    const cpuMsPerOrder = Object.fromEntries(
-      Object.entries(usage?.groups ?? {}).map(([name, g]) => [
-        name,
-        drained > 0 ? round((g.cpuSeconds * 1000) / drained, 1) : null,
-      ]),
-    );
+    const cpuMsPerOrder = usage ? perUnit(usage, drained) : {};
     const trend = memoryTrend(
       meter.memory,
       systemGroups(appNames),
@@ -267,7 +262,7 @@ type SegmentResult = {
   before: OrderCounts;
   after: OrderCounts;
   segment: { drained: number; seconds: number; perSecond: number };
-  cpuMsPerOrder: Record<string, number | null>;
+  cpuMsPerOrder: Record<string, number>;
   machineCpuMsPerOrder: number | null;
   memory: MemoryTrend['memory'];
   flat: boolean;

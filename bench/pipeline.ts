@@ -44,7 +44,7 @@ import {
   type UnitResult,
 } from './lib/load.js';
 import { describeMachine } from './lib/machine.js';
-import { Meter, round, type PhaseUsage } from './lib/meter.js';
+import { Meter, perUnit, round, type PhaseUsage } from './lib/meter.js';
 import {
   systemGroups,
   formatReport,
@@ -956,13 +956,6 @@ function describeSource(): string {
 }
 
 const APP_FOLDERS = ['activities', 'api', 'db', 'domain', 'lib', 'subscribers', 'workers', 'workflows'];
-
-function perUnit(usage: PhaseUsage, units: number): Record<string, number> {
-  const out: Record<string, number> = {};
-  if (units <= 0) return out;
-  for (const [name, g] of Object.entries(usage.groups)) out[name] = round((g.cpuSeconds * 1000) / units, 2);
-  return out;
-}
 
 async function waitForApi(http: HttpClient, abort: Abort): Promise<void> {
   for (let i = 0; i < 600; i++) {

@@ -309,6 +309,14 @@ export class Meter {
   }
 }
 
+/** CPU milliseconds per unit (order, bare workflow) of each process group; empty for no units. */
+export function perUnit(usage: PhaseUsage, units: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (units <= 0) return out;
+  for (const [name, g] of Object.entries(usage.groups)) out[name] = round((g.cpuSeconds * 1000) / units, 2);
+  return out;
+}
+
 export function round(value: number, digits: number): number {
   const f = 10 ** digits;
   return Math.round(value * f) / f;

@@ -42,9 +42,9 @@ interface Placed {
   body: Buffer;
 }
 
-/** Publishes order.placed events that the bridge queue's consumer refuses as malformed, and waits until they are in its DLQ. */
-async function deadLetter(count: number): Promise<Placed[]> {
-  const amqp = connectAmqp(config, { name: `test-ops-dlq-${config.AMQP_EXCHANGE}`, logger });
+/** The real consumer on the bridge queue, refusing every order.placed as malformed (dead-lettered at once). */
+function refusingConsumer(name: string, retryDelayMs?: (attempt: number) => number) {
+  const amqp = connectAmqp(config, { name: `${name}-${config.AMQP_EXCHANGE}`, logger });
   const consumer = createConsumer({
     manager: amqp,
     user: amqpUser(config.AMQP_URL),
@@ -53,11 +53,18 @@ async function deadLetter(count: number): Promise<Placed[]> {
     routingKeys: ['order.placed'],
     prefetch: 10,
     maxDeliveries: 3,
+    ...(retryDelayMs ? { retryDelayMs } : {}),
     logger,
     handle: async () => {
       throw new PoisonMessageError('invalid order.placed envelope: data.customerId: Required');
     },
   });
+  return { amqp, consumer };
+}
+
+/** Publishes order.placed events that the bridge queue's consumer refuses as malformed, and waits until they are in its DLQ. */
+async function deadLetter(count: number): Promise<Placed[]> {
+  const { amqp, consumer } = refusingConsumer('test-ops-dlq');
   await consumer.start();
   const events: Placed[] = [];
   try {
@@ -192,21 +199,7 @@ test('redrive keeps a dead letter older than DLQ_REDRIVE_WINDOW_MS: its dedupe r
 });
 
 test('a consumer whose DLQ was deleted keeps the message, declares the DLQ again, and dead-letters it there', async () => {
-  const amqp = connectAmqp(config, { name: `test-ops-dlq-gone-${config.AMQP_EXCHANGE}`, logger });
-  const consumer = createConsumer({
-    manager: amqp,
-    user: amqpUser(config.AMQP_URL),
-    exchange: config.AMQP_EXCHANGE,
-    queue: config.BRIDGE_QUEUE,
-    routingKeys: ['order.placed'],
-    prefetch: 10,
-    maxDeliveries: 3,
-    retryDelayMs: () => 50,
-    logger,
-    handle: async () => {
-      throw new PoisonMessageError('invalid order.placed envelope');
-    },
-  });
+  const { amqp, consumer } = refusingConsumer('test-ops-dlq-gone', () => 50);
   await consumer.start();
   /** The queue's depth, or undefined when it does not exist (on a channel of its own: a 404 closes it). */
   const depth = async (queue: string) => {

@@ -354,8 +354,9 @@ export const CancelResultSchema = z
     status: StatusSchema,
     via: z.enum(['workflow', 'database']).openapi({
       description:
-        '`workflow`: the running saga accepted the cancel and compensates. `database`: the saga had not ' +
-        'started yet, so the order was cancelled directly and the saga will end on start.',
+        '`workflow`: the running saga accepted the cancel and compensates. `database`: no saga was running ' +
+        '(it had not started yet, and will end on start; or the order was left RESERVED by a run that failed ' +
+        'and undid itself), so the order was cancelled directly.',
     }),
   })
   .openapi('CancelResult');

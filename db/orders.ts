@@ -7,9 +7,16 @@
  * status. That makes every step safe to retry and concurrent writers (a cancel racing a reservation)
  * harmless. Steps of the saga also pass their run, so a stray run cannot move the order.
  */
-import { GUARDED_TRANSITIONS, NEVER_RETRIED, TRANSITIONS, type OrderStatus } from '../domain/order.js';
+import {
+  GUARDED_TRANSITIONS,
+  NEVER_RETRIED,
+  TRANSITIONS,
+  mayBeCancelledWithoutSaga,
+  type OrderStatus,
+} from '../domain/order.js';
 import { buildEvent, runEventId, type EventData } from '../lib/events.js';
 import { enqueueEvent } from './outbox.js';
+import { paymentStatuses } from './payments.js';
 import { lockProducts, returnStock } from './products.js';
 import { withTransaction, type Pool, type Queryable } from './pool.js';
 
@@ -295,17 +302,21 @@ export async function releaseStock(
 export type DirectCancelOutcome =
   | { kind: 'cancelled'; placedAt: Date }
   | { kind: 'not_found' }
-  /** The order moved on (its saga picked it up, or it is final): the saga owns the cancel now. */
-  | { kind: 'not_pending'; status: OrderStatus };
+  /**
+   * Not cancelled: the order moved on (its saga picked it up, or it is final: the saga owns the
+   * cancel now), or only an operator can end it; `reason` says which, for the caller.
+   */
+  | { kind: 'refused'; status: OrderStatus; reason: string };
 
 /**
- * Cancels an order whose saga has not started: PENDING → CANCELLED plus `order.cancelled`, in one
- * transaction. Only PENDING qualifies; a RESERVED order holds stock that only the saga's
- * compensation may release, so it is never cancelled behind the saga's back. A retried order waiting
- * for its new run may still hold the stock its failed run took: that is given back here, with
- * `inventory.released`, in the same transaction.
+ * Cancels an order that no saga run is running (the caller asked Temporal), when the domain allows it
+ * (`mayBeCancelledWithoutSaga`): a PENDING order whose saga has not started, or a RESERVED one whose
+ * failed run undid itself and holds no money. → CANCELLED plus `order.cancelled`, in one transaction
+ * under the order's row lock. Stock the order still holds (a retried order waiting for its new run
+ * holds what its failed run took; a failed run's release may itself have failed) is given back here,
+ * with `inventory.released`, in the same transaction.
  */
-export async function cancelPendingOrder(
+export async function cancelOrderWithoutSaga(
   pool: Pool,
   orderId: string,
   reason: string,
@@ -313,9 +324,17 @@ export async function cancelPendingOrder(
   return withTransaction(pool, async (tx) => {
     const order = await findOrder(tx, orderId, { lock: true });
     if (!order) return { kind: 'not_found' };
-    if (order.status !== 'PENDING') return { kind: 'not_pending', status: order.status };
+    const verdict = mayBeCancelledWithoutSaga({
+      status: order.status,
+      runUndone: (order.undo_run ?? 0) >= order.run,
+      payments: order.status === 'PENDING' ? [] : await paymentStatuses(tx, orderId),
+    });
+    if (!verdict.ok) return { kind: 'refused', status: order.status, reason: verdict.reason };
     const result = await transitionOrder(tx, orderId, 'CANCELLED', { reason });
-    if (!result.changed) return { kind: 'not_pending', status: result.status ?? order.status };
+    if (!result.changed) {
+      const status = result.status ?? order.status;
+      return { kind: 'refused', status, reason: `order is ${status}` };
+    }
     await tx.query(
       'update orders set cancel_requested_at = coalesce(cancel_requested_at, now()) where id = $1::uuid',
       [orderId],

@@ -88,6 +88,39 @@ export function mayBeCancelledNow(status: OrderStatus, { compensating = false } 
   return allowed;
 }
 
+/** What `mayBeCancelledWithoutSaga` needs to know about an order that no saga run is running. */
+export interface DirectCancelFacts {
+  status: OrderStatus;
+  /** The current run's compensation has begun (`undo_run`): none of its forward steps acts again. */
+  runUndone: boolean;
+  /** The status of every payment intent of every run of the order. */
+  payments: readonly PaymentStatus[];
+}
+
+/**
+ * May the order be cancelled in the database, with no saga run to do it (the API asked Temporal and
+ * none is running)? A PENDING order whose saga has not started, yes. A RESERVED order whose run
+ * failed after undoing itself (its compensation began, so no forward step of it acts again), yes
+ * once no money is held: otherwise nothing could ever end it, since a retry refuses an order whose
+ * customer asked to cancel and a reset replays the same failure. Any other RESERVED order holds stock
+ * that only its saga's compensation may give back, so it is never cancelled behind the saga's back.
+ */
+export function mayBeCancelledWithoutSaga({ status, runUndone, payments }: DirectCancelFacts): Verdict {
+  if (status === 'PENDING') return allowed;
+  if (status !== 'RESERVED') return refused(`order is ${status}`);
+  if (!runUndone) {
+    return refused(`The order is ${status} but its workflow is not running, so it cannot be cancelled now.`);
+  }
+  const held = payments.filter(moneyIsHeld);
+  if (held.length > 0) {
+    return refused(
+      `The order's failed run left a payment ${held.join(', ')}: an operator settles it first ` +
+        '(orders reset <id> --closed runs its compensation again).',
+    );
+  }
+  return allowed;
+}
+
 /** Recorded with a retry when the operator gives no reason. */
 export const DEFAULT_RETRY_REASON = 'retried by an operator';
 
@@ -142,7 +175,9 @@ export function mayBeRetried({
     return refused(
       `the customer asked to cancel this order (${status}): it is not run again. ` +
         (runUndone
-          ? 'If its cancel did not finish, reset the run so its compensation runs again (orders reset <id> --closed --reason …)'
+          ? 'If its cancel did not finish: holding no money, it is cancelled by POST /orders/<id>/cancel (its ' +
+            'customer or an operator); holding money, reset the run so its compensation runs again ' +
+            '(orders reset <id> --closed --reason …)'
           : 'Its run never took the cancel: a reset (orders reset <id> --closed --reason …) resumes its forward ' +
             'steps, and a charge not made yet refuses the recorded cancel, so the run then cancels the order'),
     );

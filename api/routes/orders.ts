@@ -22,7 +22,7 @@ import { placeOrder } from '../../db/order-placement.js';
 import { getOrder, listOrders } from '../../db/order-views.js';
 import { retryOrder } from '../../db/order-retries.js';
 import {
-  cancelPendingOrder,
+  cancelOrderWithoutSaga,
   getOrderStatus,
   recordCancelReason,
   recordCancelRequest,
@@ -319,9 +319,9 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
             "The order's workflow did not answer in time; the cancel may still take effect. Retrying is safe.",
           );
         case 'not_running': {
-          const direct = await cancelPendingOrder(deps.pool, id, reason);
+          const direct = await cancelOrderWithoutSaga(deps.pool, id, reason);
           if (direct.kind === 'cancelled') {
-            log.info({ code }, 'cancelled before the saga started');
+            log.info({ code }, 'cancelled with no saga running');
             await recordReason();
             // The order ends here, not in a saga step (which will find it cancelled): count it here.
             deps.metrics.finished('CANCELLED', direct.placedAt);
@@ -330,14 +330,14 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           if (direct.kind === 'not_found') throw notFound('Order', id);
           if (isFinal(direct.status)) throw cancelRefused(direct.status);
           if (attempt === 2) {
-            // Not PENDING and no running saga: only an operator (re-drive) can resolve this.
-            log.warn({ status: direct.status }, 'cancel: order is in progress but its saga is not running');
-            throw new ApiError(
-              409,
-              'cancel_unavailable',
-              `The order is ${direct.status} but its workflow is not running, so it cannot be cancelled now.`,
-              { details: { status: direct.status } },
+            // Still no saga running, and the order cannot be cancelled without one: an operator's case.
+            log.warn(
+              { status: direct.status, reason: direct.reason },
+              'cancel: no saga running to cancel it',
             );
+            throw new ApiError(409, 'cancel_unavailable', direct.reason, {
+              details: { status: direct.status },
+            });
           }
         }
       }

@@ -334,6 +334,19 @@ describe('with a running saga', () => {
     expect((await statusOf(orderId))?.status).toBe('RESERVED');
   });
 
+  it('200 via the database for an order a failed run left RESERVED after undoing itself', async () => {
+    const app = realApp(); // no workflow runs for this order: its run failed and closed
+    const orderId = await placeOrder(app);
+    await db.pool.query(
+      `update orders set status = 'RESERVED', started_run = 1, undo_run = 1 where id = $1`, // compensated
+      [orderId],
+    );
+    const res = await cancel(app, orderId);
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'database' });
+    expect((await statusOf(orderId))?.status).toBe('CANCELLED');
+  });
+
   it('503 when the workflow exists but nobody answers in time; the order is left alone', async () => {
     const app = realApp();
     const orderId = await placeOrder(app);

@@ -19,7 +19,7 @@ import { orderWorkflowId } from '../../workflows/contract.js';
 import { getOrder } from '../../db/order-views.js';
 import { placeOrder } from '../../db/order-placement.js';
 import { retryOrder } from '../../db/order-retries.js';
-import { cancelPendingOrder, recordCancelReason, transitionOrder } from '../../db/orders.js';
+import { cancelOrderWithoutSaga, recordCancelReason, transitionOrder } from '../../db/orders.js';
 import { recordNotification } from '../../db/notifications.js';
 import { applyOrderEvent, parseOrderEvent } from '../../subscribers/analytics/consumer.js';
 import { redriveDeadLetters } from '../../ops/dlq.js';
@@ -137,7 +137,7 @@ describe('erase-customer', () => {
       subject: `Your order ${mine[0]} is confirmed`,
       body: 'Thank you!',
     });
-    expect((await cancelPendingOrder(db.pool, mine[1]!, 'changed my mind')).kind).toBe('cancelled');
+    expect((await cancelOrderWithoutSaga(db.pool, mine[1]!, 'changed my mind')).kind).toBe('cancelled');
     await recordCancelReason(db.pool, mine[1]!, { code: 'changed_mind', note: 'call me on +44 7700 900123' });
     await recordNotification(db.pool, {
       orderId: mine[1]!,

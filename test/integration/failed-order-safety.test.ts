@@ -9,7 +9,7 @@ import { createActivities, type Activities } from '../../activities/index.js';
 import { GatewayUnavailableError } from '../../activities/payment-gateway.js';
 import { retryOrder } from '../../db/order-retries.js';
 import { chargeKey, voidKey } from '../../domain/payment.js';
-import { cancelPendingOrder, recordCancelRequest } from '../../db/orders.js';
+import { cancelOrderWithoutSaga, recordCancelRequest } from '../../db/orders.js';
 import { createLogger } from '../../lib/logger.js';
 import { waitFor } from '../helpers/amqp.js';
 import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -562,7 +562,7 @@ describe('retrying a failed order', () => {
       run: 2,
     });
     // The customer cancels before run 2 started: the API cancels the PENDING order directly.
-    expect(await cancelPendingOrder(db.pool, order.orderId, 'changed my mind')).toEqual({
+    expect(await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).toEqual({
       kind: 'cancelled',
       placedAt: expect.any(Date),
     });
@@ -584,6 +584,72 @@ describe('retrying a failed order', () => {
       kind: 'refused',
       reason: expect.stringMatching(/customer asked to cancel/),
     });
+  });
+
+  test('an order a failed run left RESERVED, undone, is cancelled when its customer asks: not stuck for good', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const { sku, order } = await reserved(acts);
+    // A step failed; the saga compensated (refund: nothing; release: stock back) and the run failed.
+    await acts.refundPayment({ ...step(order), reason: 'saga failed' });
+    await acts.releaseInventory({ ...step(order), reason: 'saga failed' });
+    // The customer cancels (no saga runs): the mark makes any retry refuse, so only this ends it.
+    expect(await recordCancelRequest(db.pool, order.orderId)).toBe('RESERVED');
+    expect(await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).toEqual({
+      kind: 'cancelled',
+      placedAt: expect.any(Date),
+    });
+    expect(await orderStatus(db.pool, order.orderId)).toBe('CANCELLED');
+    expect(await stockOf(db.pool, sku)).toBe(5); // given back once, by the run's release
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'inventory.released',
+      'order.cancelled',
+    ]);
+  });
+
+  test('a failed run’s stock still held when its customer cancels is given back once, with the cancel', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const { sku, order } = await reserved(acts, { qty: 2, stock: 5 });
+    // The compensation began (refund: nothing to give back) and its release then failed for good.
+    await acts.refundPayment({ ...step(order), reason: 'saga failed' });
+    expect(await stockOf(db.pool, sku)).toBe(3);
+    expect((await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).kind).toBe('cancelled');
+    expect(await stockOf(db.pool, sku)).toBe(5);
+    // The run's release, run again later (a reset), finds nothing of its own to give back.
+    expect(await acts.releaseInventory({ ...step(order), reason: 'saga failed' })).toMatchObject({
+      released: true,
+    });
+    expect(await stockOf(db.pool, sku)).toBe(5);
+  });
+
+  test('a failed run whose money is of unknown fate is not cancelled in the database: an operator settles it', async () => {
+    const gateway = ledgerGateway('lose-answers');
+    const acts = activitiesWith(gateway);
+    const { sku, order } = await reserved(acts);
+    await expect(acts.chargePayment(step(order))).rejects.toThrow(/socket hang up/); // money taken
+    gateway.mode = 'down';
+    // The compensation began; its refund cannot reach the gateway, and the run failed.
+    await expect(acts.refundPayment({ ...step(order), reason: 'saga failed' })).rejects.toMatchObject({
+      type: 'GatewayUnavailable',
+    });
+    const before = await snapshot(order, sku);
+    expect(await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).toEqual({
+      kind: 'refused',
+      status: 'RESERVED',
+      reason: expect.stringMatching(/payment CHARGING.*orders reset/),
+    });
+    expect(await snapshot(order, sku)).toEqual(before);
+  });
+
+  test('a RESERVED order whose run never undid itself is not cancelled behind its saga', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const { sku, order } = await reserved(acts);
+    const before = await snapshot(order, sku);
+    expect(await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).toMatchObject({
+      kind: 'refused',
+      status: 'RESERVED',
+    });
+    expect(await snapshot(order, sku)).toEqual(before);
   });
 
   test('a PAID order is refused with the reason, not a server error', async () => {

@@ -4,6 +4,7 @@ import {
   FINAL_STATUSES,
   ORDER_STATUSES,
   mayBeCancelledNow,
+  mayBeCancelledWithoutSaga,
   mayBeRetried,
   mayEnter,
   paidOrderMayBeCancelled,
@@ -68,6 +69,28 @@ describe('may be cancelled now', () => {
       ok: false,
       reason: expect.stringMatching(/OUT_OF_STOCK/),
     });
+  });
+});
+
+describe('may be cancelled with no saga running', () => {
+  const facts = { runUndone: false, payments: [] } as const;
+  it('PENDING yes; RESERVED only once its failed run undid itself and holds no money', () => {
+    expect(mayBeCancelledWithoutSaga({ ...facts, status: 'PENDING' })).toEqual({ ok: true });
+    expect(mayBeCancelledWithoutSaga({ ...facts, status: 'RESERVED' })).toMatchObject({ ok: false });
+    expect(mayBeCancelledWithoutSaga({ status: 'RESERVED', runUndone: true, payments: ['VOIDED'] })).toEqual({
+      ok: true,
+    });
+    for (const held of ['CAPTURED', 'CHARGING'] as const) {
+      expect(mayBeCancelledWithoutSaga({ status: 'RESERVED', runUndone: true, payments: [held] })).toEqual({
+        ok: false,
+        reason: expect.stringContaining(held),
+      });
+    }
+    for (const status of ['PAID', 'COMPLETED', 'CANCELLED', 'PAYMENT_FAILED', 'OUT_OF_STOCK'] as const) {
+      expect(mayBeCancelledWithoutSaga({ status, runUndone: true, payments: [] })).toMatchObject({
+        ok: false,
+      });
+    }
   });
 });
 

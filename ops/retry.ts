@@ -10,7 +10,7 @@
 import type { Client } from '@temporalio/client';
 import type { Logger } from '../lib/logger.js';
 import { noteProblem } from '../domain/text.js';
-import { latestOrderRun } from '../lib/temporal.js';
+import { latestOrderRun, type LatestRun } from '../lib/temporal.js';
 import { retryOrder, type RetryOutcome } from '../db/order-retries.js';
 import type { Pool } from '../db/pool.js';
 import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
@@ -50,17 +50,38 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
   const problem = noteProblem(reason);
   if (problem !== undefined) throw new UsageError(`--reason ${problem}`);
   const progress = deps.progress ?? noProgress;
-  // A query matches runs; an order with several failed runs is retried once.
-  const orderIds = [...new Set((await selectRuns(deps.client, options.selection)).map((r) => r.orderId))];
+  const runs = await selectRuns(deps.client, options.selection);
+  // A query matches runs, and visibility keeps each run's own OrderStatus and FailureReason: a match
+  // may be an earlier run of an order whose latest run no longer matches (its retry was DECLINED,
+  // say, where the query asked for DEADLINE_EXCEEDED). Only orders whose latest run matched are
+  // retried; an order with several matching runs is retried once.
+  const matchedRuns = new Map<string, Set<string>>();
+  for (const { orderId, runId } of runs) {
+    if (runId !== undefined) matchedRuns.set(orderId, (matchedRuns.get(orderId) ?? new Set()).add(runId));
+  }
+  const orderIds = [...new Set(runs.map((r) => r.orderId))];
   progress.start(orderIds.length);
   const items = await mapBounded(
     orderIds,
     options.concurrency ?? DEFAULT_CONCURRENCY,
-    async (orderId) => {
+    async (orderId): Promise<ItemResult> => {
       try {
+        const latest = await latestOrderRun(deps.client, orderId);
+        const matched = matchedRuns.get(orderId);
+        if (matched && latest && !matched.has(latest.runId)) {
+          return {
+            id: orderId,
+            ok: false,
+            outcome: 'refused',
+            reason:
+              `the query matched an earlier run of this order, not its latest (run ${latest.run}, ` +
+              `${latest.status}): not retried; give its id to retry it anyway`,
+            details: { latestRunId: latest.runId, matchedRunIds: [...matched] },
+          };
+        }
         return toItem(
           orderId,
-          await retryOne(deps, orderId, { ...options, reason }),
+          await retryOne(deps, orderId, { ...options, reason, latest }),
           options.dryRun ?? false,
         );
       } catch (err) {
@@ -73,13 +94,17 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
   return commandResult(options.dryRun ? 'retry --dry-run' : 'retry', items);
 }
 
-/** Retries one order: asks Temporal whether a run is open, then applies the rule and writes. */
+/**
+ * Retries one order: asks Temporal whether a run is open (unless the caller just asked: `latest`),
+ * then applies the rule and writes.
+ */
 export async function retryOne(
   { pool, client, logger }: Pick<RetryDeps, 'pool' | 'client' | 'logger'>,
   orderId: string,
-  { reason, dryRun = false }: { reason: string; dryRun?: boolean },
+  options: { reason: string; dryRun?: boolean; latest?: LatestRun | undefined },
 ): Promise<RetryOutcome> {
-  const latest = await latestOrderRun(client, orderId);
+  const { reason, dryRun = false } = options;
+  const latest = 'latest' in options ? options.latest : await latestOrderRun(client, orderId);
   const outcome = await retryOrder(pool, orderId, { reason, latest, dryRun });
   if (outcome.kind === 'retried' && !dryRun)
     logger.info({ orderId, run: outcome.run, reason }, 'order retried');

@@ -25,7 +25,10 @@ export const registerRetry: RegisterCommand = (program, runner) => {
         'and orders a failed run left unfinished; every other order is refused with the reason',
     )
     .argument('[orderIds...]', 'order ids (or workflow ids order-<id>)')
-    .option('--query <visibility query>', 'every order with a run matching this query')
+    .option(
+      '--query <visibility query>',
+      'every order whose latest run matches this query (one matched only by an earlier run is refused)',
+    )
     .option('--reason <text>', 'what was fixed; kept on the order and in the event', DEFAULT_RETRY_REASON)
     .option('--dry-run', 'say what would be retried, change nothing')
     .option('--concurrency <n>', 'orders handled at once', positiveInt, DEFAULT_CONCURRENCY)

@@ -48,21 +48,23 @@ async function hasPlacedEvent(tx: Queryable, orderId: string): Promise<boolean> 
 }
 
 /**
- * Retries the order if the domain allows it (`mayBeRetried`). `latest` is the order's latest run as
- * Temporal sees it, asked just before (an open run refuses the retry).
+ * What Temporal says of the order's latest run: the answer, or how to ask (then asked once the
+ * order's row is locked, so the answer still holds when the retry commits: `orders reset` holds the
+ * same lock while it re-opens a run, so a run it re-opens is seen here as open, and a retry that
+ * commits first is seen there).
  */
+export type LatestRunSource = LatestRunFacts | undefined | (() => Promise<LatestRunFacts | undefined>);
+
+/** Retries the order if the domain allows it (`mayBeRetried`); an open latest run refuses it. */
 export async function retryOrder(
   pool: Pool,
   orderId: string,
-  {
-    reason,
-    latest,
-    dryRun = false,
-  }: { reason: string; latest: LatestRunFacts | undefined; dryRun?: boolean },
+  { reason, latest: source, dryRun = false }: { reason: string; latest: LatestRunSource; dryRun?: boolean },
 ): Promise<RetryOutcome> {
   return withTransaction(pool, async (tx) => {
     const order = await findOrder(tx, orderId, { lock: true });
     if (!order) return { kind: 'not_found' };
+    const latest = typeof source === 'function' ? await source() : source;
     // A run that ended the order (COMPLETED, PAYMENT_FAILED, …) is not under way even while Temporal
     // lists it as open: visibility trails a completion by a moment, and a failed run stays open while
     // its compensation waits out a gateway outage. "Already retrying" would answer 202 for nothing;

@@ -22,12 +22,17 @@
  *   bad deploy FAILED is given another chance, but it re-opens an order that looked finished.
  * - Only the current run of a workflow: resetting an older run (a query can match one) terminates
  *   the current run, which is never what was meant.
+ * - Only a run of the order's current run number, checked under the order's row lock and held until
+ *   Temporal answers: an operator's retry that moved the order on would otherwise have its new run
+ *   terminated by the reset; a retry asked for meanwhile waits and then sees the re-opened run.
  * Signals and updates received after the reset point are re-applied (Temporal's default).
  */
 import type { Client } from '@temporalio/client';
 // A CommonJS module: its namespaces come through the default import under ESM.
 import proto from '@temporalio/proto';
 import type { Logger } from '../lib/logger.js';
+import { findOrder } from '../db/orders.js';
+import { withTransaction, type Pool } from '../db/pool.js';
 import { COMPENSATION_ACTIVITIES } from '../workflows/contract.js';
 import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
 import {
@@ -47,6 +52,8 @@ const EventType = proto.temporal.api.enums.v1.EventType;
 
 export interface ResetDeps {
   client: Client;
+  /** The orders table: a reset holds the order's row lock while Temporal resets its run. */
+  pool: Pool;
   logger: Logger;
   progress?: Progress;
 }
@@ -83,7 +90,7 @@ export async function resetOrders(deps: ResetDeps, options: ResetOptions): Promi
 }
 
 async function resetOne(
-  { client, logger }: ResetDeps,
+  { client, pool, logger }: ResetDeps,
   options: ResetOptions,
   run: SelectedRun,
 ): Promise<ItemResult> {
@@ -137,20 +144,24 @@ async function resetOne(
     };
     if (options.dryRun) return { id: run.orderId, ok: true, outcome: 'would-reset', details };
 
-    const { runId } = await (client.workflowService.resetWorkflowExecution({
-      namespace: client.options.namespace,
-      workflowExecution: { workflowId: run.workflowId, runId: current.runId },
-      reason: options.reason,
-      // The event's own id handed back as decoded (protobufjs encodes a Long or a number alike).
-      workflowTaskFinishEventId: point.eventId as unknown as ResetRequest['workflowTaskFinishEventId'],
-      // One id per base run: the client's own retries of this RPC, and a second operator who read
-      // the same run before this reset, get the run this reset made (Temporal dedups a reset whose id
-      // created the current run) instead of terminating it for another.
-      requestId: `reset-of-${current.runId}`,
-      identity: client.options.identity,
-    }) as Promise<proto.temporal.api.workflowservice.v1.IResetWorkflowExecutionResponse>);
-    logger.info({ ...details, newRunId: runId }, 'order saga reset');
-    return { id: run.orderId, ok: true, outcome: 'reset', details: { ...details, newRunId: runId } };
+    // Temporal terminates the workflow's current run whichever run a reset names: a retry whose new
+    // run starts between the describe above and the reset would be killed mid-step. The order's row
+    // lock, held until Temporal answers, keeps a retry out (it takes the same lock, then sees the run
+    // this reset re-opens); a retry that committed first has moved the order on, and is refused here.
+    const reset = await withTransaction(pool, async (tx) => {
+      const order = await findOrder(tx, run.orderId, { lock: true });
+      const executionRun = typeof current.memo?.run === 'number' ? current.memo.run : 1;
+      if (order && order.run !== executionRun)
+        return refuse(
+          `the order has moved on to run ${order.run} (an operator's retry) and this execution is run ` +
+            `${executionRun}: resetting it would terminate the new run; wait for the new run to start, then reset that`,
+          { ...base, orderRun: order.run, executionRun },
+        );
+      return resetExecution(client, options.reason, run.workflowId, current.runId, point);
+    });
+    if ('outcome' in reset) return reset;
+    logger.info({ ...details, newRunId: reset.runId }, 'order saga reset');
+    return { id: run.orderId, ok: true, outcome: 'reset', details: { ...details, newRunId: reset.runId } };
   } catch (err) {
     return {
       id: run.orderId,
@@ -160,6 +171,29 @@ async function resetOne(
       details: { workflowId: run.workflowId },
     };
   }
+}
+
+/** Temporal's reset of one run to `point`; answers the new run's id. */
+async function resetExecution(
+  client: Client,
+  reason: string,
+  workflowId: string,
+  runId: string,
+  point: ResetPoint,
+): Promise<{ runId: string }> {
+  const { runId: newRunId } = await (client.workflowService.resetWorkflowExecution({
+    namespace: client.options.namespace,
+    workflowExecution: { workflowId, runId },
+    reason,
+    // The event's own id handed back as decoded (protobufjs encodes a Long or a number alike).
+    workflowTaskFinishEventId: point.eventId as unknown as ResetRequest['workflowTaskFinishEventId'],
+    // One id per base run: the client's own retries of this RPC, and a second operator who read
+    // the same run before this reset, get the run this reset made (Temporal dedups a reset whose id
+    // created the current run) instead of terminating it for another.
+    requestId: `reset-of-${runId}`,
+    identity: client.options.identity,
+  }) as Promise<proto.temporal.api.workflowservice.v1.IResetWorkflowExecutionResponse>);
+  return { runId: newRunId ?? '' };
 }
 
 export interface ResetPoint {

@@ -10,7 +10,7 @@
 import type { Client } from '@temporalio/client';
 import type { Logger } from '../lib/logger.js';
 import { noteProblem } from '../domain/text.js';
-import { latestOrderRun, type LatestRun } from '../lib/temporal.js';
+import { latestOrderRun } from '../lib/temporal.js';
 import { retryOrder, type RetryOutcome } from '../db/order-retries.js';
 import type { Pool } from '../db/pool.js';
 import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
@@ -81,7 +81,7 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
         }
         return toItem(
           orderId,
-          await retryOne(deps, orderId, { ...options, reason, latest }),
+          await retryOne(deps, orderId, { ...options, reason }),
           options.dryRun ?? false,
         );
       } catch (err) {
@@ -94,18 +94,18 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
   return commandResult(options.dryRun ? 'retry --dry-run' : 'retry', items);
 }
 
-/**
- * Retries one order: asks Temporal whether a run is open (unless the caller just asked: `latest`),
- * then applies the rule and writes.
- */
+/** Retries one order: with its row locked, asks Temporal whether a run is open, then applies the rule. */
 export async function retryOne(
   { pool, client, logger }: Pick<RetryDeps, 'pool' | 'client' | 'logger'>,
   orderId: string,
-  options: { reason: string; dryRun?: boolean; latest?: LatestRun | undefined },
+  options: { reason: string; dryRun?: boolean },
 ): Promise<RetryOutcome> {
   const { reason, dryRun = false } = options;
-  const latest = 'latest' in options ? options.latest : await latestOrderRun(client, orderId);
-  const outcome = await retryOrder(pool, orderId, { reason, latest, dryRun });
+  const outcome = await retryOrder(pool, orderId, {
+    reason,
+    latest: () => latestOrderRun(client, orderId), // asked under the order's row lock
+    dryRun,
+  });
   if (outcome.kind === 'retried' && !dryRun)
     logger.info({ orderId, run: outcome.run, reason }, 'order retried');
   return outcome;

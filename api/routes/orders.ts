@@ -380,17 +380,20 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     requireOperator(c.var.principal, 'retry an order');
     const reason = c.req.valid('json').reason ?? DEFAULT_RETRY_REASON;
     const log = c.var.log.child({ orderId: id });
-    const latest = await deps.workflows.latestRun(id);
-    if (latest.kind === 'unavailable') {
-      throw new ApiError(
-        503,
-        'workflow_unavailable',
-        'The workflow service did not answer; retrying is safe.',
-      );
-    }
     const outcome = await retryOrder(deps.pool, id, {
       reason,
-      latest: latest.kind === 'found' ? latest : undefined,
+      // Asked under the order's row lock; no answer rolls the retry back.
+      latest: async () => {
+        const latest = await deps.workflows.latestRun(id);
+        if (latest.kind === 'unavailable') {
+          throw new ApiError(
+            503,
+            'workflow_unavailable',
+            'The workflow service did not answer; retrying is safe.',
+          );
+        }
+        return latest.kind === 'found' ? latest : undefined;
+      },
     });
     switch (outcome.kind) {
       case 'not_found':

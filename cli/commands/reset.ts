@@ -42,7 +42,7 @@ export const registerReset: RegisterCommand = (program, runner) => {
         async (ctx, progress) => {
           const selection = selectionFrom(orderIds, flags.query);
           return resetOrders(
-            { client: await ctx.temporal(), logger: ctx.logger, progress },
+            { client: await ctx.temporal(), pool: ctx.pool(), logger: ctx.logger, progress },
             {
               selection,
               reason: flags.reason,

@@ -22,7 +22,7 @@ import { createOrderWorker } from '../../workers/temporal-worker.js';
 import { orderWorkflowId, type OrderSagaResult } from '../../workflows/contract.js';
 import * as activities from '../fixtures/bare-activities.js';
 import { waitFor } from '../helpers/amqp.js';
-import { createProduct, createTestDatabase } from '../helpers/db.js';
+import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { quietTemporalRuntime, sagaBundle } from '../workflow/fixtures/harness.js';
 import { createOrder, orderStatus, outboxTypes, sagaInput, stockOf } from '../workflow/fixtures/orders.js';
 
@@ -43,6 +43,7 @@ const logger = createLogger('ops-reset-test', 'silent');
 const taskQueue = `ops-reset-${randomUUID()}`;
 const REASON = 'test: bad deploy fixed';
 let connection: NativeConnection;
+let ordersDb: TestDatabase;
 let client: Client;
 let broken: WorkflowBundle;
 let fixed: WorkflowBundle;
@@ -50,7 +51,7 @@ const started: string[] = [];
 
 beforeAll(async () => {
   quietTemporalRuntime();
-  [connection, client, broken, fixed] = await Promise.all([
+  [connection, client, broken, fixed, ordersDb] = await Promise.all([
     NativeConnection.connect({ address: config.TEMPORAL_ADDRESS }),
     connectTemporal(config),
     bundleWorkflowCode({
@@ -61,6 +62,7 @@ beforeAll(async () => {
       workflowsPath: workflowsPath('ops-reset-fixed-workflows.ts'),
       logger: bundlerLogger,
     }),
+    createTestDatabase(),
   ]);
 });
 
@@ -72,7 +74,10 @@ afterAll(async () => {
       .catch(() => undefined);
   await connection?.close();
   await client?.connection.close();
+  await ordersDb?.drop();
 });
+
+const deps = () => ({ client, pool: ordersDb.pool, logger });
 
 const worker = (workflowBundle: WorkflowBundle) =>
   Worker.create({ connection, taskQueue, workflowBundle, activities });
@@ -109,10 +114,11 @@ test('a run stuck on a failing workflow task is reset to its last completed task
   await stuckOnBrokenTask(workflowId);
   const stuckRunId = (await client.workflow.getHandle(workflowId).describe()).runId;
 
-  const dryRun = await resetOrders(
-    { client, logger },
-    { selection: { orderIds: [orderId] }, reason: REASON, dryRun: true },
-  );
+  const dryRun = await resetOrders(deps(), {
+    selection: { orderIds: [orderId] },
+    reason: REASON,
+    dryRun: true,
+  });
   expect(dryRun.items).toEqual([
     {
       id: orderId,
@@ -129,10 +135,7 @@ test('a run stuck on a failing workflow task is reset to its last completed task
   ]);
   expect((await client.workflow.getHandle(workflowId).describe()).runId).toBe(stuckRunId);
 
-  const result = await resetOrders(
-    { client, logger },
-    { selection: { orderIds: [orderId] }, reason: REASON },
-  );
+  const result = await resetOrders(deps(), { selection: { orderIds: [orderId] }, reason: REASON });
   expect(result.ok).toBe(true);
   const [item] = result.items;
   expect(item).toMatchObject({ id: orderId, ok: true, outcome: 'reset' });
@@ -147,17 +150,15 @@ test('a run stuck on a failing workflow task is reset to its last completed task
   expect(outcome).toBe(2);
 
   // Now closed: refused without --closed, reset with it.
-  const refused = await resetOrders(
-    { client, logger },
-    { selection: { orderIds: [orderId] }, reason: REASON },
-  );
+  const refused = await resetOrders(deps(), { selection: { orderIds: [orderId] }, reason: REASON });
   expect(refused.ok).toBe(false);
   expect(refused.items[0]).toMatchObject({ ok: false, outcome: 'refused', details: { status: 'COMPLETED' } });
   expect(refused.items[0]!.reason).toMatch(/--closed/);
-  const reopened = await resetOrders(
-    { client, logger },
-    { selection: { orderIds: [orderId] }, reason: REASON, closed: true },
-  );
+  const reopened = await resetOrders(deps(), {
+    selection: { orderIds: [orderId] },
+    reason: REASON,
+    closed: true,
+  });
   expect(reopened.items[0]).toMatchObject({
     ok: true,
     outcome: 'reset',
@@ -169,7 +170,7 @@ test('two operators resetting the same stuck run at once make one new run, not a
   const orderId = await startSaga();
   const workflowId = orderWorkflowId(orderId);
   await stuckOnBrokenTask(workflowId);
-  const reset = () => resetOrders({ client, logger }, { selection: { orderIds: [orderId] }, reason: REASON });
+  const reset = () => resetOrders(deps(), { selection: { orderIds: [orderId] }, reason: REASON });
   const results = await Promise.all([reset(), reset()]);
   const newRuns = new Set(results.flatMap((r) => r.items.map((i) => i.details?.newRunId)).filter(Boolean));
   expect(newRuns.size).toBe(1);
@@ -182,14 +183,48 @@ test('two operators resetting the same stuck run at once make one new run, not a
   });
 });
 
+test("a reset racing a retry refuses once the retry moved the order on: the retry's new run is never terminated", async () => {
+  const sku = await createProduct(ordersDb.pool, { stock: 5 });
+  const order = await createOrder(ordersDb.pool, { items: [{ sku, qty: 1 }] });
+  const workflowId = orderWorkflowId(order.orderId);
+  await client.workflow.start('opsResetSaga', { workflowId, taskQueue, args: [1] });
+  started.push(workflowId);
+  await stuckOnBrokenTask(workflowId);
+  const stuckRunId = (await client.workflow.getHandle(workflowId).describe()).runId;
+
+  // An operator's retry holds the order's row (as retryOrder does) while the reset is asked for, and
+  // commits run 2, which the bridge would start next. Temporal resets terminate the current run,
+  // whichever run they name: reset now, and run 2 would be killed the moment it started.
+  const retry = await ordersDb.pool.connect();
+  try {
+    await retry.query('begin');
+    await retry.query('select 1 from orders where id = $1::uuid for update', [order.orderId]);
+    const answer = resetOrders(deps(), { selection: { orderIds: [order.orderId] }, reason: REASON });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await retry.query('update orders set run = 2 where id = $1::uuid', [order.orderId]);
+    await retry.query('commit');
+    const result = await answer;
+    expect(result.items[0]).toMatchObject({
+      ok: false,
+      outcome: 'refused',
+      reason: expect.stringMatching(/moved on to run 2/),
+      details: { orderRun: 2, executionRun: 1 },
+    });
+  } finally {
+    retry.release();
+  }
+  expect((await client.workflow.getHandle(workflowId).describe()).runId).toBe(stuckRunId); // not reset
+});
+
 test('refuses runs that are not stuck or have not started a task, and reports unknown orders', async () => {
   const waiting = await startSaga(`ops-reset-nobody-polls-${randomUUID()}`);
   const unknown = randomUUID();
 
-  const result = await resetOrders(
-    { client, logger },
-    { selection: { orderIds: [waiting, unknown] }, reason: REASON, concurrency: 2 },
-  );
+  const result = await resetOrders(deps(), {
+    selection: { orderIds: [waiting, unknown] },
+    reason: REASON,
+    concurrency: 2,
+  });
 
   expect(result.ok).toBe(false);
   expect(result.items.map((i) => [i.id, i.ok, i.outcome])).toEqual([
@@ -197,9 +232,9 @@ test('refuses runs that are not stuck or have not started a task, and reports un
     [unknown, false, 'not-found'],
   ]);
   expect(result.items[0]!.reason).toMatch(/no workflow task .* has started yet/);
-  await expect(
-    resetOrders({ client, logger }, { selection: { orderIds: [waiting] }, reason: ' ' }),
-  ).rejects.toThrow(/needs a reason/);
+  await expect(resetOrders(deps(), { selection: { orderIds: [waiting] }, reason: ' ' })).rejects.toThrow(
+    /needs a reason/,
+  );
 });
 
 test('--query acts on order sagas only, whatever else the namespace runs', async () => {
@@ -209,10 +244,12 @@ test('--query acts on order sagas only, whatever else the namespace runs', async
   await waitFor(async () => (await client.workflow.count(query)).count === 1, {
     what: 'the other workflow in visibility',
   });
-  const result = await resetOrders(
-    { client, logger },
-    { selection: { query }, reason: REASON, dryRun: true, healthy: true },
-  );
+  const result = await resetOrders(deps(), {
+    selection: { query },
+    reason: REASON,
+    dryRun: true,
+    healthy: true,
+  });
   expect(result.items).toEqual([]);
 });
 
@@ -262,7 +299,7 @@ test('a saga whose compensation failed is reset to just before it: the compensat
 
     broken = false;
     const result = await resetOrders(
-      { client, logger },
+      { client, pool: db.pool, logger },
       { selection: { orderIds: [order.orderId] }, reason: 'test: stock service fixed', closed: true },
     );
     expect(result.items).toEqual([

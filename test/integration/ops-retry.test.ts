@@ -32,9 +32,9 @@ afterAll(async () => {
   await db?.drop();
 });
 
-/** A closed run of the order's workflow, as visibility lists a saga run that ended with `failure`. */
-async function closedRun(orderId: string, run: number, failure: string): Promise<string> {
-  const handle = await client.workflow.start(WORKFLOW_TYPE, {
+/** A run of the order's workflow, left open on a task queue no worker polls. */
+function openRun(orderId: string, run: number, failure: string) {
+  return client.workflow.start(WORKFLOW_TYPE, {
     workflowId: orderWorkflowId(orderId),
     taskQueue,
     args: [{ orderId, customerId: 'C-OPS-RETRY', correlationId: 'c', run }],
@@ -46,6 +46,11 @@ async function closedRun(orderId: string, run: number, failure: string): Promise
     ]),
     memo: { correlationId: 'c', run },
   });
+}
+
+/** A closed run of the order's workflow, as visibility lists a saga run that ended with `failure`. */
+async function closedRun(orderId: string, run: number, failure: string): Promise<string> {
+  const handle = await openRun(orderId, run, failure);
   await handle.terminate('test: the run ended');
   return handle.firstExecutionRunId;
 }
@@ -93,4 +98,38 @@ test('--query retries an order only when its latest run matched, not an earlier 
   expect(declined.items).toEqual([
     expect.objectContaining({ id: order.orderId, ok: true, outcome: 'would-retry' }),
   ]);
+});
+
+test("a retry asks Temporal under the order's row lock: a run re-opened meanwhile (a reset) refuses it", async () => {
+  const sku = await createProduct(db.pool, { stock: 5 });
+  const order = await createOrder(db.pool, { items: [{ sku, qty: 1 }], status: 'PAYMENT_FAILED' });
+  await db.pool.query('update orders set started_run = 1 where id = $1::uuid', [order.orderId]);
+  await closedRun(order.orderId, 1, 'DEADLINE_EXCEEDED');
+
+  // An operator's reset holds the order's row (as ops/reset.ts does) while it re-opens run 1; a retry
+  // asked for meanwhile must see that run open, not the closed run it would have seen a moment before.
+  const reset = await db.pool.connect();
+  let reopened: Awaited<ReturnType<typeof openRun>> | undefined;
+  try {
+    await reset.query('begin');
+    await reset.query('select 1 from orders where id = $1::uuid for update', [order.orderId]);
+    const answer = retryOrders(
+      { pool: db.pool, client, logger },
+      { selection: { orderIds: [order.orderId] }, reason: 'gateway back' },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    reopened = await openRun(order.orderId, 1, 'DEADLINE_EXCEEDED');
+    await reset.query('commit');
+    const result = await answer;
+    expect(result.items).toEqual([
+      expect.objectContaining({ id: order.orderId, ok: false, reason: expect.stringMatching(/still going/) }),
+    ]);
+  } finally {
+    reset.release();
+    await reopened?.terminate('test cleanup');
+  }
+  const { rows } = await db.pool.query<{ run: number }>('select run from orders where id = $1::uuid', [
+    order.orderId,
+  ]);
+  expect(rows[0]?.run).toBe(1); // no run 2 beside the re-opened run 1
 });

@@ -79,6 +79,9 @@ export function localAuthenticator(pair: LocalKeyPair, config: VerifierConfig): 
   return authenticatorFor(createLocalJWKSet(pair.jwks), config);
 }
 
+/** A token's subject names its caller in keys and logs; identity providers' ids are far shorter. */
+const MAX_SUBJECT_LENGTH = 255;
+
 function authenticatorFor(keys: JWTVerifyGetKey, config: VerifierConfig): Authenticator {
   return async function authenticate(token) {
     let payload: JWTPayload;
@@ -94,7 +97,16 @@ function authenticatorFor(keys: JWTVerifyGetKey, config: VerifierConfig): Authen
     } catch (err) {
       throw tokenError(err);
     }
-    const subject = payload.sub!;
+    // `requiredClaims` checks that `sub` is there, not what it is: a number, an object or "" would
+    // become the caller's key ("operator:[object Object]"), shared by every such caller.
+    const subject = payload.sub;
+    if (typeof subject !== 'string' || subject === '' || subject.length > MAX_SUBJECT_LENGTH) {
+      throw new ApiError(
+        401,
+        'invalid_token',
+        `The bearer token was refused: its "sub" claim must be a string of 1 to ${MAX_SUBJECT_LENGTH} characters.`,
+      );
+    }
     if (rolesOf(payload, config.AUTH_ROLE_CLAIM).includes(config.AUTH_OPERATOR_ROLE)) {
       return { kind: 'operator', subject };
     }

@@ -158,13 +158,23 @@ async function saveHistories(dir: string, fetched: Fetched[]): Promise<void> {
   for (const { run } of fetched) runsOf.set(run.workflowId, (runsOf.get(run.workflowId) ?? 0) + 1);
   for (const entry of fetched) {
     const { workflowId, runId } = entry.run;
-    const name = runsOf.get(workflowId)! > 1 ? `${workflowId}.${runId}.json` : `${workflowId}.json`;
+    const base = fileSafe(workflowId);
+    const name = runsOf.get(workflowId)! > 1 ? `${base}.${fileSafe(runId)}.json` : `${base}.json`;
     entry.savedTo = path.join(dir, name);
     await writeFile(
       entry.savedTo,
       `${historyToJSON(entry.history as Parameters<typeof historyToJSON>[0])}\n`,
     );
   }
+}
+
+/**
+ * A workflow id as a file name. Order sagas' ids are `order-<uuid>`, but a query can match a saga
+ * someone started by hand under any id: `../../x` or `a/b` must not write outside `--save`'s folder.
+ */
+export function fileSafe(id: string): string {
+  const safe = id.replace(/[^A-Za-z0-9._-]/g, '_').replace(/^\.+/, '_');
+  return safe === '' ? '_' : safe;
 }
 
 function runDetails({ run, history, savedTo }: Fetched): Record<string, unknown> {

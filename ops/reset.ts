@@ -31,6 +31,7 @@ import type { Client } from '@temporalio/client';
 // A CommonJS module: its namespaces come through the default import under ESM.
 import proto from '@temporalio/proto';
 import type { Logger } from '../lib/logger.js';
+import { noteProblem } from '../domain/text.js';
 import { findOrder } from '../db/orders.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import { COMPENSATION_ACTIVITIES } from '../workflows/contract.js';
@@ -77,6 +78,9 @@ export async function resetOrders(deps: ResetDeps, options: ResetOptions): Promi
     throw new UsageError(
       'a reset needs a reason, kept in the history: --reason "<what broke, which deploy fixes it>"',
     );
+  // Kept in the history and shown in the Web UI: the rule for any note people read.
+  const problem = noteProblem(options.reason);
+  if (problem !== undefined) throw new UsageError(`--reason ${problem}`);
   const progress = deps.progress ?? noProgress;
   const runs = await selectRuns(deps.client, options.selection);
   progress.start(runs.length);

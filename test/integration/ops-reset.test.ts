@@ -235,6 +235,15 @@ test('refuses runs that are not stuck or have not started a task, and reports un
   await expect(resetOrders(deps(), { selection: { orderIds: [waiting] }, reason: ' ' })).rejects.toThrow(
     /needs a reason/,
   );
+  for (const [reason, problem] of [
+    ['bad deploy\u0000', /control characters/],
+    ['x'.repeat(501), /at most 500/],
+    ['fixed \u202e', /bidirectional/],
+  ] as const) {
+    await expect(resetOrders(deps(), { selection: { orderIds: [waiting] }, reason })).rejects.toThrow(
+      problem,
+    );
+  }
 });
 
 test('--query acts on order sagas only, whatever else the namespace runs', async () => {

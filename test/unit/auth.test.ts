@@ -198,6 +198,26 @@ describe('with an OIDC provider (JWKS over HTTP)', () => {
     await expect(byClaim(await sign({}))).rejects.toMatchObject({ status: 403 });
   });
 
+  it('refuses a signed token whose sub is not a string (it would name its caller "[object Object]")', async () => {
+    const authenticate = await createAuthenticator(oidc(url));
+    // An operator token, the kind whose subject is only a name (in keys and logs), never checked else.
+    const withSub = async (sub: unknown) =>
+      new SignJWT({ realm_access: { roles: ['operator'] }, sub: sub as string }) // whatever the issuer put there
+        .setProtectedHeader({ alg: 'ES256', kid: (await provider).privateJwk.kid! })
+        .setIssuer('https://idp.example/')
+        .setAudience('acme')
+        .setExpirationTime('5m')
+        .sign(await importJWK((await provider).privateJwk, 'ES256'));
+    expect(await authenticate(await withSub('ops-1'))).toEqual({ kind: 'operator', subject: 'ops-1' });
+    for (const sub of [123, { id: 1 }, ['a', 'b'], '', 'x'.repeat(256)]) {
+      await expect(authenticate(await withSub(sub)), JSON.stringify(sub)).rejects.toMatchObject({
+        status: 401,
+        code: 'invalid_token',
+        message: expect.stringContaining('"sub" claim'),
+      });
+    }
+  });
+
   it('with AUTH_TOKEN_TYPE, refuses an ID token of the same audience and accepts the typed access token', async () => {
     const sign = async (typ: string | undefined) =>
       new SignJWT({ realm_access: { roles: ['customer'] } })

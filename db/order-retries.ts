@@ -19,8 +19,11 @@ export interface LatestRunFacts {
 export type RetryOutcome =
   /** A new run was set going (or, with `dryRun`, would be). */
   | { kind: 'retried'; run: number; previousStatus: OrderStatus }
-  /** A run is already under way (a retry's, or the first): waiting to be started, or running. Nothing more. */
-  | { kind: 'already_retrying'; run: number; status: OrderStatus }
+  /**
+   * A run is already under way (a retry's, or the first): waiting to be started (`started` false:
+   * its event is on its way to the bridge), or running. Nothing more.
+   */
+  | { kind: 'already_retrying'; run: number; status: OrderStatus; started: boolean }
   | { kind: 'refused'; reason: string; status: OrderStatus }
   | { kind: 'not_found' };
 
@@ -73,7 +76,12 @@ export async function retryOrder(
       !isFinal(order.status) &&
       runUnderWay(order, latest, order.run === 1 && (await hasPlacedEvent(tx, orderId)))
     )
-      return { kind: 'already_retrying', run: order.run, status: order.status };
+      return {
+        kind: 'already_retrying',
+        run: order.run,
+        status: order.status,
+        started: (order.started_run ?? 0) >= order.run,
+      };
     const verdict = mayBeRetried({
       status: order.status,
       runOpen: latest?.open ?? false,

@@ -129,8 +129,11 @@ function toItem(orderId: string, outcome: RetryOutcome, dryRun: boolean): ItemRe
         id: orderId,
         ok: true,
         outcome: 'already-retrying',
-        reason: `run ${outcome.run} is already under way (${outcome.status}); nothing more started`,
-        details: { run: outcome.run, status: outcome.status },
+        reason: outcome.started
+          ? `run ${outcome.run} is already under way (${outcome.status}); nothing more started`
+          : `run ${outcome.run} has not started yet: the bridge starts it from its event, which is on its ` +
+            'way (if that event was dead-lettered, `orders reconcile --fix` sends it again); nothing more started',
+        details: { run: outcome.run, status: outcome.status, started: outcome.started },
       };
     case 'refused':
       return {

@@ -515,6 +515,7 @@ describe('retrying a failed order', () => {
       kind: 'already_retrying',
       run: 1,
       status: 'PENDING',
+      started: false,
     });
     expect(await outboxTypes(db.pool, order.orderId)).toEqual(['order.placed']);
     // Its event gone, nothing would start run 1: a retry (reconcile's fix) sets the order going.

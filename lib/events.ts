@@ -29,12 +29,13 @@ export const EVENT_CATALOGUE = {
     description: 'The payment was declined or its deadline passed (status PAYMENT_FAILED).',
   },
   'payment.refunded': {
-    producer: 'saga: refundPayment (compensation)',
-    description: 'A captured payment was given back because the order was cancelled meanwhile.',
+    producer: 'saga: refundPayment (compensation), chargePayment (late capture)',
+    description:
+      'A captured payment was given back: the order was cancelled, or its run failed or was undone, or the capture landed after the payment was settled.',
   },
   'inventory.released': {
-    producer: 'saga: releaseInventory (compensation)',
-    description: 'Reserved stock was returned after a failed payment or a cancellation.',
+    producer: 'saga: releaseInventory (compensation); API: cancel with no saga running',
+    description: 'Reserved stock was returned after a failed payment or run, or a cancellation.',
   },
   'order.completed': {
     producer: 'saga: completeOrder',

@@ -461,7 +461,7 @@ export const ErrorSchema = z
         .optional()
         .openapi({ description: 'Validation errors: each offending field, by path.' }),
       status: StatusSchema.optional().openapi({
-        description: "Cancel refusals: the order's current status.",
+        description: "Cancel and retry refusals (409): the order's current status.",
       }),
     }),
   })

@@ -5,7 +5,10 @@
  * as cancelled; the saga must still end the way the cancel or the deadline decided
  * (PATCHES.failedAttemptAfterCancel in workflows/order-saga.ts).
  */
-import { WorkflowUpdateFailedError, type Client } from '@temporalio/client';
+import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PaymentDeclinedError } from '../../activities/payment-gateway.js';
@@ -33,6 +36,17 @@ afterAll(async () => {
   await client?.connection.close();
   await db?.drop();
 });
+
+/**
+ * These races' histories are what the replay test needs for the patches only they reach (the
+ * time-skipping server cannot produce them): `RECORD_HISTORIES=<name>[,…]` saves them there
+ * (test/workflow/replay.test.ts).
+ */
+async function saveHistoryIfRecording(name: string, handle: WorkflowHandle): Promise<void> {
+  if (!(process.env.RECORD_HISTORIES ?? '').split(',').includes(name)) return;
+  const file = fileURLToPath(new URL(`../workflow/histories/${name}.json`, import.meta.url));
+  writeFileSync(file, `${historyToJSON(await handle.fetchHistory())}\n`);
+}
 
 async function sagaWithGatedGateway(failure?: () => Error) {
   const config = testConfig(shortId());
@@ -82,6 +96,7 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
       await new Promise((resolve) => setTimeout(resolve, 1500)); // the 1 s deadline passes
       gateway.open();
       expect(await handle.result()).toMatchObject({ status: 'PAYMENT_FAILED' });
+      await saveHistoryIfRecording('deadline-during-charge-attempt', handle);
     });
     expect(await orderStatus(db.pool, order.orderId)).toBe('PAYMENT_FAILED');
     expect(await stockOf(db.pool, sku)).toBe(5);
@@ -118,6 +133,7 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
         message: 'too late: the order ended PAYMENT_FAILED before the cancel took effect',
       });
       expect(await handle.result()).toMatchObject({ status: 'PAYMENT_FAILED' });
+      await saveHistoryIfRecording('cancel-then-declined', handle);
     });
     expect(await orderStatus(db.pool, order.orderId)).toBe('PAYMENT_FAILED');
     expect(await stockOf(db.pool, sku)).toBe(5);

@@ -11,18 +11,24 @@
  *   RECORD_HISTORIES=retried-run-payment-deadline npx vitest run --project workflow test/workflow/replay.test.ts
  *   npx prettier --write test/workflow/histories
  *
- * The `*-lean.json` histories are the same scenarios recorded since the history-saving patches
- * (`status-upserts-folded`, `local-database-steps`, `deadline-timer-on-retry`): local activity
- * markers, one search-attribute upsert, the deadline timer only after a failed first charge attempt;
+ * The `*-lean.json` histories are the same scenarios recorded since `lean-history` (one patch for
+ * three history savings): local activity markers, one search-attribute upsert, the deadline timer
+ * only after a failed first charge attempt;
  * `gateway-recovers-lean.json` covers a charge that fails once, then captures before the deadline.
  * Record them alone with `RECORD_HISTORIES=completed-lean,out-of-stock-lean,…`. The
  * `*-local-email.json` histories add `notify-locally`: every e-mail a local activity.
  * `cancel-recorded-not-delivered.json` carries `recorded-cancel-stops-charge`: a cancel recorded on
  * the order that never reached the saga, whose charge then refused.
  *
- * `cancelled-during-failing-charge.json` is the exception: the time-skipping server cannot produce
- * it, so it was recorded on the dev server from the first scenario of
- * test/integration/saga-races.test.ts (it carries the `failed-attempt-after-cancel` patch marker).
+ * `late-capture-stands.json` carries `late-capture-stands`: a capture whose completion was lost,
+ * found by the deadline's failPayment.
+ *
+ * Three are the exception: the time-skipping server cannot produce them, so they were recorded on the
+ * dev server by test/integration/saga-races.test.ts (`RECORD_HISTORIES=<name> npx vitest run --project
+ * integration test/integration/saga-races.test.ts`): `cancelled-during-failing-charge.json` (before
+ * `lean-history`) and `deadline-during-charge-attempt.json` carry `failed-attempt-after-cancel`;
+ * `cancel-then-declined.json` carries `cancel-answers-outcome` and `decline-keeps-cancel`.
+ * Every patch in PATCHES must appear in some history (the last test).
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -30,7 +36,11 @@ import { fileURLToPath } from 'node:url';
 import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker, type Worker as WorkerType } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createActivities } from '../../activities/index.js';
+import { createSimulatedGateway } from '../../activities/payment-gateway.js';
 import { recordCancelRequest } from '../../db/orders.js';
+import { createLogger } from '../../lib/logger.js';
+import { PATCHES } from '../../workflows/order-saga.js';
 import { cancelUpdate, statusQuery, type OrderSagaResult } from '../../workflows/contract.js';
 import { createProduct } from '../helpers/db.js';
 import { downGateway, ledgerGateway } from './fixtures/gateways.js';
@@ -116,6 +126,37 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['sta
     };
     return run(h, await h.worker({ gateway }), order);
   },
+  /**
+   * The first charge attempt commits its capture, then its completion is lost (a worker crash); the
+   * deadline passes before the retry, and the capture stands: the order completes
+   * (`late-capture-stands`).
+   */
+  async 'late-capture-stands'(h) {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
+    const real = createActivities({
+      pool: h.db.pool,
+      gateway: createSimulatedGateway(h.config),
+      logger: createLogger('replay-test', 'silent'),
+    });
+    let attempts = 0;
+    const worker = await h.worker({
+      activityOverrides: {
+        async chargePayment(args) {
+          attempts += 1;
+          const capture = await real.chargePayment(args);
+          if (attempts === 1) throw new Error('simulated: worker lost after the capture committed');
+          return capture;
+        },
+      },
+    });
+    return worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order, 500)); // the retry comes after the deadline
+      const { status } = await handle.result();
+      save(current, await handle.fetchHistory());
+      return status;
+    });
+  },
 };
 /**
  * The scenarios recorded again after a change of the saga's shape: `<name>-lean` since
@@ -169,6 +210,7 @@ describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
     'retried-run-payment-deadline': 'PAYMENT_FAILED',
     'gateway-recovers-lean': 'COMPLETED',
     'cancel-recorded-not-delivered': 'CANCELLED',
+    'late-capture-stands': 'COMPLETED',
   };
   for (const [suffix, names] of Object.entries(RERECORDED)) {
     for (const name of names) expected[`${name}-${suffix}`] = expected[name]!;
@@ -203,4 +245,26 @@ describe('replaying saved histories against the current workflow code', () => {
     }
     expect(results).toEqual(histories.map(({ workflowId }) => ({ workflowId, error: undefined })));
   });
+
+  test('every patch of the saga is in some saved history, so its old branch keeps being replayed', () => {
+    const recorded = new Set<string>();
+    for (const file of savedHistories()) {
+      const { events } = JSON.parse(readFileSync(path.join(HISTORIES_DIR, file), 'utf8')) as {
+        events: Array<{ markerRecordedEventAttributes?: PatchMarker }>;
+      };
+      for (const { markerRecordedEventAttributes: marker } of events) {
+        if (marker?.markerName !== 'core_patch') continue;
+        for (const { data } of marker.details?.['patch-data']?.payloads ?? []) {
+          recorded.add((JSON.parse(Buffer.from(data, 'base64').toString()) as { id: string }).id);
+        }
+      }
+    }
+    expect(Object.values(PATCHES).filter((id) => !recorded.has(id))).toEqual([]);
+  });
 });
+
+/** A `patched()` marker as a history file holds it: its payload is `{"id": "<patch id>", …}`. */
+interface PatchMarker {
+  markerName?: string;
+  details?: { 'patch-data'?: { payloads?: Array<{ data: string }> } };
+}

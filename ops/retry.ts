@@ -66,8 +66,8 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
     options.concurrency ?? DEFAULT_CONCURRENCY,
     async (orderId): Promise<ItemResult> => {
       try {
-        const latest = await latestOrderRun(deps.client, orderId);
         const matched = matchedRuns.get(orderId);
+        const latest = matched ? await latestOrderRun(deps.client, orderId) : undefined;
         if (matched && latest && !matched.has(latest.runId)) {
           return {
             id: orderId,
@@ -98,9 +98,8 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
 export async function retryOne(
   { pool, client, logger }: Pick<RetryDeps, 'pool' | 'client' | 'logger'>,
   orderId: string,
-  options: { reason: string; dryRun?: boolean },
+  { reason, dryRun = false }: { reason: string; dryRun?: boolean },
 ): Promise<RetryOutcome> {
-  const { reason, dryRun = false } = options;
   const outcome = await retryOrder(pool, orderId, {
     reason,
     latest: () => latestOrderRun(client, orderId), // asked under the order's row lock

@@ -8,16 +8,14 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createLogger } from '../../lib/logger.js';
-import { createActivities } from '../../activities/index.js';
 import { createNotificationActivities } from '../../activities/notification.js';
-import { createSimulatedGateway } from '../../activities/payment-gateway.js';
 import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, cancelUpdate, statusQuery } from '../../workflows/contract.js';
 import * as workflows from '../../workflows/index.js';
 import { recordCancelRequest } from '../../db/orders.js';
 import { createProduct } from '../helpers/db.js';
 import { GatewayUnavailableError } from '../../activities/payment-gateway.js';
 import { downGateway, ledgerGateway } from './fixtures/gateways.js';
-import { createSagaHarness, type SagaHarness } from './fixtures/harness.js';
+import { captureThenLoseCompletion, createSagaHarness, type SagaHarness } from './fixtures/harness.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
   createOrder,
@@ -254,29 +252,15 @@ describe('payment failure', () => {
   test('a capture that committed but whose completion was lost, then the deadline: the capture stands, the order completes', async () => {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
-    const real = createActivities({
-      pool: h.db.pool,
-      gateway: createSimulatedGateway(h.config),
-      logger: createLogger('test', 'silent'),
-    });
-    let attempts = 0;
-    const worker = await h.worker({
-      activityOverrides: {
-        // The first attempt commits the capture, then is lost (a worker crash, a lost response).
-        async chargePayment(args) {
-          attempts += 1;
-          const capture = await real.chargePayment(args);
-          if (attempts === 1) throw new Error('simulated: worker lost after the capture committed');
-          return capture;
-        },
-      },
-    });
+    // The first attempt commits the capture, then is lost (a worker crash, a lost response).
+    const { counter, activityOverrides } = captureThenLoseCompletion(h);
+    const worker = await h.worker({ activityOverrides });
 
     await worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order, 500)); // the retry comes after the deadline
       expect(await handle.result()).toEqual({ orderId: order.orderId, status: 'COMPLETED' });
     });
-    expect(attempts).toBe(1);
+    expect(counter.attempts).toBe(1);
     expect(await orderStatus(h.db.pool, order.orderId)).toBe('COMPLETED');
     expect(await paymentStatus(h.db.pool, order.orderId)).toBe('CAPTURED');
     expect(await stockOf(h.db.pool, sku)).toBe(4);

@@ -36,15 +36,18 @@ import { fileURLToPath } from 'node:url';
 import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { Worker, type Worker as WorkerType } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createActivities } from '../../activities/index.js';
-import { createSimulatedGateway } from '../../activities/payment-gateway.js';
 import { recordCancelRequest } from '../../db/orders.js';
-import { createLogger } from '../../lib/logger.js';
 import { PATCHES } from '../../workflows/order-saga.js';
 import { cancelUpdate, statusQuery, type OrderSagaResult } from '../../workflows/contract.js';
 import { createProduct } from '../helpers/db.js';
 import { downGateway, ledgerGateway } from './fixtures/gateways.js';
-import { createSagaHarness, quietTemporalRuntime, sagaBundle, type SagaHarness } from './fixtures/harness.js';
+import {
+  captureThenLoseCompletion,
+  createSagaHarness,
+  quietTemporalRuntime,
+  sagaBundle,
+  type SagaHarness,
+} from './fixtures/harness.js';
 import { waitUntil } from '../helpers/wait.js';
 import { createOrder, sagaInput } from './fixtures/orders.js';
 
@@ -134,22 +137,7 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['sta
   async 'late-capture-stands'(h) {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
-    const real = createActivities({
-      pool: h.db.pool,
-      gateway: createSimulatedGateway(h.config),
-      logger: createLogger('replay-test', 'silent'),
-    });
-    let attempts = 0;
-    const worker = await h.worker({
-      activityOverrides: {
-        async chargePayment(args) {
-          attempts += 1;
-          const capture = await real.chargePayment(args);
-          if (attempts === 1) throw new Error('simulated: worker lost after the capture committed');
-          return capture;
-        },
-      },
-    });
+    const worker = await h.worker({ activityOverrides: captureThenLoseCompletion(h).activityOverrides });
     return worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order, 500)); // the retry comes after the deadline
       const { status } = await handle.result();

@@ -54,7 +54,11 @@ if [ -z "${AMQP_URL:-}" ]; then
   declare -A CONF WRITE READ
   CONF[api]='^$' WRITE[api]='^$' READ[api]='^$'
   CONF[worker]='^$' WRITE[worker]='^$' READ[worker]='^$'
-  CONF[outbox]="^($ex|$dlx|$(own "$BRIDGE"))\$" WRITE[outbox]="^($ex|$(own "$BRIDGE"))\$" READ[outbox]="^($ex|$dlx)\$"
+  # The outbox declares the bridge's queue before it publishes, so no order.placed is lost before the
+  # bridge ever ran. On a broker that does not have it yet, a queue naming a dead-letter exchange is
+  # only created for a user that may read the queue and write to that exchange.
+  CONF[outbox]="^($ex|$dlx|$(own "$BRIDGE"))\$" WRITE[outbox]="^($ex|$dlx|$(own "$BRIDGE"))\$"
+  READ[outbox]="^($ex|$dlx|$(rx "$BRIDGE"))\$"
   for pair in bridge:"$BRIDGE" loyalty:"$LOYALTY" analytics:"$ANALYTICS"; do
     svc=${pair%%:*} queue=${pair#*:}
     CONF[$svc]="^($ex|$dlx|$(own "$queue"))\$"

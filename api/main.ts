@@ -13,7 +13,7 @@ import { postgresProbe, rabbitmqProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { connectTemporal } from '../lib/temporal.js';
 import { startTracing } from '../lib/tracing.js';
-import { createPool, sessionLimits } from '../db/pool.js';
+import { createPool, poolSettings } from '../db/pool.js';
 import { createApp } from './app.js';
 import { createAuthenticator } from './auth.js';
 import { createTemporalOrderWorkflows } from './order-workflows.js';
@@ -30,7 +30,7 @@ async function main(): Promise<void> {
   // A request that cannot get a connection soon is answered 503 + Retry-After, not queued for long.
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-api', {
     acquireTimeoutMs: config.DATABASE_POOL_ACQUIRE_TIMEOUT_MS,
-    limits: sessionLimits(config),
+    ...poolSettings(config),
   });
   // Before any connection: a missing or unreadable key stops the process with a message.
   const authenticator = await createAuthenticator(config);

@@ -11,7 +11,7 @@ import { redactUrl } from '../lib/amqp/connection.js';
 import { loadConfig, type Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { connectTemporal } from '../lib/temporal.js';
-import { createPool, type Pool, sessionLimits } from '../db/pool.js';
+import { createPool, type Pool, poolSettings } from '../db/pool.js';
 
 export interface CliContext {
   config: Config;
@@ -96,7 +96,7 @@ export function createCliContext({
     },
     pool() {
       // Small: a command works through its batch a few orders at a time.
-      pool ??= createPool(config.DATABASE_URL, 4, 'acme-orders-cli', { limits: sessionLimits(config) });
+      pool ??= createPool(config.DATABASE_URL, 4, 'acme-orders-cli', poolSettings(config));
       return pool;
     },
     async close() {

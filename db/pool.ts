@@ -41,6 +41,54 @@ export function sessionLimits(
   };
 }
 
+/** A process's pool settings from its configuration: the session limits and prepared statements. */
+export function poolSettings(
+  config: Parameters<typeof sessionLimits>[0] & Pick<Config, 'DATABASE_PREPARED_STATEMENTS'>,
+): { limits: SessionLimits; prepareStatements: boolean } {
+  return { limits: sessionLimits(config), prepareStatements: config.DATABASE_PREPARED_STATEMENTS === 'on' };
+}
+
+/**
+ * Most distinct statements one connection prepares. The app's statements are fixed texts (a few
+ * hundred at most); past this, a text is sent unnamed, so a statement built from data (a bug) cannot
+ * grow every connection's memory on the server without bound.
+ */
+const MAX_PREPARED_PER_CONNECTION = 1000;
+
+/**
+ * A client that prepares each parameterised statement once per connection (a named statement, named
+ * in the order this connection first met its text) and from then on only binds and executes it.
+ * PostgreSQL then parses and analyses the text once per connection instead of at every call, and after
+ * five runs may keep a generic plan: `npm run bench` measured its CPU per order at 12.3 → 8.3 ms
+ * (README "Performance"). Statements without parameters (`begin`, `commit`, migrations' scripts of
+ * several statements) go as before. Off (DATABASE_PREPARED_STATEMENTS=off) for a pooler in
+ * transaction mode that does not carry prepared statements across server connections (PgBouncer before
+ * 1.21, or without `max_prepared_statements`).
+ */
+class PreparingClient extends pg.Client {
+  private readonly statementNames = new Map<string, string>();
+
+  statementName(text: string): string | undefined {
+    let name = this.statementNames.get(text);
+    if (name === undefined && this.statementNames.size < MAX_PREPARED_PER_CONNECTION) {
+      name = `acme_${this.statementNames.size + 1}`;
+      this.statementNames.set(text, name);
+    }
+    return name;
+  }
+}
+// pg's query() has a dozen overloads; this one changes only `query(text, values, …)` into
+// `query({ name, text }, values, …)`, which pg's normalisation accepts as the same call.
+const plainQuery = pg.Client.prototype.query;
+PreparingClient.prototype.query = function (this: PreparingClient, ...args: unknown[]) {
+  const [text, values] = args;
+  if (typeof text === 'string' && Array.isArray(values) && values.length > 0) {
+    const name = this.statementName(text);
+    if (name !== undefined) args[0] = { name, text };
+  }
+  return (plainQuery as (...a: unknown[]) => unknown).apply(this, args);
+} as typeof plainQuery;
+
 // NUMERIC comes back as a string (exact money); BIGINT (20) as a string too, which we keep.
 export function createPool(
   connectionString: string,
@@ -49,9 +97,11 @@ export function createPool(
   {
     acquireTimeoutMs = 10_000,
     limits = DEFAULT_SESSION_LIMITS,
-  }: { acquireTimeoutMs?: number; limits?: SessionLimits } = {},
+    prepareStatements = true,
+  }: { acquireTimeoutMs?: number; limits?: SessionLimits; prepareStatements?: boolean } = {},
 ): Pool {
   const pool = new pg.Pool({
+    ...(prepareStatements ? { Client: PreparingClient } : {}),
     connectionString,
     max,
     application_name: applicationName,

@@ -12,7 +12,7 @@ import { createRegistry, type Registry } from '../lib/metrics.js';
 import { postgresProbe, rabbitmqProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { startTracing } from '../lib/tracing.js';
-import { createPool, type Pool, sessionLimits } from '../db/pool.js';
+import { createPool, type Pool, poolSettings } from '../db/pool.js';
 
 export interface SubscriberProcess {
   /** The process's name in logs, connection names (`acme-<name>`) and traces. */
@@ -40,7 +40,7 @@ async function main({ name, portSetting, queueSetting, create }: SubscriberProce
   const tracing = await startTracing(config, `acme-${name}`, logger);
   const shutdown = waitForShutdownSignal();
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, `acme-${name}`, {
-    limits: sessionLimits(config),
+    ...poolSettings(config),
   });
   const amqp = connectAmqp(config, { name: `acme-${name}`, logger });
   const registry = createRegistry();

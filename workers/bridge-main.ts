@@ -16,7 +16,7 @@ import { postgresProbe, rabbitmqProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { connectTemporal } from '../lib/temporal.js';
 import { startTracing, type Tracing } from '../lib/tracing.js';
-import { createPool, sessionLimits } from '../db/pool.js';
+import { createPool, poolSettings } from '../db/pool.js';
 import { createBridge } from './bridge.js';
 
 const NAME = 'bridge';
@@ -31,7 +31,7 @@ async function main(): Promise<void> {
   const amqp = connectAmqp(config, { name: `acme-${NAME}`, logger });
   // One read and one write per message; the pool is sized for the prefetch, not beyond it.
   const pool = createPool(config.DATABASE_URL, Math.min(config.DATABASE_POOL_MAX, 4), `acme-${NAME}`, {
-    limits: sessionLimits(config),
+    ...poolSettings(config),
   });
   const registry = createRegistry();
   let temporal: Client | undefined;

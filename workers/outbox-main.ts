@@ -11,7 +11,7 @@ import { createRegistry } from '../lib/metrics.js';
 import { postgresProbe, rabbitmqProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { startTracing } from '../lib/tracing.js';
-import { createPool, sessionLimits } from '../db/pool.js';
+import { createPool, poolSettings } from '../db/pool.js';
 import { OutboxPublisher } from './outbox-publisher.js';
 import { startRetentionJob, type RetentionJob } from './retention.js';
 
@@ -23,7 +23,7 @@ async function main(): Promise<void> {
   const tracing = await startTracing(config, 'acme-outbox', logger);
   // One batch transaction at a time, a scrape's query, and headroom for a batch racing a shutdown.
   const pool = createPool(config.DATABASE_URL, Math.min(config.DATABASE_POOL_MAX, 4), `acme-${NAME}`, {
-    limits: sessionLimits(config),
+    ...poolSettings(config),
   });
   const amqp = connectAmqp(config, { name: `acme-${NAME}`, logger });
   const registry = createRegistry();

@@ -24,7 +24,7 @@ import { createRegistry } from '../lib/metrics.js';
 import { postgresProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { startTracing } from '../lib/tracing.js';
-import { createPool, sessionLimits } from '../db/pool.js';
+import { createPool, poolSettings } from '../db/pool.js';
 import { temporalConnectionOptions } from '../lib/temporal.js';
 import { bundleInChildProcess } from './bundle-workflows.js';
 import { createOrderWorker, ensureSearchAttributes } from './temporal-worker.js';
@@ -86,7 +86,7 @@ async function main(): Promise<void> {
   installRuntime(logger, config);
   const tracing = await startTracing(config, 'acme-worker', logger);
   const pool = createPool(config.DATABASE_URL, config.DATABASE_POOL_MAX, 'acme-temporal-worker', {
-    limits: sessionLimits(config),
+    ...poolSettings(config),
   });
   const registry = createRegistry();
   let connection: NativeConnection | undefined;

@@ -10,11 +10,9 @@ import { enqueueEvent } from '../db/outbox.js';
 import {
   adoptHeldStock,
   markRunUndone,
-  markStockTaken,
   orderItems,
   recordReservation,
   releaseStock,
-  transitionOrder,
   type ItemRow,
   type OrderRow,
   type Reservation,
@@ -111,12 +109,13 @@ export function createInventoryActivities({ pool, logger, metrics }: InventoryDe
         .map((i) => ({ sku: i.sku, requested: i.qty, available: stock.get(i.sku) ?? 0 }))
         .filter((i) => i.available < i.requested);
       if (unavailable.length > 0) {
-        const moved = await transitionOrder(tx, args.orderId, 'OUT_OF_STOCK', {
-          reason: 'insufficient stock',
-          run,
-        });
+        const moved = await recordReservation(
+          tx,
+          args.orderId,
+          { run, outcome: 'OUT_OF_STOCK', unavailable },
+          { stockTaken: false, reason: 'insufficient stock' },
+        );
         if (!moved.changed) throw invalidStatus(args.orderId, 'reserveInventory', moved.status);
-        await recordReservation(tx, args.orderId, { run, outcome: 'OUT_OF_STOCK', unavailable });
         await enqueueEvent(
           tx,
           buildEvent('order.out_of_stock', {
@@ -131,11 +130,14 @@ export function createInventoryActivities({ pool, logger, metrics }: InventoryDe
         // Unreachable while the rows are locked; if it happens, roll back rather than half-reserve.
         throw new Error(`reserveInventory: stock of order ${args.orderId} changed under a lock`);
       }
-      await markStockTaken(tx, args.orderId, run);
     }
-    const moved = await transitionOrder(tx, args.orderId, 'RESERVED', { run });
+    const moved = await recordReservation(
+      tx,
+      args.orderId,
+      { run, outcome: 'RESERVED', items },
+      { stockTaken: !adopted },
+    );
     if (!moved.changed) throw invalidStatus(args.orderId, 'reserveInventory', moved.status);
-    await recordReservation(tx, args.orderId, { run, outcome: 'RESERVED', items });
     await enqueueEvent(
       tx,
       buildEvent('inventory.reserved', {

@@ -185,25 +185,31 @@ export async function cancelRefundedPaidOrder(
   return rowCount === 1;
 }
 
-/** Records what reserveInventory answered for the order's current run. */
+/**
+ * reserveInventory's answer for `reservation.run`, in one statement: the order moves to RESERVED or
+ * OUT_OF_STOCK (guarded as `transitionOrder` is, and only while that run is the order's current one),
+ * keeps the answer for a retried attempt, and, when `stockTaken`, records that the run took the stock
+ * in this transaction.
+ */
 export async function recordReservation(
   db: Queryable,
   orderId: string,
   reservation: Reservation,
-): Promise<void> {
-  await db.query('update orders set reservation = $2::jsonb where id = $1::uuid', [
-    orderId,
-    JSON.stringify(reservation),
-  ]);
-}
-
-/** The stock was taken by `run` (in the transaction that took it). */
-export async function markStockTaken(db: Queryable, orderId: string, run: number): Promise<void> {
-  await db.query(
-    `update orders set stock_reserved_at = now(), stock_released_at = null, stock_run = $2, updated_at = now()
-     where id = $1::uuid`,
-    [orderId, run],
+  { stockTaken, reason = null }: { stockTaken: boolean; reason?: string | null },
+): Promise<TransitionResult> {
+  const to = reservation.outcome;
+  const updated = await db.query<{ status: OrderStatus }>(
+    `update orders
+        set status = $2, status_reason = coalesce($3, status_reason), updated_at = now(), reservation = $4::jsonb,
+            stock_run = case when $6 then $5 else stock_run end,
+            stock_reserved_at = case when $6 then now() else stock_reserved_at end,
+            stock_released_at = case when $6 then null else stock_released_at end
+      where id = $1::uuid and status = any($7::text[]) and run = $5
+      returning status`,
+    [orderId, to, reason, JSON.stringify(reservation), reservation.run, stockTaken, TRANSITIONS[to]],
   );
+  if (updated.rowCount === 1) return { changed: true, status: to };
+  return { changed: false, status: await getOrderStatus(db, orderId) };
 }
 
 /**

@@ -49,15 +49,17 @@ export async function openChargeAttempt(
   db: Queryable,
   intent: { orderId: string; run: number; amount: string; currency: string; chargeKey: string },
 ): Promise<PaymentRow> {
-  await db.query(
+  const { rows } = await db.query<PaymentRow>(
     `insert into payments (order_id, run, amount, currency, charge_key, status, attempts_in_doubt)
      values ($1::uuid, $2, $3::numeric, $4, $5, 'CHARGING', 1)
      on conflict (order_id, run) do update
        set attempts_in_doubt = payments.attempts_in_doubt + 1, updated_at = now()
-       where payments.status = 'CHARGING'`,
+       where payments.status = 'CHARGING'
+     returning ${COLUMNS}`,
     [intent.orderId, intent.run, intent.amount, intent.currency, intent.chargeKey],
   );
-  return (await findPayment(db, intent.orderId, intent.run))!;
+  // No row: the run's intent is settled, and nothing was added; read it as it stands.
+  return rows[0] ?? (await findPayment(db, intent.orderId, intent.run))!;
 }
 
 /**

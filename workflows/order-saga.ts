@@ -127,6 +127,13 @@ export const PATCHES = {
    * customer who had asked to cancel. Only runs whose charge refused this way reach the patch.
    */
   recordedCancelStopsCharge: 'recorded-cancel-stops-charge',
+  /**
+   * A charge retry in flight when the payment deadline passed, which then refused because the
+   * customer's cancel is recorded on the order (it waited on the order's row while the cancel was
+   * being written): the cancel wins, as it does before the deadline (`recordedCancelStopsCharge`).
+   * Before this the deadline won, and the order the customer had cancelled ended PAYMENT_FAILED.
+   */
+  recordedCancelBeatsDeadline: 'recorded-cancel-beats-deadline',
 } as const;
 
 /** Retry and timeout profiles, named so a reader sees the intent of each call site. */
@@ -519,6 +526,13 @@ class OrderSaga {
       return { kind: 'captured' };
     } catch (err) {
       const decline = declineReason(err);
+      if (
+        deadlinePassed &&
+        failureType(err) === FAILURE_TYPES.CancelRequested &&
+        patched(PATCHES.recordedCancelBeatsDeadline)
+      ) {
+        throw err; // run() cancels the order, as the customer asked
+      }
       if (
         deadlinePassed &&
         !this.work.consideredCancelled &&

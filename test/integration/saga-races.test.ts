@@ -13,13 +13,14 @@ import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PaymentDeclinedError } from '../../activities/payment-gateway.js';
 import { retryOrder } from '../../db/order-retries.js';
+import { recordCancelRequest } from '../../db/orders.js';
 import { createLogger } from '../../lib/logger.js';
 import { connectTemporal, startOrderSaga } from '../../lib/temporal.js';
 import { createOrderWorker } from '../../workers/temporal-worker.js';
 import { cancelUpdate, orderWorkflowId, statusQuery } from '../../workflows/contract.js';
 import { shortId, testConfig, waitFor } from '../helpers/amqp.js';
 import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { gatedFailingGateway } from '../workflow/fixtures/gateways.js';
+import { downGateway, gatedFailingGateway } from '../workflow/fixtures/gateways.js';
 import { createOrder, outboxTypes, orderStatus, sagaInput, stockOf } from '../workflow/fixtures/orders.js';
 
 let db: TestDatabase;
@@ -110,6 +111,60 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
       [order.orderId],
     );
     expect(rows[0].code).toBe('DEADLINE_EXCEEDED');
+  });
+
+  it('a retry attempt that waits out the deadline and then finds the customer’s cancel recorded: the cancel wins, the order ends CANCELLED', async () => {
+    const config = testConfig(shortId());
+    const gateway = downGateway();
+    const worker = await createOrderWorker({
+      config,
+      pool: db.pool,
+      logger: createLogger('saga-races-test', 'silent'),
+      connection,
+      gateway,
+    });
+    const sku = await createProduct(db.pool, { stock: 5 });
+    const order = await createOrder(db.pool, { items: [{ sku, qty: 2 }] });
+    await worker.runUntil(async () => {
+      await startOrderSaga(client, sagaInput(order, 3000), config.TEMPORAL_TASK_QUEUE);
+      const handle = client.workflow.getHandle(orderWorkflowId(order.orderId));
+      await waitFor(() => gateway.attempts >= 1, { what: 'the first charge attempt to fail' });
+      // The customer's cancel, recorded on the order (its update to the saga lost to an outage), in a
+      // transaction that holds the order's row lock: the retry attempt waits on it past the deadline.
+      const holder = await db.pool.connect();
+      try {
+        await holder.query('begin');
+        await recordCancelRequest(holder, order.orderId);
+        await waitFor(
+          async () =>
+            (
+              await db.pool.query(
+                `select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`,
+              )
+            ).rowCount,
+          { what: 'the retry attempt to wait on the order row' },
+        );
+        // Two timers fire: the 1 s backoff before the retry, then the deadline.
+        await waitFor(
+          async () =>
+            (await handle.fetchHistory()).events!.filter((e) => e.timerFiredEventAttributes).length >= 2,
+          { what: 'the payment deadline to pass', timeoutMs: 10_000 },
+        );
+        await holder.query('commit');
+      } finally {
+        holder.release();
+      }
+      expect(await handle.result()).toMatchObject({ status: 'CANCELLED' });
+      await saveHistoryIfRecording('recorded-cancel-at-deadline', handle);
+    });
+    expect(gateway.attempts).toBe(1); // the retry refused before the gateway
+    expect(await orderStatus(db.pool, order.orderId)).toBe('CANCELLED');
+    expect(await stockOf(db.pool, sku)).toBe(5);
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'inventory.released',
+      'order.cancelled',
+    ]);
   });
 
   it('cancelled meanwhile, but the attempt was declined: the cancel is refused as too late, the order PAYMENT_FAILED', async () => {

@@ -23,11 +23,14 @@
  * `late-capture-stands.json` carries `late-capture-stands`: a capture whose completion was lost,
  * found by the deadline's failPayment.
  *
- * Three are the exception: the time-skipping server cannot produce them, so they were recorded on the
+ * Five are the exception: the time-skipping server cannot produce them, so they were recorded on the
  * dev server by test/integration/saga-races.test.ts (`RECORD_HISTORIES=<name> npx vitest run --project
  * integration test/integration/saga-races.test.ts`): `cancelled-during-failing-charge.json` (before
  * `lean-history`) and `deadline-during-charge-attempt.json` carry `failed-attempt-after-cancel`;
- * `cancel-then-declined.json` carries `cancel-answers-outcome` and `decline-keeps-cancel`.
+ * `cancel-then-declined.json` carries `cancel-answers-outcome` and `decline-keeps-cancel`;
+ * `recorded-cancel-at-deadline.json` carries `recorded-cancel-beats-deadline`, and
+ * `recorded-cancel-at-deadline-before-fix.json` is the same race recorded with that patch taken out (the
+ * deadline won), so such a run still replays down its old branch.
  * Every patch in PATCHES must appear in some history (the last test).
  */
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';

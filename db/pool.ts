@@ -78,16 +78,16 @@ class PreparingClient extends pg.Client {
   }
 }
 // pg's query() has a dozen overloads; this one changes only `query(text, values, …)` into
-// `query({ name, text }, values, …)`, which pg's normalisation accepts as the same call.
-const plainQuery = pg.Client.prototype.query;
+// `query({ name, text }, values, …)`, which pg's normalisation accepts as the same call. pg's own
+// query() is looked up at each call, not kept: tracing's pg instrumentation replaces it at start-up.
 PreparingClient.prototype.query = function (this: PreparingClient, ...args: unknown[]) {
   const [text, values] = args;
   if (typeof text === 'string' && Array.isArray(values) && values.length > 0) {
     const name = this.statementName(text);
     if (name !== undefined) args[0] = { name, text };
   }
-  return (plainQuery as (...a: unknown[]) => unknown).apply(this, args);
-} as typeof plainQuery;
+  return (pg.Client.prototype.query as (...a: unknown[]) => unknown).apply(this, args);
+} as typeof pg.Client.prototype.query;
 
 // NUMERIC comes back as a string (exact money); BIGINT (20) as a string too, which we keep.
 export function createPool(

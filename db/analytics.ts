@@ -7,39 +7,72 @@
  * status already known and the start of the latest run known (events carry no run number, so their
  * occurredAt places them: a run's events all occur after its order.retried); an order.retried clears
  * the final status of the runs before it, unless the new run's own end has already arrived. Callers
- * run these inside the transaction that records the event id, and call `touchAnalyticsOrder` first:
- * its upsert takes the order's row lock, so two events of one order apply one after the other.
+ * run the folds inside the transaction whose first statement is `recordEvent`: its upsert takes the
+ * order's row lock, so two events of one order apply one after the other.
  */
 import type { FinalStatus } from '../domain/order.js';
 import { withClient, type Pool, type Queryable } from './pool.js';
 
-/** Creates the order's row on its first event, and widens the span of events seen. */
-export async function touchAnalyticsOrder(
-  tx: Queryable,
-  fact: { orderId: string; at: Date; amount?: string | undefined; currency?: string | undefined },
-): Promise<void> {
-  await tx.query(
-    `insert into analytics_orders (order_id, amount, currency, first_event_at, last_event_at)
-     values ($1::uuid, $2::numeric, $3, $4::timestamptz, $4::timestamptz)
-     on conflict (order_id) do update set
-       amount = coalesce(analytics_orders.amount, excluded.amount),
-       currency = coalesce(analytics_orders.currency, excluded.currency),
-       first_event_at = least(analytics_orders.first_event_at, excluded.first_event_at),
-       last_event_at = greatest(analytics_orders.last_event_at, excluded.last_event_at)`,
-    [fact.orderId, fact.amount ?? null, fact.currency ?? null, fact.at],
-  );
+export type PaymentKind = 'captured' | 'refunded';
+
+/** What every event tells about its order, and the money a payment event moved. */
+export interface EventFact {
+  /** The subscriber applying it, and the event's id: its dedupe record (db/processed-events.ts). */
+  consumer: string;
+  eventId: string;
+  orderId: string;
+  at: Date;
+  amount?: string | undefined;
+  currency?: string | undefined;
+  payment?: { kind: PaymentKind; amount: string; currency: string; reference: string } | undefined;
+  /** order.placed: when the order was placed; its total (amount, currency) then stands. */
+  placedAt?: Date | undefined;
 }
 
-/** order.placed: when the order was placed, and its total. */
-export async function recordOrderPlaced(
-  tx: Queryable,
-  fact: { orderId: string; placedAt: Date; amount: string; currency: string },
-): Promise<void> {
-  await tx.query(
-    `update analytics_orders set placed_at = $2::timestamptz, amount = $3::numeric, currency = $4
-     where order_id = $1::uuid`,
-    [fact.orderId, fact.placedAt, fact.amount, fact.currency],
+/**
+ * The first write of every event, one statement: records the event id as applied by `consumer` (the
+ * dedupe record of db/processed-events.ts), creates the order's row or widens the span of events
+ * seen, records a payment event's money movement and order.placed's time and total. False,
+ * changing nothing, when the event was applied before. An event with nothing more to fold needs no transaction around it: most of an
+ * order's events are one round trip, not a `BEGIN`, three statements and a `COMMIT`.
+ */
+export async function recordEvent(db: Queryable, fact: EventFact): Promise<boolean> {
+  const { payment } = fact;
+  const { rowCount } = await db.query(
+    `with fresh as (
+       insert into processed_events (consumer, event_id) values ($5, $6::uuid)
+       on conflict (consumer, event_id) do nothing
+       returning event_id
+     ), payment as (
+       insert into analytics_payments (event_id, order_id, kind, amount, currency, reference, occurred_at)
+       select event_id, $1::uuid, $7, $8::numeric, $9, $10, $4::timestamptz from fresh where $7::text is not null
+       on conflict (event_id) do nothing
+     )
+     insert into analytics_orders (order_id, amount, currency, placed_at, first_event_at, last_event_at)
+     select $1::uuid, $2::numeric, $3, $11::timestamptz, $4::timestamptz, $4::timestamptz from fresh
+     on conflict (order_id) do update set
+       placed_at = coalesce(excluded.placed_at, analytics_orders.placed_at),
+       amount = case when excluded.placed_at is not null then excluded.amount
+                     else coalesce(analytics_orders.amount, excluded.amount) end,
+       currency = case when excluded.placed_at is not null then excluded.currency
+                       else coalesce(analytics_orders.currency, excluded.currency) end,
+       first_event_at = least(analytics_orders.first_event_at, excluded.first_event_at),
+       last_event_at = greatest(analytics_orders.last_event_at, excluded.last_event_at)`,
+    [
+      fact.orderId,
+      fact.amount ?? null,
+      fact.currency ?? null,
+      fact.at,
+      fact.consumer,
+      fact.eventId,
+      payment?.kind ?? null,
+      payment?.amount ?? null,
+      payment?.currency ?? null,
+      payment?.reference ?? null,
+      fact.placedAt ?? null,
+    ],
   );
+  return rowCount === 1;
 }
 
 /**
@@ -84,30 +117,6 @@ export async function recordFinalStatus(
        and (final_at is null or final_at < $3::timestamptz)
        and (run_started_at is null or run_started_at < $3::timestamptz)`,
     [fact.orderId, fact.status, fact.at, fact.reason ?? null, fact.detail ?? null],
-  );
-  return rowCount === 1;
-}
-
-export type PaymentKind = 'captured' | 'refunded';
-
-/** payment.completed (captured) or payment.refunded; false when this event was recorded before. */
-export async function recordPayment(
-  tx: Queryable,
-  fact: {
-    eventId: string;
-    orderId: string;
-    kind: PaymentKind;
-    amount: string;
-    currency: string;
-    reference: string;
-    at: Date;
-  },
-): Promise<boolean> {
-  const { rowCount } = await tx.query(
-    `insert into analytics_payments (event_id, order_id, kind, amount, currency, reference, occurred_at)
-     values ($1::uuid, $2::uuid, $3, $4::numeric, $5, $6, $7::timestamptz)
-     on conflict (event_id) do nothing`,
-    [fact.eventId, fact.orderId, fact.kind, fact.amount, fact.currency, fact.reference, fact.at],
   );
   return rowCount === 1;
 }

@@ -12,6 +12,7 @@
  */
 import type { FinalStatus } from '../domain/order.js';
 import { withClient, type Pool, type Queryable } from './pool.js';
+import { freshEventCte } from './processed-events.js';
 
 export type PaymentKind = 'captured' | 'refunded';
 
@@ -30,8 +31,8 @@ export interface EventFact {
 }
 
 /**
- * The first write of every event, one statement: records the event id as applied by `consumer` (the
- * dedupe record of db/processed-events.ts), creates the order's row or widens the span of events
+ * The first write of every event, one statement: records the event id as applied by `consumer`
+ * (`freshEventCte`), creates the order's row or widens the span of events
  * seen, records a payment event's money movement and order.placed's time and total. False,
  * changing nothing, when the event was applied before. An event with nothing more to fold needs no transaction around it: most of an
  * order's events are one round trip, not a `BEGIN`, three statements and a `COMMIT`.
@@ -39,11 +40,7 @@ export interface EventFact {
 export async function recordEvent(db: Queryable, fact: EventFact): Promise<boolean> {
   const { payment } = fact;
   const { rowCount } = await db.query(
-    `with fresh as (
-       insert into processed_events (consumer, event_id) values ($5, $6::uuid)
-       on conflict (consumer, event_id) do nothing
-       returning event_id
-     ), payment as (
+    `with ${freshEventCte(5, 6)}, payment as (
        insert into analytics_payments (event_id, order_id, kind, amount, currency, reference, occurred_at)
        select event_id, $1::uuid, $7, $8::numeric, $9, $10, $4::timestamptz from fresh where $7::text is not null
        on conflict (event_id) do nothing

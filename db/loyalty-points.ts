@@ -3,30 +3,37 @@
  * the capture that earned them is refunded.
  */
 import type { Queryable } from './pool.js';
+import { freshEventCte } from './processed-events.js';
 
 /**
- * Awards the order's points for the capture `reference`, once. False when the order already has an
- * award, or when this capture was refunded, before its payment.completed arrived or in a run since
- * (loyalty_refunded_captures). A revoked award for another capture (a retried order's earlier run)
- * is replaced.
+ * Awards the order's points for the capture `reference`, once, with the event's dedupe record
+ * (`freshEventCte`), in one statement. `awarded` false when the order already has an award, or when
+ * this capture was refunded, before its payment.completed arrived or in a run since
+ * (loyalty_refunded_captures); `fresh` false, changing nothing, when `consumer` applied the event
+ * before. A revoked award for another capture (a retried order's earlier run) is replaced.
  */
 export async function awardOrderPoints(
-  tx: Queryable,
+  db: Queryable,
+  consumer: string,
   award: { orderId: string; customerId: string; points: number; eventId: string; reference: string },
-): Promise<boolean> {
-  const { rowCount } = await tx.query(
-    `insert into loyalty_points (order_id, customer_id, points, event_id, reference)
-     select $1::uuid, $2, $3, $4::uuid, $5
-     where not exists (
-       select 1 from loyalty_refunded_captures where order_id = $1::uuid and reference = $5)
-     on conflict (order_id) do update
-       set customer_id = excluded.customer_id, points = excluded.points, event_id = excluded.event_id,
-           reference = excluded.reference, revoked_at = null, awarded_at = now()
-       where loyalty_points.revoked_at is not null
-         and loyalty_points.reference is distinct from excluded.reference`,
-    [award.orderId, award.customerId, award.points, award.eventId, award.reference],
+): Promise<{ fresh: boolean; awarded: boolean }> {
+  const { rows } = await db.query<{ fresh: boolean; awarded: boolean }>(
+    `with ${freshEventCte(6, 4)}, awarded as (
+       insert into loyalty_points (order_id, customer_id, points, event_id, reference)
+       select $1::uuid, $2, $3, event_id, $5 from fresh
+       where not exists (
+         select 1 from loyalty_refunded_captures where order_id = $1::uuid and reference = $5)
+       on conflict (order_id) do update
+         set customer_id = excluded.customer_id, points = excluded.points, event_id = excluded.event_id,
+             reference = excluded.reference, revoked_at = null, awarded_at = now()
+         where loyalty_points.revoked_at is not null
+           and loyalty_points.reference is distinct from excluded.reference
+       returning 1
+     )
+     select exists (select 1 from fresh) as fresh, exists (select 1 from awarded) as awarded`,
+    [award.orderId, award.customerId, award.points, award.eventId, award.reference, consumer],
   );
-  return rowCount === 1;
+  return rows[0]!;
 }
 
 /**

@@ -5,9 +5,9 @@
  * back the points its capture earned, whichever of the two events arrives first.
  *
  * Delivery is at least once, so the award is idempotent twice over: the event id is recorded in
- * processed_events (consumer 'loyalty') in the same transaction as the points, and an order earns
- * points once even if a second, different payment.completed for it ever appeared. The message is
- * acked only after that transaction commits.
+ * processed_events (consumer 'loyalty') in the statement that awards the points (for a refund, the
+ * transaction that takes them back), and an order earns points once even if a second, different
+ * payment.completed for it ever appeared. The message is acked only after that commit.
  */
 import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
@@ -70,18 +70,17 @@ export function parseLoyaltyEvent(content: Buffer): PaymentCompleted | PaymentRe
 export type AwardOutcome = 'awarded' | 'duplicate-event' | 'order-already-awarded';
 export type RevokeOutcome = 'revoked' | 'duplicate-event' | 'nothing-to-revoke';
 
+/** One statement: the event's dedupe record and the award commit together. */
 export async function awardPoints(pool: Pool, event: PaymentCompleted): Promise<AwardOutcome> {
-  return withTransaction(pool, async (tx) => {
-    if (!(await markProcessed(tx, LOYALTY_CONSUMER, event.id))) return 'duplicate-event';
-    const awarded = await awardOrderPoints(tx, {
-      orderId: event.orderId,
-      customerId: event.data.customerId,
-      points: pointsFor(event.data.amount),
-      eventId: event.id,
-      reference: event.data.reference,
-    });
-    return awarded ? 'awarded' : 'order-already-awarded';
+  const { fresh, awarded } = await awardOrderPoints(pool, LOYALTY_CONSUMER, {
+    orderId: event.orderId,
+    customerId: event.data.customerId,
+    points: pointsFor(event.data.amount),
+    eventId: event.id,
+    reference: event.data.reference,
   });
+  if (!fresh) return 'duplicate-event';
+  return awarded ? 'awarded' : 'order-already-awarded';
 }
 
 /** Takes back what the refunded capture earned, once; before its award arrives, for good. */

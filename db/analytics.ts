@@ -32,10 +32,10 @@ export interface EventFact {
 
 /**
  * The first write of every event, one statement: records the event id as applied by `consumer`
- * (`freshEventCte`), creates the order's row or widens the span of events
- * seen, records a payment event's money movement and order.placed's time and total. False,
- * changing nothing, when the event was applied before. An event with nothing more to fold needs no transaction around it: most of an
- * order's events are one round trip, not a `BEGIN`, three statements and a `COMMIT`.
+ * (`freshEventCte`), creates the order's row or widens the span of events seen, and records a
+ * payment event's money movement and order.placed's time and total. False, changing nothing, when
+ * the event was applied before. An event with nothing more to fold needs no transaction around it:
+ * most of an order's events are one round trip, not a `BEGIN`, three statements and a `COMMIT`.
  */
 export async function recordEvent(db: Queryable, fact: EventFact): Promise<boolean> {
   const { payment } = fact;

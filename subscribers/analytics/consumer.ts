@@ -5,8 +5,8 @@
  * nothing of the core but the event envelope.
  *
  * Delivery is at least once and in no particular order (redeliveries, several consumers, prefetch):
- * the event id is recorded in processed_events (consumer 'analytics') in the same transaction as its
- * effect, and every effect is a fold that does not depend on the order of arrival (db/analytics.ts).
+ * the event id is recorded in processed_events (consumer 'analytics') in the statement, or the
+ * transaction, that applies its effect, and every effect is a fold that does not depend on the order of arrival (db/analytics.ts).
  * A malformed message goes to the DLQ at once; the message is acked only after the commit.
  */
 import type { ConsumeMessage } from 'amqplib';
@@ -93,7 +93,7 @@ export type ApplyOutcome = 'applied' | 'duplicate-event' | 'superseded';
 
 export async function applyOrderEvent(pool: Pool, event: OrderEvent): Promise<ApplyOutcome> {
   const fact = factOf(event);
-  // Events whose whole effect is that first write (three of a completed order's four) are one statement.
+  // Most events (three of a completed order's four) are that first write alone: one statement.
   if (!folds(event)) return (await recordEvent(pool, fact)) ? 'applied' : 'duplicate-event';
   return withTransaction(pool, async (tx) => {
     if (!(await recordEvent(tx, fact))) return 'duplicate-event';

@@ -11,7 +11,7 @@ import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@te
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PaymentDeclinedError } from '../../activities/payment-gateway.js';
+import { PaymentDeclinedError, type PaymentGateway } from '../../activities/payment-gateway.js';
 import { retryOrder } from '../../db/order-retries.js';
 import { recordCancelRequest } from '../../db/orders.js';
 import { createLogger } from '../../lib/logger.js';
@@ -49,9 +49,9 @@ async function saveHistoryIfRecording(name: string, handle: WorkflowHandle): Pro
   writeFileSync(file, `${historyToJSON(await handle.fetchHistory())}\n`);
 }
 
-async function sagaWithGatedGateway(failure?: () => Error) {
+/** A worker on a task queue of its own, with `gateway`, and an order of 2 of a new product (stock 5). */
+async function sagaWith<G extends PaymentGateway>(gateway: G) {
   const config = testConfig(shortId());
-  const gateway = gatedFailingGateway(failure);
   const worker: Worker = await createOrderWorker({
     config,
     pool: db.pool,
@@ -66,7 +66,7 @@ async function sagaWithGatedGateway(failure?: () => Error) {
 
 describe('a charge attempt in flight that fails after the saga decided', () => {
   it('cancelled meanwhile: the cancel wins, the order ends CANCELLED with its stock back', async () => {
-    const { config, gateway, worker, sku, order } = await sagaWithGatedGateway();
+    const { config, gateway, worker, sku, order } = await sagaWith(gatedFailingGateway());
     await worker.runUntil(async () => {
       await startOrderSaga(client, sagaInput(order), config.TEMPORAL_TASK_QUEUE);
       const handle = client.workflow.getHandle(orderWorkflowId(order.orderId));
@@ -89,7 +89,7 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
   });
 
   it('deadline passed meanwhile: the payment fails as DEADLINE_EXCEEDED and the stock comes back', async () => {
-    const { config, gateway, worker, sku, order } = await sagaWithGatedGateway();
+    const { config, gateway, worker, sku, order } = await sagaWith(gatedFailingGateway());
     await worker.runUntil(async () => {
       await startOrderSaga(client, sagaInput(order, 1000), config.TEMPORAL_TASK_QUEUE);
       const handle = client.workflow.getHandle(orderWorkflowId(order.orderId));
@@ -114,17 +114,7 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
   });
 
   it('a retry attempt that waits out the deadline and then finds the customer’s cancel recorded: the cancel wins, the order ends CANCELLED', async () => {
-    const config = testConfig(shortId());
-    const gateway = downGateway();
-    const worker = await createOrderWorker({
-      config,
-      pool: db.pool,
-      logger: createLogger('saga-races-test', 'silent'),
-      connection,
-      gateway,
-    });
-    const sku = await createProduct(db.pool, { stock: 5 });
-    const order = await createOrder(db.pool, { items: [{ sku, qty: 2 }] });
+    const { config, gateway, worker, sku, order } = await sagaWith(downGateway());
     await worker.runUntil(async () => {
       await startOrderSaga(client, sagaInput(order, 3000), config.TEMPORAL_TASK_QUEUE);
       const handle = client.workflow.getHandle(orderWorkflowId(order.orderId));
@@ -168,8 +158,8 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
   });
 
   it('cancelled meanwhile, but the attempt was declined: the cancel is refused as too late, the order PAYMENT_FAILED', async () => {
-    const { config, gateway, worker, sku, order } = await sagaWithGatedGateway(
-      () => new PaymentDeclinedError('simulated: card declined', 'CARD_DECLINED'),
+    const { config, gateway, worker, sku, order } = await sagaWith(
+      gatedFailingGateway(() => new PaymentDeclinedError('simulated: card declined', 'CARD_DECLINED')),
     );
     await worker.runUntil(async () => {
       await startOrderSaga(client, sagaInput(order), config.TEMPORAL_TASK_QUEUE);

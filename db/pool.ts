@@ -2,6 +2,7 @@
  * Connection helpers. Every query runs through `withClient` or `withTransaction`, which always
  * release the client, so a thrown error can never leak a connection.
  */
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { Config } from '../lib/config.js';
 
@@ -56,37 +57,70 @@ export function poolSettings(
 const MAX_PREPARED_PER_CONNECTION = 1000;
 
 /**
- * A client that prepares each parameterised statement once per connection (a named statement, named
- * in the order this connection first met its text) and from then on only binds and executes it.
- * PostgreSQL then parses and analyses the text once per connection instead of at every call, and after
- * five runs may keep a generic plan: `npm run bench` measured its CPU per order at 12.3 → 8.3 ms
- * (README "Performance"). Statements without parameters (`begin`, `commit`, migrations' scripts of
- * several statements) go as before. Off (DATABASE_PREPARED_STATEMENTS=off) for a pooler in
- * transaction mode that does not carry prepared statements across server connections (PgBouncer before
- * 1.21, or without `max_prepared_statements`).
+ * A client that prepares each parameterised statement once per connection and from then on only
+ * binds and executes it. PostgreSQL then parses and analyses the text once per connection instead of
+ * at every call, and after five runs may keep a generic plan: `npm run bench` measured its CPU per
+ * order at 12.3 → 8.3 ms (README "Performance"). Statements without parameters (`begin`, `commit`,
+ * migrations' scripts of several statements) go as before. Off (DATABASE_PREPARED_STATEMENTS=off) for
+ * a pooler in transaction mode that does not carry prepared statements across server connections
+ * (PgBouncer before 1.21, or without `max_prepared_statements`).
+ *
+ * A statement's name is a hash of its text, the same on every connection and in every process: the
+ * tracing's pg spans are named after it. A migration that changes the type of a column a prepared
+ * statement returns makes PostgreSQL refuse that statement on connections that prepared it before
+ * (0A000, "cached plan must not change result type") until they are replaced: restart the processes
+ * after such a migration (a rolling deploy does), or run it with prepared statements off.
  */
 class PreparingClient extends pg.Client {
   private readonly statementNames = new Map<string, string>();
+  /** Names given up on this connection (below): each retired text gets a new one. */
+  private retired = 0;
 
   statementName(text: string): string | undefined {
     let name = this.statementNames.get(text);
     if (name === undefined && this.statementNames.size < MAX_PREPARED_PER_CONNECTION) {
-      name = `acme_${this.statementNames.size + 1}`;
+      name = `acme_${createHash('sha1').update(text).digest('hex').slice(0, 24)}`;
+      if (this.retired > 0) name += `_${this.retired}`;
       this.statementNames.set(text, name);
     }
     return name;
+  }
+
+  /**
+   * pg failed the call before the server answered (a value it could not convert for the wire): it
+   * then closes the statement on the server but keeps it as prepared on its side, so every later use
+   * of the name would fail with 26000. The text is named afresh next time.
+   */
+  retire(text: string): void {
+    this.statementNames.delete(text);
+    this.retired += 1;
   }
 }
 // pg's query() has a dozen overloads; this one changes only `query(text, values, …)` into
 // `query({ name, text }, values, …)`, which pg's normalisation accepts as the same call. pg's own
 // query() is looked up at each call, not kept: tracing's pg instrumentation replaces it at start-up.
 PreparingClient.prototype.query = function (this: PreparingClient, ...args: unknown[]) {
-  const [text, values] = args;
-  if (typeof text === 'string' && Array.isArray(values) && values.length > 0) {
-    const name = this.statementName(text);
-    if (name !== undefined) args[0] = { name, text };
+  const plainQuery = pg.Client.prototype.query as (...a: unknown[]) => unknown;
+  const [text, values, callback] = args;
+  if (typeof text !== 'string' || !Array.isArray(values) || values.length === 0) {
+    return plainQuery.apply(this, args);
   }
-  return (pg.Client.prototype.query as (...a: unknown[]) => unknown).apply(this, args);
+  const name = this.statementName(text);
+  if (name === undefined) return plainQuery.apply(this, args);
+  // An error without a SQLSTATE is pg's own, raised before the server saw the values.
+  const onError = (err: unknown) => {
+    if (typeof (err as { code?: unknown } | null)?.code !== 'string') this.retire(text);
+  };
+  if (typeof callback === 'function') {
+    return plainQuery.call(this, { name, text }, values, (err: unknown, result: unknown) => {
+      if (err) onError(err);
+      (callback as (e: unknown, r: unknown) => void)(err, result);
+    });
+  }
+  return (plainQuery.call(this, { name, text }, values) as Promise<unknown>).catch((err: unknown) => {
+    onError(err);
+    throw err;
+  });
 } as typeof pg.Client.prototype.query;
 
 // NUMERIC comes back as a string (exact money); BIGINT (20) as a string too, which we keep.

@@ -78,6 +78,38 @@ describe('prepared statements', () => {
     });
   });
 
+  test('a value pg cannot send fails that call alone: the statement goes on working on the connection', async () => {
+    await withClient(prepared, async (client) => {
+      const bySku = 'select sku, $2::jsonb as extra from products where sku = $1';
+      expect((await client.query(bySku, ['MUG-WHT', null])).rowCount).toBe(1);
+      // pg cannot serialise a BigInt inside a JSON value: it fails before the server sees the call.
+      await expect(client.query(bySku, ['MUG-WHT', { n: 1n }])).rejects.toThrow(/BigInt/);
+      expect((await client.query(bySku, ['MUG-WHT', null])).rowCount).toBe(1);
+      // The same through the pool's callback form.
+      expect((await prepared.query(bySku, ['HOODIE-NVY-L', null])).rowCount).toBe(1);
+    });
+  });
+
+  test('a statement has the same name on every connection, so its trace spans group together', async () => {
+    const names = async (pool: Pool) =>
+      withClient(pool, async (client) => {
+        await client.query(STATEMENT, ['MUG-WHT']);
+        const { rows } = await client.query<{ name: string }>(
+          'select name from pg_prepared_statements where statement = $1',
+          [STATEMENT],
+        );
+        return rows.map((r) => r.name);
+      });
+    const other = createPool(db.url, 1, 'acme-pool-test-other');
+    try {
+      const [here] = await names(prepared);
+      expect(here).toMatch(/^acme_[0-9a-f]{24}$/);
+      expect(await names(other)).toEqual([here]);
+    } finally {
+      await other.end();
+    }
+  });
+
   test('DATABASE_PREPARED_STATEMENTS turns it on (the default) and off for every process', () => {
     expect(poolSettings(loadConfig({})).prepareStatements).toBe(true);
     expect(poolSettings(loadConfig({ DATABASE_PREPARED_STATEMENTS: 'off' })).prepareStatements).toBe(false);

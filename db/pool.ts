@@ -56,6 +56,9 @@ export function poolSettings(
  */
 const MAX_PREPARED_PER_CONNECTION = 1000;
 
+/** SQLSTATE feature_not_supported: with a prepared statement, "cached plan must not change result type". */
+const CACHED_PLAN_CHANGED = '0A000';
+
 /**
  * A client that prepares each parameterised statement once per connection and from then on only
  * binds and executes it. PostgreSQL then parses and analyses the text once per connection instead of
@@ -66,10 +69,9 @@ const MAX_PREPARED_PER_CONNECTION = 1000;
  * (PgBouncer before 1.21, or without `max_prepared_statements`).
  *
  * A statement's name is a hash of its text, the same on every connection and in every process: the
- * tracing's pg spans are named after it. A migration that changes the type of a column a prepared
- * statement returns makes PostgreSQL refuse that statement on connections that prepared it before
- * (0A000, "cached plan must not change result type") until they are replaced: restart the processes
- * after such a migration (a rolling deploy does), or run it with prepared statements off.
+ * tracing's pg spans are named after it. A migration that changes the columns a prepared statement
+ * returns makes PostgreSQL refuse it on connections that prepared it before (0A000, "cached plan must
+ * not change result type"): that call fails, and the next one prepares the text again.
  */
 class PreparingClient extends pg.Client {
   private readonly statementNames = new Map<string, string>();
@@ -87,9 +89,10 @@ class PreparingClient extends pg.Client {
   }
 
   /**
-   * pg failed the call before the server answered (a value it could not convert for the wire): it
-   * then closes the statement on the server but keeps it as prepared on its side, so every later use
-   * of the name would fail with 26000. The text is named afresh next time.
+   * The prepared statement cannot be used again: pg failed the call before the server answered (a
+   * value it could not convert for the wire; it then closes the statement on the server but keeps it
+   * as prepared on its side, so every later use would fail with 26000), or the server refused its
+   * cached plan (0A000, above). The text is named afresh next time.
    */
   retire(text: string): void {
     this.statementNames.delete(text);
@@ -109,7 +112,8 @@ PreparingClient.prototype.query = function (this: PreparingClient, ...args: unkn
   if (name === undefined) return plainQuery.apply(this, args);
   // An error without a SQLSTATE is pg's own, raised before the server saw the values.
   const onError = (err: unknown) => {
-    if (typeof (err as { code?: unknown } | null)?.code !== 'string') this.retire(text);
+    const code = (err as { code?: unknown } | null)?.code;
+    if (typeof code !== 'string' || code === CACHED_PLAN_CHANGED) this.retire(text);
   };
   if (typeof callback === 'function') {
     return plainQuery.call(this, { name, text }, values, (err: unknown, result: unknown) => {

@@ -90,6 +90,18 @@ describe('prepared statements', () => {
     });
   });
 
+  test('a migration that changes what a prepared statement returns fails one call, then it is prepared again', async () => {
+    await db.pool.query('create table pool_test_rows (id int primary key, a text)');
+    await db.pool.query(`insert into pool_test_rows values (1, 'one')`);
+    await withClient(prepared, async (client) => {
+      const byId = 'select * from pool_test_rows where id = $1';
+      expect((await client.query(byId, [1])).rows).toEqual([{ id: 1, a: 'one' }]);
+      await db.pool.query('alter table pool_test_rows add column b int');
+      await expect(client.query(byId, [1])).rejects.toMatchObject({ code: '0A000' });
+      expect((await client.query(byId, [1])).rows).toEqual([{ id: 1, a: 'one', b: null }]);
+    });
+  });
+
   test('a statement has the same name on every connection, so its trace spans group together', async () => {
     const names = async (pool: Pool) =>
       withClient(pool, async (client) => {

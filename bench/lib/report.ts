@@ -85,7 +85,8 @@ export interface RunResult {
   notes: string[];
 }
 
-const SERVER_GROUPS = ['temporal server', 'postgres', 'rabbitmq (beam.smp)'];
+/** The servers the system runs on, measured beside the app's processes. */
+export const SERVER_GROUPS = ['temporal server', 'postgres', 'rabbitmq (beam.smp)'];
 const SHORT: Record<string, string> = {
   'bare-worker': 'bare-wkr',
   'temporal server': 'temporal',

@@ -64,6 +64,17 @@ async function sagaWith<G extends PaymentGateway>(gateway: G) {
   return { config, gateway, worker, sku, order };
 }
 
+/** The order ended CANCELLED, its stock (5, 2 reserved) back, and its events say so in order. */
+async function expectCancelledWithStockBack(orderId: string, sku: string): Promise<void> {
+  expect(await orderStatus(db.pool, orderId)).toBe('CANCELLED');
+  expect(await stockOf(db.pool, sku)).toBe(5);
+  expect(await outboxTypes(db.pool, orderId)).toEqual([
+    'inventory.reserved',
+    'inventory.released',
+    'order.cancelled',
+  ]);
+}
+
 describe('a charge attempt in flight that fails after the saga decided', () => {
   it('cancelled meanwhile: the cancel wins, the order ends CANCELLED with its stock back', async () => {
     const { config, gateway, worker, sku, order } = await sagaWith(gatedFailingGateway());
@@ -79,13 +90,7 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
       expect(await handle.result()).toMatchObject({ status: 'CANCELLED', reason: 'changed my mind' });
     });
     expect(gateway.attempts).toBe(1);
-    expect(await orderStatus(db.pool, order.orderId)).toBe('CANCELLED');
-    expect(await stockOf(db.pool, sku)).toBe(5);
-    expect(await outboxTypes(db.pool, order.orderId)).toEqual([
-      'inventory.reserved',
-      'inventory.released',
-      'order.cancelled',
-    ]);
+    await expectCancelledWithStockBack(order.orderId, sku);
   });
 
   it('deadline passed meanwhile: the payment fails as DEADLINE_EXCEEDED and the stock comes back', async () => {
@@ -148,13 +153,7 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
       await saveHistoryIfRecording('recorded-cancel-at-deadline', handle);
     });
     expect(gateway.attempts).toBe(1); // the retry refused before the gateway
-    expect(await orderStatus(db.pool, order.orderId)).toBe('CANCELLED');
-    expect(await stockOf(db.pool, sku)).toBe(5);
-    expect(await outboxTypes(db.pool, order.orderId)).toEqual([
-      'inventory.reserved',
-      'inventory.released',
-      'order.cancelled',
-    ]);
+    await expectCancelledWithStockBack(order.orderId, sku);
   });
 
   it('cancelled meanwhile, but the attempt was declined: the cancel is refused as too late, the order PAYMENT_FAILED', async () => {

@@ -13,7 +13,7 @@
  *  3. Backlog: orders accepted with publisher, bridge and worker stopped; then started, and memory
  *     watched while the backlog drains.
  *  4. Headroom: outbox drain rate from a pre-filled outbox, the API's ingest rate (autocannon) and
- *     PostgreSQL's rate for the same insert transaction (pgbench).
+ *     PostgreSQL's rate for the same placement statements (pgbench).
  * Per phase: units/s, latency percentiles, CPU-seconds per unit per process (/proc), peak RSS,
  * PostgreSQL commits per unit. Results: bench/results/<timestamp>/ (results.json, chart.svg,
  * report.txt, the ends of the process logs).
@@ -881,14 +881,14 @@ async function main(): Promise<void> {
         );
         run.headroom.pgbench = pgb.value;
         run.phases.push({
-          name: 'pgbench (insert transaction)',
+          name: 'pgbench (order placement)',
           kind: 'headroom',
           start: pgb.start,
           end: pgb.end,
           usage: pgb.usage,
           series: [],
         });
-        log(`  pgbench: ${pgb.value.perSecond} tx/s (${pgb.value.clients} clients)`);
+        log(`  pgbench: ${pgb.value.perSecond} orders/s (${pgb.value.clients} clients)`);
       }
     }
     expected = [];
@@ -1180,7 +1180,7 @@ function summarize(run: RunResult, opts: Options): void {
     detail:
       ingest === undefined
         ? 'not measured'
-        : `${round(ingest / best, 1)}x (${ingest} vs ${best} orders/s; PostgreSQL alone ${run.headroom.pgbench?.perSecond ?? '-'} tx/s)`,
+        : `${round(ingest / best, 1)}x (${ingest} vs ${best} orders/s; PostgreSQL alone ${run.headroom.pgbench?.perSecond ?? '-'} orders/s)`,
   });
   // The app's processes start with the bench, so their VmHWM is this run's. The servers' is their
   // whole life's (RabbitMQ's and PostgreSQL's began long before the run): judged on sampled RSS.

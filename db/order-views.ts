@@ -6,9 +6,8 @@ import type { OrderStatus } from '../domain/order.js';
 import type { OrderCursor } from '../api/cursor.js';
 import type { OrderSummary, OrderView } from '../api/schemas.js';
 import type { Queryable } from './pool.js';
+import { isoText } from './timestamps.js';
 
-/** UTC ISO-8601 with milliseconds, made by PostgreSQL: `2025-01-31T12:00:00.000Z`. */
-const iso = (column: string) => `to_char(${column} at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 /** The exact key for cursors: microseconds, UTC, no zone. */
 const cursorTime = (column: string) => `to_char(${column} at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US')`;
 
@@ -23,7 +22,7 @@ export async function getOrder(
     `select o.id::text as "id", o.customer_id as "customerId", o.email, o.status,
             o.status_reason as "statusReason", o.run, o.total::text as total, o.currency::text as currency,
             o.correlation_id as "correlationId",
-            ${iso('o.created_at')} as "createdAt", ${iso('o.updated_at')} as "updatedAt",
+            ${isoText('o.created_at')} as "createdAt", ${isoText('o.updated_at')} as "updatedAt",
             coalesce((select json_agg(json_build_object(
                         'sku', i.sku, 'qty', i.qty, 'unitPrice', i.unit_price::text,
                         'lineTotal', (i.unit_price * i.qty)::text) order by i.sku)
@@ -31,17 +30,17 @@ export async function getOrder(
             (select json_build_object(
                       'run', p.run, 'status', p.status, 'amount', p.amount::text, 'currency', p.currency::text,
                       'reference', p.reference, 'failureReason', p.failure_reason,
-                      'createdAt', ${iso('p.created_at')}, 'updatedAt', ${iso('p.updated_at')})
+                      'createdAt', ${isoText('p.created_at')}, 'updatedAt', ${isoText('p.updated_at')})
                from payments p where p.order_id = o.id order by p.run desc limit 1) as payment,
             coalesce((select json_agg(json_build_object(
                         'kind', n.kind, 'run', n.run, 'recipient', n.recipient, 'subject', n.subject,
-                        'createdAt', ${iso('n.created_at')}) order by n.id)
+                        'createdAt', ${isoText('n.created_at')}) order by n.id)
                         from notifications n where n.order_id = o.id), '[]'::json) as notifications,
             coalesce((select json_agg(json_build_object(
                         'eventId', t.event_id::text, 'type', t.type,
-                        'occurredAt', ${iso('t.occurred_at')},
+                        'occurredAt', ${isoText('t.occurred_at')},
                         'published', t.published_at is not null or e.status = 'PUBLISHED',
-                        'publishedAt', ${iso('coalesce(t.published_at, e.published_at)')})
+                        'publishedAt', ${isoText('coalesce(t.published_at, e.published_at)')})
                         order by t.seq)
                         -- The kept timeline; its outbox row, while there, says whether it was sent.
                         from order_events t left join event_outbox e on e.event_id = t.event_id
@@ -79,7 +78,7 @@ export async function listOrders(
   const limit = param(filter.limit + 1);
   const { rows } = await db.query<OrderSummary & { cursorTime: string }>(
     `select id::text as "id", customer_id as "customerId", status, total::text as total,
-            currency::text as currency, ${iso('created_at')} as "createdAt", ${iso('updated_at')} as "updatedAt",
+            currency::text as currency, ${isoText('created_at')} as "createdAt", ${isoText('updated_at')} as "updatedAt",
             ${cursorTime('created_at')} as "cursorTime"
        from orders
       ${where.length > 0 ? `where ${where.join(' and ')}` : ''}

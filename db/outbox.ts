@@ -25,15 +25,17 @@ export async function enqueueEvent(db: Queryable, event: EventEnvelope): Promise
      select $1::uuid, $2, $3::uuid, $4::jsonb, $5::jsonb
       where not exists (select 1 from order_events where event_id = $1::uuid)
      on conflict (event_id) do nothing`,
-    [
-      event.id,
-      event.type,
-      event.orderId,
-      JSON.stringify(event),
-      JSON.stringify({ correlationId: event.correlationId, ...traceContextHeaders() }),
-    ],
+    [event.id, event.type, event.orderId, JSON.stringify(event), outboxHeaders(event)],
   );
   return rowCount === 1;
+}
+
+/**
+ * The row's `headers` (JSON text): the correlation id and the active trace context, which the
+ * publisher sends as AMQP headers so the event's trace continues from the code that wrote it.
+ */
+export function outboxHeaders(event: Pick<EventEnvelope, 'correlationId'>): string {
+  return JSON.stringify({ correlationId: event.correlationId, ...traceContextHeaders() });
 }
 
 export interface OutboxRow {

@@ -4,6 +4,7 @@
  */
 import type { OrderStatus } from '../domain/order.js';
 import type { Queryable } from './pool.js';
+import { isoText } from './timestamps.js';
 
 export interface StalledOrder {
   id: string;
@@ -25,7 +26,7 @@ export async function findStalledOrders(
 ): Promise<StalledOrder[]> {
   const { rows } = await db.query<StalledOrder>(
     `select o.id::text as id, o.status, o.run, o.started_run as "startedRun",
-            to_char(o.updated_at at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') as "updatedAt",
+            ${isoText('o.updated_at')} as "updatedAt",
             case when e.id is null then null else json_build_object(
               'outboxId', e.id::text, 'type', e.type, 'published', e.status = 'PUBLISHED',
               'lastError', e.last_error) end as request

@@ -4,8 +4,8 @@
  * - outbox drain: N `order.placed`-like rows inserted into event_outbox in one transaction, with only
  *   the outbox publisher running; rate = N / (last published_at − commit), both by the database clock.
  * - API ingest: autocannon POSTing orders to the API alone (nothing drains the outbox meanwhile).
- * - PostgreSQL's own rate for the API's insert transaction: pgbench with a script that runs the
- *   statements of insertOrder (the priced-lines select, orders, order_items, event_outbox).
+ * - PostgreSQL's own rate for the API's order placement: pgbench with a script that runs its two
+ *   statements (priceLines' select; insertOrder's one write of the key, order, lines and event).
  */
 import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
@@ -59,7 +59,7 @@ export async function outboxDrain(
        select e.event_id, 'order.placed', e.order_id,
               jsonb_build_object(
                 'id', e.event_id, 'type', 'order.placed', 'version', 1,
-                'occurredAt', to_char(now() at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+                'occurredAt', now()::text,
                 'orderId', e.order_id, 'correlationId', 'bench-drain-' || e.g,
                 'data', jsonb_build_object(
                   'customerId', 'BENCH-' || (e.g % 1000), 'email', 'bench' || (e.g % 1000) || '@example.com',
@@ -162,34 +162,50 @@ async function countOrders(databaseUrl: string): Promise<number> {
 // ---------------------------------------------------------------------------------------- pgbench
 
 /**
- * The API's insertOrder transaction (db/order-placement.ts) as a pgbench script: the same
- * statements over the extended protocol (-M extended, as node-postgres sends them), one line per
- * order, no Idempotency-Key (as the bench's POSTs). Ids are made by gen_random_uuid() instead of in
- * Node. Keep it in step with insertOrder.
+ * The API's order placement (db/order-placement.ts) as a pgbench script: the same two statements
+ * over the extended protocol (-M extended, as node-postgres sends them), one line per order, no
+ * Idempotency-Key (as autocannon's POSTs). Ids are made by gen_random_uuid() instead of in Node;
+ * `occurredAt` is `now()::text`, as pgbench would read the colons of a to_char format as variables.
+ * Keep it in step with priceLines and insertOrder.
  */
 export const PGBENCH_SCRIPT = `\\set k random(1, ${SKUS.length})
-BEGIN;
 SELECT i.ord::int AS ord, i.sku, i.qty, p.price::text AS unit_price, p.currency::text AS currency,
-       (sum(p.price * i.qty) OVER ())::text AS total, gen_random_uuid()::text AS oid, gen_random_uuid()::text AS eid
+       (sum(p.price * i.qty) OVER ())::text AS total,
+       k.order_id::text AS key_order_id, k.request_hash AS key_request_hash,
+       gen_random_uuid()::text AS oid, gen_random_uuid()::text AS eid
   FROM unnest(ARRAY[(ARRAY[${SKUS.map((s) => `'${s}'`).join(', ')}])[:k]]::text[], ARRAY[1]::int[]) WITH ORDINALITY AS i (sku, qty, ord)
   LEFT JOIN products p ON p.sku = i.sku
+  LEFT JOIN idempotency_keys k
+         ON k.customer_id = 'BENCH-PGBENCH' AND k.key = NULL
+        AND k.created_at > now() - make_interval(hours => 24)
  ORDER BY i.ord \\gset
-INSERT INTO orders (id, customer_id, email, status, total, currency, correlation_id)
-VALUES (:oid::uuid, 'BENCH-PGBENCH', 'pgbench@example.com', 'PENDING', :total::numeric, :currency::text, 'pgbench')
-RETURNING created_at;
-INSERT INTO order_items (order_id, sku, qty, unit_price)
-SELECT :oid::uuid, sku, qty, unit_price
-  FROM unnest(ARRAY[:sku::text]::text[], ARRAY[:qty::int]::int[], ARRAY[:unit_price::numeric]::numeric[]) AS t (sku, qty, unit_price);
+WITH claimed AS (
+  INSERT INTO idempotency_keys (customer_id, key, request_hash, order_id)
+  SELECT 'BENCH-PGBENCH', NULL::text, 'h', :oid::uuid WHERE NULL::text IS NOT NULL
+  ON CONFLICT (customer_id, key) DO UPDATE
+     SET request_hash = excluded.request_hash, order_id = excluded.order_id, created_at = now()
+   WHERE idempotency_keys.created_at <= now() - make_interval(hours => 24)
+  RETURNING 1
+), placed AS (
+  INSERT INTO orders (id, customer_id, email, status, total, currency, correlation_id)
+  SELECT :oid::uuid, 'BENCH-PGBENCH', 'pgbench@example.com', 'PENDING', :total::numeric, :currency::text, 'pgbench'
+   WHERE NULL::text IS NULL OR EXISTS (SELECT 1 FROM claimed)
+  RETURNING id
+), lines AS (
+  INSERT INTO order_items (order_id, sku, qty, unit_price)
+  SELECT placed.id, t.sku, t.qty, t.unit_price
+    FROM placed, unnest(ARRAY[:sku::text]::text[], ARRAY[:qty::int]::int[], ARRAY[:unit_price::numeric]::numeric[]) AS t (sku, qty, unit_price)
+)
 INSERT INTO event_outbox (event_id, type, order_id, payload, headers)
-VALUES (:eid::uuid, 'order.placed', :oid::uuid,
-        jsonb_build_object('id', :eid::text, 'type', 'order.placed', 'version', 1, 'occurredAt', now()::text,
-          'orderId', :oid::text, 'correlationId', 'pgbench',
-          'data', jsonb_build_object('customerId', 'BENCH-PGBENCH', 'email', 'pgbench@example.com',
-            'items', jsonb_build_array(jsonb_build_object('sku', :sku::text, 'qty', 1, 'unitPrice', :unit_price::text)),
-            'total', :total::text, 'currency', :currency::text)),
-        '{"correlationId":"pgbench"}'::jsonb)
-ON CONFLICT (event_id) DO NOTHING;
-COMMIT;
+SELECT :eid::uuid, 'order.placed', placed.id,
+       jsonb_build_object('id', :eid::text, 'type', 'order.placed', 'version', 1,
+         'occurredAt', now()::text,
+         'orderId', :oid::text, 'correlationId', 'pgbench',
+         'data', jsonb_build_object('customerId', 'BENCH-PGBENCH', 'email', 'pgbench@example.com',
+           'items', jsonb_build_array(jsonb_build_object('sku', :sku::text, 'qty', 1, 'unitPrice', :unit_price::text)),
+           'total', :total::text, 'currency', :currency::text)),
+       '{"correlationId":"pgbench"}'::jsonb
+  FROM placed;
 `;
 
 export function findPgbench(): string | undefined {

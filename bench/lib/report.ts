@@ -294,7 +294,7 @@ export function formatReport(run: RunResult): string {
     if (h.pgbench) {
       const g = h.pgbench;
       out.push(
-        `PostgreSQL alone (pgbench, the API's insert transaction, ${g.clients} clients, ${g.seconds} s): ${g.transactions} transactions = ${g.perSecond} tx/s, latency avg ${g.latencyMsAverage} ms; pgbench's own CPU ${g.clientCpuSeconds} s`,
+        `PostgreSQL alone (pgbench, the API's placement statements, ${g.clients} clients, ${g.seconds} s): ${g.transactions} orders = ${g.perSecond} orders/s, latency avg ${g.latencyMsAverage} ms; pgbench's own CPU ${g.clientCpuSeconds} s`,
       );
     }
     out.push('');

@@ -10,6 +10,7 @@ import { createLogger } from '../../lib/logger.js';
 import type { EventEnvelope } from '../../lib/events.js';
 import { asCaller, bearer, testAuth, type TestAuth } from '../helpers/auth.js';
 import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { waitFor } from '../helpers/wait.js';
 
 let db: TestDatabase;
 /** The API as an operator calls it; `post` places orders as the customer the body names. */
@@ -150,8 +151,11 @@ describe('POST /orders', () => {
       version: 1,
       orderId: order.id,
       correlationId: `corr-${customerId}`,
+      // When the order was made, as the view shows it.
+      occurredAt: order.createdAt,
       data: { customerId, email: 'buyer@example.com', total: '40.28', currency: 'USD' },
     });
+    expect(order.events[0]!.occurredAt).toBe(order.createdAt);
     expect(outbox[0]!.payload.data.items).toEqual([
       { sku: shirt, qty: 2, unitPrice: '19.99' },
       { sku: sticker, qty: 3, unitPrice: '0.10' },
@@ -305,6 +309,68 @@ describe('Idempotency-Key', () => {
     const ids = await Promise.all(responses.map(async (r) => ((await r.json()) as OrderView).id));
     expect(new Set(ids).size).toBe(1);
     expect(await countFor(customerId)).toEqual({ orders: 1, items: 1, events: 1 });
+  });
+
+  it('a key claimed between its read and its write: the late request writes nothing, answers with the order that won', async () => {
+    const customerId = customer();
+    const key = `key-${randomUUID()}`;
+    // The winner: an order and its claim on the key, written but not committed yet.
+    const winner = await db.pool.connect();
+    const winnerId = randomUUID();
+    try {
+      await winner.query('begin');
+      await winner.query(
+        `insert into orders (id, customer_id, email, status, total, currency, correlation_id)
+         values ($1::uuid, $2, 'idem@example.com', 'PENDING', 1, 'USD', 'race')`,
+        [winnerId, customerId],
+      );
+      await winner.query(
+        `insert into idempotency_keys (customer_id, key, request_hash, order_id) values ($1, $2, 'winner', $3::uuid)`,
+        [customerId, key, winnerId],
+      );
+      // The late request reads no key (the claim is not committed) and waits on it in its write.
+      const late = post(body(customerId), { 'Idempotency-Key': key });
+      await waitFor(
+        async () =>
+          (
+            await db.pool.query(
+              `select 1 from pg_stat_activity
+                where datname = current_database() and wait_event_type = 'Lock' and query like '%claimed%'`,
+            )
+          ).rowCount === 1,
+        { what: 'the late request to wait on the uncommitted key' },
+      );
+      await winner.query('commit');
+
+      const res = await late;
+      expect(res.status).toBe(409); // the winner's request hash differs from this body's
+      expect(((await res.json()) as { error: { code: string } }).error.code).toBe('idempotency_key_reused');
+    } finally {
+      await winner.query('rollback').catch(() => {});
+      winner.release();
+    }
+    // Only the winner's order: the late request's order, lines and event were never written.
+    expect(await countFor(customerId)).toEqual({ orders: 1, items: 0, events: 0 });
+    const { rows } = await db.pool.query('select order_id::text from idempotency_keys where key = $1', [key]);
+    expect(rows).toEqual([{ order_id: winnerId }]);
+  });
+
+  it('takes over a key past its retention that the retention job has not pruned yet', async () => {
+    const customerId = customer();
+    const key = `key-${randomUUID()}`;
+    const first = (await (await post(body(customerId), { 'Idempotency-Key': key })).json()) as OrderView;
+    await db.pool.query(
+      `update idempotency_keys set created_at = now() - interval '25 hours' where key = $1`,
+      [key],
+    );
+
+    const again = await post(body(customerId), { 'Idempotency-Key': key });
+    expect(again.status).toBe(202);
+    const second = (await again.json()) as OrderView;
+    expect(second.id).not.toBe(first.id);
+    const { rows } = await db.pool.query('select order_id::text from idempotency_keys where key = $1', [key]);
+    expect(rows).toEqual([{ order_id: second.id }]);
+    expect(await countFor(customerId)).toEqual({ orders: 2, items: 2, events: 2 });
   });
 });
 

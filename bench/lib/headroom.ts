@@ -13,6 +13,7 @@ import path from 'node:path';
 import autocannon from 'autocannon';
 import pg from 'pg';
 import { readStat } from './procfs.js';
+import { isoText } from '../../db/timestamps.js';
 
 export const SKUS = ['HOODIE-NVY-L', 'MUG-WHT', 'TSHIRT-BLK-M', 'TSHIRT-GRY-S'];
 
@@ -59,7 +60,7 @@ export async function outboxDrain(
        select e.event_id, 'order.placed', e.order_id,
               jsonb_build_object(
                 'id', e.event_id, 'type', 'order.placed', 'version', 1,
-                'occurredAt', now()::text,
+                'occurredAt', ${isoText('now()')},
                 'orderId', e.order_id, 'correlationId', 'bench-drain-' || e.g,
                 'data', jsonb_build_object(
                   'customerId', 'BENCH-' || (e.g % 1000), 'email', 'bench' || (e.g % 1000) || '@example.com',

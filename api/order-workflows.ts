@@ -16,8 +16,12 @@ import { cancelUpdate, orderWorkflowId } from '../workflows/contract.js';
 import { FAILURE_TYPES } from '../workflows/failures.js';
 
 export type WorkflowCancelOutcome =
-  /** The saga accepted the cancel and compensates; `status` is what it reported. */
-  | { kind: 'accepted'; status: OrderStatus }
+  /**
+   * The saga accepted the cancel and compensates; `status` is what it reported, `reason` the wording
+   * it cancelled with (another caller's, when this cancel joined one made first; absent from sagas
+   * that answered before they reported it).
+   */
+  | { kind: 'accepted'; status: OrderStatus; reason?: string | undefined }
   /** The saga's validator refused, e.g. "too late: order is already paid". */
   | { kind: 'rejected'; reason: string }
   /** No running workflow `order-<id>`: not started yet, or already closed. */
@@ -57,7 +61,7 @@ export function createTemporalOrderWorkflows(
           // one instead of being applied twice.
           handle.executeUpdate(cancelUpdate, { args: [{ reason }], updateId: `cancel-${orderId}` }),
         );
-        return { kind: 'accepted', status: accepted.status };
+        return { kind: 'accepted', status: accepted.status, reason: accepted.reason };
       } catch (err) {
         return classifyCancelError(err);
       }

@@ -93,6 +93,13 @@ export interface CancelRequest {
 export interface CancelAccepted {
   accepted: true;
   status: OrderStatus;
+  /**
+   * The wording the saga cancelled with: the first accepted cancel's. A cancel that joins it (the
+   * same update id, or another cancel arriving later) learns here that its own wording was not the
+   * one used, so its caller does not record its own code as the reason. Absent from answers given
+   * before this field existed.
+   */
+  reason?: string;
 }
 
 export const statusQuery = defineQuery<OrderSagaState>('status');

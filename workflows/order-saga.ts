@@ -341,7 +341,7 @@ class OrderSaga {
         FAILURE_TYPES.CancelRejected,
       );
     }
-    return { accepted: true, status: this.state.status };
+    return { accepted: true, status: this.state.status, reason: this.state.reason };
   }
 
   async run(): Promise<OrderSagaResult> {

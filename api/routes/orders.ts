@@ -303,7 +303,12 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       switch (outcome.kind) {
         case 'accepted':
           log.info({ status: outcome.status, code }, 'cancel accepted by the saga');
-          await recordReason();
+          // One cancel per order: a request that joined one made first with another code (an
+          // operator's and the customer's at once) leaves that one's code and note as the record,
+          // since the saga, the event and the e-mail use its wording.
+          if (outcome.reason === undefined || outcome.reason === reason) await recordReason();
+          else
+            log.info({ code, sagaReason: outcome.reason }, 'cancel joined an earlier one; its reason stands');
           return c.json({ id, status: outcome.status, via: 'workflow' as const }, 200);
         case 'rejected':
           log.info({ reason: outcome.reason }, 'cancel rejected by the saga');

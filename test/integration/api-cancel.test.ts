@@ -299,6 +299,22 @@ describe('with a running saga', () => {
     });
   });
 
+  it("records no reason of its own when it joined a cancel made first with another code (the saga's wording stands)", async () => {
+    // The operator's cancel reached the saga first; the customer's, a moment later, joined it.
+    const { workflows } = scripted({
+      kind: 'accepted',
+      status: 'CANCELLED',
+      reason: cancelWording('suspected_fraud'),
+    });
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await setStatus(orderId, 'RESERVED');
+    const res = await cancel(app, orderId, { code: 'changed_mind', note: 'my note' });
+    expect(res.status).toBe(200); // the order is being cancelled, as asked
+    // Not changed_mind: the e-mail and the event say suspected_fraud's wording; that request records it.
+    expect(await cancelReasonOf(orderId)).toEqual({ cancel_code: null, cancel_note: null });
+  });
+
   it("409 with the saga's reason when it refuses", async () => {
     const { workflows } = scripted({ kind: 'rejected', reason: 'too late: order is already paid' });
     const app = appWith(workflows);

@@ -86,7 +86,7 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
       await waitFor(async () => (await handle.query(statusQuery)).cancelRequested, { what: 'the cancel' });
       gateway.open();
 
-      expect(await answer).toEqual({ accepted: true, status: 'CANCELLED' });
+      expect(await answer).toEqual({ accepted: true, status: 'CANCELLED', reason: 'changed my mind' });
       expect(await handle.result()).toMatchObject({ status: 'CANCELLED', reason: 'changed my mind' });
     });
     expect(gateway.attempts).toBe(1);

@@ -290,13 +290,19 @@ describe('cancel', () => {
         (s) => s.step === 'CHARGING_PAYMENT' && s.attempts >= 2,
         { what: 'the saga to be retrying the charge', timeoutMs: 20_000 },
       );
-      const answer = await handle.executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] });
-      expect(answer).toEqual({ accepted: true, status: 'CANCELLED' });
-      expect(await handle.result()).toEqual({
-        orderId: order.orderId,
-        status: 'CANCELLED',
-        reason: 'changed my mind',
-      });
+      // Two cancels at once, worded differently (an operator's and the customer's): the saga takes
+      // the first it sees, and tells both callers which wording it used.
+      const answers = await Promise.all([
+        handle.executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] }),
+        handle.executeUpdate(cancelUpdate, { args: [{ reason: 'suspected fraud' }] }),
+      ]);
+      const result = await handle.result();
+      expect(result).toMatchObject({ orderId: order.orderId, status: 'CANCELLED' });
+      expect(['changed my mind', 'suspected fraud']).toContain(result.reason);
+      expect(answers).toEqual([
+        { accepted: true, status: 'CANCELLED', reason: result.reason },
+        { accepted: true, status: 'CANCELLED', reason: result.reason },
+      ]);
       const state = await handle.query(statusQuery);
       expect(state).toMatchObject({ status: 'CANCELLED', cancelRequested: true, compensationFailures: [] });
       const description = await handle.describe();
@@ -537,7 +543,7 @@ describe('a failing compensation', () => {
       );
       // Waiting on the result lets the test server skip the compensation's retry backoff.
       expect(await handle.result()).toMatchObject({ status: 'CANCELLED' });
-      expect(await answer).toEqual({ accepted: true, status: 'CANCELLED' });
+      expect(await answer).toEqual({ accepted: true, status: 'CANCELLED', reason: 'changed my mind' });
     });
     expect(voidFailures).toBeLessThan(0);
     expect(gateway.held.size).toBe(0);

@@ -188,6 +188,16 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
   });
 }
 
+/**
+ * Lifts the session's idle-in-transaction limit (DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS) for the
+ * rest of this transaction, for a caller that holds a row lock on purpose while it waits on another
+ * service, under a deadline of its own: the limit would end the wait by killing the session, freeing
+ * the lock while the caller still counts on it.
+ */
+export async function holdLocksWhileIdle(tx: Queryable): Promise<void> {
+  await tx.query('set local idle_in_transaction_session_timeout = 0');
+}
+
 /** The cheapest round trip that proves the server answers (readiness probes). */
 export async function ping(pool: Pool): Promise<void> {
   await pool.query('select 1');

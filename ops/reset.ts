@@ -33,7 +33,7 @@ import proto from '@temporalio/proto';
 import type { Logger } from '../lib/logger.js';
 import { noteProblem } from '../domain/text.js';
 import { findOrder } from '../db/orders.js';
-import { withTransaction, type Pool } from '../db/pool.js';
+import { holdLocksWhileIdle, withTransaction, type Pool } from '../db/pool.js';
 import { COMPENSATION_ACTIVITIES } from '../workflows/contract.js';
 import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
 import {
@@ -152,7 +152,10 @@ async function resetOne(
     // run starts between the describe above and the reset would be killed mid-step. The order's row
     // lock, held until Temporal answers, keeps a retry out (it takes the same lock, then sees the run
     // this reset re-opens); a retry that committed first has moved the order on, and is refused here.
+    // Held however long Temporal takes (up to RESET_DEADLINE_MS): the session's idle-in-transaction
+    // limit would otherwise end a slow reset's session and free the lock while the reset is out.
     const reset = await withTransaction(pool, async (tx) => {
+      await holdLocksWhileIdle(tx);
       const order = await findOrder(tx, run.orderId, { lock: true });
       const executionRun = typeof current.memo?.run === 'number' ? current.memo.run : 1;
       if (order && order.run !== executionRun)
@@ -177,6 +180,13 @@ async function resetOne(
   }
 }
 
+/**
+ * How long a reset may take before it is reported as failed (and its row lock let go): a reset that
+ * Temporal has not answered by then may still happen, and running the command again is safe (the
+ * same request id returns the same new run).
+ */
+const RESET_DEADLINE_MS = 30_000;
+
 /** Temporal's reset of one run to `point`; answers the new run's id. */
 async function resetExecution(
   client: Client,
@@ -185,18 +195,22 @@ async function resetExecution(
   runId: string,
   point: ResetPoint,
 ): Promise<{ runId: string }> {
-  const { runId: newRunId } = await (client.workflowService.resetWorkflowExecution({
-    namespace: client.options.namespace,
-    workflowExecution: { workflowId, runId },
-    reason,
-    // The event's own id handed back as decoded (protobufjs encodes a Long or a number alike).
-    workflowTaskFinishEventId: point.eventId as unknown as ResetRequest['workflowTaskFinishEventId'],
-    // One id per base run: the client's own retries of this RPC, and a second operator who read
-    // the same run before this reset, get the run this reset made (Temporal dedups a reset whose id
-    // created the current run) instead of terminating it for another.
-    requestId: `reset-of-${runId}`,
-    identity: client.options.identity,
-  }) as Promise<proto.temporal.api.workflowservice.v1.IResetWorkflowExecutionResponse>);
+  const { runId: newRunId } = await client.withDeadline(
+    Date.now() + RESET_DEADLINE_MS,
+    () =>
+      client.workflowService.resetWorkflowExecution({
+        namespace: client.options.namespace,
+        workflowExecution: { workflowId, runId },
+        reason,
+        // The event's own id handed back as decoded (protobufjs encodes a Long or a number alike).
+        workflowTaskFinishEventId: point.eventId as unknown as ResetRequest['workflowTaskFinishEventId'],
+        // One id per base run: the client's own retries of this RPC, and a second operator who read
+        // the same run before this reset, get the run this reset made (Temporal dedups a reset whose
+        // id created the current run) instead of terminating it for another.
+        requestId: `reset-of-${runId}`,
+        identity: client.options.identity,
+      }) as Promise<proto.temporal.api.workflowservice.v1.IResetWorkflowExecutionResponse>,
+  );
   return { runId: newRunId ?? '' };
 }
 

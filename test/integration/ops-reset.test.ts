@@ -18,6 +18,7 @@ import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { connectTemporal, startOrderSaga } from '../../lib/temporal.js';
 import { resetOrders } from '../../ops/reset.js';
+import { createPool, DEFAULT_SESSION_LIMITS } from '../../db/pool.js';
 import { createOrderWorker } from '../../workers/temporal-worker.js';
 import { orderWorkflowId, type OrderSagaResult } from '../../workflows/contract.js';
 import * as activities from '../fixtures/bare-activities.js';
@@ -214,6 +215,49 @@ test("a reset racing a retry refuses once the retry moved the order on: the retr
     retry.release();
   }
   expect((await client.workflow.getHandle(workflowId).describe()).runId).toBe(stuckRunId); // not reset
+});
+
+test("keeps the order's row locked through a slow reset, past the session's idle-in-transaction limit: a retry waits for it", async () => {
+  const sku = await createProduct(ordersDb.pool, { stock: 5 });
+  const order = await createOrder(ordersDb.pool, { items: [{ sku, qty: 1 }] });
+  const workflowId = orderWorkflowId(order.orderId);
+  await client.workflow.start('opsResetSaga', { workflowId, taskQueue, args: [1] });
+  started.push(workflowId);
+  await stuckOnBrokenTask(workflowId);
+
+  // The operator's pool ends a transaction idle for 1.5 s (60 s by default), and Temporal takes 3 s
+  // to answer the reset: the reset's transaction sits idle, holding the row, for longer than that.
+  const cliPool = createPool(ordersDb.url, 2, 'ops-reset-test-cli', {
+    limits: { ...DEFAULT_SESSION_LIMITS, idleInTransactionTimeoutMs: 1_500 },
+  });
+  const slowReset = async (request: Parameters<Client['workflowService']['resetWorkflowExecution']>[0]) => {
+    await new Promise((resolve) => setTimeout(resolve, 3_000));
+    return client.workflowService.resetWorkflowExecution(request);
+  };
+  const slowService = Object.create(client.workflowService, { resetWorkflowExecution: { value: slowReset } });
+  const slowClient = Object.create(client, { workflowService: { value: slowService } }) as Client;
+  try {
+    const answer = resetOrders(
+      { client: slowClient, pool: cliPool, logger },
+      { selection: { orderIds: [order.orderId] }, reason: REASON },
+    );
+    await new Promise((resolve) => setTimeout(resolve, 2_200)); // past the idle limit, reset still out
+    // An operator's retry takes the same row lock (as retryOrder does): it must wait for the reset.
+    const retry = await ordersDb.pool.connect();
+    try {
+      await retry.query('begin');
+      const asked = Date.now();
+      await retry.query('select 1 from orders where id = $1::uuid for update', [order.orderId]);
+      const waited = Date.now() - asked;
+      await retry.query('rollback');
+      expect(waited).toBeGreaterThan(300); // the reset still held the row
+    } finally {
+      retry.release();
+    }
+    expect((await answer).items[0]).toMatchObject({ ok: true, outcome: 'reset' });
+  } finally {
+    await cliPool.end();
+  }
 });
 
 test('refuses runs that are not stuck or have not started a task, and reports unknown orders', async () => {

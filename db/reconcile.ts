@@ -1,8 +1,10 @@
 /**
  * What `orders reconcile` looks for: orders whose pipeline stalled, and the event that asks for their
- * current run (`order.placed` for run 1, `order.retried` for a retry's run).
+ * current run (`order.placed` for run 1, `order.retried` for a retry's run); and orders that ended
+ * (not completed) with money still held, which only a run's compensation settles.
  */
-import type { OrderStatus } from '../domain/order.js';
+import { FINAL_STATUSES, type OrderStatus } from '../domain/order.js';
+import { MONEY_HELD_STATUSES, type PaymentStatus } from '../domain/payment.js';
 import type { Queryable } from './pool.js';
 import { isoText } from './timestamps.js';
 
@@ -14,11 +16,24 @@ export interface StalledOrder {
   updatedAt: string;
   /** The outbox row asking for the current run, when it is still there. */
   request: { outboxId: string; type: string; published: boolean; lastError: string | null } | null;
+  /** The latest run's payment when it holds money (CHARGING or CAPTURED), whatever the order's status. */
+  heldPayment: {
+    run: number;
+    status: PaymentStatus;
+    amount: string;
+    currency: string;
+    chargeKey: string;
+  } | null;
 }
 
+/** Final statuses in which no money may stay held: every one but COMPLETED. */
+const ENDED_WITHOUT_SALE = [...FINAL_STATUSES].filter((status) => status !== 'COMPLETED');
+
 /**
- * Orders not final (PENDING, RESERVED, PAID) that have not changed for `olderThanMs`: candidates;
- * whether a run of theirs is still going is Temporal's to say.
+ * Orders that have not changed for `olderThanMs` and are not final (PENDING, RESERVED, PAID), or
+ * ended without a sale (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK) with money still held (a charge in
+ * doubt never voided, a capture never refunded: a run stopped before its compensation finished):
+ * candidates; whether a run of theirs is still going is Temporal's to say.
  */
 export async function findStalledOrders(
   db: Queryable,
@@ -29,7 +44,8 @@ export async function findStalledOrders(
             ${isoText('o.updated_at')} as "updatedAt",
             case when e.id is null then null else json_build_object(
               'outboxId', e.id::text, 'type', e.type, 'published', e.status = 'PUBLISHED',
-              'lastError', e.last_error) end as request
+              'lastError', e.last_error) end as request,
+            m.held as "heldPayment"
        from orders o
        left join lateral (
          select id, type, status, last_error from event_outbox x
@@ -37,11 +53,18 @@ export async function findStalledOrders(
             and ((x.type = 'order.placed' and o.run = 1)
               or (x.type = 'order.retried' and (x.payload -> 'data' ->> 'run')::int = o.run))
           order by x.id desc limit 1) e on true
-      where o.status in ('PENDING', 'RESERVED', 'PAID')
+       left join lateral (
+         select json_build_object('run', p.run, 'status', p.status, 'amount', p.amount::text,
+                                  'currency', p.currency::text, 'chargeKey', p.charge_key) as held
+           from payments p
+          where p.order_id = o.id and p.status = any($4::text[])
+          order by p.run desc limit 1) m on true
+      where (o.status in ('PENDING', 'RESERVED', 'PAID')
+             or (o.status = any($3::text[]) and m.held is not null))
         and o.updated_at < now() - $1::float8 * interval '1 millisecond'
       order by o.updated_at
       limit $2`,
-    [olderThanMs, limit],
+    [olderThanMs, limit, ENDED_WITHOUT_SALE, MONEY_HELD_STATUSES],
   );
   return rows;
 }

@@ -12,8 +12,10 @@ export const PAYMENT_STATUSES = ['CHARGING', 'CAPTURED', 'DECLINED', 'VOIDED', '
 export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
 
 /** Money taken (CAPTURED) or possibly taken (CHARGING): must be settled before anything else. */
+export const MONEY_HELD_STATUSES: readonly PaymentStatus[] = ['CHARGING', 'CAPTURED'];
+
 export function moneyIsHeld(status: PaymentStatus): boolean {
-  return status === 'CAPTURED' || status === 'CHARGING';
+  return MONEY_HELD_STATUSES.includes(status);
 }
 
 /**

@@ -11,12 +11,18 @@
  *   `queued` (ok) and nothing is sent again, which would only lengthen the queue;
  * - the event is gone, or the run was started and is no longer running (it failed, was terminated,
  *   or Temporal forgot it): the order is retried as a new run if the domain allows it
- *   (`mayBeRetried`); otherwise the reason is reported (money held: reset the run instead).
+ *   (`mayBeRetried`); otherwise the reason is reported (money held: reset the run instead);
+ * - it ended without a sale (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK) with money still held, and no
+ *   run of it is open to settle it (its compensation was stopped: a run terminated while it waited
+ *   out a gateway outage): reported with the charge's key, never fixed here. `orders reset <id>
+ *   --closed` runs the compensation again while Temporal keeps the run; after that, the gateway's
+ *   own tools settle the charge by its key.
  * Exit status (through `ok`): without `fix`, every stalled order found is an item that is not ok.
  */
 import type { Client } from '@temporalio/client';
 import type { ChannelModel } from 'amqplib';
 import type { Logger } from '../lib/logger.js';
+import { isFinal } from '../domain/order.js';
 import { latestOrderRun, type LatestRun } from '../lib/temporal.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import { findStalledOrders, republishEvent, type StalledOrder } from '../db/reconcile.js';
@@ -48,7 +54,11 @@ export interface ReconcileOptions {
 
 type Diagnosis =
   | { stalled: false; queued?: string }
-  | { stalled: true; cause: 'unpublished' | 'not-started' | 'no-request' | 'run-ended'; reason: string };
+  | {
+      stalled: true;
+      cause: 'unpublished' | 'not-started' | 'no-request' | 'run-ended' | 'money-held';
+      reason: string;
+    };
 
 export async function reconcileOrders(
   deps: ReconcileDeps,
@@ -101,6 +111,19 @@ async function bridgeBacklog({ bridgeQueue, logger }: ReconcileDeps): Promise<nu
 export function diagnose(order: StalledOrder, latest: LatestRun | undefined, waiting = 0): Diagnosis {
   if (latest?.open && latest.run === order.run) return { stalled: false };
   const since = `since ${order.updatedAt}`;
+  const held = order.heldPayment;
+  if (isFinal(order.status) && held) {
+    const workflow = latest ? `its workflow is ${latest.status}` : 'Temporal has no workflow for it';
+    return {
+      stalled: true,
+      cause: 'money-held',
+      reason:
+        `${order.status} ${since}, but run ${held.run}'s payment of ${held.amount} ${held.currency} is ` +
+        `${held.status} and no run is settling it (${workflow}): \`orders reset ${order.id} --closed\` runs ` +
+        `its compensation again while Temporal keeps the run; otherwise settle charge key ${held.chargeKey} ` +
+        'at the gateway',
+    };
+  }
   if ((order.startedRun ?? 0) < order.run) {
     const request = order.request;
     if (!request)
@@ -160,6 +183,10 @@ async function fix(
   diagnosis: Extract<Diagnosis, { stalled: true }>,
 ): Promise<ItemResult> {
   const details = { cause: diagnosis.cause, status: order.status, run: order.run };
+  if (diagnosis.cause === 'money-held') {
+    // Not a retry's to fix (a new run would charge again, and retries refuse held money anyway).
+    return { id: order.id, ok: false, outcome: 'refused', reason: diagnosis.reason, details };
+  }
   if ((diagnosis.cause === 'unpublished' || diagnosis.cause === 'not-started') && order.request) {
     const outboxId = order.request.outboxId;
     await withTransaction(deps.pool, (tx) => republishEvent(tx, outboxId));

@@ -1,4 +1,7 @@
-/** `orders reconcile`: orders whose pipeline stalled, why, and (with --fix) set going (ops/reconcile.ts). */
+/**
+ * `orders reconcile`: orders whose pipeline stalled, or that ended holding money, why, and (with --fix) the
+ * stalled ones set going (ops/reconcile.ts).
+ */
 import type { Command } from 'commander';
 import { reconcileOrders } from '../../ops/reconcile.js';
 import { pairs } from '../output.js';
@@ -17,8 +20,10 @@ export const registerReconcile: RegisterCommand = (program, runner) => {
     .summary('find orders whose pipeline stalled; --fix sets them going')
     .description(
       'orders not final and unchanged for --older-than whose run is not running: an order.placed never ' +
-        'published or never started (dead-lettered, lost), or a run that ended without finishing the order. ' +
-        'Exit 0 when there are none; 1 when some are found (without --fix) or could not be fixed',
+        'published or never started (dead-lettered, lost), or a run that ended without finishing the order; ' +
+        'and orders that ended without a sale while their payment still holds money (CHARGING, CAPTURED) ' +
+        'and no run settles it, which --fix leaves to an operator (reset --closed, or the gateway by the ' +
+        'charge key it names). Exit 0 when there are none; 1 when some are found (without --fix) or could not be fixed',
     )
     .option('--older-than <duration>', 'only orders unchanged this long (30s, 5m, 2h)', duration, 5 * 60_000)
     .option('--fix', 'send the stuck event again, or retry the order as a new run')

@@ -284,4 +284,50 @@ describe('reconcile', () => {
     const after = await reconcileOrders(deps(), { olderThanMs: 0 });
     expect(after.items.filter((i) => i.id === order.orderId)).toEqual([]);
   });
+
+  it('finds an order that ended with money still held and no run settling it, and never retries it', async () => {
+    // A PAYMENT_FAILED order whose charge stayed in doubt: its run was terminated (an operator's
+    // hand, in the Web UI) while its compensation waited out a gateway outage to void the charge.
+    const sku = await createProduct(system.db.pool, { stock: 5 });
+    const order = await createOrder(system.db.pool, { items: [{ sku, qty: 1 }], status: 'PAYMENT_FAILED' });
+    // And a PAYMENT_FAILED order whose charge was voided: settled, nothing to find.
+    const settled = await createOrder(system.db.pool, { items: [{ sku, qty: 1 }], status: 'PAYMENT_FAILED' });
+    for (const [id, status] of [
+      [order.orderId, 'CHARGING'],
+      [settled.orderId, 'VOIDED'],
+    ] as const) {
+      await system.db.pool.query(
+        `insert into payments (order_id, run, amount, currency, charge_key, status)
+         values ($1::uuid, 1, 10.00, 'USD', $1::text, $2)`,
+        [id, status],
+      );
+      await system.db.pool.query(
+        `update orders set updated_at = now() - interval '10 minutes' where id = $1::uuid`,
+        [id],
+      );
+    }
+
+    for (const fix of [false, true]) {
+      const found = await reconcileOrders(deps(), { olderThanMs: 5 * 60_000, fix });
+      expect(found.ok).toBe(false);
+      const mine = found.items.filter((i) => i.id === order.orderId || i.id === settled.orderId);
+      expect(mine).toMatchObject([
+        {
+          id: order.orderId,
+          ok: false,
+          outcome: fix ? 'refused' : 'stalled',
+          details: { cause: 'money-held', status: 'PAYMENT_FAILED', run: 1 },
+        },
+      ]);
+      expect(mine[0]!.reason).toMatch(/payment of 10\.00 USD is CHARGING and no run is settling it/);
+      expect(mine[0]!.reason).toContain(`charge key ${order.orderId}`);
+    }
+    // --fix changed nothing: no retry, the charge still on record for an operator to settle.
+    const { rows } = await system.db.pool.query(
+      `select o.status, o.run, p.status as payment from orders o join payments p on p.order_id = o.id
+        where o.id = $1::uuid`,
+      [order.orderId],
+    );
+    expect(rows).toEqual([{ status: 'PAYMENT_FAILED', run: 1, payment: 'CHARGING' }]);
+  });
 });

@@ -62,7 +62,11 @@ export async function selectRuns(
   selection: OrderSelection,
   { allRuns = false }: { allRuns?: boolean } = {},
 ): Promise<SelectedRun[]> {
-  if ('query' in selection) return listRuns(client, ofOrderSagas(selection.query));
+  if ('query' in selection) {
+    // The narrowed query already asks for order sagas only; each answer is checked as well, because
+    // an operator's query can close the narrowing's parenthesis (`…") OR ("…`) and widen it again.
+    return listRuns(client, ofOrderSagas(selection.query), { type: WORKFLOW_TYPE });
+  }
   if (!allRuns)
     return selection.orderIds.map((orderId) => ({ orderId, workflowId: orderWorkflowId(orderId) }));
   const runs: SelectedRun[] = [];
@@ -89,10 +93,16 @@ export function ofOrderSagas(query: string): string {
 
 const INVALID_ARGUMENT = 3; // gRPC status code
 
-async function listRuns(client: Client, query: string): Promise<SelectedRun[]> {
+async function listRuns(
+  client: Client,
+  query: string,
+  { type }: { type?: string } = {},
+): Promise<SelectedRun[]> {
   const runs: SelectedRun[] = [];
   try {
-    for await (const execution of client.workflow.list({ query })) runs.push(toRun(execution));
+    for await (const execution of client.workflow.list({ query })) {
+      if (type === undefined || execution.type === type) runs.push(toRun(execution));
+    }
   } catch (err) {
     const code = (err as { cause?: { code?: unknown } }).cause?.code ?? (err as { code?: unknown }).code;
     if (code === INVALID_ARGUMENT)

@@ -95,10 +95,18 @@ export function zodFieldErrors(error: ZodError, target: InputTarget = 'json'): F
   return [...fields.values()];
 }
 
+/**
+ * At most this many fields are named in one error: a body or query of thousands of unknown keys
+ * would otherwise get an answer several times its own size.
+ */
+export const MAX_FIELDS_NAMED = 20;
+
 export function validationError(error: ZodError, target: InputTarget): ApiError {
-  const fields = zodFieldErrors(error, target);
+  const all = zodFieldErrors(error, target);
+  const fields = all.slice(0, MAX_FIELDS_NAMED);
+  const more = all.length - fields.length;
   const where = target === 'json' ? 'request body' : target === 'param' ? 'path' : target;
-  const names = fields.map((f) => f.path).join(', ');
+  const names = fields.map((f) => f.path).join(', ') + (more > 0 ? ` and ${more} more` : '');
   return new ApiError(400, 'validation_failed', `Invalid ${where}: check ${names}.`, { fields });
 }
 

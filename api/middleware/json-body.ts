@@ -14,8 +14,9 @@ const JSON_CONTENT_TYPE = /^application\/([a-z-.]+\+)?json(;\s*[a-zA-Z0-9-]+=([^
 
 /**
  * Turns the ways a JSON body can be wrong into clear errors, before schema validation runs:
- * another content type is a 415, an oversized body a 413, bytes that are not UTF-8 or unparsable
- * JSON a 400 (`malformed_json`). Route validators then see only well-formed JSON.
+ * another content type, or a compressed body (any Content-Encoding but `identity`), is a 415, an
+ * oversized body a 413, bytes that are not UTF-8 or unparsable JSON a 400 (`malformed_json`). Route
+ * validators then see only well-formed JSON.
  *
  * @example
  * createRoute({ method: 'post', path: '/', middleware: [jsonBody({ maxBytes: 32_768 })], ... });
@@ -28,6 +29,18 @@ export function jsonBody({ maxBytes, optional = false }: JsonBodyOptions): Middl
     },
   });
   return async function jsonBodyMiddleware(c, next) {
+    const encoding = c.req.header('content-encoding')?.trim() ?? '';
+    if (encoding !== '' && encoding.toLowerCase() !== 'identity') {
+      // Not decoded here: taken as JSON, gzip's bytes would be a confusing 400, and a plain body
+      // labelled gzip would be accepted as if it had been decoded (RFC 9110 §15.5.16).
+      c.header('Accept-Encoding', 'identity');
+      throw new ApiError(
+        415,
+        'unsupported_media_type',
+        `Send the body uncompressed (got "Content-Encoding: ${encoding.slice(0, 50)}").`,
+        { fields: [{ path: 'Content-Encoding', message: 'must be absent or identity' }] },
+      );
+    }
     const contentType = c.req.header('content-type');
     if (contentType === undefined || contentType === '') {
       if (optional && !hasBody(c.req.raw)) return next();

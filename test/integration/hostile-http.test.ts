@@ -8,9 +8,11 @@
  * line, event or idempotency key was written or changed, and the saga was never asked anything.
  */
 import { randomUUID } from 'node:crypto';
+import { gzipSync } from 'node:zlib';
 import { SignJWT, importJWK } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, type App } from '../../api/app.js';
+import { MAX_FIELDS_NAMED } from '../../api/errors.js';
 import type { OrderWorkflows } from '../../api/order-workflows.js';
 import { generateLocalKeyPair } from '../../lib/auth-keys.js';
 import { createLogger } from '../../lib/logger.js';
@@ -629,6 +631,22 @@ const CASES: Case[] = [
     code: 'unsupported_media_type',
   }),
   post({
+    name: 'a gzip-compressed body (Content-Encoding: gzip)',
+    headers: () => ({ ...asA(), 'content-encoding': 'gzip' }),
+    body: () => new Uint8Array(gzipSync(JSON.stringify(order(A)))),
+    status: 415,
+    code: 'unsupported_media_type',
+    field: 'Content-Encoding',
+  }),
+  post({
+    name: 'a plain JSON body labelled Content-Encoding: gzip',
+    headers: () => ({ ...asA(), 'content-encoding': 'gzip' }),
+    body: json(order(A)),
+    status: 415,
+    code: 'unsupported_media_type',
+    field: 'Content-Encoding',
+  }),
+  post({
     name: 'form-encoded',
     headers: () => ({ ...asA(), 'content-type': 'application/x-www-form-urlencoded' }),
     body: () => 'email=a%40example.com',
@@ -877,6 +895,22 @@ const CASES: Case[] = [
     field: 'reason',
   },
 ];
+
+describe('an answer is never much larger than the request', () => {
+  it(`names at most ${MAX_FIELDS_NAMED} of thousands of unknown fields`, async () => {
+    const body = JSON.stringify({
+      ...order(A),
+      ...Object.fromEntries(Array.from({ length: 2500 }, (_, i) => [`k${i}`, 0])),
+    });
+    const res = await app.request('/orders', { method: 'POST', headers: asA(), body });
+    expect(res.status).toBe(400);
+    const text = await res.text();
+    const error = (JSON.parse(text) as { error: { message: string; fields: unknown[] } }).error;
+    expect(error.fields).toHaveLength(MAX_FIELDS_NAMED);
+    expect(error.message).toMatch(/k19 and 2480 more\.$/);
+    expect(text.length).toBeLessThan(body.length / 10);
+  });
+});
 
 describe('hostile requests: exact answer, nothing written', () => {
   it('has at least 60 of them', () => {

@@ -9,6 +9,8 @@ RUN npm ci --omit=dev --no-audit --no-fund
 COPY . .
 # The processes run compiled JavaScript (dist/), not TypeScript through a loader: ~40 MB less each.
 RUN node scripts/build.mjs
+# The API's local key pair (AUTH_LOCAL_KEY_DIR, .data/auth) is made on first start, by this user.
+RUN mkdir -p /app/.data && chown node:node /app/.data
 USER node
 EXPOSE 8000
 # node itself is PID 1's child (compose sets `init: true`) and gets SIGTERM directly: `npx` or the

@@ -29,6 +29,11 @@ const compose = parse(readFileSync(new URL('../../docker-compose.yml', import.me
   merge: true,
 }) as { services: Record<string, Service> };
 const services = compose.services;
+const dockerfile = readFileSync(new URL('../../Dockerfile', import.meta.url), 'utf8');
+/** The app image's `ENV KEY=VALUE` lines. */
+const IMAGE_ENV = Object.fromEntries(
+  [...dockerfile.matchAll(/^ENV\s+([A-Z_][A-Z0-9_]*)=(\S+)$/gm)].map((m) => [m[1]!, m[2]!]),
+);
 const appServices = Object.entries(services).filter(([, s]) => s.build !== undefined);
 const dependencies = (s: Service) =>
   Array.isArray(s.depends_on)
@@ -131,11 +136,25 @@ describe('docker-compose.yml', () => {
       for (const key of Object.keys(env)) expect(CONFIG_KEYS, `${name}: ${key}`).toContain(key);
       for (const key of ['DATABASE_URL', 'AMQP_URL', 'TEMPORAL_ADDRESS'])
         expect(env, `${name}: ${key}`).toHaveProperty(key);
-      const config = loadConfig(Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])));
+      // What the process sees: the image's ENV (NODE_ENV=production), then the service's.
+      const config = loadConfig({
+        ...IMAGE_ENV,
+        ...Object.fromEntries(Object.entries(env).map(([k, v]) => [k, String(v)])),
+      });
       expect(new URL(config.DATABASE_URL).hostname).toBe('postgres');
       expect(new URL(config.AMQP_URL).hostname).toBe('rabbitmq');
       expect(config.TEMPORAL_ADDRESS).toBe('temporal:7233');
     }
+  });
+
+  it("builds an image whose user may write the API's local key pair (AUTH_LOCAL_KEY_DIR, under .data)", () => {
+    expect(IMAGE_ENV).toHaveProperty('NODE_ENV'); // the ENV lines are read (above)
+    const user = dockerfile.search(/^USER node$/m);
+    const chown = dockerfile.search(/^RUN mkdir -p \/app\/\.data && chown node:node \/app\/\.data$/m);
+    expect(user).toBeGreaterThan(0);
+    expect(chown).toBeGreaterThan(0);
+    expect(chown).toBeLessThan(user);
+    expect(loadConfig({}).AUTH_LOCAL_KEY_DIR).toBe('.data/auth');
   });
 
   it("runs each process with the command scripts/up.sh runs (the worker's arenas and heap cap), as npm run start:* does, under its own login", () => {

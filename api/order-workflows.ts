@@ -24,6 +24,11 @@ export type WorkflowCancelOutcome =
   | { kind: 'accepted'; status: OrderStatus; reason?: string | undefined }
   /** The saga's validator refused, e.g. "too late: order is already paid". */
   | { kind: 'rejected'; reason: string }
+  /**
+   * The saga accepted the cancel, then a compensation failed for good (CompensationFailed): the
+   * order needs an operator. Its message stays in the logs and the Web UI, not in the answer.
+   */
+  | { kind: 'incomplete' }
   /** No running workflow `order-<id>`: not started yet, or already closed. */
   | { kind: 'not_running' }
   /** No answer within the deadline (e.g. no worker polling); the Update may still be applied. */
@@ -85,10 +90,14 @@ export function classifyCancelError(err: unknown): WorkflowCancelOutcome {
   if (err instanceof WorkflowNotFoundError) return { kind: 'not_running' };
   if (err instanceof WorkflowUpdateFailedError) {
     // Only the saga's refusal (CancelRejected) is the client's answer, and its message is written for
-    // people. Anything else (a compensation that failed) is a server-side failure: rethrown, a 500.
+    // people. A compensation that failed is named without its message (it may quote a server's
+    // error); anything else is a server-side failure: rethrown, a 500 that shows nothing.
     const cause = err.cause;
     if (cause instanceof ApplicationFailure && cause.type === FAILURE_TYPES.CancelRejected) {
       return { kind: 'rejected', reason: cause.message || GENERIC_REJECTION };
+    }
+    if (cause instanceof ApplicationFailure && cause.type === FAILURE_TYPES.CompensationFailed) {
+      return { kind: 'incomplete' };
     }
     throw err;
   }

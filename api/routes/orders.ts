@@ -273,6 +273,9 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       403: errorResponse(
         'The token is valid but may not do this (`forbidden`); a customer giving a staff-only `code` names it.',
       ),
+      500: errorResponse(
+        'Accepted, but a compensation failed (`cancel_incomplete`): the order needs an operator; asking again will not help.',
+      ),
       503: errorResponse('The workflow service did not answer in time; retrying is safe.'),
     },
   });
@@ -310,6 +313,17 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           else
             log.info({ code, sagaReason: outcome.reason }, 'cancel joined an earlier one; its reason stands');
           return c.json({ id, status: outcome.status, via: 'workflow' as const }, 200);
+        case 'incomplete':
+          // Accepted: the reason is the record's once an operator has finished the compensation.
+          log.error({ code }, 'cancel accepted, but a compensation failed: the order needs an operator');
+          await recordReason();
+          throw new ApiError(
+            500,
+            'cancel_incomplete',
+            "The cancel was accepted, but giving the order's stock or money back failed. The order needs an " +
+              'operator, who has been alerted (its run failed); asking again will not help.',
+            { details: { status: (await getOrderStatus(deps.pool, id)) ?? status } },
+          );
         case 'rejected':
           log.info({ reason: outcome.reason }, 'cancel rejected by the saga');
           throw new ApiError(409, 'cancel_rejected', outcome.reason, {

@@ -315,6 +315,20 @@ describe('with a running saga', () => {
     expect(await cancelReasonOf(orderId)).toEqual({ cancel_code: null, cancel_note: null });
   });
 
+  it('500 cancel_incomplete, naming no internals, when the saga accepted but a compensation failed for good', async () => {
+    const { workflows } = scripted({ kind: 'incomplete' });
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await setStatus(orderId, 'RESERVED');
+    const res = await cancel(app, orderId, { code: 'changed_mind' });
+    expect(res.status).toBe(500);
+    const body = (await res.json()) as { error: { code: string; message: string; status: string } };
+    expect(body.error).toMatchObject({ code: 'cancel_incomplete', status: 'RESERVED' });
+    expect(body.error.message).toMatch(/needs an operator/);
+    // Accepted by the saga: its reason is on record for when the operator has finished it.
+    expect(await cancelReasonOf(orderId)).toEqual({ cancel_code: 'changed_mind', cancel_note: null });
+  });
+
   it("409 with the saga's reason when it refuses", async () => {
     const { workflows } = scripted({ kind: 'rejected', reason: 'too late: order is already paid' });
     const app = appWith(workflows);

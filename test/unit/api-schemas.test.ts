@@ -230,18 +230,23 @@ describe('classifyCancelError', () => {
     expect(classifyCancelError(new ServiceError('unavailable'))).toEqual({ kind: 'unavailable' });
   });
 
-  it('treats every other update failure as a server failure (a 500 that shows nothing), not a refusal', () => {
-    const internal = new Error('TypeError at activities/payment.ts:42');
-    expect(() =>
-      classifyCancelError(new WorkflowUpdateFailedError('Workflow Update failed', internal)),
-    ).toThrow(WorkflowUpdateFailedError);
+  it('names a compensation that failed after the cancel was accepted, without its message', () => {
     const compensation = ApplicationFailure.create({
       message: 'cancel accepted but not completed: releaseInventory: connection refused',
       type: 'CompensationFailed',
       nonRetryable: true,
     });
-    expect(() =>
+    expect(
       classifyCancelError(new WorkflowUpdateFailedError('Workflow Update failed', compensation)),
+    ).toEqual({
+      kind: 'incomplete',
+    });
+  });
+
+  it('treats every other update failure as a server failure (a 500 that shows nothing), not a refusal', () => {
+    const internal = new Error('TypeError at activities/payment.ts:42');
+    expect(() =>
+      classifyCancelError(new WorkflowUpdateFailedError('Workflow Update failed', internal)),
     ).toThrow(WorkflowUpdateFailedError);
   });
 

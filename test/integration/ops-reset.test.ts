@@ -184,13 +184,19 @@ test('two operators resetting the same stuck run at once make one new run, not a
   });
 });
 
-test("a reset racing a retry refuses once the retry moved the order on: the retry's new run is never terminated", async () => {
+/** An order whose saga (run 1) is stuck on a failing workflow task. */
+async function stuckOrder() {
   const sku = await createProduct(ordersDb.pool, { stock: 5 });
   const order = await createOrder(ordersDb.pool, { items: [{ sku, qty: 1 }] });
   const workflowId = orderWorkflowId(order.orderId);
   await client.workflow.start('opsResetSaga', { workflowId, taskQueue, args: [1] });
   started.push(workflowId);
   await stuckOnBrokenTask(workflowId);
+  return { order, workflowId };
+}
+
+test("a reset racing a retry refuses once the retry moved the order on: the retry's new run is never terminated", async () => {
+  const { order, workflowId } = await stuckOrder();
   const stuckRunId = (await client.workflow.getHandle(workflowId).describe()).runId;
 
   // An operator's retry holds the order's row (as retryOrder does) while the reset is asked for, and
@@ -218,12 +224,7 @@ test("a reset racing a retry refuses once the retry moved the order on: the retr
 });
 
 test("keeps the order's row locked through a slow reset, past the session's idle-in-transaction limit: a retry waits for it", async () => {
-  const sku = await createProduct(ordersDb.pool, { stock: 5 });
-  const order = await createOrder(ordersDb.pool, { items: [{ sku, qty: 1 }] });
-  const workflowId = orderWorkflowId(order.orderId);
-  await client.workflow.start('opsResetSaga', { workflowId, taskQueue, args: [1] });
-  started.push(workflowId);
-  await stuckOnBrokenTask(workflowId);
+  const { order } = await stuckOrder();
 
   // The operator's pool ends a transaction idle for 1.5 s (60 s by default), and Temporal takes 3 s
   // to answer the reset: the reset's transaction sits idle, holding the row, for longer than that.

@@ -6,23 +6,34 @@
 #   RabbitMQ    one user per service, each with only the permissions its setup and work need; only
 #               acme-outbox may publish to the events exchange (and acme-operator, re-driving, to the
 #               queues through the default exchange); acme-admin is the management UI's login
-# Passwords are generated once into .data/access/ (git-ignored, mode 600); each service's connection
-# URLs go to .data/access/<service>.env, which scripts/as.sh loads before starting it.
+# Passwords are generated once, mode 600, outside the checkout: the local servers are this machine's,
+# shared by every checkout on it (a worktree, a fresh clone for CI), so each checkout reuses the same
+# passwords instead of changing them under another one's running processes. They live in
+# $ACME_SECRETS_DIR (default ~/.local/state/acme-orders). Each service's connection URLs go to the
+# checkout's .data/access/<service>.env (git-ignored), which scripts/as.sh loads before starting it.
 # Idempotent. A server given by DATABASE_URL / AMQP_URL is left alone (its operators provision it).
 set -euo pipefail
 umask 077 # passwords and the files that hold them: this user only
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 ACCESS="$ROOT/.data/access"
 mkdir -p "$ACCESS" && chmod 700 "$ACCESS"
+SECRETS=${ACME_SECRETS_DIR:-${XDG_STATE_HOME:-${HOME:?}/.local/state}/acme-orders}
+mkdir -p "$SECRETS" && chmod 700 "$SECRETS"
 EXCHANGE=${AMQP_EXCHANGE:-acme.events}
 BRIDGE=${BRIDGE_QUEUE:-orders.bridge} LOYALTY=${LOYALTY_QUEUE:-loyalty.points} ANALYTICS=${ANALYTICS_QUEUE:-analytics.orders}
 SERVICES=(api outbox bridge worker loyalty analytics operator)
 
 log() { printf '[access] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
-secret() { # name: its password, made once
-  local file="$ACCESS/.$1.secret"
-  [ -s "$file" ] || { (umask 077 && head -c 24 /dev/urandom | base64 | tr -d '+/=' | head -c 24 >"$file"); }
+secret() { # name: its password, made once per machine (and user)
+  local file="$SECRETS/$1.secret" legacy="$ACCESS/.$1.secret" fresh
+  if [ ! -s "$file" ]; then
+    # A checkout provisioned before the passwords moved out of it keeps its own; else a new one.
+    fresh=$(mktemp "$SECRETS/.new.XXXXXX")
+    if [ -s "$legacy" ]; then cat "$legacy" >"$fresh"; else head -c 24 /dev/urandom | base64 | tr -d '+/=' | head -c 24 >"$fresh"; fi
+    mv -n "$fresh" "$file" # a checkout provisioning at the same moment may have been first: its stands
+    rm -f "$fresh"
+  fi
   cat "$file"
 }
 rx() { printf '%s' "$1" | sed 's/[.]/\\./g'; } # a name as a regex
@@ -81,7 +92,7 @@ if [ -z "${AMQP_URL:-}" ]; then
     ctl set_permissions -p / "$user" "${CONF[$svc]}" "${WRITE[$svc]}" "${READ[$svc]}" >/dev/null
     echo "AMQP_URL=amqp://$user:$password@127.0.0.1:5672" >"$ACCESS/$svc.env.mq"
   done
-  log "RabbitMQ: one user per service; management UI login acme-admin (password: .data/access/.mq-acme-admin.secret)"
+  log "RabbitMQ: one user per service; management UI login acme-admin (password: $SECRETS/mq-acme-admin.secret)"
 fi
 
 for svc in "${SERVICES[@]}"; do

@@ -26,9 +26,10 @@ export type WorkflowCancelOutcome =
   | { kind: 'rejected'; reason: string }
   /**
    * The saga accepted the cancel, then a compensation failed for good (CompensationFailed): the
-   * order needs an operator. Its message stays in the logs and the Web UI, not in the answer.
+   * order needs an operator. Its message stays in the logs and the Web UI, not in the answer;
+   * `reason` is the wording the saga was cancelling with (absent from sagas that did not say).
    */
-  | { kind: 'incomplete' }
+  | { kind: 'incomplete'; reason?: string | undefined }
   /** No running workflow `order-<id>`: not started yet, or already closed. */
   | { kind: 'not_running' }
   /** No answer within the deadline (e.g. no worker polling); the Update may still be applied. */
@@ -97,7 +98,8 @@ export function classifyCancelError(err: unknown): WorkflowCancelOutcome {
       return { kind: 'rejected', reason: cause.message || GENERIC_REJECTION };
     }
     if (cause instanceof ApplicationFailure && cause.type === FAILURE_TYPES.CompensationFailed) {
-      return { kind: 'incomplete' };
+      const reason = (cause.details?.[0] as { reason?: unknown } | undefined)?.reason;
+      return { kind: 'incomplete', reason: typeof reason === 'string' ? reason : undefined };
     }
     throw err;
   }

@@ -189,13 +189,14 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
 }
 
 /**
- * Lifts the session's idle-in-transaction limit (DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS) for the
- * rest of this transaction, for a caller that holds a row lock on purpose while it waits on another
- * service, under a deadline of its own: the limit would end the wait by killing the session, freeing
- * the lock while the caller still counts on it.
+ * Raises the session's idle-in-transaction limit (DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS) to `ms`
+ * for the rest of this transaction, for a caller that holds a row lock on purpose while it waits on
+ * another service under a deadline of its own (`ms` a margin above it): the usual limit would end the
+ * wait by killing the session, freeing the lock while the caller still counts on it; no limit at all
+ * would let a caller that froze (a closed laptop) hold the row for hours.
  */
-export async function holdLocksWhileIdle(tx: Queryable): Promise<void> {
-  await tx.query('set local idle_in_transaction_session_timeout = 0');
+export async function holdLocksWhileIdle(tx: Queryable, ms: number): Promise<void> {
+  await tx.query(`select set_config('idle_in_transaction_session_timeout', $1, true)`, [String(ms)]);
 }
 
 /** The cheapest round trip that proves the server answers (readiness probes). */

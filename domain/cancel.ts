@@ -50,3 +50,8 @@ const WORDING: Readonly<Record<CancelCode, string>> = {
 export function cancelWording(code: CancelCode): string {
   return WORDING[code];
 }
+
+/** The code a wording is the fixed text of, if it is one (the saga answers with the wording it used). */
+export function cancelCodeOf(wording: string): CancelCode | undefined {
+  return CANCEL_CODES.find((code) => WORDING[code] === wording);
+}

@@ -113,6 +113,8 @@ export function diagnose(order: StalledOrder, latest: LatestRun | undefined, wai
   const since = `since ${order.updatedAt}`;
   const held = order.heldPayment;
   if (isFinal(order.status) && held) {
+    // Any run still open may yet settle it (a compensation waiting out an outage): not stalled.
+    if (latest?.open) return { stalled: false };
     const workflow = latest ? `its workflow is ${latest.status}` : 'Temporal has no workflow for it';
     return {
       stalled: true,

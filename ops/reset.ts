@@ -155,7 +155,7 @@ async function resetOne(
     // Held however long Temporal takes (up to RESET_DEADLINE_MS): the session's idle-in-transaction
     // limit would otherwise end a slow reset's session and free the lock while the reset is out.
     const reset = await withTransaction(pool, async (tx) => {
-      await holdLocksWhileIdle(tx);
+      await holdLocksWhileIdle(tx, RESET_DEADLINE_MS + 15_000);
       const order = await findOrder(tx, run.orderId, { lock: true });
       const executionRun = typeof current.memo?.run === 'number' ? current.memo.run : 1;
       if (order && order.run !== executionRun)
@@ -181,9 +181,9 @@ async function resetOne(
 }
 
 /**
- * How long a reset may take before it is reported as failed (and its row lock let go): a reset that
- * Temporal has not answered by then may still happen, and running the command again is safe (the
- * same request id returns the same new run).
+ * How long a reset may take before it is reported as failed (and its row lock let go). A reset that
+ * Temporal has not answered by then may still happen: look at the run (the Web UI, or the command
+ * again with --dry-run) before resetting again, since a second reset would name the new run.
  */
 const RESET_DEADLINE_MS = 30_000;
 

@@ -27,6 +27,7 @@ log() { printf '[access] %s\n' "$*"; }
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo -n "$@"; fi; }
 secret() { # name: its password, made once per machine (and user)
   local file="$SECRETS/$1.secret" legacy="$ACCESS/.$1.secret" fresh
+  [ -s "$file" ] || rm -f "$file" # an empty one (a disk that was full) would be an empty password
   if [ ! -s "$file" ]; then
     # A checkout provisioned before the passwords moved out of it keeps its own; else a new one.
     fresh=$(mktemp "$SECRETS/.new.XXXXXX")

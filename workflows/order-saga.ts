@@ -332,6 +332,8 @@ class OrderSaga {
       throw ApplicationFailure.nonRetryable(
         `cancel accepted but not completed: ${this.state.compensationFailures.join('; ')}`,
         FAILURE_TYPES.CompensationFailed,
+        // The wording the saga was cancelling with, so the caller records the right cancel.
+        { reason: this.state.reason },
       );
     }
     // The step in flight decided first (a decline, no stock): the order ended, but not cancelled.

@@ -11,6 +11,7 @@ import { callerKey, customerScope, requireOperator, type Principal } from '../au
 import {
   DEFAULT_CANCEL_CODE,
   LEGACY_REASON_CODE,
+  cancelCodeOf,
   cancelWording,
   isStaffCancelCode,
 } from '../../domain/cancel.js';
@@ -304,24 +305,27 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     for (let attempt = 1; attempt <= 2; attempt++) {
       const outcome = await deps.workflows.cancel(id, reason);
       switch (outcome.kind) {
-        case 'accepted':
+        case 'accepted': {
           log.info({ status: outcome.status, code }, 'cancel accepted by the saga');
           // One cancel per order: a request that joined one made first with another code (an
           // operator's and the customer's at once) leaves that one's code and note as the record,
-          // since the saga, the event and the e-mail use its wording.
-          if (outcome.reason === undefined || outcome.reason === reason) await recordReason();
-          else
-            log.info({ code, sagaReason: outcome.reason }, 'cancel joined an earlier one; its reason stands');
+          // since the saga, the event and the e-mail use its wording. Any other answer (an older
+          // saga's, without the wording; the saga's own words for a cancel it found recorded)
+          // records this request's.
+          const used = outcome.reason === undefined ? undefined : cancelCodeOf(outcome.reason);
+          if (used === undefined || used === code) await recordReason();
+          else log.info({ code, sagaCode: used }, 'cancel joined an earlier one; its reason stands');
           return c.json({ id, status: outcome.status, via: 'workflow' as const }, 200);
+        }
         case 'incomplete':
-          // Accepted: the reason is the record's once an operator has finished the compensation.
-          log.error({ code }, 'cancel accepted, but a compensation failed: the order needs an operator');
-          await recordReason();
+          log.error({ code }, 'cancel not completed: a compensation failed; the order needs an operator');
+          // Recorded only when the saga was cancelling with this request's wording.
+          if (outcome.reason !== undefined && cancelCodeOf(outcome.reason) === code) await recordReason();
           throw new ApiError(
             500,
             'cancel_incomplete',
-            "The cancel was accepted, but giving the order's stock or money back failed. The order needs an " +
-              'operator, who has been alerted (its run failed); asking again will not help.',
+            "The cancel could not be completed: giving the order's stock or money back failed. The order " +
+              'needs an operator, who has been alerted (its run failed); asking again will not help.',
             { details: { status: (await getOrderStatus(deps.pool, id)) ?? status } },
           );
         case 'rejected':

@@ -315,8 +315,30 @@ describe('with a running saga', () => {
     expect(await cancelReasonOf(orderId)).toEqual({ cancel_code: null, cancel_note: null });
   });
 
+  it("records its reason when the saga answers in words of its own (a cancel it found recorded), not another code's", async () => {
+    const { workflows } = scripted({
+      kind: 'accepted',
+      status: 'CANCELLED',
+      reason: 'cancelled by the customer',
+    });
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await setStatus(orderId, 'RESERVED');
+    expect((await cancel(app, orderId, { code: 'changed_mind', note: 'my note' })).status).toBe(200);
+    expect(await cancelReasonOf(orderId)).toEqual({ cancel_code: 'changed_mind', cancel_note: 'my note' });
+  });
+
+  it("500 cancel_incomplete records nothing when the saga was cancelling with another code's wording", async () => {
+    const { workflows } = scripted({ kind: 'incomplete', reason: cancelWording('suspected_fraud') });
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await setStatus(orderId, 'RESERVED');
+    expect((await cancel(app, orderId, { code: 'changed_mind' })).status).toBe(500);
+    expect(await cancelReasonOf(orderId)).toEqual({ cancel_code: null, cancel_note: null });
+  });
+
   it('500 cancel_incomplete, naming no internals, when the saga accepted but a compensation failed for good', async () => {
-    const { workflows } = scripted({ kind: 'incomplete' });
+    const { workflows } = scripted({ kind: 'incomplete', reason: cancelWording('changed_mind') });
     const app = appWith(workflows);
     const orderId = await placeOrder(app);
     await setStatus(orderId, 'RESERVED');
@@ -325,7 +347,8 @@ describe('with a running saga', () => {
     const body = (await res.json()) as { error: { code: string; message: string; status: string } };
     expect(body.error).toMatchObject({ code: 'cancel_incomplete', status: 'RESERVED' });
     expect(body.error.message).toMatch(/needs an operator/);
-    // Accepted by the saga: its reason is on record for when the operator has finished it.
+    // The saga was cancelling with this request's wording: its reason is on record for when the
+    // operator has finished the compensation.
     expect(await cancelReasonOf(orderId)).toEqual({ cancel_code: 'changed_mind', cancel_note: null });
   });
 

@@ -235,12 +235,11 @@ describe('classifyCancelError', () => {
       message: 'cancel accepted but not completed: releaseInventory: connection refused',
       type: 'CompensationFailed',
       nonRetryable: true,
+      details: [{ reason: 'cancelled at your request' }],
     });
     expect(
       classifyCancelError(new WorkflowUpdateFailedError('Workflow Update failed', compensation)),
-    ).toEqual({
-      kind: 'incomplete',
-    });
+    ).toEqual({ kind: 'incomplete', reason: 'cancelled at your request' });
   });
 
   it('treats every other update failure as a server failure (a 500 that shows nothing), not a refusal', () => {

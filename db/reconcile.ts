@@ -1,7 +1,7 @@
 /**
  * What `orders reconcile` looks for: orders whose pipeline stalled, and the event that asks for their
  * current run (`order.placed` for run 1, `order.retried` for a retry's run); and orders that ended
- * (not completed) with money still held, which only a run's compensation settles.
+ * (not completed) with money or stock still held, which only a run's compensation gives back.
  */
 import { FINAL_STATUSES, type OrderStatus } from '../domain/order.js';
 import { MONEY_HELD_STATUSES, type PaymentStatus } from '../domain/payment.js';
@@ -24,6 +24,8 @@ export interface StalledOrder {
     currency: string;
     chargeKey: string;
   } | null;
+  /** The run whose reservation still holds the order's stock, if one does. */
+  stockHeldBy: number | null;
 }
 
 /** Final statuses in which no money may stay held: every one but COMPLETED. */
@@ -32,8 +34,8 @@ const ENDED_WITHOUT_SALE = [...FINAL_STATUSES].filter((status) => status !== 'CO
 /**
  * Orders that have not changed for `olderThanMs` and are not final (PENDING, RESERVED, PAID), or
  * ended without a sale (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK) with money still held (a charge in
- * doubt never voided, a capture never refunded: a run stopped before its compensation finished):
- * candidates; whether a run of theirs is still going is Temporal's to say.
+ * doubt never voided, a capture never refunded) or stock still reserved: a run stopped before its
+ * compensations finished. Candidates; whether a run of theirs is still going is Temporal's to say.
  */
 export async function findStalledOrders(
   db: Queryable,
@@ -45,7 +47,9 @@ export async function findStalledOrders(
             case when e.id is null then null else json_build_object(
               'outboxId', e.id::text, 'type', e.type, 'published', e.status = 'PUBLISHED',
               'lastError', e.last_error) end as request,
-            m.held as "heldPayment"
+            m.held as "heldPayment",
+            case when o.stock_reserved_at is not null and o.stock_released_at is null
+                 then o.stock_run end as "stockHeldBy"
        from orders o
        left join lateral (
          select id, type, status, last_error from event_outbox x
@@ -60,7 +64,8 @@ export async function findStalledOrders(
           where p.order_id = o.id and p.status = any($4::text[])
           order by p.run desc limit 1) m on true
       where (o.status in ('PENDING', 'RESERVED', 'PAID')
-             or (o.status = any($3::text[]) and m.held is not null))
+             or (o.status = any($3::text[])
+                 and (m.held is not null or (o.stock_reserved_at is not null and o.stock_released_at is null))))
         and o.updated_at < now() - $1::float8 * interval '1 millisecond'
       order by o.updated_at
       limit $2`,

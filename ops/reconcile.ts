@@ -12,11 +12,11 @@
  * - the event is gone, or the run was started and is no longer running (it failed, was terminated,
  *   or Temporal forgot it): the order is retried as a new run if the domain allows it
  *   (`mayBeRetried`); otherwise the reason is reported (money held: reset the run instead);
- * - it ended without a sale (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK) with money still held, and no
- *   run of it is open to settle it (its compensation was stopped: a run terminated while it waited
- *   out a gateway outage): reported with the charge's key, never fixed here. `orders reset <id>
- *   --closed` runs the compensation again while Temporal keeps the run; after that, the gateway's
- *   own tools settle the charge by its key.
+ * - it ended without a sale (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK) with money still held or stock
+ *   still reserved, and no run of it is open to give them back (its compensations were stopped: a run
+ *   terminated while one waited out an outage): reported with the charge's key, never fixed here.
+ *   `orders reset <id> --closed` runs the compensations again while Temporal keeps the run; after
+ *   that, the gateway's own tools settle the charge by its key.
  * Exit status (through `ok`): without `fix`, every stalled order found is an item that is not ok.
  */
 import type { Client } from '@temporalio/client';
@@ -56,7 +56,7 @@ type Diagnosis =
   | { stalled: false; queued?: string }
   | {
       stalled: true;
-      cause: 'unpublished' | 'not-started' | 'no-request' | 'run-ended' | 'money-held';
+      cause: 'unpublished' | 'not-started' | 'no-request' | 'run-ended' | 'money-held' | 'stock-held';
       reason: string;
     };
 
@@ -112,18 +112,23 @@ export function diagnose(order: StalledOrder, latest: LatestRun | undefined, wai
   if (latest?.open && latest.run === order.run) return { stalled: false };
   const since = `since ${order.updatedAt}`;
   const held = order.heldPayment;
-  if (isFinal(order.status) && held) {
-    // Any run still open may yet settle it (a compensation waiting out an outage): not stalled.
+  if (isFinal(order.status) && (held || order.stockHeldBy !== null)) {
+    // Any run still open may yet give them back (a compensation waiting out an outage): not stalled.
     if (latest?.open) return { stalled: false };
     const workflow = latest ? `its workflow is ${latest.status}` : 'Temporal has no workflow for it';
+    const what = [
+      held && `run ${held.run}'s payment of ${held.amount} ${held.currency} is ${held.status}`,
+      order.stockHeldBy !== null && `run ${order.stockHeldBy}'s reservation still holds its stock`,
+    ].filter(Boolean);
     return {
       stalled: true,
-      cause: 'money-held',
+      cause: held ? 'money-held' : 'stock-held',
       reason:
-        `${order.status} ${since}, but run ${held.run}'s payment of ${held.amount} ${held.currency} is ` +
-        `${held.status} and no run is settling it (${workflow}): \`orders reset ${order.id} --closed\` runs ` +
-        `its compensation again while Temporal keeps the run; otherwise settle charge key ${held.chargeKey} ` +
-        'at the gateway',
+        `${order.status} ${since}, but ${what.join(' and ')}, and no run is giving them back (${workflow}): ` +
+        `\`orders reset ${order.id} --closed\` runs its compensations again while Temporal keeps the run; ` +
+        (held
+          ? `otherwise settle charge key ${held.chargeKey} at the gateway`
+          : 'otherwise the stock must be put back by hand'),
     };
   }
   if ((order.startedRun ?? 0) < order.run) {
@@ -185,8 +190,8 @@ async function fix(
   diagnosis: Extract<Diagnosis, { stalled: true }>,
 ): Promise<ItemResult> {
   const details = { cause: diagnosis.cause, status: order.status, run: order.run };
-  if (diagnosis.cause === 'money-held') {
-    // Not a retry's to fix (a new run would charge again, and retries refuse held money anyway).
+  if (diagnosis.cause === 'money-held' || diagnosis.cause === 'stock-held') {
+    // Not a retry's to fix: a new run would take stock and charge again.
     return { id: order.id, ok: false, outcome: 'refused', reason: diagnosis.reason, details };
   }
   if ((diagnosis.cause === 'unpublished' || diagnosis.cause === 'not-started') && order.request) {

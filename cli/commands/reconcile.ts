@@ -22,8 +22,8 @@ export const registerReconcile: RegisterCommand = (program, runner) => {
       'orders not final and unchanged for --older-than whose run is not running: an order.placed never ' +
         'published or never started (dead-lettered, lost), or a run that ended without finishing the order; ' +
         'and orders that ended without a sale while their payment still holds money (CHARGING, CAPTURED) ' +
-        'and no run settles it, which --fix leaves to an operator (reset --closed, or the gateway by the ' +
-        'charge key it names). Exit 0 when there are none; 1 when some are found (without --fix) or could not be fixed',
+        'or their stock is still reserved, and no run gives it back, which --fix leaves to an operator ' +
+        '(reset --closed, or the gateway by the charge key it names). Exit 0 when there are none; 1 when some are found (without --fix) or could not be fixed',
     )
     .option('--older-than <duration>', 'only orders unchanged this long (30s, 5m, 2h)', duration, 5 * 60_000)
     .option('--fix', 'send the stuck event again, or retry the order as a new run')

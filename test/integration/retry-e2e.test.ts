@@ -319,7 +319,7 @@ describe('reconcile', () => {
           details: { cause: 'money-held', status: 'PAYMENT_FAILED', run: 1 },
         },
       ]);
-      expect(mine[0]!.reason).toMatch(/payment of 10\.00 USD is CHARGING and no run is settling it/);
+      expect(mine[0]!.reason).toMatch(/payment of 10\.00 USD is CHARGING, and no run is giving them back/);
       expect(mine[0]!.reason).toContain(`charge key ${order.orderId}`);
     }
     // --fix changed nothing: no retry, the charge still on record for an operator to settle.
@@ -329,5 +329,36 @@ describe('reconcile', () => {
       [order.orderId],
     );
     expect(rows).toEqual([{ status: 'PAYMENT_FAILED', run: 1, payment: 'CHARGING' }]);
+  });
+
+  it('finds an order that ended with its stock still reserved and no run giving it back', async () => {
+    // A CANCELLED order whose run was terminated while its stock's release waited out an outage.
+    const sku = await createProduct(system.db.pool, { stock: 5 });
+    const order = await createOrder(system.db.pool, { items: [{ sku, qty: 1 }], status: 'CANCELLED' });
+    await system.db.pool.query(
+      `update orders set stock_reserved_at = now() - interval '11 minutes', stock_run = 1,
+              updated_at = now() - interval '10 minutes'
+        where id = $1::uuid`,
+      [order.orderId],
+    );
+    const found = await reconcileOrders(deps(), { olderThanMs: 5 * 60_000, fix: true });
+    const mine = found.items.filter((i) => i.id === order.orderId);
+    expect(mine).toMatchObject([
+      { ok: false, outcome: 'refused', details: { cause: 'stock-held', status: 'CANCELLED', run: 1 } },
+    ]);
+    expect(mine[0]!.reason).toMatch(
+      /run 1's reservation still holds its stock, and no run is giving them back/,
+    );
+
+    // Released (as the compensation records it): nothing to report.
+    await system.db.pool.query(`update orders set stock_released_at = now() where id = $1::uuid`, [
+      order.orderId,
+    ]);
+    await system.db.pool.query(
+      `update orders set updated_at = now() - interval '10 minutes' where id = $1::uuid`,
+      [order.orderId],
+    );
+    const after = await reconcileOrders(deps(), { olderThanMs: 5 * 60_000 });
+    expect(after.items.filter((i) => i.id === order.orderId)).toEqual([]);
   });
 });

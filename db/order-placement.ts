@@ -10,7 +10,7 @@
 import { randomUUID } from 'node:crypto';
 import { buildEvent, type OrderLine } from '../lib/events.js';
 import { outboxHeaders } from './outbox.js';
-import type { Queryable } from './pool.js';
+import type { Pool, Queryable } from './pool.js';
 import { isoText } from './timestamps.js';
 
 export interface PlaceOrderInput {
@@ -49,9 +49,10 @@ export type PlaceOrderOutcome =
  * `keyRetentionHours`. A reused key is found by the first read (the cheap, common case). Two
  * requests racing with one key both get past that; the key's primary key lets exactly one write
  * claim it, the other writes nothing at all (its order is made only if its claim succeeded) and
- * answers with the winner's order.
+ * answers with the winner's order. A pool, not a transaction's client: each statement must see what
+ * was committed when it starts (the write waits on a racing claim, then sees it).
  */
-export async function placeOrder(db: Queryable, input: PlaceOrderInput): Promise<PlaceOrderOutcome> {
+export async function placeOrder(db: Pool, input: PlaceOrderInput): Promise<PlaceOrderOutcome> {
   if (input.items.length === 0) throw new Error('placeOrder: an order needs at least one line');
   const lines = await priceLines(db, input);
   const replay = replayOf(lines[0]!, input);

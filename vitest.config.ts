@@ -1,4 +1,5 @@
 import { defineConfig } from 'vitest/config';
+import { TEST_NAMESPACE } from './test/helpers/temporal-namespace.js';
 
 // Three projects, one tree (test/): fast unit tests, time-skipping workflow tests, and integration
 // tests against the real PostgreSQL, RabbitMQ and Temporal dev server (scripts/infra.sh starts them).
@@ -24,6 +25,8 @@ export default defineConfig({
         test: {
           name: 'integration',
           globalSetup: ['test/helpers/global-setup.ts', 'test/helpers/temporal-setup.ts'],
+          // A namespace of their own on the shared dev server (unless one is given).
+          env: { TEMPORAL_NAMESPACE: process.env.TEMPORAL_NAMESPACE ?? TEST_NAMESPACE },
           include: ['test/integration/**/*.test.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,

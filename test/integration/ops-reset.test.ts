@@ -81,7 +81,7 @@ afterAll(async () => {
 const deps = () => ({ client, pool: ordersDb.pool, logger });
 
 const worker = (workflowBundle: WorkflowBundle) =>
-  Worker.create({ connection, taskQueue, workflowBundle, activities });
+  Worker.create({ connection, namespace: config.TEMPORAL_NAMESPACE, taskQueue, workflowBundle, activities });
 
 async function startSaga(queue = taskQueue): Promise<string> {
   const orderId = randomUUID();

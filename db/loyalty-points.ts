@@ -10,7 +10,9 @@ import { freshEventCte } from './processed-events.js';
  * (`freshEventCte`), in one statement. `awarded` false when the order already has an award, or when
  * this capture was refunded, before its payment.completed arrived or in a run since
  * (loyalty_refunded_captures); `fresh` false, changing nothing, when `consumer` applied the event
- * before. A revoked award for another capture (a retried order's earlier run) is replaced.
+ * before. A revoked award for another capture (a retried order's earlier run) is replaced; one that
+ * still stands keeps the order's points, and this capture waits (loyalty_waiting_captures) for that
+ * one's refund, which is then this one's turn (revokeOrderPoints).
  */
 export async function awardOrderPoints(
   db: Queryable,
@@ -29,6 +31,14 @@ export async function awardOrderPoints(
          where loyalty_points.revoked_at is not null
            and loyalty_points.reference is distinct from excluded.reference
        returning 1
+     ), waiting as (
+       insert into loyalty_waiting_captures (order_id, reference, customer_id, points, event_id)
+       select $1::uuid, $5, $2, $3, event_id from fresh
+       where not exists (select 1 from awarded)
+         and not exists (
+           select 1 from loyalty_refunded_captures where order_id = $1::uuid and reference = $5)
+         and not exists (select 1 from loyalty_points where order_id = $1::uuid and reference = $5)
+       on conflict do nothing
      )
      select exists (select 1 from fresh) as fresh, exists (select 1 from awarded) as awarded`,
     [award.orderId, award.customerId, award.points, award.eventId, award.reference, consumer],
@@ -40,8 +50,10 @@ export async function awardOrderPoints(
  * Takes back the points the capture `reference` earned (points 0, revoked); when that award has not
  * arrived yet, leaves a tombstone on the order. Either way the capture is recorded as refunded, so no
  * award is ever made for it, however late its payment.completed (a later run's award and refund
- * replace the order's tombstone, not this record). False when there was nothing of that capture's to
- * take back (already revoked, or the award is another capture's).
+ * replace the order's tombstone, not this record). A capture of the order waiting for the award
+ * (a retried run's, arrived while this one's award stood) then earns the order's points. False when
+ * there was nothing of that capture's to take back (already revoked, or the award is another
+ * capture's). In the caller's transaction.
  */
 export async function revokeOrderPoints(
   tx: Queryable,
@@ -62,5 +74,28 @@ export async function revokeOrderPoints(
          and (loyalty_points.reference = excluded.reference or loyalty_points.reference is null)`,
     [revoke.orderId, revoke.eventId, revoke.reference],
   );
+  // The refunded capture never earns points, waiting or not.
+  await tx.query(`delete from loyalty_waiting_captures where order_id = $1::uuid and reference = $2`, [
+    revoke.orderId,
+    revoke.reference,
+  ]);
+  // This refund freed the order's award: the latest capture waiting for it takes it.
+  if (rowCount === 1) {
+    await tx.query(
+      `with next as (
+         delete from loyalty_waiting_captures
+          where (order_id, reference) = (
+            select order_id, reference from loyalty_waiting_captures
+             where order_id = $1::uuid order by received_at desc limit 1)
+         returning order_id, reference, customer_id, points, event_id
+       )
+       update loyalty_points p
+          set customer_id = next.customer_id, points = next.points, event_id = next.event_id,
+              reference = next.reference, revoked_at = null, awarded_at = now()
+         from next
+        where p.order_id = next.order_id`,
+      [revoke.orderId],
+    );
+  }
   return rowCount === 1;
 }

@@ -194,6 +194,30 @@ describe('loyalty subscriber', () => {
     expect(row.points).toBe(120);
   });
 
+  it("gives a retried order's capture the points when an earlier run's refund arrives after it", async () => {
+    const running = await startSubscriber();
+    // Run 1 captured A (refunded by its compensation), run 2 captured B; A's refund arrives last.
+    const a = paymentCompleted('20.00');
+    publish(a, a.id);
+    await waitFor(async () => (await pointsOf(a.orderId)) === 20, { what: 'run 1’s award' });
+    const b = { ...paymentCompleted('30.00'), orderId: a.orderId };
+    publish(b, b.id);
+    await waitFor(() => running.lines.some((l) => l.eventId === b.id), { what: 'run 2’s capture handled' });
+    expect(await pointsOf(a.orderId)).toBe(20); // A's award still stands: B waits for it
+    const refundA = paymentRefunded(a);
+    publish(refundA, refundA.id, 'payment.refunded');
+    await waitFor(async () => (await pointsOf(a.orderId)) === 30, {
+      what: 'run 2’s capture earning the points',
+    });
+
+    // B's own refund then takes them back; a late duplicate of A's refund changes nothing.
+    const refundB = paymentRefunded(b);
+    publish(refundB, refundB.id, 'payment.refunded');
+    await waitFor(async () => (await pointsOf(a.orderId)) === 0, { what: 'run 2’s points taken back' });
+    await running.stop();
+    expect(await observer.messageCount(dlqName(config.LOYALTY_QUEUE))).toBe(0);
+  });
+
   it('takes the points back when the payment is refunded, whichever event arrives first', async () => {
     const running = await startSubscriber();
     const first = paymentCompleted('42.99');

@@ -20,11 +20,13 @@ export async function awardOrderPoints(
   award: { orderId: string; customerId: string; points: number; eventId: string; reference: string },
 ): Promise<{ fresh: boolean; awarded: boolean }> {
   const { rows } = await db.query<{ fresh: boolean; awarded: boolean }>(
-    `with ${freshEventCte(6, 4)}, awarded as (
-       insert into loyalty_points (order_id, customer_id, points, event_id, reference)
-       select $1::uuid, $2, $3, event_id, $5 from fresh
+    `with ${freshEventCte(6, 4)}, unrefunded as (
+       select event_id from fresh
        where not exists (
          select 1 from loyalty_refunded_captures where order_id = $1::uuid and reference = $5)
+     ), awarded as (
+       insert into loyalty_points (order_id, customer_id, points, event_id, reference)
+       select $1::uuid, $2, $3, event_id, $5 from unrefunded
        on conflict (order_id) do update
          set customer_id = excluded.customer_id, points = excluded.points, event_id = excluded.event_id,
              reference = excluded.reference, revoked_at = null, awarded_at = now()
@@ -33,10 +35,8 @@ export async function awardOrderPoints(
        returning 1
      ), waiting as (
        insert into loyalty_waiting_captures (order_id, reference, customer_id, points, event_id)
-       select $1::uuid, $5, $2, $3, event_id from fresh
+       select $1::uuid, $5, $2, $3, event_id from unrefunded
        where not exists (select 1 from awarded)
-         and not exists (
-           select 1 from loyalty_refunded_captures where order_id = $1::uuid and reference = $5)
          and not exists (select 1 from loyalty_points where order_id = $1::uuid and reference = $5)
        on conflict do nothing
      )

@@ -6,8 +6,9 @@
  *
  * Delivery is at least once, so the award is idempotent twice over: the event id is recorded in
  * processed_events (consumer 'loyalty') in the statement that awards the points (for a refund, the
- * transaction that takes them back), and an order earns points once even if a second, different
- * payment.completed for it ever appeared. The message is acked only after that commit.
+ * transaction that takes them back), and an order holds one award at a time: a second capture (a
+ * retried order's) waits until the first one's refund frees it (db/loyalty-points.ts). The message is
+ * acked only after that commit.
  */
 import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';

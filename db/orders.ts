@@ -146,7 +146,9 @@ export type TransitionResult =
 
 /**
  * Moves the order to `to` if its current status allows it (and, given `run`, only while that run is
- * the order's current one). `changed: false` with `status === to` means an earlier attempt already
+ * the order's current one). `reason` explains the new status (a decline, a cancel); a status given
+ * none has none, so an earlier status's reason (a retry's "retried: …") does not stay on a COMPLETED
+ * order. `changed: false` with `status === to` means an earlier attempt already
  * did it (idempotent retry); `status` undefined means no such order.
  */
 export async function transitionOrder(
@@ -156,7 +158,7 @@ export async function transitionOrder(
   { reason = null, run }: { reason?: string | null; run?: number } = {},
 ): Promise<TransitionResult> {
   const updated = await db.query<{ status: OrderStatus }>(
-    `update orders set status = $2, status_reason = coalesce($3, status_reason), updated_at = now()
+    `update orders set status = $2, status_reason = $3, updated_at = now()
      where id = $1::uuid and status = any($4::text[]) and ($5::int is null or run = $5::int)
      returning status`,
     [orderId, to, reason, TRANSITIONS[to], run ?? null],
@@ -200,7 +202,7 @@ export async function recordReservation(
   const to = reservation.outcome;
   const updated = await db.query<{ status: OrderStatus }>(
     `update orders
-        set status = $2, status_reason = coalesce($3, status_reason), updated_at = now(), reservation = $4::jsonb,
+        set status = $2, status_reason = $3, updated_at = now(), reservation = $4::jsonb,
             stock_run = case when $6 then $5 else stock_run end,
             stock_reserved_at = case when $6 then now() else stock_reserved_at end,
             stock_released_at = case when $6 then null else stock_released_at end

@@ -88,6 +88,8 @@ describe('retry', () => {
 
     const order = await system.waitForFinal(id);
     expect(order.status).toBe('COMPLETED');
+    // The retry's "retried: gateway back" explained the PENDING status only; it does not stay.
+    expect(order.statusReason).toBeNull();
     expect(gateway.captures).toBe(1);
     expect([...gateway.held.keys()]).toEqual([`${id}:run-2`]); // charged once, under run 2's key
     expect(await stockOf(system.db.pool, sku)).toBe(3); // counted once

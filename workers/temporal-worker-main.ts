@@ -26,8 +26,9 @@ import { runMain, waitForShutdownSignal } from '../lib/process.js';
 import { startTracing } from '../lib/tracing.js';
 import { createPool, poolSettings } from '../db/pool.js';
 import { temporalConnectionOptions } from '../lib/temporal.js';
+import { ensureSearchAttributes } from '../lib/temporal-namespace.js';
 import { bundleInChildProcess } from './bundle-workflows.js';
-import { createOrderWorker, ensureSearchAttributes } from './temporal-worker.js';
+import { createOrderWorker } from './temporal-worker.js';
 
 type PinoMethod = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 const TO_PINO: Record<LogLevel, PinoMethod> = {

@@ -3,7 +3,6 @@
  * the task queue. `createOrderWorker` wires real dependencies; tests call it too, with a test
  * database, their own task queue, and (for fault branches) an injected gateway or activity.
  */
-import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
 import { Worker, type NativeConnection, type WorkflowBundleOption } from '@temporalio/worker';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
@@ -16,7 +15,6 @@ import {
   withCallTimeout,
   type PaymentGateway,
 } from '../activities/payment-gateway.js';
-import { SEARCH_ATTRIBUTES } from '../workflows/contract.js';
 import { WORKFLOWS_PATH } from './bundle-workflows.js';
 
 /** The bundle's entry: the SDK's bundler compiles the TypeScript (and maps `.js` imports to `.ts`). */
@@ -86,52 +84,3 @@ export async function createOrderWorker(options: OrderWorkerOptions): Promise<Wo
 const WORKER_TUNING = (config: Config) => ({
   maxCachedWorkflows: config.WORKER_MAX_CACHED_WORKFLOWS,
 });
-
-const ALREADY_EXISTS = 6; // gRPC status codes
-const UNIMPLEMENTED = 12;
-
-/** Names of the custom search attributes the namespace has, or undefined if the server cannot say. */
-async function registeredSearchAttributes(
-  connection: NativeConnection,
-  namespace: string,
-): Promise<Set<string> | undefined> {
-  try {
-    const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
-    return new Set(Object.keys(customAttributes ?? {}));
-  } catch (err) {
-    if ((err as { code?: number }).code === UNIMPLEMENTED) return undefined; // the time-skipping test server
-    throw err;
-  }
-}
-
-/**
- * Registers the saga's custom search attributes (SEARCH_ATTRIBUTES in the contract) that are missing.
- * A saga started with an unregistered attribute is rejected, so the worker does this before serving.
- * One request per attribute, "already exists" counting as success: safe for many workers at once.
- *
- * @returns the names that were newly registered.
- */
-export async function ensureSearchAttributes(
-  connection: NativeConnection,
-  namespace: string,
-  logger: Logger,
-): Promise<string[]> {
-  const registered = await registeredSearchAttributes(connection, namespace);
-  const added: string[] = [];
-  for (const key of Object.values(SEARCH_ATTRIBUTES)) {
-    if (registered?.has(key.name)) continue;
-    const type = encodeSearchAttributeIndexedValueType(key.type);
-    if (type === undefined) throw new TypeError(`search attribute ${key.name}: unknown type ${key.type}`);
-    try {
-      await connection.operatorService.addSearchAttributes({
-        namespace,
-        searchAttributes: { [key.name]: type },
-      });
-      added.push(key.name);
-    } catch (err) {
-      if ((err as { code?: number }).code !== ALREADY_EXISTS) throw err;
-    }
-  }
-  if (added.length > 0) logger.info({ namespace, searchAttributes: added }, 'registered search attributes');
-  return added;
-}

@@ -12,12 +12,12 @@ import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Connection } from '@temporalio/client';
-import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/search-attributes.js';
-import { msToTs } from '@temporalio/common/lib/time.js';
 import amqplib, { type Channel } from 'amqplib';
 import pg from 'pg';
 import { amqpUser } from '../../lib/amqp/connection.js';
 import { CONFIG_KEYS } from '../../lib/config.js';
+import { createLogger } from '../../lib/logger.js';
+import { ensureNamespace, ensureSearchAttributes } from '../../lib/temporal-namespace.js';
 import { upScriptCommands } from '../../test/helpers/processes.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -214,43 +214,21 @@ export async function startOwnTemporal(workDir: string, logFile: string): Promis
   throw new Error(`the bench's own Temporal dev server did not start on ${address}: see ${logFile}`);
 }
 
-const SEARCH_ATTRIBUTES = ['OrderId', 'CustomerId', 'OrderStatus', 'FailureReason'];
-
 /**
  * A namespace of the bench's own, with the saga's search attributes. On a shared server
  * (`--temporal shared`) its workflows then never show among anyone else's, and deleting it at the
  * end removes them (the server deletes its executions in the background).
  */
 export async function createNamespace(connection: Connection, namespace: string): Promise<void> {
-  await connection.workflowService.registerNamespace({
-    namespace,
+  await ensureNamespace(connection, namespace, {
     description: 'npm run bench (deleted when the run ends)',
     // Longer than any run: nothing is deleted while the bench measures. With 1 hour, a 100 000-order
     // backlog's first runs came due for deletion 1 h into the drain, and the dev server's SQLite
     // store, deleting thousands of histories while serving the drain, failed every operation with
     // `interrupted (9)` half an hour later (the way a deleted bench namespace wedged the shared one).
-    workflowExecutionRetentionPeriod: msToTs('7 days'),
+    retention: '7 days',
   });
-  const keyword = encodeSearchAttributeIndexedValueType('KEYWORD')!;
-  // Until all are listed: the namespace may not be visible yet, and the server on PostgreSQL was
-  // seen to list a fresh namespace's attributes incompletely for a while (a cached copy, refreshed
-  // every 2 s); registering one that exists is harmless.
-  for (let attempt = 0; ; attempt++) {
-    try {
-      const { customAttributes } = await connection.operatorService.listSearchAttributes({ namespace });
-      const missing = SEARCH_ATTRIBUTES.filter((name) => !(name in (customAttributes ?? {})));
-      if (missing.length === 0) break;
-      await connection.operatorService.addSearchAttributes({
-        namespace,
-        searchAttributes: Object.fromEntries(missing.map((name) => [name, keyword])),
-      });
-    } catch (err) {
-      if (attempt >= 100) throw err;
-    }
-    if (attempt >= 100)
-      throw new Error(`search attributes of ${namespace} not registered after 100 attempts`);
-    await new Promise((resolve) => setTimeout(resolve, 300));
-  }
+  await ensureSearchAttributes(connection, namespace, createLogger('bench', 'warn'));
 }
 
 export async function deleteNamespace(connection: Connection, namespace: string): Promise<void> {

@@ -28,6 +28,7 @@ import { createTestDatabase, type TestDatabase } from './db.js';
 export interface OrderView {
   id: string;
   status: OrderStatus;
+  statusReason: string | null;
   correlationId: string;
   total: string;
   notifications: Array<{ kind: string }>;

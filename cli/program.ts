@@ -10,12 +10,14 @@ import { registerReconcile } from './commands/reconcile.js';
 import { registerReplay } from './commands/replay.js';
 import { registerReset } from './commands/reset.js';
 import { registerRetry } from './commands/retry.js';
+import { registerSettle } from './commands/settle.js';
 import { CommandRunner, EXIT, type CliIO, type RegisterCommand } from './runner.js';
 
 export const COMMANDS: readonly RegisterCommand[] = [
   registerReplay,
   registerRetry,
   registerReset,
+  registerSettle,
   registerDlq,
   registerReconcile,
   registerEraseCustomer,
@@ -38,6 +40,7 @@ export function buildProgram(runner: CommandRunner, io: CliIO): Command {
       'after',
       '\nSettings come from the environment, as for the services (README, Configuration): TEMPORAL_ADDRESS,' +
         '\nTEMPORAL_NAMESPACE, TEMPORAL_UI_URL, TEMPORAL_TLS_* and TEMPORAL_API_KEY (a remote Temporal),' +
+        "\nTEMPORAL_TASK_QUEUE (the worker's queue, where a settlement runs)," +
         '\nDATABASE_URL, AMQP_URL, BRIDGE_QUEUE, LOYALTY_QUEUE, ANALYTICS_QUEUE, and who may send what' +
         '\n(AMQP_TRUSTED_PUBLISHERS, BRIDGE_AMQP_USER, LOYALTY_AMQP_USER, ANALYTICS_AMQP_USER: a dead' +
         '\nletter from anyone else is never redriven), and DLQ_REDRIVE_WINDOW_MS (no older dead letter is).' +

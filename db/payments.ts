@@ -3,7 +3,7 @@
  * states it moves from, so a late or repeated writer changes nothing it should not.
  */
 import type { PaymentFailureCode } from '../lib/events.js';
-import type { PaymentStatus } from '../domain/payment.js';
+import { MONEY_HELD_STATUSES, type PaymentStatus } from '../domain/payment.js';
 import type { Queryable } from './pool.js';
 
 export interface PaymentRow {
@@ -36,6 +36,18 @@ export async function paymentStatuses(db: Queryable, orderId: string): Promise<P
     [orderId],
   );
   return rows.map((r) => r.status);
+}
+
+/** Every run's payment that holds money (CHARGING or CAPTURED: `moneyIsHeld`), by run. */
+export async function heldPayments(
+  db: Queryable,
+  orderId: string,
+): Promise<Array<{ run: number; status: PaymentStatus }>> {
+  const { rows } = await db.query<{ run: number; status: PaymentStatus }>(
+    'select run, status from payments where order_id = $1::uuid and status = any($2::text[]) order by run',
+    [orderId, MONEY_HELD_STATUSES],
+  );
+  return rows;
 }
 
 /**

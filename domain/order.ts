@@ -192,8 +192,54 @@ export function mayBeRetried({
   if (held.length > 0) {
     return refused(
       `a payment of this order is ${held.join(', ')}: money is held or its fate unknown; ` +
-        'settle it before retrying (orders reset <id> --closed --reason … runs its compensation again)',
+        'settle it before retrying (orders settle <id> --reason … gives it back; orders reset <id> --closed ' +
+        "--reason … runs the run's compensation again while Temporal keeps the run)",
     );
   }
+  return allowed;
+}
+
+/** What `maySettle` needs to know about an order. */
+export interface SettleFacts {
+  status: OrderStatus;
+  run: number;
+  /** Whether a run of the order (any workflow under its id) is open right now. */
+  runOpen: boolean;
+  /** Every run's payment that holds money (CHARGING or CAPTURED). */
+  heldPayments: ReadonlyArray<{ run: number; status: PaymentStatus }>;
+  /** The run whose reservation still holds the order's stock, or null. */
+  stockHeldBy: number | null;
+}
+
+/**
+ * May an operator settle the order (`orders settle`: its run's compensations run once more, as a
+ * workflow of their own)? Only an order that ended without a sale (PAYMENT_FAILED, CANCELLED,
+ * OUT_OF_STOCK) while its current run still holds money or stock, with no run open that could still
+ * give them back. A completed order's sale stands; an order that has not ended is its run's to
+ * finish or undo (cancel it, retry it, or reset its run).
+ */
+export function maySettle({ status, run, runOpen, heldPayments, stockHeldBy }: SettleFacts): Verdict {
+  if (status === 'COMPLETED')
+    return refused('order is COMPLETED: its sale stands, there is nothing to give back');
+  if (!isFinal(status))
+    return refused(
+      `order is ${status}: it has not ended, so its run gives back what it holds; cancel it, retry it, ` +
+        'or reset its run (orders reset <id> --closed) instead',
+    );
+  if (runOpen)
+    return refused(`a run of the order is open: it may still give back what it holds; wait for it to end`);
+  const elsewhere = [
+    ...heldPayments.filter((p) => p.run !== run).map((p) => `run ${p.run}'s payment is ${p.status}`),
+    ...(stockHeldBy !== null && stockHeldBy !== run
+      ? [`run ${stockHeldBy}'s reservation holds the stock`]
+      : []),
+  ];
+  if (elsewhere.length > 0)
+    return refused(
+      `${elsewhere.join(' and ')}, not the current run ${run}'s: a settlement gives back only what the ` +
+        "current run holds; settle that at the gateway by the charge's key, or put the stock back by hand",
+    );
+  if (heldPayments.length === 0 && stockHeldBy === null)
+    return refused(`order is ${status} and holds no money and no stock: there is nothing to settle`);
   return allowed;
 }

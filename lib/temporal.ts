@@ -7,11 +7,14 @@ import { Client, Connection, ServiceError, WorkflowExecutionAlreadyStartedError 
 import { TypedSearchAttributes, WorkflowNotFoundError } from '@temporalio/common';
 import type { Config } from './config.js';
 import type { TemporalTracing } from './tracing.js';
+import type { OrderStatus } from '../domain/order.js';
 import {
   SEARCH_ATTRIBUTES,
+  SETTLE_WORKFLOW_TYPE,
   WORKFLOW_TYPE,
   orderWorkflowId,
   type OrderSagaInput,
+  type SettleOrderInput,
 } from '../workflows/contract.js';
 
 /**
@@ -125,6 +128,35 @@ export async function startOrderSaga(
     if (open === undefined || open.run === run) return 'already-started';
     throw new EarlierRunStillOpenError(input.orderId, open.run, run);
   }
+}
+
+/**
+ * Starts a settlement of the order (workflows/settle-order.ts) under its own workflow id `order-<id>`,
+ * next to its saga's runs in the Web UI, and answers its run id. Never beside an open execution
+ * (conflict: fail); `ops/settle.ts` decides whether the order may be settled. The memo names the run it
+ * settles, as a saga run's does, so `latestOrderRun` reads it the same way (a retry then starts the
+ * next run).
+ */
+export async function startSettlement(
+  client: Client,
+  input: SettleOrderInput,
+  { taskQueue, customerId, status }: { taskQueue: string; customerId: string; status: OrderStatus },
+): Promise<{ runId: string }> {
+  const handle = await client.workflow.start(SETTLE_WORKFLOW_TYPE, {
+    workflowId: orderWorkflowId(input.orderId),
+    taskQueue,
+    args: [input],
+    workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+    workflowIdConflictPolicy: 'FAIL',
+    typedSearchAttributes: new TypedSearchAttributes([
+      { key: SEARCH_ATTRIBUTES.OrderId, value: input.orderId },
+      { key: SEARCH_ATTRIBUTES.CustomerId, value: customerId },
+      { key: SEARCH_ATTRIBUTES.OrderStatus, value: status },
+    ]),
+    memo: { correlationId: input.correlationId, run: input.run, settlement: true },
+    staticSummary: `settlement of run ${input.run}: ${input.reason}`,
+  });
+  return { runId: handle.firstExecutionRunId };
 }
 
 /**

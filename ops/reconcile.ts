@@ -14,9 +14,8 @@
  *   (`mayBeRetried`); otherwise the reason is reported (money held: reset the run instead);
  * - it ended without a sale (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK) with money still held or stock
  *   still reserved, and no run of it is open to give them back (its compensations were stopped: a run
- *   terminated while one waited out an outage): reported with the charge's key, never fixed here.
- *   `orders reset <id> --closed` runs the compensations again while Temporal keeps the run; after
- *   that, the gateway's own tools settle the charge by its key.
+ *   terminated while one waited out an outage): reported with the charge's key, never fixed here:
+ *   `orders settle <id>` gives them back (ops/settle.ts), with or without the run's history.
  * Exit status (through `ok`): without `fix`, every stalled order found is an item that is not ok.
  */
 import type { Client } from '@temporalio/client';
@@ -125,10 +124,7 @@ export function diagnose(order: StalledOrder, latest: LatestRun | undefined, wai
       cause: held ? 'money-held' : 'stock-held',
       reason:
         `${order.status} ${since}, but ${what.join(' and ')}, and no run is giving them back (${workflow}): ` +
-        `\`orders reset ${order.id} --closed\` runs its compensations again while Temporal keeps the run; ` +
-        (held
-          ? `otherwise settle charge key ${held.chargeKey} at the gateway`
-          : 'otherwise the stock must be put back by hand'),
+        `\`orders settle ${order.id} --reason …\` gives ${held ? `them back (charge key ${held.chargeKey})` : 'it back'}`,
     };
   }
   if ((order.startedRun ?? 0) < order.run) {

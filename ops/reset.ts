@@ -20,6 +20,8 @@
  *   `healthy` is set: resetting a healthy run re-runs its last step for nothing.
  * - Closed runs are refused unless `closed` is set. Temporal allows it and it is how a run that a
  *   bad deploy FAILED is given another chance, but it re-opens an order that looked finished.
+ * - Not a settlement: the order's latest execution may be one (`orders settle`, ops/settle.ts),
+ *   which has no saga run to reset; a failed one is started again.
  * - Only the current run of a workflow: resetting an older run (a query can match one) terminates
  *   the current run, which is never what was meant.
  * - Only a run of the order's current run number, checked under the order's row lock and held until
@@ -34,7 +36,7 @@ import type { Logger } from '../lib/logger.js';
 import { noteProblem } from '../domain/text.js';
 import { findOrder } from '../db/orders.js';
 import { holdLocksWhileIdle, withTransaction, type Pool } from '../db/pool.js';
-import { COMPENSATION_ACTIVITIES } from '../workflows/contract.js';
+import { COMPENSATION_ACTIVITIES, SETTLE_WORKFLOW_TYPE } from '../workflows/contract.js';
 import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
 import {
   UsageError,
@@ -109,6 +111,12 @@ async function resetOne(
     const current = await client.workflow.getHandle(run.workflowId).describe();
     const status = current.status.name;
     const base = { runId: current.runId, status };
+    if (current.type === SETTLE_WORKFLOW_TYPE)
+      return refuse(
+        `the order's latest execution is a ${current.type} (${status}), not a run of its saga: there is no ` +
+          'saga run to reset; a settlement that failed is started again with orders settle',
+        { ...base, type: current.type },
+      );
     if (run.runId && run.runId !== current.runId)
       return refuse(
         `run ${run.runId} is not the current run of ${run.workflowId} (that is ${current.runId}, ${status}): ` +

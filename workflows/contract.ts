@@ -11,6 +11,8 @@ import type { FailureType } from './failures.js';
 
 export const TASK_QUEUE = 'orders';
 export const WORKFLOW_TYPE = 'orderSaga';
+/** `orders settle`'s workflow (workflows/settle-order.ts), run under the order's own workflow id. */
+export const SETTLE_WORKFLOW_TYPE = 'settleOrder';
 
 /**
  * The business key is the workflow id: one order, one workflow, found in the Web UI by this id.
@@ -100,6 +102,31 @@ export interface CancelAccepted {
    * before this field existed.
    */
   reason?: string;
+}
+
+/**
+ * A settlement: run `run`'s compensations once more, as a workflow of their own under the order's
+ * workflow id (ops/settle.ts starts it), for an order that ended without a sale while that run still
+ * holds money or stock and no run of it is open to give them back. No personal data, as for the saga.
+ */
+export interface SettleOrderInput {
+  orderId: string;
+  correlationId: string;
+  /** The order's current run, whose payment and reservation are given back. */
+  run: number;
+  /** Why, from the operator: kept with the refund and the release (their events' `reason`). */
+  reason: string;
+}
+
+export interface SettleOrderResult {
+  orderId: string;
+  run: number;
+  /** What became of the run's money: refunded (a capture), voided (a charge in doubt), or none held. */
+  money: 'refunded' | 'voided' | 'none';
+  /** Whether the run's stock was given back by this settlement (or had been, by an earlier attempt). */
+  stockReleased: boolean;
+  /** Why a compensation did nothing, when one did nothing (e.g. the stock was sold). */
+  skipped: string[];
 }
 
 export const statusQuery = defineQuery<OrderSagaState>('status');

@@ -1,7 +1,9 @@
 /**
- * Failure types shared by activities (which throw them) and the workflow (which branches on them and
- * names them in retry policies). Plain constants: safe in the workflow bundle.
+ * Failure types shared by activities (which throw them) and the workflows (which branch on them and
+ * name them in retry policies), and how a workflow words a failure. Safe in the workflow bundle.
  */
+import { ActivityFailure } from '@temporalio/common';
+
 export const FAILURE_TYPES = {
   /** The gateway declined the charge: final, never retried. */
   PaymentDeclined: 'PaymentDeclined',
@@ -40,3 +42,9 @@ export const FAILURE_TYPES = {
 } as const;
 
 export type FailureType = (typeof FAILURE_TYPES)[keyof typeof FAILURE_TYPES];
+
+/** A failure as a workflow reports it: an activity's own message rather than "Activity task failed". */
+export function failureMessage(err: unknown): string {
+  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
+  return err instanceof Error ? err.message : String(err);
+}

@@ -52,7 +52,7 @@ import {
   type OrderSagaState,
   type SagaStep,
 } from './contract.js';
-import { FAILURE_TYPES } from './failures.js';
+import { FAILURE_TYPES, failureMessage } from './failures.js';
 
 type Activities = activities.Activities;
 
@@ -360,7 +360,7 @@ class OrderSaga {
       ) {
         log.warn('a step failed after the cancel was requested; the cancel wins', {
           orderId: this.input.orderId,
-          error: describe(err),
+          error: failureMessage(err),
         });
         return await this.onCancelled(new CancelledFailure('cancelled while a step was in flight'));
       }
@@ -379,9 +379,12 @@ class OrderSaga {
       }
       // Unexpected failure of a step: undo what was done, then fail with the original error.
       if (this.state.compensationFailures.length === 0) {
-        log.error('saga step failed; compensating', { orderId: this.input.orderId, error: describe(err) });
+        log.error('saga step failed; compensating', {
+          orderId: this.input.orderId,
+          error: failureMessage(err),
+        });
         await CancellationScope.nonCancellable(() =>
-          this.compensate(`saga failed: ${describe(err)}`, { cancelled: false }),
+          this.compensate(`saga failed: ${failureMessage(err)}`, { cancelled: false }),
         );
       }
       this.showFailureReason(failureType(err));
@@ -616,7 +619,7 @@ class OrderSaga {
       try {
         await c.run(regular(undo, c.summary), reason, cancelled);
       } catch (err) {
-        const failure = `${c.name}: ${describe(err)}`;
+        const failure = `${c.name}: ${failureMessage(err)}`;
         this.state.compensationFailures.push(failure);
         log.error('compensation failed', {
           orderId: this.input.orderId,
@@ -751,11 +754,6 @@ function declineReason(err: unknown): string | undefined {
 }
 
 /** The useful message of a failure: an activity failure's own message only says "activity failed". */
-function describe(err: unknown): string {
-  if (err instanceof ActivityFailure && err.cause) return err.cause.message;
-  return err instanceof Error ? err.message : String(err);
-}
-
 /** `600000` → `10m`, `90000` → `1m30s`, `2500` → `2.5s`: short, for summaries in the Web UI. */
 export function humanDuration(ms: number): string {
   const parts: string[] = [];

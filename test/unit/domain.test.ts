@@ -6,6 +6,7 @@ import {
   mayBeCancelledNow,
   mayBeCancelledWithoutSaga,
   mayBeRetried,
+  maySettle,
   mayEnter,
   paidOrderMayBeCancelled,
   stockIsSold,
@@ -176,5 +177,42 @@ describe('storable text', () => {
     for (const text of ['changed my mind', 'changé d’avis', 'too big 🙂', '100% — sure?']) {
       expect(textProblem(text)).toBeUndefined();
     }
+  });
+});
+
+describe('maySettle (orders settle)', () => {
+  const held = {
+    status: 'PAYMENT_FAILED',
+    run: 2,
+    runOpen: false,
+    heldPayments: [],
+    stockHeldBy: null,
+  } as const;
+
+  it('an ended order whose current run holds money or stock, no run open: yes', () => {
+    for (const status of ['PAYMENT_FAILED', 'CANCELLED', 'OUT_OF_STOCK'] as const) {
+      expect(maySettle({ ...held, status, stockHeldBy: 2 })).toEqual({ ok: true });
+    }
+    expect(maySettle({ ...held, heldPayments: [{ run: 2, status: 'CHARGING' }] })).toEqual({ ok: true });
+    expect(maySettle({ ...held, heldPayments: [{ run: 2, status: 'CAPTURED' }], stockHeldBy: 2 })).toEqual({
+      ok: true,
+    });
+  });
+
+  it('refuses a completed order, one not ended, an open run, nothing held, and what an earlier run holds', () => {
+    const reason = (facts: Parameters<typeof maySettle>[0]) => {
+      const verdict = maySettle(facts);
+      return verdict.ok ? 'allowed' : verdict.reason;
+    };
+    expect(reason({ ...held, status: 'COMPLETED', stockHeldBy: 2 })).toMatch(/sale stands/);
+    for (const status of ['PENDING', 'RESERVED', 'PAID'] as const) {
+      expect(reason({ ...held, status, stockHeldBy: 2 })).toMatch(/has not ended/);
+    }
+    expect(reason({ ...held, runOpen: true, stockHeldBy: 2 })).toMatch(/a run of the order is open/);
+    expect(reason(held)).toMatch(/nothing to settle/);
+    expect(reason({ ...held, heldPayments: [{ run: 1, status: 'CAPTURED' }] })).toMatch(
+      /run 1's payment is CAPTURED, not the current run 2's/,
+    );
+    expect(reason({ ...held, stockHeldBy: 1 })).toMatch(/run 1's reservation holds the stock/);
   });
 });

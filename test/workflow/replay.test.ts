@@ -23,6 +23,8 @@
  * `late-capture-stands.json` carries `late-capture-stands`: a capture whose completion was lost,
  * found by the deadline's failPayment.
  *
+ * `settlement.json` is the other workflow the worker runs, `settleOrder` (`orders settle`).
+ *
  * Five are the exception: the time-skipping server cannot produce them, so they were recorded on the
  * dev server by test/integration/saga-races.test.ts (`RECORD_HISTORIES=<name> npx vitest run --project
  * integration test/integration/saga-races.test.ts`): `cancelled-during-failing-charge.json` (before
@@ -41,7 +43,7 @@ import { Worker, type Worker as WorkerType } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { recordCancelRequest } from '../../db/orders.js';
 import { PATCHES } from '../../workflows/order-saga.js';
-import { cancelUpdate, statusQuery, type OrderSagaResult } from '../../workflows/contract.js';
+import { cancelUpdate, statusQuery } from '../../workflows/contract.js';
 import { createProduct } from '../helpers/db.js';
 import { downGateway, ledgerGateway } from './fixtures/gateways.js';
 import {
@@ -52,7 +54,7 @@ import {
   type SagaHarness,
 } from './fixtures/harness.js';
 import { waitUntil } from '../helpers/wait.js';
-import { createOrder, sagaInput } from './fixtures/orders.js';
+import { createHeldOrder, createOrder, sagaInput } from './fixtures/orders.js';
 
 const HISTORIES_DIR = fileURLToPath(new URL('./histories/', import.meta.url));
 /** '1': every scenario; otherwise a comma-separated list of scenario names. */
@@ -61,7 +63,7 @@ const RECORD = RECORD_ONLY !== undefined && RECORD_ONLY !== '';
 const recording = (name: string) => RECORD_ONLY === '1' || (RECORD_ONLY ?? '').split(',').includes(name);
 
 /** Each scenario drives one saga to its end; the file name says which branch its history covers. */
-const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['status']>> = {
+const SCENARIOS: Record<string, (h: SagaHarness) => Promise<string>> = {
   async completed(h) {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
@@ -153,6 +155,23 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<OrderSagaResult['sta
  * The scenarios recorded again after a change of the saga's shape: `<name>-lean` since
  * `lean-history`, `<name>-local-email` since `notify-locally` (every kind of e-mail it sends).
  */
+/** A settlement (`orders settle`, workflows/settle-order.ts): a capture refunded, the stock put back. */
+SCENARIOS.settlement = async (h) => {
+  const sku = await createProduct(h.db.pool, { stock: 5 });
+  const order = await createHeldOrder(h.db.pool, { sku, status: 'CANCELLED', payment: 'CAPTURED' });
+  const worker = await h.worker({ gateway: ledgerGateway('up') });
+  return worker.runUntil(async () => {
+    const handle = await h.settle(
+      worker,
+      { orderId: order.orderId, correlationId: order.correlationId, run: 1, reason: 'recorded for replay' },
+      { customerId: order.customerId, status: 'CANCELLED' },
+    );
+    const { money } = await handle.result();
+    save(current, await handle.fetchHistory());
+    return money;
+  });
+};
+
 const RERECORDED = {
   lean: ['completed', 'out-of-stock', 'payment-declined', 'payment-deadline', 'cancelled-by-update'],
   'local-email': ['completed', 'out-of-stock', 'payment-declined', 'cancelled-by-update'],
@@ -192,7 +211,7 @@ describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
     await h?.close();
   });
 
-  const expected: Record<string, OrderSagaResult['status']> = {
+  const expected: Record<string, string> = {
     completed: 'COMPLETED',
     'out-of-stock': 'OUT_OF_STOCK',
     'payment-declined': 'PAYMENT_FAILED',
@@ -202,6 +221,7 @@ describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
     'gateway-recovers-lean': 'COMPLETED',
     'cancel-recorded-not-delivered': 'CANCELLED',
     'late-capture-stands': 'COMPLETED',
+    settlement: 'refunded',
   };
   for (const [suffix, names] of Object.entries(RERECORDED)) {
     for (const name of names) expected[`${name}-${suffix}`] = expected[name]!;

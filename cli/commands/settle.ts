@@ -1,0 +1,68 @@
+/** `orders settle`: gives back what an ended order still holds, its run gone (ops/settle.ts). */
+import type { Command } from 'commander';
+import { DEFAULT_CONCURRENCY } from '../../ops/batch.js';
+import { settleOrders } from '../../ops/settle.js';
+import { pairs } from '../output.js';
+import { duration, positiveInt } from '../options.js';
+import type { RegisterCommand } from '../runner.js';
+
+interface SettleFlags {
+  reason: string;
+  dryRun?: boolean;
+  wait: number;
+  concurrency: number;
+}
+
+export const registerSettle: RegisterCommand = (program, runner) => {
+  program
+    .command('settle')
+    .summary('give back the money and stock of ended orders whose run stopped before it did')
+    .description(
+      'for each order that ended without a sale (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK) while its run still ' +
+        'holds money (a charge in doubt, a capture) or stock, and no run of it is open (orders reconcile lists ' +
+        "them as money-held or stock-held): run the saga's compensations once more, as a workflow of its own " +
+        "under the order's workflow id: the charge voided or refunded at the gateway by its key, the stock put " +
+        'back, each with its event. Works after Temporal has forgotten the run; every other order is refused ' +
+        'with the reason',
+    )
+    .argument('<orderIds...>', 'order ids (or workflow ids order-<id>)')
+    .requiredOption(
+      '--reason <text>',
+      'why: what was found, who decided; kept with the refund and the release',
+    )
+    .option('--dry-run', 'say what would be settled, change nothing')
+    .option(
+      '--wait <duration>',
+      'wait this long for each settlement to end (0: do not wait)',
+      duration,
+      60_000,
+    )
+    .option('--concurrency <n>', 'orders handled at once', positiveInt, DEFAULT_CONCURRENCY)
+    .addHelpText(
+      'after',
+      '\nExample:\n  npm run orders -- settle <order id> --reason "run terminated during the gateway outage of 3 May" --dry-run',
+    )
+    .action((orderIds: string[], flags: SettleFlags, command: Command) =>
+      runner.run(
+        command,
+        async (ctx, progress) =>
+          settleOrders(
+            {
+              pool: ctx.pool(),
+              client: await ctx.temporal(),
+              logger: ctx.logger,
+              config: ctx.config,
+              progress,
+            },
+            {
+              orderIds,
+              reason: flags.reason,
+              dryRun: flags.dryRun ?? false,
+              waitMs: flags.wait,
+              concurrency: flags.concurrency,
+            },
+          ),
+        (item) => pairs(item.details, ['status', 'run', 'money', 'stockReleased', 'runId']),
+      ),
+    );
+};

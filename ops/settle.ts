@@ -1,0 +1,195 @@
+/**
+ * `orders settle`: gives back what an ended order still holds when no run of it is left to do so.
+ *
+ * An order that ended without a sale (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK) while its run still
+ * holds money (a payment CHARGING or CAPTURED) or stock: its compensations were stopped before they
+ * finished (a run terminated by hand while one waited out an outage). `orders reconcile` lists it
+ * (`money-held`, `stock-held`); `orders reset <id> --closed` re-runs the compensations only while
+ * Temporal keeps the run's history. A settlement works with or without it: a workflow of its own
+ * (workflows/settle-order.ts) under the order's workflow id runs the saga's own compensations for
+ * the order's current run: the charge voided or refunded at the gateway by its key, the stock put
+ * back, each with its event, each idempotent, visible in the Web UI beside the order's runs.
+ *
+ * Rules (each refusal is an item with its reason, and the command exits 1): the domain's
+ * (`maySettle`, domain/order.ts), judged under the order's row lock, held until Temporal has
+ * answered the start: a retry asked for meanwhile waits for it, then sees the settlement's run open
+ * and refuses; a second settlement sees it too.
+ */
+import { WorkflowFailedError, type Client } from '@temporalio/client';
+import type { Config } from '../lib/config.js';
+import type { Logger } from '../lib/logger.js';
+import { maySettle } from '../domain/order.js';
+import { noteProblem } from '../domain/text.js';
+import { latestOrderRun, startSettlement, workflowUiUrl } from '../lib/temporal.js';
+import { findOrder } from '../db/orders.js';
+import { heldPayments } from '../db/payments.js';
+import { holdLocksWhileIdle, withTransaction, type Pool } from '../db/pool.js';
+import { orderWorkflowId, type SettleOrderResult } from '../workflows/contract.js';
+import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
+import {
+  UsageError,
+  commandResult,
+  noProgress,
+  type CommandResult,
+  type ItemResult,
+  type Progress,
+} from './result.js';
+import { runFailureReason } from './run-failures.js';
+import { parseOrderIds } from './select.js';
+
+export interface SettleDeps {
+  pool: Pool;
+  client: Client;
+  logger: Logger;
+  /**
+   * TEMPORAL_TASK_QUEUE: the worker's queue (a settlement's activities are the saga's); the Web UI
+   * link in each item from the other two.
+   */
+  config: Pick<Config, 'TEMPORAL_TASK_QUEUE' | 'TEMPORAL_UI_URL' | 'TEMPORAL_NAMESPACE'>;
+  progress?: Progress;
+}
+
+export interface SettleOptions {
+  orderIds: readonly string[];
+  /** Why (what was found at the gateway, who decided): kept with the refund and the release. */
+  reason: string;
+  /** Says what would be settled, changes nothing. */
+  dryRun?: boolean;
+  /** How long to wait for each settlement's end before reporting it as under way; 0: do not wait. */
+  waitMs?: number;
+  concurrency?: number;
+}
+
+/**
+ * How long Temporal may take to answer the start (the row lock is held meanwhile). A start not
+ * answered by then may still have happened: the command run again finds its run open, or done.
+ */
+const START_DEADLINE_MS = 30_000;
+
+export async function settleOrders(deps: SettleDeps, options: SettleOptions): Promise<CommandResult> {
+  const reason = options.reason.trim();
+  if (reason === '') throw new UsageError('--reason is empty: say what was found and who decided');
+  // Kept in the events and shown in the Web UI: the rule for any note people read.
+  const problem = noteProblem(reason);
+  if (problem !== undefined) throw new UsageError(`--reason ${problem}`);
+  const orderIds = parseOrderIds(options.orderIds);
+  if (orderIds.length === 0) throw new UsageError('no orders selected: give one or more order ids');
+  const progress = deps.progress ?? noProgress;
+  progress.start(orderIds.length);
+  const items = await mapBounded(
+    orderIds,
+    options.concurrency ?? DEFAULT_CONCURRENCY,
+    (orderId) => settleOne(deps, { ...options, reason }, orderId),
+    (item) => progress.advance(item),
+  );
+  return commandResult(options.dryRun ? 'settle --dry-run' : 'settle', items);
+}
+
+async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: string): Promise<ItemResult> {
+  const { pool, client, logger } = deps;
+  const workflowId = orderWorkflowId(orderId);
+  try {
+    const started = await withTransaction(
+      pool,
+      async (tx): Promise<ItemResult | { runId: string; run: number }> => {
+        await holdLocksWhileIdle(tx, START_DEADLINE_MS + 15_000);
+        const order = await findOrder(tx, orderId, { lock: true });
+        if (!order) return { id: orderId, ok: false, outcome: 'not-found', reason: `no order ${orderId}` };
+        const latest = await client.withDeadline(Date.now() + START_DEADLINE_MS, () =>
+          latestOrderRun(client, orderId),
+        );
+        const held = await heldPayments(tx, orderId);
+        const stockHeldBy = order.stock_held ? order.stock_run : null;
+        const details = {
+          workflowId,
+          status: order.status,
+          run: order.run,
+          heldPayments: held,
+          stockHeldBy,
+        };
+        const verdict = maySettle({
+          status: order.status,
+          run: order.run,
+          runOpen: latest?.open ?? false,
+          heldPayments: held,
+          stockHeldBy,
+        });
+        if (!verdict.ok)
+          return { id: orderId, ok: false, outcome: 'refused', reason: verdict.reason, details };
+        if (options.dryRun) return { id: orderId, ok: true, outcome: 'would-settle', details };
+        const { runId } = await client.withDeadline(Date.now() + START_DEADLINE_MS, () =>
+          startSettlement(
+            client,
+            { orderId, correlationId: order.correlation_id, run: order.run, reason: options.reason },
+            {
+              taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
+              customerId: order.customer_id,
+              status: order.status,
+            },
+          ),
+        );
+        return { runId, run: order.run };
+      },
+    );
+    if ('outcome' in started) return started;
+    logger.info(
+      { orderId, run: started.run, runId: started.runId, reason: options.reason },
+      'settlement started',
+    );
+    const base = {
+      workflowId,
+      runId: started.runId,
+      run: started.run,
+      url: workflowUiUrl(deps.config, orderId),
+    };
+    const waitMs = options.waitMs ?? 0;
+    if (waitMs <= 0) return { id: orderId, ok: true, outcome: 'started', details: base };
+    const ended = await waitForSettlement(client, workflowId, started.runId, waitMs);
+    if (ended === undefined)
+      return {
+        id: orderId,
+        ok: true,
+        outcome: 'settling',
+        reason:
+          `still running after ${Math.round(waitMs / 1000)} s (a compensation waiting out an outage, or no worker ` +
+          'polling): it goes on by itself; follow it in the Web UI',
+        details: base,
+      };
+    return { id: orderId, ok: true, outcome: 'settled', details: { ...base, ...ended } };
+  } catch (err) {
+    return {
+      id: orderId,
+      ok: false,
+      outcome: 'failed',
+      // A settlement that failed says what failed and what to do (workflows/settle-order.ts).
+      reason:
+        err instanceof WorkflowFailedError && err.cause
+          ? err.cause.message
+          : runFailureReason(err, { orderId, workflowId }),
+      details: { workflowId },
+    };
+  }
+}
+
+/** The settlement's result, or undefined if it has not ended within `waitMs`; its failure is thrown. */
+async function waitForSettlement(
+  client: Client,
+  workflowId: string,
+  runId: string,
+  waitMs: number,
+): Promise<Omit<SettleOrderResult, 'orderId' | 'run'> | undefined> {
+  const handle = client.workflow.getHandle<() => Promise<SettleOrderResult>>(workflowId, runId);
+  const stop = new AbortController();
+  const timer = setTimeout(() => stop.abort(), waitMs);
+  try {
+    const { money, stockReleased, skipped } = await client.withAbortSignal(stop.signal, () =>
+      handle.result(),
+    );
+    return { money, stockReleased, skipped };
+  } catch (err) {
+    if (stop.signal.aborted) return undefined;
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
+}

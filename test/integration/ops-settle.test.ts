@@ -1,0 +1,253 @@
+/**
+ * `orders settle` on the real servers: an order that ended without a sale while its run still held
+ * money or stock, no run left to give them back (terminated by hand while its compensation waited
+ * out a gateway outage; or forgotten by Temporal altogether), is settled by a workflow of its own
+ * that runs the saga's compensations: the charge voided or refunded at the gateway, the stock put
+ * back, each with its event. Then the order may be retried. Plus what it refuses, and that two
+ * settlements at once start one.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createLogger } from '../../lib/logger.js';
+import { reconcileOrders } from '../../ops/reconcile.js';
+import { resetOrders } from '../../ops/reset.js';
+import { retryOrders } from '../../ops/retry.js';
+import { settleOrders } from '../../ops/settle.js';
+import { UsageError } from '../../ops/result.js';
+import { orderWorkflowId, type SettleOrderResult } from '../../workflows/contract.js';
+import { waitFor } from '../helpers/amqp.js';
+import { createProduct } from '../helpers/db.js';
+import { startSystem, type TestSystem } from '../helpers/system.js';
+import { GatewayUnavailableError, type PaymentGateway } from '../../activities/payment-gateway.js';
+import { ledgerGateway } from '../workflow/fixtures/gateways.js';
+import { createOrder, stockOf } from '../workflow/fixtures/orders.js';
+
+const ledger = ledgerGateway('up');
+/** The ledger, but its voids and refunds fail (not reached) while `undoDown`: a compensation waits. */
+let undoDown = false;
+const gateway: PaymentGateway = {
+  charge: (request, signal) => ledger.charge(request, signal),
+  void: async (request, signal) => {
+    if (undoDown) throw new GatewayUnavailableError('simulated: voids and refunds are down');
+    return ledger.void(request, signal);
+  },
+  refund: async (request, signal) => {
+    if (undoDown) throw new GatewayUnavailableError('simulated: voids and refunds are down');
+    return ledger.refund(request, signal);
+  },
+};
+
+const logger = createLogger('ops-settle', 'silent');
+let system: TestSystem;
+
+beforeAll(async () => {
+  system = await startSystem({ PAYMENT_DEADLINE_MS: '1500' }, { gateway });
+});
+afterAll(async () => {
+  await system?.stop();
+});
+
+const deps = () => ({ pool: system.db.pool, client: system.temporal, logger, config: system.config });
+const settle = (orderIds: string[], extra: { dryRun?: boolean; waitMs?: number } = {}) =>
+  settleOrders(deps(), {
+    orderIds,
+    reason: 'run stopped during the gateway outage',
+    waitMs: 20_000,
+    ...extra,
+  });
+
+async function rowsOf(orderId: string) {
+  const { rows } = await system.db.pool.query<{
+    status: string;
+    payment: string | null;
+    stock_held: boolean;
+  }>(
+    `select o.status, p.status as payment,
+            (o.stock_reserved_at is not null and o.stock_released_at is null) as stock_held
+       from orders o left join payments p on p.order_id = o.id and p.run = o.run
+      where o.id = $1::uuid`,
+    [orderId],
+  );
+  return rows[0];
+}
+
+async function outboxTypes(orderId: string): Promise<string[]> {
+  const { rows } = await system.db.pool.query<{ type: string }>(
+    'select type from event_outbox where order_id = $1::uuid order by id',
+    [orderId],
+  );
+  return rows.map((r) => r.type);
+}
+
+describe('orders settle', () => {
+  it('refunds the capture whose answer was lost and puts the stock back, for a run terminated while its compensation waited; then the order runs again', async () => {
+    // The gateway captures but its answers are lost, until the deadline passes: PAYMENT_FAILED, the
+    // charge in doubt (CHARGING), the stock held. Voids are down, so the compensation waits the
+    // outage out, and an operator terminates the run.
+    ledger.mode = 'lose-answers';
+    undoDown = true;
+    const sku = await createProduct(system.db.pool, { stock: 5, price: '8.00' });
+    const placed = await system.placeOrder({
+      customer_id: 'C-SETTLE',
+      email: 's@example.com',
+      items: [{ sku, qty: 2 }],
+    });
+    const id = placed.body.id;
+    expect((await system.waitForFinal(id)).status).toBe('PAYMENT_FAILED');
+    ledger.mode = 'up';
+    const saga = system.temporal.workflow.getHandle(orderWorkflowId(id));
+    await waitFor(
+      async () => ((await saga.describe()).raw.pendingActivities?.[0]?.attempt ?? 0) > 1 || undefined,
+      { what: 'the compensation to be retrying' },
+    );
+    await saga.terminate('stopped by hand during the outage');
+    expect(await rowsOf(id)).toEqual({ status: 'PAYMENT_FAILED', payment: 'CHARGING', stock_held: true });
+    expect(await stockOf(system.db.pool, sku)).toBe(3);
+    const stalled = await reconcileOrders(
+      { pool: system.db.pool, client: system.temporal, logger },
+      { olderThanMs: 0 },
+    );
+    const listed = stalled.items.find((i) => i.id === id);
+    expect(listed).toMatchObject({ ok: false, details: { cause: 'money-held' } });
+    expect(listed!.reason).toContain(`orders settle ${id}`);
+
+    // Still down: the settlement starts and waits the outage out, as the saga's compensation did.
+    const first = await settle([id], { waitMs: 1_000 });
+    expect(first).toMatchObject({
+      ok: true,
+      items: [{ id, ok: true, outcome: 'settling', details: { run: 1 } }],
+    });
+    // Meanwhile nothing else starts: a second settlement, and a retry, see its run open.
+    expect(await settle([id])).toMatchObject({
+      ok: false,
+      items: [{ ok: false, outcome: 'refused', reason: expect.stringMatching(/a run of the order is open/) }],
+    });
+    const retryWhileOpen = await retryOrders(
+      { pool: system.db.pool, client: system.temporal, logger },
+      { selection: { orderIds: [id] }, reason: 'too early' },
+    );
+    expect(retryWhileOpen.items[0]).toMatchObject({ ok: false, outcome: 'refused' });
+
+    undoDown = false;
+    const settlement = system.temporal.workflow.getHandle<() => Promise<SettleOrderResult>>(
+      orderWorkflowId(id),
+      String(first.items[0]!.details!.runId),
+    );
+    expect(await settlement.result()).toEqual({
+      orderId: id,
+      run: 1,
+      money: 'refunded',
+      stockReleased: true,
+      skipped: [],
+    });
+    expect(await rowsOf(id)).toEqual({ status: 'PAYMENT_FAILED', payment: 'REFUNDED', stock_held: false });
+    expect(await stockOf(system.db.pool, sku)).toBe(5);
+    expect(ledger.held.size).toBe(0);
+    expect(await outboxTypes(id)).toEqual(expect.arrayContaining(['payment.refunded', 'inventory.released']));
+    const after = await reconcileOrders(
+      { pool: system.db.pool, client: system.temporal, logger },
+      { olderThanMs: 0 },
+    );
+    expect(after.items.filter((i) => i.id === id)).toEqual([]);
+    // Settled again: nothing held, nothing to do.
+    expect((await settle([id])).items[0]).toMatchObject({
+      ok: false,
+      outcome: 'refused',
+      reason: expect.stringMatching(/nothing to settle/),
+    });
+    // The order's latest execution is the settlement: a reset refuses it rather than re-running it.
+    const reset = await resetOrders(
+      { pool: system.db.pool, client: system.temporal, logger },
+      { selection: { orderIds: [id] }, reason: 'no', closed: true },
+    );
+    expect(reset.items[0]).toMatchObject({ ok: false, outcome: 'refused', details: { type: 'settleOrder' } });
+
+    // And the order runs again, as run 2, charged once.
+    const retried = await retryOrders(
+      { pool: system.db.pool, client: system.temporal, logger },
+      { selection: { orderIds: [id] }, reason: 'gateway back' },
+    );
+    expect(retried).toMatchObject({ ok: true, items: [{ outcome: 'retried', details: { run: 2 } }] });
+    expect((await system.waitForFinal(id)).status).toBe('COMPLETED');
+    expect([...ledger.held.keys()]).toEqual([`${id}:run-2`]);
+    expect(await stockOf(system.db.pool, sku)).toBe(3);
+  });
+
+  it('refunds a capture and releases the stock of an order Temporal no longer knows, with their events', async () => {
+    // Long after retention: no workflow of the order is left, the capture and the stock still held.
+    const sku = await createProduct(system.db.pool, { stock: 4 });
+    const order = await createOrder(system.db.pool, { items: [{ sku, qty: 1 }], status: 'CANCELLED' });
+    await system.db.pool.query(
+      `update orders set stock_reserved_at = now(), stock_run = 1 where id = $1::uuid`,
+      [order.orderId],
+    );
+    await system.db.pool.query(`update products set stock_qty = stock_qty - 1 where sku = $1`, [sku]);
+    await system.db.pool.query(
+      `insert into payments (order_id, run, amount, currency, charge_key, status, reference)
+       values ($1::uuid, 1, 10.00, 'USD', $1::text, 'CAPTURED', 'ledger_' || $1::text)`,
+      [order.orderId],
+    );
+
+    const dry = await settle([order.orderId], { dryRun: true });
+    expect(dry).toMatchObject({
+      ok: true,
+      items: [
+        {
+          outcome: 'would-settle',
+          details: { run: 1, stockHeldBy: 1, heldPayments: [{ run: 1, status: 'CAPTURED' }] },
+        },
+      ],
+    });
+    expect((await rowsOf(order.orderId))?.payment).toBe('CAPTURED'); // the dry run changed nothing
+
+    const settled = await settle([order.orderId]);
+    expect(settled).toMatchObject({
+      ok: true,
+      items: [{ outcome: 'settled', details: { money: 'refunded', stockReleased: true, skipped: [] } }],
+    });
+    expect(await rowsOf(order.orderId)).toEqual({
+      status: 'CANCELLED',
+      payment: 'REFUNDED',
+      stock_held: false,
+    });
+    expect(await stockOf(system.db.pool, sku)).toBe(4);
+    expect(ledger.calls.refund).toContain(`refund-${order.orderId}`);
+    expect(await outboxTypes(order.orderId)).toEqual(['payment.refunded', 'inventory.released']);
+  });
+
+  it('two settlements of one order at once: one starts, the other is refused', async () => {
+    const sku = await createProduct(system.db.pool, { stock: 3 });
+    const order = await createOrder(system.db.pool, { items: [{ sku, qty: 1 }], status: 'OUT_OF_STOCK' });
+    await system.db.pool.query(
+      `update orders set stock_reserved_at = now(), stock_run = 1 where id = $1::uuid`,
+      [order.orderId],
+    );
+    const results = await Promise.all([settle([order.orderId]), settle([order.orderId])]);
+    const outcomes = results.map((r) => r.items[0]!.outcome).sort();
+    expect(outcomes).toEqual(['refused', 'settled']);
+    expect(await stockOf(system.db.pool, sku)).toBe(4); // given back once
+    expect((await outboxTypes(order.orderId)).filter((t) => t === 'inventory.released')).toHaveLength(1);
+  });
+
+  it('refuses orders that have not ended, that completed, that hold nothing, or do not exist', async () => {
+    const sku = await createProduct(system.db.pool, { stock: 9 });
+    const cases = [
+      ['PENDING', /has not ended/],
+      ['COMPLETED', /its sale stands/],
+      ['PAYMENT_FAILED', /nothing to settle/],
+    ] as const;
+    for (const [status, reason] of cases) {
+      const order = await createOrder(system.db.pool, { items: [{ sku, qty: 1 }], status });
+      expect((await settle([order.orderId])).items[0]).toMatchObject({
+        ok: false,
+        outcome: 'refused',
+        reason: expect.stringMatching(reason),
+      });
+    }
+    const missing = '00000000-0000-4000-8000-000000000000';
+    expect((await settle([missing])).items[0]).toMatchObject({ ok: false, outcome: 'not-found' });
+    await expect(settle(['not-an-id'])).rejects.toThrow(UsageError);
+    await expect(settleOrders(deps(), { orderIds: [missing], reason: ' ' })).rejects.toThrow(
+      /--reason is empty/,
+    );
+  });
+});

@@ -6,8 +6,19 @@
  * delivery is at least once.
  */
 import { createHash } from 'node:crypto';
+import { z } from 'zod';
 
 export const EVENT_VERSION = 1;
+
+/**
+ * What every consumer requires of an envelope's `version`: the one this code writes and reads. An
+ * event of another version (a newer producer during a rolling deploy, an old one re-driven) is
+ * refused, dead-lettered with the reason, never read as if its fields meant what version 1's mean.
+ */
+export const supportedEventVersion = z.literal(EVENT_VERSION, {
+  error: (issue) =>
+    `version ${JSON.stringify(issue.input)} is not supported: this consumer reads version ${EVENT_VERSION}`,
+});
 
 /** What each event means and who emits it; the README's event table is checked against this. */
 export const EVENT_CATALOGUE = {

@@ -19,6 +19,7 @@
 import type { Client } from '@temporalio/client';
 import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
+import { supportedEventVersion } from '../lib/events.js';
 import {
   PoisonMessageError,
   createConsumer,
@@ -47,7 +48,7 @@ import { createAdmissionGate } from './bridge-admission.js';
 
 const envelope = {
   id: z.uuid(),
-  version: z.number().int().positive(),
+  version: supportedEventVersion,
   occurredAt: z.iso.datetime({ offset: true }),
   orderId: z.uuid(),
   correlationId: z.string().min(1),

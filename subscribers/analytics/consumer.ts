@@ -21,7 +21,7 @@ import {
 import { amqpUser, type AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import { analyticsQueueSpec } from '../../lib/amqp/topology.js';
 import type { Config } from '../../lib/config.js';
-import type { EventType } from '../../lib/events.js';
+import { supportedEventVersion, type EventType } from '../../lib/events.js';
 import type { Logger } from '../../lib/logger.js';
 import { analyticsMetrics, type Registry } from '../../lib/metrics.js';
 import {
@@ -50,6 +50,7 @@ const envelope = <T extends EventType, D extends z.ZodRawShape>(type: T, data: D
   z.object({
     id: z.uuid(),
     type: z.literal(type),
+    version: supportedEventVersion,
     occurredAt: z.iso.datetime({ offset: true }),
     orderId: z.uuid(),
     correlationId: z.string().min(1),

@@ -12,6 +12,7 @@
  */
 import type { ConsumeMessage } from 'amqplib';
 import { z } from 'zod';
+import { supportedEventVersion } from '../../lib/events.js';
 import {
   assertRoutedAs,
   createConsumer,
@@ -32,7 +33,12 @@ import { implausibleAmount } from '../../domain/payment.js';
 export const LOYALTY_CONSUMER = 'loyalty';
 export const LOYALTY_ROUTING_KEY = 'payment.completed';
 
-const envelope = { id: z.uuid(), orderId: z.uuid(), correlationId: z.string().min(1) };
+const envelope = {
+  id: z.uuid(),
+  version: supportedEventVersion,
+  orderId: z.uuid(),
+  correlationId: z.string().min(1),
+};
 const reference = z.string().min(1).max(200);
 
 export const paymentCompletedEnvelope = z.object({

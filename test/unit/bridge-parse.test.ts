@@ -2,6 +2,8 @@ import { randomUUID } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { PoisonMessageError } from '../../lib/amqp/consumer.js';
 import { buildEvent } from '../../lib/events.js';
+import { parseOrderEvent } from '../../subscribers/analytics/consumer.js';
+import { parseLoyaltyEvent } from '../../subscribers/loyalty/consumer.js';
 import { parseRunRequest } from '../../workers/bridge.js';
 
 const valid = () =>
@@ -52,4 +54,29 @@ describe('parseRunRequest', () => {
   it('rejects another event type routed here by mistake', () => {
     expect(() => parseRunRequest(body({ ...valid(), type: 'payment.completed' }))).toThrow(/type/);
   });
+});
+
+describe('every consumer reads the event version it knows, and no other', () => {
+  const completed = () =>
+    buildEvent('payment.completed', {
+      id: randomUUID(),
+      orderId: randomUUID(),
+      correlationId: 'corr-1',
+      data: { amount: '12.00', currency: 'USD', reference: 'ref-1', customerId: 'C100' },
+    });
+  const parsers = {
+    bridge: [parseRunRequest, valid],
+    analytics: [parseOrderEvent, completed],
+    loyalty: [parseLoyaltyEvent, completed],
+  } as const;
+
+  for (const [consumer, [parse, event]] of Object.entries(parsers)) {
+    it(`${consumer}: version 1 is read; 2, a string or none is poison, naming the version`, () => {
+      expect(parse(body(event()))).toMatchObject({ version: 1 });
+      for (const version of [2, 99, '1', undefined]) {
+        expect(() => parse(body({ ...event(), version }))).toThrow(PoisonMessageError);
+        expect(() => parse(body({ ...event(), version }))).toThrow(/version: version .* is not supported/);
+      }
+    });
+  }
 });

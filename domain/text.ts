@@ -23,11 +23,11 @@ export function textProblem(text: string): string | undefined {
 }
 
 /**
- * Bidirectional embedding, override and isolate controls: invisible, they make stored text read
- * otherwise than it is (in an operator's terminal, a support tool, the customer's order page), and no
- * note needs them.
+ * Bidirectional controls: the embeddings, overrides and isolates, and the marks (LRM, RLM, the Arabic
+ * letter mark). Invisible, they make stored text read otherwise than it is (in an operator's
+ * terminal, a support tool, the customer's order page), and no note needs them.
  */
-export const BIDI_CONTROLS = /[\u202a-\u202e\u2066-\u2069]/;
+export const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 
 /** The longest note anyone may store: a cancel note, a retry's reason. */
 export const MAX_NOTE_LENGTH = 500;

@@ -12,6 +12,8 @@ import { retryOrders, type RetryDeps } from '../../ops/retry.js';
 const BAD = {
   'a bidi override': 'gateway back \u202e.sredro',
   'a bidi isolate': 'fixed \u2066x\u2069',
+  'a right-to-left mark': 'refund to \u200fmoc.elpmaxe@evil\u200e ok',
+  'an Arabic letter mark': 'ok \u061c',
   'a NUL byte': 'fixed\u0000',
   'too much text': 'x'.repeat(501),
 };

@@ -1,19 +1,28 @@
 /** Option parsers shared by commands: a bad value is a usage error (exit 2) that says what to type. */
 import { InvalidArgumentError } from 'commander';
 
+/** Larger counts mean nothing here, and PostgreSQL's `int` (a limit, a batch size) ends there. */
+const MAX_COUNT = 2_147_483_647;
+
 export function positiveInt(value: string): number {
   const n = Number(value);
-  if (!Number.isInteger(n) || n < 1)
-    throw new InvalidArgumentError(`give a whole number of at least 1, not "${value}"`);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_COUNT)
+    throw new InvalidArgumentError(`give a whole number from 1 to ${MAX_COUNT}, not "${value}"`);
   return n;
 }
 
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)?$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 
+/** Ten years: longer than any retention, and far inside PostgreSQL's interval range. */
+const MAX_DURATION_MS = 3650 * UNIT_MS.d!;
+
 /** A duration such as `90s`, `5m`, `2h` or `1d` (a bare number is milliseconds), in milliseconds. */
 export function duration(value: string): number {
   const match = DURATION.exec(value.trim());
   if (!match) throw new InvalidArgumentError(`give a duration such as 30s, 5m, 2h or 1d, not "${value}"`);
-  return Math.round(Number(match[1]) * UNIT_MS[match[2] ?? 'ms']!);
+  const ms = Math.round(Number(match[1]) * UNIT_MS[match[2] ?? 'ms']!);
+  if (ms > MAX_DURATION_MS)
+    throw new InvalidArgumentError(`give a duration of at most 3650d, not "${value}"`);
+  return ms;
 }

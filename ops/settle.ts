@@ -180,7 +180,8 @@ async function waitForSettlement(
 ): Promise<Omit<SettleOrderResult, 'orderId' | 'run'> | undefined> {
   const handle = client.workflow.getHandle<() => Promise<SettleOrderResult>>(workflowId, runId);
   const stop = new AbortController();
-  const timer = setTimeout(() => stop.abort(), waitMs);
+  // Node fires a longer timer at once; a wait of 24 days is as good as forever here.
+  const timer = setTimeout(() => stop.abort(), Math.min(waitMs, 2_147_483_647));
   try {
     const { money, stockReleased, skipped } = await client.withAbortSignal(stop.signal, () =>
       handle.result(),

@@ -1,0 +1,48 @@
+/**
+ * The CLI's option parsers: a value out of range is a usage error naming the flag (exit 2), never a
+ * database error from a number PostgreSQL cannot hold (a limit past `bigint`, an interval past its
+ * range) reported as a failed item.
+ */
+import { PassThrough } from 'node:stream';
+import { InvalidArgumentError } from 'commander';
+import { describe, expect, it } from 'vitest';
+import { duration, positiveInt } from '../../cli/options.js';
+import { runCli } from '../../cli/program.js';
+
+async function run(argv: string[]): Promise<{ code: number; stderr: string }> {
+  const stderr = new PassThrough();
+  const chunks: Buffer[] = [];
+  stderr.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const code = await runCli(argv, { stdout: new PassThrough(), stderr, stderrIsTTY: false }, () => {
+    throw new Error('no command should run');
+  });
+  return { code, stderr: Buffer.concat(chunks).toString('utf8') };
+}
+
+describe('option parsers', () => {
+  it('positiveInt: 1 up to 2^31-1', () => {
+    expect(positiveInt('1')).toBe(1);
+    expect(positiveInt('2147483647')).toBe(2_147_483_647);
+    for (const bad of ['0', '-1', '1.5', 'x', '1e20', '2147483648'])
+      expect(() => positiveInt(bad)).toThrow(InvalidArgumentError);
+  });
+
+  it('duration: units, and at most ten years', () => {
+    expect(duration('90s')).toBe(90_000);
+    expect(duration('3650d')).toBe(3650 * 86_400_000);
+    for (const bad of ['3651d', '99999999999999999999999999999d', '5 minutes', ''])
+      expect(() => duration(bad)).toThrow(InvalidArgumentError);
+  });
+
+  it('an out-of-range flag is a usage error naming it (exit 2), before anything runs', async () => {
+    for (const argv of [
+      ['reconcile', '--limit', '1e20'],
+      ['reconcile', '--older-than', '99999999999999999999999999999d'],
+      ['settle', '00000000-0000-4000-8000-000000000001', '--reason', 'x', '--wait', '4000d'],
+    ]) {
+      const { code, stderr } = await run(argv);
+      expect(code, argv.join(' ')).toBe(2);
+      expect(stderr).toMatch(/option '--(limit|older-than|wait) <[a-z ]+>' argument/);
+    }
+  });
+});

@@ -14,7 +14,7 @@ import {
   bearerSecurity,
   errorResponse,
 } from '../schemas.js';
-import { requireOperator } from '../auth.js';
+import { operatorsOnly } from '../auth.js';
 
 export function analyticsRouter(deps: Pick<AppDeps, 'pool'>) {
   const router = createRouter();
@@ -24,6 +24,7 @@ export function analyticsRouter(deps: Pick<AppDeps, 'pool'>) {
     path: '/summary',
     tags: ['analytics'],
     security: bearerSecurity,
+    middleware: [operatorsOnly('read the analytics')],
     summary: 'Orders by hour and final status, revenue, failure reasons, time to final',
     description:
       'Orders (and their failure reasons and time to final) count when they were placed in ' +
@@ -41,7 +42,6 @@ export function analyticsRouter(deps: Pick<AppDeps, 'pool'>) {
     },
   });
   router.openapi(summaryRoute, async (c) => {
-    requireOperator(c.var.principal, 'read the analytics');
     const { from, to } = c.req.valid('query');
     const summary = await analyticsSummary(deps.pool, {
       from: from === undefined ? undefined : new Date(from),

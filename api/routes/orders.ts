@@ -7,7 +7,7 @@ import { workflowUiUrl } from '../../lib/temporal.js';
 import { DEFAULT_RETRY_REASON, isFinal, mayBeCancelledNow, type OrderStatus } from '../../domain/order.js';
 import { orderWorkflowId } from '../../workflows/contract.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
-import { callerKey, customerScope, requireOperator, type Principal } from '../auth.js';
+import { callerKey, customerScope, operatorsOnly, type Principal } from '../auth.js';
 import {
   DEFAULT_CANCEL_CODE,
   LEGACY_REASON_CODE,
@@ -379,7 +379,7 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       'goes back to PENDING as run n+1 with an `order.retried` event, and the saga runs again as a new run ' +
       'of workflow `order-<id>`. Asking again while that retry is under way starts nothing more. Operators only.',
     security,
-    middleware: [jsonBody({ maxBytes, optional: true })],
+    middleware: [operatorsOnly('retry an order'), jsonBody({ maxBytes, optional: true })],
     request: {
       params: OrderIdParamsSchema,
       body: { required: false, content: { 'application/json': { schema: RetryOrderBodySchema } } },
@@ -400,7 +400,6 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
 
   router.openapi(retryRoute, async (c) => {
     const { id } = c.req.valid('param');
-    requireOperator(c.var.principal, 'retry an order');
     const reason = c.req.valid('json').reason ?? DEFAULT_RETRY_REASON;
     const log = c.var.log.child({ orderId: id });
     const outcome = await retryOrder(deps.pool, id, {

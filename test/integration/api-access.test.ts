@@ -136,6 +136,9 @@ describe('customer A and customer B', () => {
     expect((await call(a.token, 'POST', `/orders/${orderB}/cancel`, { code: 'other' })).status).toBe(404);
     expect((await call(a.token, 'POST', `/orders/${orderB}/retry`, {})).status).toBe(403);
     expect((await call(a.token, 'POST', `/orders/${orderA}/retry`, {})).status).toBe(403);
+    // Refused before anything is validated: a customer learns nothing of what the route accepts.
+    expect((await call(a.token, 'POST', '/orders/not-a-uuid/retry', {})).status).toBe(403);
+    expect((await call(a.token, 'POST', `/orders/${orderA}/retry`, { reason: 5 })).status).toBe(403);
     const { rows } = await db.pool.query('select status from orders where id = $1', [orderB]);
     expect(rows).toEqual([{ status: 'PENDING' }]);
 
@@ -203,6 +206,7 @@ describe('customer A and customer B', () => {
     const { a, ops } = await twoCustomers();
     expect((await call(a.token, 'GET', '/products')).status).toBe(200);
     expect((await call(a.token, 'GET', '/analytics/summary')).status).toBe(403);
+    expect((await call(a.token, 'GET', '/analytics/summary?from=yesterday')).status).toBe(403);
     expect((await call(ops, 'GET', '/analytics/summary')).status).toBe(200);
     expect((await app.request('/products')).status).toBe(401);
   });

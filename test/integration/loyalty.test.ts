@@ -10,7 +10,9 @@ import { dlqName } from '../../lib/amqp/topology.js';
 import { eventPublishOptions } from '../../lib/amqp/publisher.js';
 import type { Config } from '../../lib/config.js';
 import { buildEvent, type EventEnvelope } from '../../lib/events.js';
+import { awardOrderPoints, revokeOrderPoints } from '../../db/loyalty-points.js';
 import { enqueueEvent } from '../../db/outbox.js';
+import { withTransaction } from '../../db/pool.js';
 import { createLoyaltySubscriber, pointsFor } from '../../subscribers/loyalty/consumer.js';
 import { OutboxPublisher } from '../../workers/outbox-publisher.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -216,6 +218,47 @@ describe('loyalty subscriber', () => {
     await waitFor(async () => (await pointsOf(a.orderId)) === 0, { what: 'run 2’s points taken back' });
     await running.stop();
     expect(await observer.messageCount(dlqName(config.LOYALTY_QUEUE))).toBe(0);
+  });
+
+  it('a capture whose refund committed while its award was being written never takes a later award', async () => {
+    // Two consumers (or prefetch > 1): capture A's refund is in a transaction not yet committed when
+    // A's award starts. The award's snapshot does not see the refund, so A is put on the waiting list
+    // though it is refunded; then the order's retried run captures B, and B is refunded.
+    const [orderId, a, b] = [randomUUID(), `ref-${shortId()}`, `ref-${shortId()}`];
+    const award = (reference: string) =>
+      awardOrderPoints(db.pool, 'loyalty', {
+        orderId,
+        customerId: 'C-1',
+        points: 20,
+        eventId: randomUUID(),
+        reference,
+      });
+    const refunding = await db.pool.connect();
+    try {
+      await refunding.query('begin');
+      await revokeOrderPoints(refunding, { orderId, eventId: randomUUID(), reference: a });
+      const late = award(a); // waits on the refund's tombstone row
+      await waitFor(
+        async () =>
+          (
+            await db.pool.query<{ n: number }>(
+              "select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
+            )
+          ).rows[0]!.n > 0 || undefined,
+        { what: 'the award to wait on the refund' },
+      );
+      await refunding.query('commit');
+      expect(await late).toMatchObject({ awarded: false });
+    } finally {
+      refunding.release();
+    }
+    expect(await award(b)).toMatchObject({ awarded: true }); // the tombstone is replaced by B's award
+    expect(await pointsOf(orderId)).toBe(20);
+    await withTransaction(db.pool, (tx) =>
+      revokeOrderPoints(tx, { orderId, eventId: randomUUID(), reference: b }),
+    );
+    // B's refund frees the award: A, refunded, must not take it.
+    expect(await pointsOf(orderId)).toBe(0);
   });
 
   it('takes the points back when the payment is refunded, whichever event arrives first', async () => {

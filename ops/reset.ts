@@ -160,10 +160,11 @@ async function resetOne(
     // run starts between the describe above and the reset would be killed mid-step. The order's row
     // lock, held until Temporal answers, keeps a retry out (it takes the same lock, then sees the run
     // this reset re-opens); a retry that committed first has moved the order on, and is refused here.
-    // Held however long Temporal takes (up to RESET_DEADLINE_MS): the session's idle-in-transaction
-    // limit would otherwise end a slow reset's session and free the lock while the reset is out.
+    // Held however long Temporal takes (up to RESET_DEADLINE_MS, then RESET_CONFIRM_MS to learn
+    // whether an unanswered reset happened): the session's idle-in-transaction limit would otherwise
+    // end a slow reset's session and free the lock while the reset is out.
     const reset = await withTransaction(pool, async (tx) => {
-      await holdLocksWhileIdle(tx, RESET_DEADLINE_MS + 15_000);
+      await holdLocksWhileIdle(tx, RESET_DEADLINE_MS + RESET_CONFIRM_MS + 15_000);
       const order = await findOrder(tx, run.orderId, { lock: true });
       const executionRun = typeof current.memo?.run === 'number' ? current.memo.run : 1;
       if (order && order.run !== executionRun)
@@ -172,7 +173,17 @@ async function resetOne(
             `${executionRun}: resetting it would terminate the new run; wait for the new run to start, then reset that`,
           { ...base, orderRun: order.run, executionRun },
         );
-      return resetExecution(client, options.reason, run.workflowId, current.runId, point);
+      try {
+        return await resetExecution(client, options.reason, run.workflowId, current.runId, point);
+      } catch (err) {
+        // Unanswered (our deadline, or the connection dropped): the server may still apply it, and a
+        // reset applied after a retry's new run started would terminate that run. The lock stays
+        // held until the reset shows, or has had time to.
+        if (!isUnanswered(err)) throw err;
+        const made = await resetRunOnceApplied(client, run.workflowId, current.runId);
+        if (made === undefined) throw err;
+        return made;
+      }
     });
     if ('outcome' in reset) return reset;
     logger.info({ ...details, newRunId: reset.runId }, 'order saga reset');
@@ -189,11 +200,45 @@ async function resetOne(
 }
 
 /**
- * How long a reset may take before it is reported as failed (and its row lock let go). A reset that
- * Temporal has not answered by then may still happen: look at the run (the Web UI, or the command
- * again with --dry-run) before resetting again, since a second reset would name the new run.
+ * How long Temporal may take to answer a reset. Unanswered, the reset may still happen: the command
+ * keeps the order's row lock while it watches for the run it would make (RESET_CONFIRM_MS), reports
+ * the reset done if that run shows, and failed otherwise. Look at the run then (the Web UI, or the
+ * command again with --dry-run) before resetting again, since a second reset would name the new run.
  */
 const RESET_DEADLINE_MS = 30_000;
+
+/** After a reset went unanswered, how long to watch for the run it makes before giving up on it. */
+const RESET_CONFIRM_MS = 30_000;
+
+const isUnanswered = (err: unknown): boolean => {
+  const code = (err as { code?: unknown }).code ?? (err as { cause?: { code?: unknown } }).cause?.code;
+  return code === 1 || code === 4 || code === 14; // gRPC CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE
+};
+
+/**
+ * The run an unanswered reset of `baseRunId` made, once the workflow's current run is another (the
+ * reset's: a retry cannot have started one, its lock being held); undefined if none shows within
+ * RESET_CONFIRM_MS.
+ */
+async function resetRunOnceApplied(
+  client: Client,
+  workflowId: string,
+  baseRunId: string,
+): Promise<{ runId: string } | undefined> {
+  const deadline = Date.now() + RESET_CONFIRM_MS;
+  while (Date.now() < deadline) {
+    try {
+      const { runId } = await client.withDeadline(Date.now() + 5_000, () =>
+        client.workflow.getHandle(workflowId).describe(),
+      );
+      if (runId !== baseRunId) return { runId };
+    } catch (err) {
+      if (!isUnanswered(err)) throw err;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+  }
+  return undefined;
+}
 
 /** Temporal's reset of one run to `point`; answers the new run's id. */
 async function resetExecution(

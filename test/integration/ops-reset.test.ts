@@ -261,6 +261,39 @@ test("keeps the order's row locked through a slow reset, past the session's idle
   }
 });
 
+test('a reset the server applies after the command stopped waiting: the row stays locked until its run shows, and it is reported done', async () => {
+  const { order } = await stuckOrder();
+  // The answer is lost (the command's deadline passes, or the connection drops) while the server
+  // goes on to apply the reset 2 s later. Let go of the row then, and a retry could start a new run
+  // that the late reset would terminate.
+  const lateReset = (request: Parameters<Client['workflowService']['resetWorkflowExecution']>[0]) => {
+    setTimeout(() => void client.workflowService.resetWorkflowExecution(request), 2_000);
+    return Promise.reject(Object.assign(new Error('simulated: deadline exceeded'), { code: 4 }));
+  };
+  const lateService = Object.create(client.workflowService, { resetWorkflowExecution: { value: lateReset } });
+  const lateClient = Object.create(client, { workflowService: { value: lateService } }) as Client;
+  const before = await client.workflow.getHandle(orderWorkflowId(order.orderId)).describe();
+  const answer = resetOrders(
+    { client: lateClient, pool: ordersDb.pool, logger },
+    { selection: { orderIds: [order.orderId] }, reason: REASON },
+  );
+  await new Promise((resolve) => setTimeout(resolve, 500)); // the reset's answer already lost
+  const retry = await ordersDb.pool.connect();
+  try {
+    await retry.query('begin');
+    await retry.query('select 1 from orders where id = $1::uuid for update', [order.orderId]);
+    // By the time a retry gets the row, the reset's run is the workflow's current one.
+    const now = await client.workflow.getHandle(orderWorkflowId(order.orderId)).describe();
+    expect(now.runId).not.toBe(before.runId);
+    await retry.query('rollback');
+  } finally {
+    retry.release();
+  }
+  const item = (await answer).items[0]!;
+  expect(item).toMatchObject({ ok: true, outcome: 'reset', details: { previousRunId: before.runId } });
+  expect(item.details!.newRunId).not.toBe(before.runId);
+});
+
 test('refuses runs that are not stuck or have not started a task, and reports unknown orders', async () => {
   const waiting = await startSaga(`ops-reset-nobody-polls-${randomUUID()}`);
   const unknown = randomUUID();

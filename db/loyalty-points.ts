@@ -8,9 +8,9 @@ import { freshEventCte } from './processed-events.js';
 /**
  * Awards the order's points for the capture `reference`, once, with the event's dedupe record
  * (`freshEventCte`), in one statement. `awarded` false when the order already has an award, or when
- * this capture was refunded, before its payment.completed arrived or in a run since
+ * this capture was refunded (`refunded`), before its payment.completed arrived or in a run since
  * (loyalty_refunded_captures); `fresh` false, changing nothing, when `consumer` applied the event
- * before. A revoked award for another capture (a retried order's earlier run) is replaced; one that
+ * before; `waiting` when this capture was put on the waiting list (below). A revoked award for another capture (a retried order's earlier run) is replaced; one that
  * still stands keeps the order's points, and this capture waits (loyalty_waiting_captures) for that
  * one's refund, which is then this one's turn (revokeOrderPoints).
  */
@@ -18,8 +18,8 @@ export async function awardOrderPoints(
   db: Queryable,
   consumer: string,
   award: { orderId: string; customerId: string; points: number; eventId: string; reference: string },
-): Promise<{ fresh: boolean; awarded: boolean }> {
-  const { rows } = await db.query<{ fresh: boolean; awarded: boolean }>(
+): Promise<{ fresh: boolean; awarded: boolean; refunded: boolean; waiting: boolean }> {
+  const { rows } = await db.query<{ fresh: boolean; awarded: boolean; refunded: boolean; waiting: boolean }>(
     `with ${freshEventCte(6, 4)}, unrefunded as (
        select event_id from fresh
        where not exists (
@@ -39,8 +39,11 @@ export async function awardOrderPoints(
        where not exists (select 1 from awarded)
          and not exists (select 1 from loyalty_points where order_id = $1::uuid and reference = $5)
        on conflict do nothing
+       returning 1
      )
-     select exists (select 1 from fresh) as fresh, exists (select 1 from awarded) as awarded`,
+     select exists (select 1 from fresh) as fresh, exists (select 1 from awarded) as awarded,
+            exists (select 1 from fresh) and not exists (select 1 from unrefunded) as refunded,
+            exists (select 1 from waiting) as waiting`,
     [award.orderId, award.customerId, award.points, award.eventId, award.reference, consumer],
   );
   return rows[0]!;

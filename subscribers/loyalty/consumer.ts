@@ -74,12 +74,26 @@ export function parseLoyaltyEvent(content: Buffer): PaymentCompleted | PaymentRe
   return parseMessage(loyaltyEvent, content, 'payment.completed / payment.refunded envelope');
 }
 
-export type AwardOutcome = 'awarded' | 'duplicate-event' | 'order-already-awarded';
+/**
+ * What a payment.completed did: `waiting` (a retried order's capture, while an earlier capture's
+ * award stands: it takes the points when that one is refunded), `capture-refunded` (its refund came
+ * first: never awarded), `order-already-awarded` (this capture's award, or its wait, is recorded).
+ */
+export type AwardOutcome =
+  'awarded' | 'duplicate-event' | 'waiting' | 'capture-refunded' | 'order-already-awarded';
 export type RevokeOutcome = 'revoked' | 'duplicate-event' | 'nothing-to-revoke';
+
+const AWARD_MESSAGES: Record<AwardOutcome, string> = {
+  awarded: 'loyalty points awarded',
+  'duplicate-event': 'loyalty points already awarded; ignoring',
+  waiting: "loyalty points wait for the earlier capture's refund",
+  'capture-refunded': 'loyalty points: the capture was refunded; none awarded',
+  'order-already-awarded': 'loyalty points already awarded; ignoring',
+};
 
 /** One statement: the event's dedupe record and the award commit together. */
 export async function awardPoints(pool: Pool, event: PaymentCompleted): Promise<AwardOutcome> {
-  const { fresh, awarded } = await awardOrderPoints(pool, LOYALTY_CONSUMER, {
+  const { fresh, awarded, refunded, waiting } = await awardOrderPoints(pool, LOYALTY_CONSUMER, {
     orderId: event.orderId,
     customerId: event.data.customerId,
     points: pointsFor(event.data.amount),
@@ -87,7 +101,9 @@ export async function awardPoints(pool: Pool, event: PaymentCompleted): Promise<
     reference: event.data.reference,
   });
   if (!fresh) return 'duplicate-event';
-  return awarded ? 'awarded' : 'order-already-awarded';
+  if (awarded) return 'awarded';
+  if (refunded) return 'capture-refunded';
+  return waiting ? 'waiting' : 'order-already-awarded';
 }
 
 /** Takes back what the refunded capture earned, once; before its award arrives, for good. */
@@ -161,7 +177,7 @@ export function createLoyaltySubscriber({
         outcome,
         ...(outcome === 'awarded' ? { points: pointsFor(event.data.amount) } : {}),
       },
-      outcome === 'awarded' ? 'loyalty points awarded' : 'loyalty points already awarded; ignoring',
+      AWARD_MESSAGES[outcome],
     );
   };
 

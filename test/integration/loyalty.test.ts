@@ -206,6 +206,7 @@ describe('loyalty subscriber', () => {
     publish(b, b.id);
     await waitFor(() => running.lines.some((l) => l.eventId === b.id), { what: 'run 2’s capture handled' });
     expect(await pointsOf(a.orderId)).toBe(20); // A's award still stands: B waits for it
+    expect(running.lines.find((l) => l.eventId === b.id)?.outcome).toBe('waiting');
     const refundA = paymentRefunded(a);
     publish(refundA, refundA.id, 'payment.refunded');
     await waitFor(async () => (await pointsOf(a.orderId)) === 30, {
@@ -279,6 +280,7 @@ describe('loyalty subscriber', () => {
     publish(late, late.id);
     await waitFor(() => running.lines.some((l) => l.eventId === late.id), { what: 'the late award handled' });
     expect(await pointsOf(late.orderId)).toBe(0);
+    expect(running.lines.find((l) => l.eventId === late.id)?.outcome).toBe('capture-refunded');
 
     // A retried order's new capture (another reference) earns points again.
     const retried = { ...paymentCompleted('42.99'), orderId: first.orderId };

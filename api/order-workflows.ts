@@ -49,6 +49,9 @@ export interface OrderWorkflows {
 
 const GENERIC_REJECTION = "The order's workflow refused the cancel.";
 
+/** The server's failure for an accepted update whose run closed before the update completed. */
+const UPDATE_OUTLIVED_BY_RUN = 'AcceptedUpdateCompletedWorkflow';
+
 /**
  * @example
  * const workflows = createTemporalOrderWorkflows(client, { timeoutMs: 5000 });
@@ -97,6 +100,10 @@ export function classifyCancelError(err: unknown): WorkflowCancelOutcome {
     if (cause instanceof ApplicationFailure && cause.type === FAILURE_TYPES.CancelRejected) {
       return { kind: 'rejected', reason: cause.message || GENERIC_REJECTION };
     }
+    // Asked again after the run that accepted this cancel (one update id per order) ended without
+    // finishing it (terminated, say): the server answers with that run's end. No run is cancelling.
+    if (cause instanceof ApplicationFailure && cause.type === UPDATE_OUTLIVED_BY_RUN)
+      return { kind: 'not_running' };
     if (cause instanceof ApplicationFailure && cause.type === FAILURE_TYPES.CompensationFailed) {
       const reason = (cause.details?.[0] as { reason?: unknown } | undefined)?.reason;
       return { kind: 'incomplete', reason: typeof reason === 'string' ? reason : undefined };

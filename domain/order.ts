@@ -115,7 +115,7 @@ export function mayBeCancelledWithoutSaga({ status, runUndone, payments }: Direc
   if (held.length > 0) {
     return refused(
       `The order's failed run left a payment ${held.join(', ')}: an operator settles it first ` +
-        '(orders reset <id> --closed runs its compensation again).',
+        '(orders settle <id> gives it back).',
     );
   }
   return allowed;
@@ -205,6 +205,8 @@ export interface SettleFacts {
   run: number;
   /** Whether a run of the order (any workflow under its id) is open right now. */
   runOpen: boolean;
+  /** The current run's compensation has begun (`undo_run`): the run was giving back what it holds. */
+  runUndone: boolean;
   /** Every run's payment that holds money (CHARGING or CAPTURED). */
   heldPayments: ReadonlyArray<{ run: number; status: PaymentStatus }>;
   /** The run whose reservation still holds the order's stock, or null. */
@@ -213,18 +215,26 @@ export interface SettleFacts {
 
 /**
  * May an operator settle the order (`orders settle`: its run's compensations run once more, as a
- * workflow of their own)? Only an order that ended without a sale (PAYMENT_FAILED, CANCELLED,
- * OUT_OF_STOCK) while its current run still holds money or stock, with no run open that could still
- * give them back. A completed order's sale stands; an order that has not ended is its run's to
- * finish or undo (cancel it, retry it, or reset its run).
+ * workflow of their own)? An order whose current run still holds money or stock, with no run open
+ * that could still give them back, and which is done with them: it ended without a sale
+ * (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK), or its run had begun to give them back (`undo_run`: a
+ * cancel, or a failed run, whose compensation was stopped; the order stays RESERVED or PAID until
+ * then). A completed order's sale stands; any other order is its run's to finish (retry or reset it).
  */
-export function maySettle({ status, run, runOpen, heldPayments, stockHeldBy }: SettleFacts): Verdict {
+export function maySettle({
+  status,
+  run,
+  runOpen,
+  runUndone,
+  heldPayments,
+  stockHeldBy,
+}: SettleFacts): Verdict {
   if (status === 'COMPLETED')
     return refused('order is COMPLETED: its sale stands, there is nothing to give back');
-  if (!isFinal(status))
+  if (!isFinal(status) && !runUndone)
     return refused(
-      `order is ${status}: it has not ended, so its run gives back what it holds; cancel it, retry it, ` +
-        'or reset its run (orders reset <id> --closed) instead',
+      `order is ${status} and its run never began to give back what it holds: it is not done with them; ` +
+        'retry it, or reset its run (orders reset <id> --closed), so the run goes on',
     );
   if (runOpen)
     return refused(`a run of the order is open: it may still give back what it holds; wait for it to end`);

@@ -140,7 +140,18 @@ export async function startOrderSaga(
 export async function startSettlement(
   client: Client,
   input: SettleOrderInput,
-  { taskQueue, customerId, status }: { taskQueue: string; customerId: string; status: OrderStatus },
+  {
+    taskQueue,
+    customerId,
+    status,
+    settles,
+  }: {
+    taskQueue: string;
+    customerId: string;
+    status: OrderStatus;
+    /** The saga run it settles (`LatestRun.sagaRunId`), when Temporal still has it. */
+    settles?: string | undefined;
+  },
 ): Promise<{ runId: string }> {
   const handle = await client.workflow.start(SETTLE_WORKFLOW_TYPE, {
     workflowId: orderWorkflowId(input.orderId),
@@ -153,7 +164,12 @@ export async function startSettlement(
       { key: SEARCH_ATTRIBUTES.CustomerId, value: customerId },
       { key: SEARCH_ATTRIBUTES.OrderStatus, value: status },
     ]),
-    memo: { correlationId: input.correlationId, run: input.run, settlement: true },
+    memo: {
+      correlationId: input.correlationId,
+      run: input.run,
+      settlement: true,
+      ...(settles ? { settles } : {}),
+    },
     staticSummary: `settlement of run ${input.run}: ${input.reason}`,
   });
   return { runId: handle.firstExecutionRunId };
@@ -179,18 +195,25 @@ export interface LatestRun {
   /** The execution status, e.g. RUNNING, COMPLETED, FAILED, TERMINATED. */
   status: string;
   runId: string;
+  /**
+   * The saga run this execution is, or, for a settlement (`orders settle`), the saga run it settled
+   * (its memo's `settles`; undefined when Temporal had already forgotten that run).
+   */
+  sagaRunId: string | undefined;
 }
 
 /** The order's latest run, or undefined when Temporal has none (never started, or forgotten). */
 export async function latestOrderRun(client: Client, orderId: string): Promise<LatestRun | undefined> {
   try {
     const description = await client.workflow.getHandle(orderWorkflowId(orderId)).describe();
-    const run = description.memo?.run;
+    const { run, settlement, settles } = description.memo ?? {};
     return {
       run: typeof run === 'number' ? run : 1,
       open: description.status.name === 'RUNNING',
       status: description.status.name,
       runId: description.runId,
+      sagaRunId:
+        settlement === true ? (typeof settles === 'string' ? settles : undefined) : description.runId,
     };
   } catch (err) {
     if (err instanceof WorkflowNotFoundError) return undefined;

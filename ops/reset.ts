@@ -166,6 +166,15 @@ async function resetOne(
     const reset = await withTransaction(pool, async (tx) => {
       await holdLocksWhileIdle(tx, RESET_DEADLINE_MS + RESET_CONFIRM_MS + 15_000);
       const order = await findOrder(tx, run.orderId, { lock: true });
+      // Asked again under the lock: a settlement (or another reset) started since the describe above
+      // is now the workflow's current run, and Temporal's reset would terminate it.
+      const now = await client.workflow.getHandle(run.workflowId).describe();
+      if (now.runId !== current.runId)
+        return refuse(
+          `the order's latest execution changed while this reset was being prepared (now a ${now.type}, ` +
+            `${now.status.name}): run the command again to see it`,
+          { ...base, currentRunId: now.runId, currentType: now.type },
+        );
       const executionRun = typeof current.memo?.run === 'number' ? current.memo.run : 1;
       if (order && order.run !== executionRun)
         return refuse(

@@ -68,7 +68,8 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
       try {
         const matched = matchedRuns.get(orderId);
         const latest = matched ? await latestOrderRun(deps.client, orderId) : undefined;
-        if (matched && latest && !matched.has(latest.runId)) {
+        // A settlement is not a run of its own: the saga run it settled stands for it.
+        if (matched && latest && !matched.has(latest.sagaRunId ?? latest.runId)) {
           return {
             id: orderId,
             ok: false,

@@ -18,7 +18,7 @@
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
-import { maySettle } from '../domain/order.js';
+import { isFinal, maySettle, type OrderStatus } from '../domain/order.js';
 import { noteProblem } from '../domain/text.js';
 import { latestOrderRun, startSettlement, workflowUiUrl } from '../lib/temporal.js';
 import { findOrder } from '../db/orders.js';
@@ -91,7 +91,7 @@ async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: stri
   try {
     const started = await withTransaction(
       pool,
-      async (tx): Promise<ItemResult | { runId: string; run: number }> => {
+      async (tx): Promise<ItemResult | { runId: string; run: number; next: string | undefined }> => {
         await holdLocksWhileIdle(tx, START_DEADLINE_MS + 15_000);
         const order = await findOrder(tx, orderId, { lock: true });
         if (!order) return { id: orderId, ok: false, outcome: 'not-found', reason: `no order ${orderId}` };
@@ -111,6 +111,7 @@ async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: stri
           status: order.status,
           run: order.run,
           runOpen: latest?.open ?? false,
+          runUndone: (order.undo_run ?? 0) >= order.run,
           heldPayments: held,
           stockHeldBy,
         });
@@ -125,10 +126,11 @@ async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: stri
               taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
               customerId: order.customer_id,
               status: order.status,
+              settles: latest?.sagaRunId,
             },
           ),
         );
-        return { runId, run: order.run };
+        return { runId, run: order.run, next: nextStep(orderId, order.status, order.cancel_requested) };
       },
     );
     if ('outcome' in started) return started;
@@ -143,8 +145,30 @@ async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: stri
       url: workflowUiUrl(deps.config, orderId),
     };
     const waitMs = options.waitMs ?? 0;
-    if (waitMs <= 0) return { id: orderId, ok: true, outcome: 'started', details: base };
-    const ended = await waitForSettlement(client, workflowId, started.runId, waitMs);
+    const next = started.next === undefined ? {} : { reason: started.next };
+    if (waitMs <= 0) return { id: orderId, ok: true, outcome: 'started', ...next, details: base };
+    let ended;
+    try {
+      ended = await waitForSettlement(client, workflowId, started.runId, waitMs);
+    } catch (err) {
+      if (err instanceof WorkflowFailedError)
+        // The settlement's failure says what failed and what to do (workflows/settle-order.ts).
+        return {
+          id: orderId,
+          ok: false,
+          outcome: 'failed',
+          reason: err.cause?.message ?? err.message,
+          details: base,
+        };
+      // Started, but its end could not be followed (Temporal unreachable meanwhile): it goes on.
+      return {
+        id: orderId,
+        ok: true,
+        outcome: 'settling',
+        reason: `started; its end could not be followed (${(err as Error).message}): follow it in the Web UI`,
+        details: base,
+      };
+    }
     if (ended === undefined)
       return {
         id: orderId,
@@ -155,20 +179,27 @@ async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: stri
           'polling): it goes on by itself; follow it in the Web UI',
         details: base,
       };
-    return { id: orderId, ok: true, outcome: 'settled', details: { ...base, ...ended } };
+    return { id: orderId, ok: true, outcome: 'settled', ...next, details: { ...base, ...ended } };
   } catch (err) {
     return {
       id: orderId,
       ok: false,
       outcome: 'failed',
-      // A settlement that failed says what failed and what to do (workflows/settle-order.ts).
-      reason:
-        err instanceof WorkflowFailedError && err.cause
-          ? err.cause.message
-          : runFailureReason(err, { orderId, workflowId }),
+      reason: runFailureReason(err, { orderId, workflowId }),
       details: { workflowId },
     };
   }
+}
+
+/**
+ * What the order needs once settled, when it has not ended: its run stopped while giving back what it
+ * holds (a cancel, a failed run), so nothing else will end it.
+ */
+function nextStep(orderId: string, status: OrderStatus, cancelRequested: boolean): string | undefined {
+  if (isFinal(status)) return undefined;
+  return cancelRequested
+    ? `once settled, the order is still ${status} and its customer asked to cancel: POST /orders/${orderId}/cancel ends it`
+    : `once settled, the order is still ${status}: orders retry ${orderId} runs it again`;
 }
 
 /** The settlement's result, or undefined if it has not ended within `waitMs`; its failure is thrown. */

@@ -43,7 +43,7 @@ export const FAILURE_TYPES = {
 
 export type FailureType = (typeof FAILURE_TYPES)[keyof typeof FAILURE_TYPES];
 
-/** A failure as a workflow reports it: an activity's own message rather than "Activity task failed". */
+/** The useful message of a failure: an activity failure's own message only says "activity failed". */
 export function failureMessage(err: unknown): string {
   if (err instanceof ActivityFailure && err.cause) return err.cause.message;
   return err instanceof Error ? err.message : String(err);

@@ -753,7 +753,6 @@ function declineReason(err: unknown): string | undefined {
   return undefined;
 }
 
-/** The useful message of a failure: an activity failure's own message only says "activity failed". */
 /** `600000` → `10m`, `90000` → `1m30s`, `2500` → `2.5s`: short, for summaries in the Web UI. */
 export function humanDuration(ms: number): string {
   const parts: string[] = [];

@@ -6,7 +6,7 @@
  * back, each with its event. Then the order may be retried. Plus what it refuses, and that two
  * settlements at once start one.
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger } from '../../lib/logger.js';
 import { reconcileOrders } from '../../ops/reconcile.js';
 import { resetOrders } from '../../ops/reset.js';
@@ -40,10 +40,14 @@ const logger = createLogger('ops-settle', 'silent');
 let system: TestSystem;
 
 beforeAll(async () => {
-  system = await startSystem({ PAYMENT_DEADLINE_MS: '1500' }, { gateway });
+  system = await startSystem({ PAYMENT_DEADLINE_MS: '3000' }, { gateway });
 });
 afterAll(async () => {
   await system?.stop();
+});
+afterEach(() => {
+  ledger.mode = 'up';
+  undoDown = false;
 });
 
 const deps = () => ({ pool: system.db.pool, client: system.temporal, logger, config: system.config });
@@ -161,6 +165,19 @@ describe('orders settle', () => {
     );
     expect(reset.items[0]).toMatchObject({ ok: false, outcome: 'refused', details: { type: 'settleOrder' } });
 
+    // A bulk retry selects it by query too: the settlement stands for no run of its own.
+    const byQuery = await waitFor(
+      async () => {
+        const found = await retryOrders(
+          { pool: system.db.pool, client: system.temporal, logger },
+          { selection: { query: `OrderId = "${id}"` }, reason: 'gateway back', dryRun: true },
+        );
+        return found.items.length > 0 ? found : undefined;
+      },
+      { what: 'visibility to list the saga run' },
+    );
+    expect(byQuery.items).toMatchObject([{ id, ok: true, outcome: 'would-retry' }]);
+
     // And the order runs again, as run 2, charged once.
     const retried = await retryOrders(
       { pool: system.db.pool, client: system.temporal, logger },
@@ -170,6 +187,128 @@ describe('orders settle', () => {
     expect((await system.waitForFinal(id)).status).toBe('COMPLETED');
     expect([...ledger.held.keys()]).toEqual([`${id}:run-2`]);
     expect(await stockOf(system.db.pool, sku)).toBe(3);
+  });
+
+  it("settles a cancel stopped midway (the order RESERVED, its run undone), after which the customer's cancel ends it", async () => {
+    // The charge captures but its answers are lost, so it retries; the customer cancels; the saga
+    // takes the cancel and starts giving back, but voids are down; an operator terminates the run.
+    // The order never reached CANCELLED: RESERVED, money in doubt, stock held, its run undone.
+    ledger.mode = 'lose-answers';
+    undoDown = true;
+    const sku = await createProduct(system.db.pool, { stock: 5 });
+    const placed = await system.placeOrder({
+      customer_id: 'C-SETTLE-CANCEL',
+      email: 'c@example.com',
+      items: [{ sku, qty: 1 }],
+    });
+    const id = placed.body.id;
+    const saga = system.temporal.workflow.getHandle(orderWorkflowId(id));
+    const pending = async (activity: string) => {
+      const activities = await saga.describe().then(
+        (d) => d.raw.pendingActivities ?? [],
+        () => [], // not started yet: the bridge starts it in a moment
+      );
+      return activities.some((a) => a.activityType?.name === activity && (a.attempt ?? 0) > 1) || undefined;
+    };
+    await waitFor(() => pending('chargePayment'), { what: 'the charge to be retrying' });
+    const cancel = system.app.request(`/orders/${id}/cancel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ code: 'changed_mind' }),
+    });
+    await waitFor(() => pending('refundPayment'), { what: 'the compensation to be retrying' });
+    ledger.mode = 'up';
+    await saga.terminate('stopped by hand during the outage');
+    await cancel;
+    expect(await rowsOf(id)).toEqual({ status: 'RESERVED', payment: 'CHARGING', stock_held: true });
+
+    // Asking to cancel again: the run that took the cancel is gone, money is held: a 409 saying so.
+    const again = await system.app.request(`/orders/${id}/cancel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ code: 'changed_mind' }),
+    });
+    expect(again.status).toBe(409);
+    expect(JSON.stringify(await again.json())).toContain('orders settle');
+
+    undoDown = false;
+    const settled = await settle([id]);
+    expect(settled.items[0]).toMatchObject({
+      ok: true,
+      outcome: 'settled',
+      reason: expect.stringContaining(`POST /orders/${id}/cancel ends it`),
+      details: { money: 'refunded', stockReleased: true },
+    });
+    expect(await rowsOf(id)).toEqual({ status: 'RESERVED', payment: 'REFUNDED', stock_held: false });
+    const ended = await system.app.request(`/orders/${id}/cancel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ code: 'changed_mind' }),
+    });
+    expect(ended.status).toBe(200);
+    expect((await rowsOf(id))?.status).toBe('CANCELLED');
+    expect(await stockOf(system.db.pool, sku)).toBe(5);
+    expect(ledger.held.has(id)).toBe(false); // the customer has their money back
+  });
+
+  it('a reset prepared before a settlement started refuses once it gets the row, instead of terminating the settlement', async () => {
+    // A run terminated while its compensation waited, as above.
+    ledger.mode = 'lose-answers';
+    undoDown = true;
+    const sku = await createProduct(system.db.pool, { stock: 5 });
+    const placed = await system.placeOrder({
+      customer_id: 'C-SETTLE-RESET',
+      email: 'r@example.com',
+      items: [{ sku, qty: 1 }],
+    });
+    const id = placed.body.id;
+    expect((await system.waitForFinal(id)).status).toBe('PAYMENT_FAILED');
+    ledger.mode = 'up';
+    const saga = system.temporal.workflow.getHandle(orderWorkflowId(id));
+    await waitFor(
+      async () => ((await saga.describe()).raw.pendingActivities?.[0]?.attempt ?? 0) > 1 || undefined,
+      {
+        what: 'the compensation to be retrying',
+      },
+    );
+    await saga.terminate('stopped by hand during the outage');
+    undoDown = false;
+
+    // The settlement queues on the order's row first; the reset describes the run (the saga's,
+    // terminated), then queues behind it.
+    const lockWaiters = async () =>
+      (
+        await system.db.pool.query<{ n: number }>(
+          "select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()",
+        )
+      ).rows[0]!.n;
+    const holder = await system.db.pool.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select 1 from orders where id = $1::uuid for update', [id]);
+      const settling = settle([id], { waitMs: 0 });
+      await waitFor(async () => (await lockWaiters()) >= 1 || undefined, { what: 'the settlement to wait' });
+      const resetting = resetOrders(
+        { pool: system.db.pool, client: system.temporal, logger },
+        { selection: { orderIds: [id] }, reason: 'gateway fixed', closed: true },
+      );
+      await waitFor(async () => (await lockWaiters()) >= 2 || undefined, { what: 'the reset to wait' });
+      await holder.query('commit');
+      const [settled, reset] = await Promise.all([settling, resetting]);
+      expect(settled.items[0]).toMatchObject({ ok: true, outcome: 'started' });
+      expect(reset.items[0]).toMatchObject({
+        ok: false,
+        outcome: 'refused',
+        reason: expect.stringMatching(/latest execution changed .*settleOrder/),
+      });
+    } finally {
+      holder.release();
+    }
+    const settlement = system.temporal.workflow.getHandle<() => Promise<SettleOrderResult>>(
+      orderWorkflowId(id),
+    );
+    expect(await settlement.result()).toMatchObject({ money: 'refunded', stockReleased: true });
+    expect(await stockOf(system.db.pool, sku)).toBe(5);
   });
 
   it('refunds a capture and releases the stock of an order Temporal no longer knows, with their events', async () => {
@@ -231,7 +370,7 @@ describe('orders settle', () => {
   it('refuses orders that have not ended, that completed, that hold nothing, or do not exist', async () => {
     const sku = await createProduct(system.db.pool, { stock: 9 });
     const cases = [
-      ['PENDING', /has not ended/],
+      ['PENDING', /never began to give back/],
       ['COMPLETED', /its sale stands/],
       ['PAYMENT_FAILED', /nothing to settle/],
     ] as const;

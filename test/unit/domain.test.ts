@@ -185,6 +185,7 @@ describe('maySettle (orders settle)', () => {
     status: 'PAYMENT_FAILED',
     run: 2,
     runOpen: false,
+    runUndone: false,
     heldPayments: [],
     stockHeldBy: null,
   } as const;
@@ -194,6 +195,10 @@ describe('maySettle (orders settle)', () => {
       expect(maySettle({ ...held, status, stockHeldBy: 2 })).toEqual({ ok: true });
     }
     expect(maySettle({ ...held, heldPayments: [{ run: 2, status: 'CHARGING' }] })).toEqual({ ok: true });
+    // Not ended, but its run had begun to give them back (a cancel, a failed run, stopped midway).
+    for (const status of ['RESERVED', 'PAID'] as const) {
+      expect(maySettle({ ...held, status, runUndone: true, stockHeldBy: 2 })).toEqual({ ok: true });
+    }
     expect(maySettle({ ...held, heldPayments: [{ run: 2, status: 'CAPTURED' }], stockHeldBy: 2 })).toEqual({
       ok: true,
     });
@@ -204,9 +209,9 @@ describe('maySettle (orders settle)', () => {
       const verdict = maySettle(facts);
       return verdict.ok ? 'allowed' : verdict.reason;
     };
-    expect(reason({ ...held, status: 'COMPLETED', stockHeldBy: 2 })).toMatch(/sale stands/);
+    expect(reason({ ...held, status: 'COMPLETED', runUndone: true, stockHeldBy: 2 })).toMatch(/sale stands/);
     for (const status of ['PENDING', 'RESERVED', 'PAID'] as const) {
-      expect(reason({ ...held, status, stockHeldBy: 2 })).toMatch(/has not ended/);
+      expect(reason({ ...held, status, stockHeldBy: 2 })).toMatch(/never began to give back/);
     }
     expect(reason({ ...held, runOpen: true, stockHeldBy: 2 })).toMatch(/a run of the order is open/);
     expect(reason(held)).toMatch(/nothing to settle/);

@@ -7,6 +7,7 @@
  * status. That makes every step safe to retry and concurrent writers (a cancel racing a reservation)
  * harmless. Steps of the saga also pass their run, so a stray run cannot move the order.
  */
+import type { CancelCode } from '../domain/cancel.js';
 import {
   GUARDED_TRANSITIONS,
   NEVER_RETRIED,
@@ -46,6 +47,8 @@ export interface OrderRow {
   undo_run: number | null;
   /** The customer asked to cancel, even if too late (kept with the order, so a retry never revives it). */
   cancel_requested: boolean;
+  /** The code of the first cancel recorded (domain/cancel.ts), if any. */
+  cancel_code: CancelCode | null;
   /** The customer's personal data was erased (`orders erase-customer`). */
   erased: boolean;
   /** When the order was placed. */
@@ -66,7 +69,7 @@ export async function findOrder(
   const { rows } = await db.query<OrderRow>(
     `select id, customer_id, email, status, total::text as total, currency, correlation_id, run, stock_run,
             (stock_reserved_at is not null and stock_released_at is null) as stock_held, reservation,
-            started_run, undo_run, cancel_requested_at is not null as cancel_requested,
+            started_run, undo_run, cancel_requested_at is not null as cancel_requested, cancel_code,
             erased_at is not null as erased, created_at
        from orders where id = $1::uuid ${lock ? 'for update' : ''}`,
     [orderId],

@@ -18,6 +18,7 @@
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
+import { DEFAULT_CANCEL_CODE, cancelWording } from '../domain/cancel.js';
 import { isFinal, maySettle, type OrderStatus } from '../domain/order.js';
 import { noteProblem } from '../domain/text.js';
 import { latestOrderRun, startSettlement, workflowUiUrl } from '../lib/temporal.js';
@@ -117,11 +118,22 @@ async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: stri
         });
         if (!verdict.ok)
           return { id: orderId, ok: false, outcome: 'refused', reason: verdict.reason, details };
-        if (options.dryRun) return { id: orderId, ok: true, outcome: 'would-settle', details };
+        // Its customer asked to cancel and the run had taken it: the settlement finishes the cancel.
+        const finishesCancel = !isFinal(order.status) && order.cancel_requested;
+        if (options.dryRun)
+          return { id: orderId, ok: true, outcome: 'would-settle', details: { ...details, finishesCancel } };
         const { runId } = await client.withDeadline(Date.now() + START_DEADLINE_MS, () =>
           startSettlement(
             client,
-            { orderId, correlationId: order.correlation_id, run: order.run, reason: options.reason },
+            {
+              orderId,
+              correlationId: order.correlation_id,
+              run: order.run,
+              reason: options.reason,
+              ...(finishesCancel
+                ? { cancel: { wording: cancelWording(order.cancel_code ?? DEFAULT_CANCEL_CODE) } }
+                : {}),
+            },
             {
               taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
               customerId: order.customer_id,
@@ -130,7 +142,7 @@ async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: stri
             },
           ),
         );
-        return { runId, run: order.run, next: nextStep(orderId, order.status, order.cancel_requested) };
+        return { runId, run: order.run, next: finishesCancel ? undefined : nextStep(orderId, order.status) };
       },
     );
     if ('outcome' in started) return started;
@@ -192,13 +204,14 @@ async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: stri
 }
 
 /**
- * What the order needs once settled, when it has not ended: its run stopped while giving back what it
- * holds (a cancel, a failed run), so nothing else will end it.
+ * What the order needs once settled, when it has not ended and no cancel is being finished: its run
+ * stopped while giving back what it holds (a failed run), so nothing else will end it.
  */
-function nextStep(orderId: string, status: OrderStatus, cancelRequested: boolean): string | undefined {
+function nextStep(orderId: string, status: OrderStatus): string | undefined {
   if (isFinal(status)) return undefined;
-  return cancelRequested
-    ? `once settled, the order is still ${status} and its customer asked to cancel: POST /orders/${orderId}/cancel ends it`
+  return status === 'PAID'
+    ? 'once settled, the order is still PAID with its capture refunded (a run that failed after the charge ' +
+        'and undid itself): no command moves such an order on yet; it holds nothing'
     : `once settled, the order is still ${status}: orders retry ${orderId} runs it again`;
 }
 
@@ -214,10 +227,10 @@ async function waitForSettlement(
   // Node fires a longer timer at once; a wait of 24 days is as good as forever here.
   const timer = setTimeout(() => stop.abort(), Math.min(waitMs, 2_147_483_647));
   try {
-    const { money, stockReleased, skipped } = await client.withAbortSignal(stop.signal, () =>
+    const { money, stockReleased, skipped, cancelled } = await client.withAbortSignal(stop.signal, () =>
       handle.result(),
     );
-    return { money, stockReleased, skipped };
+    return { money, stockReleased, skipped, ...(cancelled ? { cancelled } : {}) };
   } catch (err) {
     if (stop.signal.aborted) return undefined;
     throw err;

@@ -116,6 +116,11 @@ export interface SettleOrderInput {
   run: number;
   /** Why, from the operator: kept with the refund and the release (their events' `reason`). */
   reason: string;
+  /**
+   * The run was cancelling the order when it stopped (its customer asked): once everything is given
+   * back, the order ends CANCELLED with this wording (domain/cancel.ts) and the customer is told.
+   */
+  cancel?: { wording: string };
 }
 
 export interface SettleOrderResult {
@@ -127,6 +132,8 @@ export interface SettleOrderResult {
   stockReleased: boolean;
   /** Why a compensation did nothing, when one did nothing (e.g. the stock was sold). */
   skipped: string[];
+  /** The order ended CANCELLED by this settlement (`SettleOrderInput.cancel`). */
+  cancelled?: boolean;
 }
 
 export const statusQuery = defineQuery<OrderSagaState>('status');

@@ -7,7 +7,8 @@
  * It runs the saga's own compensations, in the saga's order (the payment, then the stock), with the
  * same retry profile: each is keyed by the run and idempotent, gives back only what that run holds,
  * and never what was sold, so a settlement racing anything else, or run twice, gives nothing back
- * twice. Deterministic code only, like the saga (workflows/order-saga.ts).
+ * twice. A cancel the run was carrying out is then finished (`SettleOrderInput.cancel`).
+ * Deterministic code only, like the saga (workflows/order-saga.ts).
  */
 import { ApplicationFailure, log, proxyActivities } from '@temporalio/workflow';
 import type * as activities from '../activities/index.js';
@@ -48,6 +49,18 @@ export async function settleOrder(input: SettleOrderInput): Promise<SettleOrderR
     if (stock.skipped) result.skipped.push(`releaseInventory: ${stock.skipped}`);
   } catch (err) {
     failures.push(`releaseInventory: ${failureMessage(err)}`);
+  }
+  // The cancel the stopped run was carrying out, finished as the saga finishes one: the order ends
+  // CANCELLED (a PAID one only now that its capture is refunded), then the customer is told.
+  if (input.cancel && failures.length === 0) {
+    const ids = { orderId: input.orderId, run: input.run, correlationId: input.correlationId };
+    await undo('settlement: cancel the order').cancelOrder({ ...ids, reason: input.cancel.wording });
+    await undo('e-mail the customer: order cancelled').notifyCustomer({
+      ...ids,
+      kind: 'order-cancelled',
+      reason: input.cancel.wording,
+    });
+    result.cancelled = true;
   }
   if (failures.length > 0) {
     log.error('settlement failed', { orderId: input.orderId, run: input.run, failures });

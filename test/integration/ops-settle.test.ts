@@ -19,7 +19,7 @@ import { createProduct } from '../helpers/db.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
 import { GatewayUnavailableError, type PaymentGateway } from '../../activities/payment-gateway.js';
 import { ledgerGateway } from '../workflow/fixtures/gateways.js';
-import { createOrder, stockOf } from '../workflow/fixtures/orders.js';
+import { createHeldOrder, createOrder, stockOf } from '../workflow/fixtures/orders.js';
 
 const ledger = ledgerGateway('up');
 /** The ledger, but its voids and refunds fail (not reached) while `undoDown`: a compensation waits. */
@@ -189,7 +189,7 @@ describe('orders settle', () => {
     expect(await stockOf(system.db.pool, sku)).toBe(3);
   });
 
-  it("settles a cancel stopped midway (the order RESERVED, its run undone), after which the customer's cancel ends it", async () => {
+  it('settles a cancel stopped midway (the order RESERVED, its run undone) and finishes it: CANCELLED, the customer told', async () => {
     // The charge captures but its answers are lost, so it retries; the customer cancels; the saga
     // takes the cancel and starts giving back, but voids are down; an operator terminates the run.
     // The order never reached CANCELLED: RESERVED, money in doubt, stock held, its run undone.
@@ -232,23 +232,51 @@ describe('orders settle', () => {
     expect(JSON.stringify(await again.json())).toContain('orders settle');
 
     undoDown = false;
+    // The settlement gives back the money and the stock, then finishes the cancel the run had taken.
     const settled = await settle([id]);
     expect(settled.items[0]).toMatchObject({
       ok: true,
       outcome: 'settled',
-      reason: expect.stringContaining(`POST /orders/${id}/cancel ends it`),
-      details: { money: 'refunded', stockReleased: true },
+      details: { money: 'refunded', stockReleased: true, cancelled: true },
     });
-    expect(await rowsOf(id)).toEqual({ status: 'RESERVED', payment: 'REFUNDED', stock_held: false });
-    const ended = await system.app.request(`/orders/${id}/cancel`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/json' },
-      body: JSON.stringify({ code: 'changed_mind' }),
-    });
-    expect(ended.status).toBe(200);
-    expect((await rowsOf(id))?.status).toBe('CANCELLED');
+    expect(await rowsOf(id)).toEqual({ status: 'CANCELLED', payment: 'REFUNDED', stock_held: false });
     expect(await stockOf(system.db.pool, sku)).toBe(5);
     expect(ledger.held.has(id)).toBe(false); // the customer has their money back
+    const types = await outboxTypes(id);
+    expect(types.slice(types.indexOf('payment.refunded'))).toEqual([
+      'payment.refunded',
+      'inventory.released',
+      'order.cancelled',
+    ]);
+    const { rows } = await system.db.pool.query('select kind from notifications where order_id = $1::uuid', [
+      id,
+    ]);
+    expect(rows).toEqual([{ kind: 'order-cancelled' }]);
+  });
+
+  it('finishes the cancel of a PAID order whose refund was stopped (a cancel that raced the charge)', async () => {
+    const sku = await createProduct(system.db.pool, { stock: 2 });
+    const order = await createHeldOrder(system.db.pool, { sku, status: 'PAID', payment: 'CAPTURED' });
+    await system.db.pool.query(
+      `update orders set undo_run = 1, cancel_requested_at = now(), cancel_code = 'changed_mind' where id = $1::uuid`,
+      [order.orderId],
+    );
+    const settled = await settle([order.orderId]);
+    expect(settled.items[0]).toMatchObject({
+      ok: true,
+      outcome: 'settled',
+      details: { money: 'refunded', stockReleased: true, cancelled: true },
+    });
+    expect(await rowsOf(order.orderId)).toEqual({
+      status: 'CANCELLED',
+      payment: 'REFUNDED',
+      stock_held: false,
+    });
+    expect(await stockOf(system.db.pool, sku)).toBe(2);
+    const { rows } = await system.db.pool.query('select status_reason from orders where id = $1::uuid', [
+      order.orderId,
+    ]);
+    expect(rows).toEqual([{ status_reason: 'cancelled at your request (changed your mind)' }]);
   });
 
   it('a reset prepared before a settlement started refuses once it gets the row, instead of terminating the settlement', async () => {

@@ -169,15 +169,15 @@ export function mayBeRetried({
     return refused(`order is ${status}: a new run cannot start from there; reset its run instead`);
   }
   if (cancelRequested) {
-    // Only a run whose compensation began took the cancel: resetting it re-runs that compensation.
+    // Only a run whose compensation began took the cancel: a settlement finishes it (ops/settle.ts).
     // Any other run resumes its forward steps after a reset; its charge refuses the recorded cancel
     // (PATCHES.recordedCancelStopsCharge) and the run cancels the order.
     return refused(
       `the customer asked to cancel this order (${status}): it is not run again. ` +
         (runUndone
           ? 'If its cancel did not finish: holding no money, it is cancelled by POST /orders/<id>/cancel (its ' +
-            'customer or an operator); holding money, reset the run so its compensation runs again ' +
-            '(orders reset <id> --closed --reason …)'
+            'customer or an operator); holding money, orders settle <id> --reason … gives it back ' +
+            'and finishes the cancel'
           : 'Its run never took the cancel: a reset (orders reset <id> --closed --reason …) resumes its forward ' +
             'steps, and a charge not made yet refuses the recorded cancel, so the run then cancels the order'),
     );

@@ -135,10 +135,10 @@ describe('may be retried', () => {
       ok: false,
       reason: expect.stringMatching(/asked to cancel.*charge not made yet refuses the recorded cancel/),
     });
-    // A run that took the cancel (its compensation began) is reset to finish that compensation.
+    // A run that took the cancel (its compensation began) is settled, which finishes that cancel.
     expect(mayBeRetried({ ...failed, cancelRequested: true, runUndone: true })).toMatchObject({
       ok: false,
-      reason: expect.stringMatching(/asked to cancel.*reset the run so its compensation runs again/),
+      reason: expect.stringMatching(/asked to cancel.*orders settle <id> .* finishes the cancel/),
     });
     expect(mayBeRetried({ ...failed, customerErased: true })).toMatchObject({
       ok: false,

@@ -39,7 +39,9 @@ export type WorkflowCancelOutcome =
 
 /** The order's latest run as Temporal sees it, or why Temporal could not say. */
 export type LatestRunOutcome =
-  { kind: 'found'; run: number; open: boolean } | { kind: 'none' } | { kind: 'unavailable' };
+  | { kind: 'found'; run: number; open: boolean; settlement: boolean }
+  | { kind: 'none' }
+  | { kind: 'unavailable' };
 
 export interface OrderWorkflows {
   cancel(orderId: string, reason: string): Promise<WorkflowCancelOutcome>;
@@ -80,7 +82,9 @@ export function createTemporalOrderWorkflows(
         const latest = await client.withDeadline(Date.now() + timeoutMs, () =>
           latestOrderRun(client, orderId),
         );
-        return latest ? { kind: 'found', run: latest.run, open: latest.open } : { kind: 'none' };
+        return latest
+          ? { kind: 'found', run: latest.run, open: latest.open, settlement: latest.settlement }
+          : { kind: 'none' };
       } catch (err) {
         if (err instanceof ServiceError) return { kind: 'unavailable' };
         throw err;

@@ -83,11 +83,16 @@ export async function revokeOrderPoints(
     revoke.reference,
   ]);
   // This refund freed the order's award: the latest capture waiting for it takes it. Never a refunded
-  // one: an award racing its capture's refund (two consumers) reads a snapshot from before the refund
-  // committed, and may have put that capture on the list after the delete above.
+  // one (dropped here): an award racing its capture's refund (two consumers) reads a snapshot from
+  // before the refund committed, and may have put that capture on the list after the delete above.
   if (rowCount === 1) {
     await tx.query(
-      `with next as (
+      `with stale as (
+         delete from loyalty_waiting_captures w
+          where w.order_id = $1::uuid
+            and exists (select 1 from loyalty_refunded_captures r
+                         where r.order_id = w.order_id and r.reference = w.reference)
+       ), next as (
          delete from loyalty_waiting_captures
           where (order_id, reference) = (
             select w.order_id, w.reference from loyalty_waiting_captures w

@@ -14,6 +14,8 @@ import { withTransaction, type Pool, type Queryable } from './pool.js';
 export interface LatestRunFacts {
   run: number;
   open: boolean;
+  /** A settlement (`orders settle`) under the order's id: open, it is no run under way. */
+  settlement?: boolean;
 }
 
 export type RetryOutcome =
@@ -39,7 +41,10 @@ function runUnderWay(
   firstRunRequested: boolean,
 ): boolean {
   if (order.run === 1) return firstRunRequested && (order.started_run ?? 0) < 1;
-  return (order.started_run ?? 0) < order.run || (latest?.open === true && latest.run === order.run);
+  return (
+    (order.started_run ?? 0) < order.run ||
+    (latest?.open === true && latest.run === order.run && latest.settlement !== true)
+  );
 }
 
 async function hasPlacedEvent(tx: Queryable, orderId: string): Promise<boolean> {
@@ -85,6 +90,7 @@ export async function retryOrder(
     const verdict = mayBeRetried({
       status: order.status,
       runOpen: latest?.open ?? false,
+      settling: latest?.open === true && latest.settlement === true,
       payments: await paymentStatuses(tx, orderId),
       cancelRequested: order.cancel_requested,
       customerErased: order.erased,

@@ -129,6 +129,8 @@ export interface RetryFacts {
   status: OrderStatus;
   /** Whether a saga run of the order is open (running) right now. */
   runOpen: boolean;
+  /** The open run is a settlement (`orders settle`), giving back what the order holds. */
+  settling?: boolean;
   /** The status of every payment intent of every run of the order. */
   payments: readonly PaymentStatus[];
   /** The customer asked to cancel the order (its cancel may not have finished, or was refused). */
@@ -158,12 +160,17 @@ export const NEVER_RETRIED: readonly OrderStatus[] = ['COMPLETED', 'CANCELLED', 
 export function mayBeRetried({
   status,
   runOpen,
+  settling = false,
   payments,
   cancelRequested = false,
   customerErased = false,
   runUndone = false,
 }: RetryFacts): Verdict {
   if (NEVER_RETRIED.includes(status)) return refused(`order is ${status}: there is nothing to retry`);
+  if (runOpen && settling)
+    return refused(
+      'an operator is settling this order (giving back its money and stock); wait for that to end',
+    );
   if (runOpen) return refused(`the order's run is still going (${status}); wait for it to end`);
   if (!(GUARDED_TRANSITIONS.retry.from as readonly OrderStatus[]).includes(status)) {
     return refused(`order is ${status}: a new run cannot start from there; reset its run instead`);

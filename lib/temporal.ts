@@ -195,6 +195,8 @@ export interface LatestRun {
   /** The execution status, e.g. RUNNING, COMPLETED, FAILED, TERMINATED. */
   status: string;
   runId: string;
+  /** A settlement (`orders settle`), not a run of the saga: it runs no step of the order's run. */
+  settlement: boolean;
   /**
    * The saga run this execution is, or, for a settlement (`orders settle`), the saga run it settled
    * (its memo's `settles`; undefined when Temporal had already forgotten that run).
@@ -212,6 +214,7 @@ export async function latestOrderRun(client: Client, orderId: string): Promise<L
       open: description.status.name === 'RUNNING',
       status: description.status.name,
       runId: description.runId,
+      settlement: settlement === true,
       sagaRunId:
         settlement === true ? (typeof settles === 'string' ? settles : undefined) : description.runId,
     };

@@ -115,6 +115,9 @@ export function diagnose(order: StalledOrder, latest: LatestRun | undefined, wai
     // Any run still open may yet give them back (a compensation waiting out an outage): not stalled.
     if (latest?.open) return { stalled: false };
     const workflow = latest ? `its workflow is ${latest.status}` : 'Temporal has no workflow for it';
+    const heldByEarlierRun =
+      (held !== null && held.run !== order.run) ||
+      (order.stockHeldBy !== null && order.stockHeldBy !== order.run);
     const what = [
       held && `run ${held.run}'s payment of ${held.amount} ${held.currency} is ${held.status}`,
       order.stockHeldBy !== null && `run ${order.stockHeldBy}'s reservation still holds its stock`,
@@ -124,7 +127,10 @@ export function diagnose(order: StalledOrder, latest: LatestRun | undefined, wai
       cause: held ? 'money-held' : 'stock-held',
       reason:
         `${order.status} ${since}, but ${what.join(' and ')}, and no run is giving them back (${workflow}): ` +
-        `\`orders settle ${order.id} --reason …\` gives ${held ? `them back (charge key ${held.chargeKey})` : 'it back'}`,
+        (heldByEarlierRun
+          ? // `orders settle` gives back only what the current run holds (maySettle).
+            `not the current run ${order.run}'s: settle ${held ? `charge key ${held.chargeKey} at the gateway` : 'the stock'} by hand`
+          : `\`orders settle ${order.id} --reason …\` gives ${held ? `them back (charge key ${held.chargeKey})` : 'it back'}`),
     };
   }
   if ((order.startedRun ?? 0) < order.run) {

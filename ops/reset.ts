@@ -164,11 +164,13 @@ async function resetOne(
     // whether an unanswered reset happened): the session's idle-in-transaction limit would otherwise
     // end a slow reset's session and free the lock while the reset is out.
     const reset = await withTransaction(pool, async (tx) => {
-      await holdLocksWhileIdle(tx, RESET_DEADLINE_MS + RESET_CONFIRM_MS + 15_000);
+      await holdLocksWhileIdle(tx, DESCRIBE_DEADLINE_MS + RESET_DEADLINE_MS + RESET_CONFIRM_MS + 20_000);
       const order = await findOrder(tx, run.orderId, { lock: true });
       // Asked again under the lock: a settlement (or another reset) started since the describe above
       // is now the workflow's current run, and Temporal's reset would terminate it.
-      const now = await client.workflow.getHandle(run.workflowId).describe();
+      const now = await client.withDeadline(Date.now() + DESCRIBE_DEADLINE_MS, () =>
+        client.workflow.getHandle(run.workflowId).describe(),
+      );
       if (now.runId !== current.runId)
         return refuse(
           `the order's latest execution changed while this reset was being prepared (now a ${now.type}, ` +
@@ -218,6 +220,8 @@ const RESET_DEADLINE_MS = 30_000;
 
 /** After a reset went unanswered, how long to watch for the run it makes before giving up on it. */
 const RESET_CONFIRM_MS = 30_000;
+/** Each describe made while the order's row is locked (the lock's idle limit counts them). */
+const DESCRIBE_DEADLINE_MS = 5_000;
 
 const isUnanswered = (err: unknown): boolean => {
   const code = (err as { code?: unknown }).code ?? (err as { cause?: { code?: unknown } }).cause?.code;
@@ -237,7 +241,7 @@ async function resetRunOnceApplied(
   const deadline = Date.now() + RESET_CONFIRM_MS;
   while (Date.now() < deadline) {
     try {
-      const { runId } = await client.withDeadline(Date.now() + 5_000, () =>
+      const { runId } = await client.withDeadline(Date.now() + DESCRIBE_DEADLINE_MS, () =>
         client.workflow.getHandle(workflowId).describe(),
       );
       if (runId !== baseRunId) return { runId };

@@ -18,7 +18,7 @@
 import { WorkflowFailedError, type Client } from '@temporalio/client';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
-import { DEFAULT_CANCEL_CODE, cancelWording } from '../domain/cancel.js';
+import { cancelWording } from '../domain/cancel.js';
 import { isFinal, maySettle, type OrderStatus } from '../domain/order.js';
 import { noteProblem } from '../domain/text.js';
 import { latestOrderRun, startSettlement, workflowUiUrl } from '../lib/temporal.js';
@@ -118,7 +118,8 @@ async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: stri
         });
         if (!verdict.ok)
           return { id: orderId, ok: false, outcome: 'refused', reason: verdict.reason, details };
-        // Its customer asked to cancel and the run had taken it: the settlement finishes the cancel.
+        // Its customer asked to cancel (even if refused then as too late: nothing is sold now), and the
+        // order has not ended: once nothing is held, the settlement ends it CANCELLED.
         const finishesCancel = !isFinal(order.status) && order.cancel_requested;
         if (options.dryRun)
           return { id: orderId, ok: true, outcome: 'would-settle', details: { ...details, finishesCancel } };
@@ -131,7 +132,9 @@ async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: stri
               run: order.run,
               reason: options.reason,
               ...(finishesCancel
-                ? { cancel: { wording: cancelWording(order.cancel_code ?? DEFAULT_CANCEL_CODE) } }
+                ? // The code is recorded once the saga answered; a run stopped before it did leaves
+                  // none, and the neutral wording says nothing about who asked.
+                  { cancel: { wording: cancelWording(order.cancel_code ?? 'other') } }
                 : {}),
             },
             {

@@ -106,8 +106,9 @@ export interface CancelAccepted {
 
 /**
  * A settlement: run `run`'s compensations once more, as a workflow of their own under the order's
- * workflow id (ops/settle.ts starts it), for an order that ended without a sale while that run still
- * holds money or stock and no run of it is open to give them back. No personal data, as for the saga.
+ * workflow id (ops/settle.ts starts it), for an order whose run still holds money or stock with no
+ * run of it open to give them back (it ended without a sale, or its run stopped while giving them
+ * back). No personal data, as for the saga.
  */
 export interface SettleOrderInput {
   orderId: string;

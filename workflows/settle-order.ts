@@ -1,18 +1,32 @@
 /**
- * A settlement: gives back what an ended order's run still holds (its money, its stock) when no run
- * of it is left to do so, for instance a run terminated by hand while a compensation waited out an
- * outage, after Temporal has forgotten it. `orders settle` (ops/settle.ts) starts it under the order's
+ * A settlement: gives back what an order's run still holds (its money, its stock) when no run of it
+ * is left to do so: a run terminated by hand while a compensation waited out an outage, perhaps long
+ * enough ago that Temporal has forgotten it. The order ended without a sale, or its run had begun
+ * to give back (a cancel, a failed run). `orders settle` (ops/settle.ts) starts it under the order's
  * own workflow id, next to the saga's runs in the Web UI, once the domain allows it (`maySettle`).
  *
  * It runs the saga's own compensations, in the saga's order (the payment, then the stock), with the
  * same retry profile: each is keyed by the run and idempotent, gives back only what that run holds,
- * and never what was sold, so a settlement racing anything else, or run twice, gives nothing back
- * twice. A cancel the run was carrying out is then finished (`SettleOrderInput.cancel`).
- * Deterministic code only, like the saga (workflows/order-saga.ts).
+ * and never sold stock, so a settlement racing anything else, or run twice, gives nothing back
+ * twice. Then, when its customer had asked to cancel (`SettleOrderInput.cancel`), the order ends
+ * CANCELLED as the saga ends a cancelled one. Deterministic code only, like the saga
+ * (workflows/order-saga.ts); a change to what it schedules keeps `settlement.json` replaying.
  */
-import { ApplicationFailure, log, proxyActivities } from '@temporalio/workflow';
+import {
+  ApplicationFailure,
+  log,
+  proxyActivities,
+  setHandler,
+  upsertSearchAttributes,
+} from '@temporalio/workflow';
 import type * as activities from '../activities/index.js';
-import type { SettleOrderInput, SettleOrderResult } from './contract.js';
+import {
+  SEARCH_ATTRIBUTES,
+  cancelUpdate,
+  type CancelRequest,
+  type SettleOrderInput,
+  type SettleOrderResult,
+} from './contract.js';
 import { FAILURE_TYPES, failureMessage } from './failures.js';
 import { ACTIVITY_PROFILES } from './order-saga.js';
 
@@ -20,13 +34,15 @@ const undo = (summary: string) =>
   proxyActivities<activities.Activities>({ ...ACTIVITY_PROFILES.compensationUntilDone, summary });
 
 export async function settleOrder(input: SettleOrderInput): Promise<SettleOrderResult> {
-  const args = {
-    orderId: input.orderId,
-    run: input.run,
-    correlationId: input.correlationId,
-    reason: input.reason,
-    cancelled: false,
+  // The API sends a customer's cancel to whatever runs under the order's workflow id: refused with a
+  // reason (409), not left to the SDK's "no handler" failure (a 500).
+  const refuse = (_request: CancelRequest): never => {
+    throw settlingNow();
   };
+  setHandler(cancelUpdate, refuse, { validator: refuse });
+
+  const ids = { orderId: input.orderId, run: input.run, correlationId: input.correlationId };
+  const args = { ...ids, reason: input.reason, cancelled: false };
   const result: SettleOrderResult = {
     orderId: input.orderId,
     run: input.run,
@@ -35,32 +51,39 @@ export async function settleOrder(input: SettleOrderInput): Promise<SettleOrderR
     skipped: [],
   };
   const failures: string[] = [];
-  try {
+  const step = async (name: string, run: () => Promise<void>) => {
+    try {
+      await run();
+    } catch (err) {
+      failures.push(`${name}: ${failureMessage(err)}`);
+    }
+  };
+
+  await step('refundPayment', async () => {
     const money = await undo('settlement: refund or void the payment').refundPayment(args);
     result.money = money.refunded ? 'refunded' : money.voided ? 'voided' : 'none';
     if (money.skipped) result.skipped.push(`refundPayment: ${money.skipped}`);
-  } catch (err) {
-    failures.push(`refundPayment: ${failureMessage(err)}`);
-  }
-  // After the payment, as in the saga: stock is only given back once no capture of the run stands.
-  try {
+  });
+  // After the payment, as in the saga: a PAID order's stock is given back only once its capture is
+  // refunded (releaseInventory never gives back sold stock).
+  await step('releaseInventory', async () => {
     const stock = await undo('settlement: release the stock').releaseInventory(args);
     result.stockReleased = stock.released;
     if (stock.skipped) result.skipped.push(`releaseInventory: ${stock.skipped}`);
-  } catch (err) {
-    failures.push(`releaseInventory: ${failureMessage(err)}`);
-  }
-  // The cancel the stopped run was carrying out, finished as the saga finishes one: the order ends
-  // CANCELLED (a PAID one only now that its capture is refunded), then the customer is told.
-  if (input.cancel && failures.length === 0) {
-    const ids = { orderId: input.orderId, run: input.run, correlationId: input.correlationId };
-    await undo('settlement: cancel the order').cancelOrder({ ...ids, reason: input.cancel.wording });
-    await undo('e-mail the customer: order cancelled').notifyCustomer({
-      ...ids,
-      kind: 'order-cancelled',
-      reason: input.cancel.wording,
+  });
+  // The cancel its customer asked for, finished as the saga finishes one, once nothing is held.
+  const cancel = input.cancel;
+  if (cancel && failures.length === 0) {
+    await step('cancel', async () => {
+      await undo('settlement: cancel the order').cancelOrder({ ...ids, reason: cancel.wording });
+      result.cancelled = true;
+      upsertSearchAttributes([{ key: SEARCH_ATTRIBUTES.OrderStatus, value: 'CANCELLED' }]);
+      await undo('e-mail the customer: order cancelled').notifyCustomer({
+        ...ids,
+        kind: 'order-cancelled',
+        reason: cancel.wording,
+      });
     });
-    result.cancelled = true;
   }
   if (failures.length > 0) {
     log.error('settlement failed', { orderId: input.orderId, run: input.run, failures });
@@ -72,4 +95,11 @@ export async function settleOrder(input: SettleOrderInput): Promise<SettleOrderR
     );
   }
   return result;
+}
+
+function settlingNow(): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(
+    'An operator is settling this order (giving back its money and stock); ask again once that is done.',
+    FAILURE_TYPES.CancelRejected,
+  );
 }

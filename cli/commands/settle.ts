@@ -16,14 +16,16 @@ interface SettleFlags {
 export const registerSettle: RegisterCommand = (program, runner) => {
   program
     .command('settle')
-    .summary('give back the money and stock of ended orders whose run stopped before it did')
+    .summary('give back the money and stock an order still holds when no run is left to do it')
     .description(
-      'for each order that ended without a sale (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK) while its run still ' +
-        'holds money (a charge in doubt, a capture) or stock, and no run of it is open (orders reconcile lists ' +
-        "them as money-held or stock-held): run the saga's compensations once more, as a workflow of its own " +
+      'for each order whose run still holds money (a charge in doubt, a capture) or stock, with no run of it ' +
+        'open, that is done with them (it ended without a sale: PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK, which ' +
+        'orders reconcile lists as money-held or stock-held; or its run had begun to give them back: a cancel ' +
+        "or a failed run, stopped midway): run the saga's compensations once more, as a workflow of its own " +
         "under the order's workflow id: the charge voided or refunded at the gateway by its key, the stock put " +
-        'back, each with its event. Works after Temporal has forgotten the run; every other order is refused ' +
-        'with the reason',
+        'back, each with its event; then, if its customer had asked to cancel, the order ends CANCELLED and the ' +
+        'customer is e-mailed. Works after Temporal has forgotten the run; every other order is refused with ' +
+        'the reason',
     )
     .argument('<orderIds...>', 'order ids (or workflow ids order-<id>)')
     .requiredOption(
@@ -62,7 +64,16 @@ export const registerSettle: RegisterCommand = (program, runner) => {
               concurrency: flags.concurrency,
             },
           ),
-        (item) => pairs(item.details, ['status', 'run', 'money', 'stockReleased', 'runId']),
+        (item) =>
+          pairs(item.details, [
+            'status',
+            'run',
+            'money',
+            'stockReleased',
+            'finishesCancel',
+            'cancelled',
+            'runId',
+          ]),
       ),
     );
 };

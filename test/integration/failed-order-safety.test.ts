@@ -637,7 +637,7 @@ describe('retrying a failed order', () => {
     expect(await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).toEqual({
       kind: 'refused',
       status: 'RESERVED',
-      reason: expect.stringMatching(/payment CHARGING.*orders reset/),
+      reason: expect.stringMatching(/payment CHARGING.*orders settle <id> gives it back/),
     });
     expect(await snapshot(order, sku)).toEqual(before);
   });

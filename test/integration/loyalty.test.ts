@@ -258,8 +258,13 @@ describe('loyalty subscriber', () => {
     await withTransaction(db.pool, (tx) =>
       revokeOrderPoints(tx, { orderId, eventId: randomUUID(), reference: b }),
     );
-    // B's refund frees the award: A, refunded, must not take it.
+    // B's refund frees the award: A, refunded, must not take it, and is no longer waiting.
     expect(await pointsOf(orderId)).toBe(0);
+    const waiting = await db.pool.query(
+      'select reference from loyalty_waiting_captures where order_id = $1',
+      [orderId],
+    );
+    expect(waiting.rows).toEqual([]);
   });
 
   it('takes the points back when the payment is refunded, whichever event arrives first', async () => {

@@ -252,6 +252,60 @@ describe('orders settle', () => {
       id,
     ]);
     expect(rows).toEqual([{ kind: 'order-cancelled' }]);
+    // The run stopped before the saga answered the cancel, so no code was recorded: neutral wording.
+    const reason = await system.db.pool.query('select status_reason from orders where id = $1::uuid', [id]);
+    expect(reason.rows).toEqual([{ status_reason: 'cancelled on request' }]);
+  });
+
+  it('while a settlement runs, a cancel is refused with the reason (409) and a retry waits for it', async () => {
+    // A retried order (run 2) whose run failed and undid itself midway: RESERVED, stock and a charge
+    // in doubt held. Voids are down, so the settlement waits the outage out.
+    undoDown = true;
+    const sku = await createProduct(system.db.pool, { stock: 3 });
+    const order = await createHeldOrder(system.db.pool, {
+      sku,
+      status: 'PAYMENT_FAILED',
+      payment: 'CHARGING',
+    });
+    await system.db.pool.query(
+      `update orders set status = 'RESERVED', run = 2, started_run = 2, undo_run = 2, stock_run = 2 where id = $1::uuid`,
+      [order.orderId],
+    );
+    await system.db.pool.query(
+      `update payments set run = 2, charge_key = $1::text || ':run-2' where order_id = $1::uuid`,
+      [order.orderId],
+    );
+    const started = await settle([order.orderId], { waitMs: 0 });
+    expect(started.items[0]).toMatchObject({ ok: true, outcome: 'started' });
+
+    const cancel = await system.app.request(`/orders/${order.orderId}/cancel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ code: 'changed_mind' }),
+    });
+    expect(cancel.status).toBe(409);
+    expect(JSON.stringify(await cancel.json())).toContain('An operator is settling this order');
+    const retry = await system.app.request(`/orders/${order.orderId}/retry`, { method: 'POST' });
+    expect(retry.status).toBe(409);
+    expect(JSON.stringify(await retry.json())).toContain('an operator is settling this order');
+
+    undoDown = false;
+    const settlement = system.temporal.workflow.getHandle<() => Promise<SettleOrderResult>>(
+      orderWorkflowId(order.orderId),
+      String(started.items[0]!.details!.runId),
+    );
+    const result = await settlement.result();
+    expect(result).toMatchObject({ money: 'voided', stockReleased: true });
+    expect(result.cancelled).toBeUndefined(); // nobody had asked to cancel when it started
+    expect(await stockOf(system.db.pool, sku)).toBe(3);
+    // Asked again now, the cancel ends the order: nothing is held, and no run is going.
+    const again = await system.app.request(`/orders/${order.orderId}/cancel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ code: 'changed_mind' }),
+    });
+    expect(again.status).toBe(200);
+    expect((await rowsOf(order.orderId))?.status).toBe('CANCELLED');
   });
 
   it('finishes the cancel of a PAID order whose refund was stopped (a cancel that raced the charge)', async () => {

@@ -23,7 +23,8 @@
  * `late-capture-stands.json` carries `late-capture-stands`: a capture whose completion was lost,
  * found by the deadline's failPayment.
  *
- * `settlement.json` is the other workflow the worker runs, `settleOrder` (`orders settle`).
+ * `settlement.json` and `settlement-finishes-cancel.json` are the other workflow the worker runs,
+ * `settleOrder` (`orders settle`), without and with the cancel it may finish.
  *
  * Five are the exception: the time-skipping server cannot produce them, so they were recorded on the
  * dev server by test/integration/saga-races.test.ts (`RECORD_HISTORIES=<name> npx vitest run --project
@@ -172,6 +173,32 @@ SCENARIOS.settlement = async (h) => {
   });
 };
 
+/** A settlement that finishes a cancel the stopped run had taken: a PAID order, refunded, cancelled. */
+SCENARIOS['settlement-finishes-cancel'] = async (h) => {
+  const sku = await createProduct(h.db.pool, { stock: 5 });
+  const order = await createHeldOrder(h.db.pool, { sku, status: 'PAID', payment: 'CAPTURED' });
+  await h.db.pool.query('update orders set undo_run = 1, cancel_requested_at = now() where id = $1::uuid', [
+    order.orderId,
+  ]);
+  const worker = await h.worker({ gateway: ledgerGateway('up') });
+  return worker.runUntil(async () => {
+    const handle = await h.settle(
+      worker,
+      {
+        orderId: order.orderId,
+        correlationId: order.correlationId,
+        run: 1,
+        reason: 'recorded for replay',
+        cancel: { wording: 'cancelled on request' },
+      },
+      { customerId: order.customerId, status: 'PAID' },
+    );
+    const { cancelled } = await handle.result();
+    save(current, await handle.fetchHistory());
+    return cancelled ? 'cancelled' : 'not cancelled';
+  });
+};
+
 const RERECORDED = {
   lean: ['completed', 'out-of-stock', 'payment-declined', 'payment-deadline', 'cancelled-by-update'],
   'local-email': ['completed', 'out-of-stock', 'payment-declined', 'cancelled-by-update'],
@@ -222,6 +249,7 @@ describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
     'cancel-recorded-not-delivered': 'CANCELLED',
     'late-capture-stands': 'COMPLETED',
     settlement: 'refunded',
+    'settlement-finishes-cancel': 'cancelled',
   };
   for (const [suffix, names] of Object.entries(RERECORDED)) {
     for (const name of names) expected[`${name}-${suffix}`] = expected[name]!;

@@ -25,7 +25,7 @@ import { latestOrderRun, startSettlement, workflowUiUrl } from '../lib/temporal.
 import { findOrder } from '../db/orders.js';
 import { heldPayments } from '../db/payments.js';
 import { holdLocksWhileIdle, withTransaction, type Pool } from '../db/pool.js';
-import { orderWorkflowId, type SettleOrderResult } from '../workflows/contract.js';
+import { orderWorkflowId, type SettleOrderInput, type SettleOrderResult } from '../workflows/contract.js';
 import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
 import {
   UsageError,
@@ -86,115 +86,23 @@ export async function settleOrders(deps: SettleDeps, options: SettleOptions): Pr
   return commandResult(options.dryRun ? 'settle --dry-run' : 'settle', items);
 }
 
+/** A settlement started: its run id, the order's run it settles, and what the order needs after. */
+interface Started {
+  runId: string;
+  run: number;
+  next: string | undefined;
+}
+
 async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: string): Promise<ItemResult> {
-  const { pool, client, logger } = deps;
   const workflowId = orderWorkflowId(orderId);
   try {
-    const started = await withTransaction(
-      pool,
-      async (tx): Promise<ItemResult | { runId: string; run: number; next: string | undefined }> => {
-        await holdLocksWhileIdle(tx, START_DEADLINE_MS + 15_000);
-        const order = await findOrder(tx, orderId, { lock: true });
-        if (!order) return { id: orderId, ok: false, outcome: 'not-found', reason: `no order ${orderId}` };
-        const latest = await client.withDeadline(Date.now() + START_DEADLINE_MS, () =>
-          latestOrderRun(client, orderId),
-        );
-        const held = await heldPayments(tx, orderId);
-        const stockHeldBy = order.stock_held ? order.stock_run : null;
-        const details = {
-          workflowId,
-          status: order.status,
-          run: order.run,
-          heldPayments: held,
-          stockHeldBy,
-        };
-        const verdict = maySettle({
-          status: order.status,
-          run: order.run,
-          runOpen: latest?.open ?? false,
-          runUndone: (order.undo_run ?? 0) >= order.run,
-          heldPayments: held,
-          stockHeldBy,
-        });
-        if (!verdict.ok)
-          return { id: orderId, ok: false, outcome: 'refused', reason: verdict.reason, details };
-        // Its customer asked to cancel (even if refused then as too late: nothing is sold now), and the
-        // order has not ended: once nothing is held, the settlement ends it CANCELLED.
-        const finishesCancel = !isFinal(order.status) && order.cancel_requested;
-        if (options.dryRun)
-          return { id: orderId, ok: true, outcome: 'would-settle', details: { ...details, finishesCancel } };
-        const { runId } = await client.withDeadline(Date.now() + START_DEADLINE_MS, () =>
-          startSettlement(
-            client,
-            {
-              orderId,
-              correlationId: order.correlation_id,
-              run: order.run,
-              reason: options.reason,
-              ...(finishesCancel
-                ? // The code is recorded once the saga answered; a run stopped before it did leaves
-                  // none, and the neutral wording says nothing about who asked.
-                  { cancel: { wording: cancelWording(order.cancel_code ?? 'other') } }
-                : {}),
-            },
-            {
-              taskQueue: deps.config.TEMPORAL_TASK_QUEUE,
-              customerId: order.customer_id,
-              status: order.status,
-              settles: latest?.sagaRunId,
-            },
-          ),
-        );
-        return { runId, run: order.run, next: finishesCancel ? undefined : nextStep(orderId, order.status) };
-      },
-    );
-    if ('outcome' in started) return started;
-    logger.info(
+    const started = await decideAndStart(deps, options, orderId);
+    if (!('runId' in started)) return started; // refused, not found, or a dry run
+    deps.logger.info(
       { orderId, run: started.run, runId: started.runId, reason: options.reason },
       'settlement started',
     );
-    const base = {
-      workflowId,
-      runId: started.runId,
-      run: started.run,
-      url: workflowUiUrl(deps.config, orderId),
-    };
-    const waitMs = options.waitMs ?? 0;
-    const next = started.next === undefined ? {} : { reason: started.next };
-    if (waitMs <= 0) return { id: orderId, ok: true, outcome: 'started', ...next, details: base };
-    let ended;
-    try {
-      ended = await waitForSettlement(client, workflowId, started.runId, waitMs);
-    } catch (err) {
-      if (err instanceof WorkflowFailedError)
-        // The settlement's failure says what failed and what to do (workflows/settle-order.ts).
-        return {
-          id: orderId,
-          ok: false,
-          outcome: 'failed',
-          reason: err.cause?.message ?? err.message,
-          details: base,
-        };
-      // Started, but its end could not be followed (Temporal unreachable meanwhile): it goes on.
-      return {
-        id: orderId,
-        ok: true,
-        outcome: 'settling',
-        reason: `started; its end could not be followed (${(err as Error).message}): follow it in the Web UI`,
-        details: base,
-      };
-    }
-    if (ended === undefined)
-      return {
-        id: orderId,
-        ok: true,
-        outcome: 'settling',
-        reason:
-          `still running after ${Math.round(waitMs / 1000)} s (a compensation waiting out an outage, or no worker ` +
-          'polling): it goes on by itself; follow it in the Web UI',
-        details: base,
-      };
-    return { id: orderId, ok: true, outcome: 'settled', ...next, details: { ...base, ...ended } };
+    return await follow(deps, orderId, started, options.waitMs ?? 0);
   } catch (err) {
     return {
       id: orderId,
@@ -204,6 +112,112 @@ async function settleOne(deps: SettleDeps, options: SettleOptions, orderId: stri
       details: { workflowId },
     };
   }
+}
+
+/**
+ * Under the order's row lock, held until Temporal has answered: asks Temporal for the order's latest
+ * run, applies the domain's rule, and starts the settlement (or says what it would do).
+ */
+async function decideAndStart(
+  { pool, client, config }: SettleDeps,
+  options: SettleOptions,
+  orderId: string,
+): Promise<ItemResult | Started> {
+  return withTransaction(pool, async (tx) => {
+    await holdLocksWhileIdle(tx, START_DEADLINE_MS + 15_000);
+    const order = await findOrder(tx, orderId, { lock: true });
+    if (!order) return { id: orderId, ok: false, outcome: 'not-found', reason: `no order ${orderId}` };
+    const latest = await client.withDeadline(Date.now() + START_DEADLINE_MS, () =>
+      latestOrderRun(client, orderId),
+    );
+    const held = await heldPayments(tx, orderId);
+    const stockHeldBy = order.stock_held ? order.stock_run : null;
+    const details = {
+      workflowId: orderWorkflowId(orderId),
+      status: order.status,
+      run: order.run,
+      heldPayments: held,
+      stockHeldBy,
+    };
+    const verdict = maySettle({
+      status: order.status,
+      run: order.run,
+      runOpen: latest?.open ?? false,
+      runUndone: (order.undo_run ?? 0) >= order.run,
+      heldPayments: held,
+      stockHeldBy,
+    });
+    if (!verdict.ok) return { id: orderId, ok: false, outcome: 'refused', reason: verdict.reason, details };
+    // Its customer asked to cancel (even if refused then as too late: nothing is sold now), and the
+    // order has not ended: once nothing is held, the settlement ends it CANCELLED.
+    const finishesCancel = !isFinal(order.status) && order.cancel_requested;
+    if (options.dryRun)
+      return { id: orderId, ok: true, outcome: 'would-settle', details: { ...details, finishesCancel } };
+    const input: SettleOrderInput = {
+      orderId,
+      correlationId: order.correlation_id,
+      run: order.run,
+      reason: options.reason,
+      // The code is recorded once the saga answered; a run stopped before it did leaves none, and the
+      // neutral wording says nothing about who asked.
+      ...(finishesCancel ? { cancel: { wording: cancelWording(order.cancel_code ?? 'other') } } : {}),
+    };
+    const { runId } = await client.withDeadline(Date.now() + START_DEADLINE_MS, () =>
+      startSettlement(client, input, {
+        taskQueue: config.TEMPORAL_TASK_QUEUE,
+        customerId: order.customer_id,
+        status: order.status,
+        settles: latest?.sagaRunId,
+      }),
+    );
+    return { runId, run: order.run, next: finishesCancel ? undefined : nextStep(orderId, order.status) };
+  });
+}
+
+/** The item for a started settlement: waited for up to `waitMs` (0: not at all). */
+async function follow(
+  { client, config }: SettleDeps,
+  orderId: string,
+  started: Started,
+  waitMs: number,
+): Promise<ItemResult> {
+  const workflowId = orderWorkflowId(orderId);
+  const details = { workflowId, runId: started.runId, run: started.run, url: workflowUiUrl(config, orderId) };
+  const next = started.next === undefined ? {} : { reason: started.next };
+  if (waitMs <= 0) return { id: orderId, ok: true, outcome: 'started', ...next, details };
+  let ended;
+  try {
+    ended = await waitForSettlement(client, workflowId, started.runId, waitMs);
+  } catch (err) {
+    // The settlement's failure says what failed and what to do (workflows/settle-order.ts).
+    if (err instanceof WorkflowFailedError)
+      return {
+        id: orderId,
+        ok: false,
+        outcome: 'failed',
+        reason: err.cause?.message ?? err.message,
+        details,
+      };
+    // Started, but its end could not be followed (Temporal unreachable meanwhile): it goes on.
+    return {
+      id: orderId,
+      ok: true,
+      outcome: 'settling',
+      reason: `started; its end could not be followed (${(err as Error).message}): follow it in the Web UI`,
+      details,
+    };
+  }
+  if (ended === undefined)
+    return {
+      id: orderId,
+      ok: true,
+      outcome: 'settling',
+      reason:
+        `still running after ${Math.round(waitMs / 1000)} s (a compensation waiting out an outage, or no worker ` +
+        'polling): it goes on by itself; follow it in the Web UI',
+      details,
+    };
+  return { id: orderId, ok: true, outcome: 'settled', ...next, details: { ...details, ...ended } };
 }
 
 /**

@@ -82,28 +82,35 @@ async function outboxTypes(orderId: string): Promise<string[]> {
   return rows.map((r) => r.type);
 }
 
+/**
+ * The case settle is for: the gateway captures but its answers are lost until the payment deadline
+ * passes (PAYMENT_FAILED, the charge in doubt, the stock held); voids are down, so the compensation
+ * waits the outage out; an operator terminates the run. Voids stay down (`undoDown`).
+ */
+async function stoppedWhileGivingBack(customerId: string, qty: number): Promise<{ id: string; sku: string }> {
+  ledger.mode = 'lose-answers';
+  undoDown = true;
+  const sku = await createProduct(system.db.pool, { stock: 5, price: '8.00' });
+  const placed = await system.placeOrder({
+    customer_id: customerId,
+    email: 's@example.com',
+    items: [{ sku, qty }],
+  });
+  const id = placed.body.id;
+  expect((await system.waitForFinal(id)).status).toBe('PAYMENT_FAILED');
+  ledger.mode = 'up';
+  const saga = system.temporal.workflow.getHandle(orderWorkflowId(id));
+  await waitFor(
+    async () => ((await saga.describe()).raw.pendingActivities?.[0]?.attempt ?? 0) > 1 || undefined,
+    { what: 'the compensation to be retrying' },
+  );
+  await saga.terminate('stopped by hand during the outage');
+  return { id, sku };
+}
+
 describe('orders settle', () => {
   it('refunds the capture whose answer was lost and puts the stock back, for a run terminated while its compensation waited; then the order runs again', async () => {
-    // The gateway captures but its answers are lost, until the deadline passes: PAYMENT_FAILED, the
-    // charge in doubt (CHARGING), the stock held. Voids are down, so the compensation waits the
-    // outage out, and an operator terminates the run.
-    ledger.mode = 'lose-answers';
-    undoDown = true;
-    const sku = await createProduct(system.db.pool, { stock: 5, price: '8.00' });
-    const placed = await system.placeOrder({
-      customer_id: 'C-SETTLE',
-      email: 's@example.com',
-      items: [{ sku, qty: 2 }],
-    });
-    const id = placed.body.id;
-    expect((await system.waitForFinal(id)).status).toBe('PAYMENT_FAILED');
-    ledger.mode = 'up';
-    const saga = system.temporal.workflow.getHandle(orderWorkflowId(id));
-    await waitFor(
-      async () => ((await saga.describe()).raw.pendingActivities?.[0]?.attempt ?? 0) > 1 || undefined,
-      { what: 'the compensation to be retrying' },
-    );
-    await saga.terminate('stopped by hand during the outage');
+    const { id, sku } = await stoppedWhileGivingBack('C-SETTLE', 2);
     expect(await rowsOf(id)).toEqual({ status: 'PAYMENT_FAILED', payment: 'CHARGING', stock_held: true });
     expect(await stockOf(system.db.pool, sku)).toBe(3);
     const stalled = await reconcileOrders(
@@ -334,26 +341,7 @@ describe('orders settle', () => {
   });
 
   it('a reset prepared before a settlement started refuses once it gets the row, instead of terminating the settlement', async () => {
-    // A run terminated while its compensation waited, as above.
-    ledger.mode = 'lose-answers';
-    undoDown = true;
-    const sku = await createProduct(system.db.pool, { stock: 5 });
-    const placed = await system.placeOrder({
-      customer_id: 'C-SETTLE-RESET',
-      email: 'r@example.com',
-      items: [{ sku, qty: 1 }],
-    });
-    const id = placed.body.id;
-    expect((await system.waitForFinal(id)).status).toBe('PAYMENT_FAILED');
-    ledger.mode = 'up';
-    const saga = system.temporal.workflow.getHandle(orderWorkflowId(id));
-    await waitFor(
-      async () => ((await saga.describe()).raw.pendingActivities?.[0]?.attempt ?? 0) > 1 || undefined,
-      {
-        what: 'the compensation to be retrying',
-      },
-    );
-    await saga.terminate('stopped by hand during the outage');
+    const { id, sku } = await stoppedWhileGivingBack('C-SETTLE-RESET', 1);
     undoDown = false;
 
     // The settlement queues on the order's row first; the reset describes the run (the saga's,

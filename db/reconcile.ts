@@ -26,6 +26,8 @@ export interface StalledOrder {
   } | null;
   /** The run whose reservation still holds the order's stock, if one does. */
   stockHeldBy: number | null;
+  /** The current run's compensation has begun (`undo_run`): it was giving back what the order holds. */
+  runUndone: boolean;
 }
 
 /** Final statuses in which no money may stay held: every one but COMPLETED. */
@@ -49,7 +51,8 @@ export async function findStalledOrders(
               'lastError', e.last_error) end as request,
             m.held as "heldPayment",
             case when o.stock_reserved_at is not null and o.stock_released_at is null
-                 then o.stock_run end as "stockHeldBy"
+                 then o.stock_run end as "stockHeldBy",
+            coalesce(o.undo_run, 0) >= o.run as "runUndone"
        from orders o
        left join lateral (
          select id, type, status, last_error from event_outbox x

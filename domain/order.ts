@@ -114,8 +114,8 @@ export function mayBeCancelledWithoutSaga({ status, runUndone, payments }: Direc
   const held = payments.filter(moneyIsHeld);
   if (held.length > 0) {
     return refused(
-      `The order's failed run left a payment ${held.join(', ')}: an operator settles it first ` +
-        '(orders settle <id> gives it back).',
+      `The order still holds a payment (${held.join(', ')}) that its stopped run did not give back: ` +
+        'an operator settles it (orders settle), which also finishes this cancel.',
     );
   }
   return allowed;
@@ -180,7 +180,7 @@ export function mayBeRetried({
     // Any other run resumes its forward steps after a reset; its charge refuses the recorded cancel
     // (PATCHES.recordedCancelStopsCharge) and the run cancels the order.
     return refused(
-      `the customer asked to cancel this order (${status}): it is not run again. ` +
+      `a cancel was asked for this order (${status}, by its customer or an operator): it is not run again. ` +
         (runUndone
           ? 'If its cancel did not finish: holding no money, it is cancelled by POST /orders/<id>/cancel (its ' +
             'customer or an operator); holding money, orders settle <id> --reason … gives it back ' +

@@ -12,10 +12,11 @@
  * - the event is gone, or the run was started and is no longer running (it failed, was terminated,
  *   or Temporal forgot it): the order is retried as a new run if the domain allows it
  *   (`mayBeRetried`); otherwise the reason is reported (money held: reset the run instead);
- * - it ended without a sale (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK) with money still held or stock
- *   still reserved, and no run of it is open to give them back (its compensations were stopped: a run
- *   terminated while one waited out an outage): reported with the charge's key, never fixed here:
- *   `orders settle <id>` gives them back (ops/settle.ts), with or without the run's history.
+ * - it ended without a sale (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK), or its run had begun to give
+ *   back (a cancel, a failed run), with money still held or stock still reserved, and no run of it is
+ *   open to give them back (its compensations were stopped: a run terminated while one waited out an
+ *   outage): reported with the charge's key, never fixed here: `orders settle <id>` gives them back
+ *   (ops/settle.ts), with or without the run's history.
  * Exit status (through `ok`): without `fix`, every stalled order found is an item that is not ok.
  */
 import type { Client } from '@temporalio/client';
@@ -111,7 +112,8 @@ export function diagnose(order: StalledOrder, latest: LatestRun | undefined, wai
   if (latest?.open && latest.run === order.run) return { stalled: false };
   const since = `since ${order.updatedAt}`;
   const held = order.heldPayment;
-  if (isFinal(order.status) && (held || order.stockHeldBy !== null)) {
+  // Ended, or its run was giving them back (a cancel, a failed run) when it stopped: done with them.
+  if ((isFinal(order.status) || order.runUndone) && (held || order.stockHeldBy !== null)) {
     // Any run still open may yet give them back (a compensation waiting out an outage): not stalled.
     if (latest?.open) return { stalled: false };
     const workflow = latest ? `its workflow is ${latest.status}` : 'Temporal has no workflow for it';

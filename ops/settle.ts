@@ -158,8 +158,8 @@ async function decideAndStart(
       correlationId: order.correlation_id,
       run: order.run,
       reason: options.reason,
-      // The code is recorded once the saga answered; a run stopped before it did leaves none, and the
-      // neutral wording says nothing about who asked.
+      // The API records the request's code whatever the saga answered (or did not); an order without
+      // one (a cancel asked before codes were kept) gets the neutral wording, which names nobody.
       ...(finishesCancel ? { cancel: { wording: cancelWording(order.cancel_code ?? 'other') } } : {}),
     };
     const { runId } = await client.withDeadline(Date.now() + START_DEADLINE_MS, () =>

@@ -336,6 +336,10 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
         case 'timeout':
         case 'unavailable':
           log.warn({ outcome: outcome.kind }, 'cancel: the workflow service did not answer');
+          // The saga may have taken it (a compensation waiting out an outage answers late); if its run
+          // then stops, `orders settle` finishes the cancel with the code recorded here, and the note
+          // is kept. (Not recorded if an earlier cancel's reason was: the first one's stands.)
+          await recordReason();
           throw new ApiError(
             503,
             'workflow_unavailable',
@@ -358,6 +362,8 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
               { status: direct.status, reason: direct.reason },
               'cancel: no saga running to cancel it',
             );
+            // Recorded with the request: a settlement of the order finishes this cancel in its words.
+            await recordReason();
             throw new ApiError(409, 'cancel_unavailable', direct.reason, {
               details: { status: direct.status },
             });

@@ -2,7 +2,7 @@
  * `orders reconcile`: orders whose pipeline stalled, or that ended holding money, why, and (with --fix) the
  * stalled ones set going (ops/reconcile.ts).
  */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { reconcileOrders } from '../../ops/reconcile.js';
 import { pairs } from '../output.js';
 import { duration, positiveInt } from '../options.js';
@@ -21,11 +21,16 @@ export const registerReconcile: RegisterCommand = (program, runner) => {
     .description(
       'orders not final and unchanged for --older-than whose run is not running: an order.placed never ' +
         'published or never started (dead-lettered, lost), or a run that ended without finishing the order; ' +
-        'and orders that ended without a sale while their payment still holds money (CHARGING, CAPTURED) ' +
-        'or their stock is still reserved, and no run gives it back, which --fix leaves to an operator ' +
-        '(reset --closed, or the gateway by the charge key it names). Exit 0 when there are none; 1 when some are found (without --fix) or could not be fixed',
+        'and orders that ended without a sale (or whose run stopped while giving back) while their payment ' +
+        'still holds money (CHARGING, CAPTURED) or their stock is still reserved, and no run gives it back, ' +
+        'which --fix leaves to an operator (orders settle <id>). Exit 0 when there are none; 1 when some are ' +
+        'found (without --fix) or could not be fixed',
     )
-    .option('--older-than <duration>', 'only orders unchanged this long (30s, 5m, 2h)', duration, 5 * 60_000)
+    .addOption(
+      new Option('--older-than <duration>', 'only orders unchanged this long (0s, 30s, 5m, 2h)')
+        .argParser(duration)
+        .default(5 * 60_000, '5m'),
+    )
     .option('--fix', 'send the stuck event again, or retry the order as a new run')
     .option('--limit <n>', 'at most this many orders', positiveInt, 1000)
     .action((flags: ReconcileFlags, command: Command) =>

@@ -275,7 +275,7 @@ describe('refusals', () => {
       expect(await retryOrder(db.pool, orderId, { reason: 'gateway back', latest: undefined })).toMatchObject(
         {
           kind: 'refused',
-          reason: expect.stringMatching(/customer asked to cancel/),
+          reason: expect.stringMatching(/a cancel was asked for this order/),
         },
       );
     }
@@ -414,10 +414,16 @@ describe('with a running saga', () => {
     startedWorkflows.push(workflowId);
 
     const started = Date.now();
-    const res = await cancel(app, orderId);
+    const res = await cancel(app, orderId, { code: 'changed_mind', note: 'found it cheaper' });
     expect(res.status).toBe(503);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('workflow_unavailable');
     expect(Date.now() - started).toBeLessThan(10_000);
     expect((await statusOf(orderId))?.status).toBe('PENDING');
+    // The customer's code and note are kept: if the run then stops, a settlement finishes the cancel
+    // in the customer's words.
+    expect(await cancelReasonOf(orderId)).toEqual({
+      cancel_code: 'changed_mind',
+      cancel_note: 'found it cheaper',
+    });
   });
 });

@@ -583,7 +583,7 @@ describe('retrying a failed order', () => {
     // ... its release then failed for good: the order is left RESERVED, no run open.
     expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toMatchObject({
       kind: 'refused',
-      reason: expect.stringMatching(/customer asked to cancel/),
+      reason: expect.stringMatching(/a cancel was asked for this order/),
     });
   });
 
@@ -637,7 +637,7 @@ describe('retrying a failed order', () => {
     expect(await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).toEqual({
       kind: 'refused',
       status: 'RESERVED',
-      reason: expect.stringMatching(/payment CHARGING.*orders settle <id> gives it back/),
+      reason: expect.stringMatching(/payment \(CHARGING\) that its stopped run did not give back: an operator settles it/),
     });
     expect(await snapshot(order, sku)).toEqual(before);
   });

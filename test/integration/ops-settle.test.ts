@@ -228,6 +228,16 @@ describe('orders settle', () => {
     await saga.terminate('stopped by hand during the outage');
     await cancel;
     expect(await rowsOf(id)).toEqual({ status: 'RESERVED', payment: 'CHARGING', stock_held: true });
+    // Reconcile lists it as holding money, and --fix leaves it alone: only a settlement gives back.
+    const found = await reconcileOrders(
+      { pool: system.db.pool, client: system.temporal, logger },
+      { olderThanMs: 0, fix: true },
+    );
+    expect(found.items.find((i) => i.id === id)).toMatchObject({
+      ok: false,
+      outcome: 'refused',
+      details: { cause: 'money-held', status: 'RESERVED' },
+    });
 
     // Asking to cancel again: the run that took the cancel is gone, money is held: a 409 saying so.
     const again = await system.app.request(`/orders/${id}/cancel`, {
@@ -259,9 +269,9 @@ describe('orders settle', () => {
       id,
     ]);
     expect(rows).toEqual([{ kind: 'order-cancelled' }]);
-    // The run stopped before the saga answered the cancel, so no code was recorded: neutral wording.
+    // In the customer's words: the API kept their code though the saga never answered the cancel.
     const reason = await system.db.pool.query('select status_reason from orders where id = $1::uuid', [id]);
-    expect(reason.rows).toEqual([{ status_reason: 'cancelled on request' }]);
+    expect(reason.rows).toEqual([{ status_reason: 'cancelled at your request (changed your mind)' }]);
   });
 
   it('while a settlement runs, a cancel is refused with the reason (409) and a retry waits for it', async () => {

@@ -637,7 +637,9 @@ describe('retrying a failed order', () => {
     expect(await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).toEqual({
       kind: 'refused',
       status: 'RESERVED',
-      reason: expect.stringMatching(/payment \(CHARGING\) that its stopped run did not give back: an operator settles it/),
+      reason: expect.stringMatching(
+        /payment \(CHARGING\) that its stopped run did not give back: an operator settles it/,
+      ),
     });
     expect(await snapshot(order, sku)).toEqual(before);
   });

@@ -190,6 +190,9 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
     expect(rows[0]).toEqual({ cancelRequested: true });
     expect(
       await retryOrder(db.pool, order.orderId, { reason: 'after the outage', latest: undefined }),
-    ).toMatchObject({ kind: 'refused', reason: expect.stringContaining('a cancel was asked for this order') });
+    ).toMatchObject({
+      kind: 'refused',
+      reason: expect.stringContaining('a cancel was asked for this order'),
+    });
   });
 });

@@ -133,7 +133,9 @@ describe('may be retried', () => {
     const failed = { ...facts, status: 'PAYMENT_FAILED' as const, payments: ['DECLINED' as const] };
     expect(mayBeRetried({ ...failed, cancelRequested: true })).toMatchObject({
       ok: false,
-      reason: expect.stringMatching(/a cancel was asked for.*charge not made yet refuses the recorded cancel/),
+      reason: expect.stringMatching(
+        /a cancel was asked for.*charge not made yet refuses the recorded cancel/,
+      ),
     });
     // A run that took the cancel (its compensation began) is settled, which finishes that cancel.
     expect(mayBeRetried({ ...failed, cancelRequested: true, runUndone: true })).toMatchObject({

@@ -126,21 +126,25 @@ export async function recordCancelRequest(
 }
 
 /**
- * Records why an accepted cancel was asked for: the code and the caller's note, for the record only
- * (never e-mailed). The first cancel's reason stands: a retried cancel joins the first one. Not once
- * the customer's data is erased: the erasure may have run between the cancel and this.
+ * Records why a cancel was asked for: the code and the caller's note, for the record only (never
+ * e-mailed). `confirmed`: the cancel is being carried out in this code's words (the saga answered
+ * with them, or the order was cancelled in the database): it replaces a different code recorded
+ * before, which can only be a request nobody answered; a retried cancel with the same code keeps the
+ * first note. Unconfirmed (the saga did not answer; no run could take it): recorded only if nothing
+ * is yet, so an outage does not lose the customer's words. Not once the customer's data is erased:
+ * the erasure may have run between the cancel and this.
  */
 export async function recordCancelReason(
   db: Queryable,
   orderId: string,
-  { code, note }: { code: string; note: string | undefined },
+  { code, note, confirmed }: { code: string; note: string | undefined; confirmed: boolean },
 ): Promise<void> {
   await db.query(
     `update orders
-        set cancel_note = case when cancel_code is null then $3 else cancel_note end,
-            cancel_code = coalesce(cancel_code, $2)
+        set cancel_note = case when cancel_code is null or ($4 and cancel_code <> $2) then $3 else cancel_note end,
+            cancel_code = case when $4 then $2 else coalesce(cancel_code, $2) end
       where id = $1::uuid and erased_at is null`,
-    [orderId, code, note ?? null],
+    [orderId, code, note ?? null, confirmed],
   );
 }
 

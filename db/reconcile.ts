@@ -28,6 +28,8 @@ export interface StalledOrder {
   stockHeldBy: number | null;
   /** The current run's compensation has begun (`undo_run`): it was giving back what the order holds. */
   runUndone: boolean;
+  /** A cancel was asked for the order (`cancel_requested_at`): no retry runs it again. */
+  cancelRequested: boolean;
 }
 
 /** Final statuses in which no money may stay held: every one but COMPLETED. */
@@ -52,7 +54,8 @@ export async function findStalledOrders(
             m.held as "heldPayment",
             case when o.stock_reserved_at is not null and o.stock_released_at is null
                  then o.stock_run end as "stockHeldBy",
-            coalesce(o.undo_run, 0) >= o.run as "runUndone"
+            coalesce(o.undo_run, 0) >= o.run as "runUndone",
+            o.cancel_requested_at is not null as "cancelRequested"
        from orders o
        left join lateral (
          select id, type, status, last_error from event_outbox x

@@ -112,8 +112,11 @@ export function diagnose(order: StalledOrder, latest: LatestRun | undefined, wai
   if (latest?.open && latest.run === order.run) return { stalled: false };
   const since = `since ${order.updatedAt}`;
   const held = order.heldPayment;
-  // Ended, or its run was giving them back (a cancel, a failed run) when it stopped: done with them.
-  if ((isFinal(order.status) || order.runUndone) && (held || order.stockHeldBy !== null)) {
+  // Ended, or its run was giving them back when it stopped and nothing will run it again (money in
+  // doubt or a cancel asked refuses a retry): done with them. An undone run holding only stock, no
+  // cancel asked, is retried below instead: the new run takes that stock over.
+  const doneWithThem = isFinal(order.status) || (order.runUndone && (held !== null || order.cancelRequested));
+  if (doneWithThem && (held || order.stockHeldBy !== null)) {
     // Any run still open may yet give them back (a compensation waiting out an outage): not stalled.
     if (latest?.open) return { stalled: false };
     const workflow = latest ? `its workflow is ${latest.status}` : 'Temporal has no workflow for it';

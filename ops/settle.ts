@@ -148,8 +148,8 @@ async function decideAndStart(
       stockHeldBy,
     });
     if (!verdict.ok) return { id: orderId, ok: false, outcome: 'refused', reason: verdict.reason, details };
-    // Its customer asked to cancel (even if refused then as too late: nothing is sold now), and the
-    // order has not ended: once nothing is held, the settlement ends it CANCELLED.
+    // A cancel was asked (by its customer or an operator, even one refused then as too late: nothing
+    // is sold now), and the order has not ended: once nothing is held, the settlement ends it CANCELLED.
     const finishesCancel = !isFinal(order.status) && order.cancel_requested;
     if (options.dryRun)
       return { id: orderId, ok: true, outcome: 'would-settle', details: { ...details, finishesCancel } };

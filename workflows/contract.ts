@@ -118,8 +118,8 @@ export interface SettleOrderInput {
   /** Why, from the operator: kept with the refund and the release (their events' `reason`). */
   reason: string;
   /**
-   * The run was cancelling the order when it stopped (its customer asked): once everything is given
-   * back, the order ends CANCELLED with this wording (domain/cancel.ts) and the customer is told.
+   * A cancel was asked for the order, which has not ended: once everything is given back, the order
+   * ends CANCELLED with this wording (domain/cancel.ts) and the customer is told.
    */
   cancel?: { wording: string };
 }

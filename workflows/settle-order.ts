@@ -8,7 +8,7 @@
  * It runs the saga's own compensations, in the saga's order (the payment, then the stock), with the
  * same retry profile: each is keyed by the run and idempotent, gives back only what that run holds,
  * and never sold stock, so a settlement racing anything else, or run twice, gives nothing back
- * twice. Then, when its customer had asked to cancel (`SettleOrderInput.cancel`), the order ends
+ * twice. Then, when a cancel was asked for the order (`SettleOrderInput.cancel`), the order ends
  * CANCELLED as the saga ends a cancelled one. Deterministic code only, like the saga
  * (workflows/order-saga.ts); a change to what it schedules keeps `settlement.json` replaying.
  */

@@ -293,7 +293,7 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     // The saga, the status reason, the event and the e-mail get the code's fixed wording only.
     const reason = cancelWording(code);
     const log = c.var.log.child({ orderId: id });
-    const recordReason = () => recordCancelReason(deps.pool, id, { code, note });
+    const recordReason = (confirmed: boolean) => recordCancelReason(deps.pool, id, { code, note, confirmed });
 
     // Marked before the answer is known: refused or lost, the cancel still stops any later retry.
     const status = await recordCancelRequest(deps.pool, id, { customerId: customerScope(c.var.principal) });
@@ -313,14 +313,14 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           // saga's, without the wording; the saga's own words for a cancel it found recorded)
           // records this request's.
           const used = outcome.reason === undefined ? undefined : cancelCodeOf(outcome.reason);
-          if (used === undefined || used === code) await recordReason();
+          if (used === undefined || used === code) await recordReason(true);
           else log.info({ code, sagaCode: used }, 'cancel joined an earlier one; its reason stands');
           return c.json({ id, status: outcome.status, via: 'workflow' as const }, 200);
         }
         case 'incomplete':
           log.error({ code }, 'cancel not completed: a compensation failed; the order needs an operator');
           // Recorded only when the saga was cancelling with this request's wording.
-          if (outcome.reason !== undefined && cancelCodeOf(outcome.reason) === code) await recordReason();
+          if (outcome.reason !== undefined && cancelCodeOf(outcome.reason) === code) await recordReason(true);
           throw new ApiError(
             500,
             'cancel_incomplete',
@@ -338,8 +338,8 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           log.warn({ outcome: outcome.kind }, 'cancel: the workflow service did not answer');
           // The saga may have taken it (a compensation waiting out an outage answers late); if its run
           // then stops, `orders settle` finishes the cancel with the code recorded here, and the note
-          // is kept. (Not recorded if an earlier cancel's reason was: the first one's stands.)
-          await recordReason();
+          // is kept. Unconfirmed: a cancel the saga then carries out in other words replaces it.
+          await recordReason(false);
           throw new ApiError(
             503,
             'workflow_unavailable',
@@ -349,7 +349,7 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           const direct = await cancelOrderWithoutSaga(deps.pool, id, reason);
           if (direct.kind === 'cancelled') {
             log.info({ code }, 'cancelled with no saga running');
-            await recordReason();
+            await recordReason(true);
             // The order ends here, not in a saga step (which will find it cancelled): count it here.
             deps.metrics.finished('CANCELLED', direct.placedAt);
             return c.json({ id, status: 'CANCELLED' as const, via: 'database' as const }, 200);
@@ -362,8 +362,8 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
               { status: direct.status, reason: direct.reason },
               'cancel: no saga running to cancel it',
             );
-            // Recorded with the request: a settlement of the order finishes this cancel in its words.
-            await recordReason();
+            // Recorded with the request, unconfirmed: a settlement finishes this cancel in its words.
+            await recordReason(false);
             throw new ApiError(409, 'cancel_unavailable', direct.reason, {
               details: { status: direct.status },
             });

@@ -23,7 +23,7 @@ export const registerSettle: RegisterCommand = (program, runner) => {
         'orders reconcile lists as money-held or stock-held; or its run had begun to give them back: a cancel ' +
         "or a failed run, stopped midway): run the saga's compensations once more, as a workflow of its own " +
         "under the order's workflow id: the charge voided or refunded at the gateway by its key, the stock put " +
-        'back, each with its event; then, if its customer had asked to cancel, the order ends CANCELLED and the ' +
+        'back, each with its event; then, if a cancel was asked for it, the order ends CANCELLED and the ' +
         'customer is e-mailed. Works after Temporal has forgotten the run; every other order is refused with ' +
         'the reason',
     )

@@ -283,6 +283,41 @@ describe('refusals', () => {
 });
 
 describe('with a running saga', () => {
+  it('a cancel the saga did not answer is recorded until one it carries out in other words replaces it', async () => {
+    const { workflows } = scripted(
+      { kind: 'timeout' },
+      {
+        kind: 'accepted',
+        status: 'CANCELLED',
+        reason: cancelWording('ordered_by_mistake'),
+      },
+      { kind: 'accepted', status: 'CANCELLED', reason: cancelWording('ordered_by_mistake') },
+    );
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await setStatus(orderId, 'RESERVED');
+    // Unanswered: kept, so an outage does not lose the customer's words.
+    expect((await cancel(app, orderId, { code: 'changed_mind', note: 'cheaper elsewhere' })).status).toBe(
+      503,
+    );
+    expect(await cancelReasonOf(orderId)).toEqual({
+      cancel_code: 'changed_mind',
+      cancel_note: 'cheaper elsewhere',
+    });
+    // The saga then cancels in another request's words: the record says what the e-mail said.
+    expect((await cancel(app, orderId, { code: 'ordered_by_mistake', note: 'wrong size' })).status).toBe(200);
+    expect(await cancelReasonOf(orderId)).toEqual({
+      cancel_code: 'ordered_by_mistake',
+      cancel_note: 'wrong size',
+    });
+    // A retried cancel with the same code keeps the first note.
+    expect((await cancel(app, orderId, { code: 'ordered_by_mistake', note: 'again' })).status).toBe(200);
+    expect(await cancelReasonOf(orderId)).toEqual({
+      cancel_code: 'ordered_by_mistake',
+      cancel_note: 'wrong size',
+    });
+  });
+
   it('200 via the workflow when the saga accepts', async () => {
     const { workflows, calls } = scripted({ kind: 'accepted', status: 'CANCELLED' });
     const app = appWith(workflows);

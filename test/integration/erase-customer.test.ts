@@ -138,7 +138,11 @@ describe('erase-customer', () => {
       body: 'Thank you!',
     });
     expect((await cancelOrderWithoutSaga(db.pool, mine[1]!, 'changed my mind')).kind).toBe('cancelled');
-    await recordCancelReason(db.pool, mine[1]!, { code: 'changed_mind', note: 'call me on +44 7700 900123' });
+    await recordCancelReason(db.pool, mine[1]!, {
+      code: 'changed_mind',
+      note: 'call me on +44 7700 900123',
+      confirmed: true,
+    });
     await recordNotification(db.pool, {
       orderId: mine[1]!,
       run: 1,
@@ -323,7 +327,11 @@ describe('erase-customer', () => {
       reason: expect.stringMatching(/erased/),
     });
     // A cancel that was answered just before the erasure records its note just after it.
-    await recordCancelReason(db.pool, orderId, { code: 'changed_mind', note: 'erin: +44 7700 900456' });
+    await recordCancelReason(db.pool, orderId, {
+      code: 'changed_mind',
+      note: 'erin: +44 7700 900456',
+      confirmed: true,
+    });
     const { rows } = await db.pool.query('select cancel_note, status, run from orders where id = $1', [
       orderId,
     ]);

@@ -10,9 +10,9 @@ import { freshEventCte } from './processed-events.js';
  * (`freshEventCte`), in one statement. `awarded` false when the order already has an award, or when
  * this capture was refunded (`refunded`), before its payment.completed arrived or in a run since
  * (loyalty_refunded_captures); `fresh` false, changing nothing, when `consumer` applied the event
- * before; `waiting` when this capture was put on the waiting list (below). A revoked award for another capture (a retried order's earlier run) is replaced; one that
- * still stands keeps the order's points, and this capture waits (loyalty_waiting_captures) for that
- * one's refund, which is then this one's turn (revokeOrderPoints).
+ * before. A revoked award for another capture (a retried order's earlier run) is replaced; one that
+ * still stands keeps the order's points, and this capture waits (`waiting`: loyalty_waiting_captures)
+ * for that one's refund, which is then this one's turn (revokeOrderPoints).
  */
 export async function awardOrderPoints(
   db: Queryable,

@@ -9,6 +9,7 @@
  */
 import type { CancelCode } from '../domain/cancel.js';
 import {
+  ENDED_WITHOUT_SALE,
   GUARDED_TRANSITIONS,
   NEVER_RETRIED,
   TRANSITIONS,
@@ -255,6 +256,25 @@ export async function notStartedStats(db: Queryable): Promise<{ waiting: number;
             coalesce(extract(epoch from now() - min(updated_at)), 0)::float8 as "oldestAgeSeconds"
        from orders
       where status = 'PENDING' and coalesce(started_run, 0) < run`,
+  );
+  return rows[0]!;
+}
+
+/**
+ * Orders done with their stock that still hold it: ended without a sale, or their run was giving it
+ * back (`undo_run`), and it was never released. A compensation waiting out an outage holds it for a
+ * while; a run stopped before it gave it back (terminated by hand), for good, until `orders settle`.
+ * Money held after a run stopped always comes with stock held (the compensations refund first, then
+ * release), so this count finds those orders too. Served by orders_holding_stock_idx.
+ */
+export async function heldStockStats(db: Queryable): Promise<{ orders: number; oldestAgeSeconds: number }> {
+  const { rows } = await db.query<{ orders: number; oldestAgeSeconds: number }>(
+    `select count(*)::int as "orders",
+            coalesce(extract(epoch from now() - min(updated_at)), 0)::float8 as "oldestAgeSeconds"
+       from orders
+      where stock_reserved_at is not null and stock_released_at is null and status <> 'COMPLETED'
+        and (status = any($1::text[]) or coalesce(undo_run, 0) >= run)`,
+    [ENDED_WITHOUT_SALE],
   );
   return rows[0]!;
 }

@@ -3,7 +3,7 @@
  * current run (`order.placed` for run 1, `order.retried` for a retry's run); and orders that ended
  * (not completed) with money or stock still held, which only a run's compensation gives back.
  */
-import { FINAL_STATUSES, type OrderStatus } from '../domain/order.js';
+import { ENDED_WITHOUT_SALE, type OrderStatus } from '../domain/order.js';
 import { MONEY_HELD_STATUSES, type PaymentStatus } from '../domain/payment.js';
 import type { Queryable } from './pool.js';
 import { isoText } from './timestamps.js';
@@ -31,9 +31,6 @@ export interface StalledOrder {
   /** A cancel was asked for the order (`cancel_requested_at`): no retry runs it again. */
   cancelRequested: boolean;
 }
-
-/** Final statuses in which no money may stay held: every one but COMPLETED. */
-const ENDED_WITHOUT_SALE = [...FINAL_STATUSES].filter((status) => status !== 'COMPLETED');
 
 /**
  * Orders that have not changed for `olderThanMs` and are not final (PENDING, RESERVED, PAID), or

@@ -24,6 +24,8 @@ export const FINAL_STATUSES: ReadonlySet<OrderStatus> = new Set<FinalStatus>([
   'CANCELLED',
 ]);
 export const isFinal = (status: OrderStatus): status is FinalStatus => FINAL_STATUSES.has(status);
+/** Final statuses in which no money or stock may stay held: every one but COMPLETED. */
+export const ENDED_WITHOUT_SALE: readonly FinalStatus[] = ['OUT_OF_STOCK', 'PAYMENT_FAILED', 'CANCELLED'];
 
 /**
  * Which statuses each status may be entered from, unconditionally: `transitionOrder` (db/orders.ts)

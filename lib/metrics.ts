@@ -32,6 +32,8 @@ export const METRICS = {
   bridgeStartLag: 'acme_bridge_start_lag_seconds',
   ordersNotStarted: 'acme_orders_not_started',
   ordersOldestNotStartedAge: 'acme_orders_oldest_not_started_age_seconds',
+  ordersHoldingStock: 'acme_orders_holding_stock_after_end',
+  ordersOldestHoldingStockAge: 'acme_orders_oldest_holding_stock_after_end_age_seconds',
   dlqMessages: 'acme_dlq_messages',
   consumerRedeliveries: 'acme_consumer_redeliveries_total',
   sagaStepDuration: 'acme_saga_step_duration_seconds',
@@ -193,14 +195,27 @@ export interface NotStartedStats {
   oldestAgeSeconds: number;
 }
 
+/** Orders done with their stock that still hold it (db/orders.ts heldStockStats). */
+export interface HeldStockStats {
+  orders: number;
+  oldestAgeSeconds: number;
+}
+
 /**
  * `notStarted`: read at scrape time. Orders accepted whose saga has not started are invisible to
  * Temporal and to the start lag (recorded only once a run starts): while Temporal is down, or the
  * bridge cannot start runs, these gauges are what shows orders piling up.
+ * `heldStock`: read at scrape time too. An order whose compensation was stopped (a run terminated by
+ * hand) fails no workflow and counts in no outcome: these gauges are what shows its stock, and any
+ * money with it, still held.
  */
 export function bridgeMetrics(
   registry: Registry,
-  opts: { notStarted?: () => Promise<NotStartedStats>; logger?: Logger } = {},
+  opts: {
+    notStarted?: () => Promise<NotStartedStats>;
+    heldStock?: () => Promise<HeldStockStats>;
+    logger?: Logger;
+  } = {},
 ): BridgeMetrics {
   return once(registry, 'bridge', () => {
     const lag = new Histogram({
@@ -218,6 +233,18 @@ export function bridgeMetrics(
       {
         name: METRICS.ordersOldestNotStartedAge,
         help: 'Seconds the longest-waiting of those orders has waited for its run to start; 0 when none.',
+        value: (s) => s.oldestAgeSeconds,
+      },
+    ]);
+    sampledGauges(registry, opts.heldStock, 'orders holding stock after their end', opts.logger, [
+      {
+        name: METRICS.ordersHoldingStock,
+        help: 'Orders that ended without a sale, or whose run was giving back, and still hold their stock (and maybe money) (read from the database at scrape time).',
+        value: (s) => s.orders,
+      },
+      {
+        name: METRICS.ordersOldestHoldingStockAge,
+        help: 'Seconds since the oldest of those orders last changed; 0 when none.',
         value: (s) => s.oldestAgeSeconds,
       },
     ]);

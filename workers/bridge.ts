@@ -37,6 +37,7 @@ import { countRunningSagas, isTemporalUnavailable, startOrderSaga } from '../lib
 import {
   findOrder,
   markRunStarted,
+  heldStockStats,
   notStartedStats,
   orderItems,
   type ItemRow,
@@ -114,7 +115,11 @@ export function createBridge({
   retryDelayMs,
   registry = new Registry(),
 }: BridgeOptions): QueueConsumer {
-  const metrics = bridgeMetrics(registry, { notStarted: () => notStartedStats(pool), logger });
+  const metrics = bridgeMetrics(registry, {
+    notStarted: () => notStartedStats(pool),
+    heldStock: () => heldStockStats(pool),
+    logger,
+  });
   const admission = createAdmissionGate({
     maxRunning: config.BRIDGE_MAX_RUNNING_SAGAS,
     // Bounded like a start: Temporal unreachable fails the count, and the gate then admits.

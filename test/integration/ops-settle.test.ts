@@ -13,6 +13,7 @@ import { resetOrders } from '../../ops/reset.js';
 import { retryOrders } from '../../ops/retry.js';
 import { settleOrders } from '../../ops/settle.js';
 import { UsageError } from '../../ops/result.js';
+import { heldStockStats } from '../../db/orders.js';
 import { orderWorkflowId, type SettleOrderResult } from '../../workflows/contract.js';
 import { waitFor } from '../helpers/amqp.js';
 import { createProduct } from '../helpers/db.js';
@@ -111,6 +112,9 @@ async function stoppedWhileGivingBack(customerId: string, qty: number): Promise<
 describe('orders settle', () => {
   it('refunds the capture whose answer was lost and puts the stock back, for a run terminated while its compensation waited; then the order runs again', async () => {
     const { id, sku } = await stoppedWhileGivingBack('C-SETTLE', 2);
+    // The bridge's gauge counts it (AcmeOrdersHoldingStock), until it is settled.
+    const heldBefore = await heldStockStats(system.db.pool);
+    expect(heldBefore.orders).toBeGreaterThanOrEqual(1);
     expect(await rowsOf(id)).toEqual({ status: 'PAYMENT_FAILED', payment: 'CHARGING', stock_held: true });
     expect(await stockOf(system.db.pool, sku)).toBe(3);
     const stalled = await reconcileOrders(
@@ -152,6 +156,7 @@ describe('orders settle', () => {
     });
     expect(await rowsOf(id)).toEqual({ status: 'PAYMENT_FAILED', payment: 'REFUNDED', stock_held: false });
     expect(await stockOf(system.db.pool, sku)).toBe(5);
+    expect((await heldStockStats(system.db.pool)).orders).toBe(heldBefore.orders - 1);
     expect(ledger.held.size).toBe(0);
     expect(await outboxTypes(id)).toEqual(expect.arrayContaining(['payment.refunded', 'inventory.released']));
     const after = await reconcileOrders(

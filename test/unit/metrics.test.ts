@@ -181,6 +181,8 @@ describe('metrics at start-up, before any event', async () => {
         METRICS.bridgeStartLag,
         METRICS.ordersNotStarted,
         METRICS.ordersOldestNotStartedAge,
+        METRICS.ordersHoldingStock,
+        METRICS.ordersOldestHoldingStockAge,
         METRICS.consumerRedeliveries,
         METRICS.dlqMessages,
       ].sort(),

@@ -5,7 +5,7 @@
  */
 import { GUARDED_TRANSITIONS, isFinal, mayBeRetried, type OrderStatus } from '../domain/order.js';
 import { buildEvent, runEventId } from '../lib/events.js';
-import { findOrder, type OrderRow } from './orders.js';
+import { currentRunUndone, findOrder, type OrderRow } from './orders.js';
 import { enqueueEvent } from './outbox.js';
 import { paymentStatuses } from './payments.js';
 import { withTransaction, type Pool, type Queryable } from './pool.js';
@@ -94,7 +94,7 @@ export async function retryOrder(
       payments: await paymentStatuses(tx, orderId),
       cancelRequested: order.cancel_requested,
       customerErased: order.erased,
-      runUndone: (order.undo_run ?? 0) >= order.run,
+      runUndone: currentRunUndone(order),
     });
     if (!verdict.ok) return { kind: 'refused', reason: verdict.reason, status: order.status };
     const run = order.run + 1;

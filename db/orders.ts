@@ -56,6 +56,10 @@ export interface OrderRow {
   created_at: Date;
 }
 
+/** Whether the order's current run has begun to undo itself (`undo_run`): no forward step of it acts. */
+export const currentRunUndone = (order: Pick<OrderRow, 'undo_run' | 'run'>): boolean =>
+  (order.undo_run ?? 0) >= order.run;
+
 export interface ItemRow {
   sku: string;
   qty: number;
@@ -361,7 +365,7 @@ export async function cancelOrderWithoutSaga(
     if (!order) return { kind: 'not_found' };
     const verdict = mayBeCancelledWithoutSaga({
       status: order.status,
-      runUndone: (order.undo_run ?? 0) >= order.run,
+      runUndone: currentRunUndone(order),
       payments: order.status === 'PENDING' ? [] : await paymentStatuses(tx, orderId),
     });
     if (!verdict.ok) return { kind: 'refused', status: order.status, reason: verdict.reason };

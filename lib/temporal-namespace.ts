@@ -10,6 +10,7 @@ import { encodeSearchAttributeIndexedValueType } from '@temporalio/common/lib/se
 import { msToTs } from '@temporalio/common/lib/time.js';
 import type { Duration } from '@temporalio/common';
 import type { Logger } from './logger.js';
+import { grpcCode } from './temporal.js';
 import { SEARCH_ATTRIBUTES } from '../workflows/contract.js';
 
 interface Services {
@@ -20,7 +21,6 @@ interface Services {
 const NOT_FOUND = 5; // gRPC status codes
 const ALREADY_EXISTS = 6;
 const UNIMPLEMENTED = 12;
-const code = (err: unknown) => (err as { code?: number }).code;
 
 /**
  * Registers `namespace` if the server lacks it (an existing one is left as it is), then waits until
@@ -35,7 +35,7 @@ export async function ensureNamespace(
     await workflowService.describeNamespace({ namespace });
     return;
   } catch (err) {
-    if (code(err) !== NOT_FOUND) throw err;
+    if (grpcCode(err) !== NOT_FOUND) throw err;
   }
   try {
     await workflowService.registerNamespace({
@@ -44,7 +44,7 @@ export async function ensureNamespace(
       workflowExecutionRetentionPeriod: msToTs(retention),
     });
   } catch (err) {
-    if (code(err) !== ALREADY_EXISTS) throw err;
+    if (grpcCode(err) !== ALREADY_EXISTS) throw err;
   }
   const deadline = Date.now() + 30_000;
   for (;;) {
@@ -52,7 +52,7 @@ export async function ensureNamespace(
       await workflowService.listWorkflowExecutions({ namespace, pageSize: 1 });
       return;
     } catch (err) {
-      if (code(err) !== NOT_FOUND || Date.now() > deadline) throw err;
+      if (grpcCode(err) !== NOT_FOUND || Date.now() > deadline) throw err;
       await new Promise((resolve) => setTimeout(resolve, 500));
     }
   }
@@ -67,7 +67,7 @@ async function registeredSearchAttributes(
     const { customAttributes } = await operatorService.listSearchAttributes({ namespace });
     return new Set(Object.keys(customAttributes ?? {}));
   } catch (err) {
-    if (code(err) === UNIMPLEMENTED) return undefined; // the time-skipping test server
+    if (grpcCode(err) === UNIMPLEMENTED) return undefined; // the time-skipping test server
     throw err;
   }
 }
@@ -95,7 +95,7 @@ export async function ensureSearchAttributes(
       await operatorService.addSearchAttributes({ namespace, searchAttributes: { [key.name]: type } });
       added.push(key.name);
     } catch (err) {
-      if (code(err) !== ALREADY_EXISTS) throw err;
+      if (grpcCode(err) !== ALREADY_EXISTS) throw err;
     }
   }
   if (added.length > 0) logger.info({ namespace, searchAttributes: added }, 'registered search attributes');

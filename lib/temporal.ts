@@ -233,6 +233,14 @@ export function workflowUiUrl(
   return `${base}/namespaces/${encodeURIComponent(config.TEMPORAL_NAMESPACE)}/workflows/${encodeURIComponent(orderWorkflowId(orderId))}`;
 }
 
+/**
+ * The gRPC status code of a failed Temporal call: on the error itself (the native connection's
+ * services) or on its cause (the client's ServiceError).
+ */
+export function grpcCode(err: unknown): unknown {
+  return (err as { code?: unknown }).code ?? (err as { cause?: { code?: unknown } }).cause?.code;
+}
+
 /** gRPC codes that mean "Temporal did not answer" (not "Temporal said no"): worth waiting out. */
 const UNAVAILABLE_CODES = new Set([
   4, // DEADLINE_EXCEEDED: no answer within our deadline

@@ -33,6 +33,7 @@ import type { Client } from '@temporalio/client';
 // A CommonJS module: its namespaces come through the default import under ESM.
 import proto from '@temporalio/proto';
 import type { Logger } from '../lib/logger.js';
+import { grpcCode } from '../lib/temporal.js';
 import { noteProblem } from '../domain/text.js';
 import { findOrder } from '../db/orders.js';
 import { holdLocksWhileIdle, withTransaction, type Pool } from '../db/pool.js';
@@ -224,7 +225,7 @@ const RESET_CONFIRM_MS = 30_000;
 const DESCRIBE_DEADLINE_MS = 5_000;
 
 const isUnanswered = (err: unknown): boolean => {
-  const code = (err as { code?: unknown }).code ?? (err as { cause?: { code?: unknown } }).cause?.code;
+  const code = grpcCode(err);
   return code === 1 || code === 4 || code === 14; // gRPC CANCELLED, DEADLINE_EXCEEDED, UNAVAILABLE
 };
 

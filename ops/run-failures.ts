@@ -5,14 +5,11 @@
 import { WorkflowNotFoundError } from '@temporalio/client';
 // A CommonJS module: its namespaces come through the default import under ESM.
 import proto from '@temporalio/proto';
+import { grpcCode } from '../lib/temporal.js';
 import type { SelectedRun } from './select.js';
 
 const NOT_FOUND = 5; // gRPC status codes
 const UNAVAILABLE = new Set([4, 14]);
-
-function grpcCode(err: unknown): unknown {
-  return (err as { code?: unknown }).code ?? (err as { cause?: { code?: unknown } }).cause?.code;
-}
 
 export function isRunNotFound(err: unknown): boolean {
   return err instanceof WorkflowNotFoundError || grpcCode(err) === NOT_FOUND;

@@ -4,6 +4,7 @@
  * command that works on runs (replay, reset, and later retry and reconcile).
  */
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
+import { grpcCode } from '../lib/temporal.js';
 import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, orderWorkflowId } from '../workflows/contract.js';
 import { UsageError } from './result.js';
 
@@ -104,8 +105,7 @@ async function listRuns(
       if (type === undefined || execution.type === type) runs.push(toRun(execution));
     }
   } catch (err) {
-    const code = (err as { cause?: { code?: unknown } }).cause?.code ?? (err as { code?: unknown }).code;
-    if (code === INVALID_ARGUMENT)
+    if (grpcCode(err) === INVALID_ARGUMENT)
       throw new UsageError(
         `Temporal refused the query ${JSON.stringify(query)}: ${causeMessage(err)} ` +
           '(use the Web UI query syntax, e.g. \'OrderStatus = "PAYMENT_FAILED" AND CustomerId = "C100"\')',

@@ -22,7 +22,7 @@ import { cancelWording } from '../domain/cancel.js';
 import { isFinal, maySettle, type OrderStatus } from '../domain/order.js';
 import { noteProblem } from '../domain/text.js';
 import { latestOrderRun, startSettlement, workflowUiUrl } from '../lib/temporal.js';
-import { findOrder } from '../db/orders.js';
+import { currentRunUndone, findOrder } from '../db/orders.js';
 import { heldPayments } from '../db/payments.js';
 import { holdLocksWhileIdle, withTransaction, type Pool } from '../db/pool.js';
 import { orderWorkflowId, type SettleOrderInput, type SettleOrderResult } from '../workflows/contract.js';
@@ -143,7 +143,7 @@ async function decideAndStart(
       status: order.status,
       run: order.run,
       runOpen: latest?.open ?? false,
-      runUndone: (order.undo_run ?? 0) >= order.run,
+      runUndone: currentRunUndone(order),
       heldPayments: held,
       stockHeldBy,
     });

@@ -118,16 +118,17 @@ export async function recordCancelRequest(
   db: Queryable,
   orderId: string,
   { customerId }: { customerId?: string | undefined } = {},
-): Promise<OrderStatus | undefined> {
-  const { rows } = await db.query<{ status: OrderStatus }>(
+): Promise<{ status: OrderStatus; runUndone: boolean } | undefined> {
+  const { rows } = await db.query<{ status: OrderStatus; run_undone: boolean }>(
     `update orders
         set cancel_requested_at = case when status <> all($3::text[])
                                        then coalesce(cancel_requested_at, now()) else cancel_requested_at end
       where id = $1::uuid and ($2::text is null or customer_id = $2)
-      returning status`,
+      returning status, coalesce(undo_run, 0) >= run as run_undone`,
     [orderId, customerId ?? null, NEVER_RETRIED],
   );
-  return rows[0]?.status;
+  const row = rows[0];
+  return row && { status: row.status, runUndone: row.run_undone };
 }
 
 /**
@@ -349,8 +350,8 @@ export type DirectCancelOutcome =
 
 /**
  * Cancels an order that no saga run is running (the caller asked Temporal), when the domain allows it
- * (`mayBeCancelledWithoutSaga`): a PENDING order whose saga has not started, or a RESERVED one whose
- * failed run undid itself and holds no money. → CANCELLED plus `order.cancelled`, in one transaction
+ * (`mayBeCancelledWithoutSaga`): a PENDING order whose saga has not started, or a RESERVED or PAID
+ * one whose failed run undid itself and holds no money. → CANCELLED plus `order.cancelled`, in one transaction
  * under the order's row lock. Stock the order still holds (a retried order waiting for its new run
  * holds what its failed run took; a failed run's release may itself have failed) is given back here,
  * with `inventory.released`, in the same transaction.
@@ -369,10 +370,16 @@ export async function cancelOrderWithoutSaga(
       payments: order.status === 'PENDING' ? [] : await paymentStatuses(tx, orderId),
     });
     if (!verdict.ok) return { kind: 'refused', status: order.status, reason: verdict.reason };
-    const result = await transitionOrder(tx, orderId, 'CANCELLED', { reason });
-    if (!result.changed) {
-      const status = result.status ?? order.status;
-      return { kind: 'refused', status, reason: `order is ${status}` };
+    if (order.status === 'PAID') {
+      // Its run refunded the capture (the rule above found no money held): the guarded edge.
+      if (!(await cancelRefundedPaidOrder(tx, orderId, order.run, reason)))
+        return { kind: 'refused', status: order.status, reason: 'its capture was not refunded' };
+    } else {
+      const result = await transitionOrder(tx, orderId, 'CANCELLED', { reason });
+      if (!result.changed) {
+        const status = result.status ?? order.status;
+        return { kind: 'refused', status, reason: `order is ${status}` };
+      }
     }
     await tx.query(
       'update orders set cancel_requested_at = coalesce(cancel_requested_at, now()) where id = $1::uuid',

@@ -48,8 +48,11 @@ export const TRANSITIONS: Readonly<Record<OrderStatus, readonly OrderStatus[]>> 
 export const GUARDED_TRANSITIONS = {
   /** A charge completed while the cancel was under way, and the compensation refunded it. */
   refundedPaidToCancelled: { from: ['PAID'], to: 'CANCELLED', when: 'paidOrderMayBeCancelled' },
-  /** An operator's retry: the order runs again from the start, as a new run. */
-  retry: { from: ['PENDING', 'RESERVED', 'PAYMENT_FAILED'], to: 'PENDING', when: 'mayBeRetried' },
+  /**
+   * An operator's retry: the order runs again from the start, as a new run. From PAID only once its
+   * run has given the money back (a run that failed after the charge and undid itself).
+   */
+  retry: { from: ['PENDING', 'RESERVED', 'PAYMENT_FAILED', 'PAID'], to: 'PENDING', when: 'mayBeRetried' },
 } as const satisfies Record<string, { from: readonly OrderStatus[]; to: OrderStatus; when: string }>;
 
 /** Whether the state machine has an edge from `from` to `to` at all (guarded or not). */
@@ -82,9 +85,15 @@ const refused = (reason: string): Verdict => ({ ok: false, reason });
 /**
  * May the order be cancelled now? Once paid it is too late (the customer was charged and the order
  * goes on to completion); a final order cannot change. The saga's validator adds what only it knows
- * (`compensating`: it is already undoing the order).
+ * (`compensating`: it is already undoing the order). The API adds `runUndone`: a PAID order whose run
+ * failed after the charge and began to give it back is no sale any more; with no run left, it is
+ * cancelled in the database once the capture is refunded (`mayBeCancelledWithoutSaga`).
  */
-export function mayBeCancelledNow(status: OrderStatus, { compensating = false } = {}): Verdict {
+export function mayBeCancelledNow(
+  status: OrderStatus,
+  { compensating = false, runUndone = false } = {},
+): Verdict {
+  if (status === 'PAID' && runUndone && !compensating) return allowed;
   if (status === 'PAID' || status === 'COMPLETED') return refused('too late: order is already paid');
   if (isFinal(status) || compensating) return refused(`too late: order has already ended (${status})`);
   return allowed;
@@ -101,17 +110,20 @@ export interface DirectCancelFacts {
 
 /**
  * May the order be cancelled in the database, with no saga run to do it (the API asked Temporal and
- * none is running)? A PENDING order whose saga has not started, yes. A RESERVED order whose run
- * failed after undoing itself (its compensation began, so no forward step of it acts again), yes
- * once no money is held: otherwise nothing could ever end it, since a retry refuses an order whose
- * customer asked to cancel and a reset replays the same failure. Any other RESERVED order holds stock
- * that only its saga's compensation may give back, so it is never cancelled behind the saga's back.
+ * none is running)? A PENDING order whose saga has not started, yes. A RESERVED or PAID order whose
+ * run failed after undoing itself (its compensation began, so no forward step of it acts again), yes
+ * once no money is held (a PAID one's capture refunded): otherwise nothing could ever end it, since a
+ * retry refuses an order whose customer asked to cancel and a reset replays the same failure. Any
+ * other RESERVED order holds stock that only its saga's compensation may give back, so it is never
+ * cancelled behind the saga's back; any other PAID order is a sale its run finishes.
  */
 export function mayBeCancelledWithoutSaga({ status, runUndone, payments }: DirectCancelFacts): Verdict {
   if (status === 'PENDING') return allowed;
-  if (status !== 'RESERVED') return refused(`order is ${status}`);
+  if (status !== 'RESERVED' && status !== 'PAID') return refused(`order is ${status}`);
   if (!runUndone) {
-    return refused(`The order is ${status} but its workflow is not running, so it cannot be cancelled now.`);
+    return status === 'PAID'
+      ? refused('too late: order is already paid')
+      : refused(`The order is ${status} but its workflow is not running, so it cannot be cancelled now.`);
   }
   const held = payments.filter(moneyIsHeld);
   if (held.length > 0) {
@@ -154,8 +166,9 @@ export const NEVER_RETRIED: readonly OrderStatus[] = ['COMPLETED', 'CANCELLED', 
 
 /**
  * May an operator run the order again? Yes for a payment that failed with no money taken, and for an
- * order left unfinished by a run that failed (a compensation that failed, a bad deploy): nothing is
- * running for it and no money is held or of unknown fate. Everything else is refused with the reason.
+ * order left unfinished by a run that failed (a compensation that failed, a bad deploy; a PAID one
+ * once that run has given its capture back): nothing is running for it and no money is held or of
+ * unknown fate. Everything else is refused with the reason.
  * A retry starts a new run (its own charge key, events and notifications); stock still held by the
  * failed run is taken over by the new one, not reserved twice.
  */
@@ -176,6 +189,14 @@ export function mayBeRetried({
   if (runOpen) return refused(`the order's run is still going (${status}); wait for it to end`);
   if (!(GUARDED_TRANSITIONS.retry.from as readonly OrderStatus[]).includes(status)) {
     return refused(`order is ${status}: a new run cannot start from there; reset its run instead`);
+  }
+  // A PAID order is retried only once its run failed and began to give back (refund, release): one
+  // whose run stopped with the capture standing is a sale in progress, which its own run finishes.
+  if (status === 'PAID' && !runUndone) {
+    return refused(
+      'order is PAID and its run never began to give the money back: its sale goes on; reset its run ' +
+        '(orders reset <id> --closed --reason …) so it completes',
+    );
   }
   if (cancelRequested) {
     // Only a run whose compensation began took the cancel: a settlement finishes it (ops/settle.ts).

@@ -226,10 +226,7 @@ async function follow(
  */
 function nextStep(orderId: string, status: OrderStatus): string | undefined {
   if (isFinal(status)) return undefined;
-  return status === 'PAID'
-    ? 'once settled, the order is still PAID with its capture refunded (a run that failed after the charge ' +
-        'and undid itself): no command moves such an order on yet; it holds nothing'
-    : `once settled, the order is still ${status}: orders retry ${orderId} runs it again`;
+  return `once settled, the order is still ${status}${status === 'PAID' ? ' with its capture refunded' : ''}: orders retry ${orderId} runs it again`;
 }
 
 /** The settlement's result, or undefined if it has not ended within `waitMs`; its failure is thrown. */

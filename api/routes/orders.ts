@@ -296,9 +296,10 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     const recordReason = (confirmed: boolean) => recordCancelReason(deps.pool, id, { code, note, confirmed });
 
     // Marked before the answer is known: refused or lost, the cancel still stops any later retry.
-    const status = await recordCancelRequest(deps.pool, id, { customerId: customerScope(c.var.principal) });
-    if (status === undefined) throw notFound('Order', id);
-    const verdict = mayBeCancelledNow(status);
+    const recorded = await recordCancelRequest(deps.pool, id, { customerId: customerScope(c.var.principal) });
+    if (recorded === undefined) throw notFound('Order', id);
+    const { status } = recorded;
+    const verdict = mayBeCancelledNow(status, { runUndone: recorded.runUndone });
     if (!verdict.ok) throw cancelRefused(status, verdict.reason);
 
     // Twice at most: the saga may start between "no workflow" and the direct cancel.

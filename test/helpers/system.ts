@@ -9,6 +9,7 @@ import amqplib from 'amqplib';
 import { expect } from 'vitest';
 import { createApp } from '../../api/app.js';
 import { createTemporalOrderWorkflows } from '../../api/order-workflows.js';
+import type { Activities } from '../../activities/index.js';
 import type { PaymentGateway } from '../../activities/payment-gateway.js';
 import { connectAmqp, type AmqpConnectionManager } from '../../lib/amqp/connection.js';
 import type { Config } from '../../lib/config.js';
@@ -62,10 +63,13 @@ export async function startSystem(
   overrides: Record<string, string> = {},
   {
     gateway,
+    activityOverrides,
     probeServers = false,
     tracing,
   }: {
     gateway?: PaymentGateway;
+    /** Replaces single activities in the worker, for a step that fails (a bad deploy of it). */
+    activityOverrides?: Partial<Activities>;
     probeServers?: boolean;
     /** Tracing on (lib/tracing-sdk.ts): Temporal's interceptors in the bridge's client and the worker. */
     tracing?: TemporalTracing;
@@ -106,6 +110,7 @@ export async function startSystem(
     connection,
     registry: registries.worker,
     ...(gateway ? { gateway } : {}),
+    ...(activityOverrides ? { activityOverrides } : {}),
     tracing,
   });
   const workerRun = worker.run();

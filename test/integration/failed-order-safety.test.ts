@@ -463,7 +463,7 @@ describe("a customer's recorded cancel", () => {
     const acts = activitiesWith(gateway);
     const { order } = await reserved(acts);
     // The API recorded the cancel; the update never reached the saga (503 to the customer).
-    expect(await recordCancelRequest(db.pool, order.orderId)).toBe('RESERVED');
+    expect(await recordCancelRequest(db.pool, order.orderId)).toMatchObject({ status: 'RESERVED' });
     await expect(acts.chargePayment(step(order))).rejects.toMatchObject({
       type: 'CancelRequested',
       nonRetryable: true,
@@ -576,6 +576,59 @@ describe('retrying a failed order', () => {
     ]);
   });
 
+  test('a PAID order whose run failed after the charge and gave it back is retried: charged once more, stock taken once', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { sku, order } = await reserved(acts, { qty: 2, stock: 5 });
+    await acts.chargePayment(step(order));
+    // Its last step failed for good (a bad deploy of completeOrder): the saga gave everything back.
+    await acts.refundPayment({ ...step(order), reason: 'saga failed: completeOrder' });
+    await acts.releaseInventory({ ...step(order), reason: 'saga failed: completeOrder' });
+    expect(await orderStatus(db.pool, order.orderId)).toBe('PAID');
+    expect(await stockOf(db.pool, sku)).toBe(5);
+    expect(gateway.held.size).toBe(0);
+
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'fixed', latest: undefined })).toEqual({
+      kind: 'retried',
+      run: 2,
+      previousStatus: 'PAID',
+    });
+    expect(await acts.reserveInventory(step(order, 2))).toMatchObject({ outcome: 'RESERVED' });
+    await acts.chargePayment(step(order, 2));
+    await acts.notifyCustomer({ ...step(order, 2), kind: 'order-completed' });
+    await acts.completeOrder(step(order, 2));
+    expect(await orderStatus(db.pool, order.orderId)).toBe('COMPLETED');
+    expect(await stockOf(db.pool, sku)).toBe(3); // sold once
+    expect(gateway.captures).toBe(2); // run 1's, refunded, and run 2's, which stands
+    expect([...gateway.held.keys()]).toEqual([chargeKey(order.orderId, 2)]);
+    // A second retry of the completed order changes nothing.
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'again', latest: undefined })).toMatchObject({
+      kind: 'refused',
+      reason: expect.stringMatching(/COMPLETED/),
+    });
+  });
+
+  test('a PAID order is not retried while its capture stands: a run stopped before giving it back', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { sku, order } = await reserved(acts);
+    await acts.chargePayment(step(order));
+    // The run stopped after the charge (terminated): its sale is in progress, not failed.
+    const before = await snapshot(order, sku);
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toMatchObject({
+      kind: 'refused',
+      reason: expect.stringMatching(/never began to give the money back.*orders reset/),
+    });
+    // Its compensation began (undo_run) but stopped before the refund: the money is held.
+    await db.pool.query(`update orders set undo_run = run where id = $1::uuid`, [order.orderId]);
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toMatchObject({
+      kind: 'refused',
+      reason: expect.stringMatching(/CAPTURED: money is held/),
+    });
+    expect(await snapshot(order, sku)).toEqual(before);
+    expect(gateway.held.size).toBe(1);
+  });
+
   test('an order its customer cancelled is never revived by a retry, even when its cancel did not finish', async () => {
     const acts = activitiesWith(ledgerGateway());
     const { order } = await reserved(acts);
@@ -594,7 +647,7 @@ describe('retrying a failed order', () => {
     await acts.refundPayment({ ...step(order), reason: 'saga failed' });
     await acts.releaseInventory({ ...step(order), reason: 'saga failed' });
     // The customer cancels (no saga runs): the mark makes any retry refuse, so only this ends it.
-    expect(await recordCancelRequest(db.pool, order.orderId)).toBe('RESERVED');
+    expect(await recordCancelRequest(db.pool, order.orderId)).toMatchObject({ status: 'RESERVED' });
     expect(await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).toEqual({
       kind: 'cancelled',
       placedAt: expect.any(Date),
@@ -606,6 +659,48 @@ describe('retrying a failed order', () => {
       'inventory.released',
       'order.cancelled',
     ]);
+  });
+
+  test('a PAID order whose failed run refunded its capture is cancelled when its customer asks: not "already paid" for good', async () => {
+    const gateway = ledgerGateway();
+    const acts = activitiesWith(gateway);
+    const { sku, order } = await reserved(acts, { qty: 2, stock: 5 });
+    await acts.chargePayment(step(order));
+    // Its last step failed for good; the saga refunded the capture and the run failed holding the stock.
+    await acts.refundPayment({ ...step(order), reason: 'saga failed' });
+    expect(await recordCancelRequest(db.pool, order.orderId)).toEqual({ status: 'PAID', runUndone: true });
+    expect(await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).toEqual({
+      kind: 'cancelled',
+      placedAt: expect.any(Date),
+    });
+    expect(await orderStatus(db.pool, order.orderId)).toBe('CANCELLED');
+    expect(await stockOf(db.pool, sku)).toBe(5); // the stock its run still held, given back with the cancel
+    expect(gateway.held.size).toBe(0);
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'payment.completed',
+      'payment.refunded',
+      'inventory.released',
+      'order.cancelled',
+    ]);
+  });
+
+  test('a PAID order whose capture stands is not cancelled in the database, undone or not', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const { sku, order } = await reserved(acts);
+    await acts.chargePayment(step(order));
+    const before = await snapshot(order, sku);
+    expect(await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).toEqual({
+      kind: 'refused',
+      status: 'PAID',
+      reason: 'too late: order is already paid',
+    });
+    await db.pool.query(`update orders set undo_run = run where id = $1::uuid`, [order.orderId]);
+    expect(await cancelOrderWithoutSaga(db.pool, order.orderId, 'changed my mind')).toMatchObject({
+      kind: 'refused',
+      reason: expect.stringMatching(/CAPTURED/),
+    });
+    expect(await snapshot(order, sku)).toEqual(before);
   });
 
   test('a failed run’s stock still held when its customer cancels is given back once, with the cancel', async () => {
@@ -655,14 +750,22 @@ describe('retrying a failed order', () => {
     expect(await snapshot(order, sku)).toEqual(before);
   });
 
-  test('a PAID order is refused with the reason, not a server error', async () => {
+  test('a PAID order whose failed run refunded but stopped before the release is retried: its stock is taken over, not taken twice', async () => {
     const acts = activitiesWith(ledgerGateway());
-    const { order } = await reserved(acts);
+    const { sku, order } = await reserved(acts, { qty: 2, stock: 5 });
     await acts.chargePayment(step(order));
-    await acts.refundPayment({ ...step(order), reason: 'refund only' });
+    await acts.refundPayment({ ...step(order), reason: 'saga failed: refund only' });
+    expect(await stockOf(db.pool, sku)).toBe(3);
     expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toMatchObject({
-      kind: 'refused',
-      reason: expect.stringMatching(/PAID/),
+      kind: 'retried',
+      run: 2,
     });
+    expect(await acts.reserveInventory(step(order, 2))).toMatchObject({ outcome: 'RESERVED' });
+    expect(await stockOf(db.pool, sku)).toBe(3);
+    // Run 1's release, run again later (a reset of it), leaves the stock run 2 holds alone.
+    await expect(acts.releaseInventory({ ...step(order), reason: 'late' })).resolves.toMatchObject({
+      released: false,
+    });
+    expect(await stockOf(db.pool, sku)).toBe(3);
   });
 });

@@ -7,8 +7,10 @@
  * history, a dead-lettered order.placed that comes back with `dlq redrive`, and reconcile.
  */
 import { randomUUID } from 'node:crypto';
+import { ApplicationFailure } from '@temporalio/common';
 import type { ConsumeMessage } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createActivities, type Activities } from '../../activities/index.js';
 import { createLogger } from '../../lib/logger.js';
 import { eventPublishOptions } from '../../lib/amqp/publisher.js';
 import { buildEvent, type EventEnvelope } from '../../lib/events.js';
@@ -18,6 +20,7 @@ import { replayOrders } from '../../ops/replay.js';
 import { retryOrders } from '../../ops/retry.js';
 import { orderWorkflowId } from '../../workflows/contract.js';
 import { openObserver, waitFor, type Observer } from '../helpers/amqp.js';
+import { bearer } from '../helpers/auth.js';
 import { createProduct } from '../helpers/db.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
 import { ledgerGateway } from '../workflow/fixtures/gateways.js';
@@ -28,10 +31,22 @@ const logger = createLogger('retry-e2e', 'silent');
 let system: TestSystem;
 let observer: Observer;
 let published: ConsumeMessage[];
+/** While set, completeOrder fails for good, as a bad deploy of it would; else it is the real step. */
+let completeOrderBroken = false;
 
 beforeAll(async () => {
   observer = await openObserver();
-  system = await startSystem({ PAYMENT_DEADLINE_MS: '2000' }, { gateway });
+  let real: Activities | undefined;
+  const completeOrder: Activities['completeOrder'] = async (args) => {
+    if (completeOrderBroken)
+      throw ApplicationFailure.nonRetryable('completeOrder: a bad deploy', 'BadDeploy');
+    real ??= createActivities({ pool: system.db.pool, gateway, logger });
+    return real.completeOrder(args);
+  };
+  system = await startSystem(
+    { PAYMENT_DEADLINE_MS: '2000' },
+    { gateway, activityOverrides: { completeOrder } },
+  );
   published = await observer.observe(system.config.AMQP_EXCHANGE, '#');
 });
 afterAll(async () => {
@@ -71,6 +86,33 @@ async function failedOrder(): Promise<{ id: string; sku: string }> {
   // The status is final before the compensations ran; the run's end says they are done.
   await system.temporal.workflow.getHandle(orderWorkflowId(placed.body.id)).result();
   return { id: placed.body.id, sku };
+}
+
+/** An order whose last step (completeOrder) failed for good after the charge: its run undid itself. */
+async function paidThenFailed(): Promise<{ id: string; sku: string }> {
+  gateway.mode = 'up';
+  completeOrderBroken = true;
+  try {
+    const sku = await createProduct(system.db.pool, { stock: 5, price: '12.00' });
+    const { body } = await system.placeOrder({
+      customer_id: 'C-RETRY-PAID',
+      email: 'p@example.com',
+      items: [{ sku, qty: 2 }],
+    });
+    const run1 = system.temporal.workflow.getHandle(orderWorkflowId(body.id));
+    await waitFor(
+      () =>
+        run1.describe().then(
+          () => true,
+          () => undefined,
+        ),
+      { what: 'run 1 started' },
+    );
+    await expect(run1.result()).rejects.toThrow('Workflow execution failed');
+    return { id: body.id, sku };
+  } finally {
+    completeOrderBroken = false; // the fix is deployed
+  }
 }
 
 describe('retry', () => {
@@ -116,6 +158,57 @@ describe('retry', () => {
     ]);
     const notifications = order.notifications.map((n) => n.kind);
     expect(notifications).toEqual(['payment-failed', 'order-completed']);
+  });
+
+  it('an order whose last step failed after the charge (refunded, stock back, left PAID) completes when retried', async () => {
+    const { id, sku } = await paidThenFailed();
+    // The failed run gave everything back; the order row stays PAID (its capture refunded).
+    expect((await system.getOrder(id)).status).toBe('PAID');
+    expect(await stockOf(system.db.pool, sku)).toBe(5);
+    expect(gateway.held.has(`${id}:run-1`)).toBe(false);
+
+    const result = await retryOrders(deps(), {
+      selection: { orderIds: [id] },
+      reason: 'completeOrder fixed',
+    });
+    expect(result).toMatchObject({
+      ok: true,
+      items: [{ id, ok: true, outcome: 'retried', details: { run: 2 } }],
+    });
+    expect((await system.waitForFinal(id)).status).toBe('COMPLETED');
+    expect(await stockOf(system.db.pool, sku)).toBe(3); // sold once
+    expect([...gateway.held.keys()].filter((k) => k.startsWith(id))).toEqual([`${id}:run-2`]);
+    const types = await waitFor(
+      () => (eventTypes(id).includes('order.completed') ? eventTypes(id) : undefined),
+      { what: 'order.completed on the exchange' },
+    );
+    expect(types).toEqual([
+      'order.placed',
+      'inventory.reserved',
+      'payment.completed',
+      'payment.refunded',
+      'inventory.released',
+      'order.retried',
+      'inventory.reserved',
+      'payment.completed',
+      'order.completed',
+    ]);
+  });
+
+  it('an order whose last step failed after the charge is cancelled when its customer asks instead, and never retried', async () => {
+    const { id, sku } = await paidThenFailed();
+    const asCustomer = bearer(await system.auth.customerToken('C-RETRY-PAID'));
+    const cancel = await system.app.request(`/orders/${id}/cancel`, {
+      method: 'POST',
+      headers: { ...asCustomer, 'content-type': 'application/json' },
+      body: JSON.stringify({ code: 'changed_mind' }),
+    });
+    expect(cancel.status).toBe(200);
+    expect(await cancel.json()).toEqual({ id, status: 'CANCELLED', via: 'database' });
+    expect(await stockOf(system.db.pool, sku)).toBe(5);
+    expect(gateway.held.has(`${id}:run-1`)).toBe(false);
+    const retried = await retryOrders(deps(), { selection: { orderIds: [id] }, reason: 'test' });
+    expect(retried).toMatchObject({ ok: false, items: [{ id, outcome: 'refused' }] });
   });
 
   it('through the API: 202 with the order, and a second retry while it runs starts nothing more', async () => {

@@ -31,6 +31,7 @@ describe('order state machine', () => {
         'RESERVED→PENDING', // a retry of a run that failed holding stock
         'PAID→COMPLETED',
         'PAID→CANCELLED', // only once refunded
+        'PAID→PENDING', // a retry of a run that failed after the charge and refunded it
         'PAYMENT_FAILED→PENDING', // a retry
       ].sort(),
     );
@@ -87,11 +88,28 @@ describe('may be cancelled with no saga running', () => {
         reason: expect.stringContaining(held),
       });
     }
-    for (const status of ['PAID', 'COMPLETED', 'CANCELLED', 'PAYMENT_FAILED', 'OUT_OF_STOCK'] as const) {
+    for (const status of ['COMPLETED', 'CANCELLED', 'PAYMENT_FAILED', 'OUT_OF_STOCK'] as const) {
       expect(mayBeCancelledWithoutSaga({ status, runUndone: true, payments: [] })).toMatchObject({
         ok: false,
       });
     }
+  });
+
+  it('PAID only once its failed run gave the capture back; otherwise it is a sale in progress', () => {
+    expect(mayBeCancelledWithoutSaga({ status: 'PAID', runUndone: true, payments: ['REFUNDED'] })).toEqual({
+      ok: true,
+    });
+    expect(mayBeCancelledWithoutSaga({ status: 'PAID', runUndone: true, payments: ['CAPTURED'] })).toEqual({
+      ok: false,
+      reason: expect.stringMatching(/CAPTURED.*an operator settles it/),
+    });
+    expect(mayBeCancelledWithoutSaga({ status: 'PAID', runUndone: false, payments: ['CAPTURED'] })).toEqual({
+      ok: false,
+      reason: 'too late: order is already paid',
+    });
+    // What the API asks first: the saga's own rule stays "too late" for a PAID order.
+    expect(mayBeCancelledNow('PAID', { runUndone: true })).toEqual({ ok: true });
+    expect(mayBeCancelledNow('PAID', { runUndone: true, compensating: true })).toMatchObject({ ok: false });
   });
 });
 
@@ -109,6 +127,20 @@ describe('may be retried', () => {
   it('an order left unfinished by a run that failed: yes', () => {
     expect(mayBeRetried({ ...facts, status: 'RESERVED' })).toEqual({ ok: true });
     expect(mayBeRetried({ ...facts, status: 'PENDING' })).toEqual({ ok: true });
+  });
+
+  it('a PAID order only once its failed run gave the capture back', () => {
+    const paid = { ...facts, status: 'PAID' as const };
+    expect(mayBeRetried({ ...paid, runUndone: true, payments: ['REFUNDED'] })).toEqual({ ok: true });
+    expect(mayBeRetried({ ...paid, runUndone: true, payments: ['CAPTURED'] })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/CAPTURED: money is held/),
+    });
+    // A run stopped with its capture standing: a sale in progress, finished by its own run (a reset).
+    expect(mayBeRetried({ ...paid, runUndone: false, payments: ['REFUNDED'] })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/never began to give the money back/),
+    });
   });
 
   it('refuses completed, cancelled and out-of-stock orders, a run still going, and money held or in doubt', () => {

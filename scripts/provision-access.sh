@@ -66,19 +66,21 @@ if [ -z "${AMQP_URL:-}" ]; then
   declare -A CONF WRITE READ
   CONF[api]='^$' WRITE[api]='^$' READ[api]='^$'
   CONF[worker]='^$' WRITE[worker]='^$' READ[worker]='^$'
-  # The outbox declares the bridge's queue before it publishes, so no order.placed is lost before the
-  # bridge ever ran. On a broker that does not have it yet, a queue naming a dead-letter exchange is
-  # only created for a user that may read the queue and write to that exchange.
-  CONF[outbox]="^($ex|$dlx|$(own "$BRIDGE"))\$" WRITE[outbox]="^($ex|$dlx|$(own "$BRIDGE"))\$"
-  READ[outbox]="^($ex|$dlx|$(rx "$BRIDGE"))\$"
+  # The outbox declares every consumer group's queue (lib/amqp/topology.ts consumerQueueSpecs) before
+  # it publishes, so no event is lost before its subscriber ever ran (an order.placed before the
+  # bridge, a payment.completed or .refunded before loyalty). On a broker that does not have it yet, a
+  # queue naming a dead-letter exchange is only created for a user that may read the queue and write
+  # to that exchange. Read on the queues only: not on their DLQs.
+  consumers="$(own "$BRIDGE")|$(own "$LOYALTY")|$(own "$ANALYTICS")"
+  CONF[outbox]="^($ex|$dlx|$consumers)\$" WRITE[outbox]="^($ex|$dlx|$consumers)\$"
+  READ[outbox]="^($ex|$dlx|$(rx "$BRIDGE")|$(rx "$LOYALTY")|$(rx "$ANALYTICS"))\$"
   for pair in bridge:"$BRIDGE" loyalty:"$LOYALTY" analytics:"$ANALYTICS"; do
     svc=${pair%%:*} queue=${pair#*:}
     CONF[$svc]="^($ex|$dlx|$(own "$queue"))\$"
     WRITE[$svc]="^($dlx|$(own "$queue"))\$" # its dead letters, to the DLX only: never the events exchange
     READ[$svc]="^($ex|$dlx|$(own "$queue"))\$"
   done
-  queues="$(own "$BRIDGE")|$(own "$LOYALTY")|$(own "$ANALYTICS")"
-  CONF[operator]='^$' WRITE[operator]='^amq\.default$' READ[operator]="^($queues)\$"
+  CONF[operator]='^$' WRITE[operator]='^amq\.default$' READ[operator]="^($consumers)\$"
   existing=$(ctl list_users --no-table-headers 2>/dev/null | awk '{print $1}')
   for svc in "${SERVICES[@]}" admin; do
     user="acme-$svc" password=$(secret "mq-$user")

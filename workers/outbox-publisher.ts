@@ -31,7 +31,7 @@ import {
   type OutboxRow,
 } from '../db/outbox.js';
 import { withTransaction, type Pool, type PoolClient } from '../db/pool.js';
-import { bridgeQueueSpec } from '../lib/amqp/topology.js';
+import { consumerQueueSpecs } from '../lib/amqp/topology.js';
 import { SpanKind, traceContextHeaders, withSpan } from '../lib/tracing.js';
 
 export type OutboxConfig = Pick<
@@ -40,6 +40,8 @@ export type OutboxConfig = Pick<
   | 'AMQP_URL'
   | 'AMQP_EXCHANGE'
   | 'BRIDGE_QUEUE'
+  | 'LOYALTY_QUEUE'
+  | 'ANALYTICS_QUEUE'
   | 'OUTBOX_BATCH_SIZE'
   | 'OUTBOX_POLL_INTERVAL_MS'
   | 'OUTBOX_PUBLISH_TIMEOUT_MS'
@@ -100,8 +102,11 @@ export class OutboxPublisher {
       appId: 'acme-outbox',
       // Its own login as `user_id`, validated by the broker: what the subscribers trust.
       userId: amqpUser(opts.config.AMQP_URL),
-      // The saga's own entry queue must exist before the first order.placed is published.
-      queues: [bridgeQueueSpec(opts.config)],
+      // Every subscriber's queue must exist before anything is published, or the topic exchange
+      // confirms and drops what has no queue yet: the saga's order.placed before the bridge ever ran,
+      // a payment.completed (points) or payment.refunded (points taken back) before loyalty did.
+      // Declared in the channel's setup, so again on every reconnect (a queue lost meanwhile is back).
+      queues: consumerQueueSpecs(opts.config),
     });
   }
 

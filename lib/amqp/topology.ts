@@ -8,8 +8,9 @@
  *   <queue>.dlq            quorum, durable, bound to <exchange>.dlx with key <queue>
  *
  * The consumer queues' specs live here rather than beside their consumers, so a process that only
- * declares a queue (the outbox publisher declares the bridge's before it publishes) imports this
- * module and not the consumer with its dependencies (the bridge pulls in the Temporal client).
+ * declares queues (the outbox publisher declares every consumer group's before it publishes:
+ * `consumerQueueSpecs`) imports this module and not the consumers with their dependencies (the
+ * bridge pulls in the Temporal client).
  */
 import type { ConfirmChannel } from 'amqplib';
 import type { Config } from '../config.js';
@@ -103,4 +104,23 @@ export function analyticsQueueSpec(
     queue: config.ANALYTICS_QUEUE,
     routingKeys: ANALYTICS_ROUTING_KEYS,
   };
+}
+
+// ---------------------------------------------------------------------------------------------------
+// All of them
+
+export type ConsumerQueuesConfig = Pick<
+  Config,
+  'AMQP_EXCHANGE' | 'BRIDGE_QUEUE' | 'LOYALTY_QUEUE' | 'ANALYTICS_QUEUE'
+>;
+
+/**
+ * Every consumer group's queue, under its configured name. The outbox publisher declares all of them
+ * before it publishes (and again on every reconnect): a topic exchange confirms a message no queue is
+ * bound to and drops it, so an event published before its subscriber first started (a fresh install),
+ * or while its queue was gone, would be lost without anyone noticing. A new consumer group is added
+ * here (and to the outbox's broker permissions, scripts/provision-access.sh).
+ */
+export function consumerQueueSpecs(config: ConsumerQueuesConfig): ConsumerQueueSpec[] {
+  return [bridgeQueueSpec(config), loyaltyQueueSpec(config), analyticsQueueSpec(config)];
 }

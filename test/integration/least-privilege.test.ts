@@ -9,7 +9,13 @@ import { randomUUID } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import amqplib, { type ChannelModel } from 'amqplib';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { assertConsumerQueue, dlqName, loyaltyQueueSpec, bridgeQueueSpec } from '../../lib/amqp/topology.js';
+import {
+  assertConsumerQueue,
+  consumerQueueSpecs,
+  dlqName,
+  loyaltyQueueSpec,
+  bridgeQueueSpec,
+} from '../../lib/amqp/topology.js';
 import { loadConfig } from '../../lib/config.js';
 import { buildEvent } from '../../lib/events.js';
 import { enqueueEvent } from '../../db/outbox.js';
@@ -131,8 +137,8 @@ describe('RabbitMQ: one user per service', () => {
       );
   });
 
-  // The outbox may write to the DLX too: RabbitMQ creates a queue naming a dead-letter exchange (the
-  // bridge's, which the outbox declares before publishing) only for a user that may write to it.
+  // The outbox may write to the DLX too: RabbitMQ creates a queue naming a dead-letter exchange (every
+  // consumer's, which the outbox declares before publishing) only for a user that may write to it.
   test('no service but the consumers and the outbox may write dead letters; the operator may re-drive through the default exchange', async () => {
     for (const service of ['api', 'worker'] as const) {
       expect(await tryPublish(await connect(service), `${defaults.AMQP_EXCHANGE}.dlx`, NOWHERE)).toMatch(
@@ -152,8 +158,21 @@ describe('RabbitMQ: one user per service', () => {
     await assertConsumerQueue(loyalty, loyaltyQueueSpec(defaults)); // the same declaration its process makes
     await loyalty.checkQueue(dlqName(defaults.LOYALTY_QUEUE));
     await expect(assertConsumerQueue(loyalty, bridgeQueueSpec(defaults))).rejects.toThrow(/ACCESS_REFUSED/);
-    const outbox = await (await connect('outbox')).createConfirmChannel();
-    outbox.on('error', () => {});
-    await assertConsumerQueue(outbox, bridgeQueueSpec(defaults)); // it declares the bridge's before publishing
+  });
+
+  test('the outbox may declare every consumer group’s queue, as it does before publishing, and nothing else', async () => {
+    const outbox = await connect('outbox');
+    const channel = async () => {
+      const c = await outbox.createConfirmChannel();
+      c.on('error', () => {});
+      return c;
+    };
+    const declaring = await channel();
+    // The same declarations its process makes (bridge, loyalty, analytics), queues, DLQs and bindings.
+    for (const spec of consumerQueueSpecs(defaults)) await assertConsumerQueue(declaring, spec);
+    await declaring.close();
+    // No queue of its own choosing, and none of the consumers' DLQs to read.
+    await expect((await channel()).assertQueue(`intruder.${randomUUID()}`)).rejects.toThrow(/ACCESS_REFUSED/);
+    await expect((await channel()).get(dlqName(defaults.LOYALTY_QUEUE))).rejects.toThrow(/ACCESS_REFUSED/);
   });
 });

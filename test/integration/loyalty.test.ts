@@ -46,7 +46,12 @@ beforeEach(() => {
 });
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  await observer.cleanup(config.AMQP_EXCHANGE, [config.LOYALTY_QUEUE, config.BRIDGE_QUEUE]);
+  // A publisher declares every consumer group's queue, analytics' included.
+  await observer.cleanup(config.AMQP_EXCHANGE, [
+    config.LOYALTY_QUEUE,
+    config.BRIDGE_QUEUE,
+    config.ANALYTICS_QUEUE,
+  ]);
 });
 
 async function startSubscriber() {

@@ -44,7 +44,12 @@ beforeEach(async () => {
 });
 afterEach(async () => {
   for (const cleanup of cleanups.splice(0).reverse()) await cleanup();
-  await observer.cleanup(config.AMQP_EXCHANGE, [config.BRIDGE_QUEUE]);
+  // The publisher declares every consumer group's queue: all of them go.
+  await observer.cleanup(config.AMQP_EXCHANGE, [
+    config.BRIDGE_QUEUE,
+    config.LOYALTY_QUEUE,
+    config.ANALYTICS_QUEUE,
+  ]);
 });
 
 function placedEvent(orderId = randomUUID()): EventEnvelope<'order.placed'> {
@@ -63,6 +68,36 @@ function paymentEvent(): EventEnvelope<'payment.completed'> {
     correlationId: `corr-${shortId()}`,
     data: { amount: '42.50', currency: 'USD', reference: 'ref-1', customerId: 'C100' },
   });
+}
+
+function refundEvent(): EventEnvelope<'payment.refunded'> {
+  return buildEvent('payment.refunded', {
+    id: randomUUID(),
+    orderId: randomUUID(),
+    correlationId: `corr-${shortId()}`,
+    data: { amount: '42.50', currency: 'USD', reference: 'ref-1', reason: 'order cancelled' },
+  });
+}
+
+/** Whether `queue` exists (asked on a channel of its own: a 404 closes the channel that asks). */
+async function queueExists(queue: string): Promise<boolean> {
+  const channel = await observer.admin.createChannel();
+  channel.on('error', () => {});
+  try {
+    await channel.checkQueue(queue);
+    return true;
+  } catch {
+    return false;
+  } finally {
+    await channel.close().catch(() => {});
+  }
+}
+
+/** The message ids waiting in `queue`, in order (taken off it); the queue must exist. */
+async function waitingIds(queue: string): Promise<string[]> {
+  // Checked first: reading a missing queue would close the observer's channel for the later tests.
+  expect(await queueExists(queue), `${queue} exists`).toBe(true);
+  return (await observer.drain(queue)).map((m) => m.properties.messageId as string);
 }
 
 async function insertEvents(pool: Pool, events: EventEnvelope[]): Promise<void> {
@@ -112,6 +147,50 @@ describe('outbox publisher', () => {
     // Nobody consumes yet: a topic exchange would have confirmed and dropped it, were the queue not there.
     const [waiting] = await observer.drain(config.BRIDGE_QUEUE);
     expect(waiting?.properties.messageId).toBe(event.id);
+  });
+
+  it('declares every consumer group’s queue before publishing: with no subscriber ever run, loyalty’s and analytics’ events wait in their queues', async () => {
+    const placed = placedEvent();
+    const completed = paymentEvent();
+    const refunded = refundEvent();
+    await insertEvents(db.pool, [placed, completed, refunded]);
+    for (const queue of [config.BRIDGE_QUEUE, config.LOYALTY_QUEUE, config.ANALYTICS_QUEUE])
+      expect(await queueExists(queue), `${queue} before the publisher ran`).toBe(false);
+
+    newPublisher().publisher.start();
+    await waitFor(async () => (await outboxCounts()).published === 3, { what: 'the rows to be published' });
+
+    // Only the publisher ran: a topic exchange would have confirmed these and dropped them.
+    expect(await waitingIds(config.BRIDGE_QUEUE)).toEqual([placed.id]);
+    expect(await waitingIds(config.LOYALTY_QUEUE)).toEqual([completed.id, refunded.id]);
+    expect(await waitingIds(config.ANALYTICS_QUEUE)).toEqual([placed.id, completed.id, refunded.id]);
+    // With their dead-letter paths, as their subscribers declare them (same arguments, or a 406).
+    for (const queue of [config.BRIDGE_QUEUE, config.LOYALTY_QUEUE, config.ANALYTICS_QUEUE])
+      expect(await queueExists(`${queue}.dlq`), `${queue}.dlq`).toBe(true);
+  });
+
+  it('declares the consumer queues again when it reconnects: a refund published after a loyalty queue was deleted still reaches it', async () => {
+    config = testConfig(id, { DATABASE_URL: db.url, OUTBOX_POLL_INTERVAL_MS: '100' });
+    const name = `test-outbox-${id}`;
+    const { publisher, lines } = newPublisher({ name });
+    publisher.start();
+    await waitFor(() => queueExists(config.LOYALTY_QUEUE), { what: 'the loyalty queue declared' });
+
+    // The loyalty queue is lost (deleted, a broker that lost it) and the publisher's connection drops.
+    await observer.channel.deleteQueue(config.LOYALTY_QUEUE);
+    expect(await closeConnectionsNamed(name)).toBe(1);
+    await waitFor(() => lines.filter((l) => l.msg === 'connected to RabbitMQ').length >= 2, {
+      timeoutMs: 30_000,
+      what: 'the reconnect',
+    });
+
+    const refunded = refundEvent();
+    await insertEvents(db.pool, [refunded]);
+    await waitFor(async () => (await outboxCounts()).published === 1, {
+      timeoutMs: 30_000,
+      what: 'the refund published',
+    });
+    expect(await waitingIds(config.LOYALTY_QUEUE)).toEqual([refunded.id]);
   });
 
   it('publishes pending rows with routing key = type and the envelope properties, then marks them PUBLISHED', async () => {

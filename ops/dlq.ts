@@ -15,7 +15,9 @@
  * Redrive is at least once: each message is published to its original queue through the default
  * exchange (only that queue gets it, not every subscriber of the topic), mandatory and confirmed,
  * and only then acked from the DLQ. A crash between the two leaves a copy in both places, which the
- * consumers tolerate (they deduplicate by message id, the event id).
+ * consumers tolerate (they deduplicate by message id, the event id). So a DLQ may hold two copies of
+ * one event (the outbox publishes at least once too): redrive sends back the first and removes the
+ * others, and `--dry-run` says so.
  */
 import type { Channel, ChannelModel, ConfirmChannel, GetMessage, MessageProperties, Options } from 'amqplib';
 import { amqpUser } from '../lib/amqp/connection.js';
@@ -172,7 +174,14 @@ export async function showDeadLetters(deps: DlqDeps, options: DlqReadOptions = {
 /**
  * Moves messages back onto the queue they were dead-lettered from (`x-original-queue`), each with
  * the same body and properties (message id, type, correlation id, …) and without the dead-letter
- * headers, so its consumer sees it as it was first published. One item per message.
+ * headers, so its consumer sees it as it was first published. One item per message; a second copy
+ * of an event sent back just before it (same message id and body) is removed instead (`duplicate`).
+ *
+ * Each DLQ's messages are all taken (held unacked) before the first is sent back. A message this
+ * command redrives and its consumer dead-letters again comes back behind them, so it is never taken
+ * again in the same run (no loop: it stays for the next one, once its cause is fixed), and a message
+ * id seen twice here is two copies that were both in the DLQ before anything was sent back, never
+ * one copy coming round again. The dry run takes them the same way and decides the same.
  */
 export async function redriveDeadLetters(
   deps: DlqDeps,
@@ -186,31 +195,41 @@ export async function redriveDeadLetters(
     requiredBy: new Set([deps.config.LOYALTY_QUEUE, deps.config.ANALYTICS_QUEUE]),
   };
   await eachDeadLetterQueue(deps, options, async ({ channel, dlq, queue, reader, take }) => {
-    const kept: GetMessage[] = [];
-    const moved = new Set<string>();
+    const held: GetMessage[] = [];
+    const acked = new Set<GetMessage>();
+    const sentBack = new Map<string, Buffer>();
     try {
       for (let n = 0; n < take; n++) {
         const msg = await channel.get(dlq, { noAck: false });
         if (!msg) break;
+        held.push(msg);
+      }
+      for (const [n, msg] of held.entries()) {
         const item = await redriveOne(channel, msg, {
           dlq,
           queue,
           reader,
           n,
-          moved,
+          sentBack,
           options,
           confirmTimeoutMs,
           trust,
           windowMs: deps.config.DLQ_REDRIVE_WINDOW_MS,
         });
-        if (item.outcome === 'redriven') channel.ack(msg);
-        else kept.push(msg);
+        if (item.outcome === 'redriven' || item.outcome === 'duplicate') {
+          channel.ack(msg);
+          acked.add(msg);
+        }
         items.push(item);
         deps.progress?.advance(item);
         if (item.outcome === 'redriven') deps.logger.info(item.details, 'dead letter redriven');
+        if (item.outcome === 'duplicate') deps.logger.info(item.details, 'duplicate dead letter removed');
       }
     } finally {
-      giveBack(channel, kept);
+      giveBack(
+        channel,
+        held.filter((msg) => !acked.has(msg)),
+      );
     }
   });
   return commandResult(options.dryRun ? 'dlq redrive --dry-run' : 'dlq redrive', items);
@@ -254,7 +273,8 @@ async function redriveOne(
     queue: string;
     reader: string | undefined;
     n: number;
-    moved: Set<string>;
+    /** The body of each message id sent back from this DLQ in this run (or that would be, in a dry run). */
+    sentBack: Map<string, Buffer>;
     options: RedriveOptions;
     confirmTimeoutMs: number;
     trust: RedriveTrust;
@@ -269,11 +289,6 @@ async function redriveOne(
     return keep(
       `its x-original-queue is ${JSON.stringify(target)}, not ${ctx.queue} whose DLQ this is: ` +
         'not moved; move it by hand (management UI, "Move messages") if that is really where it belongs',
-    );
-  if (ctx.moved.has(id))
-    return keep(
-      `redriven a moment ago by this command and dead-lettered again: ${ctx.queue}'s consumer still refuses it ` +
-        `(${String(details.reason ?? 'see its reason')}); fix that first`,
     );
   // Trust travels with the message, never further: one a trusted producer sent is published again
   // under the operator's own (broker-validated) login, which the subscribers trust too; one that
@@ -308,7 +323,37 @@ async function redriveOne(
       `sent ${since.toISOString()}, longer ago than DLQ_REDRIVE_WINDOW_MS (${ctx.windowMs} ms): its ` +
         "consumer's record of having applied it may be pruned already; not moved (inspect it with dlq show)",
     );
-  if (ctx.options.dryRun) return { id, ok: true, outcome: 'would-redrive', details };
+  // Only a copy that would be sent back itself counts as a duplicate: one kept for any reason above
+  // stays kept, whatever became of its twin.
+  const twin = ctx.sentBack.get(id);
+  if (twin !== undefined) {
+    if (!twin.equals(msg.content))
+      return keep(
+        `same message id as a message ${ctx.options.dryRun ? 'that would be redriven' : 'redriven'} just ` +
+          `before it by this command, but a different body: not a copy of that event, and ${ctx.queue}'s ` +
+          'consumer deduplicates by message id; not moved (inspect it with dlq show)',
+      );
+    const copy = 'another copy of this event (same message id and body)';
+    return ctx.options.dryRun
+      ? {
+          id,
+          ok: true,
+          outcome: 'would-remove-duplicate',
+          reason: `${copy} comes before it and would be redriven: this one would be removed from ${ctx.dlq}, not sent twice`,
+          details,
+        }
+      : {
+          id,
+          ok: true,
+          outcome: 'duplicate',
+          reason: `${copy} was redriven just before it: removed from ${ctx.dlq}, not sent twice (its consumer deduplicates by message id)`,
+          details,
+        };
+  }
+  if (ctx.options.dryRun) {
+    ctx.sentBack.set(id, msg.content);
+    return { id, ok: true, outcome: 'would-redrive', details };
+  }
   try {
     await publishConfirmed(
       channel,
@@ -320,7 +365,7 @@ async function redriveOne(
   } catch (err) {
     return keep(`not moved, still in ${ctx.dlq}: ${(err as Error).message}`);
   }
-  ctx.moved.add(id);
+  ctx.sentBack.set(id, msg.content);
   return { id, ok: true, outcome: 'redriven', details };
 }
 

@@ -4,7 +4,7 @@
  * and redriven onto their queue unchanged. Each test has its own exchange and queues.
  */
 import { randomUUID } from 'node:crypto';
-import amqplib, { type ChannelModel } from 'amqplib';
+import amqplib, { type ChannelModel, type ConfirmChannel } from 'amqplib';
 import { afterAll, afterEach, beforeAll, beforeEach, expect, test } from 'vitest';
 import { DEAD_LETTER_HEADERS, PoisonMessageError, createConsumer } from '../../lib/amqp/consumer.js';
 import { amqpUser, connectAmqp } from '../../lib/amqp/connection.js';
@@ -62,8 +62,11 @@ function refusingConsumer(name: string, retryDelayMs?: (attempt: number) => numb
   return { amqp, consumer };
 }
 
-/** Publishes order.placed events that the bridge queue's consumer refuses as malformed, and waits until they are in its DLQ. */
-async function deadLetter(count: number): Promise<Placed[]> {
+/**
+ * Publishes order.placed events that the bridge queue's consumer refuses as malformed, and waits until
+ * they are in its DLQ. `copies` publishes each event that many times (as the outbox may: at least once).
+ */
+async function deadLetter(count: number, { copies = 1 } = {}): Promise<Placed[]> {
   const { amqp, consumer } = refusingConsumer('test-ops-dlq');
   await consumer.start();
   const events: Placed[] = [];
@@ -71,20 +74,22 @@ async function deadLetter(count: number): Promise<Placed[]> {
     for (let i = 0; i < count; i++) {
       const event = { id: randomUUID(), orderId: randomUUID(), correlationId: `corr-${randomUUID()}` };
       const body = Buffer.from(JSON.stringify({ ...event, type: 'order.placed', version: 1, data: {} }));
-      observer.channel.publish(
-        config.AMQP_EXCHANGE,
-        'order.placed',
-        body,
-        eventPublishOptions(
-          { id: event.id, type: 'order.placed', correlationId: event.correlationId },
-          'test',
-        ),
-      );
+      for (let copy = 0; copy < copies; copy++)
+        observer.channel.publish(
+          config.AMQP_EXCHANGE,
+          'order.placed',
+          body,
+          eventPublishOptions(
+            { id: event.id, type: 'order.placed', correlationId: event.correlationId },
+            'test',
+          ),
+        );
       events.push({ ...event, body });
     }
-    await waitFor(async () => (await observer.messageCount(dlqName(config.BRIDGE_QUEUE))) === count, {
-      what: `${count} message(s) in the DLQ`,
-    });
+    await waitFor(
+      async () => (await observer.messageCount(dlqName(config.BRIDGE_QUEUE))) === count * copies,
+      { what: `${count * copies} message(s) in the DLQ` },
+    );
   } finally {
     await consumer.stop();
     await amqp.close();
@@ -181,6 +186,74 @@ test('redrive takes at most --limit messages, and keeps a message whose queue is
   expect(kept.items).toMatchObject([{ id: events[1]!.id, ok: false, outcome: 'kept' }]);
   expect(kept.items[0]!.reason).toMatch(/does not exist .* start its consumer/);
   expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(1);
+});
+
+test('redrive sends back one of two copies of an event and removes the other as a duplicate; --dry-run says the same', async () => {
+  const [event] = await deadLetter(1, { copies: 2 }); // one event, twice in the DLQ (same message id and body)
+
+  const dryRun = await redriveDeadLetters(deps(), { queue: config.BRIDGE_QUEUE, dryRun: true });
+  expect(dryRun).toMatchObject({ command: 'dlq redrive --dry-run', ok: true });
+  expect(dryRun.items.map((i) => [i.id, i.ok, i.outcome])).toEqual([
+    [event!.id, true, 'would-redrive'],
+    [event!.id, true, 'would-remove-duplicate'],
+  ]);
+  expect(dryRun.items[1]!.reason).toMatch(
+    /same message id and body\).* would be removed from .*\.dlq, not sent twice/,
+  );
+  expect(await counts()).toEqual({ queue: 0, dlq: 2 });
+
+  const redriven = await redriveDeadLetters(deps(), { queue: config.BRIDGE_QUEUE });
+  expect(redriven).toMatchObject({ command: 'dlq redrive', ok: true });
+  expect(redriven.items.map((i) => [i.id, i.ok, i.outcome])).toEqual([
+    [event!.id, true, 'redriven'],
+    [event!.id, true, 'duplicate'],
+  ]);
+  expect(redriven.items[1]!.reason).toMatch(/removed from .*\.dlq, not sent twice/);
+  expect(await counts()).toEqual({ queue: 1, dlq: 0 }); // one copy back on its queue, none left behind
+
+  const back = await observer.drain(config.BRIDGE_QUEUE);
+  expect(back).toHaveLength(1);
+  expect(back[0]!.content.equals(event!.body)).toBe(true);
+  expect(back[0]!.properties.messageId).toBe(event!.id);
+});
+
+test('redrive does not take back a message it redrove that is dead-lettered again while it runs', async () => {
+  const [event] = await deadLetter(1, { copies: 2 });
+  const { amqp, consumer } = refusingConsumer('test-ops-dlq-again');
+  await consumer.start(); // still refusing: what is redriven comes straight back to the DLQ
+  const dlq = dlqName(config.BRIDGE_QUEUE);
+  // Each redrive publish is confirmed only once its message is back in the DLQ (the two copies are
+  // held unacked meanwhile, so the DLQ's ready count is what came back): the command goes on with the
+  // message dead-lettered again right there.
+  const confirmedLate = {
+    createChannel: () => connection.createChannel(),
+    async createConfirmChannel() {
+      const channel = await connection.createConfirmChannel();
+      const publish = channel.publish.bind(channel);
+      channel.publish = ((exchange, routingKey, content, options, confirmed) =>
+        publish(exchange, routingKey, content, options, (err, ok) => {
+          void waitFor(async () => (await observer.messageCount(dlq)) === 1, {
+            what: 'the redriven message dead-lettered again',
+          }).then(() => confirmed?.(err, ok));
+        })) as ConfirmChannel['publish'];
+      return channel;
+    },
+  } as unknown as ChannelModel;
+  try {
+    const redriven = await redriveDeadLetters({ ...deps(), connection: confirmedLate }, {});
+    expect(redriven).toMatchObject({ command: 'dlq redrive', ok: true });
+    expect(redriven.items.map((i) => [i.id, i.outcome])).toEqual([
+      [event!.id, 'redriven'],
+      [event!.id, 'duplicate'],
+    ]);
+    // The copy that came back is left in the DLQ for the next run, not redriven around again.
+    expect(await counts()).toEqual({ queue: 0, dlq: 1 });
+    const [again] = (await showDeadLetters(deps(), { queue: config.BRIDGE_QUEUE })).items;
+    expect(again).toMatchObject({ id: event!.id, outcome: 'dead-lettered' });
+  } finally {
+    await consumer.stop();
+    await amqp.close();
+  }
 });
 
 test('redrive keeps a dead letter older than DLQ_REDRIVE_WINDOW_MS: its dedupe record may be gone', async () => {

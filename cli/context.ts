@@ -11,6 +11,7 @@ import { redactUrl } from '../lib/amqp/connection.js';
 import { loadConfig, type Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import { connectTemporal } from '../lib/temporal.js';
+import { MAX_CONCURRENCY } from '../ops/batch.js';
 import { createPool, type Pool, poolSettings } from '../db/pool.js';
 
 export interface CliContext {
@@ -95,8 +96,8 @@ export function createCliContext({
       return amqp;
     },
     pool() {
-      // Small: a command works through its batch a few orders at a time.
-      pool ??= createPool(config.DATABASE_URL, 4, 'acme-orders-cli', poolSettings(config));
+      // One connection per order in flight at most (--concurrency); opened only as lanes need them.
+      pool ??= createPool(config.DATABASE_URL, MAX_CONCURRENCY, 'acme-orders-cli', poolSettings(config));
       return pool;
     },
     async close() {

@@ -1,5 +1,6 @@
 /** Option parsers shared by commands: a bad value is a usage error (exit 2) that says what to type. */
 import { InvalidArgumentError } from 'commander';
+import { MAX_CONCURRENCY } from '../ops/batch.js';
 
 /** Larger counts mean nothing here, and PostgreSQL's `int` (a limit, a batch size) ends there. */
 const MAX_COUNT = 2_147_483_647;
@@ -8,6 +9,17 @@ export function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > MAX_COUNT)
     throw new InvalidArgumentError(`give a whole number from 1 to ${MAX_COUNT}, not "${value}"`);
+  return n;
+}
+
+/**
+ * `--concurrency`: orders handled at once, each holding one of the command's database connections
+ * while it waits on Temporal (ops/batch.ts MAX_CONCURRENCY, the CLI's pool size).
+ */
+export function concurrency(value: string): number {
+  const n = positiveInt(value);
+  if (n > MAX_CONCURRENCY)
+    throw new InvalidArgumentError(`give a whole number from 1 to ${MAX_CONCURRENCY}, not "${value}"`);
   return n;
 }
 

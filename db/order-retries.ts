@@ -30,29 +30,27 @@ export type RetryOutcome =
   | { kind: 'not_found' };
 
 /**
- * A run of the order that the bridge has not started yet, or that is running now. The first run is
- * waiting while its `order.placed` is (in the outbox, or queued behind a backlog at the bridge): a
- * retry then would make a run 2 of an order nothing failed, and the bridge's run 1 a stale one. Its
- * event gone (`orders reconcile` finds such an order), nothing will start run 1: a retry may.
+ * A run of the order that the bridge has not started yet, or that is running now. A run not started
+ * is waiting while the event asking for it is (`order.placed` for run 1, its `order.retried` after:
+ * in the outbox, or queued behind a backlog at the bridge): a retry then would make another run of an
+ * order nothing failed, and the bridge's a stale one. That event gone (`orders reconcile` finds such
+ * an order: dead-lettered and pruned, or deleted), nothing will start the run: a retry may.
  */
-function runUnderWay(
-  order: OrderRow,
-  latest: LatestRunFacts | undefined,
-  firstRunRequested: boolean,
-): boolean {
-  if (order.run === 1) return firstRunRequested && (order.started_run ?? 0) < 1;
-  return (
-    (order.started_run ?? 0) < order.run ||
-    (latest?.open === true && latest.run === order.run && latest.settlement !== true)
-  );
+function runUnderWay(order: OrderRow, latest: LatestRunFacts | undefined, runRequested: boolean): boolean {
+  if ((order.started_run ?? 0) < order.run) return runRequested;
+  // Running: a retry's run is "already retrying"; the first run is no retry (the rule refuses it).
+  return order.run > 1 && latest?.open === true && latest.run === order.run && latest.settlement !== true;
 }
 
-async function hasPlacedEvent(tx: Queryable, orderId: string): Promise<boolean> {
-  const { rows } = await tx.query<{ placed: boolean }>(
-    `select exists (select 1 from event_outbox where order_id = $1::uuid and type = 'order.placed') as placed`,
-    [orderId],
+/** Whether the event that asks the bridge for the order's current run is still in the outbox. */
+async function hasRunRequest(tx: Queryable, order: OrderRow): Promise<boolean> {
+  const { rows } = await tx.query<{ requested: boolean }>(
+    order.run === 1
+      ? `select exists (select 1 from event_outbox where order_id = $1::uuid and type = 'order.placed') as requested`
+      : `select exists (select 1 from event_outbox where event_id = $1::uuid) as requested`,
+    [order.run === 1 ? order.id : runEventId(order.id, order.run, 'order.retried')],
   );
-  return rows[0]?.placed === true;
+  return rows[0]?.requested === true;
 }
 
 /**
@@ -79,7 +77,7 @@ export async function retryOrder(
     // the domain judges it instead (refused: final, or its run still going).
     if (
       !isFinal(order.status) &&
-      runUnderWay(order, latest, order.run === 1 && (await hasPlacedEvent(tx, orderId)))
+      runUnderWay(order, latest, (order.started_run ?? 0) < order.run && (await hasRunRequest(tx, order)))
     )
       return {
         kind: 'already_retrying',

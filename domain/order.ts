@@ -261,13 +261,14 @@ export function maySettle({
 }: SettleFacts): Verdict {
   if (status === 'COMPLETED')
     return refused('order is COMPLETED: its sale stands, there is nothing to give back');
+  // Before the next rule: a running saga is not "stopped", and the advice there is for stopped runs.
+  if (runOpen)
+    return refused(`a run of the order is open: it may still give back what it holds; wait for it to end`);
   if (!isFinal(status) && !runUndone)
     return refused(
       `order is ${status} and its run never began to give back what it holds: it is not done with them; ` +
         'retry it, or reset its run (orders reset <id> --closed), so the run goes on',
     );
-  if (runOpen)
-    return refused(`a run of the order is open: it may still give back what it holds; wait for it to end`);
   const elsewhere = [
     ...heldPayments.filter((p) => p.run !== run).map((p) => `run ${p.run}'s payment is ${p.status}`),
     ...(stockHeldBy !== null && stockHeldBy !== run

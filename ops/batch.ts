@@ -7,6 +7,13 @@
 export const DEFAULT_CONCURRENCY = 8;
 
 /**
+ * The most a command runs at once. Each order in flight may hold a database connection (and the
+ * order's row lock) while Temporal answers, so the CLI's pool has this many (cli/context.ts): a lane
+ * never fails for want of a connection while the others wait on a slow frontend.
+ */
+export const MAX_CONCURRENCY = 32;
+
+/**
  * Results come back in input order, whatever order the steps finish in. `step` turns its own
  * failures into a result (a not-ok item): one bad order must not stop the batch.
  */

@@ -35,8 +35,8 @@ import { customerFootprint, eraseCustomerData, type CustomerFootprint } from '..
 import { withTransaction, type Pool } from '../db/pool.js';
 import { amqpUser } from '../lib/amqp/connection.js';
 import { eachDeadLetterQueue, giveBack, originalSender, type DlqDeps } from './dlq.js';
-import { selectRuns } from './select.js';
-import { SEARCH_ATTRIBUTES } from '../workflows/contract.js';
+import { listRuns } from './select.js';
+import { SEARCH_ATTRIBUTES, SETTLE_WORKFLOW_TYPE, WORKFLOW_TYPE } from '../workflows/contract.js';
 import {
   commandResult,
   noProgress,
@@ -147,11 +147,16 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
   return commandResult('erase-customer', [erased, ...scrubs]);
 }
 
-/** The orders of the customer whose saga Temporal lists as running (its visibility: a moment behind). */
+/**
+ * The orders of the customer with a saga or a settlement that Temporal lists as running (its
+ * visibility: a moment behind): either may still e-mail the customer (a settlement that finishes a
+ * cancel sends the cancel's e-mail, waiting out a mail outage as long as it lasts).
+ */
 async function runningSagas(client: Client, customerId: string): Promise<string[]> {
   // Quoted as is: CUSTOMER_ID allows no quote or backslash.
   const query = `ExecutionStatus = "Running" AND ${SEARCH_ATTRIBUTES.CustomerId.name} = "${customerId}"`;
-  return (await selectRuns(client, { query })).map((run) => run.orderId);
+  const runs = await listRuns(client, query, { types: [WORKFLOW_TYPE, SETTLE_WORKFLOW_TYPE] });
+  return [...new Set(runs.map((run) => run.orderId))];
 }
 
 /**

@@ -210,13 +210,21 @@ async function fix(
   const outcome = await retryOne(deps, order.id, { reason: `reconcile: ${diagnosis.reason}` });
   switch (outcome.kind) {
     case 'retried':
-    case 'already_retrying':
       return {
         id: order.id,
         ok: true,
         outcome: 'retried',
         reason: diagnosis.reason,
         details: { ...details, newRun: outcome.run },
+      };
+    case 'already_retrying':
+      // Moved on since it was listed (a retry, or its run starting): nothing more to do, nothing done.
+      return {
+        id: order.id,
+        ok: true,
+        outcome: 'already-retrying',
+        reason: `${diagnosis.reason}; run ${outcome.run} is already under way (${outcome.started ? 'running' : 'its event on its way to the bridge'}): nothing more started`,
+        details: { ...details, run: outcome.run, started: outcome.started },
       };
     case 'refused':
       return {

@@ -93,8 +93,12 @@ export async function resetOrders(deps: ResetDeps, options: ResetOptions): Promi
     (run) => resetOne(deps, options, run),
     (item) => progress.advance(item),
   );
-  return commandResult('reset', items);
+  return commandResult(options.dryRun ? 'reset --dry-run' : 'reset', items);
 }
+
+const movedOn = (orderRun: number, executionRun: number): string =>
+  `the order has moved on to run ${orderRun} (an operator's retry) and this execution is run ` +
+  `${executionRun}: resetting it would terminate the new run; wait for the new run to start, then reset that`;
 
 async function resetOne(
   { client, pool, logger }: ResetDeps,
@@ -155,7 +159,13 @@ async function resetOne(
       resetToEventType: eventTypeName(point.eventType),
       resetTo: point.why,
     };
-    if (options.dryRun) return { id: run.orderId, ok: true, outcome: 'would-reset', details };
+    const executionRun = typeof current.memo?.run === 'number' ? current.memo.run : 1;
+    if (options.dryRun) {
+      // The real reset's check under the lock, made here without one: what it would refuse.
+      const order = await findOrder(pool, run.orderId);
+      if (order && order.run !== executionRun) return refuse(movedOn(order.run, executionRun), base);
+      return { id: run.orderId, ok: true, outcome: 'would-reset', details };
+    }
 
     // Temporal terminates the workflow's current run whichever run a reset names: a retry whose new
     // run starts between the describe above and the reset would be killed mid-step. The order's row
@@ -178,13 +188,8 @@ async function resetOne(
             `${now.status.name}): run the command again to see it`,
           { ...base, currentRunId: now.runId, currentType: now.type },
         );
-      const executionRun = typeof current.memo?.run === 'number' ? current.memo.run : 1;
       if (order && order.run !== executionRun)
-        return refuse(
-          `the order has moved on to run ${order.run} (an operator's retry) and this execution is run ` +
-            `${executionRun}: resetting it would terminate the new run; wait for the new run to start, then reset that`,
-          { ...base, orderRun: order.run, executionRun },
-        );
+        return refuse(movedOn(order.run, executionRun), { ...base, orderRun: order.run, executionRun });
       try {
         return await resetExecution(client, options.reason, run.workflowId, current.runId, point);
       } catch (err) {

@@ -22,7 +22,7 @@ export function runFailureReason(err: unknown, run: SelectedRun): string {
     return `no workflow ${which} in this namespace: check the order id and TEMPORAL_NAMESPACE; a saga that never started is not there (its order.placed may be in a DLQ: see \`orders dlq show\`)`;
   const code = grpcCode(err);
   if (typeof code === 'number' && UNAVAILABLE.has(code))
-    return `Temporal did not answer for ${which}: ${(err as Error).message} (is it running at TEMPORAL_ADDRESS? run the command again for this order)`;
+    return `Temporal did not answer for ${which}: ${(err as Error).message} (is it running at TEMPORAL_ADDRESS? what was asked may still have happened: look at the order's runs, or run the command again with --dry-run, before running it again)`;
   return `${which}: ${err instanceof Error ? `${err.name}: ${err.message}` : String(err)}`;
 }
 

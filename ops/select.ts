@@ -66,7 +66,7 @@ export async function selectRuns(
   if ('query' in selection) {
     // The narrowed query already asks for order sagas only; each answer is checked as well, because
     // an operator's query can close the narrowing's parenthesis (`…") OR ("…`) and widen it again.
-    return listRuns(client, ofOrderSagas(selection.query), { type: WORKFLOW_TYPE });
+    return listRuns(client, ofOrderSagas(selection.query), { types: [WORKFLOW_TYPE] });
   }
   if (!allRuns)
     return selection.orderIds.map((orderId) => ({ orderId, workflowId: orderWorkflowId(orderId) }));
@@ -94,15 +94,16 @@ export function ofOrderSagas(query: string): string {
 
 const INVALID_ARGUMENT = 3; // gRPC status code
 
-async function listRuns(
+/** The executions a visibility query lists, of the workflow `types` only when given. */
+export async function listRuns(
   client: Client,
   query: string,
-  { type }: { type?: string } = {},
+  { types }: { types?: readonly string[] } = {},
 ): Promise<SelectedRun[]> {
   const runs: SelectedRun[] = [];
   try {
     for await (const execution of client.workflow.list({ query })) {
-      if (type === undefined || execution.type === type) runs.push(toRun(execution));
+      if (types === undefined || types.includes(execution.type)) runs.push(toRun(execution));
     }
   } catch (err) {
     if (grpcCode(err) === INVALID_ARGUMENT)

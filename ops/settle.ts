@@ -139,6 +139,16 @@ async function decideAndStart(
       heldPayments: held,
       stockHeldBy,
     };
+    // A settlement already running (this command's own, started once before though its answer was
+    // lost, or another operator's): say so, rather than "a run is open".
+    if (latest?.open && latest.settlement)
+      return {
+        id: orderId,
+        ok: false,
+        outcome: 'refused',
+        reason: `a settlement of this order is already running (${latest.runId}): follow it in the Web UI`,
+        details: { ...details, settlementRunId: latest.runId },
+      };
     const verdict = maySettle({
       status: order.status,
       run: order.run,

@@ -5,7 +5,7 @@ import { DEFAULT_CONCURRENCY } from '../../ops/batch.js';
 import { replayOrders } from '../../ops/replay.js';
 import { selectionFrom } from '../../ops/select.js';
 import { pairs } from '../output.js';
-import { positiveInt } from '../options.js';
+import { concurrency } from '../options.js';
 import type { RegisterCommand } from '../runner.js';
 
 interface ReplayFlags {
@@ -39,7 +39,7 @@ export const registerReplay: RegisterCommand = (program, runner) => {
       "the workflows module to replay against, e.g. another checkout's workflows/index.ts, its node_modules " +
         "installed (default: this checkout's)",
     )
-    .option('--concurrency <n>', 'histories fetched at once', positiveInt, DEFAULT_CONCURRENCY)
+    .option('--concurrency <n>', 'histories fetched at once', concurrency, DEFAULT_CONCURRENCY)
     .addHelpText(
       'after',
       "\nExamples:\n  npm run orders -- replay 3f0c…-…\n  npm run -s orders -- replay --query 'OrderStatus = \"PAYMENT_FAILED\"' --json | jq '.items[] | select(.ok | not)'",

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { DEFAULT_CONCURRENCY } from '../../ops/batch.js';
 import { resetOrders } from '../../ops/reset.js';
 import { selectionFrom } from '../../ops/select.js';
-import { positiveInt } from '../options.js';
+import { concurrency } from '../options.js';
 import type { RegisterCommand } from '../runner.js';
 
 interface ResetFlags {
@@ -30,7 +30,7 @@ export const registerReset: RegisterCommand = (program, runner) => {
     .option('--closed', 'also reset closed runs (re-opens orders that looked finished)')
     .option('--healthy', 'also reset open runs that are not stuck')
     .option('--dry-run', 'show the reset point of each run, reset nothing')
-    .option('--concurrency <n>', 'runs reset at once', positiveInt, DEFAULT_CONCURRENCY)
+    .option('--concurrency <n>', 'runs reset at once', concurrency, DEFAULT_CONCURRENCY)
     .addHelpText(
       'after',
       '\nExamples:\n  npm run orders -- reset --query \'ExecutionStatus = "Running" AND OrderStatus = "RESERVED"\' --reason "bad deploy 1.4.2, fixed in 1.4.3" --dry-run' +

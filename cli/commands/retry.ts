@@ -5,7 +5,7 @@ import { DEFAULT_RETRY_REASON } from '../../domain/order.js';
 import { retryOrders } from '../../ops/retry.js';
 import { selectionFrom } from '../../ops/select.js';
 import { pairs } from '../output.js';
-import { positiveInt } from '../options.js';
+import { concurrency } from '../options.js';
 import type { RegisterCommand } from '../runner.js';
 
 interface RetryFlags {
@@ -31,7 +31,7 @@ export const registerRetry: RegisterCommand = (program, runner) => {
     )
     .option('--reason <text>', 'what was fixed; kept on the order and in the event', DEFAULT_RETRY_REASON)
     .option('--dry-run', 'say what would be retried, change nothing')
-    .option('--concurrency <n>', 'orders handled at once', positiveInt, DEFAULT_CONCURRENCY)
+    .option('--concurrency <n>', 'orders handled at once', concurrency, DEFAULT_CONCURRENCY)
     .addHelpText(
       'after',
       '\nExample:\n  npm run orders -- retry --query \'OrderStatus = "PAYMENT_FAILED"\' --reason "gateway back" --dry-run',

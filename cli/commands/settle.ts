@@ -1,9 +1,9 @@
 /** `orders settle`: gives back what an ended order still holds, its run gone (ops/settle.ts). */
-import type { Command } from 'commander';
+import { Option, type Command } from 'commander';
 import { DEFAULT_CONCURRENCY } from '../../ops/batch.js';
 import { settleOrders } from '../../ops/settle.js';
 import { pairs } from '../output.js';
-import { duration, positiveInt } from '../options.js';
+import { concurrency, duration } from '../options.js';
 import type { RegisterCommand } from '../runner.js';
 
 interface SettleFlags {
@@ -33,13 +33,12 @@ export const registerSettle: RegisterCommand = (program, runner) => {
       'why: what was found, who decided; kept with the refund and the release',
     )
     .option('--dry-run', 'say what would be settled, change nothing')
-    .option(
-      '--wait <duration>',
-      'wait this long for each settlement to end (0: do not wait)',
-      duration,
-      60_000,
+    .addOption(
+      new Option('--wait <duration>', 'wait this long for each settlement to end (0s: do not wait)')
+        .argParser(duration)
+        .default(60_000, '60s'),
     )
-    .option('--concurrency <n>', 'orders handled at once', positiveInt, DEFAULT_CONCURRENCY)
+    .option('--concurrency <n>', 'orders handled at once', concurrency, DEFAULT_CONCURRENCY)
     .addHelpText(
       'after',
       '\nExample:\n  npm run orders -- settle <order id> --reason "run terminated during the gateway outage of 3 May" --dry-run',

@@ -14,7 +14,7 @@ import { assertConsumerQueue, bridgeQueueSpec, dlqName, loyaltyQueueSpec } from 
 import type { Config } from '../../lib/config.js';
 import { buildEvent, type EventEnvelope } from '../../lib/events.js';
 import { createLogger } from '../../lib/logger.js';
-import { connectTemporal, startOrderSaga } from '../../lib/temporal.js';
+import { connectTemporal, startOrderSaga, startSettlement } from '../../lib/temporal.js';
 import { orderWorkflowId } from '../../workflows/contract.js';
 import { getOrder } from '../../db/order-views.js';
 import { placeOrder } from '../../db/order-placement.js';
@@ -403,6 +403,32 @@ describe('erase-customer', () => {
     });
     const erased = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
     expect(erased.items[0]).toMatchObject({ ok: true, outcome: 'erased' });
+  });
+
+  test('refused while a settlement of the customer’s order runs: it may still send the cancel’s e-mail', async () => {
+    const sku = await createProduct(db.pool, { stock: 10 });
+    const customer = `C-SETTLE-${shortId()}`;
+    const orderId = await place(customer, 'sue@example.com', sku);
+    await db.pool.query(`update orders set status = 'PAYMENT_FAILED' where id = $1::uuid`, [orderId]);
+    // An operator's settlement finishing a cancel (here one nobody works on, on a task queue of its own).
+    await startSettlement(
+      client,
+      { orderId, correlationId: `corr-${shortId()}`, run: 1, reason: 'test' },
+      { taskQueue: `erase-nobody-polls-${shortId()}`, customerId: customer, status: 'PAYMENT_FAILED' },
+    );
+    const running = `WorkflowId = "${orderWorkflowId(orderId)}" AND ExecutionStatus = "Running"`;
+    try {
+      await waitFor(async () => (await client.workflow.count(running)).count === 1, {
+        what: 'the running settlement in visibility',
+      });
+      const refused = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
+      expect(refused.items).toMatchObject([
+        { ok: false, outcome: 'refused', reason: expect.stringContaining(orderId) },
+      ]);
+      expect((await getOrder(db.pool, orderId))!.email).toBe('sue@example.com');
+    } finally {
+      await client.workflow.getHandle(orderWorkflowId(orderId)).terminate('test: the settlement ended');
+    }
   });
 
   test('a customer id that cannot be one is a usage error', async () => {

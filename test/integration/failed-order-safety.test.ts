@@ -526,6 +526,33 @@ describe('retrying a failed order', () => {
     });
   });
 
+  test('a retried order whose new run never started: already retrying while its order.retried waits, retried again once that is gone', async () => {
+    const acts = activitiesWith(ledgerGateway());
+    const { order } = await reserved(acts);
+    await acts.refundPayment({ ...step(order), reason: 'saga failed' });
+    await acts.releaseInventory({ ...step(order), reason: 'saga failed' });
+    await db.pool.query(`update orders set started_run = 1 where id = $1::uuid`, [order.orderId]);
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toMatchObject({
+      kind: 'retried',
+      run: 2,
+    });
+    // Its order.retried waits for the bridge: a second retry starts nothing more.
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toEqual({
+      kind: 'already_retrying',
+      run: 2,
+      status: 'PENDING',
+      started: false,
+    });
+    // The event is gone (dead-lettered, then pruned): nothing will start run 2, so a retry may.
+    await db.pool.query(`delete from event_outbox where order_id = $1::uuid and type = 'order.retried'`, [
+      order.orderId,
+    ]);
+    expect(await retryOrder(db.pool, order.orderId, { reason: 'test', latest: undefined })).toMatchObject({
+      kind: 'retried',
+      run: 3,
+    });
+  });
+
   test('a completed order is refused even while Temporal still lists its run as open', async () => {
     const sku = await createProduct(db.pool, { stock: 5 });
     const order = await createOrder(db.pool, { items: [{ sku, qty: 1 }] });

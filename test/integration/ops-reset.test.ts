@@ -221,6 +221,16 @@ test("a reset racing a retry refuses once the retry moved the order on: the retr
     retry.release();
   }
   expect((await client.workflow.getHandle(workflowId).describe()).runId).toBe(stuckRunId); // not reset
+  // Its dry run says what the real one does, and is named a dry run.
+  const dryRun = await resetOrders(deps(), {
+    selection: { orderIds: [order.orderId] },
+    reason: REASON,
+    dryRun: true,
+  });
+  expect(dryRun).toMatchObject({
+    command: 'reset --dry-run',
+    items: [{ ok: false, outcome: 'refused', reason: expect.stringMatching(/moved on to run 2/) }],
+  });
 });
 
 test("keeps the order's row locked through a slow reset, past the session's idle-in-transaction limit: a retry waits for it", async () => {

@@ -131,10 +131,17 @@ describe('orders settle', () => {
       ok: true,
       items: [{ id, ok: true, outcome: 'settling', details: { run: 1 } }],
     });
-    // Meanwhile nothing else starts: a second settlement, and a retry, see its run open.
+    // Meanwhile nothing else starts: a second settlement (told the first is running, as after an
+    // answer lost to a timeout), and a retry, see its run open.
     expect(await settle([id])).toMatchObject({
       ok: false,
-      items: [{ ok: false, outcome: 'refused', reason: expect.stringMatching(/a run of the order is open/) }],
+      items: [
+        {
+          ok: false,
+          outcome: 'refused',
+          reason: expect.stringMatching(/a settlement of this order is already running/),
+        },
+      ],
     });
     const retryWhileOpen = await retryOrders(
       { pool: system.db.pool, client: system.temporal, logger },

@@ -6,7 +6,8 @@
 import { PassThrough } from 'node:stream';
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
-import { duration, positiveInt } from '../../cli/options.js';
+import { concurrency, duration, positiveInt } from '../../cli/options.js';
+import { MAX_CONCURRENCY } from '../../ops/batch.js';
 import { runCli } from '../../cli/program.js';
 
 async function run(argv: string[]): Promise<{ code: number; stderr: string }> {
@@ -25,6 +26,13 @@ describe('option parsers', () => {
     expect(positiveInt('2147483647')).toBe(2_147_483_647);
     for (const bad of ['0', '-1', '1.5', 'x', '1e20', '2147483648'])
       expect(() => positiveInt(bad)).toThrow(InvalidArgumentError);
+  });
+
+  it('concurrency: at most the CLI pool’s connections, so no lane waits for one', () => {
+    expect(concurrency('1')).toBe(1);
+    expect(concurrency(String(MAX_CONCURRENCY))).toBe(MAX_CONCURRENCY);
+    for (const bad of ['0', String(MAX_CONCURRENCY + 1), '1e9'])
+      expect(() => concurrency(bad)).toThrow(InvalidArgumentError);
   });
 
   it('duration: units, and at most ten years', () => {

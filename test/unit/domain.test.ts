@@ -248,6 +248,10 @@ describe('maySettle (orders settle)', () => {
       expect(reason({ ...held, status, stockHeldBy: 2 })).toMatch(/never began to give back/);
     }
     expect(reason({ ...held, runOpen: true, stockHeldBy: 2 })).toMatch(/a run of the order is open/);
+    // A running saga is told to wait, not sent to retry or reset a run that is not stopped.
+    expect(reason({ ...held, status: 'RESERVED', runOpen: true, stockHeldBy: 2 })).toMatch(
+      /a run of the order is open/,
+    );
     expect(reason(held)).toMatch(/nothing to settle/);
     expect(reason({ ...held, heldPayments: [{ run: 1, status: 'CAPTURED' }] })).toMatch(
       /run 1's payment is CAPTURED, not the current run 2's/,

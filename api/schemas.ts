@@ -13,7 +13,13 @@
 import { z } from '@hono/zod-openapi';
 import { ORDER_STATUSES } from '../domain/order.js';
 import { PAYMENT_STATUSES } from '../domain/payment.js';
-import { BIDI_CONTROLS, MAX_NOTE_LENGTH, WITHOUT_CONTROL_CHARACTERS, textProblem } from '../domain/text.js';
+import {
+  BIDI_CONTROLS,
+  LINE_SEPARATORS,
+  MAX_NOTE_LENGTH,
+  WITHOUT_CONTROL_CHARACTERS,
+  textProblem,
+} from '../domain/text.js';
 import { CANCEL_CODES } from '../domain/cancel.js';
 
 export const LIMITS = {
@@ -152,7 +158,8 @@ const note = () =>
     .trim()
     .min(1, 'must not be empty')
     .max(LIMITS.maxReasonLength, `must be at most ${LIMITS.maxReasonLength} characters`)
-    .refine((text) => !BIDI_CONTROLS.test(text), 'must not contain bidirectional control characters');
+    .refine((text) => !BIDI_CONTROLS.test(text), 'must not contain bidirectional control characters')
+    .refine((text) => !LINE_SEPARATORS.test(text), 'must be one line (no line or paragraph separators)');
 
 export const CancelOrderBodySchema = z
   .strictObject({

@@ -40,7 +40,7 @@ export function printable(text: string): string {
   return text.replace(/[\u0000-\u001f]/g, escapeChar).replace(INVISIBLE_OUTSIDE_C0, escapeChar);
 }
 
-const INVISIBLE_OUTSIDE_C0 = /[\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+const INVISIBLE_OUTSIDE_C0 = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
 const escapeChar = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 
 /** `key=value` pairs for the details worth a glance, skipping the absent ones. */

@@ -3,7 +3,13 @@
  * run and its `order.retried` event goes into the outbox, so the bridge starts the new run from that
  * event exactly as it starts a new order's, and a retry survives any crash the same way.
  */
-import { GUARDED_TRANSITIONS, isFinal, mayBeRetried, type OrderStatus } from '../domain/order.js';
+import {
+  GUARDED_TRANSITIONS,
+  RETRY_STATUS_REASON,
+  isFinal,
+  mayBeRetried,
+  type OrderStatus,
+} from '../domain/order.js';
 import { buildEvent, runEventId } from '../lib/events.js';
 import { currentRunUndone, findOrder, type OrderRow } from './orders.js';
 import { enqueueEvent } from './outbox.js';
@@ -109,7 +115,9 @@ async function startNewRun(tx: Queryable, order: OrderRow, run: number, reason: 
     `update orders set status = $3, run = $4, status_reason = $5, reservation = null, updated_at = now(),
             stock_run = case when stock_reserved_at is not null and stock_released_at is null then $4 else stock_run end
      where id = $1::uuid and run = $2 and status = any($6::text[])`,
-    [order.id, order.run, to, run, `retried: ${reason}`, from],
+    // The status reason is the customer's to read (GET /orders/:id): fixed wording, never the
+    // operator's own text, which goes to operators only (the command's answer, order.retried).
+    [order.id, order.run, to, run, RETRY_STATUS_REASON, from],
   );
   if (rowCount !== 1) throw new Error(`retry of order ${order.id}: it changed under its row lock`);
   await enqueueEvent(

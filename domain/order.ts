@@ -138,6 +138,9 @@ export function mayBeCancelledWithoutSaga({ status, runUndone, payments }: Direc
 /** Recorded with a retry when the operator gives no reason. */
 export const DEFAULT_RETRY_REASON = 'retried by an operator';
 
+/** A retried order's status reason until its new run moves it on: what its customer reads. */
+export const RETRY_STATUS_REASON = 'retried: running again';
+
 /** What `mayBeRetried` needs to know about an order. */
 export interface RetryFacts {
   status: OrderStatus;

@@ -29,6 +29,12 @@ export function textProblem(text: string): string | undefined {
  */
 export const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/;
 
+/**
+ * The Unicode line and paragraph separators (categories Zl, Zp): line breaks outside the control
+ * characters, which split a note into lines a log or a terminal shows as separate.
+ */
+export const LINE_SEPARATORS = /[\u2028\u2029]/;
+
 /** The longest note anyone may store: a cancel note, a retry's reason. */
 export const MAX_NOTE_LENGTH = 500;
 
@@ -36,5 +42,6 @@ export const MAX_NOTE_LENGTH = 500;
 export function noteProblem(text: string): string | undefined {
   if (text.length > MAX_NOTE_LENGTH) return `must be at most ${MAX_NOTE_LENGTH} characters`;
   if (BIDI_CONTROLS.test(text)) return 'must not contain bidirectional control characters';
+  if (LINE_SEPARATORS.test(text)) return 'must be one line (no line or paragraph separators)';
   return textProblem(text);
 }

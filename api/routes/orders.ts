@@ -356,6 +356,13 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
             return c.json({ id, status: 'CANCELLED' as const, via: 'database' as const }, 200);
           }
           if (direct.kind === 'not_found') throw notFound('Order', id);
+          if (direct.status === 'CANCELLED') {
+            // Cancelled since this request found it open: by a cancel made at the same moment (the
+            // customer's and an operator's). One cancel, and both are answered 200; this one's code
+            // and note are kept only if that one recorded none.
+            await recordReason(false);
+            return c.json({ id, status: 'CANCELLED' as const, via: 'database' as const }, 200);
+          }
           if (isFinal(direct.status)) throw cancelRefused(direct.status);
           if (attempt === 2) {
             // Still no saga running, and the order cannot be cancelled without one: an operator's case.

@@ -157,6 +157,34 @@ describe('before the saga starts (no workflow yet)', () => {
     });
   });
 
+  it('two cancels at once, neither finding a saga: one cancel, both answered 200', async () => {
+    const orderId = await placeOrder();
+    // Both have found the order open and asked Temporal before either cancels in the database.
+    let arrived = 0;
+    let bothAsked!: () => void;
+    const asked = new Promise<void>((resolve) => (bothAsked = resolve));
+    const app = appWith({
+      cancel: async () => {
+        if (++arrived === 2) bothAsked();
+        await asked;
+        return { kind: 'not_running' };
+      },
+      latestRun: () => Promise.reject(new Error('not used here')),
+    });
+    const [first, second] = await Promise.all([
+      cancel(app, orderId, { code: 'changed_mind' }),
+      cancel(app, orderId, { code: 'changed_mind' }),
+    ]);
+    expect([first.status, second.status]).toEqual([200, 200]);
+    for (const res of [first, second])
+      expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'database' });
+    const { rows } = await db.pool.query<{ type: string }>(
+      'select type from event_outbox where order_id = $1 order by id',
+      [orderId],
+    );
+    expect(rows.map((r) => r.type)).toEqual(['order.placed', 'order.cancelled']);
+  });
+
   it('takes the seed-era {"reason"} as the note with code other', async () => {
     const app = realApp();
     const orderId = await placeOrder(app);

@@ -615,11 +615,19 @@ describe('retrying a failed order', () => {
     expect(await stockOf(db.pool, sku)).toBe(5);
     expect(gateway.held.size).toBe(0);
 
-    expect(await retryOrder(db.pool, order.orderId, { reason: 'fixed', latest: undefined })).toEqual({
+    expect(
+      await retryOrder(db.pool, order.orderId, { reason: 'flagged by the fraud team', latest: undefined }),
+    ).toEqual({
       kind: 'retried',
       run: 2,
       previousStatus: 'PAID',
     });
+    // The customer reads the status reason: fixed wording, not the operator's note.
+    const { rows } = await db.pool.query<{ status_reason: string }>(
+      'select status_reason from orders where id = $1::uuid',
+      [order.orderId],
+    );
+    expect(rows[0]!.status_reason).toBe('retried: running again');
     expect(await acts.reserveInventory(step(order, 2))).toMatchObject({ outcome: 'RESERVED' });
     await acts.chargePayment(step(order, 2));
     await acts.notifyCustomer({ ...step(order, 2), kind: 'order-completed' });

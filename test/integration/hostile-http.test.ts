@@ -857,6 +857,15 @@ const CASES: Case[] = [
     { name: 'cancel: note with a bidi override', status: 400, code: 'validation_failed', field: 'note' },
   ),
   cancelA(
+    { code: 'other', note: 'line\u2028separator' },
+    {
+      name: 'cancel: note with a Unicode line separator',
+      status: 400,
+      code: 'validation_failed',
+      field: 'note',
+    },
+  ),
+  cancelA(
     { code: 'other', note: 42 },
     { name: 'cancel: note a number', status: 400, code: 'validation_failed', field: 'note' },
   ),

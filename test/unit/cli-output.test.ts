@@ -32,11 +32,16 @@ describe('formatHuman', () => {
 
   it('--json escapes what JSON.stringify leaves raw (DEL, C1, bidi), and stays the same JSON', () => {
     const result = commandResult('dlq show', [
-      { id: 'm\u009b2J', ok: true, outcome: 'dead-lettered', reason: 'x\u007f\u202e\u001b\u061c\u200f' },
+      {
+        id: 'm\u009b2J',
+        ok: true,
+        outcome: 'dead-lettered',
+        reason: 'x\u007f\u202e\u001b\u061c\u200f\u2028\u2029',
+      },
     ]);
     const out = formatJson(result);
     // eslint-disable-next-line no-control-regex -- no control character but the line breaks
-    expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e\u061c\u200f]/);
+    expect(out).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f\u202e\u061c\u200f\u2028\u2029]/);
     expect(JSON.parse(out)).toEqual(result);
   });
 

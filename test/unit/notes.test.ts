@@ -14,6 +14,8 @@ const BAD = {
   'a bidi isolate': 'fixed \u2066x\u2069',
   'a right-to-left mark': 'refund to \u200fmoc.elpmaxe@evil\u200e ok',
   'an Arabic letter mark': 'ok \u061c',
+  'a line separator': 'fixed\u2028ok   fake line',
+  'a paragraph separator': 'fixed\u2029ok',
   'a NUL byte': 'fixed\u0000',
   'too much text': 'x'.repeat(501),
 };

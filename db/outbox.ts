@@ -7,6 +7,7 @@ import type pg from 'pg';
 import type { EventEnvelope } from '../lib/events.js';
 import { traceContextHeaders } from '../lib/tracing.js';
 import type { Queryable } from './pool.js';
+import { isoText } from './timestamps.js';
 
 /** The NOTIFY channel the insert trigger signals on (migration 000001). */
 export const OUTBOX_CHANNEL = 'event_outbox';
@@ -21,8 +22,12 @@ export const OUTBOX_CHANNEL = 'event_outbox';
  */
 export async function enqueueEvent(db: Queryable, event: EventEnvelope): Promise<boolean> {
   const { rowCount } = await db.query(
+    // `occurredAt` from the database's clock (the transaction's start), as order.placed's: the
+    // events of one order are written by several hosts (the worker's, the API's, an operator's CLI),
+    // and a consumer that orders a retry against a run's end (analytics) must not see their clocks'
+    // skew as a run ending before it began.
     `insert into event_outbox (event_id, type, order_id, payload, headers)
-     select $1::uuid, $2, $3::uuid, $4::jsonb, $5::jsonb
+     select $1::uuid, $2, $3::uuid, jsonb_set($4::jsonb, '{occurredAt}', to_jsonb(${isoText('now()')})), $5::jsonb
       where not exists (select 1 from order_events where event_id = $1::uuid)
      on conflict (event_id) do nothing`,
     [event.id, event.type, event.orderId, JSON.stringify(event), outboxHeaders(event)],

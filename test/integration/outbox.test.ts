@@ -207,14 +207,16 @@ describe('outbox publisher', () => {
       const msg = seen.find((m) => m.properties.messageId === event.id);
       expect(msg, `message for ${event.type}`).toBeDefined();
       expect(msg!.fields.routingKey).toBe(event.type);
+      // The event as written, its time the database's (enqueueEvent).
+      const sent = JSON.parse(msg!.content.toString()) as EventEnvelope;
+      expect(sent).toEqual({ ...event, occurredAt: expect.any(String) });
       expect(msg!.properties).toMatchObject({
         type: event.type,
         correlationId: event.correlationId,
         contentType: 'application/json',
         deliveryMode: 2,
-        timestamp: Math.floor(Date.parse(event.occurredAt) / 1000),
+        timestamp: Math.floor(Date.parse(sent.occurredAt) / 1000),
       });
-      expect(JSON.parse(msg!.content.toString())).toEqual(event);
     }
     // Publish order follows outbox order.
     expect(seen.map((m) => m.properties.messageId)).toEqual(events.map((e) => e.id));
@@ -227,6 +229,26 @@ describe('outbox publisher', () => {
       expect(row.published_at).toBeInstanceOf(Date);
     }
     expect(await publisher.publishBatch()).toEqual({ claimed: 0, published: 0, failed: 0 });
+  });
+
+  it("stamps each event with the database's clock, whatever the clock of the host that wrote it", async () => {
+    // Written by a host whose clock is far behind (an operator's laptop, a worker's skewed VM).
+    const skewed = buildEvent('order.retried', {
+      id: randomUUID(),
+      orderId: randomUUID(),
+      correlationId: `corr-${shortId()}`,
+      occurredAt: new Date('2000-01-01T00:00:00Z'),
+      data: { run: 2, customerId: 'C100', previousStatus: 'PAYMENT_FAILED', reason: 'test' },
+    });
+    await insertEvents(db.pool, [skewed]);
+    const { rows } = await db.pool.query<{ occurred: string; drift: number }>(
+      `select payload ->> 'occurredAt' as occurred,
+              abs(extract(epoch from (payload ->> 'occurredAt')::timestamptz - now())) as drift
+         from event_outbox where event_id = $1::uuid`,
+      [skewed.id],
+    );
+    expect(rows[0]!.occurred).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/);
+    expect(Number(rows[0]!.drift)).toBeLessThan(60);
   });
 
   it('claims through the index of pending rows, even with statistics taken during a backlog', async () => {

@@ -207,6 +207,19 @@ async function fix(
     deps.logger.info({ orderId: order.id, event: order.request.type }, 'reconcile: event sent again');
     return { id: order.id, ok: true, outcome: 'republished', reason: diagnosis.reason, details };
   }
+  if (order.status === 'PAID') {
+    // Its run failed after the charge and gave it back: a new run charges the customer again (and,
+    // if the step that failed still fails, again at every sweep). That is an operator's decision.
+    return {
+      id: order.id,
+      ok: false,
+      outcome: 'refused',
+      reason:
+        `${diagnosis.reason}; not retried by --fix: its run failed after the charge, so a new run charges ` +
+        `the customer again; an operator decides (orders retry ${order.id} --reason …, or the customer cancels it)`,
+      details,
+    };
+  }
   const outcome = await retryOne(deps, order.id, { reason: `reconcile: ${diagnosis.reason}` });
   switch (outcome.kind) {
     case 'retried':

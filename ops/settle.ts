@@ -236,7 +236,10 @@ async function follow(
  */
 function nextStep(orderId: string, status: OrderStatus): string | undefined {
   if (isFinal(status)) return undefined;
-  return `once settled, the order is still ${status}${status === 'PAID' ? ' with its capture refunded' : ''}: orders retry ${orderId} runs it again`;
+  return (
+    `once settled, the order is still ${status}${status === 'PAID' ? ' with its capture refunded' : ''}, ` +
+    `holding nothing: orders retry ${orderId} runs it again, or its customer's cancel ends it`
+  );
 }
 
 /** The settlement's result, or undefined if it has not ended within `waitMs`; its failure is thrown. */

@@ -249,7 +249,8 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     summary: 'Cancel an order before its payment is captured',
     description:
       "If the order's saga is running, it is asked to cancel (it compensates: stock back). If the saga has " +
-      'not started yet, the order is cancelled directly and the saga ends when it starts. Too late once paid. ' +
+      'not started yet, the order is cancelled directly and the saga ends when it starts. Too late once paid, ' +
+      'unless a run that failed after the charge refunded it (then, once that run has ended, it is cancelled directly). ' +
       "The `code` picks the wording of the customer's e-mail; the `note` is stored with the order and never e-mailed. " +
       'A customer may cancel only its own orders, and not with the staff codes `payment_issue` and `suspected_fraud`; ' +
       'an operator any order, with any code.',
@@ -331,9 +332,18 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           );
         case 'rejected':
           log.info({ reason: outcome.reason }, 'cancel rejected by the saga');
-          throw new ApiError(409, 'cancel_rejected', outcome.reason, {
-            details: { status: (await getOrderStatus(deps.pool, id)) ?? status },
-          });
+          // A PAID order whose run failed after the charge: its saga is still giving the money back.
+          throw new ApiError(
+            409,
+            'cancel_rejected',
+            status === 'PAID' && recorded.runUndone
+              ? "The order's run failed after the charge and is still giving the payment back; once it has " +
+                  'ended, asking again cancels the order.'
+              : outcome.reason,
+            {
+              details: { status: (await getOrderStatus(deps.pool, id)) ?? status },
+            },
+          );
         case 'timeout':
         case 'unavailable':
           log.warn({ outcome: outcome.kind }, 'cancel: the workflow service did not answer');

@@ -415,6 +415,23 @@ describe('with a running saga', () => {
     expect(await cancelReasonOf(orderId)).toEqual({ cancel_code: 'changed_mind', cancel_note: null });
   });
 
+  it('409 saying to ask again once done, for a PAID order whose failed run is still giving the payment back', async () => {
+    const { workflows, calls } = scripted({ kind: 'rejected', reason: 'too late: order is already paid' });
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await db.pool.query(`update orders set status = 'PAID', undo_run = run where id = $1`, [orderId]);
+    const res = await cancel(app, orderId);
+    expect(calls).toHaveLength(1); // asked the saga: not refused as "already paid" up front
+    expect(res.status).toBe(409);
+    expect(await res.json()).toEqual({
+      error: {
+        code: 'cancel_rejected',
+        message: expect.stringMatching(/still giving the payment back; once it has ended, asking again/),
+        status: 'PAID',
+      },
+    });
+  });
+
   it("409 with the saga's reason when it refuses", async () => {
     const { workflows } = scripted({ kind: 'rejected', reason: 'too late: order is already paid' });
     const app = appWith(workflows);

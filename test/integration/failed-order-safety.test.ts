@@ -543,7 +543,8 @@ describe('retrying a failed order', () => {
       status: 'PENDING',
       started: false,
     });
-    // The event is gone (dead-lettered, then pruned): nothing will start run 2, so a retry may.
+    // The event is gone (deleted by hand; pruning keeps an unfinished order's rows): nothing will
+    // start run 2, so a retry may.
     await db.pool.query(`delete from event_outbox where order_id = $1::uuid and type = 'order.retried'`, [
       order.orderId,
     ]);

@@ -200,6 +200,8 @@ test('redrive sends back one of two copies of an event and removes the other as 
   expect(dryRun.items[1]!.reason).toMatch(
     /same message id and body\).* would be removed from .*\.dlq, not sent twice/,
   );
+  // Both given back to the DLQ (a moment after the command returns: returns are asynchronous).
+  await waitFor(async () => (await counts()).dlq === 2, { what: 'both copies back in the DLQ' });
   expect(await counts()).toEqual({ queue: 0, dlq: 2 });
 
   const redriven = await redriveDeadLetters(deps(), { queue: config.BRIDGE_QUEUE });
@@ -209,6 +211,7 @@ test('redrive sends back one of two copies of an event and removes the other as 
     [event!.id, true, 'duplicate'],
   ]);
   expect(redriven.items[1]!.reason).toMatch(/removed from .*\.dlq, not sent twice/);
+  await waitFor(async () => (await counts()).queue === 1, { what: 'one copy back on its queue' });
   expect(await counts()).toEqual({ queue: 1, dlq: 0 }); // one copy back on its queue, none left behind
 
   const back = await observer.drain(config.BRIDGE_QUEUE);

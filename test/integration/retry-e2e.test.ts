@@ -22,6 +22,7 @@ import { orderWorkflowId } from '../../workflows/contract.js';
 import { openObserver, waitFor, type Observer } from '../helpers/amqp.js';
 import { bearer } from '../helpers/auth.js';
 import { createProduct } from '../helpers/db.js';
+import { chargeKey } from '../../domain/payment.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
 import { ledgerGateway } from '../workflow/fixtures/gateways.js';
 import { createOrder, stockOf } from '../workflow/fixtures/orders.js';
@@ -165,7 +166,7 @@ describe('retry', () => {
     // The failed run gave everything back; the order row stays PAID (its capture refunded).
     expect((await system.getOrder(id)).status).toBe('PAID');
     expect(await stockOf(system.db.pool, sku)).toBe(5);
-    expect(gateway.held.has(`${id}:run-1`)).toBe(false);
+    expect(gateway.held.has(chargeKey(id, 1))).toBe(false); // run 1's charge, refunded
 
     const result = await retryOrders(deps(), {
       selection: { orderIds: [id] },
@@ -195,6 +196,18 @@ describe('retry', () => {
     ]);
   });
 
+  it('an order whose last step failed after the charge is listed by reconcile, and --fix leaves the new charge to an operator', async () => {
+    const { id } = await paidThenFailed();
+    const fixed = await reconcileOrders(deps(), { olderThanMs: 0, fix: true });
+    expect(fixed.items.find((i) => i.id === id)).toMatchObject({
+      ok: false,
+      outcome: 'refused',
+      reason: expect.stringMatching(/not retried by --fix: .*charges the customer again/),
+    });
+    expect(eventTypes(id)).not.toContain('order.retried');
+    expect((await system.getOrder(id)).status).toBe('PAID');
+  });
+
   it('an order whose last step failed after the charge is cancelled when its customer asks instead, and never retried', async () => {
     const { id, sku } = await paidThenFailed();
     const asCustomer = bearer(await system.auth.customerToken('C-RETRY-PAID'));
@@ -206,7 +219,7 @@ describe('retry', () => {
     expect(cancel.status).toBe(200);
     expect(await cancel.json()).toEqual({ id, status: 'CANCELLED', via: 'database' });
     expect(await stockOf(system.db.pool, sku)).toBe(5);
-    expect(gateway.held.has(`${id}:run-1`)).toBe(false);
+    expect(gateway.held.has(chargeKey(id, 1))).toBe(false); // run 1's charge, refunded
     const retried = await retryOrders(deps(), { selection: { orderIds: [id] }, reason: 'test' });
     expect(retried).toMatchObject({ ok: false, items: [{ id, outcome: 'refused' }] });
   });

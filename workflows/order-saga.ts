@@ -134,6 +134,14 @@ export const PATCHES = {
    * Before this the deadline won, and the order the customer had cancelled ended PAYMENT_FAILED.
    */
   recordedCancelBeatsDeadline: 'recorded-cancel-beats-deadline',
+  /**
+   * A new run's shape (`leanHistory` and `notifyLocally` together) under one patch instead of two:
+   * every `patched()` call a run makes records a marker and a TemporalChangeVersion upsert, so the
+   * second call cost every order two history events of no use (19 to 17 on the happy path). Runs
+   * recorded under the two patches still replay down them: this one is asked first, and a history
+   * without its marker answers no.
+   */
+  leanShape: 'lean-shape',
 } as const;
 
 /** Retry and timeout profiles, named so a reader sees the intent of each call site. */
@@ -271,8 +279,8 @@ class OrderSaga {
   private cancelledByUpdate = false;
   private finished = false;
   /**
-   * PATCHES.leanHistory, decided once at the run's start (false when replaying a run recorded
-   * before it, so that run keeps its shape).
+   * PATCHES.leanHistory (or .leanShape), decided once at the run's start (false when replaying a run
+   * recorded before it, so that run keeps its shape).
    */
   private readonly lean: boolean;
   /** PATCHES.notifyLocally, decided once at the run's start like `lean`. */
@@ -283,8 +291,9 @@ class OrderSaga {
   private failureReasonShown = false;
 
   constructor(private readonly input: OrderSagaInput) {
-    this.lean = patched(PATCHES.leanHistory);
-    this.notifyLocally = this.lean && patched(PATCHES.notifyLocally);
+    const leanShape = patched(PATCHES.leanShape);
+    this.lean = leanShape || patched(PATCHES.leanHistory);
+    this.notifyLocally = leanShape || (this.lean && patched(PATCHES.notifyLocally));
     this.state = {
       orderId: input.orderId,
       status: 'PENDING',

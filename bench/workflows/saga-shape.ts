@@ -1,6 +1,6 @@
 /**
  * A bare copy of the order saga's shape (workflows/order-saga.ts, happy path, since its
- * `lean-history` and `notify-locally` patches), with no-op activities: the same patch markers, the
+ * `lean-shape` patch), with no-op activities: the same patch marker, the
  * same activity types in the same order with the same options (reserveInventory, the e-mail and
  * completeOrder local, the charge's first attempt regular), and the one OrderStatus upsert at the
  * end. The payment-deadline timer is not started on the happy path (the saga starts it only when a
@@ -42,9 +42,8 @@ const localDatabase: LocalActivityOptions = {
   cancellationType: 'WAIT_CANCELLATION_COMPLETED',
 };
 
-/** The saga's PATCHES.leanHistory and .notifyLocally: the same markers (and upserts) in history. */
-const LEAN_HISTORY = 'lean-history';
-const NOTIFY_LOCALLY = 'notify-locally';
+/** The saga's PATCHES.leanShape: the same marker (and upsert) in history. */
+const LEAN_SHAPE = 'lean-shape';
 
 const local = (summary: string) => proxyLocalActivities<typeof activities>({ ...localDatabase, summary });
 const regular = (profile: ActivityOptions, summary: string) =>
@@ -61,8 +60,7 @@ export interface SagaShapeInput {
 }
 
 export async function sagaShapeBare(input: SagaShapeInput): Promise<{ orderId: string; status: string }> {
-  patched(LEAN_HISTORY);
-  patched(NOTIFY_LOCALLY);
+  patched(LEAN_SHAPE);
   const work = new CancellationScope();
   try {
     return await work.run(() => forward(input, work));

@@ -16,7 +16,8 @@
  * only after a failed first charge attempt;
  * `gateway-recovers-lean.json` covers a charge that fails once, then captures before the deadline.
  * Record them alone with `RECORD_HISTORIES=completed-lean,out-of-stock-lean,…`. The
- * `*-local-email.json` histories add `notify-locally`: every e-mail a local activity.
+ * `*-local-email.json` histories add `notify-locally`: every e-mail a local activity. The
+ * `*-lean-shape.json` histories are the same shape under one patch, `lean-shape`, instead of those two.
  * `cancel-recorded-not-delivered.json` carries `recorded-cancel-stops-charge`: a cancel recorded on
  * the order that never reached the saga, whose charge then refused.
  *
@@ -154,7 +155,8 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<string>> = {
 };
 /**
  * The scenarios recorded again after a change of the saga's shape: `<name>-lean` since
- * `lean-history`, `<name>-local-email` since `notify-locally` (every kind of e-mail it sends).
+ * `lean-history`, `<name>-local-email` since `notify-locally` (every kind of e-mail it sends),
+ * `<name>-lean-shape` since `lean-shape` (the two under one patch).
  */
 /** A settlement (`orders settle`, workflows/settle-order.ts): a capture refunded, the stock put back. */
 SCENARIOS.settlement = async (h) => {
@@ -202,6 +204,7 @@ SCENARIOS['settlement-finishes-cancel'] = async (h) => {
 const RERECORDED = {
   lean: ['completed', 'out-of-stock', 'payment-declined', 'payment-deadline', 'cancelled-by-update'],
   'local-email': ['completed', 'out-of-stock', 'payment-declined', 'cancelled-by-update'],
+  'lean-shape': ['completed', 'out-of-stock', 'payment-declined', 'cancelled-by-update'],
 };
 for (const [suffix, names] of Object.entries(RERECORDED)) {
   for (const name of names) SCENARIOS[`${name}-${suffix}`] = SCENARIOS[name]!;

@@ -40,7 +40,8 @@ export type RetryOutcome =
  * is waiting while the event asking for it is (`order.placed` for run 1, its `order.retried` after:
  * in the outbox, or queued behind a backlog at the bridge): a retry then would make another run of an
  * order nothing failed, and the bridge's a stale one. That event gone (`orders reconcile` finds such
- * an order: dead-lettered and pruned, or deleted), nothing will start the run: a retry may.
+ * an order; pruning keeps an unfinished order's rows, so it was deleted by hand), nothing will start
+ * the run: a retry may.
  */
 function runUnderWay(order: OrderRow, latest: LatestRunFacts | undefined, runRequested: boolean): boolean {
   if ((order.started_run ?? 0) < order.run) return runRequested;

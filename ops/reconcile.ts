@@ -208,15 +208,18 @@ async function fix(
     return { id: order.id, ok: true, outcome: 'republished', reason: diagnosis.reason, details };
   }
   if (order.status === 'PAID') {
-    // Its run failed after the charge and gave it back: a new run charges the customer again (and,
-    // if the step that failed still fails, again at every sweep). That is an operator's decision.
+    // Its run stopped after the charge. Undone (the capture given back): a new run charges the
+    // customer again, and again at every sweep if the step that failed still fails; not undone: the
+    // sale stands and its own run finishes it. Either way an operator's decision.
+    const next = order.runUndone
+      ? `its run failed after the charge and gave it back, so a new run charges the customer again; an ` +
+        `operator decides (orders retry ${order.id} --reason …, or the customer cancels it)`
+      : `its run stopped after the charge, which stands: orders reset ${order.id} --closed --reason … lets it complete`;
     return {
       id: order.id,
       ok: false,
       outcome: 'refused',
-      reason:
-        `${diagnosis.reason}; not retried by --fix: its run failed after the charge, so a new run charges ` +
-        `the customer again; an operator decides (orders retry ${order.id} --reason …, or the customer cancels it)`,
+      reason: `${diagnosis.reason}; not retried by --fix: ${next}`,
       details,
     };
   }

@@ -128,9 +128,9 @@ describe('replay', () => {
     expect(item!.reason).toMatch(/nondetermin/i);
     expect(item!.reason).toMatch(/patched\(\)/);
     // The first mismatch, as the SDK names it, and the history event it is about: the saga's first
-    // command is its `lean-history` patch marker, which this code never makes.
+    // command is its `lean-shape` patch marker, which this code never makes.
     expect(item!.details).toMatchObject({
-      mismatch: expect.stringMatching(/^\[TMPRL1100\] Nondeterminism error: .*lean-history/),
+      mismatch: expect.stringMatching(/^\[TMPRL1100\] Nondeterminism error: .*lean-shape/),
       eventId: expect.any(Number),
       eventType: 'MARKER_RECORDED',
     });

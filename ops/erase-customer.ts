@@ -86,7 +86,7 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
   if (footprint.openOrderIds.length > 0) return refusal(footprint);
   // A final status is not an ended saga: the saga records PAYMENT_FAILED, CANCELLED or OUT_OF_STOCK
   // before the e-mail that tells the customer, and that e-mail needs the address.
-  const running = await runningSagas(deps.client, customerId);
+  const running = await runningOrderWorkflows(deps.client, customerId);
   if (running.length > 0) return refusal({ ...footprint, openOrderIds: running });
   const operator = amqpUser(deps.config.AMQP_URL ?? '');
   const trusted = deps.config.AMQP_TRUSTED_PUBLISHERS;
@@ -152,7 +152,7 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
  * visibility: a moment behind): either may still e-mail the customer (a settlement that finishes a
  * cancel sends the cancel's e-mail, waiting out a mail outage as long as it lasts).
  */
-async function runningSagas(client: Client, customerId: string): Promise<string[]> {
+async function runningOrderWorkflows(client: Client, customerId: string): Promise<string[]> {
   // Quoted as is: CUSTOMER_ID allows no quote or backslash.
   const query = `ExecutionStatus = "Running" AND ${SEARCH_ATTRIBUTES.CustomerId.name} = "${customerId}"`;
   const runs = await listRuns(client, query, { types: [WORKFLOW_TYPE, SETTLE_WORKFLOW_TYPE] });

@@ -163,7 +163,8 @@ async function resetOne(
     if (options.dryRun) {
       // The real reset's check under the lock, made here without one: what it would refuse.
       const order = await findOrder(pool, run.orderId);
-      if (order && order.run !== executionRun) return refuse(movedOn(order.run, executionRun), base);
+      if (order && order.run !== executionRun)
+        return refuse(movedOn(order.run, executionRun), { ...base, orderRun: order.run, executionRun });
       return { id: run.orderId, ok: true, outcome: 'would-reset', details };
     }
 

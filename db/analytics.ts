@@ -242,11 +242,16 @@ export async function analyticsTotals(pool: Pool): Promise<AnalyticsTotals> {
       `select coalesce(final_status, 'IN_PROGRESS') as status, count(*)::int as count
        from analytics_orders group by 1`,
     ),
+    // As the summary counts them: a refund only of a capture that was announced (one the saga gave
+    // back before announcing it took nothing, so it gives nothing back).
     pool.query<{ currency: string; captured: number; refunded: number }>(
-      `select currency::text as currency,
-              coalesce(sum(amount) filter (where kind = 'captured'), 0)::float8 as captured,
-              coalesce(sum(amount) filter (where kind = 'refunded'), 0)::float8 as refunded
-       from analytics_payments group by 1`,
+      `select p.currency::text as currency,
+              coalesce(sum(p.amount) filter (where p.kind = 'captured'), 0)::float8 as captured,
+              coalesce(sum(p.amount) filter (where p.kind = 'refunded'), 0)::float8 as refunded
+       from analytics_payments p
+       where p.kind = 'captured'
+          or exists (select 1 from analytics_payments c where c.kind = 'captured' and c.reference = p.reference)
+       group by 1`,
     ),
     // The metric's reason is the coarse kind (ANALYTICS_FAILURE_KINDS), not the summary's label with
     // its leading words: a Prometheus label must stay within a known, small set.

@@ -164,6 +164,9 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           'This Idempotency-Key was already used for a different request; use a new key for a new order.',
         );
     }
+    // Counted once written, before the read for the answer: a failed read (answered 500, and its
+    // retry a replay) must not leave an accepted order uncounted.
+    if (outcome.kind !== 'replayed') deps.metrics.accepted();
     const view = await orderView(outcome.orderId, c.var.principal);
     if (!view) throw new Error(`order ${outcome.orderId} vanished right after it was written`);
     c.header('Location', `/orders/${view.id}`);
@@ -173,7 +176,6 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       return c.json(view, 200);
     }
     c.var.log.info({ orderId: view.id, total: view.total, currency: view.currency }, 'order placed');
-    deps.metrics.accepted();
     return c.json(view, 202);
   });
 
@@ -360,9 +362,10 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           const direct = await cancelOrderWithoutSaga(deps.pool, id, reason);
           if (direct.kind === 'cancelled') {
             log.info({ code }, 'cancelled with no saga running');
-            await recordReason(true);
-            // The order ends here, not in a saga step (which will find it cancelled): count it here.
+            // The order ended here, not in a saga step (which will find it cancelled): counted here,
+            // first, so that a failure recording the reason cannot leave it uncounted.
             deps.metrics.finished('CANCELLED', direct.placedAt);
+            await recordReason(true);
             return c.json({ id, status: 'CANCELLED' as const, via: 'database' as const }, 200);
           }
           if (direct.kind === 'not_found') throw notFound('Order', id);

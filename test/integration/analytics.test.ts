@@ -345,6 +345,19 @@ describe('analytics subscriber', () => {
     ]);
     // Orders seen only through their payments are still orders, in progress as far as we know.
     expect(s.ordersByHour).toEqual([{ hour: t.hour, status: 'IN_PROGRESS', count: 4 }]);
+    // The gauges are the summary's figures over all time (the unannounced capture's refund left out).
+    const allTime = await summary('?from=2000-01-01T00:00:00Z&to=2100-01-01T00:00:00Z');
+    const samples = parseExposition(await running.registry.metrics());
+    for (const row of allTime.revenue) {
+      expect(valueOf(samples, 'acme_analytics_captured_amount', { currency: row.currency })).toBeCloseTo(
+        Number(row.captured),
+        2,
+      );
+      expect(valueOf(samples, 'acme_analytics_refunded_amount', { currency: row.currency })).toBeCloseTo(
+        Number(row.refunded),
+        2,
+      );
+    }
   });
 
   it('dead-letters a malformed event at once, with the reason, and records nothing', async () => {

@@ -9,6 +9,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
+import { cancelWording } from '../domain/cancel.js';
 import { chargeKey, refundKey, voidKey } from '../domain/payment.js';
 import type { OrderStatus } from '../domain/order.js';
 import { buildEvent, runEventId, type PaymentFailureCode } from '../lib/events.js';
@@ -125,10 +126,12 @@ export function createPaymentActivities({ pool, gateway, logger, metrics }: Paym
       assertNotUndone(order, args, 'chargePayment');
       if (order.cancel_requested) {
         // The customer asked to cancel and this run never took it (the update was lost to an outage,
-        // or the run was reset since): no charge; the saga cancels the order as asked.
+        // or the run was reset since): no charge; the saga cancels the order as asked, in the words
+        // of the cancel's recorded code (what the e-mail, the event and the status then say).
         throw ApplicationFailure.nonRetryable(
           `chargePayment: the customer asked to cancel order ${args.orderId}; not charging`,
           FAILURE_TYPES.CancelRequested,
+          ...(order.cancel_code ? [{ wording: cancelWording(order.cancel_code) }] : []),
         );
       }
       const intent = await openChargeAttempt(tx, {

@@ -17,8 +17,8 @@ export function positiveInt(value: string): number {
  * while it waits on Temporal (ops/batch.ts MAX_CONCURRENCY, the CLI's pool size).
  */
 export function concurrency(value: string): number {
-  const n = positiveInt(value);
-  if (n > MAX_CONCURRENCY)
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_CONCURRENCY)
     throw new InvalidArgumentError(`give a whole number from 1 to ${MAX_CONCURRENCY}, not "${value}"`);
   return n;
 }

@@ -40,7 +40,8 @@ export function buildProgram(runner: CommandRunner, io: CliIO): Command {
       'after',
       '\nSettings come from the environment, as for the services (README, Configuration): TEMPORAL_ADDRESS,' +
         '\nTEMPORAL_NAMESPACE, TEMPORAL_UI_URL, TEMPORAL_TLS_* and TEMPORAL_API_KEY (a remote Temporal),' +
-        "\nTEMPORAL_TASK_QUEUE (the worker's queue, where a settlement runs)," +
+        "\nTEMPORAL_TASK_QUEUE (the worker's queue, where a settlement runs), BRIDGE_MAX_RUNNING_SAGAS (the" +
+        "\nbridge's window: reconcile takes orders waiting behind a full one as queued)," +
         '\nDATABASE_URL, AMQP_URL, BRIDGE_QUEUE, LOYALTY_QUEUE, ANALYTICS_QUEUE, and who may send what' +
         '\n(AMQP_TRUSTED_PUBLISHERS, BRIDGE_AMQP_USER, LOYALTY_AMQP_USER, ANALYTICS_AMQP_USER: a dead' +
         '\nletter from anyone else is never redriven), and DLQ_REDRIVE_WINDOW_MS (no older dead letter is).' +

@@ -244,6 +244,8 @@ export interface SettleFacts {
   heldPayments: ReadonlyArray<{ run: number; status: PaymentStatus }>;
   /** The run whose reservation still holds the order's stock, or null. */
   stockHeldBy: number | null;
+  /** A cancel was asked for the order (its customer's or an operator's, taken by a run or not). */
+  cancelRequested?: boolean;
 }
 
 /**
@@ -261,6 +263,7 @@ export function maySettle({
   runUndone,
   heldPayments,
   stockHeldBy,
+  cancelRequested = false,
 }: SettleFacts): Verdict {
   if (status === 'COMPLETED')
     return refused('order is COMPLETED: its sale stands, there is nothing to give back');
@@ -270,7 +273,10 @@ export function maySettle({
   if (!isFinal(status) && !runUndone)
     return refused(
       `order is ${status} and its run never began to give back what it holds: it is not done with them; ` +
-        'retry it, or reset its run (orders reset <id> --closed), so the run goes on',
+        (cancelRequested
+          ? 'its run never took the cancel asked for it: reset the run (orders reset <id> --closed --reason …), ' +
+            'and its charge, refusing the recorded cancel, makes the run cancel the order'
+          : 'retry it, or reset its run (orders reset <id> --closed), so the run goes on'),
     );
   const elsewhere = [
     ...heldPayments.filter((p) => p.run !== run).map((p) => `run ${p.run}'s payment is ${p.status}`),

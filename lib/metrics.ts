@@ -74,7 +74,7 @@ function once<T>(registry: Registry, key: string, make: () => T): T {
 }
 
 // ---------------------------------------------------------------------------------------------------
-// Orders: accepted (API), finished (where a run ends: the worker; the API for a cancel before the saga)
+// Orders: accepted (API), finished (where a run ends: the worker; the API for the cancels it makes in the database)
 
 export interface OrderOutcomeMetrics {
   /** This call moved the order to `status` (never for an idempotent retry that found it there). */

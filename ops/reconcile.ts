@@ -41,6 +41,12 @@ export interface ReconcileDeps {
    * from a lost event. Without it, every published event whose run did not start counts as stalled.
    */
   bridgeQueue?: { connection: () => Promise<ChannelModel>; queue: string };
+  /**
+   * The bridge's admission window (BRIDGE_MAX_RUNNING_SAGAS, 0: none): while as many sagas run as it
+   * admits, the bridge holds the messages behind them unacknowledged, which the queue's count leaves
+   * out. Without it, such an order looks lost.
+   */
+  bridgeWindow?: { maxRunning: number; countRunning: () => Promise<number> };
 }
 
 export interface ReconcileOptions {
@@ -71,12 +77,13 @@ export async function reconcileOrders(
   });
   progress.start(candidates.length);
   const waiting = candidates.length > 0 ? await bridgeBacklog(deps) : 0;
+  const windowFull = candidates.length > 0 && (await bridgeWindowFull(deps));
   const items = await mapBounded(
     candidates,
     options.concurrency ?? DEFAULT_CONCURRENCY,
     async (order) => {
       try {
-        const diagnosis = diagnose(order, await latestOrderRun(deps.client, order.id), waiting);
+        const diagnosis = diagnose(order, await latestOrderRun(deps.client, order.id), waiting, windowFull);
         if (!diagnosis.stalled)
           return diagnosis.queued === undefined ? undefined : queuedItem(order, diagnosis.queued);
         if (!options.fix) return stalledItem(order, diagnosis.cause, diagnosis.reason);
@@ -107,8 +114,30 @@ async function bridgeBacklog({ bridgeQueue, logger }: ReconcileDeps): Promise<nu
   }
 }
 
-/** `waiting`: messages in the bridge's queue (a backlog the order's event may still be in). */
-export function diagnose(order: StalledOrder, latest: LatestRun | undefined, waiting = 0): Diagnosis {
+/** Whether the bridge's admission window is full now; false when unknown (not given, or no answer). */
+async function bridgeWindowFull({ bridgeWindow, logger }: ReconcileDeps): Promise<boolean> {
+  if (!bridgeWindow || bridgeWindow.maxRunning <= 0) return false;
+  try {
+    return (await bridgeWindow.countRunning()) >= bridgeWindow.maxRunning;
+  } catch (err) {
+    logger.warn(
+      { err: (err as Error).message },
+      'cannot count the running sagas: a full bridge window will look like lost events',
+    );
+    return false;
+  }
+}
+
+/**
+ * `waiting`: messages in the bridge's queue (a backlog the order's event may still be in);
+ * `windowFull`: the bridge's admission window is full, so it holds more, unacknowledged.
+ */
+export function diagnose(
+  order: StalledOrder,
+  latest: LatestRun | undefined,
+  waiting = 0,
+  windowFull = false,
+): Diagnosis {
   if (latest?.open && latest.run === order.run) return { stalled: false };
   const since = `since ${order.updatedAt}`;
   const held = order.heldPayment;
@@ -152,10 +181,15 @@ export function diagnose(order: StalledOrder, latest: LatestRun | undefined, wai
         cause: 'unpublished',
         reason: `its ${request.type} is unpublished ${since}${request.lastError ? ` (last error: ${request.lastError})` : ''}: is the outbox publisher running?`,
       };
-    if (waiting > 0)
+    if (waiting > 0 || windowFull)
       return {
         stalled: false,
-        queued: `its ${request.type} was published and run ${order.run} has not started ${since}, but ${waiting} message(s) still wait in the bridge's queue, most likely it among them: not sent again (run reconcile once the backlog has drained)`,
+        queued:
+          `its ${request.type} was published and run ${order.run} has not started ${since}, but ` +
+          (waiting > 0
+            ? `${waiting} message(s) still wait in the bridge's queue, most likely it among them`
+            : "the bridge's admission window is full (BRIDGE_MAX_RUNNING_SAGAS sagas running): it holds the messages behind it, most likely this one") +
+          ': not sent again (run reconcile once the backlog has drained)',
       };
     return {
       stalled: true,

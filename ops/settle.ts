@@ -156,6 +156,7 @@ async function decideAndStart(
       runUndone: currentRunUndone(order),
       heldPayments: held,
       stockHeldBy,
+      cancelRequested: order.cancel_requested,
     });
     if (!verdict.ok) return { id: orderId, ok: false, outcome: 'refused', reason: verdict.reason, details };
     // A cancel was asked (by its customer or an operator, even one refused then as too late: nothing

@@ -383,7 +383,9 @@ class OrderSaga {
         });
         this.state.cancelRequested = true;
         this.cancelledByUpdate = true; // the customer's request, not a workflow cancel: a CANCELLED result
-        this.state.reason ??= 'cancelled by the customer';
+        // The recorded cancel's own words (its code's wording; a run recorded before the charge
+        // carried them has none, and keeps the generic words it used).
+        this.state.reason ??= recordedCancelWording(err) ?? 'cancelled by the customer';
         return await this.onCancelled(new CancelledFailure('cancel recorded on the order'));
       }
       // Unexpected failure of a step: undo what was done, then fail with the original error.
@@ -749,6 +751,15 @@ function failureType(err: unknown): FailureReason {
   const type = cause instanceof ApplicationFailure ? cause.type : undefined;
   const known = Object.values(FAILURE_TYPES) as string[];
   return type && known.includes(type) ? (type as FailureReason) : 'StepFailed';
+}
+
+/** The wording of the cancel recorded on the order, which a CancelRequested refusal carries. */
+function recordedCancelWording(err: unknown): string | undefined {
+  const cause = err instanceof ActivityFailure ? err.cause : err;
+  if (!(cause instanceof ApplicationFailure) || cause.type !== FAILURE_TYPES.CancelRequested)
+    return undefined;
+  const detail = cause.details?.[0] as { wording?: unknown } | undefined;
+  return typeof detail?.wording === 'string' ? detail.wording : undefined;
 }
 
 function declineReason(err: unknown): string | undefined {

@@ -3,6 +3,7 @@
  * stalled ones set going (ops/reconcile.ts).
  */
 import { Option, type Command } from 'commander';
+import { countRunningSagas } from '../../lib/temporal.js';
 import { reconcileOrders } from '../../ops/reconcile.js';
 import { pairs } from '../output.js';
 import { duration, positiveInt } from '../options.js';
@@ -45,6 +46,12 @@ export const registerReconcile: RegisterCommand = (program, runner) => {
               progress,
               // RabbitMQ only to tell a backlog from lost events: reconcile works without it.
               bridgeQueue: { connection: () => ctx.amqp(), queue: ctx.config.BRIDGE_QUEUE },
+              // The bridge holds messages unacknowledged (not in the queue's count) while its window is full.
+              bridgeWindow: {
+                maxRunning: ctx.config.BRIDGE_MAX_RUNNING_SAGAS,
+                countRunning: async () =>
+                  countRunningSagas(await ctx.temporal(), ctx.config.TEMPORAL_TASK_QUEUE),
+              },
             },
             { olderThanMs: flags.olderThan, fix: flags.fix ?? false, limit: flags.limit },
           ),

@@ -29,7 +29,11 @@ export const registerRetry: RegisterCommand = (program, runner) => {
       '--query <visibility query>',
       'every order whose latest run matches this query (one matched only by an earlier run is refused)',
     )
-    .option('--reason <text>', 'what was fixed; kept on the order and in the event', DEFAULT_RETRY_REASON)
+    .option(
+      '--reason <text>',
+      'what was fixed; in the answer and the order.retried event (the customer reads fixed wording)',
+      DEFAULT_RETRY_REASON,
+    )
     .option('--dry-run', 'say what would be retried, change nothing')
     .option('--concurrency <n>', 'orders handled at once', concurrency, DEFAULT_CONCURRENCY)
     .addHelpText(

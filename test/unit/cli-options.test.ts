@@ -31,8 +31,8 @@ describe('option parsers', () => {
   it('concurrency: at most the CLI pool’s connections, so no lane waits for one', () => {
     expect(concurrency('1')).toBe(1);
     expect(concurrency(String(MAX_CONCURRENCY))).toBe(MAX_CONCURRENCY);
-    for (const bad of ['0', String(MAX_CONCURRENCY + 1), '1e9'])
-      expect(() => concurrency(bad)).toThrow(InvalidArgumentError);
+    for (const bad of ['0', 'abc', String(MAX_CONCURRENCY + 1), '1e9'])
+      expect(() => concurrency(bad)).toThrow(`give a whole number from 1 to ${MAX_CONCURRENCY}`);
   });
 
   it('duration: units, and at most ten years', () => {

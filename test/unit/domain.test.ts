@@ -247,6 +247,10 @@ describe('maySettle (orders settle)', () => {
     for (const status of ['PENDING', 'RESERVED', 'PAID'] as const) {
       expect(reason({ ...held, status, stockHeldBy: 2 })).toMatch(/never began to give back/);
     }
+    // A cancel asked that its stopped run never took: a retry would refuse it; a reset finishes it.
+    expect(reason({ ...held, status: 'RESERVED', stockHeldBy: 2, cancelRequested: true })).toMatch(
+      /never took the cancel asked for it: reset the run/,
+    );
     expect(reason({ ...held, runOpen: true, stockHeldBy: 2 })).toMatch(/a run of the order is open/);
     // A running saga is told to wait, not sent to retry or reset a run that is not stopped.
     expect(reason({ ...held, status: 'RESERVED', runOpen: true, stockHeldBy: 2 })).toMatch(

@@ -56,3 +56,29 @@ describe('reconcile: orders whose run stopped while giving back', () => {
     expect(diagnose(order({ runUndone: true, heldPayment: charge }), open)).toEqual({ stalled: false });
   });
 });
+
+describe('reconcile: an order whose event was published but whose run never started', () => {
+  const waitingOrder = order({
+    status: 'PENDING',
+    startedRun: 0,
+    request: { type: 'order.placed', published: true, outboxId: '1', lastError: null },
+  });
+
+  it('is lost when nothing waits at the bridge', () => {
+    expect(diagnose(waitingOrder, undefined)).toMatchObject({ stalled: true, cause: 'not-started' });
+  });
+
+  it('is queued while messages wait in the bridge’s queue', () => {
+    expect(diagnose(waitingOrder, undefined, 3)).toMatchObject({
+      stalled: false,
+      queued: expect.any(String),
+    });
+  });
+
+  it('is queued while the bridge’s window is full: it holds the messages behind it, which the queue does not count', () => {
+    expect(diagnose(waitingOrder, undefined, 0, true)).toEqual({
+      stalled: false,
+      queued: expect.stringMatching(/admission window is full .*not sent again/),
+    });
+  });
+});

@@ -11,7 +11,8 @@ import { createLogger } from '../../lib/logger.js';
 import { createNotificationActivities } from '../../activities/notification.js';
 import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, cancelUpdate, statusQuery } from '../../workflows/contract.js';
 import * as workflows from '../../workflows/index.js';
-import { recordCancelRequest } from '../../db/orders.js';
+import { recordCancelReason, recordCancelRequest } from '../../db/orders.js';
+import { cancelWording } from '../../domain/cancel.js';
 import { createProduct } from '../helpers/db.js';
 import { GatewayUnavailableError } from '../../activities/payment-gateway.js';
 import { downGateway, ledgerGateway } from './fixtures/gateways.js';
@@ -327,15 +328,17 @@ describe('cancel', () => {
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
     // The API recorded the customer's cancel, then could not reach the saga (it answered 503).
     expect(await recordCancelRequest(h.db.pool, order.orderId)).toMatchObject({ status: 'PENDING' });
+    await recordCancelReason(h.db.pool, order.orderId, { code: 'changed_mind', note: 'x', confirmed: false });
     const gateway = ledgerGateway();
     const worker = await h.worker({ gateway });
 
     await worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order));
+      // In the recorded code's words, as the e-mail, the event and the status reason say.
       expect(await handle.result()).toEqual({
         orderId: order.orderId,
         status: 'CANCELLED',
-        reason: 'cancelled by the customer',
+        reason: cancelWording('changed_mind'),
       });
       expect(await handle.query(statusQuery)).toMatchObject({ status: 'CANCELLED', cancelRequested: true });
     });
@@ -350,6 +353,11 @@ describe('cancel', () => {
       'order.cancelled',
     ]);
     expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-cancelled']);
+    const { rows } = await h.db.pool.query<{ status_reason: string; cancel_code: string }>(
+      'select status_reason, cancel_code from orders where id = $1::uuid',
+      [order.orderId],
+    );
+    expect(rows[0]).toEqual({ status_reason: cancelWording('changed_mind'), cancel_code: 'changed_mind' });
   });
 
   test('after capture the update is rejected as too late, and the order completes', async () => {

@@ -96,6 +96,11 @@ export async function resetOrders(deps: ResetDeps, options: ResetOptions): Promi
   return commandResult(options.dryRun ? 'reset --dry-run' : 'reset', items);
 }
 
+/** A run of `order-<id>` with no such order in this database: another environment's (tests sharing a namespace). */
+const noSuchOrder = (orderId: string): string =>
+  `no order ${orderId} in this database: the run belongs to another system sharing the namespace ` +
+  '(another environment, a test); not reset';
+
 const movedOn = (orderRun: number, executionRun: number): string =>
   `the order has moved on to run ${orderRun} (an operator's retry) and this execution is run ` +
   `${executionRun}: resetting it would terminate the new run; wait for the new run to start, then reset that`;
@@ -163,7 +168,8 @@ async function resetOne(
     if (options.dryRun) {
       // The real reset's check under the lock, made here without one: what it would refuse.
       const order = await findOrder(pool, run.orderId);
-      if (order && order.run !== executionRun)
+      if (!order) return refuse(noSuchOrder(run.orderId), base);
+      if (order.run !== executionRun)
         return refuse(movedOn(order.run, executionRun), { ...base, orderRun: order.run, executionRun });
       return { id: run.orderId, ok: true, outcome: 'would-reset', details };
     }
@@ -178,6 +184,7 @@ async function resetOne(
     const reset = await withTransaction(pool, async (tx) => {
       await holdLocksWhileIdle(tx, DESCRIBE_DEADLINE_MS + RESET_DEADLINE_MS + RESET_CONFIRM_MS + 20_000);
       const order = await findOrder(tx, run.orderId, { lock: true });
+      if (!order) return refuse(noSuchOrder(run.orderId), base);
       // Asked again under the lock: a settlement (or another reset) started since the describe above
       // is now the workflow's current run, and Temporal's reset would terminate it.
       const now = await client.withDeadline(Date.now() + DESCRIBE_DEADLINE_MS, () =>
@@ -189,7 +196,7 @@ async function resetOne(
             `${now.status.name}): run the command again to see it`,
           { ...base, currentRunId: now.runId, currentType: now.type },
         );
-      if (order && order.run !== executionRun)
+      if (order.run !== executionRun)
         return refuse(movedOn(order.run, executionRun), { ...base, orderRun: order.run, executionRun });
       try {
         return await resetExecution(client, options.reason, run.workflowId, current.runId, point);

@@ -84,7 +84,9 @@ const worker = (workflowBundle: WorkflowBundle) =>
   Worker.create({ connection, namespace: config.TEMPORAL_NAMESPACE, taskQueue, workflowBundle, activities });
 
 async function startSaga(queue = taskQueue): Promise<string> {
-  const orderId = randomUUID();
+  // An order of this database: a reset refuses a run of an order it does not know.
+  const sku = await createProduct(ordersDb.pool, { stock: 5 });
+  const { orderId } = await createOrder(ordersDb.pool, { items: [{ sku, qty: 1 }] });
   await client.workflow.start('opsResetSaga', {
     workflowId: orderWorkflowId(orderId),
     taskQueue: queue,
@@ -302,6 +304,22 @@ test('a reset the server applies after the command stopped waiting: the row stay
   const item = (await answer).items[0]!;
   expect(item).toMatchObject({ ok: true, outcome: 'reset', details: { previousRunId: before.runId } });
   expect(item.details!.newRunId).not.toBe(before.runId);
+});
+
+test('refuses a run whose order this database does not know (another system sharing the namespace), dry run too', async () => {
+  const orderId = randomUUID(); // a workflow order-<id> with no such order here
+  const workflowId = orderWorkflowId(orderId);
+  await client.workflow.start('opsResetSaga', { workflowId, taskQueue, args: [1] });
+  started.push(workflowId);
+  await stuckOnBrokenTask(workflowId);
+  const stuckRunId = (await client.workflow.getHandle(workflowId).describe()).runId;
+  for (const dryRun of [true, false]) {
+    const result = await resetOrders(deps(), { selection: { orderIds: [orderId] }, reason: REASON, dryRun });
+    expect(result.items).toMatchObject([
+      { ok: false, outcome: 'refused', reason: expect.stringMatching(/no order .* in this database/) },
+    ]);
+  }
+  expect((await client.workflow.getHandle(workflowId).describe()).runId).toBe(stuckRunId); // not reset
 });
 
 test('refuses runs that are not stuck or have not started a task, and reports unknown orders', async () => {

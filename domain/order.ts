@@ -207,12 +207,16 @@ export function mayBeRetried({
     // (PATCHES.recordedCancelStopsCharge) and the run cancels the order.
     return refused(
       `a cancel was asked for this order (${status}, by its customer or an operator): it is not run again. ` +
-        (runUndone
-          ? 'If its cancel did not finish: holding no money, it is cancelled by POST /orders/<id>/cancel (its ' +
-            'customer or an operator); holding money, orders settle <id> --reason … gives it back ' +
-            'and finishes the cancel'
-          : 'Its run never took the cancel: a reset (orders reset <id> --closed --reason …) resumes its forward ' +
-            'steps, and a charge not made yet refuses the recorded cancel, so the run then cancels the order'),
+        (isFinal(status)
+          ? payments.some(moneyIsHeld)
+            ? 'It has ended holding money: orders settle <id> --reason … gives it back'
+            : 'It has ended; the cancel stands as the reason it is not charged again'
+          : runUndone
+            ? 'If its cancel did not finish: holding no money, it is cancelled by POST /orders/<id>/cancel (its ' +
+              'customer or an operator); holding money, orders settle <id> --reason … gives it back ' +
+              'and finishes the cancel'
+            : 'Its run never took the cancel: a reset (orders reset <id> --closed --reason …) resumes its forward ' +
+              'steps, and a charge not made yet refuses the recorded cancel, so the run then cancels the order'),
     );
   }
   if (customerErased) {

@@ -76,8 +76,8 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
             outcome: 'refused',
             reason:
               `the query matched an earlier run of this order, not its latest (run ${latest.run}, ` +
-              `${latest.status}): not retried; give its id to retry it anyway`,
-            details: { latestRunId: latest.runId, matchedRunIds: [...matched] },
+              `${latest.status}): not retried (by its id, the retry rules alone decide)`,
+            details: { latestRunId: latest.runId, latestStatus: latest.status, matchedRunIds: [...matched] },
           };
         }
         return toItem(

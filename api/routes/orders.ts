@@ -4,7 +4,13 @@
  */
 import { createRoute, z } from '@hono/zod-openapi';
 import { workflowUiUrl } from '../../lib/temporal.js';
-import { DEFAULT_RETRY_REASON, isFinal, mayBeCancelledNow, type OrderStatus } from '../../domain/order.js';
+import {
+  DEFAULT_RETRY_REASON,
+  NEVER_RETRIED,
+  isFinal,
+  mayBeCancelledNow,
+  type OrderStatus,
+} from '../../domain/order.js';
 import { orderWorkflowId } from '../../workflows/contract.js';
 import { decodeCursor, encodeCursor } from '../cursor.js';
 import { callerKey, customerScope, operatorsOnly, type Principal } from '../auth.js';
@@ -501,7 +507,9 @@ function cancelRefused(status: OrderStatus, reason?: string): ApiError {
     return new ApiError(
       409,
       'order_final',
-      `The order is already ${status} and can no longer be cancelled.`,
+      `The order is already ${status} and can no longer be cancelled.` +
+        // recordCancelRequest kept the request on an order a retry could run again.
+        (NEVER_RETRIED.includes(status) ? '' : ' Your request is kept: it will not be run or charged again.'),
       {
         details: { status },
       },

@@ -163,16 +163,26 @@ describe('may be retried', () => {
 
   it("refuses an order whose customer asked to cancel it, or whose customer's data was erased", () => {
     const failed = { ...facts, status: 'PAYMENT_FAILED' as const, payments: ['DECLINED' as const] };
-    expect(mayBeRetried({ ...failed, cancelRequested: true })).toMatchObject({
+    const stopped = { ...facts, status: 'RESERVED' as const };
+    expect(mayBeRetried({ ...stopped, cancelRequested: true })).toMatchObject({
       ok: false,
       reason: expect.stringMatching(
         /a cancel was asked for.*charge not made yet refuses the recorded cancel/,
       ),
     });
     // A run that took the cancel (its compensation began) is settled, which finishes that cancel.
-    expect(mayBeRetried({ ...failed, cancelRequested: true, runUndone: true })).toMatchObject({
+    expect(mayBeRetried({ ...stopped, cancelRequested: true, runUndone: true })).toMatchObject({
       ok: false,
       reason: expect.stringMatching(/a cancel was asked for.*orders settle <id> .* finishes the cancel/),
+    });
+    // An order that ended: the cancel stands (or, money still held, a settlement gives it back).
+    expect(mayBeRetried({ ...failed, cancelRequested: true })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/It has ended; the cancel stands/),
+    });
+    expect(mayBeRetried({ ...failed, payments: ['CAPTURED'], cancelRequested: true })).toMatchObject({
+      ok: false,
+      reason: expect.stringMatching(/It has ended holding money: orders settle/),
     });
     expect(mayBeRetried({ ...failed, customerErased: true })).toMatchObject({
       ok: false,

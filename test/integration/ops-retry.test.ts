@@ -81,7 +81,7 @@ test('--query retries an order only when its latest run matched, not an earlier 
       ok: false,
       outcome: 'refused',
       reason: expect.stringMatching(/earlier run of this order, not its latest \(run 2, TERMINATED\)/),
-      details: { latestRunId: run2, matchedRunIds: [expect.any(String)] },
+      details: { latestRunId: run2, latestStatus: 'TERMINATED', matchedRunIds: [expect.any(String)] },
     }),
   ]);
   const { rows } = await db.pool.query<{ run: number; status: string }>(

@@ -199,7 +199,7 @@ prometheus_up() {
     if pid=$(cat "$DATA/prometheus.pid" 2>/dev/null) && kill -0 "$pid" 2>/dev/null; then
       kill -HUP "$pid" # ours: re-read the configuration and rules, which may have changed
     else
-      log "Prometheus: something else listens on port $PROMETHEUS_PORT; leaving it alone"
+      log "Prometheus: one not started from this checkout (another checkout's, or your own) listens on port $PROMETHEUS_PORT; leaving it alone"
       return
     fi
   else

@@ -151,6 +151,14 @@ const inWindow = (column: string) =>
   `($1::timestamptz is null or ${column} >= $1::timestamptz) and ($2::timestamptz is null or ${column} < $2::timestamptz)`;
 
 /**
+ * The payments (alias `p`) the money figures count, in the summary and the gauges alike: every
+ * capture, and a refund only of a capture that was announced (one the saga gave back before announcing
+ * it took nothing, so it gives nothing back).
+ */
+const COUNTED_PAYMENT = `(p.kind = 'captured' or exists (
+  select 1 from analytics_payments c where c.kind = 'captured' and c.reference = p.reference))`;
+
+/**
  * The summary over the orders placed in `window` (orders, failure reasons, time to final) and the
  * payments made in it (revenue), read in one snapshot. A refund counts only against a capture whose
  * payment.completed was seen (same gateway reference): a capture the saga gave back at once, without
@@ -178,8 +186,7 @@ export async function analyticsSummary(pool: Pool, window: SummaryWindow = {}): 
                   coalesce(sum(p.amount) filter (where p.kind = 'refunded'), 0)::numeric(20, 2) as refunded
            from analytics_payments p
            where ${inWindow('p.occurred_at')}
-             and (p.kind = 'captured' or exists (
-                   select 1 from analytics_payments c where c.kind = 'captured' and c.reference = p.reference))
+             and ${COUNTED_PAYMENT}
            group by p.currency
          ) totals
          order by currency`,
@@ -242,15 +249,13 @@ export async function analyticsTotals(pool: Pool): Promise<AnalyticsTotals> {
       `select coalesce(final_status, 'IN_PROGRESS') as status, count(*)::int as count
        from analytics_orders group by 1`,
     ),
-    // As the summary counts them: a refund only of a capture that was announced (one the saga gave
-    // back before announcing it took nothing, so it gives nothing back).
+    // As the summary counts them (COUNTED_PAYMENT).
     pool.query<{ currency: string; captured: number; refunded: number }>(
       `select p.currency::text as currency,
               coalesce(sum(p.amount) filter (where p.kind = 'captured'), 0)::float8 as captured,
               coalesce(sum(p.amount) filter (where p.kind = 'refunded'), 0)::float8 as refunded
        from analytics_payments p
-       where p.kind = 'captured'
-          or exists (select 1 from analytics_payments c where c.kind = 'captured' and c.reference = p.reference)
+       where ${COUNTED_PAYMENT}
        group by 1`,
     ),
     // The metric's reason is the coarse kind (ANALYTICS_FAILURE_KINDS), not the summary's label with

@@ -9,9 +9,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { buildEvent, type OrderLine } from '../lib/events.js';
-import { outboxHeaders } from './outbox.js';
+import { outboxHeaders, stampedWithDatabaseTime } from './outbox.js';
 import type { Pool, Queryable } from './pool.js';
-import { isoText } from './timestamps.js';
 
 export interface PlaceOrderInput {
   customerId: string;
@@ -159,7 +158,7 @@ async function insertOrder(
      )
      insert into event_outbox (event_id, type, order_id, payload, headers)
      select $7::uuid, 'order.placed', placed.id,
-            jsonb_set($14::jsonb, '{occurredAt}', to_jsonb(${isoText('now()')})), $15::jsonb
+            ${stampedWithDatabaseTime('$14::jsonb')}, $15::jsonb
        from placed`,
     [
       orderId,

@@ -119,16 +119,16 @@ export async function recordCancelRequest(
   orderId: string,
   { customerId }: { customerId?: string | undefined } = {},
 ): Promise<{ status: OrderStatus; runUndone: boolean } | undefined> {
-  const { rows } = await db.query<{ status: OrderStatus; run_undone: boolean }>(
+  const { rows } = await db.query<Pick<OrderRow, 'status' | 'run' | 'undo_run'>>(
     `update orders
         set cancel_requested_at = case when status <> all($3::text[])
                                        then coalesce(cancel_requested_at, now()) else cancel_requested_at end
       where id = $1::uuid and ($2::text is null or customer_id = $2)
-      returning status, coalesce(undo_run, 0) >= run as run_undone`,
+      returning status, run, undo_run`,
     [orderId, customerId ?? null, NEVER_RETRIED],
   );
   const row = rows[0];
-  return row && { status: row.status, runUndone: row.run_undone };
+  return row && { status: row.status, runUndone: currentRunUndone(row) };
 }
 
 /**

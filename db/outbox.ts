@@ -27,13 +27,21 @@ export async function enqueueEvent(db: Queryable, event: EventEnvelope): Promise
     // and a consumer that orders a retry against a run's end (analytics) must not see their clocks'
     // skew as a run ending before it began.
     `insert into event_outbox (event_id, type, order_id, payload, headers)
-     select $1::uuid, $2, $3::uuid, jsonb_set($4::jsonb, '{occurredAt}', to_jsonb(${isoText('now()')})), $5::jsonb
+     select $1::uuid, $2, $3::uuid, ${stampedWithDatabaseTime('$4::jsonb')}, $5::jsonb
       where not exists (select 1 from order_events where event_id = $1::uuid)
      on conflict (event_id) do nothing`,
     [event.id, event.type, event.orderId, JSON.stringify(event), outboxHeaders(event)],
   );
   return rowCount === 1;
 }
+
+/**
+ * SQL for an event envelope (`payload`, a jsonb expression) with its `occurredAt` set to the
+ * database's clock at the transaction's start: every event of an order gets its time from one clock,
+ * whichever host wrote it.
+ */
+export const stampedWithDatabaseTime = (payload: string): string =>
+  `jsonb_set(${payload}, '{occurredAt}', to_jsonb(${isoText('now()')}))`;
 
 /**
  * The row's `headers` (JSON text): the correlation id and the active trace context, which the

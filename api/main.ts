@@ -1,5 +1,5 @@
 /**
- * The API process: `npm run start:api` (tsx api/main.ts). Reads config once, connects PostgreSQL,
+ * The API process: `npm run start:api` (compiled: node dist/api/main.js). Reads config once, connects PostgreSQL,
  * Temporal and (for its readiness only) RabbitMQ, serves on PORT (with `/metrics`), and on
  * SIGTERM/SIGINT stops accepting, lets in-flight requests finish, then closes its connections.
  */

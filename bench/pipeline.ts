@@ -170,7 +170,7 @@ const program = new Command('npm run bench --')
     DEFAULTS.quietWait,
   )
   .option('--skip-baseline', 'skip the bare baselines')
-  .option('--quick', 'a short run for checking the bench itself (about a minute)')
+  .option('--quick', 'a short run for checking the bench itself (a minute or two)')
   .option('--log-level <level>', 'LOG_LEVEL of the app processes (npm run up uses info)', 'info')
   .option('--order-timeout <s>', 'give up on one order (or bare workflow) after this long', positive, 120)
   .addOption(

@@ -1,6 +1,6 @@
 /**
  * The small HTTP server of each process that is not the API (outbox publisher, bridge, Temporal
- * worker, loyalty subscriber), on a port of its own:
+ * worker, loyalty and analytics subscribers), on a port of its own:
  *
  *   GET /metrics   the process's Prometheus registry
  *   GET /health    liveness: answers while the event loop does; no I/O

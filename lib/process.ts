@@ -1,5 +1,5 @@
 /**
- * What every entry point (api, outbox, bridge, worker, loyalty) does the same way: drain on the
+ * What every entry point (api, outbox, bridge, worker, loyalty, analytics) does the same way: drain on the
  * first SIGINT/SIGTERM, exit at once on the second, and turn a failed `main()` into exit code 1.
  */
 import { ConfigError } from './config.js';

@@ -10,7 +10,7 @@
  * reject (and a failed consumer) as a failed delivery, so nack'ed messages do not move toward the
  * queue's delivery limit and cannot be dropped as poison by being looked at. On 3.x every return is
  * counted, harmlessly: the DLQs are declared without a delivery limit. (4.0 to 4.2 count it and apply
- * a default limit of 20; see the operator notes in the report.) Order is kept.
+ * a default limit of 20; README "When an order fails" says what to set there.) Order is kept.
  *
  * Redrive is at least once: each message is published to its original queue through the default
  * exchange (only that queue gets it, not every subscriber of the topic), mandatory and confirmed,

@@ -1,7 +1,7 @@
 /**
  * Which order sagas a Temporal command acts on: order ids typed by the operator, or a visibility
  * query (the Web UI's query box syntax, e.g. `OrderStatus = "PAYMENT_FAILED"`). Shared by every
- * command that works on runs (replay, reset, and later retry and reconcile).
+ * command that works on runs (replay, reset, retry). reconcile finds its orders in the database instead.
  */
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
 import { grpcCode } from '../lib/temporal.js';

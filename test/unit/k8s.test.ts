@@ -360,9 +360,12 @@ function connectionBudget(overlay: string, objects: K8sObject[]): number {
   );
   return maxConnections - temporal - RESERVED;
 }
-/** Each process's pool size for DATABASE_POOL_MAX (workers/outbox-main.ts and bridge-main.ts cap theirs). */
+/**
+ * Each process's connections for DATABASE_POOL_MAX: outbox-main.ts and bridge-main.ts cap their pools,
+ * and the outbox publisher holds one more connection outside its pool, for LISTEN.
+ */
 const POOL_OF: Record<string, (max: number) => number> = {
-  'workers/outbox-main.ts': (max) => Math.min(max, 4),
+  'workers/outbox-main.ts': (max) => Math.min(max, 4) + 1,
   'workers/bridge-main.ts': (max) => Math.min(max, 4),
   'db/cli.ts': () => 1,
 };

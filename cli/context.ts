@@ -9,7 +9,7 @@ import amqplib, { type ChannelModel } from 'amqplib';
 import { pino } from 'pino';
 import { redactUrl } from '../lib/amqp/connection.js';
 import { loadConfig, type Config } from '../lib/config.js';
-import type { Logger } from '../lib/logger.js';
+import { TERMINAL_SAFE, type Logger } from '../lib/logger.js';
 import { connectTemporal } from '../lib/temporal.js';
 import { MAX_CONCURRENCY } from '../ops/batch.js';
 import { createPool, type Pool, poolSettings } from '../db/pool.js';
@@ -36,7 +36,12 @@ export interface CliContext {
  */
 export function createCliLogger(verbose: boolean): Logger {
   return pino(
-    { name: 'orders-cli', level: verbose ? 'debug' : 'warn', base: { process: 'orders-cli' } },
+    {
+      name: 'orders-cli',
+      level: verbose ? 'debug' : 'warn',
+      base: { process: 'orders-cli' },
+      hooks: TERMINAL_SAFE,
+    },
     pino.destination({ dest: 2, sync: true }),
   );
 }

@@ -2,6 +2,7 @@
  * Printing a CommandResult: the JSON alone with --json (for jq and scripts), otherwise one line per
  * item and a summary, the reasons of refused and failed items spelled out underneath.
  */
+import { printable, printableJsonLine } from '../domain/text.js';
 import type { CommandResult, ItemResult } from '../ops/result.js';
 
 /** The part of an item's line after its id and outcome, per command (run ids, counts, where it went). */
@@ -9,7 +10,7 @@ export type ItemSummary = (item: ItemResult) => string | undefined;
 
 /** JSON.stringify escapes C0 controls only; DEL, C1 and bidi overrides are escaped too (still JSON). */
 export function formatJson(result: CommandResult): string {
-  return `${JSON.stringify(result, null, 2).replace(INVISIBLE_OUTSIDE_C0, escapeChar)}\n`;
+  return `${printableJsonLine(JSON.stringify(result, null, 2))}\n`;
 }
 
 export function formatHuman(result: CommandResult, summarize: ItemSummary = () => undefined): string {
@@ -29,19 +30,6 @@ export function formatHuman(result: CommandResult, summarize: ItemSummary = () =
   );
   return `${lines.join('\n')}\n`;
 }
-
-/**
- * Control characters (C0, DEL, C1) and bidirectional overrides as visible escapes: a dead letter's id,
- * type and reason are bytes anyone who could publish chose, and a terminal obeys an escape sequence
- * in them (one could hide the line that says a message is untrusted).
- */
-export function printable(text: string): string {
-  // eslint-disable-next-line no-control-regex -- matching control characters is the point
-  return text.replace(/[\u0000-\u001f]/g, escapeChar).replace(INVISIBLE_OUTSIDE_C0, escapeChar);
-}
-
-const INVISIBLE_OUTSIDE_C0 = /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
-const escapeChar = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
 
 /** `key=value` pairs for the details worth a glance, skipping the absent ones. */
 export function pairs(details: Record<string, unknown> | undefined, keys: readonly string[]): string {

@@ -11,6 +11,7 @@ import { registerReplay } from './commands/replay.js';
 import { registerReset } from './commands/reset.js';
 import { registerRetry } from './commands/retry.js';
 import { registerSettle } from './commands/settle.js';
+import { printable } from '../domain/text.js';
 import { CommandRunner, EXIT, type CliIO, type RegisterCommand } from './runner.js';
 
 export const COMMANDS: readonly RegisterCommand[] = [
@@ -30,9 +31,11 @@ export function buildProgram(runner: CommandRunner, io: CliIO): Command {
     .option('-v, --verbose', 'log details (and stack traces) to stderr')
     // Set before the commands are added: subcommands copy these settings when created.
     .exitOverride()
+    // Usage errors quote what was typed (`unknown command '…'`, an option's bad value), which may come
+    // from another system's output: escaped as every other line this CLI prints.
     .configureOutput({
-      writeOut: (text) => io.stdout.write(text),
-      writeErr: (text) => io.stderr.write(text),
+      writeOut: (text) => io.stdout.write(printableLines(text)),
+      writeErr: (text) => io.stderr.write(printableLines(text)),
     })
     .showHelpAfterError('(add --help for usage)')
     .showSuggestionAfterError()
@@ -70,3 +73,6 @@ export async function runCli(
   }
   return runner.exitCode;
 }
+
+/** `printable`, line by line: commander's text keeps its line breaks. */
+const printableLines = (text: string): string => text.split('\n').map(printable).join('\n');

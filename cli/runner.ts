@@ -12,7 +12,8 @@ import type { Command } from 'commander';
 import { ConfigError } from '../lib/config.js';
 import { UsageError, type CommandResult, type Progress } from '../ops/result.js';
 import { createCliContext, type CliContext } from './context.js';
-import { formatHuman, formatJson, printable, type ItemSummary } from './output.js';
+import { printable } from '../domain/text.js';
+import { formatHuman, formatJson, type ItemSummary } from './output.js';
 import { progressBar } from './progress.js';
 
 export const EXIT = { ok: 0, notOk: 1, usage: 2 } as const;

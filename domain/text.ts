@@ -45,3 +45,28 @@ export function noteProblem(text: string): string | undefined {
   if (LINE_SEPARATORS.test(text)) return 'must be one line (no line or paragraph separators)';
   return textProblem(text);
 }
+
+/**
+ * Control characters (C0, DEL, C1), bidirectional controls and line separators as visible escapes
+ * (`\u009b`), for text shown in a terminal: a dead letter's id, type and reason are bytes anyone who
+ * could publish chose, a request path is a client's, and a terminal obeys an escape sequence in them
+ * (one could hide the line that says a message is untrusted).
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
+  return text.replace(/[\u0000-\u001f]/g, escapeChar).replace(INVISIBLE_OUTSIDE_C0, escapeChar);
+}
+
+/**
+ * `printable` for JSON text (a log line, the CLI's --json), whose serializer has already escaped C0 (line breaks included)
+ * but passes DEL, C1 and the invisible controls through as themselves. The escapes are JSON's own, so
+ * the line still parses to the text that was logged.
+ */
+export function printableJsonLine(line: string): string {
+  return INVISIBLE_OUTSIDE_C0_ONE.test(line) ? line.replace(INVISIBLE_OUTSIDE_C0, escapeChar) : line;
+}
+
+const INVISIBLE = '\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069';
+const INVISIBLE_OUTSIDE_C0 = new RegExp(`[${INVISIBLE}]`, 'g');
+const INVISIBLE_OUTSIDE_C0_ONE = new RegExp(`[${INVISIBLE}]`);
+const escapeChar = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;

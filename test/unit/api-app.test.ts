@@ -4,23 +4,26 @@
  * fails loudly if touched, so a refused request provably wrote nothing.
  */
 import { Writable } from 'node:stream';
-import { pino } from 'pino';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { createApp } from '../../api/app.js';
 import { ApiError } from '../../api/errors.js';
+import { createLogger } from '../../lib/logger.js';
 import { asCaller, testAuth, type TestAuth } from '../helpers/auth.js';
 import type { AppDeps, Probe } from '../../api/env.js';
 import type { Pool } from '../../db/pool.js';
 
+/** The process's own logger (lib/logger.ts), writing here: `lines` parsed, `raw` as written. */
 function captureLogger() {
   const lines: Array<Record<string, unknown>> = [];
+  const raw: string[] = [];
   const stream = new Writable({
     write(chunk: Buffer, _enc, done) {
+      raw.push(chunk.toString());
       lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
       done();
     },
   });
-  return { logger: pino({ level: 'debug' }, stream), lines };
+  return { logger: createLogger('api', 'debug', stream), lines, raw };
 }
 
 const untouchablePool = {
@@ -39,7 +42,7 @@ beforeAll(async () => {
 });
 
 function build(overrides: Partial<AppDeps> = {}) {
-  const { logger, lines } = captureLogger();
+  const { logger, lines, raw: rawLines } = captureLogger();
   const raw = createApp({
     pool: untouchablePool,
     logger,
@@ -57,7 +60,7 @@ function build(overrides: Partial<AppDeps> = {}) {
     authenticator: auth.authenticator,
     ...overrides,
   });
-  return { app: asCaller(raw, operatorToken), lines };
+  return { app: asCaller(raw, operatorToken), lines, rawLines };
 }
 
 const postJson = (body: string, headers: Record<string, string> = {}) => ({
@@ -270,6 +273,23 @@ describe('refused before any I/O', () => {
     expect(fields.map((f) => f.path).sort()).toEqual(['colour', 'limit']);
     const cursor = await app.request('/orders?cursor=garbage!');
     expect(cursor.status).toBe(400);
+  });
+});
+
+describe('logs', () => {
+  it("escape a client's C1 controls and bidi overrides: a log line cannot drive the terminal showing it", async () => {
+    const { app, lines, rawLines } = build();
+    // U+009B is a one-byte CSI ("\u009b2J" clears a terminal), U+202E reverses how the rest reads.
+    const res = await app.request('/orders/%C2%9B2J%E2%80%AEnimda');
+    expect(res.status).toBe(400);
+    const logged = rawLines.filter((line) => line.includes('nimda'));
+    expect(logged.length).toBeGreaterThan(0);
+    for (const line of logged) {
+      expect(line).not.toMatch(/[\u0080-\u009f\u202e]/);
+      expect(line).toContain('\\u009b2J\\u202enimda');
+    }
+    // Still JSON, and it still says what the client sent.
+    expect(lines.map((line) => line.path)).toContain('/orders/\u009b2J\u202enimda');
   });
 });
 

@@ -54,3 +54,19 @@ describe('option parsers', () => {
     }
   });
 });
+
+describe('usage errors', () => {
+  it('quote what was typed with its control characters escaped: an argument cannot drive the terminal', async () => {
+    // An OSC title change, a BEL and a clear-screen CSI, as a value and as a command name.
+    for (const argv of [
+      ['dlq', 'show', '--limit', '\u001b]0;pwned\u0007\u001b[2J'],
+      ['\u001b[31mretyr\u009b2J'],
+    ]) {
+      const { code, stderr } = await run(argv);
+      expect(code).toBe(2);
+      // eslint-disable-next-line no-control-regex -- no control character but the line breaks may remain
+      expect(stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+      expect(stderr).toContain('\\u001b');
+    }
+  });
+});

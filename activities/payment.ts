@@ -102,6 +102,13 @@ function toActivityFailure(err: unknown): unknown {
   return err;
 }
 
+/** The decline recorded on a run's intent (`markDeclined`: `<code>: <message>`), as the gateway gave it. */
+function declinedAgain(intent: PaymentRow): ApplicationFailure {
+  const recorded = /^([A-Z][A-Z0-9_]*): (.*)$/s.exec(intent.failure_reason ?? '');
+  const [code, message] = recorded ? [recorded[1]!, recorded[2]!] : ['DECLINED', 'payment declined'];
+  return toActivityFailure(new PaymentDeclinedError(message, code)) as ApplicationFailure;
+}
+
 export function createPaymentActivities({ pool, gateway, logger, metrics }: PaymentDeps) {
   /**
    * Charges the order total for the order's current run. On success: the run's payment CAPTURED,
@@ -141,6 +148,11 @@ export function createPaymentActivities({ pool, gateway, logger, metrics }: Paym
         currency: order.currency,
         chargeKey: chargeKey(args.orderId, run),
       });
+      // An attempt of this run was declined and its answer never reached the saga (the worker
+      // restarted, or the attempt timed out just after the decline was recorded): under the same key
+      // the gateway gives the same answer, so this attempt gives it too. Anything else would fail the
+      // run as a step failure, and an automatic retry would then charge the declined customer again.
+      if (intent.status === 'DECLINED') throw declinedAgain(intent);
       if (intent.status !== 'CHARGING' && intent.status !== 'CAPTURED') {
         throw ApplicationFailure.nonRetryable(
           `chargePayment: the payment of run ${run} is already ${intent.status}; not charging again`,

@@ -13,9 +13,11 @@ export interface PaymentRow {
   reference: string | null;
   amount: string;
   currency: string;
+  /** Why the payment failed (`<code>: <message>`, e.g. the gateway's decline); null while none did. */
+  failure_reason: string | null;
 }
 
-const COLUMNS = 'run, status, charge_key, reference, amount::text as amount, currency';
+const COLUMNS = 'run, status, charge_key, reference, amount::text as amount, currency, failure_reason';
 
 export async function findPayment(
   db: Queryable,

@@ -222,6 +222,26 @@ describe('payments', () => {
     expect(await orderStatus(db.pool, order.orderId)).toBe('RESERVED');
   });
 
+  test("a decline whose answer was lost is declined again on the next attempt, as the gateway's answer", async () => {
+    // The first attempt's decline is recorded, then its answer is lost (the worker restarts, or the
+    // attempt times out just after): the saga retries the charge. It must hear the same decline, not
+    // a step failure that leaves the order RESERVED for an automatic retry to charge again.
+    const sku = await createProduct(db.pool, { stock: 5 });
+    const order = await createOrder(db.pool, { items: [{ sku, qty: 1 }], customerId: 'DECLINE-C1' });
+    await acts.reserveInventory(step(order));
+    const first = await acts.chargePayment(step(order)).catch((e: unknown) => e);
+    const before = calls.charge;
+
+    const again = await acts.chargePayment(step(order)).catch((e: unknown) => e);
+
+    expect(again).toMatchObject({ type: 'PaymentDeclined', nonRetryable: true });
+    const { message, details } = first as ApplicationFailure;
+    expect(again).toMatchObject({ message, details });
+    expect(calls.charge - before).toBe(0);
+    expect(await paymentStatus(db.pool, order.orderId)).toBe('DECLINED');
+    expect(await orderStatus(db.pool, order.orderId)).toBe('RESERVED');
+  });
+
   test('a gateway outage is a retryable GatewayUnavailable failure', async () => {
     const { order } = await reservedOrder();
     const down = createActivities({

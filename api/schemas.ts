@@ -359,11 +359,12 @@ export const CancelResultSchema = z
   .object({
     id: z.string(),
     status: StatusSchema,
-    via: z.enum(['workflow', 'database']).openapi({
+    via: z.enum(['workflow', 'database', 'already']).openapi({
       description:
         '`workflow`: the running saga accepted the cancel and compensates. `database`: no saga was running ' +
         '(it had not started yet, and will end on start; or the order was left RESERVED by a run that failed ' +
-        'and undid itself), so the order was cancelled directly.',
+        'and undid itself), so the order was cancelled directly. `already`: the order was cancelled before ' +
+        "this request (a cancel asked again after its answer was lost); the first cancel's code and note stand.",
     }),
   })
   .openapi('CancelResult');

@@ -308,6 +308,11 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     const recorded = await recordCancelRequest(deps.pool, id, { customerId: customerScope(c.var.principal) });
     if (recorded === undefined) throw notFound('Order', id);
     const { status } = recorded;
+    if (status === 'CANCELLED') {
+      // Asked again (its first answer lost, or a 503's "retrying is safe"): the order is cancelled as
+      // asked, so the answer is the same success; the first cancel's code and note stand.
+      return c.json({ id, status, via: 'already' as const }, 200);
+    }
     const verdict = mayBeCancelledNow(status, { runUndone: recorded.runUndone });
     if (!verdict.ok) throw cancelRefused(status, verdict.reason);
 

@@ -150,10 +150,17 @@ describe('before the saga starts (no workflow yet)', () => {
     // The cancel joins the order's own trail.
     expect(rows[1]!.payload.correlationId).toBe(rows[0]!.payload.correlationId);
 
-    const again = await cancel(app, orderId);
-    expect(again.status).toBe(409);
-    expect(await again.json()).toEqual({
-      error: { code: 'order_final', message: expect.stringContaining('CANCELLED'), status: 'CANCELLED' },
+    // Asked again, its answer lost: the same success, and the first cancel's reason stands.
+    const again = await cancel(app, orderId, { code: 'ordered_by_mistake', note: 'second thoughts' });
+    expect(again.status).toBe(200);
+    expect(await again.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'already' });
+    expect(await cancelReasonOf(orderId)).toEqual({
+      cancel_code: 'changed_mind',
+      cancel_note: 'ordered the wrong size',
+    });
+    expect(await statusOf(orderId)).toEqual({
+      status: 'CANCELLED',
+      status_reason: cancelWording('changed_mind'),
     });
   });
 

@@ -250,6 +250,14 @@ export interface SettleFacts {
   stockHeldBy: number | null;
   /** A cancel was asked for the order (its customer's or an operator's, taken by a run or not). */
   cancelRequested?: boolean;
+  /**
+   * Temporal has no execution under the order's workflow id at all, though its current run started
+   * (`orders.started_run`): the run was forgotten after the namespace's retention (or this is not
+   * the namespace the saga ran in, which only the operator can tell).
+   */
+  runForgotten?: boolean;
+  /** The operator says the forgotten run stopped for good (`orders settle --forgotten-run`). */
+  forgottenRunConfirmed?: boolean;
 }
 
 /**
@@ -258,7 +266,10 @@ export interface SettleFacts {
  * that could still give them back, and which is done with them: it ended without a sale
  * (PAYMENT_FAILED, CANCELLED, OUT_OF_STOCK), or its run had begun to give them back (`undo_run`: a
  * cancel, or a failed run, whose compensation was stopped; the order stays RESERVED or PAID until
- * then). A completed order's sale stands; any other order is its run's to finish (retry or reset it).
+ * then). A completed order's sale stands; any other order is its run's to finish (retry or reset it),
+ * unless that run is forgotten: stopped by hand mid-way and past Temporal's retention, it can be
+ * neither reset nor retried (its money is held), so the operator who confirms it stopped may settle it
+ * (the settlement's first step marks the run undone: nothing of it acts again).
  */
 export function maySettle({
   status,
@@ -268,19 +279,24 @@ export function maySettle({
   heldPayments,
   stockHeldBy,
   cancelRequested = false,
+  runForgotten = false,
+  forgottenRunConfirmed = false,
 }: SettleFacts): Verdict {
   if (status === 'COMPLETED')
     return refused('order is COMPLETED: its sale stands, there is nothing to give back');
   // Before the next rule: a running saga is not "stopped", and the advice there is for stopped runs.
   if (runOpen)
     return refused(`a run of the order is open: it may still give back what it holds; wait for it to end`);
-  if (!isFinal(status) && !runUndone)
+  if (!isFinal(status) && !runUndone && !(runForgotten && forgottenRunConfirmed))
     return refused(
       `order is ${status} and its run never began to give back what it holds: it is not done with them; ` +
-        (cancelRequested
-          ? 'its run never took the cancel asked for it: reset the run (orders reset <id> --closed --reason …), ' +
-            'and its charge, refusing the recorded cancel, makes the run cancel the order'
-          : 'retry it, or reset its run (orders reset <id> --closed), so the run goes on'),
+        (runForgotten
+          ? `Temporal has no run of it (forgotten after the namespace's retention, or this is not the namespace ` +
+            'it ran in), so it cannot be reset: if its run stopped for good, settle it with --forgotten-run'
+          : cancelRequested
+            ? 'its run never took the cancel asked for it: reset the run (orders reset <id> --closed --reason …), ' +
+              'and its charge, refusing the recorded cancel, makes the run cancel the order'
+            : 'retry it, or reset its run (orders reset <id> --closed), so the run goes on'),
     );
   const elsewhere = [
     ...heldPayments.filter((p) => p.run !== run).map((p) => `run ${p.run}'s payment is ${p.status}`),

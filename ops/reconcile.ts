@@ -64,6 +64,8 @@ type Diagnosis =
       stalled: true;
       cause: 'unpublished' | 'not-started' | 'no-request' | 'run-ended' | 'money-held' | 'stock-held';
       reason: string;
+      /** Temporal has no workflow of the order at all (its runs forgotten): nothing to reset. */
+      forgotten?: boolean;
     };
 
 export async function reconcileOrders(
@@ -201,6 +203,7 @@ export function diagnose(
     stalled: true,
     cause: 'run-ended',
     reason: `run ${order.run} is not running (${latest ? `its workflow is ${latest.status}` : 'Temporal has no workflow for it'}) and left the order ${order.status} ${since}`,
+    forgotten: latest === undefined,
   };
 }
 
@@ -248,7 +251,11 @@ async function fix(
     const next = order.runUndone
       ? `its run failed after the charge and gave it back, so a new run charges the customer again; an ` +
         `operator decides (orders retry ${order.id} --reason …, or the customer cancels it)`
-      : `its run stopped after the charge, which stands: orders reset ${order.id} --closed --reason … lets it complete`;
+      : diagnosis.forgotten
+        ? `its run stopped after the charge, which stands, and Temporal has forgotten it, so it cannot be ` +
+          `reset: orders settle ${order.id} --forgotten-run --reason … gives the capture and the stock back ` +
+          `(then a retry, or the customer's cancel, ends it)`
+        : `its run stopped after the charge, which stands: orders reset ${order.id} --closed --reason … lets it complete`;
     return {
       id: order.id,
       ok: false,

@@ -10,6 +10,11 @@
  * the order's current run: the charge voided or refunded at the gateway by its key, the stock put
  * back, each with its event, each idempotent, visible in the Web UI beside the order's runs.
  *
+ * An order whose run was stopped by hand mid-way (holding money or stock, never having begun to give
+ * them back) and then forgotten by Temporal can be neither reset nor retried: `--forgotten-run`, the
+ * operator's word that the run stopped for good, lets a settlement give back what it holds; the
+ * order is then retried or cancelled like any failed run's.
+ *
  * Rules (each refusal is an item with its reason, and the command exits 1): the domain's
  * (`maySettle`, domain/order.ts), judged under the order's row lock, held until Temporal has
  * answered the start: a retry asked for meanwhile waits for it, then sees the settlement's run open
@@ -56,6 +61,12 @@ export interface SettleOptions {
   reason: string;
   /** Says what would be settled, changes nothing. */
   dryRun?: boolean;
+  /**
+   * The operator confirms that the run of an order Temporal no longer knows (forgotten after its
+   * retention) stopped for good mid-way: such an order may be settled though its run never began to
+   * give back (`maySettle`). Without it, such an order is refused with that advice.
+   */
+  forgottenRun?: boolean;
   /** How long to wait for each settlement's end before reporting it as under way; 0: do not wait. */
   waitMs?: number;
   concurrency?: number;
@@ -157,6 +168,10 @@ async function decideAndStart(
       heldPayments: held,
       stockHeldBy,
       cancelRequested: order.cancel_requested,
+      // No execution at all, though the run was started: Temporal forgot it (a run not started yet
+      // is the bridge's to start, never "forgotten").
+      runForgotten: latest === undefined && (order.started_run ?? 0) >= order.run,
+      forgottenRunConfirmed: options.forgottenRun ?? false,
     });
     if (!verdict.ok) return { id: orderId, ok: false, outcome: 'refused', reason: verdict.reason, details };
     // A cancel was asked (by its customer or an operator, even one refused then as too late: nothing

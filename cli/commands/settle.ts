@@ -9,6 +9,7 @@ import type { RegisterCommand } from '../runner.js';
 interface SettleFlags {
   reason: string;
   dryRun?: boolean;
+  forgottenRun?: boolean;
   wait: number;
   concurrency: number;
 }
@@ -24,8 +25,8 @@ export const registerSettle: RegisterCommand = (program, runner) => {
         "or a failed run, stopped midway): run the saga's compensations once more, as a workflow of its own " +
         "under the order's workflow id: the charge voided or refunded at the gateway by its key, the stock put " +
         'back, each with its event; then, if a cancel was asked for it, the order ends CANCELLED and the ' +
-        'customer is e-mailed. Works after Temporal has forgotten the run; every other order is refused with ' +
-        'the reason',
+        'customer is e-mailed. Works after Temporal has forgotten the run (one stopped mid-way, never giving ' +
+        'back: with --forgotten-run); every other order is refused with the reason',
     )
     .argument('<orderIds...>', 'order ids (or workflow ids order-<id>)')
     .requiredOption(
@@ -33,6 +34,11 @@ export const registerSettle: RegisterCommand = (program, runner) => {
       'why: what was found, who decided; kept with the refund and the release',
     )
     .option('--dry-run', 'say what would be settled, change nothing')
+    .option(
+      '--forgotten-run',
+      'the run of an order Temporal no longer has (past its retention) stopped for good mid-way: settle it ' +
+        "though the run never began to give back (only for such orders; check TEMPORAL_NAMESPACE is the saga's)",
+    )
     .addOption(
       new Option('--wait <duration>', 'wait this long for each settlement to end (0s: do not wait)')
         .argParser(duration)
@@ -59,6 +65,7 @@ export const registerSettle: RegisterCommand = (program, runner) => {
               orderIds,
               reason: flags.reason,
               dryRun: flags.dryRun ?? false,
+              forgottenRun: flags.forgottenRun ?? false,
               waitMs: flags.wait,
               concurrency: flags.concurrency,
             },

@@ -445,6 +445,64 @@ describe('orders settle', () => {
     expect(await outboxTypes(order.orderId)).toEqual(['payment.refunded', 'inventory.released']);
   });
 
+  it('a run stopped by hand mid-charge and then forgotten by Temporal: refused with the advice, settled with --forgotten-run, then retried to completion', async () => {
+    // Terminated while its charge was in doubt (nothing began to give back), long ago: no workflow of
+    // the order is left. Retry refuses it (money may be held), reset finds no run: only a settlement,
+    // on the operator's word, can end it.
+    const sku = await createProduct(system.db.pool, { stock: 4, price: '10.00' });
+    const order = await createOrder(system.db.pool, { items: [{ sku, qty: 1 }], status: 'RESERVED' });
+    const id = order.orderId;
+    await system.db.pool.query(
+      `update orders set stock_reserved_at = now(), stock_run = 1, started_run = 1 where id = $1::uuid`,
+      [id],
+    );
+    await system.db.pool.query(`update products set stock_qty = stock_qty - 1 where sku = $1`, [sku]);
+    await system.db.pool.query(
+      `insert into payments (order_id, run, amount, currency, charge_key, status, attempts_in_doubt)
+       values ($1::uuid, 1, 10.00, 'USD', $1::text, 'CHARGING', 1)`,
+      [id],
+    );
+    const retried = await retryOrders(
+      { pool: system.db.pool, client: system.temporal, logger },
+      { selection: { orderIds: [id] }, reason: 'too early' },
+    );
+    expect(retried.items[0]).toMatchObject({ ok: false, outcome: 'refused' });
+
+    const refused = await settle([id]);
+    expect(refused.items[0]).toMatchObject({
+      ok: false,
+      outcome: 'refused',
+      reason: expect.stringMatching(/Temporal has no run of it .* settle it with --forgotten-run/),
+    });
+    expect(await rowsOf(id)).toEqual({ status: 'RESERVED', payment: 'CHARGING', stock_held: true });
+
+    const settled = await settleOrders(deps(), {
+      orderIds: [id],
+      reason: 'run terminated during the outage of 3 May, retention passed',
+      forgottenRun: true,
+      waitMs: 20_000,
+    });
+    expect(settled.items[0]).toMatchObject({
+      ok: true,
+      outcome: 'settled',
+      reason: expect.stringContaining(`orders retry ${id}`),
+      details: { money: 'voided', stockReleased: true },
+    });
+    expect(await rowsOf(id)).toEqual({ status: 'RESERVED', payment: 'VOIDED', stock_held: false });
+    expect(await stockOf(system.db.pool, sku)).toBe(4);
+    expect(ledger.calls.void).toContain(`void-${id}`);
+
+    // Holding nothing, its run undone: a retry runs it again, charged once under run 2's key.
+    const again = await retryOrders(
+      { pool: system.db.pool, client: system.temporal, logger },
+      { selection: { orderIds: [id] }, reason: 'settled; the customer still wants it' },
+    );
+    expect(again.items[0]).toMatchObject({ ok: true });
+    expect((await system.waitForFinal(id)).status).toBe('COMPLETED');
+    expect(await stockOf(system.db.pool, sku)).toBe(3);
+    expect(ledger.calls.charge.filter((key) => key.startsWith(id))).toEqual([`${id}:run-2`]);
+  });
+
   it('two settlements of one order at once: one starts, the other is refused', async () => {
     const sku = await createProduct(system.db.pool, { stock: 3 });
     const order = await createOrder(system.db.pool, { items: [{ sku, qty: 1 }], status: 'OUT_OF_STOCK' });

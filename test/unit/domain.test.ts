@@ -261,6 +261,17 @@ describe('maySettle (orders settle)', () => {
     expect(reason({ ...held, status: 'RESERVED', stockHeldBy: 2, cancelRequested: true })).toMatch(
       /never took the cancel asked for it: reset the run/,
     );
+    // A run Temporal forgot, never having begun to give back: the advice, and with the operator's
+    // word (--forgotten-run) a settlement; never for a run that is open or merely not confirmed.
+    for (const status of ['RESERVED', 'PAID'] as const) {
+      const forgotten = { ...held, status, stockHeldBy: 2, runForgotten: true };
+      expect(reason(forgotten)).toMatch(/Temporal has no run of it .* settle it with --forgotten-run/);
+      expect(maySettle({ ...forgotten, forgottenRunConfirmed: true })).toEqual({ ok: true });
+      expect(reason({ ...forgotten, runForgotten: false, forgottenRunConfirmed: true })).toMatch(
+        /never began to give back .* retry it, or reset its run/,
+      );
+      expect(reason({ ...forgotten, runOpen: true, forgottenRunConfirmed: true })).toMatch(/is open/);
+    }
     expect(reason({ ...held, runOpen: true, stockHeldBy: 2 })).toMatch(/a run of the order is open/);
     // A running saga is told to wait, not sent to retry or reset a run that is not stopped.
     expect(reason({ ...held, status: 'RESERVED', runOpen: true, stockHeldBy: 2 })).toMatch(

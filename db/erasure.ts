@@ -32,6 +32,15 @@ export async function customerFootprint(tx: Queryable, customerId: string): Prom
   };
 }
 
+/** The customer an order belongs to, or undefined when there is no such order. */
+export async function orderCustomer(db: Queryable, orderId: string): Promise<string | undefined> {
+  const { rows } = await db.query<{ customer_id: string }>(
+    'select customer_id from orders where id = $1::uuid',
+    [orderId],
+  );
+  return rows[0]?.customer_id;
+}
+
 export interface ErasedCounts {
   orders: number;
   notifications: number;

@@ -9,8 +9,9 @@
  * watches it, the reason and the order id tell an operator what to fix, and it can still be
  * re-driven), and nothing in it needs the person's data. A body that is not an event (malformed,
  * which is often why it is there) and that holds one of their addresses or order ids is replaced by
- * an empty body: it cannot be scrubbed field by field; so is an event still naming them after its
- * fields were scrubbed. The copies go to the DLQ's tail. A copy keeps the trust of the message it
+ * an empty body: it cannot be scrubbed field by field, nor told whose it is; so is an event still
+ * naming them after its fields were scrubbed. An event of another customer's order is left alone,
+ * even when it holds an address this customer used too (`otherCustomers` in the queue's item). The copies go to the DLQ's tail. A copy keeps the trust of the message it
  * replaces, no more: one a trusted producer sent is published under the operator's login (as a
  * re-drive would), so `dlq redrive` can still move it; any other without a sender, so it stays
  * untrusted. Addresses are matched whole (erasing ann@example.co leaves ann@example.com alone).
@@ -31,7 +32,12 @@ import type { ChannelModel } from 'amqplib';
 import { CUSTOMER_ID } from '../domain/order.js';
 import { ERASED, scrubEvent } from '../domain/personal-data.js';
 import type { Logger } from '../lib/logger.js';
-import { customerFootprint, eraseCustomerData, type CustomerFootprint } from '../db/erasure.js';
+import {
+  customerFootprint,
+  eraseCustomerData,
+  orderCustomer,
+  type CustomerFootprint,
+} from '../db/erasure.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import { amqpUser } from '../lib/amqp/connection.js';
 import { eachDeadLetterQueue, giveBack, originalSender, type DlqDeps } from './dlq.js';
@@ -103,10 +109,22 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
   await eachDeadLetterQueue({ ...deps, progress: noProgress }, {}, async ({ channel, dlq, reader, take }) => {
     const kept: GetMessage[] = [];
     let scrubbed = 0;
+    let otherCustomers = 0;
     try {
       for (let n = 0; n < take; n++) {
         const msg = await channel.get(dlq, { noAck: false });
         if (!msg) break;
+        // An event of another customer's order is theirs, even when it holds an address this
+        // customer used too (a client chooses the address it orders with): left as it is.
+        const named = otherOrderNamed(msg.content, footprint);
+        if (named !== undefined) {
+          const owner = await orderCustomer(deps.pool, named);
+          if (owner !== undefined && owner !== customerId) {
+            kept.push(msg);
+            otherCustomers++;
+            continue;
+          }
+        }
         const sender = originalSender(msg, reader);
         const copy = scrubbedCopy(msg, customerId, footprint, {
           userId: sender !== undefined && trusted?.includes(sender) ? operator : undefined,
@@ -122,7 +140,12 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
     } finally {
       giveBack(channel, kept);
     }
-    scrubs.push({ id: dlq, ok: true, outcome: 'scrubbed', details: { scrubbed, untouched: kept.length } });
+    scrubs.push({
+      id: dlq,
+      ok: true,
+      outcome: 'scrubbed',
+      details: { scrubbed, untouched: kept.length, otherCustomers },
+    });
   });
 
   const database = await withTransaction(deps.pool, async (tx) => {
@@ -158,6 +181,24 @@ async function runningOrderWorkflows(client: Client, customerId: string): Promis
   const runs = await listRuns(client, query, { types: [WORKFLOW_TYPE, SETTLE_WORKFLOW_TYPE] });
   return [...new Set(runs.map((run) => run.orderId))];
 }
+
+/** The order an event in `content` names, when it is not one of the customer's (an id, not checked). */
+export function otherOrderNamed(
+  content: Buffer,
+  footprint: Pick<CustomerFootprint, 'orderIds'>,
+): string | undefined {
+  let orderId: unknown;
+  try {
+    orderId = (JSON.parse(content.toString('utf8')) as { orderId?: unknown } | null)?.orderId;
+  } catch {
+    return undefined; // not an event: whose it is cannot be told
+  }
+  if (typeof orderId !== 'string' || !UUID.test(orderId)) return undefined;
+  const id = orderId.toLowerCase();
+  return footprint.orderIds.includes(id) ? undefined : id;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * The message to put back in the DLQ instead of `msg`, or undefined when it is not about the customer.

@@ -236,6 +236,32 @@ describe('erase-customer', () => {
     });
   });
 
+  test("another customer's dead letter stays as it is, even when it holds an address the erased customer used too", async () => {
+    // A client chooses the address it orders with: Carol ordered with Dan's address.
+    const sku = await createProduct(db.pool, { stock: 10 });
+    const carol = `C-ERASE-${shortId()}`;
+    const dan = `C-KEEP-${shortId()}`;
+    const shared = `dan-${shortId()}@example.com`;
+    const carols = await place(carol, shared, sku);
+    const dans = await place(dan, shared, sku);
+    await transitionOrder(db.pool, carols, 'CANCELLED', { reason: 'test' });
+    const [danPlaced] = await outboxPayloads(dans);
+    const body = JSON.stringify(danPlaced!.payload);
+    await deadLetter(body, danPlaced!.payload.id, 'bridge refused it');
+
+    const result = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, carol);
+
+    // Counted (with the other tests' dead letters of other customers' orders, still in the queue).
+    const queue = result.items.find((i) => i.id === dlqName(config.BRIDGE_QUEUE))!;
+    expect(queue.details!.otherCustomers).toBeGreaterThanOrEqual(1);
+    const kept = (await drainDlq()).find((m) => m.properties.messageId === danPlaced!.payload.id)!;
+    expect(kept.content.toString()).toBe(body);
+    expect(kept.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('bridge refused it');
+    expect(kept.properties.headers).not.toHaveProperty('x-erased-at');
+    expect((await getOrder(db.pool, dans))!.email).toBe(shared);
+    expect((await getOrder(db.pool, carols))!.email).toBeNull();
+  });
+
   test('a run that fails in the dead-letter step erases nothing yet, so the next one still finds the addresses', async () => {
     const sku = await createProduct(db.pool, { stock: 10 });
     const customer = `C-RETRY-${shortId()}`;

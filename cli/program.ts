@@ -74,5 +74,25 @@ export async function runCli(
   return runner.exitCode;
 }
 
+/**
+ * The CLI's own flags that npm took for itself: `npm run orders retry <id> --dry-run`, without the
+ * `--` that hands the rest to the script, makes npm swallow `--dry-run` (it sets
+ * `npm_config_dry_run`), and the command would then run for real. Any such flag in the environment
+ * of the `orders` script means the command line was not what the operator typed: refuse it.
+ */
+export function flagsTakenByNpm(env: NodeJS.ProcessEnv): string[] {
+  if (env.npm_lifecycle_event !== 'orders') return [];
+  const longFlags = new Set<string>();
+  const collect = (command: Command) => {
+    for (const option of command.options) if (option.long) longFlags.add(option.long);
+    command.commands.forEach(collect);
+  };
+  const io: CliIO = { stdout: process.stdout, stderr: process.stderr, stderrIsTTY: false }; // never run
+  collect(buildProgram(new CommandRunner(io), io));
+  return [...longFlags].filter(
+    (flag) => env[`npm_config_${flag.replace(/^--/, '').replaceAll('-', '_')}`] !== undefined,
+  );
+}
+
 /** `printable`, line by line: commander's text keeps its line breaks. */
 const printableLines = (text: string): string => text.split('\n').map(printable).join('\n');

@@ -8,7 +8,9 @@ import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { concurrency, duration, positiveInt } from '../../cli/options.js';
 import { MAX_CONCURRENCY } from '../../ops/batch.js';
-import { runCli } from '../../cli/program.js';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { flagsTakenByNpm, runCli } from '../../cli/program.js';
 
 async function run(argv: string[]): Promise<{ code: number; stderr: string }> {
   const stderr = new PassThrough();
@@ -68,5 +70,31 @@ describe('usage errors', () => {
       expect(stderr).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
       expect(stderr).toContain('\\u001b');
     }
+  });
+});
+
+describe('flags npm took for itself (no `--` after npm run orders)', () => {
+  it("names each of the CLI's flags npm set as npm_config_*, only under the orders script", () => {
+    const npm = { npm_lifecycle_event: 'orders', npm_config_cache: '/root/.npm' };
+    expect(flagsTakenByNpm(npm)).toEqual([]);
+    expect(flagsTakenByNpm({ ...npm, npm_config_dry_run: 'true', npm_config_reason: 'x' }).sort()).toEqual([
+      '--dry-run',
+      '--reason',
+    ]);
+    expect(flagsTakenByNpm({ ...npm, npm_config_forgotten_run: 'true' })).toEqual(['--forgotten-run']);
+    expect(flagsTakenByNpm({ npm_lifecycle_event: 'test', npm_config_dry_run: 'true' })).toEqual([]);
+  });
+
+  it('the entry refuses such a command line (exit 2) before anything runs: a dry run never runs for real', async () => {
+    const run = promisify(execFile)(
+      process.execPath,
+      ['--import', 'tsx', 'cli/orders.ts', 'retry', '00000000-0000-4000-8000-000000000001'],
+      // What `npm run orders retry <id> --dry-run` leaves the script: the flag gone from argv.
+      { env: { ...process.env, npm_lifecycle_event: 'orders', npm_config_dry_run: 'true' } },
+    );
+    await expect(run).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('npm took --dry-run for itself'),
+    });
   });
 });

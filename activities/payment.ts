@@ -9,7 +9,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { ApplicationFailure } from '@temporalio/common';
-import { cancelWording } from '../domain/cancel.js';
+import { cancelWording, type CancelCode } from '../domain/cancel.js';
 import { chargeKey, refundKey, voidKey } from '../domain/payment.js';
 import type { OrderStatus } from '../domain/order.js';
 import { buildEvent, runEventId, type PaymentFailureCode } from '../lib/events.js';
@@ -102,6 +102,19 @@ function toActivityFailure(err: unknown): unknown {
   return err;
 }
 
+/**
+ * The refusal that tells the saga the customer asked to cancel (recorded on the order) and this run
+ * never took it: it cancels the order as asked, in the words of the cancel's recorded code (what the
+ * e-mail, the event and the status then say).
+ */
+function cancelRequested(order: { cancel_code: CancelCode | null }, message: string): ApplicationFailure {
+  return ApplicationFailure.nonRetryable(
+    message,
+    FAILURE_TYPES.CancelRequested,
+    ...(order.cancel_code ? [{ wording: cancelWording(order.cancel_code) }] : []),
+  );
+}
+
 /** The decline recorded on a run's intent (`markDeclined`: `<code>: <message>`), as the gateway gave it. */
 function declinedAgain(intent: PaymentRow): ApplicationFailure {
   const recorded = /^([A-Z][A-Z0-9_]*): (.*)$/s.exec(intent.failure_reason ?? '');
@@ -133,12 +146,10 @@ export function createPaymentActivities({ pool, gateway, logger, metrics }: Paym
       assertNotUndone(order, args, 'chargePayment');
       if (order.cancel_requested) {
         // The customer asked to cancel and this run never took it (the update was lost to an outage,
-        // or the run was reset since): no charge; the saga cancels the order as asked, in the words
-        // of the cancel's recorded code (what the e-mail, the event and the status then say).
-        throw ApplicationFailure.nonRetryable(
+        // or the run was reset since): no charge; the saga cancels the order as asked.
+        throw cancelRequested(
+          order,
           `chargePayment: the customer asked to cancel order ${args.orderId}; not charging`,
-          FAILURE_TYPES.CancelRequested,
-          ...(order.cancel_code ? [{ wording: cancelWording(order.cancel_code) }] : []),
         );
       }
       const intent = await openChargeAttempt(tx, {
@@ -259,6 +270,15 @@ export function createPaymentActivities({ pool, gateway, logger, metrics }: Paym
       // the saga lets the capture stand.
       if (order.status === 'PAID') return order.status;
       if (order.status !== 'RESERVED') throw invalidStatus(args.orderId, 'failPayment', order.status);
+      if (args.code === 'DEADLINE_EXCEEDED' && order.cancel_requested) {
+        // The deadline is the system's own limit; the customer's cancel, recorded on the order but
+        // never taken by this run (a run reset after its deadline: the timer fires at once, and no
+        // charge attempt asks the order), is what they asked for: the saga cancels instead.
+        throw cancelRequested(
+          order,
+          `failPayment: the customer asked to cancel order ${args.orderId}; cancelling instead of failing the payment`,
+        );
+      }
       await recordPaymentFailure(tx, {
         orderId: args.orderId,
         run,

@@ -142,6 +142,15 @@ export const PATCHES = {
    * without its marker answers no.
    */
   leanShape: 'lean-shape',
+  /**
+   * The payment deadline passed, but the customer's cancel is recorded on the order and this run
+   * never took it: failPayment refuses (CancelRequested), and the saga cancels the order as asked, in
+   * the recorded cancel's words, as `recordedCancelBeatsDeadline` does for a charge retry. The case:
+   * a run reset after its deadline (its timer fires at once, and no charge attempt asks the order).
+   * Before this the order the customer had cancelled ended PAYMENT_FAILED. Only runs whose
+   * failPayment refused this way reach the patch.
+   */
+  deadlineYieldsToRecordedCancel: 'deadline-yields-to-recorded-cancel',
 } as const;
 
 /** Retry and timeout profiles, named so a reader sees the intent of each call site. */
@@ -571,10 +580,23 @@ class OrderSaga {
     this.state.reason = reason;
     this.failureReason = code;
     return CancellationScope.nonCancellable(async () => {
-      const { status } = await regular(
-        ACTIVITY_PROFILES.database,
-        `record the payment failure: ${code}`,
-      ).failPayment({ ...this.ids(), code, reason });
+      let status: OrderStatus;
+      try {
+        ({ status } = await regular(
+          ACTIVITY_PROFILES.database,
+          `record the payment failure: ${code}`,
+        ).failPayment({ ...this.ids(), code, reason }));
+      } catch (err) {
+        if (
+          failureType(err) === FAILURE_TYPES.CancelRequested &&
+          patched(PATCHES.deadlineYieldsToRecordedCancel)
+        ) {
+          // Not a payment failure after all: run() cancels the order in the recorded cancel's words.
+          this.state.reason = undefined;
+          this.failureReason = undefined;
+        }
+        throw err;
+      }
       if (status === 'PAID') {
         if (patched(PATCHES.lateCaptureStands)) {
           this.state.reason = undefined;

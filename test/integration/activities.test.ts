@@ -19,6 +19,8 @@ import {
   stockOf,
   type TestOrder,
 } from '../workflow/fixtures/orders.js';
+import { recordCancelReason, recordCancelRequest } from '../../db/orders.js';
+import { cancelWording } from '../../domain/cancel.js';
 
 let db: TestDatabase;
 let acts: Activities;
@@ -266,6 +268,34 @@ describe('payments', () => {
     expect(await acts.failPayment(args)).toEqual({ status: 'PAYMENT_FAILED' });
     expect(await paymentStatus(db.pool, order.orderId)).toBe('DECLINED');
     expect(await outboxTypes(db.pool, order.orderId)).toEqual(['inventory.reserved', 'payment.failed']);
+  });
+
+  test("the deadline's failPayment refuses a cancel recorded on the order (the saga cancels instead); a decline does not", async () => {
+    const { order } = await reservedOrder();
+    await recordCancelRequest(db.pool, order.orderId);
+    await recordCancelReason(db.pool, order.orderId, {
+      code: 'changed_mind',
+      note: undefined,
+      confirmed: false,
+    });
+    const late = {
+      ...step(order),
+      code: 'DEADLINE_EXCEEDED' as const,
+      reason: 'payment not captured in time',
+    };
+
+    const refused = await acts.failPayment(late).catch((e: unknown) => e);
+    expect(refused).toMatchObject({
+      type: 'CancelRequested',
+      nonRetryable: true,
+      details: [{ wording: cancelWording('changed_mind') }],
+    });
+    expect(await orderStatus(db.pool, order.orderId)).toBe('RESERVED');
+    expect(await outboxTypes(db.pool, order.orderId)).toEqual(['inventory.reserved']);
+
+    // The gateway's own no is final: the order ends PAYMENT_FAILED (the cancel is kept on it).
+    const declined = { ...late, code: 'DECLINED' as const, reason: 'card declined' };
+    expect(await acts.failPayment(declined)).toEqual({ status: 'PAYMENT_FAILED' });
   });
 
   test('a retried refund refunds once; no capture means nothing to refund', async () => {

@@ -323,6 +323,51 @@ describe('cancel', () => {
     expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-cancelled']);
   });
 
+  test('recorded on the order, never delivered, and the payment deadline passes before any charge attempt asks: the order ends CANCELLED, not PAYMENT_FAILED', async () => {
+    // As in a run reset after its deadline: the timer fires before a retry reaches the order. Here
+    // the first attempt fails transiently while the API records the cancel (its update lost), and
+    // the deadline is shorter than the 1 s backoff before the first retry.
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
+    const ledger = ledgerGateway();
+    const gateway = {
+      ...ledger,
+      charge: async () => {
+        ledger.calls.charge.push('attempt');
+        await recordCancelRequest(h.db.pool, order.orderId);
+        await recordCancelReason(h.db.pool, order.orderId, {
+          code: 'changed_mind',
+          note: 'x',
+          confirmed: false,
+        });
+        throw new GatewayUnavailableError('simulated: the gateway is down');
+      },
+    };
+    const worker = await h.worker({ gateway });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order, 500));
+      expect(await handle.result()).toEqual({
+        orderId: order.orderId,
+        status: 'CANCELLED',
+        reason: cancelWording('changed_mind'),
+      });
+      const description = await handle.describe();
+      expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.OrderStatus)).toBe('CANCELLED');
+    });
+
+    expect(ledger.calls.charge).toEqual(['attempt']);
+    expect(await paymentStatus(h.db.pool, order.orderId)).toBeUndefined();
+    expect(await stockOf(h.db.pool, sku)).toBe(5);
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('CANCELLED');
+    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
+      'inventory.reserved',
+      'inventory.released',
+      'order.cancelled',
+    ]);
+    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-cancelled']);
+  });
+
   test('recorded on the order but never delivered (the update lost to an outage): no charge, the order ends CANCELLED', async () => {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });

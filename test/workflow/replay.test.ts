@@ -22,7 +22,8 @@
  * the order that never reached the saga, whose charge then refused.
  *
  * `late-capture-stands.json` carries `late-capture-stands`: a capture whose completion was lost,
- * found by the deadline's failPayment.
+ * found by the deadline's failPayment. `deadline-yields-to-recorded-cancel.json` carries its
+ * namesake: the deadline's failPayment refused for a cancel recorded on the order.
  *
  * `settlement.json` and `settlement-finishes-cancel.json` are the other workflow the worker runs,
  * `settleOrder` (`orders settle`), without and with the cancel it may finish.
@@ -123,6 +124,28 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<string>> = {
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
     await recordCancelRequest(h.db.pool, order.orderId);
     return run(h, await h.worker(), order);
+  },
+  /**
+   * The customer's cancel is recorded on the order while the first charge attempt fails (its update
+   * lost), and the deadline passes before any retry asks the order: failPayment refuses and the saga
+   * cancels (`deadline-yields-to-recorded-cancel`).
+   */
+  async 'deadline-yields-to-recorded-cancel'(h) {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
+    const gateway = downGateway();
+    const charge = gateway.charge.bind(gateway);
+    gateway.charge = async (request, signal) => {
+      await recordCancelRequest(h.db.pool, order.orderId);
+      return charge(request, signal);
+    };
+    const worker = await h.worker({ gateway });
+    return worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order, 500)); // the retry comes after the deadline
+      const { status } = await handle.result();
+      save(current, await handle.fetchHistory());
+      return status;
+    });
   },
   /** The first charge attempt fails (the gateway is down), the first retry captures. */
   async 'gateway-recovers-lean'(h) {
@@ -250,6 +273,7 @@ describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
     'retried-run-payment-deadline': 'PAYMENT_FAILED',
     'gateway-recovers-lean': 'COMPLETED',
     'cancel-recorded-not-delivered': 'CANCELLED',
+    'deadline-yields-to-recorded-cancel': 'CANCELLED',
     'late-capture-stands': 'COMPLETED',
     settlement: 'refunded',
     'settlement-finishes-cancel': 'cancelled',

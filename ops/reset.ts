@@ -34,8 +34,9 @@ import type { Client } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import type { Logger } from '../lib/logger.js';
 import { grpcCode } from '../lib/temporal.js';
+import { isFinal } from '../domain/order.js';
 import { noteProblem } from '../domain/text.js';
-import { findOrder } from '../db/orders.js';
+import { currentRunUndone, findOrder, type OrderRow } from '../db/orders.js';
 import { holdLocksWhileIdle, withTransaction, type Pool } from '../db/pool.js';
 import { COMPENSATION_ACTIVITIES, SETTLE_WORKFLOW_TYPE } from '../workflows/contract.js';
 import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
@@ -171,8 +172,9 @@ async function resetOne(
       if (!order) return refuse(noSuchOrder(run.orderId), base);
       if (order.run !== executionRun)
         return refuse(movedOn(order.run, executionRun), { ...base, orderRun: order.run, executionRun });
-      return { id: run.orderId, ok: true, outcome: 'would-reset', details };
+      return { id: run.orderId, ok: true, outcome: 'would-reset', ...whatAResetOfItDoes(order), details };
     }
+    let lockedOrder: Pick<OrderRow, 'id' | 'run' | 'undo_run' | 'status'> | undefined;
 
     // Temporal terminates the workflow's current run whichever run a reset names: a retry whose new
     // run starts between the describe above and the reset would be killed mid-step. The order's row
@@ -198,6 +200,7 @@ async function resetOne(
         );
       if (order.run !== executionRun)
         return refuse(movedOn(order.run, executionRun), { ...base, orderRun: order.run, executionRun });
+      lockedOrder = order;
       try {
         return await resetExecution(client, options.reason, run.workflowId, current.runId, point);
       } catch (err) {
@@ -212,7 +215,13 @@ async function resetOne(
     });
     if ('outcome' in reset) return reset;
     logger.info({ ...details, newRunId: reset.runId }, 'order saga reset');
-    return { id: run.orderId, ok: true, outcome: 'reset', details: { ...details, newRunId: reset.runId } };
+    return {
+      id: run.orderId,
+      ok: true,
+      outcome: 'reset',
+      ...(lockedOrder ? whatAResetOfItDoes(lockedOrder) : {}),
+      details: { ...details, newRunId: reset.runId },
+    };
   } catch (err) {
     return {
       id: run.orderId,
@@ -222,6 +231,24 @@ async function resetOne(
       details: { workflowId: run.workflowId },
     };
   }
+}
+
+/**
+ * What a reset of a run that began to give back (`undo_run`) does to an order that has not ended,
+ * said with the item, since the operator most likely reset it to finish the order: its forward steps
+ * refuse (RunUndone), so the reset run can only give back again (what a run whose compensation
+ * failed needs) and end without a sale; only `orders retry` runs the order again.
+ */
+function whatAResetOfItDoes(order: Pick<OrderRow, 'id' | 'run' | 'undo_run' | 'status'>): {
+  reason?: string;
+} {
+  if (!currentRunUndone(order) || isFinal(order.status)) return {};
+  return {
+    reason:
+      `run ${order.run} had begun to give back what the order held, so the reset run cannot complete it ` +
+      `(its forward steps refuse): it only finishes giving back, and fails unless a cancel ends it; to run ` +
+      `the order again, orders retry ${order.id} --reason … once it has ended`,
+  };
 }
 
 /**

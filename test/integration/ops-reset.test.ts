@@ -169,6 +169,26 @@ test('a run stuck on a failing workflow task is reset to its last completed task
   });
 });
 
+test('resetting a run that had begun to give back says it cannot complete the order, and that a retry runs it again', async () => {
+  // The bad deploy threw after the saga had started its compensation (undo_run): the order is
+  // RESERVED, undone. The reset's forward steps would refuse; the operator is told so, dry run too.
+  const orderId = await startSaga();
+  await stuckOnBrokenTask(orderWorkflowId(orderId));
+  await ordersDb.pool.query(`update orders set status = 'RESERVED', undo_run = 1 where id = $1::uuid`, [
+    orderId,
+  ]);
+  const says = expect.stringMatching(/cannot complete it .* orders retry .* once it has ended/);
+
+  const dryRun = await resetOrders(deps(), {
+    selection: { orderIds: [orderId] },
+    reason: REASON,
+    dryRun: true,
+  });
+  expect(dryRun.items).toEqual([expect.objectContaining({ ok: true, outcome: 'would-reset', reason: says })]);
+  const result = await resetOrders(deps(), { selection: { orderIds: [orderId] }, reason: REASON });
+  expect(result.items).toEqual([expect.objectContaining({ ok: true, outcome: 'reset', reason: says })]);
+});
+
 test('two operators resetting the same stuck run at once make one new run, not a reset of the reset', async () => {
   const orderId = await startSaga();
   const workflowId = orderWorkflowId(orderId);

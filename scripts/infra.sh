@@ -211,7 +211,7 @@ prometheus_up() {
     echo $! >"$DATA/prometheus.pid"
     wait_port "$PROMETHEUS_PORT" Prometheus 30
   fi
-  log "Prometheus: up on http://localhost:$PROMETHEUS_PORT (targets: /targets, alerts: /alerts)"
+  log "Prometheus: up on http://localhost:$PROMETHEUS_PORT (targets: /classic/targets, alerts: /classic/alerts)"
 }
 
 # --- Zipkin (traces) ------------------------------------------------------------------------------

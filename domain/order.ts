@@ -123,7 +123,10 @@ export function mayBeCancelledWithoutSaga({ status, runUndone, payments }: Direc
   if (!runUndone) {
     return status === 'PAID'
       ? refused('too late: order is already paid')
-      : refused(`The order is ${status} but its workflow is not running, so it cannot be cancelled now.`);
+      : refused(
+          `The order is ${status} but its workflow is not running, so it cannot be cancelled now. Your ` +
+            'request is kept: the order is cancelled, not charged, once an operator has its processing going again.',
+        );
   }
   const held = payments.filter(moneyIsHeld);
   if (held.length > 0) {

@@ -29,10 +29,17 @@ const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_00
 /** Ten years: longer than any retention, and far inside PostgreSQL's interval range. */
 const MAX_DURATION_MS = 3650 * UNIT_MS.d!;
 
-/** A duration such as `90s`, `5m`, `2h` or `1d` (a bare number is milliseconds), in milliseconds. */
+/**
+ * A duration such as `90s`, `5m`, `2h` or `1d`, in milliseconds. A unit is required (`500ms` for
+ * milliseconds), but for 0: `--older-than 5` could mean five of anything, and read as milliseconds it
+ * selected every order.
+ */
 export function duration(value: string): number {
   const match = DURATION.exec(value.trim());
-  if (!match) throw new InvalidArgumentError(`give a duration such as 30s, 5m, 2h or 1d, not "${value}"`);
+  if (!match || (match[2] === undefined && Number(match[1]) !== 0))
+    throw new InvalidArgumentError(
+      `give a duration with its unit, such as 500ms, 30s, 5m, 2h or 1d, not "${value}"`,
+    );
   const ms = Math.round(Number(match[1]) * UNIT_MS[match[2] ?? 'ms']!);
   if (ms > MAX_DURATION_MS)
     throw new InvalidArgumentError(`give a duration of at most 3650d, not "${value}"`);

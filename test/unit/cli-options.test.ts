@@ -40,8 +40,12 @@ describe('option parsers', () => {
   it('duration: units, and at most ten years', () => {
     expect(duration('90s')).toBe(90_000);
     expect(duration('3650d')).toBe(3650 * 86_400_000);
+    expect(duration('500ms')).toBe(500);
+    expect(duration('0')).toBe(0);
     for (const bad of ['3651d', '99999999999999999999999999999d', '5 minutes', ''])
       expect(() => duration(bad)).toThrow(InvalidArgumentError);
+    // A bare number could mean any unit: refused, naming how to write it.
+    expect(() => duration('5')).toThrow('give a duration with its unit, such as 500ms, 30s');
   });
 
   it('an out-of-range flag is a usage error naming it (exit 2), before anything runs', async () => {

@@ -38,7 +38,7 @@ export const registerRetry: RegisterCommand = (program, runner) => {
     .option('--concurrency <n>', 'orders handled at once', concurrency, DEFAULT_CONCURRENCY)
     .addHelpText(
       'after',
-      '\nExample:\n  npm run orders -- retry --query \'OrderStatus = "PAYMENT_FAILED"\' --reason "gateway back" --dry-run',
+      '\nExample:\n  npm run orders -- retry --query \'FailureReason = "DEADLINE_EXCEEDED"\' --reason "gateway back" --dry-run',
     )
     .action((orderIds: string[], flags: RetryFlags, command: Command) =>
       runner.run(

@@ -16,7 +16,7 @@ import { buildEvent, runEventId, type PaymentFailureCode } from '../lib/events.j
 import type { Logger } from '../lib/logger.js';
 import type { SagaMetrics } from '../lib/metrics.js';
 import { enqueueEvent } from '../db/outbox.js';
-import { markRunUndone, transitionOrder } from '../db/orders.js';
+import { markRunUndone, noteWaitingForPayment, transitionOrder } from '../db/orders.js';
 import {
   endAttemptNotReached,
   findPayment,
@@ -203,6 +203,7 @@ export function createPaymentActivities({ pool, gateway, logger, metrics }: Paym
         await withTransaction(pool, async (tx) => {
           await lockOrderFor(tx, args, 'chargePayment'); // serialised with a concurrent attempt's start
           await endAttemptNotReached(tx, args.orderId, run);
+          await noteWaitingForPayment(tx, args.orderId, run); // retried until the deadline: say so
         });
       }
       throw toActivityFailure(err);

@@ -13,6 +13,7 @@ import {
   GUARDED_TRANSITIONS,
   NEVER_RETRIED,
   TRANSITIONS,
+  WAITING_FOR_PAYMENT_REASON,
   mayBeCancelledWithoutSaga,
   type OrderStatus,
 } from '../domain/order.js';
@@ -178,6 +179,19 @@ export async function transitionOrder(
   );
   if (updated.rowCount === 1) return { changed: true, status: to };
   return { changed: false, status: await getOrderStatus(db, orderId) };
+}
+
+/**
+ * The run's charge could not reach the payment service and is being retried: the order says so to
+ * whoever reads it (WAITING_FOR_PAYMENT_REASON), until its next status replaces the reason. Only a
+ * RESERVED order of that run; its status and updated_at are left alone.
+ */
+export async function noteWaitingForPayment(db: Queryable, orderId: string, run: number): Promise<void> {
+  await db.query(
+    `update orders set status_reason = $3
+     where id = $1::uuid and run = $2 and status = 'RESERVED' and status_reason is distinct from $3`,
+    [orderId, run, WAITING_FOR_PAYMENT_REASON],
+  );
 }
 
 /**

@@ -141,6 +141,12 @@ export function mayBeCancelledWithoutSaga({ status, runUndone, payments }: Direc
 /** Recorded with a retry when the operator gives no reason. */
 export const DEFAULT_RETRY_REASON = 'retried by an operator';
 
+/**
+ * A RESERVED order's status reason while its charge waits out a payment service it cannot reach
+ * (until the charge is answered or the payment deadline passes): what its customer reads.
+ */
+export const WAITING_FOR_PAYMENT_REASON = 'waiting for the payment service to answer: retrying';
+
 /** A retried order's status reason until its new run moves it on: what its customer reads. */
 export const RETRY_STATUS_REASON = 'retried: running again';
 

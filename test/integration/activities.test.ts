@@ -21,6 +21,8 @@ import {
 } from '../workflow/fixtures/orders.js';
 import { recordCancelReason, recordCancelRequest } from '../../db/orders.js';
 import { cancelWording } from '../../domain/cancel.js';
+import { WAITING_FOR_PAYMENT_REASON } from '../../domain/order.js';
+import { getOrder } from '../../db/order-views.js';
 
 let db: TestDatabase;
 let acts: Activities;
@@ -254,6 +256,10 @@ describe('payments', () => {
     const err = await down.chargePayment(step(order)).catch((e: unknown) => e);
     expect(err).toMatchObject({ type: 'GatewayUnavailable', nonRetryable: false });
     expect(await orderStatus(db.pool, order.orderId)).toBe('RESERVED');
+    // Its customer reads why the order waits (GET /orders/:id), until its next status says otherwise.
+    expect((await getOrder(db.pool, order.orderId))?.statusReason).toBe(WAITING_FOR_PAYMENT_REASON);
+    await acts.chargePayment(step(order));
+    expect(await getOrder(db.pool, order.orderId)).toMatchObject({ status: 'PAID', statusReason: null });
   });
 
   test('a retried failPayment records one DECLINED payment and one payment.failed', async () => {

@@ -143,7 +143,8 @@ export function createInventoryActivities({ pool, logger, metrics }: InventoryDe
       buildEvent('inventory.reserved', {
         ...event,
         id: runEventId(args.orderId, run, 'inventory.reserved'),
-        data: { items },
+        // A consumer summing reservations and releases must not count taken-over stock twice.
+        data: adopted ? { items, takenOver: true } : { items },
       }),
     );
     return { outcome: 'RESERVED', items };

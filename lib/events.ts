@@ -25,7 +25,8 @@ export const EVENT_CATALOGUE = {
   'order.placed': { producer: 'api', description: 'An order was accepted and stored (status PENDING).' },
   'inventory.reserved': {
     producer: 'saga: reserveInventory',
-    description: 'Stock for every item was reserved (status RESERVED).',
+    description:
+      'Stock for every item was reserved (status RESERVED). `takenOver: true`: a retried run took over the stock its failed run still held; nothing was taken again.',
   },
   'order.out_of_stock': {
     producer: 'saga: reserveInventory',
@@ -80,7 +81,8 @@ export interface EventData {
     total: string;
     currency: string;
   };
-  'inventory.reserved': { items: Array<{ sku: string; qty: number }> };
+  /** `takenOver`: the stock the order's failed run still held passed to this run (not a new share). */
+  'inventory.reserved': { items: Array<{ sku: string; qty: number }>; takenOver?: true };
   'order.out_of_stock': { unavailable: Array<{ sku: string; requested: number; available: number }> };
   'payment.completed': { amount: string; currency: string; reference: string; customerId: string };
   'payment.failed': { amount: string; currency: string; reason: string; code: PaymentFailureCode };

@@ -156,6 +156,13 @@ describe('a run that is not the order’s own changes nothing', () => {
     await db.pool.query(`update orders set run = 2, status = 'PENDING' where id = $1::uuid`, [order.orderId]);
     expect(await acts.reserveInventory(step(order, 2))).toMatchObject({ outcome: 'RESERVED' });
     expect(await stockOf(db.pool, sku)).toBe(3);
+    // Its event says so: a consumer summing reservations does not count the stock twice.
+    const { rows } = await db.pool.query<{ data: { takenOver?: boolean } }>(
+      `select payload -> 'data' as data from event_outbox
+        where order_id = $1::uuid and type = 'inventory.reserved' order by id`,
+      [order.orderId],
+    );
+    expect(rows.map((r) => r.data.takenOver)).toEqual([undefined, true]);
     // Run 2 now owns it: its release gives it back once, run 1's does nothing.
     expect(await acts.releaseInventory({ ...step(order, 1), reason: 'stray' })).toMatchObject({
       released: false,
@@ -798,6 +805,13 @@ describe('retrying a failed order', () => {
     });
     expect(await acts.reserveInventory(step(order, 2))).toMatchObject({ outcome: 'RESERVED' });
     expect(await stockOf(db.pool, sku)).toBe(3);
+    // Its event says so: a consumer summing reservations does not count the stock twice.
+    const { rows } = await db.pool.query<{ data: { takenOver?: boolean } }>(
+      `select payload -> 'data' as data from event_outbox
+        where order_id = $1::uuid and type = 'inventory.reserved' order by id`,
+      [order.orderId],
+    );
+    expect(rows.map((r) => r.data.takenOver)).toEqual([undefined, true]);
     // Run 1's release, run again later (a reset of it), leaves the stock run 2 holds alone.
     await expect(acts.releaseInventory({ ...step(order), reason: 'late' })).resolves.toMatchObject({
       released: false,

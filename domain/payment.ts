@@ -2,7 +2,8 @@
  * The payment intent of one saga run, and the keys the gateway knows it by. Pure and deterministic.
  *
  *   CHARGING ─► CAPTURED ─► REFUNDED      a capture, given back by a compensation
- *       │└────► DECLINED                  the gateway's final no: nothing taken
+ *       │└────► DECLINED                  nothing taken, for good: the gateway's no, or the deadline
+ *       │                                 with no attempt in doubt (failure_reason says which)
  *       └─────► VOIDED                    outcome unknown (lost answer, deadline): voided by its key
  *
  * CHARGING is committed before the gateway is called and stays until the gateway's answer is known,

@@ -16,7 +16,7 @@ import { buildEvent, runEventId, type PaymentFailureCode } from '../lib/events.j
 import type { Logger } from '../lib/logger.js';
 import type { SagaMetrics } from '../lib/metrics.js';
 import { enqueueEvent } from '../db/outbox.js';
-import { markRunUndone, noteWaitingForPayment, transitionOrder } from '../db/orders.js';
+import { cancelRecordedBefore, markRunUndone, noteWaitingForPayment, transitionOrder } from '../db/orders.js';
 import {
   endAttemptNotReached,
   findPayment,
@@ -57,6 +57,13 @@ export interface PaymentCapture {
 export interface FailPaymentArgs extends StepArgs {
   code: PaymentFailureCode;
   reason: string;
+  /**
+   * For a deadline: when the saga decided it (workflow time, epoch ms). A cancel recorded on the order
+   * before then, which this run never took, wins: failPayment refuses and the saga cancels. One
+   * recorded after was answered "too late" by the saga, and the payment fails. Absent (a saga before
+   * PATCHES.deadlineYieldsToRecordedCancel): the payment fails whatever is recorded.
+   */
+  deadlineDecidedAt?: number;
 }
 
 export type RefundArgs = CompensationArgs;
@@ -117,7 +124,7 @@ function cancelRequested(order: { cancel_code: CancelCode | null }, message: str
 
 /** The decline recorded on a run's intent (`markDeclined`: `<code>: <message>`), as the gateway gave it. */
 function declinedAgain(intent: PaymentRow): ApplicationFailure {
-  const recorded = /^([A-Z][A-Z0-9_]*): (.*)$/s.exec(intent.failure_reason ?? '');
+  const recorded = /^([^:\s]+): (.*)$/s.exec(intent.failure_reason ?? '');
   const [code, message] = recorded ? [recorded[1]!, recorded[2]!] : ['DECLINED', 'payment declined'];
   return toActivityFailure(new PaymentDeclinedError(message, code)) as ApplicationFailure;
 }
@@ -271,10 +278,15 @@ export function createPaymentActivities({ pool, gateway, logger, metrics }: Paym
       // the saga lets the capture stand.
       if (order.status === 'PAID') return order.status;
       if (order.status !== 'RESERVED') throw invalidStatus(args.orderId, 'failPayment', order.status);
-      if (args.code === 'DEADLINE_EXCEEDED' && order.cancel_requested) {
-        // The deadline is the system's own limit; the customer's cancel, recorded on the order but
-        // never taken by this run (a run reset after its deadline: the timer fires at once, and no
-        // charge attempt asks the order), is what they asked for: the saga cancels instead.
+      if (
+        args.code === 'DEADLINE_EXCEEDED' &&
+        args.deadlineDecidedAt !== undefined &&
+        order.cancel_requested &&
+        (await cancelRecordedBefore(tx, args.orderId, new Date(args.deadlineDecidedAt)))
+      ) {
+        // The deadline is the system's own limit; the customer's cancel, recorded on the order before
+        // it passed but never taken by this run (a run reset after its deadline: the timer fires at
+        // once, and no charge attempt asks the order), is what they asked for: the saga cancels.
         throw cancelRequested(
           order,
           `failPayment: the customer asked to cancel order ${args.orderId}; cancelling instead of failing the payment`,

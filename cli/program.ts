@@ -89,8 +89,11 @@ export function flagsTakenByNpm(env: NodeJS.ProcessEnv): string[] {
   };
   const io: CliIO = { stdout: process.stdout, stderr: process.stderr, stderrIsTTY: false }; // never run
   collect(buildProgram(new CommandRunner(io), io));
-  return [...longFlags].filter(
-    (flag) => env[`npm_config_${flag.replace(/^--/, '').replaceAll('-', '_')}`] !== undefined,
+  // npm also exports its own settings (an .npmrc's `save=false` as npm_config_save=""): a flag typed
+  // before `--` is "true", or the value npm took with it.
+  const typed = (value: string | undefined) => value !== undefined && value !== '' && value !== 'false';
+  return [...longFlags].filter((flag) =>
+    typed(env[`npm_config_${flag.replace(/^--/, '').replaceAll('-', '_')}`]),
   );
 }
 

@@ -32,13 +32,16 @@ export async function customerFootprint(tx: Queryable, customerId: string): Prom
   };
 }
 
-/** The customer an order belongs to, or undefined when there is no such order. */
-export async function orderCustomer(db: Queryable, orderId: string): Promise<string | undefined> {
-  const { rows } = await db.query<{ customer_id: string }>(
-    'select customer_id from orders where id = $1::uuid',
+/** Whose an order is and the address it holds, or undefined when there is no such order. */
+export async function orderOwner(
+  db: Queryable,
+  orderId: string,
+): Promise<{ customerId: string; email: string | null } | undefined> {
+  const { rows } = await db.query<{ customerId: string; email: string | null }>(
+    'select customer_id as "customerId", email from orders where id = $1::uuid',
     [orderId],
   );
-  return rows[0]?.customer_id;
+  return rows[0];
 }
 
 export interface ErasedCounts {

@@ -181,6 +181,15 @@ export async function transitionOrder(
   return { changed: false, status: await getOrderStatus(db, orderId) };
 }
 
+/** Whether the order's cancel (asked, recorded) was recorded before `at` (by the database's clock). */
+export async function cancelRecordedBefore(db: Queryable, orderId: string, at: Date): Promise<boolean> {
+  const { rows } = await db.query<{ before: boolean | null }>(
+    'select cancel_requested_at < $2 as before from orders where id = $1::uuid',
+    [orderId, at],
+  );
+  return rows[0]?.before === true;
+}
+
 /**
  * The run's charge could not reach the payment service and is being retried: the order says so to
  * whoever reads it (WAITING_FOR_PAYMENT_REASON), until its next status replaces the reason. Only a
@@ -319,9 +328,11 @@ export async function markRunUndone(
   await db.query(
     `update orders
         set undo_run = greatest(coalesce(undo_run, 0), $2),
-            cancel_requested_at = case when $3 then coalesce(cancel_requested_at, now()) else cancel_requested_at end
+            cancel_requested_at = case when $3 then coalesce(cancel_requested_at, now()) else cancel_requested_at end,
+            -- The run no longer charges: its order stops saying it waits on the payment service.
+            status_reason = case when status_reason = $4 then null else status_reason end
       where id = $1::uuid and run = $2`,
-    [orderId, run, cancelled],
+    [orderId, run, cancelled, WAITING_FOR_PAYMENT_REASON],
   );
 }
 

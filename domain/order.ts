@@ -125,7 +125,7 @@ export function mayBeCancelledWithoutSaga({ status, runUndone, payments }: Direc
       ? refused('too late: order is already paid')
       : refused(
           `The order is ${status} but its workflow is not running, so it cannot be cancelled now. Your ` +
-            'request is kept: the order is cancelled, not charged, once an operator has its processing going again.',
+            'request is kept: the order will not be charged, and it ends once an operator has its processing going again.',
         );
   }
   const held = payments.filter(moneyIsHeld);

@@ -32,12 +32,7 @@ import type { ChannelModel } from 'amqplib';
 import { CUSTOMER_ID } from '../domain/order.js';
 import { ERASED, scrubEvent } from '../domain/personal-data.js';
 import type { Logger } from '../lib/logger.js';
-import {
-  customerFootprint,
-  eraseCustomerData,
-  orderCustomer,
-  type CustomerFootprint,
-} from '../db/erasure.js';
+import { customerFootprint, eraseCustomerData, orderOwner, type CustomerFootprint } from '../db/erasure.js';
 import { withTransaction, type Pool } from '../db/pool.js';
 import { amqpUser } from '../lib/amqp/connection.js';
 import { eachDeadLetterQueue, giveBack, originalSender, type DlqDeps } from './dlq.js';
@@ -115,11 +110,17 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
         const msg = await channel.get(dlq, { noAck: false });
         if (!msg) break;
         // An event of another customer's order is theirs, even when it holds an address this
-        // customer used too (a client chooses the address it orders with): left as it is.
+        // customer used too (a client chooses the address it orders with): left as it is, unless it
+        // holds more of this customer than that (their id, an order of theirs, an address that
+        // order never had: bytes anyone who could publish chose).
         const named = otherOrderNamed(msg.content, footprint);
         if (named !== undefined) {
-          const owner = await orderCustomer(deps.pool, named);
-          if (owner !== undefined && owner !== customerId) {
+          const owner = await orderOwner(deps.pool, named);
+          if (
+            owner !== undefined &&
+            owner.customerId !== customerId &&
+            onlyTheirs(msg.content, owner, customerId, footprint)
+          ) {
             kept.push(msg);
             otherCustomers++;
             continue;
@@ -199,6 +200,27 @@ export function otherOrderNamed(
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/**
+ * Whether the event of another customer's order (`owner`) holds nothing of this customer but what
+ * that order holds itself: not their customer id, none of their order ids, and of their addresses
+ * only the order's own.
+ */
+function onlyTheirs(
+  content: Buffer,
+  owner: { email: string | null },
+  customerId: string,
+  footprint: Pick<CustomerFootprint, 'orderIds' | 'emails'>,
+): boolean {
+  const text = content.toString('utf8');
+  const data = (JSON.parse(text) as { data?: { customerId?: unknown } }).data;
+  if (data?.customerId === customerId) return false;
+  if (footprint.orderIds.some((id) => text.includes(id))) return false;
+  const theirs = owner.email?.toLowerCase();
+  return footprint.emails.every(
+    (email) => email.toLowerCase() === theirs || addressPattern([email])?.test(text) !== true,
+  );
+}
 
 /**
  * The message to put back in the DLQ instead of `msg`, or undefined when it is not about the customer.

@@ -174,7 +174,7 @@ async function resetOne(
         return refuse(movedOn(order.run, executionRun), { ...base, orderRun: order.run, executionRun });
       return { id: run.orderId, ok: true, outcome: 'would-reset', ...whatAResetOfItDoes(order), details };
     }
-    let lockedOrder: Pick<OrderRow, 'id' | 'run' | 'undo_run' | 'status'> | undefined;
+    let lockedOrder: ResetFacts | undefined;
 
     // Temporal terminates the workflow's current run whichever run a reset names: a retry whose new
     // run starts between the describe above and the reset would be killed mid-step. The order's row
@@ -233,21 +233,25 @@ async function resetOne(
   }
 }
 
+/** The order's columns `whatAResetOfItDoes` reads. */
+type ResetFacts = Pick<OrderRow, 'id' | 'run' | 'undo_run' | 'status' | 'cancel_requested'>;
+
 /**
  * What a reset of a run that began to give back (`undo_run`) does to an order that has not ended,
  * said with the item, since the operator most likely reset it to finish the order: its forward steps
  * refuse (RunUndone), so the reset run can only give back again (what a run whose compensation
- * failed needs) and end without a sale; only `orders retry` runs the order again.
+ * failed needs) and end without a sale; then `orders retry` runs the order again, or, a cancel
+ * asked for it, `orders settle` finishes the cancel.
  */
-function whatAResetOfItDoes(order: Pick<OrderRow, 'id' | 'run' | 'undo_run' | 'status'>): {
-  reason?: string;
-} {
+function whatAResetOfItDoes(order: ResetFacts): { reason?: string } {
   if (!currentRunUndone(order) || isFinal(order.status)) return {};
   return {
     reason:
       `run ${order.run} had begun to give back what the order held, so the reset run cannot complete it ` +
-      `(its forward steps refuse): it only finishes giving back, and fails unless a cancel ends it; to run ` +
-      `the order again, orders retry ${order.id} --reason … once it has ended`,
+      `(its forward steps refuse): it only finishes giving back, and fails unless a cancel ends it; ` +
+      (order.cancel_requested
+        ? `a cancel was asked for it, so once the run has ended, orders settle ${order.id} --reason … finishes it`
+        : `to run the order again, orders retry ${order.id} --reason … once it has ended`),
   };
 }
 

@@ -143,12 +143,14 @@ export const PATCHES = {
    */
   leanShape: 'lean-shape',
   /**
-   * The payment deadline passed, but the customer's cancel is recorded on the order and this run
-   * never took it: failPayment refuses (CancelRequested), and the saga cancels the order as asked, in
-   * the recorded cancel's words, as `recordedCancelBeatsDeadline` does for a charge retry. The case:
-   * a run reset after its deadline (its timer fires at once, and no charge attempt asks the order).
-   * Before this the order the customer had cancelled ended PAYMENT_FAILED. Only runs whose
-   * failPayment refused this way reach the patch.
+   * The payment deadline passed, but the customer's cancel was recorded on the order before it did
+   * and this run never took it: failPayment, told when the deadline was decided, refuses
+   * (CancelRequested), and the saga cancels the order as asked, in the recorded cancel's words, as
+   * `recordedCancelBeatsDeadline` does for a charge retry. The case: a run reset after its deadline
+   * (its timer fires at once, and no charge attempt asks the order). A cancel recorded after the
+   * deadline was decided was refused by the saga as too late, and the payment fails as before.
+   * Before this the order the customer had cancelled ended PAYMENT_FAILED. Every run whose deadline
+   * passes reaches the patch.
    */
   deadlineYieldsToRecordedCancel: 'deadline-yields-to-recorded-cancel',
 } as const;
@@ -579,18 +581,22 @@ class OrderSaga {
     this.setStep('COMPENSATING');
     this.state.reason = reason;
     this.failureReason = code;
+    // A deadline yields to a cancel recorded before it was decided (failPayment refuses then).
+    const yields = code === 'DEADLINE_EXCEEDED' && patched(PATCHES.deadlineYieldsToRecordedCancel);
     return CancellationScope.nonCancellable(async () => {
       let status: OrderStatus;
       try {
         ({ status } = await regular(
           ACTIVITY_PROFILES.database,
           `record the payment failure: ${code}`,
-        ).failPayment({ ...this.ids(), code, reason }));
+        ).failPayment({
+          ...this.ids(),
+          code,
+          reason,
+          ...(yields ? { deadlineDecidedAt: workflowNow() } : {}),
+        }));
       } catch (err) {
-        if (
-          failureType(err) === FAILURE_TYPES.CancelRequested &&
-          patched(PATCHES.deadlineYieldsToRecordedCancel)
-        ) {
+        if (yields && failureType(err) === FAILURE_TYPES.CancelRequested) {
           // Not a payment failure after all: run() cancels the order in the recorded cancel's words.
           this.state.reason = undefined;
           this.failureReason = undefined;

@@ -8,7 +8,11 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { createActivities, type Activities } from '../../activities/index.js';
-import { createSimulatedGateway, type PaymentGateway } from '../../activities/payment-gateway.js';
+import {
+  PaymentDeclinedError,
+  createSimulatedGateway,
+  type PaymentGateway,
+} from '../../activities/payment-gateway.js';
 import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import {
   createOrder,
@@ -246,6 +250,26 @@ describe('payments', () => {
     expect(await orderStatus(db.pool, order.orderId)).toBe('RESERVED');
   });
 
+  test("a decline answered again keeps the gateway's own code and words, whatever their form", async () => {
+    const { order } = await reservedOrder();
+    const gateway: PaymentGateway = {
+      charge: async () => {
+        throw new PaymentDeclinedError('do not honour: limit: exceeded', 'card_declined.51');
+      },
+      void: async () => ({ outcome: 'voided' }),
+      refund: async () => undefined,
+    };
+    const declining = createActivities({
+      pool: db.pool,
+      logger: createLogger('activities-test', 'silent'),
+      gateway,
+    });
+    const first = (await declining.chargePayment(step(order)).catch((e: unknown) => e)) as ApplicationFailure;
+    const again = await declining.chargePayment(step(order)).catch((e: unknown) => e);
+    expect(first).toMatchObject({ type: 'PaymentDeclined', details: [{ code: 'card_declined.51' }] });
+    expect(again).toMatchObject({ type: 'PaymentDeclined', message: first.message, details: first.details });
+  });
+
   test('a gateway outage is a retryable GatewayUnavailable failure', async () => {
     const { order } = await reservedOrder();
     const down = createActivities({
@@ -260,6 +284,11 @@ describe('payments', () => {
     expect((await getOrder(db.pool, order.orderId))?.statusReason).toBe(WAITING_FOR_PAYMENT_REASON);
     await acts.chargePayment(step(order));
     expect(await getOrder(db.pool, order.orderId)).toMatchObject({ status: 'PAID', statusReason: null });
+    // A run that gives back instead (its charge failed for good, a cancel) no longer says it retries.
+    const { order: undone } = await reservedOrder();
+    await down.chargePayment(step(undone)).catch(() => undefined);
+    await acts.refundPayment({ ...step(undone), reason: 'the charge step failed' });
+    expect(await getOrder(db.pool, undone.orderId)).toMatchObject({ status: 'RESERVED', statusReason: null });
   });
 
   test('a retried failPayment records one DECLINED payment and one payment.failed', async () => {
@@ -276,7 +305,8 @@ describe('payments', () => {
     expect(await outboxTypes(db.pool, order.orderId)).toEqual(['inventory.reserved', 'payment.failed']);
   });
 
-  test("the deadline's failPayment refuses a cancel recorded on the order (the saga cancels instead); a decline does not", async () => {
+  test("the deadline's failPayment refuses a cancel recorded before the deadline was decided (the saga cancels instead); not one recorded after, nor for a decline", async () => {
+    const decidedBefore = Date.now() - 60_000; // the cancel is recorded after this
     const { order } = await reservedOrder();
     await recordCancelRequest(db.pool, order.orderId);
     await recordCancelReason(db.pool, order.orderId, {
@@ -290,7 +320,9 @@ describe('payments', () => {
       reason: 'payment not captured in time',
     };
 
-    const refused = await acts.failPayment(late).catch((e: unknown) => e);
+    const refused = await acts
+      .failPayment({ ...late, deadlineDecidedAt: Date.now() + 1_000 })
+      .catch((e: unknown) => e);
     expect(refused).toMatchObject({
       type: 'CancelRequested',
       nonRetryable: true,
@@ -299,8 +331,22 @@ describe('payments', () => {
     expect(await orderStatus(db.pool, order.orderId)).toBe('RESERVED');
     expect(await outboxTypes(db.pool, order.orderId)).toEqual(['inventory.reserved']);
 
+    // Recorded after the deadline was decided: the saga refused that cancel as too late, and the
+    // payment fails as it told the caller. Nor does a saga that says nothing of when (older code).
+    for (const args of [{ ...late, deadlineDecidedAt: decidedBefore }, late]) {
+      const { order: other } = await reservedOrder();
+      await recordCancelRequest(db.pool, other.orderId);
+      expect(await acts.failPayment({ ...args, orderId: other.orderId })).toEqual({
+        status: 'PAYMENT_FAILED',
+      });
+    }
     // The gateway's own no is final: the order ends PAYMENT_FAILED (the cancel is kept on it).
-    const declined = { ...late, code: 'DECLINED' as const, reason: 'card declined' };
+    const declined = {
+      ...late,
+      code: 'DECLINED' as const,
+      reason: 'card declined',
+      deadlineDecidedAt: Date.now(),
+    };
     expect(await acts.failPayment(declined)).toEqual({ status: 'PAYMENT_FAILED' });
   });
 

@@ -310,7 +310,7 @@ describe('refusals', () => {
       expect(error.code).toBe(code);
       // The refusal says the request is kept (a final order that a retry could otherwise run again).
       if (code === 'order_final') expect(error.message).toMatch(/Your request is kept: it will not be run/);
-      else expect(error.message).toMatch(/Your request is kept: the order is cancelled, not charged/);
+      else expect(error.message).toMatch(/Your request is kept: the order will not be charged/);
       expect(await retryOrder(db.pool, orderId, { reason: 'gateway back', latest: undefined })).toMatchObject(
         {
           kind: 'refused',

@@ -248,6 +248,17 @@ describe('erase-customer', () => {
     const [danPlaced] = await outboxPayloads(dans);
     const body = JSON.stringify(danPlaced!.payload);
     await deadLetter(body, danPlaced!.payload.id, 'bridge refused it');
+    // Forged ones naming Dan's order but holding more of Carol (her id; an address only she used):
+    // hers to erase, whatever order they name.
+    const carolOnly = `carol-${shortId()}@example.com`;
+    await place(carol, carolOnly, sku).then((id) =>
+      transitionOrder(db.pool, id, 'CANCELLED', { reason: 'test' }),
+    );
+    const forged = [
+      { ...danPlaced!.payload, id: randomUUID(), data: { customerId: carol, email: shared } },
+      { ...danPlaced!.payload, id: randomUUID(), data: { customerId: dan, email: carolOnly } },
+    ];
+    for (const event of forged) await deadLetter(JSON.stringify(event), event.id, 'forged');
 
     const result = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, carol);
 
@@ -258,6 +269,11 @@ describe('erase-customer', () => {
     expect(kept.content.toString()).toBe(body);
     expect(kept.properties.headers?.[DEAD_LETTER_HEADERS.reason]).toBe('bridge refused it');
     expect(kept.properties.headers).not.toHaveProperty('x-erased-at');
+    for (const event of forged) {
+      const copy = (await drainDlq()).find((m) => m.properties.messageId === event.id)!;
+      expect(copy.properties.headers?.['x-erased-at']).toEqual(expect.any(String));
+      expect(copy.content.toString()).not.toMatch(new RegExp(`${shared}|${carolOnly}`));
+    }
     expect((await getOrder(db.pool, dans))!.email).toBe(shared);
     expect((await getOrder(db.pool, carols))!.email).toBeNull();
   });

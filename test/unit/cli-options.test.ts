@@ -87,6 +87,8 @@ describe('flags npm took for itself (no `--` after npm run orders)', () => {
     ]);
     expect(flagsTakenByNpm({ ...npm, npm_config_forgotten_run: 'true' })).toEqual(['--forgotten-run']);
     expect(flagsTakenByNpm({ npm_lifecycle_event: 'test', npm_config_dry_run: 'true' })).toEqual([]);
+    // npm's own settings from an .npmrc (save=false, json=false) are not flags anyone typed.
+    expect(flagsTakenByNpm({ ...npm, npm_config_save: '', npm_config_json: 'false' })).toEqual([]);
   });
 
   it('the entry refuses such a command line (exit 2) before anything runs: a dry run never runs for real', async () => {

@@ -1,7 +1,8 @@
 /**
- * The API process: `npm run start:api` (compiled: node dist/api/main.js). Reads config once, connects PostgreSQL,
- * Temporal and (for its readiness only) RabbitMQ, serves on PORT (with `/metrics`), and on
- * SIGTERM/SIGINT stops accepting, lets in-flight requests finish, then closes its connections.
+ * The API process: `npm run start:api` (compiled: node dist/api/main.js). Reads config once,
+ * connects PostgreSQL, Temporal and (for its readiness only) RabbitMQ, serves on PORT (with
+ * `/metrics`), and on SIGTERM/SIGINT stops accepting, lets in-flight requests finish, then closes
+ * its connections.
  */
 import { serve, type ServerType } from '@hono/node-server';
 import type { Client } from '@temporalio/client';

@@ -58,9 +58,9 @@ export function printable(text: string): string {
 }
 
 /**
- * `printable` for JSON text (a log line, the CLI's --json), whose serializer has already escaped C0 (line breaks included)
- * but passes DEL, C1 and the invisible controls through as themselves. The escapes are JSON's own, so
- * the line still parses to the text that was logged.
+ * `printable` for JSON text (a log line, the CLI's --json), whose serializer has already escaped C0
+ * (line breaks included) but passes DEL, C1 and the invisible controls through as themselves. The
+ * escapes are JSON's own, so the text still parses to what was written.
  */
 export function printableJsonLine(line: string): string {
   return INVISIBLE_OUTSIDE_C0_ONE.test(line) ? line.replace(INVISIBLE_OUTSIDE_C0, escapeChar) : line;

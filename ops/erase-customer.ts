@@ -11,8 +11,8 @@
  * which is often why it is there) and that holds one of their addresses or order ids is replaced by
  * an empty body: it cannot be scrubbed field by field, nor told whose it is; so is an event still
  * naming them after its fields were scrubbed. An event of another customer's order is left alone,
- * even when it holds an address this customer used too (`otherCustomers` in the queue's item). The copies go to the DLQ's tail. A copy keeps the trust of the message it
- * replaces, no more: one a trusted producer sent is published under the operator's login (as a
+ * even when it holds an address this customer used too (`otherCustomers` in the queue's item). The
+ * copies go to the DLQ's tail. A copy keeps the trust of the message it replaces, no more: one a trusted producer sent is published under the operator's login (as a
  * re-drive would), so `dlq redrive` can still move it; any other without a sender, so it stays
  * untrusted. Addresses are matched whole (erasing ann@example.co leaves ann@example.com alone).
  *

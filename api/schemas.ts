@@ -321,7 +321,11 @@ export const OrderSchema = z
     createdAt: Timestamp,
     updatedAt: Timestamp,
     items: z.array(OrderItemSchema),
-    payment: PaymentSchema.nullable().openapi({ description: "The latest run's payment intent." }),
+    payment: PaymentSchema.nullable().openapi({
+      description:
+        "The current run's payment intent: null until that run charges (a retried order's earlier runs' " +
+        'payments are in the event timeline).',
+    }),
     notifications: z.array(NotificationSchema),
     events: z.array(OrderEventSchema).openapi({ description: 'The outbox timeline, oldest first.' }),
     workflow: z.object({

@@ -31,7 +31,8 @@ export async function getOrder(
                       'run', p.run, 'status', p.status, 'amount', p.amount::text, 'currency', p.currency::text,
                       'reference', p.reference, 'failureReason', p.failure_reason,
                       'createdAt', ${isoText('p.created_at')}, 'updatedAt', ${isoText('p.updated_at')})
-               from payments p where p.order_id = o.id order by p.run desc limit 1) as payment,
+               -- The current run's: a retried order's new run has none until it charges.
+               from payments p where p.order_id = o.id and p.run = o.run) as payment,
             coalesce((select json_agg(json_build_object(
                         'kind', n.kind, 'run', n.run, 'recipient', n.recipient, 'subject', n.subject,
                         'createdAt', ${isoText('n.created_at')}) order by n.id)

@@ -370,6 +370,16 @@ export const CancelResultSchema = z
         'and undid itself), so the order was cancelled directly. `already`: the order was cancelled before ' +
         "this request (a cancel asked again after its answer was lost); the first cancel's code and note stand.",
     }),
+    reason: z
+      .string()
+      .optional()
+      .openapi({
+        description:
+          'The words the order is cancelled with, as its event, status reason and e-mail say: this ' +
+          "request's code's wording, or, when it met another cancel (a customer's and an operator's at " +
+          "once, or asked again), the first one's, whose code and note are the ones kept.",
+        example: 'cancelled at your request (changed your mind)',
+      }),
   })
   .openapi('CancelResult');
 

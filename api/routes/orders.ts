@@ -33,6 +33,7 @@ import {
   getOrderStatus,
   recordCancelReason,
   recordCancelRequest,
+  statusReasonOf,
 } from '../../db/orders.js';
 import { orderRequestHash } from '../request-hash.js';
 import { createRouter } from '../router.js';
@@ -311,7 +312,7 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     if (status === 'CANCELLED') {
       // Asked again (its first answer lost, or a 503's "retrying is safe"): the order is cancelled as
       // asked, so the answer is the same success; the first cancel's code and note stand.
-      return c.json({ id, status, via: 'already' as const }, 200);
+      return c.json({ id, status, via: 'already' as const, ...wording(recorded.statusReason) }, 200);
     }
     const verdict = mayBeCancelledNow(status, { runUndone: recorded.runUndone });
     if (!verdict.ok) throw cancelRefused(status, verdict.reason);
@@ -330,7 +331,11 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           const used = outcome.reason === undefined ? undefined : cancelCodeOf(outcome.reason);
           if (used === undefined || used === code) await recordReason(true);
           else log.info({ code, sagaCode: used }, 'cancel joined an earlier one; its reason stands');
-          return c.json({ id, status: outcome.status, via: 'workflow' as const }, 200);
+          // The words the saga cancels with, so a request that joined another's learns they are not its own.
+          return c.json(
+            { id, status: outcome.status, via: 'workflow' as const, ...wording(outcome.reason ?? reason) },
+            200,
+          );
         }
         case 'incomplete':
           log.error({ code }, 'cancel not completed: a compensation failed; the order needs an operator');
@@ -377,7 +382,7 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
             // first, so that a failure recording the reason cannot leave it uncounted.
             deps.metrics.finished('CANCELLED', direct.placedAt);
             await recordReason(true);
-            return c.json({ id, status: 'CANCELLED' as const, via: 'database' as const }, 200);
+            return c.json({ id, status: 'CANCELLED' as const, via: 'database' as const, reason }, 200);
           }
           if (direct.kind === 'not_found') throw notFound('Order', id);
           if (direct.status === 'CANCELLED') {
@@ -385,7 +390,15 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
             // customer's and an operator's). One cancel, and both are answered 200; this one's code
             // and note are kept only if that one recorded none.
             await recordReason(false);
-            return c.json({ id, status: 'CANCELLED' as const, via: 'database' as const }, 200);
+            return c.json(
+              {
+                id,
+                status: 'CANCELLED' as const,
+                via: 'database' as const,
+                ...wording(await statusReasonOf(deps.pool, id)),
+              },
+              200,
+            );
           }
           if (isFinal(direct.status)) throw cancelRefused(direct.status);
           if (attempt === 2) {
@@ -507,6 +520,9 @@ function cancelRequest(body: CancelOrderBody): {
 }
 
 /** 409: a final order (`order_final`), or one the domain rule refuses now (`cancel_rejected`). */
+/** The wording a cancelled order was cancelled with, for the answer (absent when none is known). */
+const wording = (reason: string | null | undefined): { reason?: string } => (reason ? { reason } : {});
+
 function cancelRefused(status: OrderStatus, reason?: string): ApiError {
   if (isFinal(status)) {
     return new ApiError(

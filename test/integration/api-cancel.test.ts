@@ -21,7 +21,7 @@ import { loadConfig } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
 import { connectTemporal } from '../../lib/temporal.js';
 import type { OrderStatus } from '../../domain/order.js';
-import { cancelWording } from '../../domain/cancel.js';
+import { DEFAULT_CANCEL_CODE, cancelWording } from '../../domain/cancel.js';
 import { retryOrder } from '../../db/order-retries.js';
 import { WORKFLOW_TYPE, orderWorkflowId } from '../../workflows/contract.js';
 import { asCaller, testAuth, type TestAuth } from '../helpers/auth.js';
@@ -131,7 +131,12 @@ describe('before the saga starts (no workflow yet)', () => {
     const orderId = await placeOrder(app);
     const res = await cancel(app, orderId, { code: 'changed_mind', note: 'ordered the wrong size' });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'database' });
+    expect(await res.json()).toEqual({
+      id: orderId,
+      status: 'CANCELLED',
+      via: 'database',
+      reason: cancelWording('changed_mind'),
+    });
     expect(await statusOf(orderId)).toEqual({
       status: 'CANCELLED',
       status_reason: cancelWording('changed_mind'),
@@ -153,7 +158,12 @@ describe('before the saga starts (no workflow yet)', () => {
     // Asked again, its answer lost: the same success, and the first cancel's reason stands.
     const again = await cancel(app, orderId, { code: 'ordered_by_mistake', note: 'second thoughts' });
     expect(again.status).toBe(200);
-    expect(await again.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'already' });
+    expect(await again.json()).toEqual({
+      id: orderId,
+      status: 'CANCELLED',
+      via: 'already',
+      reason: cancelWording('changed_mind'),
+    });
     expect(await cancelReasonOf(orderId)).toEqual({
       cancel_code: 'changed_mind',
       cancel_note: 'ordered the wrong size',
@@ -184,7 +194,12 @@ describe('before the saga starts (no workflow yet)', () => {
     ]);
     expect([first.status, second.status]).toEqual([200, 200]);
     for (const res of [first, second])
-      expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'database' });
+      expect(await res.json()).toEqual({
+        id: orderId,
+        status: 'CANCELLED',
+        via: 'database',
+        reason: cancelWording('changed_mind'),
+      });
     const { rows } = await db.pool.query<{ type: string }>(
       'select type from event_outbox where order_id = $1 order by id',
       [orderId],
@@ -283,7 +298,12 @@ describe('refusals', () => {
       // Judged on PAYMENT_FAILED it would be 409 "final", and run 2 would charge the customer.
       const res = await answer;
       expect(res.status).toBe(200);
-      expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'database' });
+      expect(await res.json()).toEqual({
+        id: orderId,
+        status: 'CANCELLED',
+        via: 'database',
+        reason: cancelWording(DEFAULT_CANCEL_CODE),
+      });
     } finally {
       retry.release();
     }
@@ -360,6 +380,25 @@ describe('with a running saga', () => {
     });
   });
 
+  it("a cancel that joined another (a customer's and an operator's at once) is told the words the order is cancelled with", async () => {
+    const { workflows } = scripted({
+      kind: 'accepted',
+      status: 'CANCELLED',
+      reason: cancelWording('payment_issue'),
+    });
+    const app = appWith(workflows);
+    const orderId = await placeOrder(app);
+    await setStatus(orderId, 'RESERVED');
+    const res = await cancel(app, orderId, { code: 'changed_mind', note: 'mine' });
+    expect(res.status).toBe(200);
+    expect(await res.json()).toEqual({
+      id: orderId,
+      status: 'CANCELLED',
+      via: 'workflow',
+      reason: cancelWording('payment_issue'),
+    });
+  });
+
   it('200 via the workflow when the saga accepts', async () => {
     const { workflows, calls } = scripted({ kind: 'accepted', status: 'CANCELLED' });
     const app = appWith(workflows);
@@ -367,7 +406,12 @@ describe('with a running saga', () => {
     await setStatus(orderId, 'RESERVED');
     const res = await cancel(app, orderId, { code: 'delivery_too_slow', note: 'call me: +1 555 0100' });
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'workflow' });
+    expect(await res.json()).toEqual({
+      id: orderId,
+      status: 'CANCELLED',
+      via: 'workflow',
+      reason: cancelWording('delivery_too_slow'),
+    });
     // The saga (and so the e-mail) gets the code's wording; the note stays in the database.
     expect(calls).toEqual([{ orderId, reason: cancelWording('delivery_too_slow') }]);
     expect(await cancelReasonOf(orderId)).toEqual({
@@ -467,7 +511,12 @@ describe('with a running saga', () => {
     await setStatus(orderId, 'RESERVED');
     const res = await cancel(app, orderId);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ id: orderId, status: 'RESERVED', via: 'workflow' });
+    expect(await res.json()).toEqual({
+      id: orderId,
+      status: 'RESERVED',
+      via: 'workflow',
+      reason: cancelWording(DEFAULT_CANCEL_CODE),
+    });
     expect(calls).toHaveLength(2);
   });
 
@@ -490,7 +539,12 @@ describe('with a running saga', () => {
     );
     const res = await cancel(app, orderId);
     expect(res.status).toBe(200);
-    expect(await res.json()).toEqual({ id: orderId, status: 'CANCELLED', via: 'database' });
+    expect(await res.json()).toEqual({
+      id: orderId,
+      status: 'CANCELLED',
+      via: 'database',
+      reason: cancelWording(DEFAULT_CANCEL_CODE),
+    });
     expect((await statusOf(orderId))?.status).toBe('CANCELLED');
   });
 

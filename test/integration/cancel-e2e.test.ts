@@ -51,7 +51,12 @@ describe('cancel through the API, against the running saga', () => {
     const answer = await cancel(placed.body.id, { code: 'changed_mind', note }, 'C500');
     expect(answer).toEqual({
       status: 200,
-      body: { id: placed.body.id, status: 'CANCELLED', via: 'workflow' },
+      body: {
+        id: placed.body.id,
+        status: 'CANCELLED',
+        via: 'workflow',
+        reason: cancelWording('changed_mind'),
+      },
     });
 
     const order = await system.getOrder(placed.body.id);
@@ -88,7 +93,12 @@ describe('cancel through the API, against the running saga', () => {
     // Asking again (its answer lost) is the same success, never a second compensation.
     const again = await cancel(placed.body.id);
     expect(again.status).toBe(200);
-    expect(again.body).toEqual({ id: placed.body.id, status: 'CANCELLED', via: 'already' });
+    expect(again.body).toEqual({
+      id: placed.body.id,
+      status: 'CANCELLED',
+      via: 'already',
+      reason: cancelWording('changed_mind'),
+    });
     expect(await stockOf(system.db.pool, sku)).toBe(3);
   });
 

@@ -22,6 +22,7 @@ import { orderWorkflowId } from '../../workflows/contract.js';
 import { openObserver, waitFor, type Observer } from '../helpers/amqp.js';
 import { bearer } from '../helpers/auth.js';
 import { createProduct } from '../helpers/db.js';
+import { cancelWording } from '../../domain/cancel.js';
 import { chargeKey } from '../../domain/payment.js';
 import { startSystem, type TestSystem } from '../helpers/system.js';
 import { ledgerGateway } from '../workflow/fixtures/gateways.js';
@@ -217,7 +218,12 @@ describe('retry', () => {
       body: JSON.stringify({ code: 'changed_mind' }),
     });
     expect(cancel.status).toBe(200);
-    expect(await cancel.json()).toEqual({ id, status: 'CANCELLED', via: 'database' });
+    expect(await cancel.json()).toEqual({
+      id,
+      status: 'CANCELLED',
+      via: 'database',
+      reason: cancelWording('changed_mind'),
+    });
     expect(await stockOf(system.db.pool, sku)).toBe(5);
     expect(gateway.held.has(chargeKey(id, 1))).toBe(false); // run 1's charge, refunded
     const retried = await retryOrders(deps(), { selection: { orderIds: [id] }, reason: 'test' });

@@ -45,5 +45,7 @@ export interface AppEnv {
     log: Logger;
     /** Who is calling; set by `authenticate` on every route but the open ones. */
     principal: Principal;
+    /** The order a `POST /orders` placed (or replayed), for the request's span (traceRoute). */
+    orderId?: string;
   };
 }

@@ -174,6 +174,7 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     // Counted once written, before the read for the answer: a failed read (answered 500, and its
     // retry a replay) must not leave an accepted order uncounted.
     if (outcome.kind !== 'replayed') deps.metrics.accepted();
+    c.set('orderId', outcome.orderId);
     const view = await orderView(outcome.orderId, c.var.principal);
     if (!view) throw new Error(`order ${outcome.orderId} vanished right after it was written`);
     c.header('Location', `/orders/${view.id}`);

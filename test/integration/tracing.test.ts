@@ -122,6 +122,22 @@ describe('an order traced end to end', () => {
     // A publish span says which order and event it carried.
     const completed = spans.find((s) => s.name === 'publish order.completed')!;
     expect(completed.attributes['acme.order_id']).toBe(id);
+    // Every request about the order says which, so a search by acme.order_id finds them all: the one
+    // that placed it, and a later read or cancel (in traces of their own).
+    expect(request.attributes['acme.order_id']).toBe(id);
+    const asCustomer = bearer(await system.auth.customerToken('C-TRACED'));
+    await fetch(`${baseUrl}/orders/${id}`, { headers: asCustomer });
+    await fetch(`${baseUrl}/orders/${id}/cancel`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...asCustomer },
+      body: '{}',
+    });
+    for (const name of ['GET /orders/:id', 'POST /orders/:id/cancel']) {
+      const span = await waitFor(() => exporter.getFinishedSpans().find((s) => s.name === name), {
+        what: `the ${name} span`,
+      });
+      expect(span.attributes['acme.order_id']).toBe(id);
+    }
   });
 
   it("traces an order whatever the caller's trace headers say, and carries none of its baggage", async () => {

@@ -10,6 +10,42 @@ import { HTTPException } from 'hono/http-exception';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { ZodError } from 'zod';
 
+/**
+ * Every `code` the API answers with, and what it means: the one list, which the OpenAPI document
+ * publishes (ErrorSchema) and the type of every ApiError's code.
+ */
+export const ERROR_CODES = {
+  validation_failed: '400: a field, query parameter or header is invalid; `fields` names each',
+  malformed_json: '400: the body is not JSON (or not UTF-8)',
+  bad_request: '400: the request could not be read',
+  missing_token: '401: no bearer token',
+  invalid_token: '401: the token is malformed, expired, not for this API, or not signed by a known key',
+  forbidden: '403: the token may not do this (an operator-only route, a staff cancel code)',
+  not_found: "404: no such route, or no such order (another customer's reads as none)",
+  method_not_allowed: '405: the route exists, not with this method (`Allow` lists the ones it has)',
+  idempotency_key_reused: '409: this Idempotency-Key was used for a different body',
+  order_final: '409: the order has ended and can no longer be cancelled',
+  cancel_rejected: '409: too late to cancel (paid, or already being undone)',
+  cancel_unavailable: '409: the order is in progress but its workflow is not running; the request is kept',
+  retry_refused: '409: the order may not be retried now; the message says why',
+  conflict: '409: the request conflicts with the order as it stands',
+  payload_too_large: '413: the body is over the size limit',
+  unsupported_media_type: '415: the body is not `application/json` (or is encoded)',
+  unknown_sku: '422: an item names a product that does not exist',
+  mixed_currencies: '422: the items are priced in more than one currency',
+  total_too_large: '422: the total is above what can be charged',
+  unprocessable: '422: the request is well formed but cannot be carried out',
+  rate_limited: '429: too many writes; `Retry-After` says when to try again',
+  cancel_incomplete:
+    '500: the cancel was accepted but giving back stock or money failed; an operator is needed',
+  internal: '500: a fault on our side; the correlation id in the answer finds it in the logs',
+  client_error: 'another 4xx',
+  auth_unavailable: '503: the identity provider (its keys) cannot be reached; retry after `Retry-After`',
+  workflow_unavailable: "503: the order's workflow did not answer in time; retrying is safe",
+  unavailable: '503: a dependency (the database) is unavailable; retry after `Retry-After`',
+} as const;
+export type ErrorCode = keyof typeof ERROR_CODES;
+
 export interface FieldError {
   path: string;
   message: string;
@@ -17,7 +53,7 @@ export interface FieldError {
 
 export interface ErrorBody {
   error: {
-    code: string;
+    code: ErrorCode;
     message: string;
     fields?: FieldError[];
     [detail: string]: unknown;
@@ -26,13 +62,13 @@ export interface ErrorBody {
 
 export class ApiError extends HTTPException {
   override name = 'ApiError';
-  readonly code: string;
+  readonly code: ErrorCode;
   readonly fields: FieldError[] | undefined;
   readonly details: Record<string, unknown>;
 
   constructor(
     status: ContentfulStatusCode,
-    code: string,
+    code: ErrorCode,
     message: string,
     extra: { fields?: FieldError[]; details?: Record<string, unknown>; cause?: unknown } = {},
   ) {
@@ -114,7 +150,7 @@ export const notFound = (what: string, id: string): ApiError =>
   new ApiError(404, 'not_found', `${what} ${JSON.stringify(id)} does not exist.`);
 
 /** Codes for HTTPExceptions thrown by Hono itself (e.g. its validator), which carry no code. */
-export function codeForStatus(status: number): string {
+export function codeForStatus(status: number): ErrorCode {
   switch (status) {
     case 400:
       return 'bad_request';

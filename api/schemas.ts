@@ -13,6 +13,7 @@
 import { z } from '@hono/zod-openapi';
 import { ORDER_STATUSES } from '../domain/order.js';
 import { PAYMENT_STATUSES } from '../domain/payment.js';
+import { ERROR_CODES, type ErrorCode } from './errors.js';
 import {
   BIDI_CONTROLS,
   LINE_SEPARATORS,
@@ -476,7 +477,14 @@ export const ReadinessSchema = z
 export const ErrorSchema = z
   .object({
     error: z.object({
-      code: z.string().openapi({ example: 'validation_failed' }),
+      code: z.enum(Object.keys(ERROR_CODES) as [ErrorCode, ...ErrorCode[]]).openapi({
+        example: 'validation_failed',
+        description:
+          'Stable and machine-readable:\n' +
+          Object.entries(ERROR_CODES)
+            .map(([code, meaning]) => `- \`${code}\`: ${meaning}`)
+            .join('\n'),
+      }),
       message: z.string(),
       fields: z
         .array(z.object({ path: z.string().openapi({ example: 'items[0].qty' }), message: z.string() }))
@@ -495,7 +503,7 @@ export const errorResponse = (description: string) => ({
   content: { 'application/json': { schema: ErrorSchema } },
 });
 
-const retryAfterHeader = z.object({
+export const retryAfterHeader = z.object({
   'Retry-After': z.string().openapi({ example: '5', description: 'Seconds to wait before retrying.' }),
 });
 
@@ -506,10 +514,15 @@ export const bearerSecurity = [{ [BEARER_SCHEME]: [] }];
 
 /** What every route behind a bearer token may also answer. */
 export const authResponses = {
-  401: errorResponse(
-    'No bearer token (`missing_token`), or one that is expired, wrongly signed, unsigned (`alg: none`), or ' +
-      'from another issuer or audience (`invalid_token`).',
-  ),
+  401: {
+    ...errorResponse(
+      'No bearer token (`missing_token`), or one that is expired, wrongly signed, unsigned (`alg: none`), or ' +
+        'from another issuer or audience (`invalid_token`).',
+    ),
+    headers: z.object({
+      'WWW-Authenticate': z.string().openapi({ example: 'Bearer error="invalid_token"' }),
+    }),
+  },
   403: errorResponse('The token is valid but may not do this (`forbidden`).'),
   503: {
     ...errorResponse('A dependency (database, identity provider, workflow service) is unavailable; retry.'),
@@ -520,6 +533,8 @@ export const authResponses = {
 /** ...and every write: the per-caller rate limit. */
 export const writeResponses = {
   ...authResponses,
+  413: errorResponse('Body too large (`payload_too_large`).'),
+  415: errorResponse('Body is not `application/json`, or is encoded (`unsupported_media_type`).'),
   429: {
     ...errorResponse('Too many writes from this caller (`rate_limited`); wait for `Retry-After` seconds.'),
     headers: retryAfterHeader,

@@ -51,6 +51,7 @@ import {
   authResponses,
   bearerSecurity,
   errorResponse,
+  retryAfterHeader,
   writeResponses,
   type CancelOrderBody,
   type OrderView,
@@ -109,11 +110,12 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
         content: orderJson,
       },
       400: errorResponse('Malformed JSON or a field failed validation (`fields` names each).'),
-      409: errorResponse('The Idempotency-Key was already used with a different request.'),
-      413: errorResponse('Body too large.'),
-      415: errorResponse('Body is not application/json.'),
+      409: errorResponse(
+        'The Idempotency-Key was already used with a different request (`idempotency_key_reused`).',
+      ),
       422: errorResponse(
-        'An item names a SKU that is not in the catalogue, the items mix currencies, or the total is above the limit.',
+        'An item names a SKU that is not in the catalogue (`unknown_sku`), the items mix currencies ' +
+          '(`mixed_currencies`), or the total is above the limit (`total_too_large`).',
       ),
       ...writeResponses,
     },
@@ -288,7 +290,12 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       500: errorResponse(
         'Accepted, but a compensation failed (`cancel_incomplete`): the order needs an operator; asking again will not help.',
       ),
-      503: errorResponse('The workflow service did not answer in time; retrying is safe.'),
+      503: {
+        ...errorResponse(
+          'The workflow service did not answer in time (`workflow_unavailable`); retrying is safe.',
+        ),
+        headers: retryAfterHeader,
+      },
     },
   });
 
@@ -446,7 +453,10 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
       409: errorResponse('The order may not be retried; `message` says why, `status` is current.'),
       ...writeResponses,
       403: errorResponse('Not an operator: only operators may retry (`forbidden`).'),
-      503: errorResponse('The workflow service did not answer; retrying is safe.'),
+      503: {
+        ...errorResponse('The workflow service did not answer (`workflow_unavailable`); retrying is safe.'),
+        headers: retryAfterHeader,
+      },
     },
   });
 

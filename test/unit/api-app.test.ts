@@ -173,6 +173,14 @@ describe('documentation', () => {
     // customer_id comes from the token; only an operator placing an order names it.
     expect(request.required!.sort()).toEqual(['email', 'items']);
     expect(doc.components.schemas.Order).toBeDefined();
+    // Every error code is published with its meaning, and the writes declare what they answer.
+    const code = JSON.stringify(doc.components.schemas.Error);
+    for (const known of ['order_final', 'cancel_unavailable', 'idempotency_key_reused', 'unknown_sku'])
+      expect(code).toContain(known);
+    for (const path of ['/orders/{id}/cancel', '/orders/{id}/retry'])
+      expect(Object.keys(doc.paths[path]!.post!.responses)).toEqual(
+        expect.arrayContaining(['401', '403', '404', '409', '413', '415', '429', '503']),
+      );
   });
 
   it('GET /docs serves Swagger UI from local files', async () => {

@@ -324,8 +324,8 @@ export const OrderSchema = z
     items: z.array(OrderItemSchema),
     payment: PaymentSchema.nullable().openapi({
       description:
-        "The current run's payment intent: null until that run charges (a retried order's earlier runs' " +
-        'payments are in the event timeline).',
+        "The current run's payment intent: null until that run charges. A retried order's earlier runs' " +
+        'payments are not shown (their payment.* events are in the timeline).',
     }),
     notifications: z.array(NotificationSchema),
     events: z.array(OrderEventSchema).openapi({ description: 'The outbox timeline, oldest first.' }),
@@ -520,7 +520,9 @@ export const authResponses = {
         'from another issuer or audience (`invalid_token`).',
     ),
     headers: z.object({
-      'WWW-Authenticate': z.string().openapi({ example: 'Bearer error="invalid_token"' }),
+      'WWW-Authenticate': z
+        .string()
+        .openapi({ example: 'Bearer realm="acme-orders", error="invalid_token"' }),
     }),
   },
   403: errorResponse('The token is valid but may not do this (`forbidden`).'),

@@ -119,28 +119,31 @@ export async function recordCancelRequest(
   db: Queryable,
   orderId: string,
   { customerId }: { customerId?: string | undefined } = {},
-): Promise<{ status: OrderStatus; statusReason: string | null; runUndone: boolean } | undefined> {
-  const { rows } = await db.query<
-    Pick<OrderRow, 'status' | 'run' | 'undo_run'> & { status_reason: string | null }
-  >(
+): Promise<{ status: OrderStatus; runUndone: boolean } | undefined> {
+  const { rows } = await db.query<Pick<OrderRow, 'status' | 'run' | 'undo_run'>>(
     `update orders
         set cancel_requested_at = case when status <> all($3::text[])
                                        then coalesce(cancel_requested_at, now()) else cancel_requested_at end
       where id = $1::uuid and ($2::text is null or customer_id = $2)
-      returning status, status_reason, run, undo_run`,
+      returning status, run, undo_run`,
     [orderId, customerId ?? null, NEVER_RETRIED],
   );
   const row = rows[0];
-  return row && { status: row.status, statusReason: row.status_reason, runUndone: currentRunUndone(row) };
+  return row && { status: row.status, runUndone: currentRunUndone(row) };
 }
 
-/** The order's status reason (a cancelled order's: the wording it was cancelled with). */
-export async function statusReasonOf(db: Queryable, orderId: string): Promise<string | null> {
-  const { rows } = await db.query<{ status_reason: string | null }>(
-    'select status_reason from orders where id = $1::uuid',
+/**
+ * The words a cancelled order was cancelled with (its status reason), or null: not cancelled, or
+ * cancelled before cancel codes were kept (000009), when the status reason was the customer's own
+ * text, which is not repeated back.
+ */
+export async function cancelledWith(db: Queryable, orderId: string): Promise<string | null> {
+  const { rows } = await db.query<{ wording: string | null }>(
+    `select case when status = 'CANCELLED' and cancel_code is not null then status_reason end as wording
+       from orders where id = $1::uuid`,
     [orderId],
   );
-  return rows[0]?.status_reason ?? null;
+  return rows[0]?.wording ?? null;
 }
 
 /**

@@ -12,9 +12,10 @@
  * an empty body: it cannot be scrubbed field by field, nor told whose it is; so is an event still
  * naming them after its fields were scrubbed. An event of another customer's order is left alone,
  * even when it holds an address this customer used too (`otherCustomers` in the queue's item). The
- * copies go to the DLQ's tail. A copy keeps the trust of the message it replaces, no more: one a trusted producer sent is published under the operator's login (as a
- * re-drive would), so `dlq redrive` can still move it; any other without a sender, so it stays
- * untrusted. Addresses are matched whole (erasing ann@example.co leaves ann@example.com alone).
+ * copies go to the DLQ's tail. A copy keeps the trust of the message it replaces, no more: one a
+ * trusted producer sent is published under the operator's login (as a re-drive would), so `dlq
+ * redrive` can still move it; any other without a sender, so it stays untrusted. Addresses are
+ * matched whole (erasing ann@example.co leaves ann@example.com alone).
  *
  * A customer id with no orders is reported `not_found` (exit 1): ids are exact, and an erasure that
  * matched nothing must not read as done. Refused while one of the customer's orders is still under

@@ -33,7 +33,7 @@ import {
   getOrderStatus,
   recordCancelReason,
   recordCancelRequest,
-  statusReasonOf,
+  cancelledWith,
 } from '../../db/orders.js';
 import { orderRequestHash } from '../request-hash.js';
 import { createRouter } from '../router.js';
@@ -320,7 +320,10 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
     if (status === 'CANCELLED') {
       // Asked again (its first answer lost, or a 503's "retrying is safe"): the order is cancelled as
       // asked, so the answer is the same success; the first cancel's code and note stand.
-      return c.json({ id, status, via: 'already' as const, ...wording(recorded.statusReason) }, 200);
+      return c.json(
+        { id, status, via: 'already' as const, ...wording(await cancelledWith(deps.pool, id)) },
+        200,
+      );
     }
     const verdict = mayBeCancelledNow(status, { runUndone: recorded.runUndone });
     if (!verdict.ok) throw cancelRefused(status, verdict.reason);
@@ -339,11 +342,14 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
           const used = outcome.reason === undefined ? undefined : cancelCodeOf(outcome.reason);
           if (used === undefined || used === code) await recordReason(true);
           else log.info({ code, sagaCode: used }, 'cancel joined an earlier one; its reason stands');
-          // The words the saga cancels with, so a request that joined another's learns they are not its own.
-          return c.json(
-            { id, status: outcome.status, via: 'workflow' as const, ...wording(outcome.reason ?? reason) },
-            200,
-          );
+          // The words the order is cancelled with, so a request that joined another's learns they are
+          // not its own: the saga's; an older saga that gave none wrote them on the order before it
+          // answered. None while the saga is still cancelling (status not yet CANCELLED).
+          const words =
+            outcome.status !== 'CANCELLED'
+              ? undefined
+              : (outcome.reason ?? (await cancelledWith(deps.pool, id)));
+          return c.json({ id, status: outcome.status, via: 'workflow' as const, ...wording(words) }, 200);
         }
         case 'incomplete':
           log.error({ code }, 'cancel not completed: a compensation failed; the order needs an operator');
@@ -403,7 +409,7 @@ export function ordersRouter(deps: AppDeps & { metrics: ApiMetrics }) {
                 id,
                 status: 'CANCELLED' as const,
                 via: 'database' as const,
-                ...wording(await statusReasonOf(deps.pool, id)),
+                ...wording(await cancelledWith(deps.pool, id)),
               },
               200,
             );
@@ -530,10 +536,10 @@ function cancelRequest(body: CancelOrderBody): {
   return { code: body.code ?? DEFAULT_CANCEL_CODE, note: body.note };
 }
 
-/** 409: a final order (`order_final`), or one the domain rule refuses now (`cancel_rejected`). */
 /** The wording a cancelled order was cancelled with, for the answer (absent when none is known). */
 const wording = (reason: string | null | undefined): { reason?: string } => (reason ? { reason } : {});
 
+/** 409: a final order (`order_final`), or one the domain rule refuses now (`cancel_rejected`). */
 function cancelRefused(status: OrderStatus, reason?: string): ApiError {
   if (isFinal(status)) {
     return new ApiError(

@@ -138,6 +138,15 @@ describe('an order traced end to end', () => {
       });
       expect(span.attributes['acme.order_id']).toBe(id);
     }
+    // Refused before its route ran (no token): still tagged, from the path.
+    await fetch(`${baseUrl}/orders/${id}/retry`, { method: 'POST' });
+    const status = (s: ReadableSpan) =>
+      s.attributes['http.response.status_code'] ?? s.attributes['http.status_code'];
+    await waitFor(
+      () =>
+        exporter.getFinishedSpans().find((s) => status(s) === 401 && s.attributes['acme.order_id'] === id),
+      { what: "the refused request's span, tagged with the order" },
+    );
   });
 
   it("traces an order whatever the caller's trace headers say, and carries none of its baggage", async () => {

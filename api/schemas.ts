@@ -323,9 +323,12 @@ export const OrderSchema = z
     updatedAt: Timestamp,
     items: z.array(OrderItemSchema),
     payment: PaymentSchema.nullable().openapi({
+      description: "The current run's payment intent: null until that run charges.",
+    }),
+    payments: z.array(PaymentSchema).openapi({
       description:
-        "The current run's payment intent: null until that run charges. A retried order's earlier runs' " +
-        'payments are not shown (their payment.* events are in the timeline).',
+        "Every run's payment intent, oldest run first: a retried order's failed runs' too (with their " +
+        '`failureReason`), beside the current one.',
     }),
     notifications: z.array(NotificationSchema),
     events: z.array(OrderEventSchema).openapi({ description: 'The outbox timeline, oldest first.' }),

@@ -11,7 +11,13 @@ import { isoText } from './timestamps.js';
 /** The exact key for cursors: microseconds, UTC, no zone. */
 const cursorTime = (column: string) => `to_char(${column} at time zone 'utc', 'YYYY-MM-DD"T"HH24:MI:SS.US')`;
 
-/** The full view of one order: lines, payment, notifications, event timeline; one statement. */
+/** One payment intent as the API shows it (PaymentSchema), from `payments p`. */
+const PAYMENT_JSON = `json_build_object(
+    'run', p.run, 'status', p.status, 'amount', p.amount::text, 'currency', p.currency::text,
+    'reference', p.reference, 'failureReason', p.failure_reason,
+    'createdAt', ${isoText('p.created_at')}, 'updatedAt', ${isoText('p.updated_at')})`;
+
+/** The full view of one order: lines, payments, notifications, event timeline; one statement. */
 /** With `customerId`, only that customer's order: another customer's reads as no order at all. */
 export async function getOrder(
   db: Queryable,
@@ -27,12 +33,11 @@ export async function getOrder(
                         'sku', i.sku, 'qty', i.qty, 'unitPrice', i.unit_price::text,
                         'lineTotal', (i.unit_price * i.qty)::text) order by i.sku)
                         from order_items i where i.order_id = o.id), '[]'::json) as items,
-            (select json_build_object(
-                      'run', p.run, 'status', p.status, 'amount', p.amount::text, 'currency', p.currency::text,
-                      'reference', p.reference, 'failureReason', p.failure_reason,
-                      'createdAt', ${isoText('p.created_at')}, 'updatedAt', ${isoText('p.updated_at')})
+            (select ${PAYMENT_JSON}
                -- The current run's: a retried order's new run has none until it charges.
                from payments p where p.order_id = o.id and p.run = o.run) as payment,
+            coalesce((select json_agg(${PAYMENT_JSON} order by p.run)
+                        from payments p where p.order_id = o.id), '[]'::json) as payments,
             coalesce((select json_agg(json_build_object(
                         'kind', n.kind, 'run', n.run, 'recipient', n.recipient, 'subject', n.subject,
                         'createdAt', ${isoText('n.created_at')}) order by n.id)

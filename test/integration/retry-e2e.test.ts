@@ -236,10 +236,19 @@ describe('retry', () => {
     const post = () => system.app.request(`/orders/${id}/retry`, { method: 'POST' });
     const [first, second] = await Promise.all([post(), post()]);
     expect([first.status, second.status]).toEqual([202, 202]);
-    const answer = (await first.json()) as { run: number; payment: { run: number } | null };
+    const answer = (await first.json()) as {
+      run: number;
+      payment: { run: number } | null;
+      payments: Array<{ run: number; failureReason: string | null }>;
+    };
     expect(answer.run).toBe(2);
     // The current run's payment: none yet (run 1's failed one is not run 2's), or run 2's own.
     expect(answer.payment === null || answer.payment.run === 2).toBe(true);
+    // Run 1's is still there to read why it failed.
+    expect(answer.payments[0]).toMatchObject({
+      run: 1,
+      failureReason: expect.stringMatching(/DEADLINE_EXCEEDED/),
+    });
     expect((await system.waitForFinal(id)).status).toBe('COMPLETED');
     // Visibility trails the run by a moment on a real server (on PostgreSQL, in Temporal Cloud).
     await waitFor(async () => (await runsOf(id)).length === 2, { what: 'both runs to be listed' });

@@ -17,8 +17,10 @@ const PAYMENT_JSON = `json_build_object(
     'reference', p.reference, 'failureReason', p.failure_reason,
     'createdAt', ${isoText('p.created_at')}, 'updatedAt', ${isoText('p.updated_at')})`;
 
-/** The full view of one order: lines, payments, notifications, event timeline; one statement. */
-/** With `customerId`, only that customer's order: another customer's reads as no order at all. */
+/**
+ * The full view of one order: lines, payments, notifications, event timeline; one statement. With
+ * `customerId`, only that customer's order: another customer's reads as no order at all.
+ */
 export async function getOrder(
   db: Queryable,
   orderId: string,

@@ -207,7 +207,13 @@ export const SkuParamsSchema = z.object({
 
 export const ListOrdersQuerySchema = z.strictObject({
   status: z
-    .enum(ORDER_STATUSES, { error: `must be one of ${ORDER_STATUSES.join(', ')}` })
+    .enum(ORDER_STATUSES, {
+      // `?status=A&status=B` arrives as a list: one status per request.
+      error: (issue) =>
+        Array.isArray(issue.input)
+          ? 'must be given once (one status per request)'
+          : `must be one of ${ORDER_STATUSES.join(', ')}`,
+    })
     .optional()
     .openapi({ param: { name: 'status', in: 'query' } }),
   customer_id: CustomerIdSchema.optional().openapi({

@@ -488,6 +488,12 @@ describe('GET /orders', () => {
     expect((await app.request('/orders?status=LOST')).status).toBe(400);
     expect((await app.request('/orders?limit=0')).status).toBe(400);
     expect((await app.request('/orders?cursor=eyJ0IjoxfQ')).status).toBe(400);
+    // Two valid statuses: the problem is the repetition, and the answer says so.
+    const twice = await app.request('/orders?status=COMPLETED&status=CANCELLED');
+    expect(twice.status).toBe(400);
+    expect(await twice.json()).toMatchObject({
+      error: { fields: [{ path: 'status', message: 'must be given once (one status per request)' }] },
+    });
   });
 });
 

@@ -13,6 +13,8 @@ import {
   GUARDED_TRANSITIONS,
   NEVER_RETRIED,
   TRANSITIONS,
+  UNFINISHED_STATUSES,
+  RUN_STOPPED_REASON,
   WAITING_FOR_PAYMENT_REASON,
   mayBeCancelledWithoutSaga,
   type OrderStatus,
@@ -343,10 +345,15 @@ export async function markRunUndone(
     `update orders
         set undo_run = greatest(coalesce(undo_run, 0), $2),
             cancel_requested_at = case when $3 then coalesce(cancel_requested_at, now()) else cancel_requested_at end,
-            -- The run no longer charges: its order stops saying it waits on the payment service.
-            status_reason = case when status_reason = $4 then null else status_reason end
+            -- The run no longer charges: its order stops saying it waits on the payment service. A run
+            -- that failed (not a cancel) while the order is unfinished says so instead of nothing.
+            status_reason = case
+              when not $3 and status = any($5::text[]) and (status_reason is null or status_reason = $4)
+                then $6
+              when status_reason = $4 then null
+              else status_reason end
       where id = $1::uuid and run = $2`,
-    [orderId, run, cancelled, WAITING_FOR_PAYMENT_REASON],
+    [orderId, run, cancelled, WAITING_FOR_PAYMENT_REASON, UNFINISHED_STATUSES, RUN_STOPPED_REASON],
   );
 }
 

@@ -24,6 +24,8 @@ export const FINAL_STATUSES: ReadonlySet<OrderStatus> = new Set<FinalStatus>([
   'CANCELLED',
 ]);
 export const isFinal = (status: OrderStatus): status is FinalStatus => FINAL_STATUSES.has(status);
+/** The statuses of an order not yet ended: PENDING, RESERVED, PAID. */
+export const UNFINISHED_STATUSES: readonly OrderStatus[] = ORDER_STATUSES.filter((s) => !isFinal(s));
 /** Final statuses in which no money or stock may stay held: every one but COMPLETED. */
 export const ENDED_WITHOUT_SALE: readonly FinalStatus[] = ['OUT_OF_STOCK', 'PAYMENT_FAILED', 'CANCELLED'];
 
@@ -146,6 +148,14 @@ export const DEFAULT_RETRY_REASON = 'retried by an operator';
  * (until the charge is answered or the payment deadline passes): what its customer reads.
  */
 export const WAITING_FOR_PAYMENT_REASON = 'waiting for the payment service to answer: retrying';
+
+/**
+ * The status reason of an order whose run failed and is giving back what it held (its compensation
+ * began, not for a cancel, before the order ended): what its customer reads until an operator
+ * retries or cancels it.
+ */
+export const RUN_STOPPED_REASON =
+  'processing stopped after an error: what was reserved or charged is given back; the order will be resumed or cancelled';
 
 /** A retried order's status reason until its new run moves it on: what its customer reads. */
 export const RETRY_STATUS_REASON = 'retried: running again';

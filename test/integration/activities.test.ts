@@ -25,7 +25,7 @@ import {
 } from '../workflow/fixtures/orders.js';
 import { recordCancelReason, recordCancelRequest } from '../../db/orders.js';
 import { cancelWording } from '../../domain/cancel.js';
-import { WAITING_FOR_PAYMENT_REASON } from '../../domain/order.js';
+import { RUN_STOPPED_REASON, WAITING_FOR_PAYMENT_REASON } from '../../domain/order.js';
 import { getOrder } from '../../db/order-views.js';
 
 let db: TestDatabase;
@@ -284,11 +284,22 @@ describe('payments', () => {
     expect((await getOrder(db.pool, order.orderId))?.statusReason).toBe(WAITING_FOR_PAYMENT_REASON);
     await acts.chargePayment(step(order));
     expect(await getOrder(db.pool, order.orderId)).toMatchObject({ status: 'PAID', statusReason: null });
-    // A run that gives back instead (its charge failed for good, a cancel) no longer says it retries.
-    const { order: undone } = await reservedOrder();
-    await down.chargePayment(step(undone)).catch(() => undefined);
-    await acts.refundPayment({ ...step(undone), reason: 'the charge step failed' });
-    expect(await getOrder(db.pool, undone.orderId)).toMatchObject({ status: 'RESERVED', statusReason: null });
+    // A run that gives back instead no longer says it retries: a failed run says it stopped, a
+    // cancelled one says nothing until the cancel's own words.
+    const { order: failed } = await reservedOrder();
+    await down.chargePayment(step(failed)).catch(() => undefined);
+    await acts.refundPayment({ ...step(failed), reason: 'the charge step failed' });
+    expect(await getOrder(db.pool, failed.orderId)).toMatchObject({
+      status: 'RESERVED',
+      statusReason: RUN_STOPPED_REASON,
+    });
+    const { order: cancelled } = await reservedOrder();
+    await down.chargePayment(step(cancelled)).catch(() => undefined);
+    await acts.refundPayment({ ...step(cancelled), reason: 'cancelled', cancelled: true });
+    expect(await getOrder(db.pool, cancelled.orderId)).toMatchObject({
+      status: 'RESERVED',
+      statusReason: null,
+    });
   });
 
   test('a retried failPayment records one DECLINED payment and one payment.failed', async () => {

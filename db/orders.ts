@@ -14,6 +14,7 @@ import {
   NEVER_RETRIED,
   TRANSITIONS,
   UNFINISHED_STATUSES,
+  RETRY_STATUS_REASON,
   RUN_STOPPED_REASON,
   WAITING_FOR_PAYMENT_REASON,
   mayBeCancelledWithoutSaga,
@@ -214,7 +215,9 @@ export async function cancelRecordedBefore(db: Queryable, orderId: string, at: D
 export async function noteWaitingForPayment(db: Queryable, orderId: string, run: number): Promise<void> {
   await db.query(
     `update orders set status_reason = $3
-     where id = $1::uuid and run = $2 and status = 'RESERVED' and status_reason is distinct from $3`,
+     where id = $1::uuid and run = $2 and status = 'RESERVED' and status_reason is distinct from $3
+       -- not for an attempt outliving its run's giving back
+       and coalesce(undo_run, 0) < $2`,
     [orderId, run, WAITING_FOR_PAYMENT_REASON],
   );
 }
@@ -348,12 +351,21 @@ export async function markRunUndone(
             -- The run no longer charges: its order stops saying it waits on the payment service. A run
             -- that failed (not a cancel) while the order is unfinished says so instead of nothing.
             status_reason = case
-              when not $3 and status = any($5::text[]) and (status_reason is null or status_reason = $4)
+              when not $3 and cancel_requested_at is null and status = any($5::text[])
+                   and (status_reason is null or status_reason = any(array[$4, $7]))
                 then $6
               when status_reason = $4 then null
               else status_reason end
       where id = $1::uuid and run = $2`,
-    [orderId, run, cancelled, WAITING_FOR_PAYMENT_REASON, UNFINISHED_STATUSES, RUN_STOPPED_REASON],
+    [
+      orderId,
+      run,
+      cancelled,
+      WAITING_FOR_PAYMENT_REASON,
+      UNFINISHED_STATUSES,
+      RUN_STOPPED_REASON,
+      RETRY_STATUS_REASON,
+    ],
   );
 }
 

@@ -42,7 +42,9 @@ export async function settleOrder(input: SettleOrderInput): Promise<SettleOrderR
   setHandler(cancelUpdate, refuse, { validator: refuse });
 
   const ids = { orderId: input.orderId, run: input.run, correlationId: input.correlationId };
-  const args = { ...ids, reason: input.reason, cancelled: false };
+  // A settlement that finishes a cancel gives back as the cancel's (the order keeps no "stopped after
+  // an error" reason meanwhile); an activity input only, so recorded settlements replay unchanged.
+  const args = { ...ids, reason: input.reason, cancelled: input.cancel !== undefined };
   const result: SettleOrderResult = {
     orderId: input.orderId,
     run: input.run,

@@ -25,7 +25,7 @@ import {
 } from '../workflow/fixtures/orders.js';
 import { recordCancelReason, recordCancelRequest } from '../../db/orders.js';
 import { cancelWording } from '../../domain/cancel.js';
-import { RUN_STOPPED_REASON, WAITING_FOR_PAYMENT_REASON } from '../../domain/order.js';
+import { RETRY_STATUS_REASON, RUN_STOPPED_REASON, WAITING_FOR_PAYMENT_REASON } from '../../domain/order.js';
 import { getOrder } from '../../db/order-views.js';
 
 let db: TestDatabase;
@@ -300,6 +300,19 @@ describe('payments', () => {
       status: 'RESERVED',
       statusReason: null,
     });
+    // Nor while a cancel asked for it is being finished (a settlement gives back as the cancel's).
+    const { order: asked } = await reservedOrder();
+    await recordCancelRequest(db.pool, asked.orderId);
+    await acts.refundPayment({ ...step(asked), reason: 'settlement' });
+    expect((await getOrder(db.pool, asked.orderId))?.statusReason).toBeNull();
+    // A retried run that stops replaces "running again", which would no longer be true.
+    const { order: retried } = await reservedOrder();
+    await db.pool.query('update orders set status_reason = $2 where id = $1', [
+      retried.orderId,
+      RETRY_STATUS_REASON,
+    ]);
+    await acts.refundPayment({ ...step(retried), reason: 'the step failed' });
+    expect((await getOrder(db.pool, retried.orderId))?.statusReason).toBe(RUN_STOPPED_REASON);
   });
 
   test('a retried failPayment records one DECLINED payment and one payment.failed', async () => {

@@ -183,6 +183,9 @@ export interface RetryFacts {
  */
 export const CUSTOMER_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/;
 
+/** An order id: a UUID, any case (PostgreSQL prints it lower case). */
+export const ORDER_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
 /** Orders an operator's retry never runs again: there is nothing to retry. */
 export const NEVER_RETRIED: readonly OrderStatus[] = ['COMPLETED', 'CANCELLED', 'OUT_OF_STOCK'];
 

@@ -30,7 +30,7 @@
 import type { Client } from '@temporalio/client';
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
 import type { ChannelModel } from 'amqplib';
-import { CUSTOMER_ID } from '../domain/order.js';
+import { CUSTOMER_ID, ORDER_ID } from '../domain/order.js';
 import { ERASED, scrubEvent } from '../domain/personal-data.js';
 import type { Logger } from '../lib/logger.js';
 import { customerFootprint, eraseCustomerData, orderOwner, type CustomerFootprint } from '../db/erasure.js';
@@ -195,12 +195,10 @@ export function otherOrderNamed(
   } catch {
     return undefined; // not an event: whose it is cannot be told
   }
-  if (typeof orderId !== 'string' || !UUID.test(orderId)) return undefined;
+  if (typeof orderId !== 'string' || !ORDER_ID.test(orderId)) return undefined;
   const id = orderId.toLowerCase();
   return footprint.orderIds.includes(id) ? undefined : id;
 }
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /**
  * Whether the event of another customer's order (`owner`) holds nothing of this customer but what

@@ -7,6 +7,7 @@ import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
 import { grpcCode } from '../lib/temporal.js';
 import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, orderWorkflowId } from '../workflows/contract.js';
 import { UsageError } from './result.js';
+import { ORDER_ID } from '../domain/order.js';
 
 export type OrderSelection = { orderIds: string[] } | { query: string };
 
@@ -17,7 +18,6 @@ export interface SelectedRun {
   runId?: string;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const WORKFLOW_ID_PREFIX = orderWorkflowId('');
 
 /**
@@ -29,7 +29,7 @@ export function parseOrderIds(raw: readonly string[]): string[] {
   const ids = raw.map((id) =>
     (id.startsWith(WORKFLOW_ID_PREFIX) ? id.slice(WORKFLOW_ID_PREFIX.length) : id).toLowerCase(),
   );
-  const bad = raw.filter((_, i) => !UUID.test(ids[i]!));
+  const bad = raw.filter((_, i) => !ORDER_ID.test(ids[i]!));
   if (bad.length > 0)
     throw new UsageError(
       `not an order id: ${bad.join(', ')} (give the order's UUID, or its workflow id order-<uuid>)`,

@@ -8,8 +8,8 @@ import { trace } from '@opentelemetry/api';
 import type { MiddlewareHandler } from 'hono';
 import { routePath } from 'hono/route';
 import type { AppEnv } from '../env.js';
+import { ORDER_ID } from '../../domain/order.js';
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const ORDER_PATH = /^\/orders\/([^/]+)/;
 
 export function traceRoute(): MiddlewareHandler<AppEnv> {
@@ -25,7 +25,7 @@ export function traceRoute(): MiddlewareHandler<AppEnv> {
     // acme.order_id then finds every request about the order, not only the one that placed it.
     // From the path, not the route's params: a request refused before its route ran (401, 429) has none.
     const orderId = ORDER_PATH.exec(c.req.path)?.[1] ?? c.get('orderId');
-    if (orderId !== undefined && UUID.test(orderId))
+    if (orderId !== undefined && ORDER_ID.test(orderId))
       span.setAttribute('acme.order_id', orderId.toLowerCase());
   };
 }

@@ -108,6 +108,29 @@ async function drainDlq(queue = config.BRIDGE_QUEUE): Promise<GetMessage[]> {
   return all;
 }
 
+const runningQuery = (orderId: string) =>
+  `WorkflowId = "${orderWorkflowId(orderId)}" AND ExecutionStatus = "Running"`;
+
+/**
+ * While a workflow of the customer's order (its `what`: saga or settlement) runs, as Temporal's
+ * visibility lists it, the erasure is refused naming the order and the address stays; then the
+ * workflow is terminated.
+ */
+async function expectRefusedWhileRunning(customer: string, orderId: string, email: string, what: string) {
+  try {
+    await waitFor(async () => (await client.workflow.count(runningQuery(orderId))).count === 1, {
+      what: `the running ${what} in visibility`,
+    });
+    const refused = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
+    expect(refused.items).toMatchObject([
+      { ok: false, outcome: 'refused', reason: expect.stringContaining(orderId) },
+    ]);
+    expect((await getOrder(db.pool, orderId))!.email).toBe(email);
+  } finally {
+    await client.workflow.getHandle(orderWorkflowId(orderId)).terminate(`test: the ${what} ended`);
+  }
+}
+
 const outboxPayloads = async (orderId: string) =>
   (
     await db.pool.query<{ type: string; payload: EventEnvelope }>(
@@ -427,19 +450,8 @@ describe('erase-customer', () => {
       paymentDeadlineMs: 60_000,
     };
     expect(await startOrderSaga(client, input, `erase-nobody-polls-${shortId()}`)).toBe('started');
-    const running = `WorkflowId = "${orderWorkflowId(orderId)}" AND ExecutionStatus = "Running"`;
-    try {
-      await waitFor(async () => (await client.workflow.count(running)).count === 1, {
-        what: 'the running saga in visibility',
-      });
-      const refused = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
-      expect(refused.items).toMatchObject([
-        { ok: false, outcome: 'refused', reason: expect.stringContaining(orderId) },
-      ]);
-      expect((await getOrder(db.pool, orderId))!.email).toBe('hal@example.com');
-    } finally {
-      await client.workflow.getHandle(orderWorkflowId(orderId)).terminate('test: the saga ended');
-    }
+    await expectRefusedWhileRunning(customer, orderId, 'hal@example.com', 'saga');
+    const running = runningQuery(orderId);
     await waitFor(async () => (await client.workflow.count(running)).count === 0, {
       what: 'the ended saga in visibility',
     });
@@ -458,19 +470,7 @@ describe('erase-customer', () => {
       { orderId, correlationId: `corr-${shortId()}`, run: 1, reason: 'test' },
       { taskQueue: `erase-nobody-polls-${shortId()}`, customerId: customer, status: 'PAYMENT_FAILED' },
     );
-    const running = `WorkflowId = "${orderWorkflowId(orderId)}" AND ExecutionStatus = "Running"`;
-    try {
-      await waitFor(async () => (await client.workflow.count(running)).count === 1, {
-        what: 'the running settlement in visibility',
-      });
-      const refused = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
-      expect(refused.items).toMatchObject([
-        { ok: false, outcome: 'refused', reason: expect.stringContaining(orderId) },
-      ]);
-      expect((await getOrder(db.pool, orderId))!.email).toBe('sue@example.com');
-    } finally {
-      await client.workflow.getHandle(orderWorkflowId(orderId)).terminate('test: the settlement ended');
-    }
+    await expectRefusedWhileRunning(customer, orderId, 'sue@example.com', 'settlement');
   });
 
   test('a customer id that cannot be one is a usage error', async () => {

@@ -36,6 +36,18 @@ afterAll(async () => {
   await h?.close();
 });
 
+/** Cancelled after its reservation: the order CANCELLED, its 5 units back, the cancel's events and e-mail. */
+async function expectCancelledWithStockBack(orderId: string, sku: string): Promise<void> {
+  expect(await stockOf(h.db.pool, sku)).toBe(5);
+  expect(await orderStatus(h.db.pool, orderId)).toBe('CANCELLED');
+  expect(await outboxTypes(h.db.pool, orderId)).toEqual([
+    'inventory.reserved',
+    'inventory.released',
+    'order.cancelled',
+  ]);
+  expect(await notificationKinds(h.db.pool, orderId)).toEqual(['order-cancelled']);
+}
+
 function eventTimeMs(event: temporal.api.history.v1.IHistoryEvent): number {
   const t = event.eventTime!;
   return Number(t.seconds) * 1000 + Math.floor((t.nanos ?? 0) / 1e6);
@@ -312,15 +324,8 @@ describe('cancel', () => {
       expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.OrderStatus)).toBe('CANCELLED');
     });
 
-    expect(await stockOf(h.db.pool, sku)).toBe(5);
-    expect(await orderStatus(h.db.pool, order.orderId)).toBe('CANCELLED');
     expect(await paymentStatus(h.db.pool, order.orderId)).toBeUndefined();
-    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
-      'inventory.reserved',
-      'inventory.released',
-      'order.cancelled',
-    ]);
-    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-cancelled']);
+    await expectCancelledWithStockBack(order.orderId, sku);
   });
 
   test('recorded on the order, never delivered, and the payment deadline passes before any charge attempt asks: the order ends CANCELLED, not PAYMENT_FAILED', async () => {
@@ -358,14 +363,7 @@ describe('cancel', () => {
 
     expect(ledger.calls.charge).toEqual(['attempt']);
     expect(await paymentStatus(h.db.pool, order.orderId)).toBeUndefined();
-    expect(await stockOf(h.db.pool, sku)).toBe(5);
-    expect(await orderStatus(h.db.pool, order.orderId)).toBe('CANCELLED');
-    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
-      'inventory.reserved',
-      'inventory.released',
-      'order.cancelled',
-    ]);
-    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-cancelled']);
+    await expectCancelledWithStockBack(order.orderId, sku);
   });
 
   test('recorded on the order but never delivered (the update lost to an outage): no charge, the order ends CANCELLED', async () => {
@@ -390,14 +388,7 @@ describe('cancel', () => {
 
     expect(gateway.calls.charge).toEqual([]);
     expect(await paymentStatus(h.db.pool, order.orderId)).toBeUndefined();
-    expect(await stockOf(h.db.pool, sku)).toBe(5);
-    expect(await orderStatus(h.db.pool, order.orderId)).toBe('CANCELLED');
-    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
-      'inventory.reserved',
-      'inventory.released',
-      'order.cancelled',
-    ]);
-    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-cancelled']);
+    await expectCancelledWithStockBack(order.orderId, sku);
     const { rows } = await h.db.pool.query<{ status_reason: string; cancel_code: string }>(
       'select status_reason, cancel_code from orders where id = $1::uuid',
       [order.orderId],
@@ -469,14 +460,7 @@ describe('cancel', () => {
       expect((await handle.describe()).status.name).toBe('CANCELLED');
     });
 
-    expect(await stockOf(h.db.pool, sku)).toBe(5);
-    expect(await orderStatus(h.db.pool, order.orderId)).toBe('CANCELLED');
-    expect(await outboxTypes(h.db.pool, order.orderId)).toEqual([
-      'inventory.reserved',
-      'inventory.released',
-      'order.cancelled',
-    ]);
-    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['order-cancelled']);
+    await expectCancelledWithStockBack(order.orderId, sku);
   });
 });
 

@@ -140,18 +140,21 @@ export function formatReport(run: RunResult): string {
     '== Throughput and latency (pipeline: POST → final event at a subscriber; bare: client start → result) ==',
   );
   out.push(
-    `${padR('phase', 30)}${pad('units', 7)}${pad('done', 7)}${pad('per s', 9)}${pad('p50 ms', 9)}${pad('p95 ms', 9)}${pad('p99 ms', 9)}${pad('max ms', 9)}${pad('commits/u', 11)}${pad('other', 7)}  outcomes`,
+    `${padR('phase', 30)}${pad('units', 7)}${pad('done', 7)}${pad('per s', 9)}${pad('p50 ms', 9)}${pad('p95 ms', 9)}${pad('p99 ms', 9)}${pad('max ms', 9)}${pad('commits/u', 11)}${pad('busy', 7)}${pad('other', 7)}  outcomes`,
   );
   for (const p of measured) {
     const f = p.figures!;
     out.push(
-      `${padR(p.name, 30)}${pad(f.units, 7)}${pad(f.completed, 7)}${pad(fmt(f.perSecond), 9)}${pad(fmt(f.latencyMs.p50, 0), 9)}${pad(fmt(f.latencyMs.p95, 0), 9)}${pad(fmt(f.latencyMs.p99, 0), 9)}${pad(fmt(f.latencyMs.max, 0), 9)}${pad(fmt(p.commitsPerUnit, 2), 11)}${pad(fmt(p.usage.otherCpuSeconds / p.usage.wallSeconds, 2), 7)}  ${Object.entries(
+      `${padR(p.name, 30)}${pad(f.units, 7)}${pad(f.completed, 7)}${pad(fmt(f.perSecond), 9)}${pad(fmt(f.latencyMs.p50, 0), 9)}${pad(fmt(f.latencyMs.p95, 0), 9)}${pad(fmt(f.latencyMs.p99, 0), 9)}${pad(fmt(f.latencyMs.max, 0), 9)}${pad(fmt(p.commitsPerUnit, 2), 11)}${pad(fmt(p.usage.machineBusySeconds / p.usage.wallSeconds, 2), 7)}${pad(fmt(p.usage.otherCpuSeconds / p.usage.wallSeconds, 2), 7)}  ${Object.entries(
         f.outcomes,
       )
         .map(([k, v]) => `${k} ${v}`)
         .join(', ')}`,
     );
   }
+  out.push(
+    `  busy = cores of the machine busy during the phase, of its ${m.cores}: near ${m.cores} the phase is bound by CPU, below it by waiting (round trips, timers).`,
+  );
   out.push(
     '  other = cores busy with work outside the bench during the phase (another test suite, say): above ~0.25 the phase shared the machine.',
   );

@@ -254,7 +254,7 @@ export function scrubbedCopy(
   if (!about) return undefined;
   // An event is scrubbed field by field; if an address is still in it (in a field no event has, or
   // a `data` that is not an object), or the body is not an event at all, nothing of it is kept.
-  const scrubbed = isEvent ? JSON.stringify(scrubEvent(event)) : undefined;
+  const scrubbed = isEvent ? stringified(scrubEvent(event)) : undefined;
   const content =
     scrubbed !== undefined && addresses?.test(scrubbed) !== true ? Buffer.from(scrubbed) : Buffer.alloc(0);
   // Still a dead letter, with its reason and origin; the addresses gone from the headers too.
@@ -283,6 +283,19 @@ export function scrubbedCopy(
     if (p[key] !== undefined && p[key] !== null) Object.assign(options, { [key]: p[key] });
   }
   return { content, options };
+}
+
+/**
+ * JSON text of a parsed dead letter, or undefined when it cannot be written back: JSON.parse takes
+ * nesting tens of thousands deep that JSON.stringify overflows the stack on, and a body anyone who
+ * may publish chose must not stop every later erasure.
+ */
+function stringified(value: unknown): string | undefined {
+  try {
+    return JSON.stringify(value);
+  } catch {
+    return undefined;
+  }
 }
 
 function scrubText(value: string, emails: string[]): string {

@@ -70,6 +70,15 @@ describe('scrubbedCopy', () => {
     expect(scrubbedCopy(letter('ann@example.co'), 'C1', footprint)!.options).not.toHaveProperty('userId');
   });
 
+  it('empties a body nested too deep to write back, instead of failing every later erasure', () => {
+    // JSON.parse takes this; JSON.stringify of it overflows the stack (anyone who may publish to
+    // the dead-letter exchange can plant one).
+    const depth = 30_000;
+    const body = `{"id":"e-4","orderId":"${footprint.orderIds[0]}","data":{"x":${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}}}`;
+    const copy = scrubbedCopy(letter(body), 'C1', footprint)!;
+    expect(copy.content.length).toBe(0);
+  });
+
   it('leaves a letter about someone else alone', () => {
     expect(
       scrubbedCopy(letter({ id: 'e-3', data: { email: 'ann@example.com' } }), 'C1', footprint),

@@ -290,6 +290,11 @@ class OrderSaga {
   private cancelledByUpdate = false;
   private finished = false;
   /**
+   * The deadline's failPayment is running: it, not this run's step, decides between the payment
+   * failure and a cancel recorded on the order before the deadline was decided.
+   */
+  private deadlineFailureUndecided = false;
+  /**
    * PATCHES.leanHistory (or .leanShape), decided once at the run's start (false when replaying a run
    * recorded before it, so that run keeps its shape).
    */
@@ -333,6 +338,10 @@ class OrderSaga {
     }
     const { status, step, cancelRequested } = this.state;
     if (cancelRequested || status === 'CANCELLED') return; // a repeated cancel gets the same answer
+    // The API records a cancel on the order before it asks here. One recorded before the deadline was
+    // decided but asked after it still wins (failPayment refuses): accepted, the handler answers with
+    // what failPayment decided (CANCELLED, or "too late" for a cancel recorded after the decision).
+    if (this.deadlineFailureUndecided) return;
     const verdict = mayBeCancelledNow(status, { compensating: step === 'COMPENSATING' || step === 'DONE' });
     if (!verdict.ok) throw ApplicationFailure.nonRetryable(verdict.reason, FAILURE_TYPES.CancelRejected);
   }
@@ -585,6 +594,7 @@ class OrderSaga {
     const yields = code === 'DEADLINE_EXCEEDED' && patched(PATCHES.deadlineYieldsToRecordedCancel);
     return CancellationScope.nonCancellable(async () => {
       let status: OrderStatus;
+      this.deadlineFailureUndecided = yields;
       try {
         ({ status } = await regular(
           ACTIVITY_PROFILES.database,
@@ -597,12 +607,17 @@ class OrderSaga {
         }));
       } catch (err) {
         if (yields && failureType(err) === FAILURE_TYPES.CancelRequested) {
-          // Not a payment failure after all: run() cancels the order in the recorded cancel's words.
-          this.state.reason = undefined;
+          // Not a payment failure after all: run() cancels the order in the recorded cancel's words,
+          // or in the words of the cancel update accepted meanwhile (the same cancel, asked late).
+          if (!this.cancelledByUpdate) this.state.reason = undefined;
           this.failureReason = undefined;
         }
         throw err;
+      } finally {
+        this.deadlineFailureUndecided = false;
       }
+      // A cancel accepted meanwhile (recorded after the decision) leaves the failure's words.
+      this.state.reason = reason;
       if (status === 'PAID') {
         if (patched(PATCHES.lateCaptureStands)) {
           this.state.reason = undefined;

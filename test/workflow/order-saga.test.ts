@@ -3,7 +3,7 @@
  * test database. Fault branches inject a gateway that is down or declines, or a compensation that
  * fails; nothing stands in for the infrastructure.
  */
-import { WorkflowFailedError, WorkflowUpdateFailedError } from '@temporalio/client';
+import { WorkflowFailedError, WorkflowUpdateFailedError, WorkflowUpdateStage } from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -16,7 +16,12 @@ import { cancelWording } from '../../domain/cancel.js';
 import { createProduct } from '../helpers/db.js';
 import { GatewayUnavailableError } from '../../activities/payment-gateway.js';
 import { downGateway, ledgerGateway } from './fixtures/gateways.js';
-import { captureThenLoseCompletion, createSagaHarness, type SagaHarness } from './fixtures/harness.js';
+import {
+  captureThenLoseCompletion,
+  createSagaHarness,
+  holdFailPayment,
+  type SagaHarness,
+} from './fixtures/harness.js';
 import { waitUntil } from '../helpers/wait.js';
 import {
   createOrder,
@@ -364,6 +369,76 @@ describe('cancel', () => {
     expect(ledger.calls.charge).toEqual(['attempt']);
     expect(await paymentStatus(h.db.pool, order.orderId)).toBeUndefined();
     await expectCancelledWithStockBack(order.orderId, sku);
+  });
+
+  test('recorded before the deadline was decided, asked after it while failPayment decides: the cancel is accepted and answered CANCELLED', async () => {
+    // The API records the cancel on the order, then asks the saga; the deadline is decided between
+    // the two. failPayment refuses for that cancel, so the order ends CANCELLED: the answer must say
+    // so, not "too late" (the saga's step is already COMPENSATING when the update arrives).
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
+    const gateway = {
+      ...ledgerGateway(),
+      charge: async () => {
+        await recordCancelRequest(h.db.pool, order.orderId); // the API's first step
+        throw new GatewayUnavailableError('simulated: the gateway is down');
+      },
+    };
+    const held = holdFailPayment(h, gateway);
+    const worker = await h.worker({ gateway, activityOverrides: held.activityOverrides });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order, 500));
+      await held.asked; // the API's update arrives now, after the deadline was decided
+      const reason = cancelWording('changed_mind');
+      const update = await handle.startUpdate(cancelUpdate, {
+        args: [{ reason }],
+        waitForStage: WorkflowUpdateStage.ACCEPTED,
+      });
+      held.release();
+      expect(await update.result()).toEqual({ accepted: true, status: 'CANCELLED', reason });
+      expect(await handle.result()).toEqual({ orderId: order.orderId, status: 'CANCELLED', reason });
+    });
+
+    expect(await paymentStatus(h.db.pool, order.orderId)).toBeUndefined();
+    await expectCancelledWithStockBack(order.orderId, sku);
+  });
+
+  test('asked after the deadline was decided and recorded after it too: accepted while failPayment decides, then answered "too late" once the payment failed', async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
+    const held = holdFailPayment(h, downGateway());
+    const worker = await h.worker({ gateway: downGateway(), activityOverrides: held.activityOverrides });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order, 500));
+      const { deadlineDecidedAt } = await held.asked;
+      await recordCancelRequest(h.db.pool, order.orderId);
+      // After the deadline's decision: stamped so, as the time-skipping server's workflow clock runs
+      // ahead of the database's.
+      await h.db.pool.query('update orders set cancel_requested_at = $2 where id = $1::uuid', [
+        order.orderId,
+        new Date(new Date(deadlineDecidedAt!).getTime() + 1_000),
+      ]);
+      const update = await handle.startUpdate(cancelUpdate, {
+        args: [{ reason: cancelWording('changed_mind') }],
+        waitForStage: WorkflowUpdateStage.ACCEPTED,
+      });
+      held.release();
+      const refused = await update.result().catch((err: unknown) => err);
+      expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+      expect((refused as WorkflowUpdateFailedError).cause?.message).toBe(
+        'too late: the order ended PAYMENT_FAILED before the cancel took effect',
+      );
+      expect(await handle.result()).toMatchObject({
+        status: 'PAYMENT_FAILED',
+        reason: 'payment not captured within 500 ms',
+      });
+    });
+
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('PAYMENT_FAILED');
+    expect(await stockOf(h.db.pool, sku)).toBe(5);
+    expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['payment-failed']);
   });
 
   test('recorded on the order but never delivered (the update lost to an outage): no charge, the order ends CANCELLED', async () => {

@@ -23,7 +23,9 @@
  *
  * `late-capture-stands.json` carries `late-capture-stands`: a capture whose completion was lost,
  * found by the deadline's failPayment. `deadline-yields-to-recorded-cancel.json` carries its
- * namesake: the deadline's failPayment refused for a cancel recorded on the order.
+ * namesake: the deadline's failPayment refused for a cancel recorded on the order;
+ * `cancel-asked-while-deadline-decides.json` the same, with that cancel's update accepted while
+ * failPayment decided.
  *
  * `settlement.json` and `settlement-finishes-cancel.json` are the other workflow the worker runs,
  * `settleOrder` (`orders settle`), without and with the cancel it may finish.
@@ -42,6 +44,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { historyFromJSON, historyToJSON } from '@temporalio/common/lib/proto-utils.js';
+import { WorkflowUpdateStage } from '@temporalio/client';
 import { Worker, type Worker as WorkerType } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { recordCancelRequest } from '../../db/orders.js';
@@ -52,6 +55,7 @@ import { downGateway, ledgerGateway } from './fixtures/gateways.js';
 import {
   captureThenLoseCompletion,
   createSagaHarness,
+  holdFailPayment,
   quietTemporalRuntime,
   sagaBundle,
   type SagaHarness,
@@ -142,6 +146,35 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<string>> = {
     const worker = await h.worker({ gateway });
     return worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order, 500)); // the retry comes after the deadline
+      const { status } = await handle.result();
+      save(current, await handle.fetchHistory());
+      return status;
+    });
+  },
+  /**
+   * The same cancel asked of the saga too, after the deadline was decided and while failPayment
+   * decides: the update is accepted there, and answered CANCELLED once failPayment refused.
+   */
+  async 'cancel-asked-while-deadline-decides'(h) {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
+    const gateway = downGateway();
+    const charge = gateway.charge.bind(gateway);
+    gateway.charge = async (request, signal) => {
+      await recordCancelRequest(h.db.pool, order.orderId);
+      return charge(request, signal);
+    };
+    const held = holdFailPayment(h, gateway);
+    const worker = await h.worker({ gateway, activityOverrides: held.activityOverrides });
+    return worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order, 500));
+      await held.asked;
+      const update = await handle.startUpdate(cancelUpdate, {
+        args: [{ reason: 'cancelled by the customer' }],
+        waitForStage: WorkflowUpdateStage.ACCEPTED,
+      });
+      held.release();
+      await update.result();
       const { status } = await handle.result();
       save(current, await handle.fetchHistory());
       return status;
@@ -274,6 +307,7 @@ describe.runIf(RECORD)('recording histories (RECORD_HISTORIES=1)', () => {
     'gateway-recovers-lean': 'COMPLETED',
     'cancel-recorded-not-delivered': 'CANCELLED',
     'deadline-yields-to-recorded-cancel': 'CANCELLED',
+    'cancel-asked-while-deadline-decides': 'CANCELLED',
     'late-capture-stands': 'COMPLETED',
     settlement: 'refunded',
     'settlement-finishes-cancel': 'cancelled',

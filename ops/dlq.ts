@@ -1,5 +1,5 @@
 /**
- * `orders dlq list | show | redrive`: the dead-letter queues `<queue>.dlq` of the consumer queues
+ * `orders dlq list | show | redrive | drop`: the dead-letter queues `<queue>.dlq` of the consumer queues
  * (every consumer's, lib/amqp/consumer.ts). A message lands there with its reason
  * in `x-death-reason` when it was malformed or kept failing; once the cause is fixed, redrive puts
  * it back on its queue, unchanged, for its consumer to take again.
@@ -18,6 +18,10 @@
  * consumers tolerate (they deduplicate by message id, the event id). So a DLQ may hold two copies of
  * one event (the outbox publishes at least once too): redrive sends back the first and removes the
  * others, and `--dry-run` says so.
+ *
+ * Drop removes named dead letters for good: one whose cause will never go away (an event for an
+ * order this database never had, a body an erasure emptied), which redrive would only send round
+ * again and the DLQ alert would keep firing on. Only by message id, one DLQ at a time, never all.
  */
 import type { Channel, ChannelModel, ConfirmChannel, GetMessage, MessageProperties, Options } from 'amqplib';
 import { amqpUser } from '../lib/amqp/connection.js';
@@ -233,6 +237,84 @@ export async function redriveDeadLetters(
     }
   });
   return commandResult(options.dryRun ? 'dlq redrive --dry-run' : 'dlq redrive', items);
+}
+
+export interface DropOptions {
+  /** One consumer queue or its DLQ: drop acts on one DLQ only. */
+  queue: string;
+  /** The message ids to drop, as `dlq show` lists them (`<dlq>#<n>` for a message without one). */
+  ids: readonly string[];
+  /** Why, for the log: what an auditor reads about a message that is gone. */
+  reason: string;
+  /** Lists what would be dropped and drops nothing. */
+  dryRun?: boolean;
+}
+
+/**
+ * Removes the dead letters of one DLQ with the given message ids (every copy of each), logging each
+ * with what `dlq show` says of it and the operator's reason. An id not found is an item `not_found`
+ * (exit 1): ids are exact, and a drop that matched nothing must not read as done.
+ */
+export async function dropDeadLetters(deps: DlqDeps, options: DropOptions): Promise<CommandResult> {
+  const ids = new Set(options.ids);
+  if (ids.size === 0) throw new UsageError('--id names the message ids to drop (dlq show lists them)');
+  if (options.reason.trim() === '') throw new UsageError('--reason must say why the messages are dropped');
+  const [target] = resolveDeadLetterQueues(deps.config, { queue: options.queue });
+  const items: ItemResult[] = [];
+  const found = new Set<string>();
+  await eachDeadLetterQueue(deps, { queue: target!.dlq }, async ({ channel, dlq, queue, take }) => {
+    const held: GetMessage[] = [];
+    const dropped = new Set<GetMessage>();
+    try {
+      for (let n = 0; n < take; n++) {
+        const msg = await channel.get(dlq, { noAck: false });
+        if (!msg) break;
+        held.push(msg);
+        const id = messageKey(msg, dlq, n);
+        if (!ids.has(id)) continue;
+        found.add(id);
+        const details = describeDeadLetter(msg, dlq, queue);
+        if (!options.dryRun) {
+          channel.ack(msg);
+          dropped.add(msg);
+          deps.logger.warn(
+            {
+              ...details,
+              body: undefined,
+              operator: amqpUser(deps.config.AMQP_URL ?? ''),
+              reason: options.reason,
+            },
+            'dead letter dropped',
+          );
+        }
+        const item: ItemResult = {
+          id,
+          ok: true,
+          outcome: options.dryRun ? 'would-drop' : 'dropped',
+          details,
+        };
+        items.push(item);
+        deps.progress?.advance(item);
+      }
+    } finally {
+      giveBack(
+        channel,
+        held.filter((msg) => !dropped.has(msg)),
+      );
+    }
+  });
+  for (const id of ids) {
+    if (found.has(id)) continue;
+    const item: ItemResult = {
+      id,
+      ok: false,
+      outcome: 'not_found',
+      reason: `no dead letter with this message id in ${target!.dlq} (dlq show --queue ${target!.queue} lists them)`,
+    };
+    items.push(item);
+    deps.progress?.advance(item);
+  }
+  return commandResult(options.dryRun ? 'dlq drop --dry-run' : 'dlq drop', items);
 }
 
 interface RedriveTrust {

@@ -1,6 +1,12 @@
-/** `orders dlq list | show | redrive`: the consumer queues' dead-letter queues (ops/dlq.ts). */
+/** `orders dlq list | show | redrive | drop`: the consumer queues' dead-letter queues (ops/dlq.ts). */
 import type { Command } from 'commander';
-import { SHOW_LIMIT, listDeadLetters, redriveDeadLetters, showDeadLetters } from '../../ops/dlq.js';
+import {
+  SHOW_LIMIT,
+  dropDeadLetters,
+  listDeadLetters,
+  redriveDeadLetters,
+  showDeadLetters,
+} from '../../ops/dlq.js';
 import type { ItemResult } from '../../ops/result.js';
 import { pairs } from '../output.js';
 import { positiveInt } from '../options.js';
@@ -9,6 +15,13 @@ import type { RegisterCommand } from '../runner.js';
 interface DlqFlags {
   queue?: string;
   limit?: number;
+  dryRun?: boolean;
+}
+
+interface DropFlags {
+  queue: string;
+  id: string[];
+  reason: string;
   dryRun?: boolean;
 }
 
@@ -28,7 +41,7 @@ const messageSummary = (item: ItemResult) =>
 export const registerDlq: RegisterCommand = (program, runner) => {
   const dlq = program
     .command('dlq')
-    .summary('list, show and redrive dead-lettered messages')
+    .summary('list, show, redrive and drop dead-lettered messages')
     .description("inspect and redrive the consumer queues' dead-letter queues (<queue>.dlq)");
 
   dlq
@@ -88,6 +101,29 @@ export const registerDlq: RegisterCommand = (program, runner) => {
               ...(flags.limit ? { limit: flags.limit } : {}),
               dryRun: flags.dryRun ?? false,
             },
+          ),
+        messageSummary,
+      ),
+    );
+
+  dlq
+    .command('drop')
+    .description(
+      'remove the named dead letters for good (every copy of each id), logging each with the reason: ' +
+        'for a message whose cause will never go away (an event for an order this database never had), ' +
+        'which redrive would only send round again. By message id only, one DLQ at a time',
+    )
+    .requiredOption('--queue <name>', 'the consumer queue or its DLQ, e.g. orders.bridge')
+    .requiredOption('--id <messageId...>', 'message ids as dlq show lists them')
+    .requiredOption('--reason <text>', 'why they are dropped (logged)')
+    .option('--dry-run', 'list what would be dropped, drop nothing')
+    .action((flags: DropFlags, command: Command) =>
+      runner.run(
+        command,
+        async (ctx, progress) =>
+          dropDeadLetters(
+            { connection: await ctx.amqp(), config: ctx.config, logger: ctx.logger, progress },
+            { queue: flags.queue, ids: flags.id, reason: flags.reason, dryRun: flags.dryRun ?? false },
           ),
         messageSummary,
       ),

@@ -12,7 +12,7 @@ import { dlqName } from '../../lib/amqp/topology.js';
 import { eventPublishOptions } from '../../lib/amqp/publisher.js';
 import type { Config } from '../../lib/config.js';
 import { createLogger } from '../../lib/logger.js';
-import { listDeadLetters, redriveDeadLetters, showDeadLetters } from '../../ops/dlq.js';
+import { dropDeadLetters, listDeadLetters, redriveDeadLetters, showDeadLetters } from '../../ops/dlq.js';
 import { openObserver, shortId, testConfig, waitFor, type Observer } from '../helpers/amqp.js';
 
 const logger = createLogger('ops-dlq-test', 'silent');
@@ -169,6 +169,40 @@ test('redrive moves a dead letter back onto its queue with the same id, body and
   expect(back!.fields.exchange).toBe('');
   for (const header of Object.values(DEAD_LETTER_HEADERS))
     expect(back!.properties.headers).not.toHaveProperty(header);
+});
+
+test('drop removes the named dead letters for good, every copy, and leaves the rest; an id not there is not_found; --dry-run drops nothing', async () => {
+  const [doomed, kept] = await deadLetter(2, { copies: 2 });
+  const missing = randomUUID();
+  const drop = (dryRun: boolean) =>
+    dropDeadLetters(deps(), {
+      queue: config.BRIDGE_QUEUE,
+      ids: [doomed!.id, missing],
+      reason: 'names an order this database never had',
+      dryRun,
+    });
+
+  const dryRun = await drop(true);
+  expect(dryRun).toMatchObject({ command: 'dlq drop --dry-run', ok: false });
+  expect(dryRun.items.map((i) => [i.id, i.outcome])).toEqual([
+    [doomed!.id, 'would-drop'],
+    [doomed!.id, 'would-drop'],
+    [missing, 'not_found'],
+  ]);
+  // Handed back (a quorum queue requeues them a moment later), none taken.
+  await waitFor(async () => (await counts()).dlq === 4, { what: 'all four back in the DLQ' });
+
+  const dropped = await drop(false);
+  expect(dropped).toMatchObject({ command: 'dlq drop', ok: false }); // one id was not there
+  expect(dropped.items.map((i) => [i.id, i.outcome])).toEqual([
+    [doomed!.id, 'dropped'],
+    [doomed!.id, 'dropped'],
+    [missing, 'not_found'],
+  ]);
+  await waitFor(async () => (await counts()).dlq === 2, { what: 'the other event back in the DLQ' });
+  expect(await counts()).toEqual({ queue: 0, dlq: 2 });
+  const left = await showDeadLetters(deps(), { queue: config.BRIDGE_QUEUE });
+  expect(left.items.map((i) => i.id)).toEqual([kept!.id, kept!.id]);
 });
 
 test('redrive takes at most --limit messages, and keeps a message whose queue is gone', async () => {

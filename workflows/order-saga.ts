@@ -147,8 +147,9 @@ export const PATCHES = {
    * and this run never took it: failPayment, told when the deadline was decided, refuses
    * (CancelRequested), and the saga cancels the order as asked, in the recorded cancel's words, as
    * `recordedCancelBeatsDeadline` does for a charge retry. The case: a run reset after its deadline
-   * (its timer fires at once, and no charge attempt asks the order). A cancel recorded after the
-   * deadline was decided was refused by the saga as too late, and the payment fails as before.
+   * (its timer fires at once, and no charge attempt asks the order). While failPayment decides, the
+   * cancel update is accepted (`deadlineFailureUndecided`); one recorded after the decision is then
+   * answered too late, and the payment fails as before.
    * Before this the order the customer had cancelled ended PAYMENT_FAILED. Every run whose deadline
    * passes reaches the patch.
    */
@@ -294,6 +295,8 @@ class OrderSaga {
    * failure and a cancel recorded on the order before the deadline was decided.
    */
   private deadlineFailureUndecided = false;
+  /** The words of the cancel update accepted, if one was: what the order is cancelled with. */
+  private cancelWords: string | undefined;
   /**
    * PATCHES.leanHistory (or .leanShape), decided once at the run's start (false when replaying a run
    * recorded before it, so that run keeps its shape).
@@ -351,6 +354,7 @@ class OrderSaga {
       this.state.cancelRequested = true;
       this.cancelledByUpdate = true;
       this.state.reason = request.reason?.trim() || 'cancelled by the customer';
+      this.cancelWords = this.state.reason;
       log.info('cancel accepted', { orderId: this.input.orderId, reason: this.state.reason });
       this.work.cancel();
     }
@@ -609,7 +613,7 @@ class OrderSaga {
         if (yields && failureType(err) === FAILURE_TYPES.CancelRequested) {
           // Not a payment failure after all: run() cancels the order in the recorded cancel's words,
           // or in the words of the cancel update accepted meanwhile (the same cancel, asked late).
-          if (!this.cancelledByUpdate) this.state.reason = undefined;
+          this.state.reason = this.cancelWords;
           this.failureReason = undefined;
         }
         throw err;
@@ -620,7 +624,8 @@ class OrderSaga {
       this.state.reason = reason;
       if (status === 'PAID') {
         if (patched(PATCHES.lateCaptureStands)) {
-          this.state.reason = undefined;
+          // A cancel accepted meanwhile still wins over the capture (refunded), in its own words.
+          this.state.reason = this.cancelWords;
           this.failureReason = undefined;
           return 'captured after all';
         }

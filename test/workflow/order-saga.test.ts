@@ -441,6 +441,38 @@ describe('cancel', () => {
     expect(await notificationKinds(h.db.pool, order.orderId)).toEqual(['payment-failed']);
   });
 
+  test("accepted while the deadline's failPayment decides, which finds a capture whose answer was lost: the cancel still wins, refunded, in its own words", async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
+    const lost = captureThenLoseCompletion(h);
+    const held = holdFailPayment(h, downGateway());
+    const worker = await h.worker({
+      activityOverrides: { ...lost.activityOverrides, ...held.activityOverrides },
+    });
+
+    const reason = cancelWording('changed_mind');
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order, 500)); // the retry comes after the deadline
+      await held.asked;
+      const update = await handle.startUpdate(cancelUpdate, {
+        args: [{ reason }],
+        waitForStage: WorkflowUpdateStage.ACCEPTED,
+      });
+      held.release();
+      expect(await update.result()).toEqual({ accepted: true, status: 'CANCELLED', reason });
+      expect(await handle.result()).toEqual({ orderId: order.orderId, status: 'CANCELLED', reason });
+    });
+
+    expect(await paymentStatus(h.db.pool, order.orderId)).toBe('REFUNDED');
+    expect(await stockOf(h.db.pool, sku)).toBe(5);
+    expect(await orderStatus(h.db.pool, order.orderId)).toBe('CANCELLED');
+    const { rows } = await h.db.pool.query<{ status_reason: string }>(
+      'select status_reason from orders where id = $1::uuid',
+      [order.orderId],
+    );
+    expect(rows[0]!.status_reason).toBe(reason);
+  });
+
   test('recorded on the order but never delivered (the update lost to an outage): no charge, the order ends CANCELLED', async () => {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });

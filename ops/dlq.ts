@@ -21,7 +21,9 @@
  *
  * Drop removes named dead letters for good: one whose cause will never go away (an event for an
  * order this database never had, a body an erasure emptied), which redrive would only send round
- * again and the DLQ alert would keep firing on. Only by message id, one DLQ at a time, never all.
+ * again and the DLQ alert would keep firing on. Only by message id, one DLQ at a time, never all;
+ * never by a position (it moves as messages come and go), and only copies of the first body an id
+ * names (another body under that id is someone else's message).
  */
 import type { Channel, ChannelModel, ConfirmChannel, GetMessage, MessageProperties, Options } from 'amqplib';
 import { amqpUser } from '../lib/amqp/connection.js';
@@ -260,11 +262,19 @@ export async function dropDeadLetters(deps: DlqDeps, options: DropOptions): Prom
   if (ids.size === 0) throw new UsageError('--id names the message ids to drop (dlq show lists them)');
   if (options.reason.trim() === '') throw new UsageError('--reason must say why the messages are dropped');
   const [target] = resolveDeadLetterQueues(deps.config, { queue: options.queue });
+  const positional = [...ids].filter((id) => id.startsWith(`${target!.dlq}#`));
+  if (positional.length > 0)
+    throw new UsageError(
+      `${positional.join(', ')}: a position, not a message id (the message has none), and positions move ` +
+        'as messages come and go; remove such a message in the management UI, where you see its body',
+    );
   const items: ItemResult[] = [];
   const found = new Set<string>();
   await eachDeadLetterQueue(deps, { queue: target!.dlq }, async ({ channel, dlq, queue, take }) => {
     const held: GetMessage[] = [];
     const dropped = new Set<GetMessage>();
+    /** The body of the first message of each id: only copies of it are dropped with it. */
+    const firstBody = new Map<string, Buffer>();
     try {
       for (let n = 0; n < take; n++) {
         const msg = await channel.get(dlq, { noAck: false });
@@ -274,25 +284,40 @@ export async function dropDeadLetters(deps: DlqDeps, options: DropOptions): Prom
         if (!ids.has(id)) continue;
         found.add(id);
         const details = describeDeadLetter(msg, dlq, queue);
-        if (!options.dryRun) {
+        const first = firstBody.get(id);
+        if (first === undefined) firstBody.set(id, msg.content);
+        const item: ItemResult =
+          first !== undefined && !first.equals(msg.content)
+            ? {
+                id,
+                ok: false,
+                outcome: 'kept',
+                reason:
+                  'same message id as one before it but a different body: not a copy of the message named; ' +
+                  'not dropped (inspect it with dlq show)',
+                details,
+              }
+            : { id, ok: true, outcome: options.dryRun ? 'would-drop' : 'dropped', details };
+        if (item.outcome === 'dropped') {
           channel.ack(msg);
           dropped.add(msg);
+          // Not the body, nor the dead-letter reason (either may hold a customer's address).
+          const { messageId, type, orderId, routingKey, attempts, deadLetteredAt } = details;
           deps.logger.warn(
             {
-              ...details,
-              body: undefined,
+              dlq,
+              messageId,
+              type,
+              orderId,
+              routingKey,
+              attempts,
+              deadLetteredAt,
               operator: amqpUser(deps.config.AMQP_URL ?? ''),
-              reason: options.reason,
+              dropReason: options.reason,
             },
             'dead letter dropped',
           );
         }
-        const item: ItemResult = {
-          id,
-          ok: true,
-          outcome: options.dryRun ? 'would-drop' : 'dropped',
-          details,
-        };
         items.push(item);
         deps.progress?.advance(item);
       }

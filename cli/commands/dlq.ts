@@ -111,7 +111,9 @@ export const registerDlq: RegisterCommand = (program, runner) => {
     .description(
       'remove the named dead letters for good (every copy of each id), logging each with the reason: ' +
         'for a message whose cause will never go away (an event for an order this database never had), ' +
-        'which redrive would only send round again. By message id only, one DLQ at a time',
+        'which redrive would only send round again. By message id only (a message without one, listed by ' +
+        'its position, is removed in the management UI), one DLQ at a time; a different body under a named ' +
+        'id is kept',
     )
     .requiredOption('--queue <name>', 'the consumer queue or its DLQ, e.g. orders.bridge')
     .requiredOption('--id <messageId...>', 'message ids as dlq show lists them')

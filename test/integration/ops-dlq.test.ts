@@ -173,6 +173,12 @@ test('redrive moves a dead letter back onto its queue with the same id, body and
 
 test('drop removes the named dead letters for good, every copy, and leaves the rest; an id not there is not_found; --dry-run drops nothing', async () => {
   const [doomed, kept] = await deadLetter(2, { copies: 2 });
+  // Another body under the same id (a forged message, say): not a copy of the one named.
+  observer.channel.sendToQueue(dlqName(config.BRIDGE_QUEUE), Buffer.from('{"forged":true}'), {
+    messageId: doomed!.id,
+    persistent: true,
+  });
+  await waitFor(async () => (await counts()).dlq === 5, { what: 'five messages in the DLQ' });
   const missing = randomUUID();
   const drop = (dryRun: boolean) =>
     dropDeadLetters(deps(), {
@@ -187,22 +193,37 @@ test('drop removes the named dead letters for good, every copy, and leaves the r
   expect(dryRun.items.map((i) => [i.id, i.outcome])).toEqual([
     [doomed!.id, 'would-drop'],
     [doomed!.id, 'would-drop'],
+    [doomed!.id, 'kept'],
     [missing, 'not_found'],
   ]);
   // Handed back (a quorum queue requeues them a moment later), none taken.
-  await waitFor(async () => (await counts()).dlq === 4, { what: 'all four back in the DLQ' });
+  await waitFor(async () => (await counts()).dlq === 5, { what: 'all five back in the DLQ' });
 
   const dropped = await drop(false);
-  expect(dropped).toMatchObject({ command: 'dlq drop', ok: false }); // one id was not there
+  expect(dropped).toMatchObject({ command: 'dlq drop', ok: false }); // one kept, one id not there
   expect(dropped.items.map((i) => [i.id, i.outcome])).toEqual([
     [doomed!.id, 'dropped'],
     [doomed!.id, 'dropped'],
+    [doomed!.id, 'kept'],
     [missing, 'not_found'],
   ]);
-  await waitFor(async () => (await counts()).dlq === 2, { what: 'the other event back in the DLQ' });
-  expect(await counts()).toEqual({ queue: 0, dlq: 2 });
+  await waitFor(async () => (await counts()).dlq === 3, { what: 'the other three back in the DLQ' });
+  expect(await counts()).toEqual({ queue: 0, dlq: 3 });
   const left = await showDeadLetters(deps(), { queue: config.BRIDGE_QUEUE });
-  expect(left.items.map((i) => i.id)).toEqual([kept!.id, kept!.id]);
+  expect(left.items.map((i) => [i.id, i.details?.body])).toEqual([
+    [kept!.id, kept!.body.toString()],
+    [kept!.id, kept!.body.toString()],
+    [doomed!.id, '{"forged":true}'],
+  ]);
+
+  // A message without an id is listed by its position, which moves: never dropped by it.
+  await expect(
+    dropDeadLetters(deps(), {
+      queue: config.BRIDGE_QUEUE,
+      ids: [`${dlqName(config.BRIDGE_QUEUE)}#1`],
+      reason: 'x',
+    }),
+  ).rejects.toThrow(/a position, not a message id/);
 });
 
 test('redrive takes at most --limit messages, and keeps a message whose queue is gone', async () => {

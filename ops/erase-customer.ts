@@ -17,8 +17,10 @@
  * redrive` can still move it; any other without a sender, so it stays untrusted. Addresses are
  * matched whole (erasing ann@example.co leaves ann@example.com alone).
  *
- * A customer id with no orders is reported `not_found` (exit 1): ids are exact, and an erasure that
- * matched nothing must not read as done. Refused while one of the customer's orders is still under
+ * A customer id with no orders still has the dead letters naming it (by its customer id) scrubbed:
+ * events of another deployment's orders, or forged ones, may carry the person's data. One with no
+ * orders and no such dead letter is reported `not_found` (exit 1): ids are exact, and an erasure
+ * that matched nothing must not read as done. Refused while one of the customer's orders is still under
  * way (its saga may still need the address to send the customer its e-mail): not final in the
  * database, or its saga still running in Temporal (it records a failed or cancelled order's status
  * before the e-mail that says so). Refused under a broker login that is not trusted (as `dlq
@@ -80,15 +82,10 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
       { orders: footprint.orderIds.length, openOrders: footprint.openOrderIds },
     );
   const footprint = await withTransaction(deps.pool, (tx) => customerFootprint(tx, customerId));
-  if (footprint.orderIds.length === 0)
-    return endWith(
-      'not_found',
-      'no orders of this customer: nothing erased (customer ids are exact, letters case included)',
-    );
   if (footprint.openOrderIds.length > 0) return refusal(footprint);
   // A final status is not an ended saga: the saga records PAYMENT_FAILED, CANCELLED or OUT_OF_STOCK
   // before the e-mail that tells the customer, and that e-mail needs the address.
-  const running = await runningOrderWorkflows(deps.client, customerId);
+  const running = footprint.orderIds.length > 0 ? await runningOrderWorkflows(deps.client, customerId) : [];
   if (running.length > 0) return refusal({ ...footprint, openOrderIds: running });
   const operator = amqpUser(deps.config.AMQP_URL ?? '');
   const trusted = deps.config.AMQP_TRUSTED_PUBLISHERS;
@@ -101,6 +98,63 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
     );
 
   // The dead letters first, while the database still knows the addresses to look for.
+  const scrubs = await scrubDeadLetters(deps, customerId, footprint, { operator, trusted });
+
+  if (footprint.orderIds.length === 0) {
+    // No orders here, yet dead letters may name the customer (events of another deployment's orders,
+    // or forged ones): matched by their customer id, theirs to erase too. Nothing at all: not found.
+    if (!scrubs.some((item) => Number(item.details?.scrubbed) > 0))
+      return endWith(
+        'not_found',
+        'no orders of this customer and no dead letter naming them: nothing erased (customer ids are ' +
+          'exact, letters case included)',
+      );
+    const none: ItemResult = {
+      id: customerId,
+      ok: true,
+      outcome: 'no-orders',
+      reason: 'no orders of this customer in the database; dead letters naming them were scrubbed',
+    };
+    deps.logger.info({ customerId }, 'customer data erased from the dead letters (no orders)');
+    for (const item of [none, ...scrubs]) progress.advance(item);
+    return commandResult('erase-customer', [none, ...scrubs]);
+  }
+
+  const database = await withTransaction(deps.pool, async (tx) => {
+    // Taken again under the transaction: an order placed meanwhile is erased (or refuses) too.
+    const now = await customerFootprint(tx, customerId);
+    if (now.openOrderIds.length > 0) return { kind: 'refused' as const, footprint: now };
+    return {
+      kind: 'erased' as const,
+      counts: await eraseCustomerData(tx, now.orderIds),
+      orders: now.orderIds.length,
+    };
+  });
+  if (database.kind === 'refused') return refusal(database.footprint);
+  const erased: ItemResult = {
+    id: customerId,
+    ok: true,
+    outcome: 'erased',
+    details: { ...database.counts, ordersOfCustomer: database.orders },
+  };
+  deps.logger.info({ customerId, ...database.counts }, 'customer data erased from the database');
+  for (const item of [erased, ...scrubs]) progress.advance(item);
+  return commandResult('erase-customer', [erased, ...scrubs]);
+}
+
+/**
+ * Replaces each dead letter about the customer with its scrubbed copy, one item per DLQ. An event of
+ * another customer's order is theirs, even when it holds an address this customer used too (a
+ * client chooses the address it orders with): left as it is, unless it holds more of this customer
+ * than that (their id, an order of theirs, an address that order never had: bytes anyone who could
+ * publish chose).
+ */
+async function scrubDeadLetters(
+  deps: EraseCustomerDeps,
+  customerId: string,
+  footprint: CustomerFootprint,
+  { operator, trusted }: { operator: string; trusted: readonly string[] | undefined },
+): Promise<ItemResult[]> {
   const scrubs: ItemResult[] = [];
   await eachDeadLetterQueue({ ...deps, progress: noProgress }, {}, async ({ channel, dlq, reader, take }) => {
     const kept: GetMessage[] = [];
@@ -110,10 +164,6 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
       for (let n = 0; n < take; n++) {
         const msg = await channel.get(dlq, { noAck: false });
         if (!msg) break;
-        // An event of another customer's order is theirs, even when it holds an address this
-        // customer used too (a client chooses the address it orders with): left as it is, unless it
-        // holds more of this customer than that (their id, an order of theirs, an address that
-        // order never had: bytes anyone who could publish chose).
         const named = otherOrderNamed(msg.content, footprint);
         if (named !== undefined) {
           const owner = await orderOwner(deps.pool, named);
@@ -149,27 +199,7 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
       details: { scrubbed, untouched: kept.length, otherCustomers },
     });
   });
-
-  const database = await withTransaction(deps.pool, async (tx) => {
-    // Taken again under the transaction: an order placed meanwhile is erased (or refuses) too.
-    const now = await customerFootprint(tx, customerId);
-    if (now.openOrderIds.length > 0) return { kind: 'refused' as const, footprint: now };
-    return {
-      kind: 'erased' as const,
-      counts: await eraseCustomerData(tx, now.orderIds),
-      orders: now.orderIds.length,
-    };
-  });
-  if (database.kind === 'refused') return refusal(database.footprint);
-  const erased: ItemResult = {
-    id: customerId,
-    ok: true,
-    outcome: 'erased',
-    details: { ...database.counts, ordersOfCustomer: database.orders },
-  };
-  deps.logger.info({ customerId, ...database.counts }, 'customer data erased from the database');
-  for (const item of [erased, ...scrubs]) progress.advance(item);
-  return commandResult('erase-customer', [erased, ...scrubs]);
+  return scrubs;
 }
 
 /**

@@ -424,7 +424,7 @@ describe('erase-customer', () => {
     expect((await getOrder(db.pool, orderId))!.email).toBe('gus@example.com');
   });
 
-  test('an id with no orders is reported not found (exit 1), not erased', async () => {
+  test('an id with no orders and no dead letter naming it is reported not found (exit 1), not erased', async () => {
     const result = await eraseCustomer(
       { pool: db.pool, connection, client, config, logger },
       `c-nobody-${shortId()}`,
@@ -433,6 +433,33 @@ describe('erase-customer', () => {
     expect(result.items).toMatchObject([
       { outcome: 'not_found', reason: expect.stringMatching(/no orders/) },
     ]);
+  });
+
+  test('an id with no orders but named by dead letters has those scrubbed (exit 0), and nothing else changes', async () => {
+    // An event of an order this database never had (another deployment's, or forged), naming them.
+    const customer = `C-GHOST-${shortId()}`;
+    const address = `ghost-${shortId()}@example.com`;
+    const event = buildEvent('order.placed', {
+      id: randomUUID(),
+      orderId: randomUUID(),
+      correlationId: `corr-${shortId()}`,
+      data: { customerId: customer, email: address, items: [], total: '1.00', currency: 'EUR' },
+    });
+    await deadLetter(JSON.stringify(event), event.id, 'no such order');
+
+    const result = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
+
+    expect(result.ok).toBe(true);
+    expect(result.items[0]).toMatchObject({ id: customer, ok: true, outcome: 'no-orders' });
+    const queue = result.items.find((i) => i.id === dlqName(config.BRIDGE_QUEUE))!;
+    expect(queue.details!.scrubbed).toBeGreaterThanOrEqual(1);
+    const copy = (await drainDlq()).find((m) => m.properties.messageId === event.id)!;
+    expect(copy.properties.headers?.['x-erased-at']).toEqual(expect.any(String));
+    expect(copy.content.toString()).not.toContain(address);
+    expect(JSON.parse(copy.content.toString())).toMatchObject({
+      id: event.id,
+      data: { customerId: customer },
+    });
   });
 
   test('refused while a saga of the customer still runs, though its order is final in the database', async () => {

@@ -4,11 +4,10 @@
  * `/metrics`), and on SIGTERM/SIGINT stops accepting, lets in-flight requests finish, then closes
  * its connections.
  */
-import { serve, type ServerType } from '@hono/node-server';
 import type { Client } from '@temporalio/client';
 import { connectAmqp } from '../lib/amqp/connection.js';
 import { loadConfig } from '../lib/config.js';
-import { createLogger, type Logger } from '../lib/logger.js';
+import { createLogger } from '../lib/logger.js';
 import { createRegistry } from '../lib/metrics.js';
 import { postgresProbe, rabbitmqProbe, temporalProbe } from '../lib/probes.js';
 import { runMain, waitForShutdownSignal } from '../lib/process.js';
@@ -18,6 +17,7 @@ import { createPool, poolSettings } from '../db/pool.js';
 import { createApp } from './app.js';
 import { createAuthenticator } from './auth.js';
 import { createTemporalOrderWorkflows } from './order-workflows.js';
+import { close, listen } from './server.js';
 
 const PROBE_TIMEOUT_MS = 2_000;
 const CANCEL_TIMEOUT_MS = 5_000;
@@ -69,7 +69,7 @@ async function main(): Promise<void> {
     );
     const signal = await shutdown;
     logger.info({ signal }, 'stopping: no new connections, draining requests');
-    await close(server, logger);
+    await close(server, logger, DRAIN_TIMEOUT_MS);
   } finally {
     await pool.end().catch((err: unknown) => logger.error({ err }, 'closing the database pool failed'));
     await amqp.close().catch((err: unknown) => logger.warn({ err }, 'closing RabbitMQ failed'));
@@ -78,31 +78,6 @@ async function main(): Promise<void> {
       .catch((err: unknown) => logger.error({ err }, 'closing the Temporal connection failed'));
     await tracing.shutdown();
     logger.info('api stopped');
-  }
-}
-
-function listen(
-  fetch: (request: Request) => Response | Promise<Response>,
-  port: number,
-): Promise<ServerType> {
-  return new Promise((resolve, reject) => {
-    const server = serve({ fetch, port }, () => {
-      server.off('error', reject);
-      resolve(server);
-    });
-    server.once('error', reject); // e.g. EADDRINUSE: set PORT to a free port
-  });
-}
-
-async function close(server: ServerType, logger: Logger): Promise<void> {
-  const timer = setTimeout(() => {
-    logger.warn({ timeoutMs: DRAIN_TIMEOUT_MS }, 'drain timed out; closing remaining connections');
-    if ('closeAllConnections' in server) server.closeAllConnections();
-  }, DRAIN_TIMEOUT_MS);
-  try {
-    await new Promise<void>((resolve, reject) => server.close((err) => (err ? reject(err) : resolve())));
-  } finally {
-    clearTimeout(timer);
   }
 }
 

@@ -29,6 +29,7 @@ import type { Channel, ChannelModel, ConfirmChannel, GetMessage, MessageProperti
 import { amqpUser } from '../lib/amqp/connection.js';
 import { DEAD_LETTER_HEADERS } from '../lib/amqp/consumer.js';
 import { dlqName } from '../lib/amqp/topology.js';
+import { noteProblem } from '../domain/text.js';
 import type { Config } from '../lib/config.js';
 import type { Logger } from '../lib/logger.js';
 import {
@@ -254,13 +255,17 @@ export interface DropOptions {
 
 /**
  * Removes the dead letters of one DLQ with the given message ids (every copy of each), logging each
- * with what `dlq show` says of it and the operator's reason. An id not found is an item `not_found`
+ * with what `dlq show` says of it and the operator's reason. An id not found is an item `not-found`
  * (exit 1): ids are exact, and a drop that matched nothing must not read as done.
  */
 export async function dropDeadLetters(deps: DlqDeps, options: DropOptions): Promise<CommandResult> {
   const ids = new Set(options.ids);
-  if (ids.size === 0) throw new UsageError('--id names the message ids to drop (dlq show lists them)');
-  if (options.reason.trim() === '') throw new UsageError('--reason must say why the messages are dropped');
+  if (ids.size === 0 || ids.has(''))
+    throw new UsageError('--id names the message ids to drop, none empty (dlq show lists them)');
+  const reason = options.reason.trim();
+  if (reason === '') throw new UsageError('--reason must say why the messages are dropped');
+  const problem = noteProblem(reason);
+  if (problem !== undefined) throw new UsageError(`--reason ${problem}`);
   const [target] = resolveDeadLetterQueues(deps.config, { queue: options.queue });
   const positional = [...ids].filter((id) => id.startsWith(`${target!.dlq}#`));
   if (positional.length > 0)
@@ -313,7 +318,7 @@ export async function dropDeadLetters(deps: DlqDeps, options: DropOptions): Prom
               attempts,
               deadLetteredAt,
               operator: amqpUser(deps.config.AMQP_URL ?? ''),
-              dropReason: options.reason,
+              dropReason: reason,
             },
             'dead letter dropped',
           );
@@ -333,7 +338,7 @@ export async function dropDeadLetters(deps: DlqDeps, options: DropOptions): Prom
     const item: ItemResult = {
       id,
       ok: false,
-      outcome: 'not_found',
+      outcome: 'not-found',
       reason: `no dead letter with this message id in ${target!.dlq} (dlq show --queue ${target!.queue} lists them)`,
     };
     items.push(item);

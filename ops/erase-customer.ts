@@ -19,7 +19,7 @@
  *
  * A customer id with no orders still has the dead letters naming it (by its customer id) scrubbed:
  * events of another deployment's orders, or forged ones, may carry the person's data. One with no
- * orders and no such dead letter is reported `not_found` (exit 1): ids are exact, and an erasure
+ * orders and no such dead letter is reported `not-found` (exit 1): ids are exact, and an erasure
  * that matched nothing must not read as done. Refused while one of the customer's orders is still under
  * way (its saga may still need the address to send the customer its e-mail): not final in the
  * database, or its saga still running in Temporal (it records a failed or cancelled order's status
@@ -105,7 +105,7 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
     // or forged ones): matched by their customer id, theirs to erase too. Nothing at all: not found.
     if (!scrubs.some((item) => Number(item.details?.scrubbed) > 0))
       return endWith(
-        'not_found',
+        'not-found',
         'no orders of this customer and no dead letter naming them: nothing erased (customer ids are ' +
           'exact, letters case included)',
       );

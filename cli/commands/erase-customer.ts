@@ -11,7 +11,7 @@ export const registerEraseCustomer: RegisterCommand = (program, runner) => {
     .description(
       "clears the customer's e-mail addresses and the text they wrote from their orders, e-mails, outbox " +
         'events and analytics, and re-publishes their dead letters scrubbed. Refused (exit 1) while one of ' +
-        'their orders is still under way, and reports not_found (exit 1) for an id with no orders',
+        'their orders is still under way, and reports not-found (exit 1) for an id with no orders',
     )
     .argument('<customerId>', 'the customer id, as in customer_id of their orders')
     .action((customerId: string, _flags: unknown, command: Command) =>

@@ -431,7 +431,7 @@ describe('erase-customer', () => {
     );
     expect(result.ok).toBe(false);
     expect(result.items).toMatchObject([
-      { outcome: 'not_found', reason: expect.stringMatching(/no orders/) },
+      { outcome: 'not-found', reason: expect.stringMatching(/no orders/) },
     ]);
   });
 

@@ -171,7 +171,7 @@ test('redrive moves a dead letter back onto its queue with the same id, body and
     expect(back!.properties.headers).not.toHaveProperty(header);
 });
 
-test('drop removes the named dead letters for good, every copy, and leaves the rest; an id not there is not_found; --dry-run drops nothing', async () => {
+test('drop removes the named dead letters for good, every copy, and leaves the rest; an id not there is not-found; --dry-run drops nothing', async () => {
   const [doomed, kept] = await deadLetter(2, { copies: 2 });
   // Another body under the same id (a forged message, say): not a copy of the one named.
   observer.channel.sendToQueue(dlqName(config.BRIDGE_QUEUE), Buffer.from('{"forged":true}'), {
@@ -194,7 +194,7 @@ test('drop removes the named dead letters for good, every copy, and leaves the r
     [doomed!.id, 'would-drop'],
     [doomed!.id, 'would-drop'],
     [doomed!.id, 'kept'],
-    [missing, 'not_found'],
+    [missing, 'not-found'],
   ]);
   // Handed back (a quorum queue requeues them a moment later), none taken.
   await waitFor(async () => (await counts()).dlq === 5, { what: 'all five back in the DLQ' });
@@ -205,7 +205,7 @@ test('drop removes the named dead letters for good, every copy, and leaves the r
     [doomed!.id, 'dropped'],
     [doomed!.id, 'dropped'],
     [doomed!.id, 'kept'],
-    [missing, 'not_found'],
+    [missing, 'not-found'],
   ]);
   await waitFor(async () => (await counts()).dlq === 3, { what: 'the other three back in the DLQ' });
   expect(await counts()).toEqual({ queue: 0, dlq: 3 });
@@ -224,6 +224,13 @@ test('drop removes the named dead letters for good, every copy, and leaves the r
       reason: 'x',
     }),
   ).rejects.toThrow(/a position, not a message id/);
+  // Nor an empty id, nor a reason the log could not show as it is.
+  const refused = (ids: string[], reason: string) =>
+    dropDeadLetters(deps(), { queue: config.BRIDGE_QUEUE, ids, reason });
+  await expect(refused([''], 'x')).rejects.toThrow(/none empty/);
+  await expect(refused([kept!.id], 'a\u0001b')).rejects.toThrow(
+    /--reason must not contain control characters/,
+  );
 });
 
 test('redrive takes at most --limit messages, and keeps a message whose queue is gone', async () => {

@@ -49,7 +49,7 @@ import {
   type Progress,
 } from './result.js';
 import { eventTypeName, isRunNotFound, runFailureReason } from './run-failures.js';
-import { selectRuns, type OrderSelection, type SelectedRun } from './select.js';
+import { notOurs, selectRuns, type OrderSelection, type SelectedRun } from './select.js';
 
 type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
 type ResetRequest = proto.temporal.api.workflowservice.v1.IResetWorkflowExecutionRequest;
@@ -119,6 +119,7 @@ async function resetOne(
     details: { workflowId: run.workflowId, ...details },
   });
   try {
+    if ('query' in options.selection && !(await findOrder(pool, run.orderId))) return notOurs(run);
     const current = await client.workflow.getHandle(run.workflowId).describe();
     const status = current.status.name;
     const base = { runId: current.runId, status };

@@ -23,7 +23,7 @@ import {
   type Progress,
 } from './result.js';
 import { runFailureReason } from './run-failures.js';
-import { selectRuns, type OrderSelection } from './select.js';
+import { notOurs, selectRuns, type OrderSelection } from './select.js';
 import { orderWorkflowId } from '../workflows/contract.js';
 
 export interface RetryDeps {
@@ -80,11 +80,10 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
             details: { latestRunId: latest.runId, latestStatus: latest.status, matchedRunIds: [...matched] },
           };
         }
-        return toItem(
-          orderId,
-          await retryOne(deps, orderId, { ...options, reason }),
-          options.dryRun ?? false,
-        );
+        const outcome = await retryOne(deps, orderId, { ...options, reason });
+        if (outcome.kind === 'not_found' && 'query' in options.selection)
+          return notOurs({ orderId, workflowId: orderWorkflowId(orderId) });
+        return toItem(orderId, outcome, options.dryRun ?? false);
       } catch (err) {
         const failure = runFailureReason(err, { orderId, workflowId: orderWorkflowId(orderId) });
         return { id: orderId, ok: false, outcome: 'failed', reason: failure };

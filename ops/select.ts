@@ -6,7 +6,7 @@
 import type { Client, WorkflowExecutionInfo } from '@temporalio/client';
 import { grpcCode } from '../lib/temporal.js';
 import { SEARCH_ATTRIBUTES, WORKFLOW_TYPE, orderWorkflowId } from '../workflows/contract.js';
-import { UsageError } from './result.js';
+import { UsageError, type ItemResult } from './result.js';
 import { ORDER_ID } from '../domain/order.js';
 
 export type OrderSelection = { orderIds: string[] } | { query: string };
@@ -128,4 +128,19 @@ function toRun(execution: WorkflowExecutionInfo): SelectedRun {
       ? execution.workflowId.slice(WORKFLOW_ID_PREFIX.length)
       : execution.workflowId);
   return { orderId, workflowId: execution.workflowId, runId: execution.runId };
+}
+
+/**
+ * A run a `--query` listed whose order this database does not have: another system's sharing the
+ * namespace (another environment, a test). Left alone and not a failure, so a query's exit code
+ * speaks of this database's orders only; named by its id, the same order is an error.
+ */
+export function notOurs(run: Pick<SelectedRun, 'orderId' | 'workflowId'>): ItemResult {
+  return {
+    id: run.orderId,
+    ok: true,
+    outcome: 'not-ours',
+    reason: `no order ${run.orderId} in this database: a run of another system sharing the namespace; left alone`,
+    details: { workflowId: run.workflowId },
+  };
 }

@@ -20,7 +20,7 @@ import { connectTemporal, startOrderSaga } from '../../lib/temporal.js';
 import { resetOrders } from '../../ops/reset.js';
 import { createPool, DEFAULT_SESSION_LIMITS } from '../../db/pool.js';
 import { createOrderWorker } from '../../workers/temporal-worker.js';
-import { orderWorkflowId, type OrderSagaResult } from '../../workflows/contract.js';
+import { WORKFLOW_TYPE, orderWorkflowId, type OrderSagaResult } from '../../workflows/contract.js';
 import * as activities from '../fixtures/bare-activities.js';
 import { waitFor } from '../helpers/amqp.js';
 import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -340,6 +340,27 @@ test('refuses a run whose order this database does not know (another system shar
     ]);
   }
   expect((await client.workflow.getHandle(workflowId).describe()).runId).toBe(stuckRunId); // not reset
+});
+
+test('--query leaves alone, as not a failure, an order saga whose order this database does not have', async () => {
+  const orderId = randomUUID();
+  const workflowId = orderWorkflowId(orderId);
+  // An order saga of another system sharing the namespace, on a queue no worker here polls.
+  await client.workflow.start(WORKFLOW_TYPE, {
+    workflowId,
+    taskQueue: `ops-reset-nobody-polls-${randomUUID()}`,
+    args: [sagaInput({ orderId, customerId: 'C-ELSEWHERE', correlationId: 'c', total: '1.00' })],
+  });
+  started.push(workflowId);
+  const query = `WorkflowId = "${workflowId}"`;
+  await waitFor(async () => (await client.workflow.count(query)).count === 1, {
+    what: 'the run in visibility',
+  });
+  for (const dryRun of [true, false]) {
+    const result = await resetOrders(deps(), { selection: { query }, reason: REASON, dryRun });
+    expect(result.ok).toBe(true);
+    expect(result.items).toMatchObject([{ id: orderId, ok: true, outcome: 'not-ours' }]);
+  }
 });
 
 test('refuses runs that are not stuck or have not started a task, and reports unknown orders', async () => {

@@ -100,6 +100,33 @@ test('--query retries an order only when its latest run matched, not an earlier 
   ]);
 });
 
+test('--query leaves alone a run of an order this database does not have (another system sharing the namespace); named by id, it is not-found', async () => {
+  const orderId = randomUUID();
+  await closedRun(orderId, 1, 'DEADLINE_EXCEEDED');
+  const query = `WorkflowId = "${orderWorkflowId(orderId)}"`;
+  await waitFor(async () => (await client.workflow.count(query)).count === 1);
+
+  const byQuery = await retryOrders(
+    { pool: db.pool, client, logger },
+    { selection: { query }, reason: 'gateway back', dryRun: true },
+  );
+  expect(byQuery.ok).toBe(true);
+  expect(byQuery.items).toEqual([
+    expect.objectContaining({
+      id: orderId,
+      ok: true,
+      outcome: 'not-ours',
+      reason: expect.stringMatching(/left alone/),
+    }),
+  ]);
+  const byId = await retryOrders(
+    { pool: db.pool, client, logger },
+    { selection: { orderIds: [orderId] }, reason: 'gateway back', dryRun: true },
+  );
+  expect(byId.ok).toBe(false);
+  expect(byId.items).toEqual([expect.objectContaining({ id: orderId, ok: false, outcome: 'not-found' })]);
+});
+
 test("a retry asks Temporal under the order's row lock: a run re-opened meanwhile (a reset) refuses it", async () => {
   const sku = await createProduct(db.pool, { stock: 5 });
   const order = await createOrder(db.pool, { items: [{ sku, qty: 1 }], status: 'PAYMENT_FAILED' });

@@ -3,7 +3,12 @@
  * test database. Fault branches inject a gateway that is down or declines, or a compensation that
  * fails; nothing stands in for the infrastructure.
  */
-import { WorkflowFailedError, WorkflowUpdateFailedError, WorkflowUpdateStage } from '@temporalio/client';
+import {
+  WorkflowFailedError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateStage,
+  type WorkflowHandle,
+} from '@temporalio/client';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { temporal } from '@temporalio/proto';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
@@ -51,6 +56,25 @@ async function expectCancelledWithStockBack(orderId: string, sku: string): Promi
     'order.cancelled',
   ]);
   expect(await notificationKinds(h.db.pool, orderId)).toEqual(['order-cancelled']);
+}
+
+/**
+ * Asks the saga to cancel while its deadline's failPayment is held (`holdFailPayment`), once
+ * `before` has run, then lets failPayment go on; the update's answer, or what it failed with.
+ */
+async function cancelWhileFailPaymentDecides(
+  handle: WorkflowHandle,
+  held: ReturnType<typeof holdFailPayment>,
+  reason: string,
+  before: (args: Awaited<typeof held.asked>) => Promise<void> = async () => undefined,
+): Promise<unknown> {
+  await before(await held.asked);
+  const update = await handle.startUpdate(cancelUpdate, {
+    args: [{ reason }],
+    waitForStage: WorkflowUpdateStage.ACCEPTED,
+  });
+  held.release();
+  return update.result().catch((err: unknown) => err);
 }
 
 function eventTimeMs(event: temporal.api.history.v1.IHistoryEvent): number {
@@ -389,14 +413,13 @@ describe('cancel', () => {
 
     await worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order, 500));
-      await held.asked; // the API's update arrives now, after the deadline was decided
+      // The API's update arrives while failPayment decides, after the deadline was decided.
       const reason = cancelWording('changed_mind');
-      const update = await handle.startUpdate(cancelUpdate, {
-        args: [{ reason }],
-        waitForStage: WorkflowUpdateStage.ACCEPTED,
+      expect(await cancelWhileFailPaymentDecides(handle, held, reason)).toEqual({
+        accepted: true,
+        status: 'CANCELLED',
+        reason,
       });
-      held.release();
-      expect(await update.result()).toEqual({ accepted: true, status: 'CANCELLED', reason });
       expect(await handle.result()).toEqual({ orderId: order.orderId, status: 'CANCELLED', reason });
     });
 
@@ -412,20 +435,20 @@ describe('cancel', () => {
 
     await worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order, 500));
-      const { deadlineDecidedAt } = await held.asked;
-      await recordCancelRequest(h.db.pool, order.orderId);
-      // After the deadline's decision: stamped so, as the time-skipping server's workflow clock runs
-      // ahead of the database's.
-      await h.db.pool.query('update orders set cancel_requested_at = $2 where id = $1::uuid', [
-        order.orderId,
-        new Date(new Date(deadlineDecidedAt!).getTime() + 1_000),
-      ]);
-      const update = await handle.startUpdate(cancelUpdate, {
-        args: [{ reason: cancelWording('changed_mind') }],
-        waitForStage: WorkflowUpdateStage.ACCEPTED,
-      });
-      held.release();
-      const refused = await update.result().catch((err: unknown) => err);
+      const refused = await cancelWhileFailPaymentDecides(
+        handle,
+        held,
+        cancelWording('changed_mind'),
+        async ({ deadlineDecidedAt }) => {
+          await recordCancelRequest(h.db.pool, order.orderId);
+          // After the deadline's decision: stamped so, as the time-skipping server's workflow clock
+          // runs ahead of the database's.
+          await h.db.pool.query('update orders set cancel_requested_at = $2 where id = $1::uuid', [
+            order.orderId,
+            new Date(new Date(deadlineDecidedAt!).getTime() + 1_000),
+          ]);
+        },
+      );
       expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
       expect((refused as WorkflowUpdateFailedError).cause?.message).toBe(
         'too late: the order ended PAYMENT_FAILED before the cancel took effect',
@@ -453,13 +476,11 @@ describe('cancel', () => {
     const reason = cancelWording('changed_mind');
     await worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order, 500)); // the retry comes after the deadline
-      await held.asked;
-      const update = await handle.startUpdate(cancelUpdate, {
-        args: [{ reason }],
-        waitForStage: WorkflowUpdateStage.ACCEPTED,
+      expect(await cancelWhileFailPaymentDecides(handle, held, reason)).toEqual({
+        accepted: true,
+        status: 'CANCELLED',
+        reason,
       });
-      held.release();
-      expect(await update.result()).toEqual({ accepted: true, status: 'CANCELLED', reason });
       expect(await handle.result()).toEqual({ orderId: order.orderId, status: 'CANCELLED', reason });
     });
 

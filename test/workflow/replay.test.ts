@@ -69,6 +69,17 @@ const RECORD_ONLY = process.env.RECORD_HISTORIES;
 const RECORD = RECORD_ONLY !== undefined && RECORD_ONLY !== '';
 const recording = (name: string) => RECORD_ONLY === '1' || (RECORD_ONLY ?? '').split(',').includes(name);
 
+/** A gateway that is down, whose every charge attempt first records the customer's cancel on the order. */
+function downGatewayRecordingCancel(h: SagaHarness, orderId: string) {
+  const gateway = downGateway();
+  const charge = gateway.charge.bind(gateway);
+  gateway.charge = async (request, signal) => {
+    await recordCancelRequest(h.db.pool, orderId);
+    return charge(request, signal);
+  };
+  return gateway;
+}
+
 /** Each scenario drives one saga to its end; the file name says which branch its history covers. */
 const SCENARIOS: Record<string, (h: SagaHarness) => Promise<string>> = {
   async completed(h) {
@@ -137,12 +148,7 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<string>> = {
   async 'deadline-yields-to-recorded-cancel'(h) {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
-    const gateway = downGateway();
-    const charge = gateway.charge.bind(gateway);
-    gateway.charge = async (request, signal) => {
-      await recordCancelRequest(h.db.pool, order.orderId);
-      return charge(request, signal);
-    };
+    const gateway = downGatewayRecordingCancel(h, order.orderId);
     const worker = await h.worker({ gateway });
     return worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order, 500)); // the retry comes after the deadline
@@ -158,12 +164,7 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<string>> = {
   async 'cancel-asked-while-deadline-decides'(h) {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
-    const gateway = downGateway();
-    const charge = gateway.charge.bind(gateway);
-    gateway.charge = async (request, signal) => {
-      await recordCancelRequest(h.db.pool, order.orderId);
-      return charge(request, signal);
-    };
+    const gateway = downGatewayRecordingCancel(h, order.orderId);
     const held = holdFailPayment(h, gateway);
     const worker = await h.worker({ gateway, activityOverrides: held.activityOverrides });
     return worker.runUntil(async () => {

@@ -354,6 +354,9 @@ export const OrderSummarySchema = z
     id: z.string(),
     customerId: z.string(),
     status: StatusSchema,
+    statusReason: z.string().nullable().openapi({
+      description: 'Why the order is where it is, in words for its customer (as on `GET /orders/{id}`)',
+    }),
     total: Money,
     currency: z.string(),
     createdAt: Timestamp,

@@ -85,7 +85,8 @@ export async function listOrders(
   // One extra row tells whether there is a next page without a count.
   const limit = param(filter.limit + 1);
   const { rows } = await db.query<OrderSummary & { cursorTime: string }>(
-    `select id::text as "id", customer_id as "customerId", status, total::text as total,
+    `select id::text as "id", customer_id as "customerId", status, status_reason as "statusReason",
+            total::text as total,
             currency::text as currency, ${isoText('created_at')} as "createdAt", ${isoText('updated_at')} as "updatedAt",
             ${cursorTime('created_at')} as "cursorTime"
        from orders

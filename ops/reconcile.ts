@@ -88,7 +88,7 @@ export async function reconcileOrders(
         const diagnosis = diagnose(order, await latestOrderRun(deps.client, order.id), waiting, windowFull);
         if (!diagnosis.stalled)
           return diagnosis.queued === undefined ? undefined : queuedItem(order, diagnosis.queued);
-        if (!options.fix) return stalledItem(order, diagnosis.cause, diagnosis.reason);
+        if (!options.fix) return stalledItem(order, diagnosis);
         return await fix(deps, order, diagnosis);
       } catch (err) {
         return { id: order.id, ok: false, outcome: 'failed', reason: (err as Error).message };
@@ -218,14 +218,44 @@ function queuedItem(order: StalledOrder, reason: string): ItemResult {
   };
 }
 
-function stalledItem(order: StalledOrder, cause: string, reason: string): ItemResult {
+/** A stalled order as the listing shows it: why, and what ends it (what `--fix` would do, or not). */
+function stalledItem(order: StalledOrder, diagnosis: Extract<Diagnosis, { stalled: true }>): ItemResult {
   return {
     id: order.id,
     ok: false,
     outcome: 'stalled',
-    reason,
-    details: { cause, status: order.status, run: order.run },
+    reason: `${diagnosis.reason}; ${nextStep(order, diagnosis)}`,
+    details: { cause: diagnosis.cause, status: order.status, run: order.run },
   };
+}
+
+/** What ends a stalled order, as `fix` below decides it. */
+function nextStep(order: StalledOrder, diagnosis: Extract<Diagnosis, { stalled: true }>): string {
+  if (diagnosis.cause === 'money-held' || diagnosis.cause === 'stock-held') return '--fix leaves it';
+  if ((diagnosis.cause === 'unpublished' || diagnosis.cause === 'not-started') && order.request)
+    return '--fix sends its event again';
+  if (order.status === 'PAID') return `not for --fix: ${paidNextStep(order, diagnosis)}`;
+  return `--fix retries it, as orders retry ${order.id} --reason … does`;
+}
+
+/**
+ * A PAID order whose run stopped after the charge. Undone (the capture given back): a new run
+ * charges the customer again, and again at every sweep if the step that failed still fails; not
+ * undone: the sale stands and its own run finishes it. Either way an operator's decision.
+ */
+function paidNextStep(order: StalledOrder, diagnosis: Extract<Diagnosis, { stalled: true }>): string {
+  if (order.runUndone)
+    return (
+      `its run failed after the charge and gave it back, so a new run charges the customer again; an ` +
+      `operator decides (orders retry ${order.id} --reason …, or the customer cancels it)`
+    );
+  if (diagnosis.forgotten)
+    return (
+      `its run stopped after the charge, which stands, and Temporal has forgotten it, so it cannot be ` +
+      `reset: orders settle ${order.id} --forgotten-run --reason … gives the capture and the stock back ` +
+      `(then a retry, or the customer's cancel, ends it)`
+    );
+  return `its run stopped after the charge, which stands: orders reset ${order.id} --closed --reason … lets it complete`;
 }
 
 async function fix(
@@ -245,22 +275,11 @@ async function fix(
     return { id: order.id, ok: true, outcome: 'republished', reason: diagnosis.reason, details };
   }
   if (order.status === 'PAID') {
-    // Its run stopped after the charge. Undone (the capture given back): a new run charges the
-    // customer again, and again at every sweep if the step that failed still fails; not undone: the
-    // sale stands and its own run finishes it. Either way an operator's decision.
-    const next = order.runUndone
-      ? `its run failed after the charge and gave it back, so a new run charges the customer again; an ` +
-        `operator decides (orders retry ${order.id} --reason …, or the customer cancels it)`
-      : diagnosis.forgotten
-        ? `its run stopped after the charge, which stands, and Temporal has forgotten it, so it cannot be ` +
-          `reset: orders settle ${order.id} --forgotten-run --reason … gives the capture and the stock back ` +
-          `(then a retry, or the customer's cancel, ends it)`
-        : `its run stopped after the charge, which stands: orders reset ${order.id} --closed --reason … lets it complete`;
     return {
       id: order.id,
       ok: false,
       outcome: 'refused',
-      reason: `${diagnosis.reason}; not retried by --fix: ${next}`,
+      reason: `${diagnosis.reason}; not retried by --fix: ${paidNextStep(order, diagnosis)}`,
       details,
     };
   }

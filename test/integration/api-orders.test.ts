@@ -429,7 +429,13 @@ describe('GET /orders/:id', () => {
 
 describe('GET /orders', () => {
   interface Page {
-    items: Array<{ id: string; customerId: string; status: string; createdAt: string }>;
+    items: Array<{
+      id: string;
+      customerId: string;
+      status: string;
+      statusReason: string | null;
+      createdAt: string;
+    }>;
     nextCursor: string | null;
   }
 
@@ -471,15 +477,24 @@ describe('GET /orders', () => {
 
   it('filters by status and customer', async () => {
     const customerId = customer();
-    for (const status of ['PENDING', 'PAID', 'PAID']) {
+    for (const [status, reason] of [
+      ['PENDING', null],
+      ['PAYMENT_FAILED', 'payment not captured within 600000 ms'],
+      ['PAYMENT_FAILED', 'card declined'],
+    ]) {
       await db.pool.query(
-        `insert into orders (id, customer_id, email, status, total, currency, correlation_id)
-         values ($1, $2, 'f@example.com', $3, 1, 'USD', 'c')`,
-        [randomUUID(), customerId, status],
+        `insert into orders (id, customer_id, email, status, status_reason, total, currency, correlation_id)
+         values ($1, $2, 'f@example.com', $3, $4, 1, 'USD', 'c')`,
+        [randomUUID(), customerId, status, reason],
       );
     }
-    const [page] = await allPages(`customer_id=${customerId}&status=PAID`);
-    expect(page!.items.map((o) => o.status)).toEqual(['PAID', 'PAID']);
+    const [page] = await allPages(`customer_id=${customerId}&status=PAYMENT_FAILED`);
+    expect(page!.items.map((o) => o.status)).toEqual(['PAYMENT_FAILED', 'PAYMENT_FAILED']);
+    // Why each failed, on the list itself: an operator reading failed orders needs no GET per order.
+    expect(page!.items.map((o) => o.statusReason).sort()).toEqual([
+      'card declined',
+      'payment not captured within 600000 ms',
+    ]);
     expect(page!.items.every((o) => o.customerId === customerId)).toBe(true);
     expect(page!.nextCursor).toBeNull();
   });

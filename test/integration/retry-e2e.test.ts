@@ -199,6 +199,13 @@ describe('retry', () => {
 
   it('an order whose last step failed after the charge is listed by reconcile, and --fix leaves the new charge to an operator', async () => {
     const { id } = await paidThenFailed();
+    // Listed with what ends it, which is not --fix's to do.
+    const listed = await reconcileOrders(deps(), { olderThanMs: 0 });
+    expect(listed.items.find((i) => i.id === id)).toMatchObject({
+      ok: false,
+      outcome: 'stalled',
+      reason: expect.stringMatching(/; not for --fix: .*charges the customer again; an operator decides/),
+    });
     const fixed = await reconcileOrders(deps(), { olderThanMs: 0, fix: true });
     expect(fixed.items.find((i) => i.id === id)).toMatchObject({
       ok: false,
@@ -375,7 +382,12 @@ describe('reconcile', () => {
     const found = await reconcileOrders(deps(), { olderThanMs: 5 * 60_000 });
     expect(found.ok).toBe(false);
     expect(found.items).toMatchObject([
-      { id: order.orderId, outcome: 'stalled', details: { cause: 'not-started' } },
+      {
+        id: order.orderId,
+        outcome: 'stalled',
+        reason: expect.stringMatching(/never started .*; --fix sends its event again$/),
+        details: { cause: 'not-started' },
+      },
     ]);
 
     // While messages wait in the bridge's queue (a backlog), the event is most likely among them:
@@ -447,6 +459,7 @@ describe('reconcile', () => {
       ]);
       expect(mine[0]!.reason).toMatch(/payment of 10\.00 USD is CHARGING, and no run is giving them back/);
       expect(mine[0]!.reason).toContain(`charge key ${order.orderId}`);
+      if (!fix) expect(mine[0]!.reason).toMatch(/; --fix leaves it$/);
     }
     // --fix changed nothing: no retry, the charge still on record for an operator to settle.
     const { rows } = await system.db.pool.query(

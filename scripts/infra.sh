@@ -116,7 +116,7 @@ temporal_cli_install() {
   go_minor=$(go env GOVERSION 2>/dev/null | sed -nE 's/^go1\.([0-9]+).*/\1/p')
   [ -n "$go_minor" ] && [ "$go_minor" -ge 21 ] ||
     die "building the Temporal CLI needs Go >= 1.21 on PATH (found: $(go env GOVERSION 2>/dev/null || echo none))"
-  log "Temporal CLI $TEMPORAL_CLI_VERSION: building from the Go module proxy (first time only, ~3 min)"
+  log "Temporal CLI $TEMPORAL_CLI_VERSION: building from the Go module proxy (about 3 min on a new machine, seconds with a warm Go cache)"
   GOBIN="$BIN" GOFLAGS=-trimpath go install -ldflags='-s -w' "$TEMPORAL_CLI_MODULE@$TEMPORAL_CLI_VERSION"
   echo "$TEMPORAL_CLI_VERSION" >"$TOOLS/temporal.version"
 }

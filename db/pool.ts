@@ -189,6 +189,24 @@ export async function withTransaction<T>(pool: Pool, fn: (client: PoolClient) =>
 }
 
 /**
+ * Runs `fn` in a transaction that is always rolled back: what a dry run of a change reports (the
+ * rows it would touch, counted by the very statements that would touch them), changing nothing.
+ */
+export async function withRolledBackTransaction<T>(
+  pool: Pool,
+  fn: (client: PoolClient) => Promise<T>,
+): Promise<T> {
+  return withClient(pool, async (client) => {
+    await client.query('begin');
+    try {
+      return await fn(client);
+    } finally {
+      await client.query('rollback').catch(() => {});
+    }
+  });
+}
+
+/**
  * Raises the session's idle-in-transaction limit (DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS) to `ms`
  * for the rest of this transaction, for a caller that holds a row lock on purpose while it waits on
  * another service under a deadline of its own (`ms` a margin above it): the usual limit would end the

@@ -27,7 +27,8 @@
  * redrive` is). Idempotent: run it again after a failure. The dead letters are scrubbed before the
  * database is erased, because finding them needs the addresses the database still holds: a run that
  * fails in the dead-letter step has erased nothing yet, and the next run finds every address again
- * (the database part is matched by customer id).
+ * (the database part is matched by customer id). `--dry-run` says what would be erased and scrubbed
+ * and changes nothing.
  */
 import type { Client } from '@temporalio/client';
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
@@ -36,7 +37,7 @@ import { CUSTOMER_ID, ORDER_ID } from '../domain/order.js';
 import { ERASED, scrubEvent } from '../domain/personal-data.js';
 import type { Logger } from '../lib/logger.js';
 import { customerFootprint, eraseCustomerData, orderOwner, type CustomerFootprint } from '../db/erasure.js';
-import { withTransaction, type Pool } from '../db/pool.js';
+import { withRolledBackTransaction, withTransaction, type Pool } from '../db/pool.js';
 import { amqpUser } from '../lib/amqp/connection.js';
 import { eachDeadLetterQueue, giveBack, originalSender, type DlqDeps } from './dlq.js';
 import { listRuns } from './select.js';
@@ -62,17 +63,31 @@ export interface EraseCustomerDeps {
   progress?: Progress;
 }
 
-export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string): Promise<CommandResult> {
+export interface EraseCustomerOptions {
+  /**
+   * Says what would be erased and changes nothing: the same refusals, the dead letters that would be
+   * scrubbed (taken and handed back), and the database rows the erasure's own statements would touch
+   * (run in a transaction that is rolled back).
+   */
+  dryRun?: boolean;
+}
+
+export async function eraseCustomer(
+  deps: EraseCustomerDeps,
+  customerId: string,
+  { dryRun = false }: EraseCustomerOptions = {},
+): Promise<CommandResult> {
   if (!CUSTOMER_ID.test(customerId))
     throw new UsageError(
       `not a customer id: ${JSON.stringify(customerId)} (letters, digits and . _ : -, as in customer_id, e.g. C100)`,
     );
   const progress = deps.progress ?? noProgress;
+  const command = dryRun ? 'erase-customer --dry-run' : 'erase-customer';
   /** The command's one item when it does nothing: not found, or refused with the reason. */
   const endWith = (outcome: string, reason: string, details?: Record<string, unknown>): CommandResult => {
     const item: ItemResult = { id: customerId, ok: false, outcome, reason, ...(details ? { details } : {}) };
     progress.advance(item);
-    return commandResult('erase-customer', [item]);
+    return commandResult(command, [item]);
   };
   const refusal = (footprint: CustomerFootprint): CommandResult =>
     endWith(
@@ -98,7 +113,7 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
     );
 
   // The dead letters first, while the database still knows the addresses to look for.
-  const scrubs = await scrubDeadLetters(deps, customerId, footprint, { operator, trusted });
+  const scrubs = await scrubDeadLetters(deps, customerId, footprint, { operator, trusted, dryRun });
 
   if (footprint.orderIds.length === 0) {
     // No orders here, yet dead letters may name the customer (events of another deployment's orders,
@@ -113,14 +128,14 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
       id: customerId,
       ok: true,
       outcome: 'no-orders',
-      reason: 'no orders of this customer in the database; dead letters naming them were scrubbed',
+      reason: `no orders of this customer in the database; dead letters naming them ${dryRun ? 'would be' : 'were'} scrubbed`,
     };
-    deps.logger.info({ customerId }, 'customer data erased from the dead letters (no orders)');
+    if (!dryRun) deps.logger.info({ customerId }, 'customer data erased from the dead letters (no orders)');
     for (const item of [none, ...scrubs]) progress.advance(item);
-    return commandResult('erase-customer', [none, ...scrubs]);
+    return commandResult(command, [none, ...scrubs]);
   }
 
-  const database = await withTransaction(deps.pool, async (tx) => {
+  const database = await (dryRun ? withRolledBackTransaction : withTransaction)(deps.pool, async (tx) => {
     // Taken again under the transaction: an order placed meanwhile is erased (or refuses) too.
     const now = await customerFootprint(tx, customerId);
     if (now.openOrderIds.length > 0) return { kind: 'refused' as const, footprint: now };
@@ -134,12 +149,12 @@ export async function eraseCustomer(deps: EraseCustomerDeps, customerId: string)
   const erased: ItemResult = {
     id: customerId,
     ok: true,
-    outcome: 'erased',
+    outcome: dryRun ? 'would-erase' : 'erased',
     details: { ...database.counts, ordersOfCustomer: database.orders },
   };
-  deps.logger.info({ customerId, ...database.counts }, 'customer data erased from the database');
+  if (!dryRun) deps.logger.info({ customerId, ...database.counts }, 'customer data erased from the database');
   for (const item of [erased, ...scrubs]) progress.advance(item);
-  return commandResult('erase-customer', [erased, ...scrubs]);
+  return commandResult(command, [erased, ...scrubs]);
 }
 
 /**
@@ -153,7 +168,11 @@ async function scrubDeadLetters(
   deps: EraseCustomerDeps,
   customerId: string,
   footprint: CustomerFootprint,
-  { operator, trusted }: { operator: string; trusted: readonly string[] | undefined },
+  {
+    operator,
+    trusted,
+    dryRun,
+  }: { operator: string; trusted: readonly string[] | undefined; dryRun: boolean },
 ): Promise<ItemResult[]> {
   const scrubs: ItemResult[] = [];
   await eachDeadLetterQueue({ ...deps, progress: noProgress }, {}, async ({ channel, dlq, reader, take }) => {
@@ -181,8 +200,9 @@ async function scrubDeadLetters(
         const copy = scrubbedCopy(msg, customerId, footprint, {
           userId: sender !== undefined && trusted?.includes(sender) ? operator : undefined,
         });
-        if (!copy) {
+        if (!copy || dryRun) {
           kept.push(msg);
+          if (copy) scrubbed++; // would be
           continue;
         }
         await publishConfirmed(channel, dlq, copy.content, copy.options);
@@ -195,8 +215,8 @@ async function scrubDeadLetters(
     scrubs.push({
       id: dlq,
       ok: true,
-      outcome: 'scrubbed',
-      details: { scrubbed, untouched: kept.length, otherCustomers },
+      outcome: dryRun ? 'would-scrub' : 'scrubbed',
+      details: { scrubbed, untouched: kept.length - (dryRun ? scrubbed : 0), otherCustomers },
     });
   });
   return scrubs;

@@ -14,7 +14,8 @@ export const registerEraseCustomer: RegisterCommand = (program, runner) => {
         'their orders is still under way, and reports not-found (exit 1) for an id with no orders',
     )
     .argument('<customerId>', 'the customer id, as in customer_id of their orders')
-    .action((customerId: string, _flags: unknown, command: Command) =>
+    .option('--dry-run', 'say what would be erased and scrubbed, change nothing')
+    .action((customerId: string, flags: { dryRun?: boolean }, command: Command) =>
       runner.run(
         command,
         async (ctx, progress) =>
@@ -28,6 +29,7 @@ export const registerEraseCustomer: RegisterCommand = (program, runner) => {
               progress,
             },
             customerId,
+            { dryRun: flags.dryRun ?? false },
           ),
         (item) =>
           pairs(item.details, [

@@ -108,6 +108,16 @@ async function drainDlq(queue = config.BRIDGE_QUEUE): Promise<GetMessage[]> {
   return all;
 }
 
+/** Ready messages in a DLQ. */
+async function dlqDepth(queue = config.BRIDGE_QUEUE): Promise<number> {
+  const channel = await connection.createChannel();
+  try {
+    return (await channel.checkQueue(dlqName(queue))).messageCount;
+  } finally {
+    await channel.close();
+  }
+}
+
 const runningQuery = (orderId: string) =>
   `WorkflowId = "${orderWorkflowId(orderId)}" AND ExecutionStatus = "Running"`;
 
@@ -187,6 +197,30 @@ describe('erase-customer', () => {
     await deadLetter(JSON.stringify(bobPlaced!.payload), bobPlaced!.payload.id, 'bridge refused it');
     const timelinesBefore = await Promise.all(mine.map(async (id) => (await getOrder(db.pool, id))!.events));
     const bobBefore = await getOrder(db.pool, theirs);
+
+    // A dry run counts the same and changes nothing.
+    const dryRun = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer, {
+      dryRun: true,
+    });
+    expect(dryRun).toMatchObject({ command: 'erase-customer --dry-run', ok: true });
+    expect(dryRun.items[0]).toMatchObject({
+      id: customer,
+      outcome: 'would-erase',
+      details: { orders: 2, notifications: 2, analyticsOrders: 1, ordersOfCustomer: 2 },
+    });
+    expect(dryRun.items.find((i) => i.id === dlqName(config.BRIDGE_QUEUE))).toMatchObject({
+      outcome: 'would-scrub',
+      details: { scrubbed: 2, untouched: 1 },
+    });
+    expect((await getOrder(db.pool, mine[0]!))!.email).toBe('alice@example.com');
+    // Handed back (a quorum queue requeues them a moment later), unchanged.
+    await waitFor(async () => (await dlqDepth()) === 3, { what: 'the three dead letters back' });
+    expect((await drainDlq()).map((m) => m.properties.headers?.['x-erased-at'])).toEqual([
+      undefined,
+      undefined,
+      undefined,
+    ]);
+    await waitFor(async () => (await dlqDepth()) === 3, { what: 'the three dead letters back' });
 
     const result = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
     expect(result.ok).toBe(true);

@@ -97,7 +97,13 @@ export function mayBeCancelledNow(
 ): Verdict {
   if (status === 'PAID' && runUndone && !compensating) return allowed;
   if (status === 'PAID' || status === 'COMPLETED') return refused('too late: order is already paid');
-  if (isFinal(status) || compensating) return refused(`too late: order has already ended (${status})`);
+  if (isFinal(status)) return refused(`too late: order has already ended (${status})`);
+  // Not ended yet: its run stopped (a payment that failed, a step that failed) and is giving back
+  // what it held. What the order ends as is not known yet, so neither is whether a cancel can follow.
+  if (compensating)
+    return refused(
+      `too late for this run: it has stopped and is giving back what it held (the order is ${status}); ask again once it has ended`,
+    );
   return allowed;
 }
 

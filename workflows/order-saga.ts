@@ -154,6 +154,14 @@ export const PATCHES = {
    * passes reaches the patch.
    */
   deadlineYieldsToRecordedCancel: 'deadline-yields-to-recorded-cancel',
+  /**
+   * A cancel accepted while the step in flight decided otherwise (a decline, a payment that failed),
+   * whose giving back then failed: the order ended PAYMENT_FAILED, and the cancel was never going to
+   * be carried out, so it is answered "too late", as when nothing failed. Before this it was answered
+   * "accepted but not completed" (the API's 500 cancel_incomplete: an operator would finish the
+   * cancel), which no settlement or reset of a PAYMENT_FAILED order then does.
+   */
+  tooLateOverIncomplete: 'too-late-over-incomplete',
 } as const;
 
 /** Retry and timeout profiles, named so a reader sees the intent of each call site. */
@@ -361,7 +369,11 @@ class OrderSaga {
     // Answer once the saga has settled, so the caller learns the outcome, not just the intent; a
     // workflow cancel arriving meanwhile ends the same way and must not fail this answer.
     await CancellationScope.nonCancellable(() => condition(() => this.finished));
-    if (this.state.compensationFailures.length > 0) {
+    const endedOtherwise = FINAL_STATUSES.has(this.state.status) && this.state.status !== 'CANCELLED';
+    if (
+      this.state.compensationFailures.length > 0 &&
+      !(endedOtherwise && patched(PATCHES.tooLateOverIncomplete))
+    ) {
       throw ApplicationFailure.nonRetryable(
         `cancel accepted but not completed: ${this.state.compensationFailures.join('; ')}`,
         FAILURE_TYPES.CompensationFailed,
@@ -613,7 +625,8 @@ class OrderSaga {
         if (yields && failureType(err) === FAILURE_TYPES.CancelRequested) {
           // Not a payment failure after all: run() cancels the order in the recorded cancel's words,
           // or in the words of the cancel update accepted meanwhile (the same cancel, asked late).
-          this.state.reason = this.cancelWords;
+          // A workflow cancel meanwhile takes run()'s first branch, which has no error to read them from.
+          this.state.reason = this.cancelWords ?? recordedCancelWording(err);
           this.failureReason = undefined;
         }
         throw err;

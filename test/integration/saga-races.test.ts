@@ -7,7 +7,13 @@
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { WorkflowUpdateFailedError, type Client, type WorkflowHandle } from '@temporalio/client';
+import {
+  WorkflowFailedError,
+  WorkflowUpdateFailedError,
+  type Client,
+  type WorkflowHandle,
+} from '@temporalio/client';
+import { ApplicationFailure } from '@temporalio/common';
 import { historyToJSON } from '@temporalio/common/lib/proto-utils.js';
 import { NativeConnection, type Worker } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -16,7 +22,7 @@ import { retryOrder } from '../../db/order-retries.js';
 import { recordCancelRequest } from '../../db/orders.js';
 import { createLogger } from '../../lib/logger.js';
 import { connectTemporal, startOrderSaga } from '../../lib/temporal.js';
-import { createOrderWorker } from '../../workers/temporal-worker.js';
+import { createOrderWorker, type OrderWorkerOptions } from '../../workers/temporal-worker.js';
 import { cancelUpdate, orderWorkflowId, statusQuery } from '../../workflows/contract.js';
 import { shortId, testConfig, waitFor } from '../helpers/amqp.js';
 import { createProduct, createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -49,8 +55,14 @@ async function saveHistoryIfRecording(name: string, handle: WorkflowHandle): Pro
   writeFileSync(file, `${historyToJSON(await handle.fetchHistory())}\n`);
 }
 
-/** A worker on a task queue of its own, with `gateway`, and an order of 2 of a new product (stock 5). */
-async function sagaWith<G extends PaymentGateway>(gateway: G) {
+/**
+ * A worker on a task queue of its own, with `gateway` (and single activities replaced, for a
+ * compensation that fails), and an order of 2 of a new product (stock 5).
+ */
+async function sagaWith<G extends PaymentGateway>(
+  gateway: G,
+  activityOverrides?: OrderWorkerOptions['activityOverrides'],
+) {
   const config = testConfig(shortId());
   const worker: Worker = await createOrderWorker({
     config,
@@ -58,6 +70,7 @@ async function sagaWith<G extends PaymentGateway>(gateway: G) {
     logger: createLogger('saga-races-test', 'silent'),
     connection,
     gateway,
+    ...(activityOverrides ? { activityOverrides } : {}),
   });
   const sku = await createProduct(db.pool, { stock: 5 });
   const order = await createOrder(db.pool, { items: [{ sku, qty: 2 }] });
@@ -194,5 +207,41 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
       kind: 'refused',
       reason: expect.stringContaining('a cancel was asked for this order'),
     });
+  });
+
+  it('cancelled meanwhile, declined, and giving the stock back then fails: still "too late", not "cancel not completed"', async () => {
+    const { config, gateway, worker, sku, order } = await sagaWith(
+      gatedFailingGateway(() => new PaymentDeclinedError('simulated: card declined', 'CARD_DECLINED')),
+      {
+        releaseInventory: async () => {
+          throw ApplicationFailure.nonRetryable('simulated: inventory database unavailable');
+        },
+      },
+    );
+    await worker.runUntil(async () => {
+      await startOrderSaga(client, sagaInput(order), config.TEMPORAL_TASK_QUEUE);
+      const handle = client.workflow.getHandle(orderWorkflowId(order.orderId));
+      await gateway.entered;
+      const answer = handle
+        .executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] })
+        .catch((err: unknown) => err);
+      await waitFor(async () => (await handle.query(statusQuery)).cancelRequested, { what: 'the cancel' });
+      gateway.open();
+
+      // The order ended PAYMENT_FAILED: the cancel was never going to happen, whatever failed after.
+      const refused = await answer;
+      expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+      expect((refused as WorkflowUpdateFailedError).cause).toMatchObject({
+        type: 'CancelRejected',
+        message: 'too late: the order ended PAYMENT_FAILED before the cancel took effect',
+      });
+      // The run still fails, naming the compensation, for an operator.
+      const failed = await handle.result().catch((err: unknown) => err);
+      expect(failed).toBeInstanceOf(WorkflowFailedError);
+      expect((failed as WorkflowFailedError).cause?.message).toContain('releaseInventory');
+      await saveHistoryIfRecording('cancel-then-declined-compensation-failed', handle);
+    });
+    expect(await orderStatus(db.pool, order.orderId)).toBe('PAYMENT_FAILED');
+    expect(await stockOf(db.pool, sku)).toBe(3); // not given back: an operator's, as the run's failure says
   });
 });

@@ -64,7 +64,12 @@ describe('may be cancelled now', () => {
   it('before payment yes; once paid or final no, with the reason', () => {
     expect(mayBeCancelledNow('PENDING')).toEqual({ ok: true });
     expect(mayBeCancelledNow('RESERVED')).toEqual({ ok: true });
-    expect(mayBeCancelledNow('RESERVED', { compensating: true })).toMatchObject({ ok: false });
+    // Being undone is not ended: the refusal does not say it is.
+    expect(mayBeCancelledNow('RESERVED', { compensating: true })).toEqual({
+      ok: false,
+      reason:
+        'too late for this run: it has stopped and is giving back what it held (the order is RESERVED); ask again once it has ended',
+    });
     expect(mayBeCancelledNow('PAID')).toEqual({ ok: false, reason: 'too late: order is already paid' });
     expect(mayBeCancelledNow('COMPLETED')).toEqual({ ok: false, reason: 'too late: order is already paid' });
     expect(mayBeCancelledNow('OUT_OF_STOCK')).toMatchObject({

@@ -30,11 +30,12 @@
  * `settlement.json` and `settlement-finishes-cancel.json` are the other workflow the worker runs,
  * `settleOrder` (`orders settle`), without and with the cancel it may finish.
  *
- * Five are the exception: the time-skipping server cannot produce them, so they were recorded on the
+ * Six are the exception: the time-skipping server cannot produce them, so they were recorded on the
  * dev server by test/integration/saga-races.test.ts (`RECORD_HISTORIES=<name> npx vitest run --project
  * integration test/integration/saga-races.test.ts`): `cancelled-during-failing-charge.json` (before
  * `lean-history`) and `deadline-during-charge-attempt.json` carry `failed-attempt-after-cancel`;
- * `cancel-then-declined.json` carries `cancel-answers-outcome` and `decline-keeps-cancel`;
+ * `cancel-then-declined.json` carries `cancel-answers-outcome` and `decline-keeps-cancel`, and
+ * `cancel-then-declined-compensation-failed.json` (the release failing after) `too-late-over-incomplete`;
  * `recorded-cancel-at-deadline.json` carries `recorded-cancel-beats-deadline`, and
  * `recorded-cancel-at-deadline-before-fix.json` is the same race recorded with that patch taken out (the
  * deadline won), so such a run still replays down its old branch.

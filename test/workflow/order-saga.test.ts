@@ -590,6 +590,41 @@ describe('cancel', () => {
 
     await expectCancelledWithStockBack(order.orderId, sku);
   });
+
+  test("a workflow cancel while the deadline's failPayment yields to a recorded cancel: cancelled in that cancel's words", async () => {
+    const sku = await createProduct(h.db.pool, { stock: 5 });
+    const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
+    const gateway = {
+      ...ledgerGateway(),
+      charge: async () => {
+        await recordCancelRequest(h.db.pool, order.orderId);
+        await recordCancelReason(h.db.pool, order.orderId, {
+          code: 'changed_mind',
+          note: 'x',
+          confirmed: false,
+        });
+        throw new GatewayUnavailableError('simulated: the gateway is down');
+      },
+    };
+    const held = holdFailPayment(h, gateway);
+    const worker = await h.worker({ gateway, activityOverrides: held.activityOverrides });
+
+    await worker.runUntil(async () => {
+      const handle = await h.start(worker, sagaInput(order, 500));
+      await held.asked;
+      await handle.cancel(); // an operator's, say, while failPayment decides
+      held.release();
+      const failure = await handle.result().catch((err: unknown) => err);
+      expect((failure as WorkflowFailedError).cause).toBeInstanceOf(CancelledFailure);
+    });
+
+    await expectCancelledWithStockBack(order.orderId, sku);
+    const { rows } = await h.db.pool.query<{ status_reason: string }>(
+      'select status_reason from orders where id = $1::uuid',
+      [order.orderId],
+    );
+    expect(rows[0]!.status_reason).toBe(cancelWording('changed_mind'));
+  });
 });
 
 describe('a failing compensation', () => {

@@ -49,7 +49,7 @@ import {
   type Progress,
 } from './result.js';
 import { eventTypeName, isRunNotFound, runFailureReason } from './run-failures.js';
-import { notOurs, selectRuns, type OrderSelection, type SelectedRun } from './select.js';
+import { noneOurs, notOurs, selectRuns, type OrderSelection, type SelectedRun } from './select.js';
 
 type HistoryEvent = proto.temporal.api.history.v1.IHistoryEvent;
 type ResetRequest = proto.temporal.api.workflowservice.v1.IResetWorkflowExecutionRequest;
@@ -94,7 +94,7 @@ export async function resetOrders(deps: ResetDeps, options: ResetOptions): Promi
     (run) => resetOne(deps, options, run),
     (item) => progress.advance(item),
   );
-  return commandResult(options.dryRun ? 'reset --dry-run' : 'reset', items);
+  return commandResult(options.dryRun ? 'reset --dry-run' : 'reset', noneOurs(items));
 }
 
 /** A run of `order-<id>` with no such order in this database: another environment's (tests sharing a namespace). */

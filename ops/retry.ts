@@ -11,6 +11,7 @@ import type { Client } from '@temporalio/client';
 import type { Logger } from '../lib/logger.js';
 import { noteProblem } from '../domain/text.js';
 import { latestOrderRun } from '../lib/temporal.js';
+import { findOrder } from '../db/orders.js';
 import { retryOrder, type RetryOutcome } from '../db/order-retries.js';
 import type { Pool } from '../db/pool.js';
 import { DEFAULT_CONCURRENCY, mapBounded } from './batch.js';
@@ -23,7 +24,7 @@ import {
   type Progress,
 } from './result.js';
 import { runFailureReason } from './run-failures.js';
-import { notOurs, selectRuns, type OrderSelection } from './select.js';
+import { noneOurs, notOurs, selectRuns, type OrderSelection } from './select.js';
 import { orderWorkflowId } from '../workflows/contract.js';
 
 export interface RetryDeps {
@@ -65,7 +66,10 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
     orderIds,
     options.concurrency ?? DEFAULT_CONCURRENCY,
     async (orderId): Promise<ItemResult> => {
+      const workflowId = orderWorkflowId(orderId);
       try {
+        if ('query' in options.selection && !(await findOrder(deps.pool, orderId)))
+          return notOurs({ orderId, workflowId });
         const matched = matchedRuns.get(orderId);
         const latest = matched ? await latestOrderRun(deps.client, orderId) : undefined;
         // A settlement is not a run of its own: the saga run it settled stands for it.
@@ -80,18 +84,19 @@ export async function retryOrders(deps: RetryDeps, options: RetryOptions): Promi
             details: { latestRunId: latest.runId, latestStatus: latest.status, matchedRunIds: [...matched] },
           };
         }
-        const outcome = await retryOne(deps, orderId, { ...options, reason });
-        if (outcome.kind === 'not_found' && 'query' in options.selection)
-          return notOurs({ orderId, workflowId: orderWorkflowId(orderId) });
-        return toItem(orderId, outcome, options.dryRun ?? false);
+        return toItem(
+          orderId,
+          await retryOne(deps, orderId, { ...options, reason }),
+          options.dryRun ?? false,
+        );
       } catch (err) {
-        const failure = runFailureReason(err, { orderId, workflowId: orderWorkflowId(orderId) });
+        const failure = runFailureReason(err, { orderId, workflowId });
         return { id: orderId, ok: false, outcome: 'failed', reason: failure };
       }
     },
     (item) => progress.advance(item),
   );
-  return commandResult(options.dryRun ? 'retry --dry-run' : 'retry', items);
+  return commandResult(options.dryRun ? 'retry --dry-run' : 'retry', noneOurs(items));
 }
 
 /** Retries one order: with its row locked, asks Temporal whether a run is open, then applies the rule. */

@@ -144,3 +144,23 @@ export function notOurs(run: Pick<SelectedRun, 'orderId' | 'workflowId'>): ItemR
     details: { workflowId: run.workflowId },
   };
 }
+
+/**
+ * A query whose every run is `not-ours` most likely ran against the wrong database (another
+ * environment's DATABASE_URL, a restored copy missing recent orders), not in a namespace full of
+ * other systems: one more item says so, and fails the command.
+ */
+export function noneOurs(items: ItemResult[]): ItemResult[] {
+  if (items.length === 0 || !items.every((item) => item.outcome === 'not-ours')) return items;
+  return [
+    ...items,
+    {
+      id: '(query)',
+      ok: false,
+      outcome: 'none-ours',
+      reason:
+        `every one of the ${items.length} run(s) the query matched is of an order this database does not ` +
+        'have: is DATABASE_URL the right database?',
+    },
+  ];
+}

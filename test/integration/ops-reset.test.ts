@@ -342,7 +342,7 @@ test('refuses a run whose order this database does not know (another system shar
   expect((await client.workflow.getHandle(workflowId).describe()).runId).toBe(stuckRunId); // not reset
 });
 
-test('--query leaves alone, as not a failure, an order saga whose order this database does not have', async () => {
+test('--query leaves alone an order saga whose order this database does not have, and says so when no run it matched is ours', async () => {
   const orderId = randomUUID();
   const workflowId = orderWorkflowId(orderId);
   // An order saga of another system sharing the namespace, on a queue no worker here polls.
@@ -358,8 +358,12 @@ test('--query leaves alone, as not a failure, an order saga whose order this dat
   });
   for (const dryRun of [true, false]) {
     const result = await resetOrders(deps(), { selection: { query }, reason: REASON, dryRun });
-    expect(result.ok).toBe(true);
-    expect(result.items).toMatchObject([{ id: orderId, ok: true, outcome: 'not-ours' }]);
+    // Left alone; and since it is the only run the query matched, the wrong database is suspected.
+    expect(result.ok).toBe(false);
+    expect(result.items).toMatchObject([
+      { id: orderId, ok: true, outcome: 'not-ours' },
+      { ok: false, outcome: 'none-ours', reason: expect.stringMatching(/DATABASE_URL/) },
+    ]);
   }
 });
 

@@ -100,31 +100,52 @@ test('--query retries an order only when its latest run matched, not an earlier 
   ]);
 });
 
-test('--query leaves alone a run of an order this database does not have (another system sharing the namespace); named by id, it is not-found', async () => {
-  const orderId = randomUUID();
-  await closedRun(orderId, 1, 'DEADLINE_EXCEEDED');
-  const query = `WorkflowId = "${orderWorkflowId(orderId)}"`;
-  await waitFor(async () => (await client.workflow.count(query)).count === 1);
+test('--query leaves alone the runs of orders this database does not have (another system sharing the namespace), however many; named by id, such an order is not-found', async () => {
+  const sku = await createProduct(db.pool, { stock: 5 });
+  const ours = await createOrder(db.pool, { items: [{ sku, qty: 1 }], status: 'PAYMENT_FAILED' });
+  await db.pool.query('update orders set started_run = 1 where id = $1::uuid', [ours.orderId]);
+  const foreign = randomUUID();
+  const failure = `TEST-${randomUUID()}`; // this test's runs only
+  await closedRun(ours.orderId, 1, failure);
+  // The other system's order: its run 1 matched, its latest run 2 did not.
+  await closedRun(foreign, 1, failure);
+  await closedRun(foreign, 2, 'DECLINED');
+  const query = `FailureReason = "${failure}"`;
+  await waitFor(
+    async () =>
+      (await client.workflow.count(`${query} OR WorkflowId = "${orderWorkflowId(foreign)}"`)).count === 3,
+  );
 
   const byQuery = await retryOrders(
     { pool: db.pool, client, logger },
     { selection: { query }, reason: 'gateway back', dryRun: true },
   );
   expect(byQuery.ok).toBe(true);
-  expect(byQuery.items).toEqual([
-    expect.objectContaining({
-      id: orderId,
-      ok: true,
-      outcome: 'not-ours',
-      reason: expect.stringMatching(/left alone/),
-    }),
-  ]);
+  expect(byQuery.items.map((i) => [i.id, i.ok, i.outcome]).sort()).toEqual(
+    [
+      [ours.orderId, true, 'would-retry'],
+      [foreign, true, 'not-ours'],
+    ].sort(),
+  );
   const byId = await retryOrders(
     { pool: db.pool, client, logger },
-    { selection: { orderIds: [orderId] }, reason: 'gateway back', dryRun: true },
+    { selection: { orderIds: [foreign] }, reason: 'gateway back', dryRun: true },
   );
   expect(byId.ok).toBe(false);
-  expect(byId.items).toEqual([expect.objectContaining({ id: orderId, ok: false, outcome: 'not-found' })]);
+  expect(byId.items).toEqual([expect.objectContaining({ id: foreign, ok: false, outcome: 'not-found' })]);
+
+  // A query whose every run is another system's: most likely the wrong database. Said, and failed.
+  const onlyTheirs = await retryOrders(
+    { pool: db.pool, client, logger },
+    {
+      selection: { query: `WorkflowId = "${orderWorkflowId(foreign)}"` },
+      reason: 'gateway back',
+      dryRun: true,
+    },
+  );
+  expect(onlyTheirs.ok).toBe(false);
+  expect(onlyTheirs.items.map((i) => i.outcome)).toEqual(['not-ours', 'none-ours']);
+  expect(onlyTheirs.items[1]!.reason).toMatch(/is DATABASE_URL the right database/);
 });
 
 test("a retry asks Temporal under the order's row lock: a run re-opened meanwhile (a reset) refuses it", async () => {

@@ -52,10 +52,13 @@ const UNREADABLE: Record<string, { status: number; text: string; message: string
 /**
  * Node answers a request its parser refuses (a control character in a header, headers too large)
  * with a bare status and no body; this answers in the API's error format instead, so every refusal
- * reads the same. A connection already gone, or one that has begun its answer, is just closed.
+ * reads the same. A connection already gone, or one whose answer to an earlier request has begun
+ * (keep-alive), is just closed; any other is closed once the answer is written, as Node's own is,
+ * whether or not the client closes its side.
  */
 export function answerUnreadableRequest(err: Error & { code?: string }, socket: Duplex): void {
-  if (err.code === 'ECONNRESET' || !socket.writable) {
+  const answering = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (err.code === 'ECONNRESET' || !socket.writable || answering?.headersSent) {
     socket.destroy();
     return;
   }
@@ -74,5 +77,6 @@ export function answerUnreadableRequest(err: Error & { code?: string }, socket: 
       `Content-Length: ${Buffer.byteLength(json)}\r\n` +
       'Connection: close\r\n\r\n' +
       json,
+    () => socket.destroy(),
   );
 }

@@ -98,11 +98,11 @@ export function mayBeCancelledNow(
   if (status === 'PAID' && runUndone && !compensating) return allowed;
   if (status === 'PAID' || status === 'COMPLETED') return refused('too late: order is already paid');
   if (isFinal(status)) return refused(`too late: order has already ended (${status})`);
-  // Not ended yet: its run stopped (a payment that failed, a step that failed) and is giving back
-  // what it held. What the order ends as is not known yet, so neither is whether a cancel can follow.
+  // Not ended yet: its run is ending (a payment that failed, a step that failed) and giving back what
+  // it held. What the order ends as is not known yet, so neither is whether a cancel could follow.
   if (compensating)
     return refused(
-      `too late for this run: it has stopped and is giving back what it held (the order is ${status}); ask again once it has ended`,
+      `too late: the order's run is ending (the order is ${status}) and giving back what it held`,
     );
   return allowed;
 }

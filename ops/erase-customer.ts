@@ -282,10 +282,6 @@ export function scrubbedCopy(
   { userId }: { userId?: string | undefined } = {},
 ): { content: Buffer; options: Options.Publish } | undefined {
   const text = msg.content.toString('utf8');
-  const addresses = addressPattern(footprint.emails);
-  const emails = new Set(footprint.emails.map((e) => e.toLowerCase()));
-  const mentions = (s: string) =>
-    addresses?.test(s) === true || footprint.orderIds.some((id) => s.includes(id));
   let event: unknown;
   try {
     event = JSON.parse(text);
@@ -295,6 +291,17 @@ export function scrubbedCopy(
   const envelope = event as
     { orderId?: unknown; data?: { customerId?: unknown; email?: unknown } } | undefined;
   const isEvent = typeof envelope === 'object' && envelope !== null;
+  // An event naming the customer by id holds their address too, one the database may not know (an
+  // order it never had, or one erased before): looked for everywhere else in the message as well.
+  const ownAddress =
+    isEvent && envelope.data?.customerId === customerId && typeof envelope.data?.email === 'string'
+      ? [envelope.data.email]
+      : [];
+  const known = [...footprint.emails, ...ownAddress];
+  const addresses = addressPattern(known);
+  const emails = new Set(known.map((e) => e.toLowerCase()));
+  const mentions = (s: string) =>
+    addresses?.test(s) === true || footprint.orderIds.some((id) => s.includes(id));
   const about = isEvent
     ? footprint.orderIds.includes(String(envelope.orderId)) ||
       envelope.data?.customerId === customerId ||
@@ -311,7 +318,7 @@ export function scrubbedCopy(
   const headers = Object.fromEntries(
     Object.entries(msg.properties.headers ?? {})
       .filter(([key]) => key !== 'x-delivery-count')
-      .map(([key, value]) => [key, typeof value === 'string' ? scrubText(value, footprint.emails) : value]),
+      .map(([key, value]) => [key, typeof value === 'string' ? scrubText(value, known) : value]),
   );
   headers['x-erased-at'] = new Date().toISOString();
   const p = msg.properties;

@@ -235,7 +235,10 @@ function nextStep(order: StalledOrder, diagnosis: Extract<Diagnosis, { stalled: 
   if ((diagnosis.cause === 'unpublished' || diagnosis.cause === 'not-started') && order.request)
     return '--fix sends its event again';
   if (order.status === 'PAID') return `not for --fix: ${paidNextStep(order, diagnosis)}`;
-  return `--fix retries it, as orders retry ${order.id} --reason … does`;
+  return (
+    `--fix retries it, as orders retry ${order.id} --reason … does (unless the retry rules refuse it: ` +
+    "a cancel asked, the customer's data erased)"
+  );
 }
 
 /**

@@ -11,7 +11,8 @@ export const registerEraseCustomer: RegisterCommand = (program, runner) => {
     .description(
       "clears the customer's e-mail addresses and the text they wrote from their orders, e-mails, outbox " +
         'events and analytics, and re-publishes their dead letters scrubbed. Refused (exit 1) while one of ' +
-        'their orders is still under way, and reports not-found (exit 1) for an id with no orders',
+        'their orders is still under way. An id with no orders still has the dead letters naming it ' +
+        'scrubbed (no-orders); with none of those either it is not-found (exit 1)',
     )
     .argument('<customerId>', 'the customer id, as in customer_id of their orders')
     .option('--dry-run', 'say what would be erased and scrubbed, change nothing')

@@ -7,6 +7,7 @@ import type { ServerType } from '@hono/node-server';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { close, listen } from '../../api/server.js';
 import { createLogger } from '../../lib/logger.js';
+import { waitUntil } from '../helpers/wait.js';
 
 let server: ServerType;
 let port: number;
@@ -49,6 +50,25 @@ test('headers too large are a 431 with a JSON error', async () => {
   const answer = await raw(`GET /orders HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`);
   expect(answer.status).toBe(431);
   expect(JSON.parse(answer.body)).toMatchObject({ error: { code: 'bad_request' } });
+});
+
+test('the connection is closed once the answer is written, though the client keeps its side open', async () => {
+  const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+  const answer = await new Promise<string>((resolve, reject) => {
+    let text = '';
+    socket.on('connect', () => socket.write('GET /orders HTTP/1.1\r\nHost: x\r\nX-Bad: a\u0001b\r\n\r\n'));
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('utf8')));
+    socket.on('end', () => resolve(text)); // the server's side ended; ours stays open
+    socket.on('error', reject);
+  });
+  expect(answer).toMatch(/^HTTP\/1.1 400 /);
+  // The server holds no connection for it (Node's own answer closes too): not until a timeout.
+  await waitUntil(
+    () => new Promise<number>((resolve) => server.getConnections((_err, count) => resolve(count))),
+    (count) => count === 0,
+    { what: 'the server to close the connection', timeoutMs: 2_000 },
+  );
+  socket.destroy();
 });
 
 test('a well-formed request still reaches the app', async () => {

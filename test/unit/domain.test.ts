@@ -67,8 +67,7 @@ describe('may be cancelled now', () => {
     // Being undone is not ended: the refusal does not say it is.
     expect(mayBeCancelledNow('RESERVED', { compensating: true })).toEqual({
       ok: false,
-      reason:
-        'too late for this run: it has stopped and is giving back what it held (the order is RESERVED); ask again once it has ended',
+      reason: "too late: the order's run is ending (the order is RESERVED) and giving back what it held",
     });
     expect(mayBeCancelledNow('PAID')).toEqual({ ok: false, reason: 'too late: order is already paid' });
     expect(mayBeCancelledNow('COMPLETED')).toEqual({ ok: false, reason: 'too late: order is already paid' });

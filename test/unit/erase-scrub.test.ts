@@ -79,6 +79,22 @@ describe('scrubbedCopy', () => {
     expect(copy.content.length).toBe(0);
   });
 
+  it('looks for the address an event of the customer holds everywhere in it, when the database knows none', () => {
+    const none = { orderIds: [], emails: [] };
+    const forged = {
+      id: 'e-5',
+      orderId: '3c1d3f7e-0000-4000-8000-000000000000',
+      data: { customerId: 'C1', email: 'ghost@example.net', extra: { note: 'write to ghost@example.net' } },
+    };
+    const copy = scrubbedCopy(
+      letter(forged, { 'x-death-reason': 'bounced: ghost@example.net' }),
+      'C1',
+      none,
+    )!;
+    expect(copy.content.length).toBe(0); // still held it after its fields were scrubbed
+    expect(copy.options.headers?.['x-death-reason']).toBe('bounced: (erased)');
+  });
+
   it('leaves a letter about someone else alone', () => {
     expect(
       scrubbedCopy(letter({ id: 'e-3', data: { email: 'ann@example.com' } }), 'C1', footprint),

@@ -83,6 +83,12 @@ export const SHOW_LIMIT = 100;
 export interface RedriveOptions extends DlqReadOptions {
   /** Lists what would be moved and moves nothing. */
   dryRun?: boolean;
+  /**
+   * Also moves dead letters sent longer ago than DLQ_REDRIVE_WINDOW_MS: their consumer's dedupe
+   * record may be pruned, and only each effect's own key (README "Retention") keeps a copy it had
+   * applied from applying twice. The operator's call, for a message that would otherwise be lost.
+   */
+  pastWindow?: boolean;
   /** How long to wait for the broker to confirm each republished message. */
   confirmTimeoutMs?: number;
 }
@@ -430,10 +436,11 @@ async function redriveOne(
   // The consumers' dedupe records (processed_events) are kept for this window after an event and no
   // longer; past it, only each effect's own key stands between a re-driven copy and a second effect.
   const since = sentAt(msg);
-  if (since !== undefined && Date.now() - since.getTime() > ctx.windowMs)
+  if (!ctx.options.pastWindow && since !== undefined && Date.now() - since.getTime() > ctx.windowMs)
     return keep(
       `sent ${since.toISOString()}, longer ago than DLQ_REDRIVE_WINDOW_MS (${ctx.windowMs} ms): its ` +
-        "consumer's record of having applied it may be pruned already; not moved (inspect it with dlq show)",
+        "consumer's record of having applied it may be pruned already; not moved (inspect it with dlq show; " +
+        '--past-window moves it, trusting the effect keys alone)',
     );
   // Only a copy that would be sent back itself counts as a duplicate: one kept for any reason above
   // stays kept, whatever became of its twin.

@@ -16,6 +16,7 @@ interface DlqFlags {
   queue?: string;
   limit?: number;
   dryRun?: boolean;
+  pastWindow?: boolean;
 }
 
 interface DropFlags {
@@ -90,6 +91,11 @@ export const registerDlq: RegisterCommand = (program, runner) => {
     .option('--queue <name>', QUEUE_HELP)
     .option('--limit <n>', 'at most this many messages (default: all there are when it starts)', positiveInt)
     .option('--dry-run', 'list what would be moved, move nothing')
+    .option(
+      '--past-window',
+      "also move those sent longer ago than DLQ_REDRIVE_WINDOW_MS, trusting each effect's own key " +
+        '(README "Retention") where the dedupe record may be gone',
+    )
     .action((flags: DlqFlags, command: Command) =>
       runner.run(
         command,
@@ -100,6 +106,7 @@ export const registerDlq: RegisterCommand = (program, runner) => {
               ...(flags.queue ? { queue: flags.queue } : {}),
               ...(flags.limit ? { limit: flags.limit } : {}),
               dryRun: flags.dryRun ?? false,
+              pastWindow: flags.pastWindow ?? false,
             },
           ),
         messageSummary,

@@ -336,6 +336,18 @@ test('redrive keeps a dead letter older than DLQ_REDRIVE_WINDOW_MS: its dedupe r
   expect(await counts()).toEqual({ queue: 1, dlq: 0 });
 });
 
+test('redrive --past-window moves one older than DLQ_REDRIVE_WINDOW_MS too: the operator trusts the effect keys', async () => {
+  const [event] = await deadLetter(1);
+  await new Promise((resolve) => setTimeout(resolve, 1100));
+  const old = { ...deps(), config: { ...config, DLQ_REDRIVE_WINDOW_MS: 0 } };
+  const dryRun = await redriveDeadLetters(old, { pastWindow: true, dryRun: true });
+  expect(dryRun.items.map((i) => [i.id, i.outcome])).toEqual([[event!.id, 'would-redrive']]);
+  await waitFor(async () => (await counts()).dlq === 1, { what: 'the dead letter handed back' });
+  const redriven = await redriveDeadLetters(old, { pastWindow: true });
+  expect(redriven.items.map((i) => [i.id, i.outcome])).toEqual([[event!.id, 'redriven']]);
+  expect(await counts()).toEqual({ queue: 1, dlq: 0 });
+});
+
 test('a consumer whose DLQ was deleted keeps the message, declares the DLQ again, and dead-letters it there', async () => {
   const { amqp, consumer } = refusingConsumer('test-ops-dlq-gone', () => 50);
   await consumer.start();

@@ -27,8 +27,9 @@
  * redrive` is). Idempotent: run it again after a failure. The dead letters are scrubbed before the
  * database is erased, because finding them needs the addresses the database still holds: a run that
  * fails in the dead-letter step has erased nothing yet, and the next run finds every address again
- * (the database part is matched by customer id). `--dry-run` says what would be erased and scrubbed
- * and changes nothing.
+ * (the database part is matched by customer id). A run after a whole erasure (for dead letters that
+ * came since) takes the addresses from the customer's own dead-lettered events instead, for every
+ * message of their DLQ. `--dry-run` says what would be erased and scrubbed and changes nothing.
  */
 import type { Client } from '@temporalio/client';
 import type { ConfirmChannel, GetMessage, Options } from 'amqplib';
@@ -176,47 +177,57 @@ async function scrubDeadLetters(
 ): Promise<ItemResult[]> {
   const scrubs: ItemResult[] = [];
   await eachDeadLetterQueue({ ...deps, progress: noProgress }, {}, async ({ channel, dlq, reader, take }) => {
-    const kept: GetMessage[] = [];
+    const held: GetMessage[] = [];
+    const replaced = new Set<GetMessage>();
     let scrubbed = 0;
     let otherCustomers = 0;
     try {
       for (let n = 0; n < take; n++) {
         const msg = await channel.get(dlq, { noAck: false });
         if (!msg) break;
-        const named = otherOrderNamed(msg.content, footprint);
+        held.push(msg);
+      }
+      // The addresses the customer's own events here carry count as theirs for every message of the
+      // DLQ: a run after an earlier erasure finds none in the database, which nulled them.
+      const known = {
+        ...footprint,
+        emails: [...new Set([...footprint.emails, ...carriedAddresses(held, customerId, footprint)])],
+      };
+      for (const msg of held) {
+        const named = otherOrderNamed(msg.content, known);
         if (named !== undefined) {
           const owner = await orderOwner(deps.pool, named);
           if (
             owner !== undefined &&
             owner.customerId !== customerId &&
-            onlyTheirs(msg.content, owner, customerId, footprint)
+            onlyTheirs(msg.content, owner, customerId, known)
           ) {
-            kept.push(msg);
             otherCustomers++;
             continue;
           }
         }
         const sender = originalSender(msg, reader);
-        const copy = scrubbedCopy(msg, customerId, footprint, {
+        const copy = scrubbedCopy(msg, customerId, known, {
           userId: sender !== undefined && trusted?.includes(sender) ? operator : undefined,
         });
-        if (!copy || dryRun) {
-          kept.push(msg);
-          if (copy) scrubbed++; // would be
-          continue;
-        }
+        if (!copy) continue;
+        scrubbed++; // or would be, in a dry run
+        if (dryRun) continue;
         await publishConfirmed(channel, dlq, copy.content, copy.options);
         channel.ack(msg);
-        scrubbed++;
+        replaced.add(msg);
       }
     } finally {
-      giveBack(channel, kept);
+      giveBack(
+        channel,
+        held.filter((msg) => !replaced.has(msg)),
+      );
     }
     scrubs.push({
       id: dlq,
       ok: true,
       outcome: dryRun ? 'would-scrub' : 'scrubbed',
-      details: { scrubbed, untouched: kept.length - (dryRun ? scrubbed : 0), otherCustomers },
+      details: { scrubbed, untouched: held.length - scrubbed, otherCustomers },
     });
   });
   return scrubs;
@@ -232,6 +243,27 @@ async function runningOrderWorkflows(client: Client, customerId: string): Promis
   const query = `ExecutionStatus = "Running" AND ${SEARCH_ATTRIBUTES.CustomerId.name} = "${customerId}"`;
   const runs = await listRuns(client, query, { types: [WORKFLOW_TYPE, SETTLE_WORKFLOW_TYPE] });
   return [...new Set(runs.map((run) => run.orderId))];
+}
+
+/** The addresses events in `messages` carry for the customer: naming them, or an order of theirs. */
+function carriedAddresses(
+  messages: readonly GetMessage[],
+  customerId: string,
+  footprint: Pick<CustomerFootprint, 'orderIds'>,
+): string[] {
+  return messages.flatMap((msg) => {
+    let event: { orderId?: unknown; data?: { customerId?: unknown; email?: unknown } } | null;
+    try {
+      event = JSON.parse(msg.content.toString('utf8')) as typeof event;
+    } catch {
+      return [];
+    }
+    const email = event?.data?.email;
+    const theirs =
+      event?.data?.customerId === customerId ||
+      footprint.orderIds.includes(String(event?.orderId).toLowerCase());
+    return theirs && typeof email === 'string' && email !== '' ? [email] : [];
+  });
 }
 
 /** The order an event in `content` names, when it is not one of the customer's (an id, not checked). */

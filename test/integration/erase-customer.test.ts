@@ -469,6 +469,26 @@ describe('erase-customer', () => {
     ]);
   });
 
+  test('a second run, after the first nulled the addresses, still finds the address in dead letters that came since', async () => {
+    const sku = await createProduct(db.pool, { stock: 10 });
+    const customer = `C-AGAIN-${shortId()}`;
+    const address = `again-${shortId()}@example.com`;
+    const id = await place(customer, address, sku);
+    await transitionOrder(db.pool, id, 'CANCELLED', { reason: 'test' });
+    const placed = (await outboxPayloads(id))[0]!.payload;
+    const first = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
+    expect(first.items[0]).toMatchObject({ outcome: 'erased' });
+    // Dead-lettered after it (a consumer that was still retrying them): the order's event, as it was
+    // published, and a malformed body that names only the address.
+    await deadLetter(JSON.stringify(placed), placed.id, 'analytics gave up');
+    await deadLetter(`bounce for ${address} (broken`, `malformed-${shortId()}`, 'body is not JSON');
+
+    const again = await eraseCustomer({ pool: db.pool, connection, client, config, logger }, customer);
+
+    expect(again.ok).toBe(true);
+    for (const msg of await drainDlq()) expect(msg.content.toString()).not.toContain(address);
+  });
+
   test('an id with no orders but named by dead letters has those scrubbed (exit 0), and nothing else changes', async () => {
     // An event of an order this database never had (another deployment's, or forged), naming them.
     const customer = `C-GHOST-${shortId()}`;

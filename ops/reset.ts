@@ -119,8 +119,15 @@ async function resetOne(
     details: { workflowId: run.workflowId, ...details },
   });
   try {
-    if ('query' in options.selection && !(await findOrder(pool, run.orderId))) return notOurs(run);
+    // Described first, at once: two operators resetting one stuck run both see that run, and the
+    // second then refuses under the row lock (a database read first could queue behind the first
+    // reset's lock for a pool connection, and then find its new run stuck too, and reset that).
     const current = await client.workflow.getHandle(run.workflowId).describe();
+    // Whatever state its run is in, a run of an order this database does not have is not ours.
+    if (!(await findOrder(pool, run.orderId)))
+      return 'query' in options.selection
+        ? notOurs(run)
+        : { ...refuse(noSuchOrder(run.orderId)), outcome: 'not-found' };
     const status = current.status.name;
     const base = { runId: current.runId, status };
     if (current.type === SETTLE_WORKFLOW_TYPE)

@@ -326,7 +326,7 @@ test('a reset the server applies after the command stopped waiting: the row stay
   expect(item.details!.newRunId).not.toBe(before.runId);
 });
 
-test('refuses a run whose order this database does not know (another system sharing the namespace), dry run too', async () => {
+test('refuses a run whose order this database does not know (another system sharing the namespace), dry run too, before looking at the run (a closed one is not advised --closed)', async () => {
   const orderId = randomUUID(); // a workflow order-<id> with no such order here
   const workflowId = orderWorkflowId(orderId);
   await client.workflow.start('opsResetSaga', { workflowId, taskQueue, args: [1] });
@@ -336,10 +336,19 @@ test('refuses a run whose order this database does not know (another system shar
   for (const dryRun of [true, false]) {
     const result = await resetOrders(deps(), { selection: { orderIds: [orderId] }, reason: REASON, dryRun });
     expect(result.items).toMatchObject([
-      { ok: false, outcome: 'refused', reason: expect.stringMatching(/no order .* in this database/) },
+      { ok: false, outcome: 'not-found', reason: expect.stringMatching(/no order .* in this database/) },
     ]);
   }
   expect((await client.workflow.getHandle(workflowId).describe()).runId).toBe(stuckRunId); // not reset
+  // Closed too: still not ours, not "pass --closed".
+  await client.workflow.getHandle(workflowId).terminate('test: the other system closed it');
+  const closed = await resetOrders(deps(), {
+    selection: { orderIds: [orderId] },
+    reason: REASON,
+    dryRun: true,
+  });
+  expect(closed.items).toMatchObject([{ ok: false, outcome: 'not-found' }]);
+  expect(closed.items[0]!.reason).not.toMatch(/--closed/);
 });
 
 test('--query leaves alone an order saga whose order this database does not have, and says so when no run it matched is ours', async () => {

@@ -34,10 +34,14 @@ const messageSummary = (item: ItemResult) =>
     'orderId',
     'routingKey',
     'attempts',
+    'publishedAt',
     'deadLetteredAt',
     'reason',
     'originalQueue',
   ]);
+
+/** `dlq show` adds the body (its first 2000 characters), which redrive and drop refer to. */
+const shownMessage = (item: ItemResult) => `${messageSummary(item)} ${pairs(item.details, ['body'])}`.trim();
 
 export const registerDlq: RegisterCommand = (program, runner) => {
   const dlq = program
@@ -77,7 +81,7 @@ export const registerDlq: RegisterCommand = (program, runner) => {
               ...(flags.limit ? { limit: flags.limit } : {}),
             },
           ),
-        messageSummary,
+        shownMessage,
       ),
     );
 

@@ -15,7 +15,7 @@ import { runCli } from '../../cli/program.js';
 import { DEAD_LETTER_HEADERS } from '../../lib/amqp/consumer.js';
 import { assertConsumerQueue, dlqName } from '../../lib/amqp/topology.js';
 import type { CommandResult } from '../../ops/result.js';
-import { openObserver, shortId, testConfig, type Observer } from '../helpers/amqp.js';
+import { openObserver, shortId, testConfig, waitFor, type Observer } from '../helpers/amqp.js';
 
 const REPO = fileURLToPath(new URL('../../', import.meta.url));
 const id = shortId();
@@ -110,6 +110,14 @@ test('as a process: exit 0 and the CommandResult alone on stdout with --json', a
     ],
   });
   expect(await observer.messageCount(dlqName(config.BRIDGE_QUEUE))).toBe(1);
+});
+
+test('dlq show prints each message with its body, which redrive and drop refer to', async () => {
+  await waitFor(async () => (await observer.messageCount(dlqName(config.BRIDGE_QUEUE))) === 1);
+  const shown = await orders('dlq', 'show');
+  expect(shown.code, shown.stderr).toBe(0);
+  expect(shown.stdout).toContain(`${messageId}  dead-lettered`);
+  expect(shown.stdout).toContain('body={not json');
 });
 
 test('exit 1 when an item is refused or failed, with its reason in the JSON', async () => {

@@ -379,6 +379,10 @@ export function originalSender(
   if (reader !== undefined && copiedBy === reader) {
     if (typeof recorded === 'string' && recorded !== '') return recorded;
     if (Buffer.isBuffer(recorded) && recorded.length > 0) return recorded.toString('utf8');
+    // The reader's own copy (it wrote why it dead-lettered it) records a sender whenever the original
+    // had one: none recorded, none there was. Not the reader itself, which in a deployment of one
+    // shared login is also the trusted publisher: a forged message would pass for the outbox's.
+    if (msg.properties.headers?.[DEAD_LETTER_HEADERS.reason] !== undefined) return undefined;
   }
   return copiedBy;
 }

@@ -35,6 +35,15 @@ describe('a dead letter’s sender', () => {
     expect(originalSender(message(READER, ''), READER)).toBe(READER);
   });
 
+  test('is nobody on the reader’s own copy that recorded no sender: the original had none', () => {
+    // An acceptance run saw such a message refused as sent by acme-loyalty; with one shared login
+    // (the reader also the trusted publisher), a forged message would have passed for the outbox's.
+    const copy = {
+      properties: { userId: READER, headers: { [DEAD_LETTER_HEADERS.reason]: 'PoisonMessageError: …' } },
+    } as unknown as Pick<GetMessage, 'properties'>;
+    expect(originalSender(copy, READER)).toBeUndefined();
+  });
+
   test('believes no record when the queue’s reader is not known', () => {
     expect(originalSender(message(READER, 'acme-outbox'), undefined)).toBe(READER);
   });

@@ -77,6 +77,28 @@ async function sagaWith<G extends PaymentGateway>(
   return { config, gateway, worker, sku, order };
 }
 
+/**
+ * A cancel asked while the gated charge attempt is in flight, which then fails as the gateway
+ * decides (a decline): the cancel is answered "too late", the order having ended PAYMENT_FAILED.
+ */
+async function expectCancelDuringChargeTooLate(
+  handle: WorkflowHandle,
+  gateway: ReturnType<typeof gatedFailingGateway>,
+): Promise<void> {
+  await gateway.entered;
+  const answer = handle
+    .executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] })
+    .catch((err: unknown) => err);
+  await waitFor(async () => (await handle.query(statusQuery)).cancelRequested, { what: 'the cancel' });
+  gateway.open();
+  const refused = await answer;
+  expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
+  expect((refused as WorkflowUpdateFailedError).cause).toMatchObject({
+    type: 'CancelRejected',
+    message: 'too late: the order ended PAYMENT_FAILED before the cancel took effect',
+  });
+}
+
 /** The order ended CANCELLED, its stock (5, 2 reserved) back, and its events say so in order. */
 async function expectCancelledWithStockBack(orderId: string, sku: string): Promise<void> {
   expect(await orderStatus(db.pool, orderId)).toBe('CANCELLED');
@@ -176,19 +198,7 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
     await worker.runUntil(async () => {
       await startOrderSaga(client, sagaInput(order), config.TEMPORAL_TASK_QUEUE);
       const handle = client.workflow.getHandle(orderWorkflowId(order.orderId));
-      await gateway.entered;
-      const answer = handle
-        .executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] })
-        .catch((err: unknown) => err);
-      await waitFor(async () => (await handle.query(statusQuery)).cancelRequested, { what: 'the cancel' });
-      gateway.open();
-
-      const refused = await answer;
-      expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
-      expect((refused as WorkflowUpdateFailedError).cause).toMatchObject({
-        type: 'CancelRejected',
-        message: 'too late: the order ended PAYMENT_FAILED before the cancel took effect',
-      });
+      await expectCancelDuringChargeTooLate(handle, gateway);
       expect(await handle.result()).toMatchObject({ status: 'PAYMENT_FAILED' });
       await saveHistoryIfRecording('cancel-then-declined', handle);
     });
@@ -221,20 +231,8 @@ describe('a charge attempt in flight that fails after the saga decided', () => {
     await worker.runUntil(async () => {
       await startOrderSaga(client, sagaInput(order), config.TEMPORAL_TASK_QUEUE);
       const handle = client.workflow.getHandle(orderWorkflowId(order.orderId));
-      await gateway.entered;
-      const answer = handle
-        .executeUpdate(cancelUpdate, { args: [{ reason: 'changed my mind' }] })
-        .catch((err: unknown) => err);
-      await waitFor(async () => (await handle.query(statusQuery)).cancelRequested, { what: 'the cancel' });
-      gateway.open();
-
       // The order ended PAYMENT_FAILED: the cancel was never going to happen, whatever failed after.
-      const refused = await answer;
-      expect(refused).toBeInstanceOf(WorkflowUpdateFailedError);
-      expect((refused as WorkflowUpdateFailedError).cause).toMatchObject({
-        type: 'CancelRejected',
-        message: 'too late: the order ended PAYMENT_FAILED before the cancel took effect',
-      });
+      await expectCancelDuringChargeTooLate(handle, gateway);
       // The run still fails, naming the compensation, for an operator.
       const failed = await handle.result().catch((err: unknown) => err);
       expect(failed).toBeInstanceOf(WorkflowFailedError);

@@ -20,7 +20,7 @@ import { recordCancelReason, recordCancelRequest } from '../../db/orders.js';
 import { cancelWording } from '../../domain/cancel.js';
 import { createProduct } from '../helpers/db.js';
 import { GatewayUnavailableError } from '../../activities/payment-gateway.js';
-import { downGateway, ledgerGateway } from './fixtures/gateways.js';
+import { downGateway, downRecordingCancel, ledgerGateway } from './fixtures/gateways.js';
 import {
   captureThenLoseCompletion,
   createSagaHarness,
@@ -75,6 +75,12 @@ async function cancelWhileFailPaymentDecides(
   });
   held.release();
   return update.result().catch((err: unknown) => err);
+}
+
+/** The customer's cancel recorded on the order as the API records it (request, then its code), the saga not told. */
+async function recordCancel(orderId: string): Promise<void> {
+  await recordCancelRequest(h.db.pool, orderId);
+  await recordCancelReason(h.db.pool, orderId, { code: 'changed_mind', note: 'x', confirmed: false });
 }
 
 function eventTimeMs(event: temporal.api.history.v1.IHistoryEvent): number {
@@ -363,20 +369,7 @@ describe('cancel', () => {
     // the deadline is shorter than the 1 s backoff before the first retry.
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
-    const ledger = ledgerGateway();
-    const gateway = {
-      ...ledger,
-      charge: async () => {
-        ledger.calls.charge.push('attempt');
-        await recordCancelRequest(h.db.pool, order.orderId);
-        await recordCancelReason(h.db.pool, order.orderId, {
-          code: 'changed_mind',
-          note: 'x',
-          confirmed: false,
-        });
-        throw new GatewayUnavailableError('simulated: the gateway is down');
-      },
-    };
+    const gateway = downRecordingCancel(() => recordCancel(order.orderId));
     const worker = await h.worker({ gateway });
 
     await worker.runUntil(async () => {
@@ -390,7 +383,7 @@ describe('cancel', () => {
       expect(description.typedSearchAttributes.get(SEARCH_ATTRIBUTES.OrderStatus)).toBe('CANCELLED');
     });
 
-    expect(ledger.calls.charge).toEqual(['attempt']);
+    expect(gateway.calls.charge).toEqual(['attempt']);
     expect(await paymentStatus(h.db.pool, order.orderId)).toBeUndefined();
     await expectCancelledWithStockBack(order.orderId, sku);
   });
@@ -401,13 +394,7 @@ describe('cancel', () => {
     // so, not "too late" (the saga's step is already COMPENSATING when the update arrives).
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
-    const gateway = {
-      ...ledgerGateway(),
-      charge: async () => {
-        await recordCancelRequest(h.db.pool, order.orderId); // the API's first step
-        throw new GatewayUnavailableError('simulated: the gateway is down');
-      },
-    };
+    const gateway = downRecordingCancel(() => recordCancelRequest(h.db.pool, order.orderId)); // the API's first step
     const held = holdFailPayment(h, gateway);
     const worker = await h.worker({ gateway, activityOverrides: held.activityOverrides });
 
@@ -594,18 +581,7 @@ describe('cancel', () => {
   test("a workflow cancel while the deadline's failPayment yields to a recorded cancel: cancelled in that cancel's words", async () => {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 2 }] });
-    const gateway = {
-      ...ledgerGateway(),
-      charge: async () => {
-        await recordCancelRequest(h.db.pool, order.orderId);
-        await recordCancelReason(h.db.pool, order.orderId, {
-          code: 'changed_mind',
-          note: 'x',
-          confirmed: false,
-        });
-        throw new GatewayUnavailableError('simulated: the gateway is down');
-      },
-    };
+    const gateway = downRecordingCancel(() => recordCancel(order.orderId));
     const held = holdFailPayment(h, gateway);
     const worker = await h.worker({ gateway, activityOverrides: held.activityOverrides });
 

@@ -52,7 +52,7 @@ import { recordCancelRequest } from '../../db/orders.js';
 import { PATCHES } from '../../workflows/order-saga.js';
 import { cancelUpdate, statusQuery } from '../../workflows/contract.js';
 import { createProduct } from '../helpers/db.js';
-import { downGateway, ledgerGateway } from './fixtures/gateways.js';
+import { downGateway, downRecordingCancel, ledgerGateway } from './fixtures/gateways.js';
 import {
   captureThenLoseCompletion,
   createSagaHarness,
@@ -69,17 +69,6 @@ const HISTORIES_DIR = fileURLToPath(new URL('./histories/', import.meta.url));
 const RECORD_ONLY = process.env.RECORD_HISTORIES;
 const RECORD = RECORD_ONLY !== undefined && RECORD_ONLY !== '';
 const recording = (name: string) => RECORD_ONLY === '1' || (RECORD_ONLY ?? '').split(',').includes(name);
-
-/** A gateway that is down, whose every charge attempt first records the customer's cancel on the order. */
-function downGatewayRecordingCancel(h: SagaHarness, orderId: string) {
-  const gateway = downGateway();
-  const charge = gateway.charge.bind(gateway);
-  gateway.charge = async (request, signal) => {
-    await recordCancelRequest(h.db.pool, orderId);
-    return charge(request, signal);
-  };
-  return gateway;
-}
 
 /** Each scenario drives one saga to its end; the file name says which branch its history covers. */
 const SCENARIOS: Record<string, (h: SagaHarness) => Promise<string>> = {
@@ -149,7 +138,7 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<string>> = {
   async 'deadline-yields-to-recorded-cancel'(h) {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
-    const gateway = downGatewayRecordingCancel(h, order.orderId);
+    const gateway = downRecordingCancel(() => recordCancelRequest(h.db.pool, order.orderId));
     const worker = await h.worker({ gateway });
     return worker.runUntil(async () => {
       const handle = await h.start(worker, sagaInput(order, 500)); // the retry comes after the deadline
@@ -165,7 +154,7 @@ const SCENARIOS: Record<string, (h: SagaHarness) => Promise<string>> = {
   async 'cancel-asked-while-deadline-decides'(h) {
     const sku = await createProduct(h.db.pool, { stock: 5 });
     const order = await createOrder(h.db.pool, { items: [{ sku, qty: 1 }] });
-    const gateway = downGatewayRecordingCancel(h, order.orderId);
+    const gateway = downRecordingCancel(() => recordCancelRequest(h.db.pool, order.orderId));
     const held = holdFailPayment(h, gateway);
     const worker = await h.worker({ gateway, activityOverrides: held.activityOverrides });
     return worker.runUntil(async () => {

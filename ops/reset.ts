@@ -124,7 +124,8 @@ async function resetOne(
     // reset's lock for a pool connection, and then find its new run stuck too, and reset that).
     const current = await client.workflow.getHandle(run.workflowId).describe();
     // Whatever state its run is in, a run of an order this database does not have is not ours.
-    if (!(await findOrder(pool, run.orderId)))
+    const found = await findOrder(pool, run.orderId);
+    if (!found)
       return 'query' in options.selection
         ? notOurs(run)
         : { ...refuse(noSuchOrder(run.orderId)), outcome: 'not-found' };
@@ -175,12 +176,10 @@ async function resetOne(
     };
     const executionRun = typeof current.memo?.run === 'number' ? current.memo.run : 1;
     if (options.dryRun) {
-      // The real reset's check under the lock, made here without one: what it would refuse.
-      const order = await findOrder(pool, run.orderId);
-      if (!order) return refuse(noSuchOrder(run.orderId), base);
-      if (order.run !== executionRun)
-        return refuse(movedOn(order.run, executionRun), { ...base, orderRun: order.run, executionRun });
-      return { id: run.orderId, ok: true, outcome: 'would-reset', ...whatAResetOfItDoes(order), details };
+      // The real reset's check under the lock, made on the row read above: what it would refuse.
+      if (found.run !== executionRun)
+        return refuse(movedOn(found.run, executionRun), { ...base, orderRun: found.run, executionRun });
+      return { id: run.orderId, ok: true, outcome: 'would-reset', ...whatAResetOfItDoes(found), details };
     }
     let lockedOrder: ResetFacts | undefined;
 
